@@ -1,0 +1,26 @@
+"""User-facing errors and the common ``main()`` wrapper of every command-line tool."""
+
+import logging
+import sys
+
+
+class UserError(Exception):
+    """A problem with what the user gave us: printed as ``error: <message>``, exit status 2."""
+
+
+def run_cli(main, argv=None):
+    """Run ``main(argv)`` and turn user errors into one line on stderr and a non-zero exit.
+
+    Returns the process exit status: ``main``'s own (0 when it returns None), 2 for a
+    :class:`UserError`, 130 for Ctrl-C. Anything else is a bug and keeps its traceback.
+    """
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s", stream=sys.stderr)
+    try:
+        status = main(argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0 if status is None else int(status)

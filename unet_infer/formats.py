@@ -1,0 +1,129 @@
+"""The files that pass between stages, written and read in this one place.
+
+- Preprocessed image: raw float32 CHW RGB in [0, 1], ``<stem>.bin``, 3*S*S*4 bytes (S = 572).
+- Model output: raw float32 logits, C x S x S per image (C = 1, or 2 for milesial master
+  checkpoints), ``<stem>_0.bin`` as the runner writes it, ``<stem>.bin`` after json_parse.
+- Every file is written atomically: a temporary name in the same folder, then a rename, so a
+  killed run never leaves a half-written file that a later stage would take as whole.
+"""
+
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UserError
+
+DEFAULT_SIZE = 572
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+INPUT_SUFFIXES = (".bin", ".npy")
+
+
+def natural_key(name):
+    """Sort key that orders ``img2`` before ``img10`` (ais_bench reads inputs in this order)."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(name))]
+
+
+def natural_sorted(names):
+    return sorted(names, key=natural_key)
+
+
+def input_nbytes(size=DEFAULT_SIZE, channels=3):
+    """Bytes of one preprocessed image."""
+    return channels * size * size * 4
+
+
+def output_nbytes(size=DEFAULT_SIZE, classes=1):
+    """Bytes of one model output."""
+    return classes * size * size * 4
+
+
+def _default_mode():
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary file name beside ``path``; renamed to ``path`` on success, removed on failure."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, _default_mode())
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_bytes(path, data):
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+
+def atomic_write_text(path, text):
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_bin(path, array):
+    """Write ``array`` as raw little-endian float32 (``ndarray.tofile`` layout), atomically."""
+    arr = np.ascontiguousarray(array, dtype="<f4")
+    atomic_write_bytes(path, arr.tobytes())
+
+
+def read_bin(path, shape=None, expected_bytes=None):
+    """Read a raw float32 file; check its size first and name the file when it is wrong."""
+    path = Path(path)
+    try:
+        nbytes = path.stat().st_size
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    if expected_bytes is not None and nbytes != expected_bytes:
+        raise UserError(f"{path}: {nbytes} bytes, expected {expected_bytes}")
+    if nbytes % 4:
+        raise UserError(f"{path}: {nbytes} bytes is not a whole number of float32 values")
+    arr = np.fromfile(path, dtype="<f4")
+    if shape is not None:
+        arr = arr.reshape(shape)
+    return arr
+
+
+def read_array(path):
+    """Read a runner input: ``.npy`` keeps its dtype and shape, anything else is raw float32."""
+    path = Path(path)
+    if path.suffix.lower() == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise UserError(f"{path}: not a readable .npy file ({exc})") from None
+    return read_bin(path)
+
+
+def list_files(folder, suffixes, what="input"):
+    """Files in ``folder`` (not recursive) whose suffix is in ``suffixes``, natural order."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: {what} folder not found")
+    return [p for p in natural_sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in suffixes]
+
+
+def inside(folder, name):
+    """``folder/name`` if it stays inside ``folder`` (no ``..``, no absolute path, no link out), else None."""
+    folder = Path(folder).resolve()
+    if not name or os.path.isabs(name) or Path(name).name != name or name in (".", ".."):
+        return None
+    candidate = folder / name
+    try:
+        if candidate.resolve().parent != folder:
+            return None
+    except OSError:
+        return None
+    return candidate
