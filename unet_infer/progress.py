@@ -64,13 +64,16 @@ class _PlainProgress:
         self.n += n
         now = time.monotonic()
         if now - self._last >= self.interval:
-            self._last = now
-            print(self._line(), file=self.stream, flush=True)
+            self._print()
+
+    def _print(self):
+        self._last = time.monotonic()
+        self._printed = self.n
+        print(self._line(), file=self.stream, flush=True)
 
     def close(self):
-        if self.n and self.n != getattr(self, "_closed_at", None):
-            self._closed_at = self.n
-            print(self._line(), file=self.stream, flush=True)
+        if self.n and self.n != getattr(self, "_printed", None):
+            self._print()
 
 
 class _Silent(_PlainProgress):
