@@ -30,6 +30,7 @@ class Backend:
         self.inputs = []
         self.output_names = []
         self.batchsize = 1
+        self.precision = "fp32"  # what the model computes in, as the summary reports it
 
     @staticmethod
     def has_gpu():
@@ -51,6 +52,10 @@ class Backend:
     @property
     def input_nbytes(self):
         return self.inputs[0].nbytes
+
+    def device_name(self, device):
+        """The device a run used, for the machine description: "cpu" or "cuda:N"."""
+        return "cpu"
 
     def upload(self, *arrays):
         """Host arrays -> what ``run`` takes (timed as H2D)."""

@@ -26,8 +26,11 @@ DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(do
           "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
 
 
-def read_metadata(path):
-    """The metadata_props of an ONNX file (weights not loaded); a missing or foreign file is a UserError."""
+QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}
+
+
+def inspect_model(path):
+    """(metadata_props, whether the graph is quantised) of an ONNX file, weights not loaded."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: model not found")
@@ -35,7 +38,9 @@ def read_metadata(path):
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, OSError) as exc:
         raise UserError(f"{path}: not an ONNX model ({_first_line(exc)})") from None
-    return {p.key: p.value for p in model.metadata_props}
+    quantized = any(node.op_type in QUANTIZED_OPS for node in model.graph.node)
+    return {p.key: p.value for p in model.metadata_props}, quantized
+
 
 
 def session_options(threads, optimize=True):
@@ -82,7 +87,9 @@ class OnnxRuntimeBackend(Backend):
         if precision != "fp32":
             raise UserError(f"--precision {precision}: the onnxruntime backend runs the model in its own "
                             f"precision; use the torch backend (a .pth model) for fp16/bf16")
-        optimized = read_metadata(model_path).get(OPTIMIZED_KEY) == "1"
+        metadata, quantized = inspect_model(model_path)
+        optimized = metadata.get(OPTIMIZED_KEY) == "1"
+        self.precision = "int8" if quantized else "fp32"
         gpu = [p for p in GPU_PROVIDERS if p in ort.get_available_providers()]
         providers = [(p, {"device_id": device}) for p in gpu] + ["CPUExecutionProvider"]
         try:

@@ -49,6 +49,7 @@ class TorchBackend(Backend):
             if threads:
                 torch.set_num_threads(threads)
         self.dtype = DTYPES[precision]
+        self.precision = precision
         self.model = fold_batchnorm(model).to(self.device, self.dtype, memory_format=torch.channels_last)
         self.batchsize = resolve_batchsize(None, batchsize, model_path)
         self.inputs = [TensorSpec("actual_input_1", (self.batchsize, layout.n_channels, size, size),
@@ -56,6 +57,9 @@ class TorchBackend(Backend):
         self.output_names = ["output1"]
         log.info("torch %s on %s, %s, %s threads, %s", torch.__version__, self.device, precision,
                  torch.get_num_threads(), layout.describe())
+
+    def device_name(self, device):
+        return str(self.device)
 
     def _sync(self):
         if self.device.type == "cuda":

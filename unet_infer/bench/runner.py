@@ -25,6 +25,7 @@ from ..backends import backend_for_model, get_backend
 from ..errors import UserError
 from ..formats import DEFAULT_SIZE, INPUT_SUFFIXES, atomic_write_bytes, inside, list_files, read_array
 from ..progress import progress, set_quiet
+from ..machine import describe_machine
 from ..summary import build_summary, performance_lines, write_summary
 from .batching import OUTFMT_SUFFIX, first_clash, files_per_batch, output_name, plan_batches
 
@@ -326,7 +327,9 @@ def bench(args, backend_cls, device, out_dir=None, summary_path=None):
     finally:
         backend.close()
     summary = build_summary(filesinfo, vars(args), timings.compute, timings.h2d, timings.d2h, backend.batchsize,
-                            os.getpid(), extra={"backend": backend.name, "file_read_ms": timings.read_ms,
+                            os.getpid(), extra={"backend": backend.name, "precision": backend.precision,
+                                                "machine": describe_machine(backend.device_name(device)),
+                                                "file_read_ms": timings.read_ms,
                                                 "file_write_ms": timings.write_ms})
     if summary_path:
         write_summary(summary_path, summary)
