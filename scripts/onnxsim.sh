@@ -41,20 +41,25 @@ log="$dst.log"
 trap 'rm -f -- "$tmp"' EXIT
 
 echo "[INFO] onnxsim: $src -> $dst (test shape 1,3,$size,$size; log in $log)"
-if ! "$PYTHON" -m onnxsim "$src" "$tmp" --test-input-shape "1,3,$size,$size" >"$log" 2>&1; then
+if ! "$PYTHON" -m onnxsim "$src" "$tmp" --test-input-shape "1,3,$size,$size" \
+        --external-data-threshold 2GB >"$log" 2>&1; then
     echo "error: onnxsim failed on $src (see $log):" >&2
     tail -n 5 "$log" >&2
     exit 1
 fi
 
-# The simplified model must load, keep the dynamic batch axis and keep the input/output names.
+# The simplified model must be one self-contained file (onnxsim saves models over its threshold,
+# 100 MB by default, with their weights beside them), load, keep the dynamic batch axis and keep
+# the input/output names.
 "$PYTHON" - "$tmp" "$src" <<'PY'
 import sys
 import onnx
 
 simplified, source = sys.argv[1], sys.argv[2]
 try:
-    model = onnx.load(simplified)
+    model = onnx.load(simplified, load_external_data=False)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        sys.exit(f"error: onnxsim wrote the weights of {source} to a separate file; expected one .onnx file")
     onnx.checker.check_model(model)
 except Exception as exc:  # noqa: BLE001 - any failure here means onnxsim produced no usable model
     sys.exit(f"error: onnxsim output for {source} is not a valid ONNX model: {exc}")
