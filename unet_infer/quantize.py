@@ -1,8 +1,8 @@
 """Quantise the simplified UNet to INT8 for the CPU: ONNX Runtime static quantisation, QDQ format.
 
     python3 -m unet_infer.quantize --model UNet_dynamic_sim.onnx --calib prep_bin --output UNet_int8.onnx
-    python3 -m unet_infer.quantize --model UNet_dynamic_sim.onnx --calib prep_bin --output UNet_int8.onnx \
-        --n-calib 16 --method minmax        (the defaults; --size S when the model's input size is dynamic)
+
+(the same as ``--n-calib 16 --method minmax``; add ``--size S`` when the model's input size is dynamic)
 
 The recipe, chosen by measuring on x86 with VNNI/AMX (onnxruntime's CPU provider, 2 threads):
 - activations QUInt8 (asymmetric), weights QInt8 per output channel (symmetric): the u8 x s8

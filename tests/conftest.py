@@ -1,0 +1,102 @@
+"""Shared fixtures: a tiny Carvana-like data set written by the test itself.
+
+- ``make_carvana(root, n=4, width=48, height=32)``: ``root/train/<id>_<NN>.jpg`` (smooth RGB
+  JPEGs) and ``root/train_masks/<id>_<NN>_mask.gif`` (palette GIFs, index 1 = car, an ellipse).
+- ``carvana``: ``make_carvana(tmp_path / "carvana")`` with the defaults.
+- ``smooth_rgb(width, height, seed)``, ``ellipse_mask(width, height, seed)`` and
+  ``write_mask_gif(path, mask)`` for tests that need their own files.
+"""
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+# The stage scripts live at the repository root; make them importable from any cwd.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _smooth_rgb(width, height, seed=0):
+    """A smooth random RGB image (uint8 H x W x 3): a few low-frequency waves per channel."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    channels = []
+    for _ in range(3):
+        fx, fy = rng.uniform(0.5, 3.0, 2) * 2 * np.pi
+        phase = rng.uniform(0, 2 * np.pi)
+        channels.append(0.5 + 0.5 * np.sin(fx * x / width + fy * y / height + phase))
+    return (np.stack(channels, axis=-1) * 255).round().astype(np.uint8)
+
+
+def _ellipse_mask(width, height, seed=0):
+    """A bool H x W mask: a random ellipse, like a car in the middle of the frame."""
+    rng = np.random.default_rng(seed + 1000)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float64)
+    cx, cy = rng.uniform(0.35, 0.65) * width, rng.uniform(0.35, 0.65) * height
+    rx, ry = rng.uniform(0.2, 0.4) * width, rng.uniform(0.2, 0.4) * height
+    return ((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 <= 1.0
+
+
+def _write_mask_gif(path, mask):
+    """Save a bool mask as a Carvana-style palette GIF: index 0 black, index 1 (car) white."""
+    img = Image.frombytes("P", (mask.shape[1], mask.shape[0]), np.asarray(mask, dtype=np.uint8).tobytes())
+    img.putpalette([0, 0, 0, 255, 255, 255])
+    img.save(path)
+    return Path(path)
+
+
+@dataclass
+class Carvana:
+    root: Path
+    train: Path
+    masks: Path
+    stems: list = field(default_factory=list)
+
+    def image(self, stem):
+        return self.train / f"{stem}.jpg"
+
+    def mask(self, stem):
+        return self.masks / f"{stem}_mask.gif"
+
+
+def _make_carvana(root, n=4, width=48, height=32):
+    root = Path(root)
+    data = Carvana(root, root / "train", root / "train_masks")
+    data.train.mkdir(parents=True)
+    data.masks.mkdir(parents=True)
+    for i in range(n):
+        stem = f"{i:012x}_{i % 16 + 1:02d}"
+        Image.fromarray(_smooth_rgb(width, height, seed=i)).save(data.image(stem), quality=90)
+        _write_mask_gif(data.mask(stem), _ellipse_mask(width, height, seed=i))
+        data.stems.append(stem)
+    return data
+
+
+@pytest.fixture
+def smooth_rgb():
+    return _smooth_rgb
+
+
+@pytest.fixture
+def ellipse_mask():
+    return _ellipse_mask
+
+
+@pytest.fixture
+def write_mask_gif():
+    return _write_mask_gif
+
+
+@pytest.fixture
+def make_carvana():
+    return _make_carvana
+
+
+@pytest.fixture
+def carvana(tmp_path):
+    return _make_carvana(tmp_path / "carvana")

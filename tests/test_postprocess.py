@@ -1,0 +1,246 @@
+"""Stage 6: scoring outputs against masks, end to end and piece by piece."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+import postprocess_unet_pth
+from unet_infer.errors import UserError, run_cli
+from unet_infer.formats import output_nbytes, write_bin
+from unet_infer.postprocess import (find_outputs, load_label, score_arrays, score_file, score_folder,
+                                    summarise, summary_line, write_results)
+
+S = 64
+
+
+def label_of(mask_path, size=S):
+    """The label as the definition says: palette indices, NEAREST to S x S, car == 1."""
+    return np.array(Image.open(mask_path).resize((size, size), Image.Resampling.NEAREST)) == 1
+
+
+def logits_for(mask, classes=1):
+    """Logits whose prediction is exactly ``mask``."""
+    one = np.where(mask, 4.0, -4.0).astype(np.float32)
+    return one[None] if classes == 1 else np.stack([-one, one])
+
+
+@pytest.fixture
+def outputs(carvana, tmp_path):
+    """result/bs8/<stem>.bin with perfect logits for every mask."""
+    out = tmp_path / "result" / "bs8"
+    out.mkdir(parents=True)
+    for stem in carvana.stems:
+        write_bin(out / f"{stem}.bin", logits_for(label_of(carvana.mask(stem))))
+    return out
+
+
+def run(argv):
+    return run_cli(postprocess_unet_pth.main, argv + ["--quiet", "--size", str(S)])
+
+
+def test_perfect_outputs_end_to_end(carvana, outputs, tmp_path, capsys):
+    result = tmp_path / "res" / "result.txt"
+    assert run([f"--output={outputs}", f"--label={carvana.masks}", f"--result={result}"]) == 0
+    out = capsys.readouterr().out
+    n = len(carvana.stems)
+    assert out == (f"IOU Average: 1.000000 (ModelZoo figure, images with IoU >= 0.5: 1.000000; "
+                   f"Dice 1.000000; {n} images)\n")
+    lines = result.read_text().splitlines()
+    assert lines[0] == "name IoU Dice"
+    assert lines[1:] == [f"{s} 1.000000 1.000000" for s in carvana.stems]
+    summary = json.loads(result.with_suffix(".json").read_text())
+    assert summary["n_images"] == n and summary["mean_iou"] == summary["mean_dice"] == 1.0
+    assert summary["modelzoo_iou"] == 1.0 and summary["n_below_0_5"] == 0
+    assert [r["name"] for r in summary["per_image"]] == carvana.stems
+
+
+def test_known_perturbation(carvana, outputs):
+    stem = carvana.stems[0]
+    label = label_of(carvana.mask(stem))
+    pred = label.copy()
+    background = np.flatnonzero(~label)[:50]
+    car = np.flatnonzero(label)[:30]
+    pred.flat[background] = True   # 50 false positives
+    pred.flat[car] = False         # 30 false negatives
+    write_bin(outputs / f"{stem}.bin", logits_for(pred))
+    n_label = int(label.sum())
+    both = n_label - 30
+    expected_iou = both / (n_label + 50)
+    expected_dice = 2 * both / (n_label + n_label + 50 - 30)
+    got = score_file(outputs / f"{stem}.bin", carvana.mask(stem), S)
+    assert got == pytest.approx((expected_iou, expected_dice))
+
+
+def test_two_class_outputs_and_runner_names(carvana, outputs):
+    for stem in carvana.stems[:2]:
+        (outputs / f"{stem}.bin").unlink()
+        write_bin(outputs / f"{stem}_0.bin", logits_for(label_of(carvana.mask(stem)), classes=2))
+    records = score_folder(outputs, carvana.masks, S, workers=1)
+    assert [r["name"] for r in records] == carvana.stems
+    assert all(r["iou"] == r["dice"] == 1.0 for r in records)
+
+
+def test_pool_and_single_process_agree(carvana, outputs):
+    rng = np.random.default_rng(1)
+    for stem in carvana.stems:
+        write_bin(outputs / f"{stem}.bin", rng.normal(size=(1, S, S)).astype(np.float32))
+    pooled = score_folder(outputs, carvana.masks, S, workers=2)
+    assert pooled == score_folder(outputs, carvana.masks, S, workers=1)
+
+
+def test_wrong_size_names_file_and_bytes(carvana, outputs, tmp_path, capsys):
+    bad = outputs / f"{carvana.stems[1]}.bin"
+    bad.write_bytes(b"\0" * 1000)
+    assert run([f"--output={outputs}", f"--label={carvana.masks}", f"--result={tmp_path / 'r.txt'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and str(bad) in err and "1000 bytes" in err
+    assert str(output_nbytes(S, 1)) in err and str(output_nbytes(S, 2)) in err
+    assert not (tmp_path / "r.txt").exists()
+
+
+def test_missing_mask_names_the_path(carvana, outputs, tmp_path, capsys):
+    write_bin(outputs / "nomask.bin", np.zeros((1, S, S), np.float32))
+    assert run([f"--output={outputs}", f"--label={carvana.masks}", f"--result={tmp_path / 'r.txt'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and str(carvana.masks / "nomask_mask.gif") in err
+
+
+def test_masks_of_another_size_are_resized(carvana, outputs, ellipse_mask, write_mask_gif):
+    stem = carvana.stems[0]
+    big = ellipse_mask(150, 97, seed=7)
+    write_mask_gif(carvana.mask(stem), big)
+    expected = np.array(Image.fromarray(big.astype(np.uint8)).resize((S, S), Image.Resampling.NEAREST)) == 1
+    assert np.array_equal(load_label(carvana.mask(stem), S), expected)
+    write_bin(outputs / f"{stem}.bin", logits_for(expected))
+    assert score_file(outputs / f"{stem}.bin", carvana.mask(stem), S) == (1.0, 1.0)
+    # a mask already S x S is read as it is
+    write_mask_gif(carvana.mask(stem), ellipse_mask(S, S, seed=2))
+    assert np.array_equal(load_label(carvana.mask(stem), S), ellipse_mask(S, S, seed=2))
+
+
+def test_l_and_1_masks_count_nonzero_as_car(tmp_path, ellipse_mask):
+    mask = ellipse_mask(S, S, seed=4)
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "l.png")
+    Image.fromarray(mask).save(tmp_path / "one.png")
+    assert Image.open(tmp_path / "one.png").mode == "1"
+    assert np.array_equal(load_label(tmp_path / "l.png", S), mask)
+    assert np.array_equal(load_label(tmp_path / "one.png", S), mask)
+    Image.fromarray(np.zeros((S, S, 3), np.uint8)).save(tmp_path / "rgb.png")
+    with pytest.raises(UserError, match="RGB"):
+        load_label(tmp_path / "rgb.png", S)
+
+
+def test_stray_files_skipped_empty_folder_refused(carvana, outputs, tmp_path, caplog, capsys):
+    (outputs / "notes.txt").write_text("x")
+    (outputs / "sub").mkdir()
+    with caplog.at_level(logging.WARNING):
+        assert len(find_outputs(outputs, carvana.masks, S)) == len(carvana.stems)
+    assert "notes.txt" in caplog.text
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("x")
+    assert run([f"--output={empty}", f"--label={carvana.masks}", f"--result={tmp_path / 'r.txt'}"]) == 2
+    assert capsys.readouterr().err.startswith("error:")
+    result = f"--result={tmp_path / 'r.txt'}"
+    assert run([f"--output={tmp_path / 'none'}", f"--label={carvana.masks}", result]) == 2
+    assert run([f"--output={outputs}", f"--label={tmp_path / 'none'}", result]) == 2
+    assert run([f"--output={outputs}", f"--label={carvana.masks}", f"--result={tmp_path / 'r.json'}"]) == 2
+    assert capsys.readouterr().err.count("error:") == 3
+
+
+def test_zero_suffix_kept_when_its_own_mask_exists(tmp_path, write_mask_gif, ellipse_mask):
+    out, masks = tmp_path / "out", tmp_path / "masks"
+    out.mkdir(), masks.mkdir()
+    for stem in ("img", "img_0"):
+        write_mask_gif(masks / f"{stem}_mask.gif", ellipse_mask(S, S))
+    write_bin(out / "img_0.bin", np.zeros((1, S, S), np.float32))
+    assert [name for name, _, _ in find_outputs(out, masks, S)] == ["img_0"]
+    # both <stem>.bin and <stem>_0.bin present: the _0 file is not taken for <stem>
+    (masks / "img_0_mask.gif").unlink()
+    write_bin(out / "img.bin", np.zeros((1, S, S), np.float32))
+    with pytest.raises(UserError, match="img_0_mask.gif"):
+        find_outputs(out, masks, S)
+
+
+def test_summarise_and_results_files(tmp_path):
+    records = [{"name": "img10", "iou": 0.9, "dice": 0.95}, {"name": "img2", "iou": 0.3, "dice": 0.4},
+               {"name": "img1", "iou": 0.5, "dice": 0.6}]
+    summary = summarise(records)
+    assert summary["mean_iou"] == pytest.approx(1.7 / 3)
+    assert summary["mean_dice"] == pytest.approx(1.95 / 3)
+    assert summary["modelzoo_iou"] == pytest.approx(0.7)
+    assert summary["n_below_0_5"] == 1 and summary["n_images"] == 3
+    assert summary_line(summary) == ("IOU Average: 0.566667 (ModelZoo figure, images with IoU >= 0.5: "
+                                     "0.700000; Dice 0.650000; 3 images)")
+    write_results(records, tmp_path / "result.txt")
+    assert (tmp_path / "result.txt").read_text() == (
+        "name IoU Dice\nimg10 0.900000 0.950000\nimg2 0.300000 0.400000\nimg1 0.500000 0.600000\n")
+    assert json.loads((tmp_path / "result.json").read_text()) == summary
+    low = summarise([{"name": "a", "iou": 0.1, "dice": 0.2}])
+    assert low["modelzoo_iou"] is None and "images with IoU >= 0.5: n/a" in summary_line(low)
+    with pytest.raises(ValueError):
+        summarise([])
+
+
+def test_natural_order_in_results(carvana, tmp_path, ellipse_mask, write_mask_gif):
+    out, masks = tmp_path / "out", tmp_path / "masks"
+    out.mkdir(), masks.mkdir()
+    for stem in ("img10", "img2", "img1"):
+        write_mask_gif(masks / f"{stem}_mask.gif", ellipse_mask(S, S))
+        write_bin(out / f"{stem}.bin", logits_for(ellipse_mask(S, S)))
+    assert [r["name"] for r in score_folder(out, masks, S, workers=2)] == ["img1", "img2", "img10"]
+
+
+def test_score_arrays_is_pure():
+    label = np.zeros((4, 4), bool)
+    label[:2] = True
+    logits = np.full((1, 4, 4), -1.0, np.float32)
+    logits[0, :1] = 1.0
+    assert score_arrays(logits, label) == (0.5, pytest.approx(2 / 3))
+    with pytest.raises(ValueError):
+        score_arrays(logits, label[:3])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=3000))
+def test_fuzz_bin_bytes_give_a_clean_error(carvana, outputs, tmp_path, capsys, data):
+    assume(len(data) not in (output_nbytes(S, 1), output_nbytes(S, 2)))
+    (outputs / f"{carvana.stems[0]}.bin").write_bytes(data)
+    assert run([f"--output={outputs}", f"--label={carvana.masks}", f"--result={tmp_path / 'r.txt'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "Traceback" not in err
+
+
+def test_truncated_mask_named(carvana, outputs, tmp_path, capsys):
+    mask = carvana.mask(carvana.stems[0])
+    mask.write_bytes(mask.read_bytes()[:-40])
+    assert run([f"--output={outputs}", f"--label={carvana.masks}", f"--result={tmp_path / 'r.txt'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and str(mask) in err and "Traceback" not in err
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.one_of(st.binary(max_size=400), st.binary(max_size=400).map(lambda b: b"GIF89a" + b)))
+def test_fuzz_mask_bytes_give_a_clean_error(carvana, outputs, tmp_path, capsys, data):
+    mask = carvana.mask(carvana.stems[0])
+    mask.write_bytes(data)
+    status = run([f"--output={outputs}", f"--label={carvana.masks}", f"--result={tmp_path / 'r.txt'}",
+                  "--workers", "1"])
+    err = capsys.readouterr().err
+    assert status in (0, 2) and "Traceback" not in err  # 0 only if the bytes happen to be a mask
+    if status == 2:
+        assert err.startswith("error:") and str(mask) in err
+
+
+def test_help_shows_the_guide_command(capsys):
+    with pytest.raises(SystemExit):
+        postprocess_unet_pth.main(["--help"])
+    out = capsys.readouterr().out
+    assert ("python3 postprocess_unet_pth.py --output=result/bs8 --label=./carvana/train_masks "
+            "--result=./result.txt") in out
+    assert "(default: 572)" in out

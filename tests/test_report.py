@@ -1,0 +1,318 @@
+"""Stage 7: the report (summary table, per-image CSV, overlays, plots) and the machine description."""
+
+import csv
+import json
+import logging
+import re
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unet_infer import report
+from unet_infer.errors import UserError, run_cli
+from unet_infer.formats import write_bin
+from unet_infer.machine import cpu_model, cuda_index, describe_machine, today
+from unet_infer.postprocess import load_label, score_folder, write_results
+from unet_infer.summary import build_summary, write_summary
+
+S = 64
+N = 6
+FLIPS = [0, 3, 10, 25, 60, 0]  # pixels flipped per image; the last image gets a bad prediction instead
+COMPUTE_MS = [100.0, 120.0]  # throughput at bs 8: 8000 / 110
+
+
+def stem_of(i):
+    return f"{i:012x}_{i % 16 + 1:02d}"
+
+
+def write_mask_gif(path, mask):
+    img = Image.frombytes("P", (mask.shape[1], mask.shape[0]), mask.astype(np.uint8).tobytes())
+    img.putpalette([0, 0, 0, 255, 255, 255])
+    img.save(path, optimize=False)
+
+
+def make_data(root, n=N, width=80, height=48):
+    """root/train/<stem>.jpg and root/train_masks/<stem>_mask.gif (an ellipse, index 1 = car)."""
+    (root / "train").mkdir(parents=True)
+    (root / "train_masks").mkdir()
+    y, x = np.mgrid[0:height, 0:width]
+    for i in range(n):
+        rgb = np.stack([(x * 3 + i * 20) % 256, (y * 5) % 256, np.full_like(x, 90 + i * 10)], -1)
+        Image.fromarray(rgb.astype(np.uint8)).save(root / "train" / f"{stem_of(i)}.jpg", quality=90)
+        cx, cy = width * (0.4 + 0.03 * i), height * 0.5
+        mask = ((x - cx) / (width * 0.3)) ** 2 + ((y - cy) / (height * 0.3)) ** 2 <= 1
+        write_mask_gif(root / "train_masks" / f"{stem_of(i)}_mask.gif", mask)
+    return root
+
+
+def predicted(data, i):
+    """Image i's prediction at S x S: its label with FLIPS[i] pixels flipped (the last: a mostly wrong one)."""
+    label = load_label(data / "train_masks" / f"{stem_of(i)}_mask.gif", S)
+    if i == N - 1:
+        pred = np.zeros_like(label)
+        pred[:, : S // 5] = True  # a strip beside the car: IoU far below 0.5
+        return pred
+    pred = label.copy()
+    flat = pred.reshape(-1)
+    flat[np.random.default_rng(i).choice(flat.size, FLIPS[i], replace=False)] ^= True
+    return pred
+
+
+def add_run(work, data, bs, args=None, compute_ms=COMPUTE_MS, extra=None):
+    """work/result/bs<B>/<stem>.bin, work/result/bs<B>_summary.json and work/result_bs<B>.json."""
+    out = work / "result" / f"bs{bs}"
+    out.mkdir(parents=True)
+    for i in range(N):
+        write_bin(out / f"{stem_of(i)}.bin", np.where(predicted(data, i), 3.0, -3.0)[None])
+    records = score_folder(out, data / "train_masks", size=S, workers=1)
+    summary = write_results(records, work / f"result_bs{bs}.txt")
+    args = args or {"backend": "onnxruntime", "precision": "fp32", "batchsize": bs, "model": f"UNet_bs{bs}.onnx"}
+    filesinfo = {str(i): {"infiles": [f"prep_bin/{stem_of(i)}.bin"], "outfiles": [str(out / f"{stem_of(i)}_0.bin")]}
+                 for i in range(N)}
+    write_summary(work / "result" / f"bs{bs}_summary.json",
+                  build_summary(filesinfo, args, compute_ms, [1.0], [1.0], batchsize=bs, pid=1, extra=extra))
+    return summary
+
+
+@pytest.fixture
+def run(tmp_path):
+    """A scored bs 8 run: (work, data, the result summary)."""
+    data = make_data(tmp_path / "carvana")
+    work = tmp_path / "work"
+    work.mkdir()
+    return work, data, add_run(work, data, 8)
+
+
+def report_main(work, data, *extra):
+    return run_cli(report.main, ["--work", str(work), "--data", str(data), "--size", str(S),
+                                 "--machine", "test box", "--quiet", *extra])
+
+
+def png_size(path):
+    with Image.open(path) as img:
+        img.load()
+        return img.size
+
+
+def table_rows(summary_md):
+    lines = [line for line in summary_md.read_text().splitlines() if line.startswith("| ")]
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines[1:]]
+
+
+def test_report_end_to_end(run, capsys):
+    work, data, result = run
+    assert report_main(work, data, "--batchsizes", "8") == 0
+    out = work / "report"
+    assert capsys.readouterr().out == f"report: {out / 'summary.md'} (1 rows, 6 overlays)\n"
+    assert result["n_below_0_5"] == 1 and result["n_images"] == N
+
+    rows = table_rows(out / "summary.md")
+    assert rows == [["8", "carvana", f"{result['mean_iou']:.6f}", f"{result['modelzoo_iou']:.6f}",
+                     f"{result['mean_dice']:.6f}", str(N), f"{8000 / 110:.2f}", "onnxruntime", "fp32", "test box"]]
+    text = (out / "summary.md").read_text()
+    assert "| Batch Size | Data set | IoU (all images) | IoU (ModelZoo: images >= 0.5) |" in text
+    assert re.search(r"Generated \d{4}-\d\d-\d\d", text) and "1000 x batch size / mean compute time" in text
+
+    with open(out / "per_image.csv", newline="") as fh:
+        lines = list(csv.reader(fh))
+    assert lines[0] == ["name", "iou", "dice"]
+    assert lines[1:-1] == [[r["name"], f"{r['iou']:.6f}", f"{r['dice']:.6f}"] for r in result["per_image"]]
+    assert lines[-1] == ["mean", f"{result['mean_iou']:.6f}", f"{result['mean_dice']:.6f}"]
+
+    assert png_size(out / "iou_hist.png") == (800, 500)
+    assert not (out / "fps_vs_batch.png").exists()  # one batch size: nothing to compare
+    ranked = sorted(result["per_image"], key=lambda r: r["iou"])
+    expected = ([f"worst_{k}_{r['name']}.png" for k, r in enumerate(ranked[:3], 1)]
+                + [f"best_{k}_{r['name']}.png" for k, r in enumerate(ranked[::-1][:3], 1)])
+    assert sorted(p.name for p in (out / "overlays").iterdir()) == sorted(expected)
+    assert expected[0] == f"worst_1_{stem_of(N - 1)}.png" and expected[3] == f"best_1_{stem_of(0)}.png"
+    for name in expected:
+        assert png_size(out / "overlays" / name) == (S, S)
+
+
+def test_overlay_shows_prediction_and_label_outline(run):
+    work, data, _ = run
+    assert report_main(work, data) == 0
+    arr = np.asarray(Image.open(work / "report" / "overlays" / f"best_1_{stem_of(0)}.png").convert("RGB"))
+    label = load_label(data / "train_masks" / f"{stem_of(0)}_mask.gif", S)
+    edge = report.edge_mask(label)
+    below_caption = np.zeros_like(label)
+    below_caption[S // 2:] = True
+    assert (arr[edge & below_caption] == report.LABEL_COLOUR).all()
+    inside = label & ~edge & below_caption
+    outside = ~label & below_caption
+    # cyan fill: inside the car, blue+green rise against red compared with the background
+    tint = lambda px: (px[:, 1].astype(int) + px[:, 2] - 2 * px[:, 0].astype(int)).mean()  # noqa: E731
+    assert tint(arr[inside]) > tint(arr[outside]) + 50
+
+
+def test_png_mask_fallback_gives_the_same_overlays(run, capsys):
+    work, data, _ = run
+    assert report_main(work, data) == 0
+    before = {p.name: np.asarray(Image.open(p)) for p in (work / "report" / "overlays").iterdir()}
+    masks = work / "result" / "bs8_masks"
+    masks.mkdir()
+    for i in range(N):
+        (work / "result" / "bs8" / f"{stem_of(i)}.bin").unlink()
+        Image.fromarray(predicted(data, i).astype(np.uint8) * 255, "L").save(masks / f"{stem_of(i)}.png")
+    assert report_main(work, data) == 0
+    assert "6 overlays" in capsys.readouterr().out
+    after = {p.name: np.asarray(Image.open(p)) for p in (work / "report" / "overlays").iterdir()}
+    assert after.keys() == before.keys()
+    for name in before:
+        assert np.array_equal(after[name], before[name]), name
+
+
+def test_runner_named_output_is_used(run):
+    work, data, _ = run
+    out = work / "result" / "bs8"
+    (out / f"{stem_of(0)}.bin").rename(out / f"{stem_of(0)}_0.bin")
+    assert report_main(work, data) == 0
+    assert (work / "report" / "overlays" / f"best_1_{stem_of(0)}.png").is_file()
+
+
+def test_missing_prediction_is_a_warning_and_stale_overlays_go(run, capsys, caplog):
+    work, data, _ = run
+    assert report_main(work, data) == 0
+    worst = work / "report" / "overlays" / f"worst_1_{stem_of(N - 1)}.png"
+    assert worst.is_file()
+    (work / "result" / "bs8" / f"{stem_of(N - 1)}.bin").unlink()
+    with caplog.at_level(logging.WARNING):
+        assert report_main(work, data) == 0
+    assert "5 overlays" in capsys.readouterr().out
+    assert not worst.exists()  # the old overlay does not outlive its prediction
+    assert any(stem_of(N - 1) in r.getMessage() and "overlay skipped" in r.getMessage() for r in caplog.records)
+
+
+def test_table_lists_every_batch_size_with_its_own_backend(run, capsys, caplog):
+    work, data, result = run
+    add_run(work, data, 1, args={"backend": "torch", "precision": "fp16", "batchsize": 1, "device": [0]},
+            compute_ms=[20.0])
+    add_run(work, data, 16, args={"batchsize": 16, "model": "UNet_int8_bs16.onnx"}, compute_ms=[200.0])
+    add_run(work, data, 32, compute_ms=[400.0])
+    (work / "result" / "bs32_summary.json").unlink()  # scored but no summary: not in the table
+    with caplog.at_level(logging.WARNING):
+        assert report_main(work, data, "--batchsizes", "32,8") == 0
+    assert "(3 rows, 6 overlays)" in capsys.readouterr().out
+    rows = table_rows(work / "report" / "summary.md")
+    assert [(r[0], r[6], r[7], r[8]) for r in rows] == [
+        ("1", "50.00", "torch", "fp16"), ("8", f"{8000 / 110:.2f}", "onnxruntime", "fp32"),
+        ("16", "80.00", "onnxruntime", "int8")]
+    assert all(r[2] == f"{result['mean_iou']:.6f}" for r in rows)
+    assert any("bs32_summary.json" in r.getMessage() for r in caplog.records)
+    assert any("batch size 32" in r.getMessage() for r in caplog.records)
+    assert png_size(work / "report" / "fps_vs_batch.png") == (800, 500)
+
+
+def test_data_set_name_and_recorded_machine(run):
+    work, data, _ = run
+    path = work / "result" / "bs8_summary.json"
+    summary = json.loads(path.read_text())
+    summary["machine"] = "Ascend 310P3 | box"
+    path.write_text(json.dumps(summary))
+    renamed = data.with_name("sample")
+    shutil.move(data, renamed)
+    assert report_main(work, renamed) == 0
+    row = table_rows(work / "report" / "summary.md")[0]
+    assert row[1] == "sample" and row[9] == "Ascend 310P3 \\| box"
+
+
+def test_help_shows_the_example(capsys):
+    with pytest.raises(SystemExit) as exc:
+        report.main(["--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "python3 -m unet_infer.report --work work" in text and "(default: 572)" in text
+
+
+@pytest.mark.parametrize("setup, message", [
+    ("no_work", "work folder not found"),
+    ("no_results", "no result_bs<B>.json"),
+    ("no_summary", "no batch size has both"),
+    ("no_data", "data folder not found"),
+    ("bad_json", "not a readable JSON file"),
+])
+def test_user_errors_exit_2(tmp_path, capsys, setup, message):
+    data = make_data(tmp_path / "carvana", n=N)
+    work = tmp_path / "work"
+    if setup != "no_work":
+        work.mkdir()
+    if setup in ("no_summary", "bad_json", "no_data"):
+        add_run(work, data, 8)
+    if setup == "no_summary":
+        (work / "result" / "bs8_summary.json").unlink()
+    if setup == "bad_json":
+        (work / "result_bs8.json").write_text('{"mean_iou": ')
+    if setup == "no_data":
+        data = tmp_path / "nowhere"
+    assert report_main(work, data) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+    assert setup == "no_data" or str(work) in err
+
+
+def test_bad_batchsizes_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        report.main(["--work", str(tmp_path), "--data", str(tmp_path), "--batchsizes", "8,x"])
+    assert exc.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("n, n_worst, n_best", [(1, 1, 0), (2, 1, 1), (5, 3, 2), (8, 4, 4), (11, 4, 4)])
+def test_select_extremes_never_repeats(n, n_worst, n_best):
+    records = [{"name": f"img{i}", "iou": 1.0 - ((i * 7) % n) / 100} for i in range(n)]
+    worst, best = report.select_extremes(records)
+    assert (len(worst), len(best)) == (n_worst, n_best)
+    assert not {r["name"] for r in worst} & {r["name"] for r in best}
+    ious = sorted(r["iou"] for r in records)
+    assert [r["iou"] for r in worst] == ious[:n_worst]
+    assert [r["iou"] for r in best] == ious[::-1][:n_best]
+
+
+def test_edge_mask_is_the_inner_outline():
+    mask = np.zeros((8, 8), bool)
+    mask[2:6, 1:7] = True
+    edge = report.edge_mask(mask)
+    inner = np.zeros_like(mask)
+    inner[3:5, 2:6] = True
+    assert np.array_equal(edge, mask & ~inner)
+    assert report.edge_mask(mask, 2).sum() == mask.sum()  # 4 rows: two layers take everything
+
+
+def test_plot_fps_vs_batch(tmp_path):
+    rows = [{"backend": "onnxruntime", "precision": "fp32", "batchsize": b, "fps": f} for b, f in [(1, 5.0), (8, 7.5)]]
+    rows += [{"backend": "torch", "precision": "bf16", "batchsize": 32, "fps": 40.0}]
+    out = report.plot_fps_vs_batch(rows, tmp_path / "fps.png")
+    assert png_size(out) == (800, 500)
+    single = report.plot_fps_vs_batch(rows[:1], tmp_path / "one.png")
+    assert png_size(single) == (800, 500)
+    with pytest.raises(UserError):
+        report.plot_fps_vs_batch([], tmp_path / "none.png")
+
+
+def test_iou_hist_without_difficult_images(tmp_path):
+    assert png_size(report.plot_iou_hist([0.99, 0.98, 0.985], tmp_path / "h.png")) == (800, 500)
+    assert png_size(report.plot_iou_hist([1.0], tmp_path / "one.png")) == (800, 500)
+
+
+def test_backend_and_precision_from_the_summary():
+    assert report.run_backend({"backend": "torch", "args": {"backend": None}}, "acl") == "torch"
+    assert report.run_backend({"args": {"backend": "onnxruntime"}}, "acl") == "onnxruntime"
+    assert report.run_backend({"args": {}}, "acl") == "acl"
+    assert report.run_precision({"args": {"precision": "fp32", "model": "w/UNet_int8_bs8.onnx"}},
+                                "onnxruntime", "fp32") == "int8"
+    assert report.run_precision({"args": {"precision": "bf16"}}, "torch", "fp32") == "bf16"
+    assert report.run_precision({"args": {"precision": "fp32"}}, "acl", "fp16") == "fp16"
+    assert report.run_precision({"precision": "int8", "args": {}}, "onnxruntime", "fp32") == "int8"
+
+
+def test_describe_machine(tmp_path):
+    text = describe_machine()
+    assert re.fullmatch(r".+, \d+ cores?", text)
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t:  Intel(R)  Xeon(R) Processor \n")
+    assert cpu_model(cpuinfo) == "Intel(R) Xeon(R) Processor"
+    assert cpu_model(tmp_path / "missing")  # falls back to platform, never empty
+    assert [cuda_index(d) for d in ("cuda", "cuda:1", "cpu", None, 0)] == [0, 1, None, None, None]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", today())

@@ -1,0 +1,64 @@
+"""Where a run happened, in a few words: CPU model, core count and, for CUDA runs, the GPU.
+
+``describe_machine()`` -> ``"Intel(R) Xeon(R) Processor, 2 cores"``;
+``describe_machine("cuda:0")`` -> ``"AMD EPYC 7R13 Processor, 16 cores, NVIDIA H100 80GB HBM3"``
+(torch is imported only for a ``cuda`` device, and the GPU named only when CUDA is available).
+"""
+
+import datetime
+import os
+import platform
+import re
+
+CPUINFO = "/proc/cpuinfo"
+
+
+def cpu_model(cpuinfo=CPUINFO):
+    """The CPU's model name (``/proc/cpuinfo`` "model name", else ``platform``), or ``"unknown CPU"``."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, sep, value = line.partition(":")
+                if sep and key.strip() == "model name" and value.strip():
+                    return " ".join(value.split())
+    except OSError:
+        pass
+    return " ".join((platform.processor() or platform.machine() or "unknown CPU").split())
+
+
+def cuda_index(device):
+    """The CUDA device index of ``"cuda"``, ``"cuda:1"`` (or a torch.device); None for anything else."""
+    text = str(device) if device is not None else ""
+    match = re.fullmatch(r"cuda(?::(\d+))?", text.strip())
+    if not match:
+        return None
+    return int(match.group(1) or 0)
+
+
+def gpu_name(device):
+    """The name of the CUDA GPU ``device`` when CUDA is available, else None (never raises)."""
+    index = cuda_index(device)
+    if index is None:
+        return None
+    try:
+        import torch  # only for a cuda device: torch is slow to import and may be absent
+        if not torch.cuda.is_available() or index >= torch.cuda.device_count():
+            return None
+        return torch.cuda.get_device_name(index)
+    except Exception:  # noqa: BLE001 - a description must never break the run it describes
+        return None
+
+
+def describe_machine(device=None):
+    """``"<CPU model>, <N> cores"``, plus ``", <GPU name>"`` when ``device`` is a usable CUDA device."""
+    cores = os.cpu_count() or 1
+    parts = [cpu_model(), f"{cores} core" + ("" if cores == 1 else "s")]
+    gpu = gpu_name(device)
+    if gpu:
+        parts.append(gpu)
+    return ", ".join(parts)
+
+
+def today():
+    """Today's date, ``YYYY-MM-DD`` (local time)."""
+    return datetime.date.today().isoformat()
