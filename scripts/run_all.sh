@@ -251,7 +251,8 @@ for bs in "${BATCHES[@]}"; do
 import json, sys
 result, summary = (json.load(open(p)) for p in sys.argv[1:3])
 bs, backend, precision = sys.argv[3:6]
-print(f"IoU {result['mean_iou']:.6f} (ModelZoo figure {result['modelzoo_iou']:.6f}, {result['n_images']} images), "
+modelzoo = "n/a" if result["modelzoo_iou"] is None else f"{result['modelzoo_iou']:.6f}"
+print(f"IoU {result['mean_iou']:.6f} (ModelZoo figure {modelzoo}, {result['n_images']} images), "
       f"throughput {summary['throughput']:.2f} images/s (bs {bs}, {backend} {precision})")
 PY
 done

@@ -1,6 +1,32 @@
-"""PyTorch backend: a UNet checkpoint (.pth) on the CPU or a CUDA GPU, in fp32, fp16 or bf16."""
+"""PyTorch backend: a UNet checkpoint (.pth) on the CPU or a CUDA GPU, in fp32, fp16 or bf16.
+
+The model runs in eval mode with its BatchNorms folded into the convolutions, channels_last,
+under ``torch.inference_mode``. On a CUDA GPU, in addition:
+
+- cuDNN benchmark mode (each convolution's fastest algorithm is picked on the first run);
+- inputs go through pinned host buffers, allocated once, and are copied to the GPU on a copy
+  stream of their own, and ``run`` makes the compute wait for the copy on the GPU (an event).
+  ``upload`` waits for its copy (so that the H2D time is the copy's), unless called with
+  ``wait=False``: then it returns once the copy is queued, and a caller that uploads batch k+1
+  before it runs batch k overlaps that copy with the compute of batch k (``async_upload`` is
+  True where this helps);
+- ``run`` waits for its own compute to finish (not for a queued copy), so its time is the
+  model's compute time.
+
+Two options of ``load``, both off by default:
+
+- ``compile=True`` (or a torch.compile mode name): ``torch.compile(dynamic=False)`` in mode
+  ``max-autotune-no-cudagraphs`` on CUDA and ``default`` on the CPU; compiled during ``load``
+  on an input of the run's shape, so that no timed run pays for the compilation.
+- ``cuda_graph=True`` (CUDA only, fixed batch size): after warm-up runs on a side stream, one
+  model run (compiled or not) is captured as a CUDA graph on a static input; ``run`` copies
+  its input into the static input and replays the graph. Its outputs are the graph's static
+  output tensor: valid until the next ``run``.
+"""
 
 import logging
+from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -16,6 +42,12 @@ from .base import Backend, TensorSpec
 log = logging.getLogger(__name__)
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+CUDA_COMPILE_MODE = "max-autotune-no-cudagraphs"  # CUDA graphs, when wanted, are our own (cuda_graph)
+CPU_COMPILE_MODE = "default"
+OWN_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # these modes capture CUDA graphs themselves
+WARMUP_RUNS = 3  # before a capture: cuDNN benchmarking, autotuning and lazy init all done
+OPTIONS = ("compile", "cuda_graph")
 
 
 def fold_batchnorm(model):
@@ -28,22 +60,82 @@ def fold_batchnorm(model):
     return model
 
 
+def compile_mode(option, cuda, cuda_graph=False):
+    """The torch.compile mode that ``compile=option`` asks for (None: no compilation).
+
+    True picks ``max-autotune-no-cudagraphs`` on CUDA, ``default`` on the CPU; a mode name is
+    taken as it is, except that modes capturing CUDA graphs of their own cannot be combined
+    with ``cuda_graph``.
+    """
+    if option is None or option is False:
+        return None
+    if option is True:
+        return CUDA_COMPILE_MODE if cuda else CPU_COMPILE_MODE
+    if option not in COMPILE_MODES:
+        raise UserError(f"torch.compile mode {option!r}: choose one of {', '.join(COMPILE_MODES)}")
+    if cuda_graph and option in OWN_GRAPH_MODES:
+        raise UserError(f"torch.compile mode {option!r} captures CUDA graphs of its own; with CUDA graphs "
+                        f"on, use {CUDA_COMPILE_MODE!r} or 'default'")
+    return option
+
+
+@dataclass(eq=False)
+class _Slot:
+    """One input's buffers: pinned host (fp32), device staging (fp32), device input (dtype, channels_last).
+
+    ``copied``: recorded on the copy stream after the copy out of ``host``; ``consumed``: recorded
+    on the compute stream after a run read ``device``; ``pending``: uploaded, not run yet.
+    """
+
+    host: torch.Tensor
+    stage: torch.Tensor
+    device: torch.Tensor
+    copied: torch.cuda.Event
+    consumed: torch.cuda.Event
+    pending: bool = False
+
+
+@dataclass(eq=False)
+class _Uploaded:
+    """What ``upload`` returns on CUDA: the device input, once ``slot.copied`` has happened on the GPU."""
+
+    tensor: torch.Tensor
+    slot: _Slot
+
+
 class TorchBackend(Backend):
     """The UNet in eval mode, channels_last, under ``torch.inference_mode``; CUDA runs are synchronised."""
 
     name = "torch"
+
+    def __init__(self):
+        super().__init__()
+        self.async_upload = False  # True on CUDA: upload(k + 1, wait=False) before run(k) overlaps them
+        self._slots = {}  # (input index, shape) -> deque of _Slot
+        self._graph = self._static_in = self._static_out = None
 
     @staticmethod
     def has_gpu():
         return torch.cuda.is_available()
 
     def load(self, model_path, batchsize=None, device=0, precision="fp32", threads=None, size=DEFAULT_SIZE, **options):
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise TypeError(f"unknown torch backend option(s): {', '.join(unknown)}")
+        cuda_graph = bool(options.get("cuda_graph", False))
+        cuda = torch.cuda.is_available()
+        if cuda_graph and not cuda:
+            raise UserError("CUDA graphs need a CUDA device; torch sees none here (leave --cuda_graph off)")
+        mode = compile_mode(options.get("compile", False), cuda, cuda_graph)
         model, layout = load_unet(model_path)
-        if torch.cuda.is_available():
+        if cuda:
             if device >= torch.cuda.device_count():
                 raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
             self.device = torch.device("cuda", device)
+            torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True
+            self.copy_stream = torch.cuda.Stream(self.device)
+            self.async_upload = True
         else:
             self.device = torch.device("cpu")
             if threads:
@@ -51,40 +143,115 @@ class TorchBackend(Backend):
         self.dtype = DTYPES[precision]
         self.precision = precision
         self.model = fold_batchnorm(model).to(self.device, self.dtype, memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model, mode=mode, dynamic=False) if mode else self.model
         self.batchsize = resolve_batchsize(None, batchsize, model_path)
         self.inputs = [TensorSpec("actual_input_1", (self.batchsize, layout.n_channels, size, size),
                                   np.dtype(np.float32))]
         self.output_names = ["output1"]
-        log.info("torch %s on %s, %s, %s threads, %s", torch.__version__, self.device, precision,
-                 torch.get_num_threads(), layout.describe())
+        if mode or cuda_graph:
+            self._prepare(cuda_graph)
+        log.info("torch %s on %s, %s, %s threads, %s%s%s", torch.__version__, self.device, precision,
+                 torch.get_num_threads(), layout.describe(), f", torch.compile mode {mode}" if mode else "",
+                 ", CUDA graph" if cuda_graph else "")
+
+    def _prepare(self, cuda_graph):
+        """Untimed: compile (first runs) and capture the CUDA graph, on zeros of the run's shape."""
+        static = torch.empty(self.inputs[0].shape, dtype=self.dtype, device=self.device,
+                             memory_format=torch.channels_last).zero_()
+        with torch.inference_mode():
+            if self.device.type != "cuda":
+                self.forward(static)
+                return
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(WARMUP_RUNS):
+                    self.forward(static)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            if cuda_graph:
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    out = self.forward(static)
+                self._graph, self._static_in, self._static_out = graph, static, out
+            torch.cuda.synchronize(self.device)
 
     def device_name(self, device):
         return str(self.device)
 
-    def _sync(self):
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
+    def _free_slot(self, index, shape):
+        """A slot for input ``index`` of ``shape`` that no queued run still needs (allocated once)."""
+        slots = self._slots.setdefault((index, shape), deque())
+        for _ in range(len(slots)):
+            slot = slots.popleft()
+            slots.append(slot)
+            if not slot.pending:
+                return slot
+        # none free (first use, or the caller uploads further ahead than the slots allow): add one
+        slot = _Slot(host=torch.empty(shape, dtype=torch.float32, pin_memory=True),
+                     stage=torch.empty(shape, dtype=torch.float32, device=self.device),
+                     device=torch.empty(shape, dtype=self.dtype, device=self.device,
+                                        memory_format=torch.channels_last),
+                     copied=torch.cuda.Event(), consumed=torch.cuda.Event())
+        slots.append(slot)
+        return slot
 
-    def upload(self, *arrays):
-        tensors = []
-        for array in arrays:
-            x = torch.from_numpy(array)
-            if self.device.type == "cuda":
-                x = x.pin_memory().to(self.device, non_blocking=True)
-            tensors.append(x.to(self.dtype).contiguous(memory_format=torch.channels_last))
-        self._sync()
-        return tensors
+    def _upload_cuda(self, index, array, wait):
+        """Host array -> pinned buffer -> (copy stream) device buffer; ``wait``: until the copy is done."""
+        slot = self._free_slot(index, tuple(array.shape))
+        slot.copied.synchronize()  # the last copy out of this pinned buffer has finished
+        slot.host.copy_(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)))
+        with torch.cuda.stream(self.copy_stream):
+            self.copy_stream.wait_event(slot.consumed)  # the last run that read slot.device is over
+            slot.stage.copy_(slot.host, non_blocking=True)
+            slot.device.copy_(slot.stage)  # to the compute dtype and channels_last, on the copy stream
+            slot.copied.record(self.copy_stream)
+        slot.pending = True
+        if wait:
+            slot.copied.synchronize()
+        return _Uploaded(slot.device, slot)
+
+    def upload(self, *arrays, wait=True):
+        """Host arrays -> inputs of ``run``; on CUDA, ``wait=False`` returns once the copies are queued."""
+        if self.device.type == "cuda":
+            return [self._upload_cuda(i, array, wait) for i, array in enumerate(arrays)]
+        return [torch.from_numpy(array).to(self.dtype).contiguous(memory_format=torch.channels_last)
+                for array in arrays]
+
+    def _run_cuda(self, inputs):
+        stream = torch.cuda.current_stream(self.device)
+        for item in inputs:
+            stream.wait_event(item.slot.copied)  # on the GPU: the compute starts when the copy is done
+        tensors = [item.tensor for item in inputs]
+        with torch.inference_mode():
+            if self._graph is not None:
+                if tensors[0].shape != self._static_in.shape:
+                    raise ValueError(f"the CUDA graph was captured for {tuple(self._static_in.shape)}, "
+                                     f"got {tuple(tensors[0].shape)}")
+                self._static_in.copy_(tensors[0])
+                self._graph.replay()
+                out = self._static_out
+            else:
+                out = self.forward(*tensors)
+        for item in inputs:
+            item.slot.consumed.record(stream)
+            item.slot.pending = False
+        stream.synchronize()  # the compute only: a copy queued for the next batch may go on
+        return [out]
 
     def run(self, *inputs):
+        if self.device.type == "cuda":
+            return self._run_cuda(inputs)
         with torch.inference_mode():
-            out = self.model(*inputs)
-        self._sync()
+            out = self.forward(*inputs)
         return [out]
 
     def download(self, outputs):
         return [out.float().cpu().contiguous().numpy() for out in outputs]
 
     def close(self):
-        self.model = None
+        self.model = self.forward = None
+        self._graph = self._static_in = self._static_out = None
+        self._slots = {}
         if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
             torch.cuda.empty_cache()

@@ -35,7 +35,7 @@ AIS_BENCH_FLAGS = ("model", "input", "output", "output_dirname", "outfmt", "loop
                    "device", "pure_data_type", "display_all_summary")
 
 
-def _int_at_least(low):
+def int_at_least(low):
     def parse(text):
         value = int(text)
         if value < low:
@@ -80,10 +80,10 @@ def build_parser():
     add("--output", "-o", help="folder for the results; nothing is saved without it")
     add("--output_dirname", "--output-dirname", help="subfolder of --output for this run; without it: a timestamp")
     add("--outfmt", default="BIN", choices=list(OUTFMT_SUFFIX), help="output file format")
-    add("--loop", "-l", type=_int_at_least(1), default=1, help="runs of each batch (all timed)")
-    add("--batchsize", type=_int_at_least(1), help="batch size of a dynamic-batch model (without it: 1); "
+    add("--loop", "-l", type=int_at_least(1), default=1, help="runs of each batch (all timed)")
+    add("--batchsize", type=int_at_least(1), help="batch size of a dynamic-batch model (without it: 1); "
                                                    "a fixed-batch model uses its own")
-    add("--warmup_count", "--warmup-count", type=_int_at_least(0), default=1, help="untimed runs first")
+    add("--warmup_count", "--warmup-count", type=int_at_least(0), default=1, help="untimed runs first")
     add("--device", "-d", type=_devices, default="0", help="device id, or a comma list: one run per device")
     add("--pure_data_type", "--pure-data-type", default="zero", choices=["zero", "random"],
         help="data of the pure-inference mode")
@@ -91,8 +91,12 @@ def build_parser():
         help="also print the H2D and D2H latencies")
     add("--backend", choices=["onnxruntime", "torch", "acl"], help="without it: from the model's suffix")
     add("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="torch backend: compute precision")
-    add("--threads", type=_int_at_least(1), default=default_threads(), help="CPU threads for the model")
-    add("--size", type=_int_at_least(1), default=DEFAULT_SIZE,
+    add("--torch_compile", "--torch-compile", action="store_true",
+        help="torch backend: torch.compile the model (compiled before the timed runs)")
+    add("--cuda_graph", "--cuda-graph", action="store_true",
+        help="torch backend on CUDA: replay the model as a CUDA graph")
+    add("--threads", type=int_at_least(1), default=default_threads(), help="CPU threads for the model")
+    add("--size", type=int_at_least(1), default=DEFAULT_SIZE,
         help="input height = width for .pth models (and dynamic H, W of an ONNX model)")
     add("--quiet", action="store_true", help="no progress display")
     return parser
@@ -316,8 +320,9 @@ def bench(args, backend_cls, device, out_dir=None, summary_path=None):
     """One run on one device: load, warm up, time, save; prints the Performance Summary; returns the summary."""
     inputs = list_inputs(args.input) if args.input else None
     backend = backend_cls()
+    options = {"compile": args.torch_compile, "cuda_graph": args.cuda_graph} if backend_cls.name == "torch" else {}
     backend.load(args.model, batchsize=args.batchsize, device=device, precision=args.precision,
-                 threads=args.threads, size=args.size)
+                 threads=args.threads, size=args.size, **options)
     timings = Timings()
     try:
         if inputs:
@@ -354,5 +359,7 @@ def main(argv=None):
     if len(args.device) > 1 and not backend_cls.has_gpu():
         raise UserError(f"--device {','.join(map(str, args.device))}: one run per device needs GPUs; "
                         f"the {name} backend runs on the CPU here, so give one device")
+    if (args.torch_compile or args.cuda_graph) and name != "torch":
+        raise UserError("--torch_compile and --cuda_graph are torch backend options (a .pth model)")
     for device, out_dir, summary_path in run_places(args):
         bench(args, backend_cls, device, out_dir, summary_path)
