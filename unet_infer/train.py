@@ -1,6 +1,8 @@
 """Train the UNet on a Carvana-format folder (real Carvana or the generated sample).
 
-    python3 -m unet_infer.train --data work/train_sample --width 16 --epochs 12 --out weights/unet_w16_sample.pth
+    python3 -m unet_infer.train --data work/train/train_sample --width 16 --epochs 14 --steps-per-epoch 50 --out weights/unet_w16_sample.pth
+
+(scripts/train_bundled.sh makes the training sample and runs exactly this for the bundled checkpoint.)
 
 Images are resized to the pipeline's input size (572, as the preprocess stage does) and the
 model trains on random crops of them: a reduced resolution per step at the scale the pipeline
