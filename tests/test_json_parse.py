@@ -124,6 +124,9 @@ def test_missing_and_broken_summary(tmp_path, capsys):
     assert err.startswith("error:") and "bs8_summary.json" in err
     assert run([f"--output={tmp_path / 'nowhere'}"]) == 2
     assert capsys.readouterr().err.startswith("error:")
+    summary.write_text("[" * 100_000)  # nested too deep for the JSON decoder
+    assert run([f"--output={out}"]) == 2
+    assert capsys.readouterr().err.startswith("error:")
 
 
 def test_chained_names_renamed_in_a_safe_order(tmp_path):

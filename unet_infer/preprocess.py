@@ -85,6 +85,7 @@ def parallel_map(func, items, workers=None, desc="", unit="file"):
     workers = max(1, min(check_workers(workers), len(items)))
     # the pool is forked before the progress bar can start a thread
     pool = multiprocessing.Pool(workers, initializer=_init_worker) if workers > 1 else None
+    finished = False
     try:
         chunksize = max(1, min(8, len(items) // (workers * 8)))
         results = pool.imap_unordered(func, items, chunksize) if pool else map(func, items)
@@ -92,8 +93,12 @@ def parallel_map(func, items, workers=None, desc="", unit="file"):
             for result in results:
                 bar.update(1)
                 yield result
+        finished = True
     finally:
-        if pool:
+        if pool and finished:  # idle workers leave on their own: no signal to race with
+            pool.close()
+            pool.join()
+        elif pool:  # an error, Ctrl-C or an abandoned generator: stop the workers now
             pool.terminate()
 
 

@@ -66,7 +66,7 @@ def read_summary(path):
         raise UserError(f"{path}: summary file not found")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise UserError(f"{path}: not a valid summary JSON file ({exc})") from None
     if not isinstance(data, dict) or not isinstance(data.get("filesinfo"), dict):
         raise UserError(f"{path}: not an ais_bench summary (no 'filesinfo' object)")
