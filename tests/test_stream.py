@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from unet_infer.bench import runner
-from unet_infer.errors import UserError, run_cli
+from unet_infer.errors import run_cli
 from unet_infer.export import pth_to_onnx
 from unet_infer.formats import read_bin
 from unet_infer.metrics import logits_to_mask

@@ -34,7 +34,7 @@ def load_onnx(path):
     try:
         return onnx.load(str(path))
     except (DecodeError, ValueError, OSError) as exc:
-        raise UserError(f"{path}: not an ONNX model ({exc})") from None
+        raise UserError(f"{path}: not an ONNX model ({str(exc).strip()[:200]})") from None
 
 
 def fix_batch(model, batchsize, source):

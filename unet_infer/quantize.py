@@ -35,11 +35,11 @@ import numpy as np
 import onnx
 import onnx.version_converter
 import onnxruntime as ort
-from google.protobuf.message import DecodeError
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                       quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from .compile import load_onnx
 from .errors import UserError, run_cli
 from .export import relative_error
 from .formats import atomic_path, input_nbytes, list_files, read_bin
@@ -236,17 +236,6 @@ def opset_of(model):
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
 
 
-def load_model(path):
-    """The ONNX model at ``path`` (weights included); missing or not ONNX is a :class:`UserError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: model not found")
-    try:
-        return onnx.load(str(path))
-    except (DecodeError, ValueError, OSError) as exc:
-        raise UserError(f"{path}: not an ONNX model ({str(exc).strip()[:200]})") from None
-
-
 def model_input(model, source, size=None):
     """(input name, channels, size) of the model's single N x C x S x S image input.
 
@@ -383,7 +372,7 @@ def quantize_model(model, calib_dir, output, n_calib=16, method="minmax", size=N
         raise UserError(f"{output.parent}: output folder not found")
     if output.exists() and output.resolve() == model_path.resolve():
         raise UserError(f"{output}: the output must not overwrite the source model")
-    fp32 = load_model(model_path)
+    fp32 = load_onnx(model_path)
     input_name, channels, size = model_input(fp32, model_path, size)
     files = calibration_files(calib_dir, n_calib, input_nbytes(size, channels))
     options = dict(EXTRA_OPTIONS, **(extra_options or {}))

@@ -13,7 +13,6 @@ ModelZoo layout, which ``unet_pth2onnx.py`` loads unchanged.
 import argparse
 import logging
 import math
-import os
 import sys
 import time
 from pathlib import Path
