@@ -44,7 +44,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UserError, run_cli
+from .errors import HelpFormatter, UserError, run_cli
 from .formats import DEFAULT_SIZE, atomic_write_text
 from .machine import describe_machine, today
 from .progress import set_quiet
@@ -548,9 +548,8 @@ def _non_negative(text):
 
 
 def build_parser():
-    formatter = type("Formatter", (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter), {})
     parser = argparse.ArgumentParser(prog="python3 -m unet_infer.benchmark", description=__doc__,
-                                     formatter_class=formatter, allow_abbrev=False)
+                                     formatter_class=HelpFormatter, allow_abbrev=False)
     add = parser.add_argument
     add("--weights", default="random", help="UNet checkpoint (.pth state_dict), or 'random': UNet(width=--width), "
                                             f"seed {RANDOM_SEED}")

@@ -20,8 +20,7 @@ import onnxruntime as ort
 from google.protobuf.message import DecodeError
 
 from .backends.onnxruntime_backend import BATCHSIZE_KEY, DTYPES, OPTIMIZED_KEY, ORT_ERRORS, session_options
-from .bench.runner import HelpFormatter
-from .errors import UserError, run_cli
+from .errors import HelpFormatter, UserError, run_cli
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,22 @@
 """User-facing errors and the common ``main()`` wrapper of every command-line tool."""
 
+import argparse
 import logging
 import sys
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """``--help`` with the defaults shown and the description's command lines kept as written."""
+
+
+def int_at_least(low):
+    """An argparse type: a whole number no smaller than ``low``."""
+    def parse(text):
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is below {low}")
+        return value
+    return parse
 
 
 class UserError(Exception):

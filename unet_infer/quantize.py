@@ -40,7 +40,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from .compile import load_onnx
-from .errors import UserError, run_cli
+from .errors import HelpFormatter, UserError, run_cli
 from .export import relative_error
 from .formats import atomic_path, input_nbytes, list_files, read_bin
 from .progress import progress, set_quiet
@@ -441,7 +441,7 @@ def quantize_model(model, calib_dir, output, n_calib=16, method="minmax", size=N
     return report
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+class _Formatter(HelpFormatter):
     """Shows defaults, except where there is none to show (None, store_true) or the help says it."""
 
     def _get_help_string(self, action):

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .errors import UserError, run_cli
+from .errors import HelpFormatter, UserError, run_cli
 from .formats import DEFAULT_SIZE, IMAGE_SUFFIXES, atomic_write_bytes, atomic_write_text, natural_key, read_bin
 from .machine import describe_machine, today
 from .metrics import logits_to_mask
@@ -554,9 +554,8 @@ def _batchsizes(text):
 
 
 def build_parser():
-    formatter = type("Formatter", (argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter), {})
     parser = argparse.ArgumentParser(prog="python3 -m unet_infer.report", description=__doc__,
-                                     formatter_class=formatter, allow_abbrev=False)
+                                     formatter_class=HelpFormatter, allow_abbrev=False)
     add = parser.add_argument
     add("--work", required=True, help="work folder of the run (holds result_bsB.json and result/)")
     add("--data", required=True, help="Carvana-format data folder (train/, train_masks/); its name is the "

@@ -32,7 +32,7 @@ from statistics import NormalDist
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from .errors import UserError, run_cli
+from .errors import HelpFormatter, UserError, run_cli
 from .formats import atomic_write_bytes
 from .preprocess import check_workers, default_workers, parallel_map
 from .progress import set_quiet
@@ -637,13 +637,9 @@ def generate(out_dir, cars, seed, views=MAX_VIEWS, width=1918, height=1280, work
     return [view_paths(out_dir, car_id, view) for car_id in ids for view in range(1, views + 1)]
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown, description kept as written."""
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m unet_infer.sample", description=__doc__,
-                                     formatter_class=_HelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--out", required=True, metavar="DIR", default=argparse.SUPPRESS,
                         help="output folder (gets train/ and train_masks/)")
     parser.add_argument("--cars", type=int, default=4, help="number of cars")

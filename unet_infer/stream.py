@@ -34,8 +34,8 @@ import numpy as np
 from PIL import Image
 
 from .backends import backend_for_model, get_backend
-from .bench.runner import HelpFormatter, Timings, int_at_least, default_threads, warm_up
-from .errors import UserError, run_cli
+from .bench.runner import Timings, default_threads, warm_up
+from .errors import HelpFormatter, UserError, int_at_least, run_cli
 from .formats import DEFAULT_SIZE, IMAGE_SUFFIXES, atomic_path, natural_key
 from .machine import describe_machine
 from .metrics import logits_to_mask

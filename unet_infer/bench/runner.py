@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backends import backend_for_model, get_backend
-from ..errors import UserError
+from ..errors import HelpFormatter, UserError, int_at_least
 from ..formats import DEFAULT_SIZE, INPUT_SUFFIXES, atomic_write_bytes, inside, list_files, read_array
 from ..progress import progress, set_quiet
 from ..machine import describe_machine
@@ -33,15 +33,6 @@ log = logging.getLogger(__name__)
 
 AIS_BENCH_FLAGS = ("model", "input", "output", "output_dirname", "outfmt", "loop", "batchsize", "warmup_count",
                    "device", "pure_data_type", "display_all_summary")
-
-
-def int_at_least(low):
-    def parse(text):
-        value = int(text)
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text} is below {low}")
-        return value
-    return parse
 
 
 def _str2bool(text):
@@ -60,10 +51,6 @@ def _devices(text):
     if any(not 0 <= i <= 255 for i in ids):
         raise argparse.ArgumentTypeError(f"{text}: device ids go from 0 to 255")
     return ids
-
-
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown, the docstring's command lines kept as written."""
 
 
 def default_threads():
