@@ -44,7 +44,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import HelpFormatter, UserError, run_cli
+from .errors import HelpFormatter, UserError, int_at_least, run_cli
 from .formats import DEFAULT_SIZE, atomic_write_text
 from .machine import describe_machine, today
 from .progress import set_quiet
@@ -525,25 +525,13 @@ def python_command(args):
     return shlex.join(parts)
 
 
-def _positive(kind):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{text} must be above 0")
-        return value
-    return parse
-
-
-def _non_negative(text):
+def _positive_seconds(text):
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be above 0")
     return value
 
 
@@ -553,23 +541,23 @@ def build_parser():
     add = parser.add_argument
     add("--weights", default="random", help="UNet checkpoint (.pth state_dict), or 'random': UNet(width=--width), "
                                             f"seed {RANDOM_SEED}")
-    add("--width", type=_positive(int), default=64, help="width of the random UNet (64: the ModelZoo model)")
-    add("--size", type=_positive(int), default=DEFAULT_SIZE, help="input height = width")
+    add("--width", type=int_at_least(1), default=64, help="width of the random UNet (64: the ModelZoo model)")
+    add("--size", type=int_at_least(1), default=DEFAULT_SIZE, help="input height = width")
     add("--batchsizes", default=DEFAULT_BATCHSIZES, help="batch sizes, comma list")
     add("--configs", default=DEFAULT_CONFIGS,
         help="backend:precision, comma list; onnxruntime: fp32, int8; torch: fp32, fp16, bf16; acl: fp16 "
              "(needs ais_bench and atc)")
-    add("--loop", type=_positive(int), default=100, help="timed runs per row (ais_bench --loop)")
-    add("--warmup", type=_non_negative, default=1, help="untimed runs first (ais_bench --warmup_count)")
-    add("--max-seconds", "--max_seconds", dest="max_seconds", type=_positive(float), default=None,
+    add("--loop", type=int_at_least(1), default=100, help="timed runs per row (ais_bench --loop)")
+    add("--warmup", type=int_at_least(0), default=1, help="untimed runs first (ais_bench --warmup_count)")
+    add("--max-seconds", "--max_seconds", dest="max_seconds", type=_positive_seconds, default=None,
         help="about the most seconds one row may take: the loop count is cut (down to 1) to fit")
     add("--workdir", default="work/bench", help="folder for the models and the runs")
     add("--markdown", default="BENCHMARKS.md", help="the markdown file whose section for this machine, "
                                                    "model and date is written")
     add("--plot", default=None, help="the PNG plot of images/s against batch size (default: "
                                      "benchmarks/<section>.png beside --markdown)")
-    add("--threads", type=_positive(int), default=None, help="CPU threads per run (default: the runner's, all cores)")
-    add("--device", type=_non_negative, default=None, help="device id for torch (CUDA) and acl runs (default: 0)")
+    add("--threads", type=int_at_least(1), default=None, help="CPU threads per run (default: the runner's, all cores)")
+    add("--device", type=int_at_least(0), default=None, help="device id for torch (CUDA) and acl runs (default: 0)")
     add("--quiet", action="store_true", help="no progress display; only the summary lines of the runs")
     return parser
 
