@@ -13,37 +13,32 @@ same stem beside it (means, the ModelZoo figure, per-image values), and prints o
 the mean IoU over all images, then the guide's figure, which leaves out images with IoU < 0.5.
 """
 
-import argparse
-import sys
-
-from unet_infer.errors import run_cli
+from unet_infer import cli
 from unet_infer.formats import DEFAULT_SIZE
-from unet_infer.postprocess import result_json_path, score_folder, summary_line, write_results
+from unet_infer.postprocess import score_folder
 from unet_infer.progress import set_quiet
+from unet_infer.results import check_writable, summary_line, write_results
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", required=True, help="folder of the model's output .bin files")
-    parser.add_argument("--label", required=True, help="folder of the <stem>_mask.gif masks")
-    parser.add_argument("--result", required=True,
-                        help="per-image result text file; the .json of the same stem goes beside it")
-    parser.add_argument("--size", type=int, default=DEFAULT_SIZE,
-                        help="model output height and width (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="worker processes (default: one per CPU)")
-    parser.add_argument("--quiet", action="store_true", help="no progress display")
-    return parser.parse_args(argv)
+def build_parser():
+    parser = cli.parser("postprocess_unet_pth.py", __doc__)
+    add = parser.add_argument
+    add("--output", required=True, help="folder of the model's output .bin files")
+    add("--label", required=True, help="folder of the <stem>_mask.gif masks")
+    add("--result", required=True, help="per-image result text file; the .json of the same stem goes beside it")
+    add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model output height and width")
+    add("--workers", type=cli.int_at_least(1), help="worker processes (without it: one per CPU)")
+    cli.add_quiet(parser)
+    return parser
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     set_quiet(args.quiet)
-    result_json_path(args.result)  # a bad --result fails before the scoring, not after
+    check_writable(args.result, inputs=[args.output, args.label])  # before the scoring, not after
     records = score_folder(args.output, args.label, size=args.size, workers=args.workers)
     print(summary_line(write_results(records, args.result)))
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    raise SystemExit(cli.run_cli(main))

@@ -11,38 +11,34 @@ Files already in --save_bin_path are kept. An unreadable image is named in a war
 others are still written, and the run ends with an error listing the unreadable ones.
 """
 
-import argparse
-import sys
-
-from unet_infer.errors import UserError, run_cli
+from unet_infer import cli
+from unet_infer.cli import UserError
 from unet_infer.formats import DEFAULT_SIZE
 from unet_infer.preprocess import preprocess_folder
 from unet_infer.progress import set_quiet
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--src_path", required=True, help="folder of images (.jpg/.jpeg/.png)")
-    parser.add_argument("--save_bin_path", required=True,
-                        help="folder for the <stem>.bin files (created if missing; nothing is deleted)")
-    parser.add_argument("--size", type=int, default=DEFAULT_SIZE,
-                        help="model input height and width (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="worker processes (default: one per CPU)")
-    parser.add_argument("--quiet", action="store_true", help="no progress display")
-    return parser.parse_args(argv)
+def build_parser():
+    parser = cli.parser("preprocess_unet_pth.py", __doc__)
+    add = parser.add_argument
+    add(*cli.flag("src_path"), dest="src_path", required=True, help="folder of images (.jpg/.jpeg/.png)")
+    add(*cli.flag("save_bin_path"), dest="save_bin_path", required=True,
+        help="folder for the <stem>.bin files (created if missing; nothing is deleted)")
+    add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model input height and width")
+    add("--workers", type=cli.int_at_least(1), help="worker processes (without it: one per CPU)")
+    cli.add_quiet(parser)
+    return parser
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     set_quiet(args.quiet)
-    written, bad = preprocess_folder(args.src_path, args.save_bin_path, size=args.size,
-                                     workers=args.workers)
-    print(f"wrote {written} files of {args.size}x{args.size} input to {args.save_bin_path}")
+    written, bad = preprocess_folder(args.src_path, args.save_bin_path, size=args.size, workers=args.workers)
+    print(f"wrote {written} file{'s' if written != 1 else ''} of {args.size}x{args.size} input to "
+          f"{args.save_bin_path}")
     if bad:
         raise UserError(f"{len(bad)} unreadable image(s), not converted: {', '.join(bad)}")
 
 
 if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    raise SystemExit(cli.run_cli(main))

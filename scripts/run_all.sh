@@ -1,30 +1,39 @@
 #!/usr/bin/env bash
 # The whole guide in one command: sample data (when none is given) -> preprocess -> export ->
-# simplify -> compile per batch size -> inference -> rename outputs -> score -> report.
+# simplify -> [quantise] -> compile per batch size -> inference -> rename outputs -> score ->
+# pure-inference timing -> report. Every stage is a command of the package; this script only
+# chains them. What a stage is made from, and whether it is complete, is decided by
+# `python3 -m unet_infer.stages`; which backend builds what, by the backend registry.
 set -euo pipefail
 
 usage() {
     cat <<'USAGE'
 usage: scripts/run_all.sh bs=8 [key=value ...]
 
-Runs every stage of the UNet inference guide in order. All artefacts go under one work folder;
-a stage whose outputs are already complete is skipped, so a run that was stopped can be started
-again with the same command.
+Runs every stage of the UNet inference guide in order. All artefacts go under one work folder.
+A stage is skipped when it is complete: when what it was made from (file names, sizes and
+times, the weights' content, its options) is unchanged; anything else re-runs it and the stages
+after it, so a stopped run resumes with the same command and a changed input is never scored
+with old results. One run at a time per work folder (a second one is refused).
 
 options (key=value):
   bs=8            batch size, or a comma list (bs=1,8,32) sharing every stage that does not
                   depend on the batch size
   data=DIR        Carvana-format folder with train/ and train_masks/
                   (default: a generated sample of 2 cars x 16 views in WORK/sample)
-  weights=PTH     UNet checkpoint (default: the bundled weights/unet_w16_sample.pth)
+  weights=PTH     UNet checkpoint (default: the bundled weights/unet_carvana.pth)
   workdir=DIR     work folder (default: ./work)
   backend=NAME    onnxruntime (default), torch (runs the checkpoint directly) or acl (Ascend:
-                  atc + ais_bench)
-  precision=P     fp32 (default); int8 (onnxruntime, static quantisation); fp16 or bf16 (torch)
+                  atc + ais_bench); `python3 -m unet_infer.backends` lists them
+  precision=P     what the backend computes in (default: the backend's first): onnxruntime
+                  fp32|int8 (int8: static quantisation), torch fp32|fp16|bf16, acl fp16
+  loop=5          timed runs of the pure-inference measurement per batch size (the guide's
+                  `--loop`); its throughput is the figure printed; loop=0 skips it
+  labels=yes|none none: run without scoring (no masks needed)
   device=N        device id for the torch/acl backends (default: 0)
   threads=N       CPU threads for inference (default: all cores)
-  size=572        network input size
-  stream=0|1      1: decode, infer and score in one pass, writing no .bin files
+  size=572        network input size (at least 16)
+  stream=0|1      1: decode, infer and score in one pass, writing no image or output .bin files
   chip=NAME       Ascend chip for atc (default: read from npu-smi info)
   cars=2          cars in the generated sample (16 views each)
   seed=20261127   seed of the generated sample
@@ -44,18 +53,21 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 die() { echo "error: $*" >&2; exit 2; }
 info() { echo "[run_all] $*"; }
+trap 'echo "error: interrupted" >&2; exit 130' INT TERM
 
-BS=8 DATA="" WEIGHTS="" WORK="./work" BACKEND=onnxruntime PRECISION=fp32 DEVICE=0 THREADS=""
-SIZE=572 STREAM=0 CHIP="" CARS=2 SEED=20261127 QUIET=0
+BS=8 DATA="" WEIGHTS="" WORK="./work" BACKEND=onnxruntime PRECISION="" DEVICE=0 THREADS="" LOOP=5
+SIZE=572 STREAM=0 CHIP="" CARS=2 SEED=20261127 QUIET=0 LABELS=yes
 for arg in "$@"; do
     case "$arg" in
         -h|--help|help) usage; exit 0 ;;
         bs=*) BS=${arg#*=} ;;
-        data=*) DATA=${arg#*=} ;;
-        weights=*) WEIGHTS=${arg#*=} ;;
-        workdir=*) WORK=${arg#*=} ;;
+        data=*) DATA=${arg#*=}; [[ -n "$DATA" ]] || die "data= needs a folder" ;;
+        weights=*) WEIGHTS=${arg#*=}; [[ -n "$WEIGHTS" ]] || die "weights= needs a .pth file" ;;
+        workdir=*) WORK=${arg#*=}; [[ -n "$WORK" ]] || die "workdir= needs a folder" ;;
         backend=*) BACKEND=${arg#*=} ;;
         precision=*) PRECISION=${arg#*=} ;;
+        loop=*) LOOP=${arg#*=} ;;
+        labels=*) LABELS=${arg#*=} ;;
         device=*) DEVICE=${arg#*=} ;;
         threads=*) THREADS=${arg#*=} ;;
         size=*) SIZE=${arg#*=} ;;
@@ -68,191 +80,211 @@ for arg in "$@"; do
     esac
 done
 
-# ---- check the options ------------------------------------------------------------------
+# ---- the options' forms (what they mean is checked by the package) ----------------------------
 [[ "$BS" =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "bs must be a batch size or a comma list of them, got '$BS'"
 IFS=, read -r -a BATCHES <<<"$BS"
 [[ "$SIZE" =~ ^[1-9][0-9]*$ ]] || die "size must be a positive whole number, got '$SIZE'"
+(( SIZE >= 16 )) || die "size=$SIZE: the UNet needs at least 16 x 16 (four 2x poolings)"
 [[ "$CARS" =~ ^[1-9][0-9]*$ ]] || die "cars must be a positive whole number, got '$CARS'"
 [[ "$SEED" =~ ^[0-9]+$ ]] || die "seed must be a whole number, got '$SEED'"
+[[ "$LOOP" =~ ^[0-9]+$ ]] || die "loop must be a whole number (0: no timing run), got '$LOOP'"
+[[ "$DEVICE" =~ ^[0-9]+$ ]] || die "device must be a whole number, got '$DEVICE'"
 [[ -z "$THREADS" || "$THREADS" =~ ^[1-9][0-9]*$ ]] || die "threads must be a positive whole number, got '$THREADS'"
 [[ "$STREAM" == 0 || "$STREAM" == 1 ]] || die "stream must be 0 or 1, got '$STREAM'"
 [[ "$QUIET" == 0 || "$QUIET" == 1 ]] || die "quiet must be 0 or 1, got '$QUIET'"
-case "$BACKEND" in onnxruntime|torch|acl) ;; *) die "backend must be onnxruntime, torch or acl, got '$BACKEND'" ;; esac
-case "$BACKEND/$PRECISION" in
-    onnxruntime/fp32|onnxruntime/int8|torch/fp32|torch/fp16|torch/bf16|acl/fp32|acl/fp16) ;;
-    *) die "precision '$PRECISION' is not available on backend '$BACKEND' (onnxruntime: fp32, int8; torch: fp32, fp16, bf16; acl: fp16)" ;;
-esac
-if [[ "$STREAM" == 1 && "$BACKEND" == acl ]]; then die "stream=1 needs the onnxruntime or torch backend"; fi
+[[ "$LABELS" == yes || "$LABELS" == none ]] || die "labels must be yes or none, got '$LABELS'"
+if [[ "$STREAM" == 1 && "$LABELS" == none ]]; then die "stream=1 scores as it goes: it needs the labels"; fi
 
-WEIGHTS=${WEIGHTS:-$ROOT/weights/unet_w16_sample.pth}
+WEIGHTS=${WEIGHTS:-$ROOT/weights/unet_carvana.pth}
 [[ -f "$WEIGHTS" ]] || die "$WEIGHTS: checkpoint not found"
-WEIGHTS=$(cd -- "$(dirname -- "$WEIGHTS")" && pwd)/$(basename -- "$WEIGHTS")
+WEIGHTS=$(cd -P -- "$(dirname -- "$WEIGHTS")" && pwd)/$(basename -- "$WEIGHTS")
 if [[ -n "$DATA" ]]; then
     [[ -d "$DATA/train" ]] || die "$DATA/train: image folder not found (data= must hold train/ and train_masks/)"
-    [[ -d "$DATA/train_masks" ]] || die "$DATA/train_masks: mask folder not found (data= must hold train/ and train_masks/)"
-    DATA=$(cd -- "$DATA" && pwd)
+    if [[ "$LABELS" == yes && ! -d "$DATA/train_masks" ]]; then
+        die "$DATA/train_masks: mask folder not found (data= must hold train/ and train_masks/; labels=none runs without scoring)"
+    fi
+    DATA=$(cd -P -- "$DATA" && pwd)
 fi
-mkdir -p -- "$WORK"
-WORK=$(cd -- "$WORK" && pwd)
-STAGES="$WORK/.stages"
-mkdir -p -- "$STAGES"
+[[ ! -e "$WORK" || -d "$WORK" ]] || die "$WORK: exists and is not a folder (workdir= must be a folder)"
+mkdir -p -- "$WORK" 2>/dev/null || die "$WORK: cannot create the work folder"
+WORK=$(cd -P -- "$WORK" && pwd)
+
+# ---- one run per work folder --------------------------------------------------------------------
+exec 9>>"$WORK/.lock" || die "$WORK: cannot write in the work folder"
+flock -n 9 || die "another run is working in $WORK (it holds $WORK/.lock); wait for it to end, or use another workdir="
 
 QUIET_FLAG=()
 if [[ "$QUIET" == 1 ]]; then QUIET_FLAG=(--quiet); export UNET_INFER_QUIET=1; fi
 THREAD_FLAG=()
 if [[ -n "$THREADS" ]]; then THREAD_FLAG=(--threads "$THREADS"); fi
+LABEL_FLAG=()
+if [[ "$LABELS" == none ]]; then LABEL_FLAG=(--no-labels); fi
+stages() { "$PYTHON" -m unet_infer.stages "$@"; }
 
-# ---- completion markers: a stage is complete when its marker holds the same key ---------
-# The marker is written last, after every output of the stage is whole.
-file_key() { stat -c '%n:%s:%Y' -- "$@"; }
-stage_done() { [[ -f "$STAGES/$1" && "$(cat -- "$STAGES/$1")" == "$2" ]]; }
-mark_done() { printf '%s' "$2" >"$STAGES/.$1.tmp" && mv -f -- "$STAGES/.$1.tmp" "$STAGES/$1"; }
-run_stage() {  # run_stage NAME KEY COMMAND...: skip when complete, else run and mark
-    local name=$1 key=$2
-    shift 2
-    if stage_done "$name" "$key"; then info "$name: complete, skipped"; return 0; fi
-    rm -f -- "$STAGES/$name"
-    info "$name: $*"
-    "$@" || die "stage $name failed (see above); run the same command again to resume"
-    mark_done "$name" "$key"
+# The backend's choices and every path, from the package (one place decides them).
+PLAN=$(stages plan --work "$WORK" --weights "$WEIGHTS" --backend "$BACKEND" ${PRECISION:+--precision "$PRECISION"} \
+       --bs "$BS") || exit 2
+eval "$PLAN"
+if [[ "$STREAM" == 1 && "$EXTERNAL" == 1 ]]; then die "stream=1 runs the model in this machine's Python; backend=$BACKEND cannot"; fi
+
+# ---- running a stage ----------------------------------------------------------------------------
+fail() {  # fail NAME STATUS: say what to do next
+    local name=$1 status=$2
+    if (( status == 130 )); then echo "error: interrupted (stage $name)" >&2; exit 130; fi
+    if (( status == 2 )); then echo "error: stage $name failed (see the message above)" >&2; exit 2; fi
+    echo "error: stage $name failed (exit status $status, see above); run the same command again to resume" >&2
+    exit 1
 }
 
-# ---- stages ------------------------------------------------------------------------------
+# stage NAME [--input PATH | --output PATH | --weights PTH | --option k=v ...] -- COMMAND...
+# Skipped when the stage's record matches what it is made from now; else (its record dropped by
+# `check`) run, then recorded.
+# --output paths are recorded too, so a stage whose outputs were changed or removed runs again.
+stage() {
+    local name=$1 made=() cmd
+    shift
+    while [[ "$1" != -- ]]; do
+        case "$1" in --output) made+=(--input "$2") ;; *) made+=("$1" "$2") ;; esac
+        shift 2
+    done
+    shift
+    if stages check "$name" --work "$WORK" "${made[@]}"; then info "$name: complete, skipped"; return 0; fi
+    info "$name: $*"
+    "$@" || fail "$name" $?
+    stages done "$name" --work "$WORK" "${made[@]}"
+}
+
+# ---- stages -------------------------------------------------------------------------------------
 stage_sample() {
     if [[ -n "$DATA" ]]; then return 0; fi
-    DATA="$WORK/sample"
-    run_stage sample "cars=$CARS seed=$SEED" \
-        "$PYTHON" -m unet_infer.sample --out "$DATA" --cars "$CARS" --seed "$SEED" "${QUIET_FLAG[@]}"
+    DATA="$SAMPLE"
+    local made=(--option "cars=$CARS" --option "seed=$SEED" --output "$DATA")
+    if ! stages check sample --work "$WORK" "${made[@]/#--output/--input}"; then
+        stages clear-sample --work "$WORK" || exit 2  # another seed or count: not mixed with the old cars
+    fi
+    stage sample "${made[@]}" -- \
+        "$PYTHON" -m unet_infer.sample --output "$DATA" --cars "$CARS" --seed "$SEED" "${QUIET_FLAG[@]}"
+}
+
+stage_preflight() {
+    stages preflight --work "$WORK" --data "$DATA" --size "$SIZE" "${LABEL_FLAG[@]}" || exit 2
 }
 
 stage_preprocess() {
-    local prep="$WORK/prep_bin" key="data=$DATA size=$SIZE"
-    if [[ -f "$STAGES/preprocess" ]] && ! stage_done preprocess "$key"; then
-        die "$prep was made from other data or another size ($(cat -- "$STAGES/preprocess")); use another workdir="
-    fi
-    run_stage preprocess "$key" \
-        "$PYTHON" "$ROOT/preprocess_unet_pth.py" --src_path="$DATA/train" --save_bin_path="$prep" \
+    stages prune-prep --work "$WORK" --data "$DATA" || exit 2
+    stage preprocess --input "$DATA/train" --option "size=$SIZE" --output "$PREP" -- \
+        "$PYTHON" "$ROOT/preprocess_unet_pth.py" --src_path="$DATA/train" --save_bin_path="$PREP" \
         --size "$SIZE" "${QUIET_FLAG[@]}"
 }
 
 stage_export() {
-    run_stage export "weights=$(file_key "$WEIGHTS") size=$SIZE" \
-        "$PYTHON" "$ROOT/unet_pth2onnx.py" "$WEIGHTS" "$WORK/UNet_dynamic_bs.onnx" --size "$SIZE"
-    run_stage simplify "$(file_key "$WORK/UNet_dynamic_bs.onnx")" \
-        bash "$ROOT/scripts/onnxsim.sh" "$WORK/UNet_dynamic_bs.onnx" "$WORK/UNet_dynamic_sim.onnx" "$SIZE"
-    if [[ "$PRECISION" == int8 ]]; then
-        run_stage quantize "$(file_key "$WORK/UNet_dynamic_sim.onnx")" \
-            "$PYTHON" -m unet_infer.quantize --model "$WORK/UNet_dynamic_sim.onnx" --calib "$WORK/prep_bin" \
-            --output "$WORK/UNet_int8.onnx"
-    fi
+    stage export --weights "$WEIGHTS" --option "size=$SIZE" --output "$ONNX" -- \
+        "$PYTHON" "$ROOT/unet_pth2onnx.py" "$WEIGHTS" "$ONNX" --size "$SIZE"
+    stage simplify --input "$ONNX" --option "size=$SIZE" --output "$SIMPLIFIED" -- \
+        bash "$ROOT/scripts/onnxsim.sh" "$ONNX" "$SIMPLIFIED" "$SIZE"
 }
 
-# The model the runner gets for batch size $1, compiled when the backend needs it.
-model_for() {
-    local bs=$1
-    case "$BACKEND/$PRECISION" in
-        onnxruntime/fp32) echo "$WORK/UNet_bs$bs.onnx" ;;
-        onnxruntime/int8) echo "$WORK/UNet_int8_bs$bs.onnx" ;;
-        torch/*) echo "$WEIGHTS" ;;
-        acl/*) echo "$WORK/UNet_bs$bs.om" ;;
-    esac
+stage_quantize() {  # calibrates on the preprocessed images, or (stream=1) on the images themselves
+    local calib=$PREP
+    if [[ "$STREAM" == 1 ]]; then calib="$DATA/train"; fi
+    stage "quantize_$BACKEND" --input "$SIMPLIFIED" --input "$calib" --option "size=$SIZE" --output "$QUANTIZED" -- \
+        "$PYTHON" -m unet_infer.quantize --backend "$BACKEND" --model "$SIMPLIFIED" --calib "$calib" \
+        --output "$QUANTIZED" --size "$SIZE" "${THREAD_FLAG[@]}" "${QUIET_FLAG[@]}"
 }
 
 stage_compile() {
-    local bs=$1 out
-    out=$(model_for "$bs")
-    case "$BACKEND/$PRECISION" in
-        onnxruntime/fp32)
-            run_stage "compile_bs$bs" "$(file_key "$WORK/UNet_dynamic_sim.onnx")" \
-                "$PYTHON" -m unet_infer.compile --model "$WORK/UNet_dynamic_sim.onnx" --batchsize "$bs" \
-                --output "$out" "${THREAD_FLAG[@]}" ;;
-        onnxruntime/int8)
-            run_stage "compile_int8_bs$bs" "$(file_key "$WORK/UNet_int8.onnx")" \
-                "$PYTHON" -m unet_infer.compile --model "$WORK/UNet_int8.onnx" --batchsize "$bs" \
-                --output "$out" "${THREAD_FLAG[@]}" ;;
-        acl/*)
-            run_stage "atc_bs$bs" "$(file_key "$WORK/UNet_dynamic_sim.onnx") chip=$CHIP" \
-                bash "$ROOT/scripts/atc.sh" --model="$WORK/UNet_dynamic_sim.onnx" --bs="$bs" \
-                --output="$WORK/UNet_bs$bs" --size="$SIZE" ${CHIP:+--chip="$CHIP"} ;;
-        torch/*) ;;
-    esac
+    local bs=$1 model_var="MODEL_$1"
+    stage "compile_${BACKEND}_${PRECISION}_bs$bs" --input "$COMPILE_FROM" --option "size=$SIZE" \
+        --option "chip=$CHIP" --output "${!model_var}" -- \
+        "$PYTHON" -m unet_infer.compile --backend "$BACKEND" --model "$COMPILE_FROM" --batchsize "$bs" \
+        --output "${!model_var}" --size "$SIZE" ${CHIP:+--chip "$CHIP"} "${THREAD_FLAG[@]}"
 }
 
-# Inference into result/bs$bs; an interrupted earlier attempt is moved aside, never mixed in.
-stage_infer() {
-    local bs=$1 model name="bs$1" key
-    model=$(model_for "$bs")
-    key="model=$(file_key "$model") prep=$(cat -- "$STAGES/preprocess") backend=$BACKEND precision=$PRECISION"
-    if stage_done "infer_$name" "$key"; then info "infer_$name: complete, skipped"; return 0; fi
-    rm -f -- "$STAGES/infer_$name" "$STAGES/rename_$name" "$STAGES/score_$name"
-    mkdir -p -- "$WORK/result"
-    if [[ -e "$WORK/result/$name" || -e "$WORK/result/${name}_summary.json" ]]; then
-        local aside
-        aside="$WORK/result/$name.old-$(date +%Y%m%d-%H%M%S)"
-        info "infer_$name: moving an earlier incomplete or outdated run aside to $aside"
-        mkdir -p -- "$aside"
-        [[ -e "$WORK/result/$name" ]] && mv -- "$WORK/result/$name" "$aside/"
-        [[ -e "$WORK/result/${name}_summary.json" ]] && mv -- "$WORK/result/${name}_summary.json" "$aside/"
+run_options() {  # the runner's options for this backend, precision and machine
+    RUN=(--backend="$BACKEND" --precision="$PRECISION" --size="$SIZE" --device="$DEVICE" "${THREAD_FLAG[@]}"
+         "${QUIET_FLAG[@]}")
+    if [[ "$EXTERNAL" == 1 ]]; then RUN=(--device="$DEVICE"); fi
+}
+
+stage_infer() {  # inference into result/bs$bs; an earlier run made from other inputs is replaced
+    local bs=$1 model_var="MODEL_$1" out_var="OUTPUTS_$1" sum_var="SUMMARY_$1" log_var="LOG_$1"
+    local made=(--input "${!model_var}" --input "$PREP" --option "backend=$BACKEND" --option "precision=$PRECISION"
+                --option "size=$SIZE" --option "device=$DEVICE")
+    if stages check "infer_bs$bs" --work "$WORK" "${made[@]}" --input "${!out_var}" --input "${!sum_var}"; then
+        info "infer_bs$bs: complete, skipped"; return 0
     fi
-    local cmd=("$PYTHON" -m unet_infer.bench --model="$model" --input="$WORK/prep_bin" --output="$WORK/result"
-               --output_dirname="$name" --batchsize="$bs" --backend="$BACKEND" "${QUIET_FLAG[@]}")
-    case "$BACKEND" in
-        torch) cmd+=(--precision="$PRECISION" --size="$SIZE" --device="$DEVICE" "${THREAD_FLAG[@]}") ;;
-        onnxruntime) cmd+=("${THREAD_FLAG[@]}") ;;
-        acl) cmd+=(--device="$DEVICE") ;;
-    esac
-    info "infer_$name: ${cmd[*]}"
-    "${cmd[@]}" | tee "$WORK/result/$name.log" || die "stage infer_$name failed (see above)"
-    mark_done "infer_$name" "$key"
+    stages forget "infer_bs$bs" "rename_bs$bs" "score_bs$bs" --work "$WORK"
+    stages clear-run --work "$WORK" --name "bs$bs" || exit 2
+    run_options
+    local cmd=("$PYTHON" -m unet_infer.bench --model="${!model_var}" --input="$PREP" --output="$RESULTS"
+               --output_dirname="bs$bs" --batchsize="$bs" "${RUN[@]}")
+    info "infer_bs$bs: ${cmd[*]}"
+    mkdir -p -- "$RESULTS"
+    "${cmd[@]}" 2>&1 | tee "${!log_var}" || fail "infer_bs$bs" "${PIPESTATUS[0]}"
+    stages done "infer_bs$bs" --work "$WORK" "${made[@]}" --input "${!out_var}" --input "${!sum_var}"
 }
 
 stage_score() {
-    local bs=$1 name="bs$1" key
-    key=$(cat -- "$STAGES/infer_$name")
-    run_stage "rename_$name" "$key" "$PYTHON" "$ROOT/json_parse.py" --output="$WORK/result/$name/"
-    run_stage "score_$name" "$key" \
-        "$PYTHON" "$ROOT/postprocess_unet_pth.py" --output="$WORK/result/$name" --label="$DATA/train_masks" \
-        --result="$WORK/result_$name.txt" --size "$SIZE" "${QUIET_FLAG[@]}"
+    local bs=$1 out_var="OUTPUTS_$1" sum_var="SUMMARY_$1" res_var="RESULT_TXT_$1"
+    stage "rename_bs$bs" --input "${!sum_var}" --output "${!out_var}" -- \
+        "$PYTHON" "$ROOT/json_parse.py" --output="${!out_var}/" "${QUIET_FLAG[@]}"
+    if [[ "$LABELS" == none ]]; then return 0; fi
+    stage "score_bs$bs" --input "${!out_var}" --input "$DATA/train_masks" --option "size=$SIZE" \
+        --output "${!res_var}" -- \
+        "$PYTHON" "$ROOT/postprocess_unet_pth.py" --output="${!out_var}" --label="$DATA/train_masks" \
+        --result="${!res_var}" --size "$SIZE" "${QUIET_FLAG[@]}"
 }
 
 stage_stream() {
-    local bs=$1 name="bs$1" model
-    model=$(model_for "$bs")
-    run_stage "stream_$name" "model=$(file_key "$model") data=$DATA size=$SIZE backend=$BACKEND precision=$PRECISION" \
-        "$PYTHON" -m unet_infer.stream --model "$model" --data "$DATA" --batchsize "$bs" --size "$SIZE" \
-        --backend "$BACKEND" --precision "$PRECISION" --device "$DEVICE" \
-        --result "$WORK/result_$name.txt" --summary "$WORK/result/${name}_summary.json" \
-        "${THREAD_FLAG[@]}" "${QUIET_FLAG[@]}"
+    local bs=$1 model_var="MODEL_$1" sum_var="SUMMARY_$1" res_var="RESULT_TXT_$1"
+    run_options
+    stage "stream_bs$bs" --input "${!model_var}" --input "$DATA/train" --input "$DATA/train_masks" \
+        --option "backend=$BACKEND" --option "precision=$PRECISION" --option "size=$SIZE" \
+        --output "${!res_var}" --output "${!sum_var}" -- \
+        "$PYTHON" -m unet_infer.stream --model "${!model_var}" --data "$DATA" --batchsize "$bs" \
+        --result "${!res_var}" --summary "${!sum_var}" "${RUN[@]}"
+}
+
+stage_perf() {  # the guide's performance command: pure inference, --loop runs, nothing scored
+    local bs=$1 model_var="MODEL_$1" perf_var="PERF_SUMMARY_$1" name_var="PERF_NAME_$1"
+    if (( LOOP == 0 )); then return 0; fi
+    local made=(--input "${!model_var}" --option "backend=$BACKEND" --option "precision=$PRECISION"
+                --option "size=$SIZE" --option "loop=$LOOP" --option "threads=$THREADS" --option "device=$DEVICE")
+    if stages check "perf_bs$bs" --work "$WORK" "${made[@]}" --input "${!perf_var}"; then
+        info "perf_bs$bs: complete, skipped"; return 0
+    fi
+    stages clear-run --work "$WORK" --name "${!name_var}" || exit 2
+    run_options
+    local cmd=("$PYTHON" -m unet_infer.bench --model="${!model_var}" --loop="$LOOP" --batchsize="$bs"
+               --output="$RESULTS" --output_dirname="${!name_var}" "${RUN[@]}")
+    info "perf_bs$bs: ${cmd[*]}"
+    "${cmd[@]}" || fail "perf_bs$bs" $?
+    stages done "perf_bs$bs" --work "$WORK" "${made[@]}" --input "${!perf_var}"
 }
 
 stage_report() {
+    if [[ "$LABELS" == none ]]; then return 0; fi
+    local last="RESULT_TXT_${BATCHES[-1]}"
+    for ext in txt json; do
+        cp -f -- "${!last%.txt}.$ext" "$WORK/.result.$ext.tmp" && mv -f -- "$WORK/.result.$ext.tmp" "$WORK/result.$ext"
+    done
     "$PYTHON" -m unet_infer.report --work "$WORK" --data "$DATA" --batchsizes "$BS" --backend "$BACKEND" \
-        --precision "$PRECISION" --size "$SIZE" || die "stage report failed (see above)"
+        --precision "$PRECISION" --size "$SIZE" || fail report $?
 }
 
-# ---- run ---------------------------------------------------------------------------------
+# ---- run ----------------------------------------------------------------------------------------
 info "work folder: $WORK"
 stage_sample
+stage_preflight
 if [[ "$STREAM" == 0 ]]; then stage_preprocess; fi
-if [[ "$BACKEND" != torch ]]; then
-    if [[ "$PRECISION" == int8 && "$STREAM" == 1 ]]; then stage_preprocess; fi
+if [[ "$SOURCE" == onnx ]]; then
     stage_export
+    if [[ "$QUANTIZE" == 1 ]]; then stage_quantize; fi
 fi
 for bs in "${BATCHES[@]}"; do
-    stage_compile "$bs"
+    if [[ "$SOURCE" == onnx ]]; then stage_compile "$bs"; fi
     if [[ "$STREAM" == 1 ]]; then stage_stream "$bs"; else stage_infer "$bs"; stage_score "$bs"; fi
+    stage_perf "$bs"
 done
-last="bs${BATCHES[-1]}"
-for f in txt json; do cp -f -- "$WORK/result_$last.$f" "$WORK/.result.$f.tmp" && mv -f -- "$WORK/.result.$f.tmp" "$WORK/result.$f"; done
 stage_report
-
-for bs in "${BATCHES[@]}"; do
-    "$PYTHON" - "$WORK/result_bs$bs.json" "$WORK/result/bs${bs}_summary.json" "$bs" "$BACKEND" "$PRECISION" <<'PY'
-import json, sys
-result, summary = (json.load(open(p)) for p in sys.argv[1:3])
-bs, backend, precision = sys.argv[3:6]
-modelzoo = "n/a" if result["modelzoo_iou"] is None else f"{result['modelzoo_iou']:.6f}"
-print(f"IoU {result['mean_iou']:.6f} (ModelZoo figure {modelzoo}, {result['n_images']} images), "
-      f"throughput {summary['throughput']:.2f} images/s (bs {bs}, {backend} {precision})")
-PY
-done
+stages result --work "$WORK" --bs "$BS" --backend "$BACKEND" --precision "$PRECISION" "${LABEL_FLAG[@]}"

@@ -14,10 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from unet_infer.backends import backend_for_model, get_backend
-from unet_infer.bench.batching import (files_per_batch, first_clash, output_name, plan_batches,
-                                       resolve_batchsize)
+from unet_infer.backends.base import resolve_batchsize
+from unet_infer.bench.batching import files_per_batch, first_clash, output_name, plan_batches
 from unet_infer.bench.runner import main
-from unet_infer.errors import UserError, run_cli
+from unet_infer.cli import UserError, run_cli
 from unet_infer.model import UNet
 from unet_infer.summary import REQUIRED_KEYS
 
@@ -104,6 +104,8 @@ def test_printed_performance_summary(models, capsys):
     match = re.fullmatch(r"\[INFO\] throughput 1000\*batchsize\.mean\(2\)/NPU_compute_time\.mean\(([\d.e-]+)\): "
                          r"([\d.e-]+)", lines[4])
     assert match and float(match[2]) == pytest.approx(2000 / float(match[1]))
+    assert re.fullmatch(r"\[INFO\] NPU_compute_time percentiles \(ms\): p50 = [\d.]+, p90 = [\d.]+, p95 = [\d.]+, "
+                        r"p99 = [\d.]+", lines[5])
 
 
 def test_pure_mode_without_output_writes_nothing(models, tmp_path, monkeypatch, capsys):
@@ -144,7 +146,13 @@ def test_outfmt_and_npy_inputs(models, images, tmp_path, outfmt):
 
 def test_file_of_another_size_is_named(models, images, tmp_path):
     (images / "img3.bin").write_bytes(b"\0" * 100)
-    with pytest.raises(UserError, match=rf"img3\.bin: 100 bytes, expected {IMAGE_BYTES} \(the size of .*img1\.bin\)"):
+    with pytest.raises(UserError, match=rf"img3\.bin: 100 bytes, expected {IMAGE_BYTES} \(1 file\(s\) per batch"):
+        bench("--model", models / "unet.onnx", "--input", images)
+
+
+def test_a_wrong_first_file_is_named_not_the_good_ones_after_it(models, images, tmp_path):
+    (images / "img1.bin").write_bytes(b"\0" * 100)
+    with pytest.raises(UserError, match=rf"img1\.bin: 100 bytes, expected {IMAGE_BYTES} "):
         bench("--model", models / "unet.onnx", "--input", images)
 
 
@@ -174,7 +182,7 @@ def test_existing_run_is_refused_and_kept(models, images, tmp_path):
     argv = ["--model", models / "unet.onnx", "--input", images, "--output", tmp_path / "r", "--output_dirname", "a"]
     bench(*argv)
     before = sorted(p.name for p in (tmp_path / "r" / "a").iterdir())
-    with pytest.raises(UserError, match="already holds a run; choose another --output_dirname or remove it"):
+    with pytest.raises(UserError, match="already holds a run; choose another --output_dirname"):
         bench(*argv)
     (tmp_path / "r" / "a_summary.json").unlink()
     with pytest.raises(UserError, match="already holds a run"):

@@ -11,7 +11,7 @@ from unet_infer.preprocess import load_image
 from unet_infer.sample import generate
 
 ROOT = Path(__file__).resolve().parents[1]
-WEIGHTS = ROOT / "weights" / "unet_w16_sample.pth"
+WEIGHTS = ROOT / "weights" / "unet_carvana.pth"
 EVAL_SEED = 20261127  # the driver's evaluation sample; training used seeds 1 (cars) and 7 (validation)
 
 

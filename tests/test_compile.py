@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from unet_infer.backends.onnxruntime_backend import OnnxRuntimeBackend
-from unet_infer.compile import compile_onnx, main
-from unet_infer.errors import UserError, run_cli
+from unet_infer.compile import main
+from unet_infer.cli import UserError, run_cli
 from unet_infer.model import UNet
+
+compile_onnx = OnnxRuntimeBackend.compile
 
 SIZE = 32
 

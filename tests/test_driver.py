@@ -1,61 +1,147 @@
-"""scripts/run_all.sh end to end on a tiny case, its re-runs after a stage was killed, and its options."""
+"""scripts/run_all.sh end to end on a tiny case: its results against a reference computed here, its
+modes (stream, int8, torch), its re-runs (skipped when nothing changed, redone when anything did),
+its lock, and its options and early errors."""
 
+import fcntl
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
+from unet_infer.data import load_image, load_label, pair_carvana
+from unet_infer.model import load_unet
+from unet_infer.postprocess import score_arrays
 from unet_infer.sample import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "scripts" / "run_all.sh"
-WEIGHTS = ROOT / "weights" / "unet_w16_sample.pth"
+WEIGHTS = ROOT / "weights" / "unet_carvana.pth"
 SIZE = 64
 
 
-def run_driver(*args, python=None, cwd=None):
+def run_driver(*args, python=None, cwd=None, timeout=600):
     env = {**os.environ, "PYTHON": python or sys.executable, "UNET_INFER_QUIET": "1"}
     return subprocess.run(["bash", str(DRIVER), *map(str, args)], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=600)
+                          cwd=cwd, timeout=timeout)
+
+
+def make_data(root, seed=11, views=5):
+    generate(root, cars=1, seed=seed, views=views, width=160, height=107, workers=1)
+    return root
+
+
+def reference_ious(data):
+    """Per-image IoU of the bundled weights on ``data`` at SIZE, computed here with PyTorch."""
+    model, _ = load_unet(WEIGHTS)
+    pairs = pair_carvana(data)
+    x = torch.from_numpy(np.stack([load_image(image, SIZE) for _, image, _ in pairs]))
+    with torch.inference_mode():
+        logits = model(x).numpy()
+    return {stem: score_arrays(out, load_label(mask, SIZE))[0] for (stem, _, mask), out in zip(pairs, logits)}
+
+
+def per_image(work, bs=None):
+    name = "result.json" if bs is None else f"result_bs{bs}.json"
+    return {r["name"]: r["iou"] for r in json.loads((work / name).read_text())["per_image"]}
+
+
+def common(data, work, *extra):
+    return [f"data={data}", f"weights={WEIGHTS}", f"workdir={work}", f"size={SIZE}", "quiet=1", "loop=1", *extra]
 
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    root = tmp_path_factory.mktemp("carvana")
-    generate(root, cars=1, seed=11, views=5, width=160, height=107, workers=1)
-    return root
+    return make_data(tmp_path_factory.mktemp("carvana"))
 
 
-def common(tiny_data, work):
-    return [f"data={tiny_data}", f"weights={WEIGHTS}", f"workdir={work}", f"size={SIZE}", "quiet=1"]
+@pytest.fixture(scope="module")
+def expected(tiny_data):
+    return reference_ious(tiny_data)
 
 
-def test_end_to_end_then_everything_is_skipped(tiny_data, tmp_path):
-    work = tmp_path / "work"
+@pytest.fixture(scope="module")
+def finished(tiny_data, tmp_path_factory):
+    """One complete run, bs 2 and 4, shared by the tests that only read it."""
+    work = tmp_path_factory.mktemp("finished") / "work"
     proc = run_driver("bs=2,4", *common(tiny_data, work))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    last = proc.stdout.strip().splitlines()[-1]
-    assert last.startswith("IoU ") and "throughput" in last and "bs 4" in last
+    return work, proc
 
+
+def test_end_to_end_matches_the_reference_then_everything_is_skipped(tiny_data, expected, finished):
+    work, proc = finished
+    lines = proc.stdout.strip().splitlines()
+    assert lines[-2].startswith("IoU ") and "pure inference, bs 2, loop 1, onnxruntime fp32" in lines[-2]
+    assert "scored run" in lines[-1] and "for 5 images" in lines[-1]
     for name in ("UNet_dynamic_bs.onnx", "UNet_dynamic_sim.onnx", "UNet_bs2.onnx", "UNet_bs4.onnx",
-                 "result/bs2_summary.json", "result/bs4_summary.json", "result.txt", "result.json",
-                 "result_bs2.json", "report/summary.md", "report/per_image.csv", "report/iou_hist.png"):
+                 "result/bs2_summary.json", "result/perf_bs4_summary.json", "result.txt", "result.json",
+                 "report/summary.md", "report/per_image.csv"):
         assert (work / name).is_file(), name
-    assert len(list((work / "prep_bin").glob("*.bin"))) == 5
     outputs = sorted(p.name for p in (work / "result" / "bs4").iterdir())
     assert outputs == sorted(f"{p.stem}.bin" for p in (tiny_data / "train").iterdir())  # renamed by json_parse
-    result = json.loads((work / "result.json").read_text())
-    assert result["n_images"] == 5 and 0.0 <= result["mean_iou"] <= 1.0
-    assert json.loads((work / "result_bs2.json").read_text())["mean_iou"] == pytest.approx(result["mean_iou"], abs=1e-6)
+    for bs in (2, 4):
+        got = per_image(work, bs)
+        assert got.keys() == expected.keys()
+        for stem, iou in expected.items():
+            assert got[stem] == pytest.approx(iou, abs=2e-3), stem
+    mean = np.mean(list(expected.values()))
+    assert json.loads((work / "result.json").read_text())["mean_iou"] == pytest.approx(mean, abs=1e-3)
+    assert lines[-2].startswith(f"IoU {json.loads((work / 'result_bs2.json').read_text())['mean_iou']:.6f}")
+    perf = json.loads((work / "result" / "perf_bs2_summary.json").read_text())
+    assert perf["mode"] == "pure" and perf["filesinfo"] == {} and perf["NPU_compute_time"]["count"] == 1
+    scored = json.loads((work / "result" / "bs2_summary.json").read_text())
+    assert scored["mode"] == "files" and len(scored["filesinfo"]) == 5 and scored["weights"].startswith(
+        "unet_carvana.pth sha256:")
 
     again = run_driver("bs=2,4", *common(tiny_data, work))
     assert again.returncode == 0, again.stderr
-    for stage in ("preprocess", "export", "simplify", "compile_bs2", "infer_bs4", "rename_bs4", "score_bs4"):
+    for stage in ("preprocess", "export", "simplify", "compile_onnxruntime_fp32_bs2", "infer_bs4", "rename_bs4",
+                  "score_bs4", "perf_bs2"):
         assert f"{stage}: complete, skipped" in again.stdout
-    assert again.stdout.strip().splitlines()[-1].split(", throughput")[0] == last.split(", throughput")[0]
+    assert again.stdout.strip().splitlines()[-2].split(", throughput")[0] == lines[-2].split(", throughput")[0]
+
+
+def test_stream_gives_the_file_flow_iou_and_writes_no_bin_files(tiny_data, expected, tmp_path):
+    work = tmp_path / "work"
+    proc = run_driver("bs=2", *common(tiny_data, work, "stream=1"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    got = per_image(work)
+    for stem, iou in expected.items():
+        assert got[stem] == pytest.approx(iou, abs=2e-3), stem
+    assert not list(work.rglob("*.bin")) and not (work / "prep_bin").exists()
+    assert json.loads((work / "result" / "bs2_summary.json").read_text())["mode"] == "stream"
+
+
+def test_int8_is_quantised_close_to_fp32_and_says_so(tiny_data, expected, tmp_path):
+    work = tmp_path / "work"
+    proc = run_driver("bs=2", *common(tiny_data, work, "precision=int8", "stream=1"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (work / "UNet_int8.onnx").is_file() and (work / "UNet_int8_bs2.onnx").is_file()
+    assert not list(work.rglob("*.bin"))  # stream=1: calibrated on the images themselves
+    summary = json.loads((work / "result" / "bs2_summary.json").read_text())
+    assert summary["precision"] == "int8"
+    assert "onnxruntime int8" in proc.stdout.strip().splitlines()[-2]
+    got = per_image(work)
+    assert np.mean(list(got.values())) == pytest.approx(np.mean(list(expected.values())), abs=0.03)
+
+
+def test_torch_backend_runs_the_checkpoint_itself(tiny_data, expected, tmp_path):
+    work = tmp_path / "work"
+    proc = run_driver("bs=4", *common(tiny_data, work, "backend=torch"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not list(work.glob("*.onnx"))  # nothing exported or compiled
+    got = per_image(work)
+    for stem, iou in expected.items():
+        assert got[stem] == pytest.approx(iou, abs=2e-3), stem
+    assert json.loads((work / "result" / "bs4_summary.json").read_text())["backend"] == "torch"
 
 
 def _killing_python(tmp_path, pattern, action):
@@ -76,51 +162,132 @@ exec {sys.executable} "$@"
     return script
 
 
-def test_preprocess_killed_half_way_is_redone(tiny_data, tmp_path):
+def test_a_stage_killed_half_way_is_redone(tiny_data, tmp_path):
     work = tmp_path / "work"
-    python = _killing_python(tmp_path, "preprocess_unet_pth.py",
-                             f'ls {work}/prep_bin/*.bin | head -n 2 | xargs rm -f')
+    python = _killing_python(tmp_path, "unet_infer.bench --model", f'ls {work}/result/bs2/*.bin | head -n 1 | xargs rm -f')
     first = run_driver("bs=2", *common(tiny_data, work), python=python)
-    assert first.returncode != 0 and "stage preprocess failed" in first.stderr
-    assert len(list((work / "prep_bin").glob("*.bin"))) == 3
+    assert first.returncode == 1 and "stage infer_bs2 failed" in first.stderr and "resume" in first.stderr
     second = run_driver("bs=2", *common(tiny_data, work), python=python)
     assert second.returncode == 0, second.stderr
-    assert len(list((work / "prep_bin").glob("*.bin"))) == 5
-    assert json.loads((work / "result.json").read_text())["n_images"] == 5
-
-
-def test_inference_killed_half_way_is_set_aside_and_redone(tiny_data, tmp_path):
-    work = tmp_path / "work"
-    python = _killing_python(tmp_path, "unet_infer.bench",
-                             f'ls {work}/result/bs2/*.bin | head -n 1 | xargs rm -f')
-    first = run_driver("bs=2", *common(tiny_data, work), python=python)
-    assert first.returncode != 0 and "infer_bs2" in first.stderr
-    second = run_driver("bs=2", *common(tiny_data, work), python=python)
-    assert second.returncode == 0, second.stderr
-    assert "moving an earlier incomplete or outdated run aside" in second.stdout
+    assert "removed the earlier run bs2" in second.stdout
     assert len(list((work / "result" / "bs2").glob("*.bin"))) == 5
-    aside = [p for p in (work / "result").iterdir() if p.name.startswith("bs2.old-")]
-    assert len(aside) == 1 and (aside[0] / "bs2").is_dir()  # nothing lost
+    assert sorted(p.name for p in (work / "result").iterdir() if p.name.startswith("bs2")) == [
+        "bs2", "bs2.log", "bs2_summary.json"]  # nothing set aside to pile up
     assert json.loads((work / "result.json").read_text())["n_images"] == 5
+
+
+def test_results_follow_the_data_in_the_folder_now(tmp_path, finished):
+    data = make_data(tmp_path / "data", seed=21, views=3)
+    work = tmp_path / "work"
+    assert run_driver("bs=2", *common(data, work)).returncode == 0
+    assert json.loads((work / "result.json").read_text())["n_images"] == 3
+    # an image and its mask added: every stage from preprocess on runs again, and counts it
+    extra = make_data(tmp_path / "extra", seed=22, views=1)
+    (stem, image, mask), = pair_carvana(extra)
+    shutil.copy(image, data / "train")
+    shutil.copy(mask, data / "train_masks")
+    added = run_driver("bs=2", *common(data, work))
+    assert added.returncode == 0, added.stderr
+    assert "preprocess: complete, skipped" not in added.stdout and "export: complete, skipped" in added.stdout
+    assert stem in per_image(work) and len(per_image(work)) == 4
+    # an image removed (its mask kept): its preprocessed file goes too, and it is not scored
+    gone = sorted(per_image(work))[0]
+    (data / "train" / f"{gone}.jpg").unlink()
+    removed = run_driver("bs=2", *common(data, work))
+    assert removed.returncode == 0, removed.stderr
+    assert gone not in per_image(work) and not (work / "prep_bin" / f"{gone}.bin").exists()
+    assert removed.stdout.strip().splitlines()[-2].split(" images)")[0].endswith("3")
+
+
+def test_another_seed_replaces_the_generated_sample(tmp_path):
+    work = tmp_path / "work"
+    args = [f"weights={WEIGHTS}", f"workdir={work}", f"size={SIZE}", "quiet=1", "loop=0", "cars=1"]
+    assert run_driver("bs=8", *args, "seed=3").returncode == 0
+    first = per_image(work)
+    second_run = run_driver("bs=8", *args, "seed=4")
+    assert second_run.returncode == 0, second_run.stderr
+    second = per_image(work)
+    assert len(first) == len(second) == 16 and not set(first) & set(second)
+    assert len(list((work / "sample" / "train").iterdir())) == 16
+
+
+def test_a_missing_mask_fails_before_any_work_and_labels_none_runs(tmp_path):
+    data = make_data(tmp_path / "data", seed=31, views=2)
+    next((data / "train_masks").iterdir()).unlink()
+    work = tmp_path / "work"
+    proc = run_driver("bs=2", *common(data, work))
+    assert proc.returncode == 2 and "mask not found" in proc.stderr and "labels=none" in proc.stderr
+    assert "resume" not in proc.stderr and not (work / "prep_bin").exists()
+    unscored = run_driver("bs=2", *common(data, work, "labels=none"))
+    assert unscored.returncode == 0, unscored.stderr
+    assert unscored.stdout.strip().splitlines()[-1].startswith("throughput ")
+    assert len(list((work / "result" / "bs2").glob("*.bin"))) == 2
+
+
+def test_acl_without_the_ascend_tools_fails_before_any_work(tiny_data, tmp_path):
+    proc = run_driver("bs=2", *common(tiny_data, tmp_path / "work", "backend=acl"))
+    assert proc.returncode == 2 and "atc (CANN)" in proc.stderr and "backend=onnxruntime" in proc.stderr
+    assert not (tmp_path / "work" / "prep_bin").exists()
+    precision = run_driver("bs=2", *common(tiny_data, tmp_path / "work", "backend=acl", "precision=fp32"))
+    assert precision.returncode == 2 and "not available on the acl backend" in precision.stderr
+
+
+def test_a_second_run_in_a_busy_workdir_is_refused(tiny_data, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    with open(work / ".lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        proc = run_driver("bs=2", *common(tiny_data, work))
+    assert proc.returncode == 2 and "another run is working in" in proc.stderr
+    assert sorted(p.name for p in work.iterdir()) == [".lock"]
+
+
+def test_ctrl_c_exits_130_interrupted(tiny_data, tmp_path):
+    slow = tmp_path / "python"
+    slow.write_text(f"#!/usr/bin/env bash\nif [[ \"$*\" == *preprocess_unet_pth* ]]; then sleep 30; fi\n"
+                    f"exec {sys.executable} \"$@\"\n")
+    slow.chmod(0o755)
+    env = {**os.environ, "PYTHON": str(slow), "UNET_INFER_QUIET": "1"}
+    proc = subprocess.Popen(["bash", str(DRIVER), "bs=2", *common(tiny_data, tmp_path / "work")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(line.startswith("sleep 30") for line in _children(proc.pid)):
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted" in err and "resume" not in err
+
+
+def _children(pid):
+    """Command lines of the processes in ``pid``'s session."""
+    lines = subprocess.run(["ps", "-o", "args=", "-s", str(pid)], capture_output=True, text=True).stdout
+    return lines.splitlines()
+
+
+def test_the_same_data_through_a_symlink_is_the_same_data(tiny_data, finished, tmp_path):
+    work, _ = finished
+    linked_data = tmp_path / "data_link"
+    linked_data.symlink_to(tiny_data)
+    linked_work = tmp_path / "work_link"
+    linked_work.symlink_to(work)
+    proc = run_driver("bs=2", *common(linked_data, linked_work))
+    assert proc.returncode == 0, proc.stderr
+    for stage in ("preprocess", "simplify", "compile_onnxruntime_fp32_bs2", "infer_bs2"):
+        assert f"{stage}: complete, skipped" in proc.stdout
 
 
 def test_help_and_bad_options(tmp_path):
     help_text = run_driver("--help").stdout
-    for key in ("bs=", "data=", "weights=", "workdir=", "backend=", "precision=", "stream=", "scripts/run_all.sh bs=8"):
+    for key in ("bs=", "data=", "weights=", "workdir=", "backend=", "precision=", "stream=", "loop=", "labels=",
+                "scripts/run_all.sh bs=8"):
         assert key in help_text
-    for bad, words in ((["bs=0"], "bs must"), (["bs=8", "backend=tpu"], "backend must"),
-                       (["bs=8", "precision=int8", "backend=torch"], "not available"),
-                       (["bs=8", "frobnicate"], "unknown option"),
+    for bad, words in ((["bs=0"], "bs must"), (["bs=8", "backend=tpu"], "unknown backend 'tpu'"),
+                       (["bs=8", "precision=int8", "backend=torch"], "not available on the torch backend"),
+                       (["bs=8", "frobnicate"], "unknown option"), (["bs=8", "size=8"], "at least 16"),
+                       (["bs=8", "workdir="], "workdir= needs a folder"),
                        (["bs=8", f"data={tmp_path}"], "train"),
                        (["bs=8", f"weights={tmp_path}/none.pth"], "checkpoint not found")):
-        proc = run_driver(*bad, f"workdir={tmp_path}/w")
+        args = [*bad] if any(b.startswith("workdir=") for b in bad) else [*bad, f"workdir={tmp_path}/w"]
+        proc = run_driver(*args)
         assert proc.returncode == 2 and "error:" in proc.stderr and words in proc.stderr, (bad, proc.stderr)
-
-
-def test_other_data_in_the_same_work_folder_is_refused(tiny_data, tmp_path):
-    work = tmp_path / "work"
-    assert run_driver("bs=2", *common(tiny_data, work)).returncode == 0
-    other = tmp_path / "other"
-    generate(other, cars=1, seed=12, views=2, width=160, height=107, workers=1)
-    proc = run_driver("bs=2", f"data={other}", f"weights={WEIGHTS}", f"workdir={work}", f"size={SIZE}")
-    assert proc.returncode == 2 and "use another workdir=" in proc.stderr

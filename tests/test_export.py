@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import unet_pth2onnx
-from unet_infer.errors import UserError, run_cli
+from unet_infer.cli import UserError, run_cli
 from unet_infer.export import INPUT_NAME, OUTPUT_NAME, pth_to_onnx, relative_error
 from unet_infer.model import UNet, count_macs, count_parameters, detect_layout, load_unet
 

@@ -10,10 +10,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import postprocess_unet_pth
-from unet_infer.errors import UserError, run_cli
+from unet_infer.cli import UserError, run_cli
 from unet_infer.formats import output_nbytes, write_bin
-from unet_infer.postprocess import (find_outputs, load_label, score_arrays, score_file, score_folder,
-                                    summarise, summary_line, write_results)
+from unet_infer.data import load_label
+from unet_infer.postprocess import find_outputs, score_arrays, score_file, score_folder
+from unet_infer.results import summarise, summary_line, write_results
 
 S = 64
 
@@ -179,7 +180,7 @@ def test_summarise_and_results_files(tmp_path):
                                      "0.700000; Dice 0.650000; 3 images)")
     write_results(records, tmp_path / "result.txt")
     assert (tmp_path / "result.txt").read_text() == (
-        "name IoU Dice\nimg10 0.900000 0.950000\nimg2 0.300000 0.400000\nimg1 0.500000 0.600000\n")
+        "name IoU Dice\nimg1 0.500000 0.600000\nimg2 0.300000 0.400000\nimg10 0.900000 0.950000\n")
     assert json.loads((tmp_path / "result.json").read_text()) == summary
     low = summarise([{"name": "a", "iou": 0.1, "dice": 0.2}])
     assert low["modelzoo_iou"] is None and "images with IoU >= 0.5: n/a" in summary_line(low)

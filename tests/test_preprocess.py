@@ -7,9 +7,10 @@ import pytest
 from PIL import Image
 
 import preprocess_unet_pth
-from unet_infer.errors import UserError, run_cli
+from unet_infer.cli import UserError, run_cli
 from unet_infer.formats import input_nbytes
-from unet_infer.preprocess import image_to_array, load_image, preprocess_folder
+from unet_infer.data import image_to_array, load_image
+from unet_infer.preprocess import preprocess_folder
 
 S = 64
 
@@ -134,7 +135,7 @@ def test_output_inside_the_input_folder(carvana):
 
 def test_two_images_with_one_stem_refused(carvana, tmp_path, smooth_rgb):
     Image.fromarray(smooth_rgb(20, 20)).save(carvana.train / f"{carvana.stems[0]}.png")
-    with pytest.raises(UserError, match="both be written"):
+    with pytest.raises(UserError, match="have the same name"):
         preprocess_folder(carvana.train, tmp_path / "out", S, workers=1)
 
 

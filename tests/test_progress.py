@@ -6,7 +6,7 @@ from tqdm import tqdm
 
 import preprocess_unet_pth
 from unet_infer import progress as progress_mod
-from unet_infer.errors import run_cli
+from unet_infer.cli import run_cli
 
 
 def test_plain_lines_when_stderr_is_not_a_terminal(capsys, monkeypatch):

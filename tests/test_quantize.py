@@ -8,11 +8,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from unet_infer.compile import compile_onnx
-from unet_infer.errors import UserError, run_cli
+from unet_infer.backends.onnxruntime_backend import OnnxRuntimeBackend
+from unet_infer.cli import UserError, run_cli
 from unet_infer.model import UNet
-from unet_infer.quantize import (BinCalibrationReader, calibration_files, main, quantize_model, select_evenly,
-                                 upsampling_as_gemm)
+from unet_infer.quantize import calibration_files, main, select_evenly
+from unet_infer.quantize.graph import upsampling_as_gemm
+from unet_infer.quantize.onnxruntime import CalibrationReader, quantize_model
 
 SIZE = 32
 INPUT, OUTPUT = "actual_input_1", "output1"
@@ -120,7 +121,7 @@ def test_upsampling_rewrite_gives_the_same_values(fp32_model, tmp_path):
 
 
 def test_compiled_int8_model_matches_at_a_fixed_batch(quantized, tmp_path):
-    compiled = compile_onnx(quantized[0], tmp_path / "UNet_int8_bs2.onnx", 2, threads=1)
+    compiled = OnnxRuntimeBackend.compile(quantized[0], tmp_path / "UNet_int8_bs2.onnx", 2, threads=1)
     batch = np.stack(smooth_images(2, seed=5))
     np.testing.assert_allclose(run(compiled, batch), run(quantized[0], batch), rtol=1e-5, atol=1e-5)
 
@@ -150,11 +151,11 @@ def test_calibration_files_natural_order_evenly_spaced(tmp_path):
     names = [f"img{i}.bin" for i in range(12)]
     folder = write_calib(tmp_path / "calib", smooth_images(12), names)
     (folder / "notes.txt").write_text("not an image")
-    chosen = calibration_files(folder, 4, 3 * SIZE * SIZE * 4)
+    chosen = calibration_files(folder, 4, 3, SIZE)
     assert [p.name for p in chosen] == ["img0.bin", "img4.bin", "img7.bin", "img11.bin"]
-    assert [p.name for p in calibration_files(folder, 50, 3 * SIZE * SIZE * 4)] == names
+    assert [p.name for p in calibration_files(folder, 50, 3, SIZE)] == names
     assert select_evenly(range(5), 1) == [0]
-    reader = BinCalibrationReader(chosen[:2], INPUT, (3, SIZE, SIZE), quiet=True)
+    reader = CalibrationReader(chosen[:2], INPUT, (3, SIZE, SIZE), quiet=True)
     first = reader.get_next()
     assert first[INPUT].shape == (1, 3, SIZE, SIZE) and first[INPUT].dtype == np.float32
     assert reader.get_next() is not None and reader.get_next() is None
@@ -204,5 +205,5 @@ def test_cli_help_shows_the_example_and_defaults(capsys):
     assert done.value.code == 0
     text = capsys.readouterr().out
     example = "python3 -m unet_infer.quantize --model UNet_dynamic_sim.onnx --calib prep_bin --output UNet_int8.onnx"
-    assert example in text and "--n-calib 16 --method minmax" in text
-    assert "(default: 16)" in text and "(default: minmax)" in text and "read from the model" in text
+    assert example in text and "--backend onnxruntime --n-calib 16" in text
+    assert "(default: 16)" in text and "read from the model" in text and "(default: None)" not in text

@@ -12,16 +12,18 @@ import torch
 from PIL import Image
 
 from unet_infer.bench import runner
-from unet_infer.errors import run_cli
+from unet_infer.cli import run_cli
 from unet_infer.export import pth_to_onnx
 from unet_infer.formats import read_bin
 from unet_infer.metrics import logits_to_mask
 from unet_infer.model import UNet
 from unet_infer.postprocess import score_folder
-from unet_infer.preprocess import load_image, preprocess_folder
+from unet_infer.data import load_image
+from unet_infer.parallel import Prefetcher
+from unet_infer.preprocess import preprocess_folder
 from unet_infer.rename import rename_outputs
-from unet_infer.report import select_extremes
-from unet_infer.stream import Extremes, Prefetcher, main, masks_folder, write_masks
+from unet_infer.results import select_extremes
+from unet_infer.stream import Extremes, main, masks_folder, write_masks
 from unet_infer.summary import REQUIRED_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -242,10 +244,14 @@ def test_user_errors_exit_2(models, data, tmp_path, capsys):
     assert f"{missing}: mask not found" in error("--model", onnx, "--data", tmp_path / "empty")
     missing.write_bytes(b"not a gif")
     assert f"{missing}: cannot read the mask" in error("--model", onnx, "--data", tmp_path / "empty")
-    assert "int8" in error("--model", models / "unet.pth", "--data", data[0], "--precision", "int8")
-    assert "torch backend" in error("--model", onnx, "--data", data[0], "--precision", "fp16")
-    assert "torch backend" in error("--model", onnx, "--data", data[0], "--cuda_graph")
-    assert "onnxruntime or torch" in error("--model", tmp_path / "m.om", "--data", data[0])
+    assert "precision int8 is not available on the torch backend" in error(
+        "--model", models / "unet.pth", "--data", data[0], "--precision", "int8")
+    assert "precision fp16 is not available on the onnxruntime backend" in error(
+        "--model", onnx, "--data", data[0], "--precision", "fp16")
+    assert "the model computes in fp32" in error("--model", onnx, "--data", data[0], "--precision", "int8")
+    assert "--cuda_graph is an option of the torch backend" in error("--model", onnx, "--data", data[0],
+                                                                     "--cuda_graph")
+    assert "runs a backend in this process, not acl" in error("--model", tmp_path / "m.om", "--data", data[0])
     assert ".json" in error("--model", onnx, "--data", data[0], "--result", tmp_path / "r.json")
     assert "--size" in error("--model", onnx, "--data", data[0], "--size", "64")
     assert not (tmp_path / "r.txt").exists()

@@ -12,7 +12,7 @@ import torch
 
 from unet_infer.backends.torch_backend import (CPU_COMPILE_MODE, CUDA_COMPILE_MODE, TorchBackend,
                                                compile_mode)
-from unet_infer.errors import UserError
+from unet_infer.cli import UserError
 from unet_infer.export import relative_error
 from unet_infer.model import UNet
 
@@ -60,7 +60,7 @@ def eager(checkpoint, batch):
 
 def test_compile_matches_eager_and_compiles_in_load(checkpoint, batch, eager):
     backend = TorchBackend()
-    backend.load(checkpoint, batchsize=2, size=SIZE, threads=1, compile=True)
+    backend.load(checkpoint, batchsize=2, size=SIZE, threads=1, torch_compile=True)
     try:
         inputs = backend.upload(batch)
         start = time.perf_counter()
@@ -125,8 +125,8 @@ def test_cpu_upload_is_synchronous_and_run_repeatable(checkpoint, batch, eager):
 
 
 @cuda
-@pytest.mark.parametrize("options", [{}, {"cuda_graph": True}, {"compile": True},
-                                     {"compile": True, "cuda_graph": True}])
+@pytest.mark.parametrize("options", [{}, {"cuda_graph": True}, {"torch_compile": True},
+                                     {"torch_compile": True, "cuda_graph": True}])
 def test_cuda_options_match_the_cpu(checkpoint, batch, eager, options):
     out = infer(checkpoint, batch, **options)
     assert relative_error(out, eager) <= 1e-2  # cuDNN runs fp32 convolutions in TF32 by default

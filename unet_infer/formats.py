@@ -7,6 +7,7 @@
   killed run never leaves a half-written file that a later stage would take as whole.
 """
 
+import hashlib
 import os
 import re
 import tempfile
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from .cli import UserError
 
 DEFAULT_SIZE = 572
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -127,3 +128,15 @@ def inside(folder, name):
     except OSError:
         return None
     return candidate
+
+
+def weights_id(path):
+    """``"<file name> sha256:<first 16 hex digits>"``: which checkpoint a model was made from.
+
+    Recorded in every model made from it (ONNX metadata ``unet_infer.weights``) and in every
+    summary and result, so that runs of different weights are never mixed unawares."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return f"{Path(path).name} sha256:{digest.hexdigest()[:16]}"

@@ -55,3 +55,12 @@ def iou_dice(pred, label):
     """``(iou(pred, label), dice(pred, label))`` from one pass over the masks."""
     counts = _counts(pred, label)
     return _iou(*counts), _dice(*counts)
+
+
+def relative_error(actual, reference):
+    """max |actual - reference| / max |reference| (0 when both are all zeros)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    reference = np.asarray(reference, dtype=np.float64)
+    scale = float(np.abs(reference).max()) if reference.size else 0.0
+    diff = float(np.abs(actual - reference).max()) if reference.size else 0.0
+    return diff / scale if scale > 0 else diff

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .errors import UserError
+from .cli import UserError
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +253,7 @@ def count_macs(model, size=572, channels=None):
     channels = channels or model.n_channels
     with torch.device("meta"):
         shadow = UNet(model.n_channels, model.n_classes, model.bilinear, model.width,
-                      model.inc.double_conv[0].bias is not None)
+                      model.inc.double_conv[0].bias is not None).eval()
     total = 0
 
     def conv_hook(mod, inputs, output):

@@ -51,9 +51,6 @@ class _PlainProgress:
     def set_postfix_str(self, text, refresh=True):
         self.postfix = text
 
-    def set_postfix(self, **kwargs):
-        self.postfix = ", ".join(f"{k}={v}" for k, v in kwargs.items())
-
     def _line(self):
         total = f"/{self.total}" if self.total is not None else ""
         elapsed = time.monotonic() - self._start

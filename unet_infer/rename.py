@@ -15,7 +15,7 @@ in the order that keeps every file.
 import os
 from pathlib import Path
 
-from .errors import UserError
+from .cli import UserError
 from .formats import inside, natural_key
 from .summary import read_summary
 

@@ -1,12 +1,12 @@
-"""Streaming mode: decode, infer and score in one pass, writing no .bin files.
+"""Streaming mode: decode, infer and score in one pass, writing no image or output .bin files.
 
 The guide's flow writes every preprocessed image (3.9 MB at 572 x 572) and every output
 (1.3 MB) to disk: 20 GB and 6.7 GB for Carvana's 5,088 images. Here a pool of worker processes
-decodes each image and its mask in order, a bounded number of images ahead of the model, while
-this process runs the model on batches and scores each image. The functions are the file-based
-flow's own (``preprocess.load_image``, ``postprocess.load_label``, ``postprocess.score_arrays``)
-and the batches are the runner's (a short last batch padded with copies of its first image,
-padded slots ignored), so the per-image IoU is the same.
+decodes each image and its mask in order, a bounded number of images ahead of the model, and
+the runner's own loop (``bench.loop``) runs the model on the batches while this process scores
+each image. Decoding and scoring are the file flow's own functions (``data.load_image``,
+``data.load_label``, ``postprocess.score_arrays``) and a short last batch is padded with copies
+of its first image, as the runner pads, so the per-image IoU is the same.
 
   the streaming form of stages 1 and 4-6 for batch size 8:
     python3 -m unet_infer.stream --model UNet_bs8.onnx --data ./carvana --batchsize 8 \\
@@ -14,55 +14,39 @@ padded slots ignored), so the per-image IoU is the same.
 
 Reads DATA/train/<stem>.jpg and DATA/train_masks/<stem>_mask.gif. Writes --result and the .json
 beside it (as postprocess_unet_pth.py does); with --summary, the ais_bench summary (filesinfo
-lists each image with no output files; the compute times are the model runs only; extra keys
-mode, decode_wait_ms and wall_s) and (or with --masks) the predicted masks of the images the report draws (the 4
-worst and 4 best) as 0/255 PNGs, <masks>/<stem>.png (by default result/bs8_masks beside
-result/bs8_summary.json), for its overlays. Prints the Performance Summary, then the IoU line.
+lists each image with no output files; the compute times are the model runs only; mode
+``stream``, decode_wait_ms and wall_s) and (or with --masks) the predicted masks of the images the
+report draws (the 4 worst and 4 best) as 0/255 PNGs, <masks>/<stem>.png (by default
+result/bs8_masks beside result/bs8_summary.json), for its overlays. Prints the Performance Summary,
+then the IoU line.
 """
 
-import argparse
 import bisect
 import logging
-import multiprocessing
 import os
-import signal
 import time
-from collections import deque
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from .backends import backend_for_model, get_backend
-from .bench.runner import Timings, default_threads, warm_up
-from .errors import HelpFormatter, UserError, int_at_least, run_cli
-from .formats import DEFAULT_SIZE, IMAGE_SUFFIXES, atomic_path, natural_key
+from . import backends, cli
+from .bench.loop import Timings, run_loop, warm_up, zeros_like_inputs
+from .bench.runner import add_backend_flags, backend_options
+from .cli import UserError
+from .data import DECODE_ERRORS, load_image, load_label, pair_carvana
+from .formats import DEFAULT_SIZE, natural_key
 from .machine import describe_machine
 from .metrics import logits_to_mask
-from .postprocess import (CLASSES, load_label, mask_path, result_json_path, score_arrays, summary_line,
-                          write_results)
-from .preprocess import DECODE_ERRORS, find_images, load_image
+from .parallel import Prefetcher, default_decoders, default_threads
+from .postprocess import check_logits, score_arrays
 from .progress import progress, set_quiet
-from .report import N_EXTREMES, select_extremes
+from .results import (N_EXTREMES, check_writable, select_extremes, summary_line, write_mask_png,
+                      write_results)
 from .summary import build_summary, performance_lines, write_summary
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("onnxruntime", "torch")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 WARMUP_RUNS = 1  # as the runner's default --warmup_count
-
-
-def default_workers():
-    """Decoding processes: one per CPU but the one that runs the model, at least one."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cpus - 1)
-
-
-def _init_decoder():
-    """Leave Ctrl-C to the parent. SIGTERM keeps its default: a decoder writes nothing, so it can
-    die anywhere (a Python handler could miss a SIGTERM that comes while it waits for a task)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def decode(task):
@@ -75,54 +59,8 @@ def decode(task):
     return image, load_label(label_path, size), None
 
 
-class Prefetcher:
-    """``func(task)`` for every task, in order, from a process pool, at most ``ahead`` tasks queued.
-
-    Decoding starts at construction (so it overlaps the model's loading); ``ahead`` may be
-    raised later. Results are yielded in task order, so memory holds ``ahead`` results at most.
-    Leaving the ``with`` block normally lets the workers finish; an exception stops them.
-    """
-
-    def __init__(self, func, tasks, workers, ahead):
-        self.func, self.tasks, self.ahead = func, iter(tasks), ahead
-        self.queue = deque()
-        self.pool = multiprocessing.Pool(workers, initializer=_init_decoder)
-        self._fill()
-
-    def _fill(self):
-        while len(self.queue) < self.ahead:
-            task = next(self.tasks, None)
-            if task is None:
-                return
-            self.queue.append(self.pool.apply_async(self.func, (task,)))
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if not self.queue:
-            raise StopIteration
-        pending = self.queue.popleft()
-        self._fill()
-        return pending.get()
-
-    def close(self, stop=False):
-        """Wait for the workers to exit (``stop``: kill them first, dropping queued tasks)."""
-        if stop or self.queue:
-            self.pool.terminate()
-        else:
-            self.pool.close()
-        self.pool.join()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        self.close(stop=exc_type is not None)
-
-
 class Extremes:
-    """The predicted masks of the images the report draws (``report.select_extremes``), while streaming.
+    """The predicted masks of the images the report draws (``results.select_extremes``), while streaming.
 
     Kept: the n lowest images by (IoU, name) and the 2n highest by (-IoU, name), and only their
     masks. Whatever the final count, the report's worst (at most n of the lowest) and best (at
@@ -158,17 +96,12 @@ class Extremes:
 def write_masks(folder, masks, names):
     """Write each mask as ``folder/<name>.png`` (L, 0/255); drop this run's names' older PNGs."""
     folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        for name in names:
-            stale = folder / f"{name}.png"
-            if name not in masks and stale.is_file():
-                stale.unlink()
-        for name, mask in masks.items():
-            with atomic_path(folder / f"{name}.png") as tmp:
-                Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(tmp, format="PNG")
-    except OSError as exc:
-        raise UserError(f"{folder}: cannot write the masks ({exc})") from None
+    for name in names:
+        stale = folder / f"{name}.png"
+        if name not in masks and stale.is_file():
+            stale.unlink()
+    for name, mask in masks.items():
+        write_mask_png(folder, name, mask)
 
 
 def masks_folder(args):
@@ -182,220 +115,147 @@ def masks_folder(args):
     return summary.with_name(f"{stem}_masks")
 
 
-def plan_tasks(data, size):
-    """``[(image path, mask path, size), ...]`` for every image of ``data/train``, natural order, checked."""
-    data = Path(data)
-    if not data.is_dir():
-        raise UserError(f"{data}: data folder not found (it must hold train/ and train_masks/)")
-    label_dir = data / "train_masks"
-    if not label_dir.is_dir():
-        raise UserError(f"{label_dir}: mask folder not found")
-    images = find_images(data / "train")
-    if not images:
-        raise UserError(f"{data / 'train'}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
-    stems, tasks, missing = {}, [], []
-    for path in images:
-        if path.stem in stems:
-            raise UserError(f"{stems[path.stem]} and {path} have the same name {path.stem}")
-        stems[path.stem] = path
-        label = mask_path(label_dir, path.stem)
-        if not label.is_file():
-            missing.append((label, path))
-        tasks.append((str(path), str(label), size))
-    if missing:
-        more = f"; {len(missing) - 1} more image(s) have no mask" if len(missing) > 1 else ""
-        raise UserError(f"{missing[0][0]}: mask not found (the label of {missing[0][1]}){more}")
-    return tasks
+class Scorer:
+    """The sink of a scoring flow: per-image IoU and Dice, the filesinfo entries, the extremes."""
 
+    def __init__(self, batchsize, size, keep_extremes=True):
+        self.batchsize, self.size = batchsize, size
+        self.records, self.filesinfo = [], {}
+        self.extremes = Extremes() if keep_extremes else None
 
-def check_options(args, name):
-    """The backend and precision together; returns the precision to load the model in."""
-    if name not in BACKENDS:
-        raise UserError(f"the streaming mode runs the onnxruntime or torch backend, not {name}")
-    if name == "onnxruntime":
-        if args.torch_compile or args.cuda_graph:
-            raise UserError("--torch_compile and --cuda_graph are torch backend options (a .pth model)")
-        if args.precision in ("fp16", "bf16"):
-            raise UserError(f"--precision {args.precision}: the onnxruntime backend runs the model in its "
-                            f"own precision; use the torch backend (a .pth model) for fp16/bf16")
-        return "fp32"  # int8 names a quantised ONNX model, which runs as it is
-    if args.precision == "int8":
-        raise UserError("--precision int8 means a quantised ONNX model (onnxruntime backend); "
-                        "the torch backend runs fp32, fp16 or bf16")
-    return args.precision
-
-
-class Streamer:
-    """One streaming run: decode ahead, run the model on each batch, score, keep the extremes."""
-
-    def __init__(self, backend, decoded, tasks, size):
-        self.backend, self.decoded, self.tasks, self.size = backend, decoded, tasks, size
-        self.spec = backend.inputs[0]
-        self.timings = Timings()
-        self.wait_ms = 0.0
-        self.records, self.filesinfo, self.bad = [], {}, []
-        self.extremes = Extremes()
-        self.position = 0  # tasks taken from the decoder so far
-
-    def next_batch(self):
-        """The next batch of images that decode (unreadable ones are logged and left out), or None."""
-        items = []
-        while len(items) < self.backend.batchsize and self.position < len(self.tasks):
-            start = time.perf_counter()
-            image, label, why = next(self.decoded)
-            self.wait_ms += (time.perf_counter() - start) * 1000.0
-            path = self.tasks[self.position][0]
-            self.position += 1
-            if why is not None:
-                log.warning("%s: cannot read the image (%s)", path, why)
-                self.bad.append(path)
-                continue
-            items.append((path, label, image))
-        if not items:
-            return None
-        array = np.empty(self.spec.shape, self.spec.dtype)  # a new array each batch: a backend may keep it
-        for slot, (_, _, image) in enumerate(items):
-            array[slot] = image
-        array[len(items):] = array[0]  # padding: copies of the batch's first image, as the runner does
-        return [(path, label) for path, label, _ in items], array
-
-    def upload(self, batch, wait):
-        if batch is None:
-            return None
-        if wait:
-            return self.timings.time("h2d", self.backend.upload, batch[1])
-        return self.timings.time("h2d", lambda array: self.backend.upload(array, wait=False), batch[1])
-
-    def score(self, items, logits):
-        expected = (self.backend.batchsize, self.size, self.size)
-        if (logits.ndim != 4 or logits.shape[1] not in CLASSES
-                or (logits.shape[0], *logits.shape[2:]) != expected):
-            raise UserError(f"the model's output has shape {logits.shape}, expected "
-                            f"{self.backend.batchsize} x 1 (or 2) x {self.size} x {self.size}")
+    def __call__(self, items, outputs):
+        """``items``: ``[(image path, label mask), ...]`` of the batch's real slots, in slot order."""
+        logits = outputs[0]
+        check_logits(logits, self.batchsize, self.size)
         for slot, (path, label) in enumerate(items):
             name = Path(path).stem
             iou, dice = score_arrays(logits[slot], label)
             self.records.append({"name": name, "iou": iou, "dice": dice})
-            self.filesinfo[len(self.filesinfo)] = {"infiles": [path], "outfiles": []}
-            self.extremes.offer(name, iou, logits[slot])
+            self.filesinfo[len(self.filesinfo)] = {"infiles": [str(path)], "outfiles": []}
+            if self.extremes is not None:
+                self.extremes.offer(name, iou, logits[slot])
 
-    def run(self, total):
-        """Every batch; with an asynchronous upload, batch k+1's copy is queued before batch k runs."""
-        backend = self.backend
-        overlap = bool(getattr(backend, "async_upload", False))
-        # on zeros, so that the warm-up overlaps the decoding of the first batch
-        warm_up(backend, [np.zeros(self.spec.shape, self.spec.dtype)], WARMUP_RUNS)
-        current = self.next_batch()
-        if current is None:
-            return
-        staged = self.upload(current, wait=not overlap)
-        with progress(total=total, desc="stream", unit="img") as bar:
-            while current is not None:
-                if overlap:
-                    following = self.next_batch()
-                    following_staged = self.upload(following, wait=False)
-                outputs = self.timings.time("compute", backend.run, *staged)
-                (logits, *_) = self.timings.time("d2h", backend.download, outputs)
-                self.score(current[0], logits)
-                bar.update(len(current[0]))
-                if not overlap:
-                    following = self.next_batch()
-                    following_staged = self.upload(following, wait=True)
-                current, staged = following, following_staged
+
+def pack_batch(spec, images):
+    """One batch array: the images, then copies of the first (padding, as the runner pads)."""
+    array = np.empty(spec.shape, spec.dtype)  # a new array each batch: a backend may keep it
+    for slot, image in enumerate(images):
+        array[slot] = image
+    array[len(images):] = array[0]
+    return array
+
+
+def decoded_feeds(decoded, tasks, spec, timings, bad):
+    """``([array], [(path, label), ...])`` per batch from the decoder; unreadable images are logged,
+    listed in ``bad`` and left out (the next images fill their slots)."""
+    batchsize, position = spec.shape[0], 0
+    while position < len(tasks):
+        items, images = [], []
+        while len(items) < batchsize and position < len(tasks):
+            start = time.perf_counter()
+            image, label, why = next(decoded)
+            timings.add("wait_ms", start)
+            path = tasks[position][0]
+            position += 1
+            if why is not None:
+                log.warning("%s: cannot read the image (%s)", path, why)
+                bad.append(path)
+                continue
+            items.append((path, label))
+            images.append(image)
+        if items:
+            yield [pack_batch(spec, images)], items
 
 
 def stream(args):
     """The whole run; returns ``(result summary, ais_bench summary)``."""
     started = time.perf_counter()
-    name = args.backend or backend_for_model(args.model)
-    precision = check_options(args, name)
-    result_json_path(args.result)  # a bad --result fails before the run, not after
-    tasks = plan_tasks(args.data, args.size)
-    backend_cls = get_backend(name)
-    workers = args.workers or default_workers()
-    options = {"compile": args.torch_compile, "cuda_graph": args.cuda_graph} if name == "torch" else {}
+    name = args.backend or backends.backend_for_model(args.model)
+    cls = backends.get_backend(name)
+    if cls.external:
+        raise UserError(f"the streaming mode runs a backend in this process, not {name} "
+                        f"(choose one of {', '.join(n for n in backends.names() if not backends.get_backend(n).external)})")
+    backends.usable_backend(name)
+    precision = cls.check_precision(args.precision) if args.precision else None
+    options = backend_options(args, cls)
+    check_writable(args.result, inputs=[args.data])
+    tasks = [(str(image), str(label), args.size) for _, image, label in pair_carvana(args.data)]
+    workers = args.workers or default_decoders()
     log.info("%d images, %d decoding process(es)", len(tasks), workers)
+    timings, bad = Timings(), []
     with Prefetcher(decode, tasks, workers, ahead=(args.batchsize or 1) + 2 * workers) as decoded:
-        backend = backend_cls()
-        backend.load(args.model, batchsize=args.batchsize, device=args.device, precision=precision,
+        backend = cls()
+        backend.load(args.model, batchsize=args.batchsize, device=args.device[0], precision=precision,
                      threads=args.threads, size=args.size, **options)
         try:
             spec = backend.inputs[0]
             if len(backend.inputs) != 1 or spec.shape[1:] != (3, args.size, args.size):
                 raise UserError(f"{args.model}: the model takes {[s.shape for s in backend.inputs]}; the "
                                 f"stream feeds one N x 3 x {args.size} x {args.size} input (see --size)")
-            overlap = bool(getattr(backend, "async_upload", False))
-            decoded.ahead = backend.batchsize * (2 if overlap else 1) + 2 * workers
-            streamer = Streamer(backend, decoded, tasks, args.size)
-            streamer.run(len(tasks))
+            decoded.ahead = backend.batchsize * (2 if backend.async_upload else 1) + 2 * workers
+            warm_up(backend, zeros_like_inputs(backend), WARMUP_RUNS)  # overlaps the first decoding
+            scorer = Scorer(backend.batchsize, args.size)
+            with progress(total=len(tasks), desc="stream", unit="img") as bar:
+                run_loop(backend, decoded_feeds(decoded, tasks, spec, timings, bad),
+                         lambda items, outputs: (scorer(items, outputs), bar.update(len(items))), timings)
         finally:
             backend.close()
-    if args.precision == "int8" and backend.precision != "int8":
-        log.warning("--precision int8, but %s has no quantised operators: it ran in %s",
-                    args.model, backend.precision)
-    if not streamer.records:
+    if not scorer.records:
         raise UserError(f"none of the {len(tasks)} images could be read")
-    streamer.records.sort(key=lambda record: natural_key(record["name"]))
-    result = write_results(streamer.records, args.result)
-    timings = streamer.timings
-    summary = build_summary(streamer.filesinfo, vars(args), timings.compute, timings.h2d, timings.d2h,
+    result = write_results(scorer.records, args.result,
+                           provenance={"model": str(Path(args.model).resolve()), "weights": backend.weights,
+                                       "backend": backend.name,
+                                       "precision": backend.precision, "data": str(Path(args.data).resolve()),
+                                       "size": args.size})
+    summary = build_summary(scorer.filesinfo, vars(args), timings.compute, timings.h2d, timings.d2h,
                             backend.batchsize, os.getpid(),
                             extra={"backend": backend.name, "precision": backend.precision,
-                                   "machine": describe_machine(backend.device_name(args.device)),
-                                   "mode": "stream", "decode_wait_ms": streamer.wait_ms,
-                                   "wall_s": time.perf_counter() - started})
-    log.info("waited %.1f ms for decoded images; %.1f s in all", streamer.wait_ms, summary["wall_s"])
+                                   "machine": describe_machine(backend.device_name(args.device[0])),
+                                   "mode": "stream", "model": str(Path(args.model).resolve()),
+                                   "weights": backend.weights,
+                                   "decode_wait_ms": timings.wait_ms, "wall_s": time.perf_counter() - started})
+    log.info("waited %.1f ms for decoded images; %.1f s in all", timings.wait_ms, summary["wall_s"])
     if args.summary:
-        try:
-            Path(args.summary).parent.mkdir(parents=True, exist_ok=True)
-            write_summary(args.summary, summary)
-        except OSError as exc:
-            raise UserError(f"{args.summary}: cannot write the summary ({exc})") from None
+        write_summary(args.summary, summary)
     folder = masks_folder(args)
     if folder:
-        write_masks(folder, streamer.extremes.masks(), [r["name"] for r in streamer.records])
-    for line in performance_lines(summary, backend.batchsize):
+        write_masks(folder, scorer.extremes.masks(), [r["name"] for r in scorer.records])
+    for line in performance_lines(summary):
         print(line, flush=True)
     print(summary_line(result), flush=True)
-    if streamer.bad:
-        raise UserError(f"{len(streamer.bad)} unreadable image(s), left out of the scores: "
-                        f"{', '.join(streamer.bad)}")
+    if bad:
+        raise UserError(f"{len(bad)} unreadable image(s), left out of the scores: {', '.join(bad)}")
     return result, summary
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python3 -m unet_infer.stream", description=__doc__,
-                                     allow_abbrev=False, formatter_class=HelpFormatter)
+    parser = cli.parser("python3 -m unet_infer.stream", __doc__)
     add = parser.add_argument
     add("--model", "-m", required=True, help="model file: .onnx or .pth/.pt (a UNet state_dict)")
     add("--data", required=True, help="Carvana-format folder: train/<stem>.jpg and train_masks/<stem>_mask.gif")
-    add("--batchsize", type=int_at_least(1), help="batch size of a dynamic-batch model (without it: 1); "
-                                                   "a fixed-batch model uses its own")
-    add("--size", type=int_at_least(1), default=DEFAULT_SIZE, help="model input height = width")
-    add("--backend", choices=BACKENDS, help="without it: from the model's suffix")
-    add("--precision", default="fp32", choices=PRECISIONS,
-        help="torch backend: compute precision; int8: the ONNX model is quantised (it runs as it is)")
-    add("--device", type=int_at_least(0), default=0, help="CUDA device id (torch backend, or onnxruntime-gpu)")
-    add("--threads", type=int_at_least(1), default=default_threads(), help="CPU threads for the model")
-    add("--workers", type=int_at_least(1), help=f"decoding processes (without it: CPUs - 1, here "
-                                                 f"{default_workers()})")
-    add("--torch_compile", "--torch-compile", action="store_true",
-        help="torch backend: torch.compile the model (compiled before the timed runs)")
-    add("--cuda_graph", "--cuda-graph", action="store_true",
-        help="torch backend on CUDA: replay the model as a CUDA graph")
+    add("--batchsize", type=cli.int_at_least(1), help="batch size of a dynamic-batch model (without it: 1); "
+                                                       "a fixed-batch model uses its own")
+    add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model input height = width")
+    add_backend_flags(parser)
+    add("--device", "-d", type=cli.device_list, default="0", help="device id (CUDA for torch)")
+    add("--threads", type=cli.int_at_least(1), default=default_threads(), help="CPU threads for the model")
+    add("--workers", type=cli.int_at_least(1),
+        help=f"decoding processes (without it: CPUs - 1, here {default_decoders()})")
     add("--result", required=True, help="per-image result text file; the .json of the same stem goes beside it")
     add("--summary", help="ais_bench-schema summary JSON to write (e.g. result/bs8_summary.json)")
     add("--masks", help="folder for the worst and best images' predicted masks (without it: "
                         "<summary name without _summary>_masks beside --summary; none without either)")
-    add("--quiet", action="store_true", help="no progress display")
+    cli.add_quiet(parser)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     set_quiet(args.quiet)
+    if len(args.device) > 1:
+        raise UserError("--device: the stream runs on one device; for several, use cluster=ray in the driver")
     stream(args)
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_cli(main))
+    raise SystemExit(cli.run_cli(main))

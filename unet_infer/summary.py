@@ -1,10 +1,15 @@
-"""The ais_bench ``{output}/{output_dirname}_summary.json`` schema, written and read here only.
+"""The ais_bench ``{output}/{output_dirname}_summary.json`` schema: built, written, read and
+queried here only (other modules ask the accessors below, never the raw keys).
 
 Keys (as ais_bench writes them): ``filesinfo`` (``{"0": {"infiles": [...], "outfiles": [...]}}``,
 one entry per real input sample, keyed by sample id), ``args``, ``NPU_compute_time``,
 ``H2D_latency``, ``D2H_latency`` (each ``{min, max, mean, median, "percentile(99%)", count}``
-in milliseconds), ``throughput`` (1000 x batchsize / mean compute time) and
-``npu_compute_time_list`` and ``pid``.
+in milliseconds; we add ``percentile(90%)`` and ``percentile(95%)``), ``throughput`` (1000 x
+batchsize / mean compute time) and ``npu_compute_time_list`` and ``pid``.
+
+Ours, after those: ``backend``, ``precision`` (what the model computed in), ``machine``,
+``mode`` (``files``, ``pure`` or ``stream``), ``wall_s`` (the whole run), ``batchsize``, and
+where they apply ``file_read_ms``/``file_write_ms``, ``decode_wait_ms``, ``model``, ``weights``.
 """
 
 import json
@@ -12,25 +17,30 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from .cli import UserError, os_error
 from .formats import atomic_write_text
 
 REQUIRED_KEYS = ("filesinfo", "args", "NPU_compute_time", "H2D_latency", "D2H_latency",
                  "throughput", "npu_compute_time_list", "pid")
-STAT_KEYS = ("min", "max", "mean", "median", "percentile(99%)", "count")
+PERCENTILES = (50, 90, 95, 99)
 
 
 def stats(times_ms):
-    """ais_bench's statistics block for a list of times in milliseconds."""
+    """ais_bench's statistics block for a list of times in milliseconds (plus p90 and p95)."""
     arr = np.asarray(list(times_ms), dtype=np.float64)
     if arr.size == 0:
-        return {"min": 0.0, "max": 0.0, "mean": 0.0, "median": 0.0, "percentile(99%)": 0.0, "count": 0}
-    return {"min": float(arr.min()), "max": float(arr.max()), "mean": float(arr.mean()),
-            "median": float(np.median(arr)), "percentile(99%)": float(np.percentile(arr, 99)),
-            "count": int(arr.size)}
+        block = {"min": 0.0, "max": 0.0, "mean": 0.0, "median": 0.0, "percentile(99%)": 0.0, "count": 0}
+        block.update({"percentile(90%)": 0.0, "percentile(95%)": 0.0})
+        return block
+    block = {"min": float(arr.min()), "max": float(arr.max()), "mean": float(arr.mean()),
+             "median": float(np.median(arr)), "percentile(99%)": float(np.percentile(arr, 99)),
+             "count": int(arr.size)}
+    block.update({"percentile(90%)": float(np.percentile(arr, 90)),
+                  "percentile(95%)": float(np.percentile(arr, 95))})
+    return block
 
 
-def throughput(batchsize, compute_times_ms):
+def throughput_of(batchsize, compute_times_ms):
     """Images per second as ais_bench defines it: 1000 x batchsize / mean compute time (ms)."""
     mean = float(np.mean(compute_times_ms)) if len(compute_times_ms) else 0.0
     return 1000.0 * batchsize / mean if mean > 0 else 0.0
@@ -42,13 +52,15 @@ def build_summary(filesinfo, args, compute_times_ms, h2d_ms, d2h_ms, batchsize, 
         "filesinfo": {str(k): {"infiles": [str(p) for p in v["infiles"]],
                                "outfiles": [str(p) for p in v["outfiles"]]}
                       for k, v in filesinfo.items()},
-        "args": dict(args),
+        "args": {k: (v if isinstance(v, (str, int, float, bool, list, type(None))) else str(v))
+                 for k, v in dict(args).items()},
         "NPU_compute_time": stats(compute_times_ms),
         "H2D_latency": stats(h2d_ms),
         "D2H_latency": stats(d2h_ms),
-        "throughput": throughput(batchsize, compute_times_ms),
+        "throughput": throughput_of(batchsize, compute_times_ms),
         "npu_compute_time_list": [float(t) for t in compute_times_ms],
         "pid": int(pid),
+        "batchsize": int(batchsize),
     }
     if extra:
         summary.update(extra)
@@ -56,7 +68,11 @@ def build_summary(filesinfo, args, compute_times_ms, h2d_ms, d2h_ms, batchsize, 
 
 
 def write_summary(path, summary):
-    atomic_write_text(path, json.dumps(summary, indent=4, ensure_ascii=False) + "\n")
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(summary, indent=4, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        raise os_error(path, exc, "write the summary") from None
 
 
 def read_summary(path):
@@ -75,16 +91,83 @@ def read_summary(path):
                 or not isinstance(entry.get("outfiles"), list)
                 or not all(isinstance(p, str) for p in entry["infiles"] + entry["outfiles"])):
             raise UserError(f"{path}: filesinfo entry {key!r} needs 'infiles' and 'outfiles' lists of paths")
+    compute = data.get("NPU_compute_time")
+    if not isinstance(compute, dict) or not isinstance(compute.get("mean"), (int, float)):
+        raise UserError(f"{path}: not an ais_bench summary (no NPU_compute_time statistics)")
+    if not isinstance(data.get("throughput"), (int, float)):
+        raise UserError(f"{path}: not an ais_bench summary (no numeric 'throughput')")
     return data
 
+
+# ---- accessors: what a run was, as its summary records it -----------------------------------
+
+def _text(summary, key):
+    value = summary.get(key)
+    return value if isinstance(value, str) and value else None
+
+
+def throughput(summary):
+    """images/s: 1000 x batch size / mean compute time of one batch (ms)."""
+    return float(summary["throughput"])
+
+
+def compute_ms(summary, stat="mean"):
+    """A statistic of the compute time of one batch, ms: mean, median, min, max, percentile(99%)..."""
+    return float(summary["NPU_compute_time"][stat])
+
+
+def percentile_ms(summary, p):
+    """The p-th percentile of the compute time of one batch (p50 is the median)."""
+    block = summary["NPU_compute_time"]
+    if p == 50:
+        return float(block["median"])
+    value = block.get(f"percentile({p}%)")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def backend(summary):
+    """The backend a run used (None for a summary of another tool)."""
+    return _text(summary, "backend")
+
+
+def precision(summary):
+    """The precision the model computed in, as the runner found it (None when not recorded)."""
+    return _text(summary, "precision")
+
+
+def machine(summary):
+    return _text(summary, "machine")
+
+
+def batchsize(summary):
+    value = summary.get("batchsize")
+    if isinstance(value, int) and value > 0:
+        return value
+    args = summary.get("args")
+    value = args.get("batchsize") if isinstance(args, dict) else None
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def wall_s(summary):
+    value = summary.get("wall_s")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def image_count(summary):
+    """Real images the run processed (padding excluded)."""
+    return len(summary["filesinfo"])
+
+
+# ---- the printout ------------------------------------------------------------------------------
 
 def _stat_line(name, block):
     return (f"[INFO] {name} (ms): min = {block['min']}, max = {block['max']}, mean = {block['mean']}, "
             f"median = {block['median']}, percentile(99%) = {block['percentile(99%)']}")
 
 
-def performance_lines(summary, batchsize, display_all=False):
-    """The Performance Summary block that ais_bench prints, as a list of lines."""
+def performance_lines(summary, display_all=False):
+    """The Performance Summary block that ais_bench prints, as a list of lines (plus a percentile line)."""
+    bs = batchsize(summary) or 1
     lines = ["[INFO] -----------------Performance Summary------------------"]
     if display_all:
         lines.append(_stat_line("H2D_latency", summary["H2D_latency"]))
@@ -92,7 +175,26 @@ def performance_lines(summary, batchsize, display_all=False):
     if display_all:
         lines.append(_stat_line("D2H_latency", summary["D2H_latency"]))
     mean = summary["NPU_compute_time"]["mean"]
-    lines.append(f"[INFO] throughput 1000*batchsize.mean({batchsize})/NPU_compute_time.mean({mean}): "
+    lines.append(f"[INFO] throughput 1000*batchsize.mean({bs})/NPU_compute_time.mean({mean}): "
                  f"{summary['throughput']}")
+    if summary["NPU_compute_time"].get("count"):  # ours, after ais_bench's own lines
+        cells = ", ".join(f"p{p} = {percentile_ms(summary, p):.3f}" for p in PERCENTILES
+                          if percentile_ms(summary, p) is not None)
+        lines.append(f"[INFO] NPU_compute_time percentiles (ms): {cells}")
     lines.append("[INFO] ------------------------------------------------------")
     return lines
+
+
+def model(summary):
+    """The model file a run loaded (None when not recorded)."""
+    return _text(summary, "model")
+
+
+def weights(summary):
+    """The checkpoint the run's model was made from, ``"<name> sha256:<16 hex>"`` (None when unknown)."""
+    return _text(summary, "weights")
+
+
+def mode(summary):
+    """``files`` (scored outputs written), ``pure`` (timing only) or ``stream``; None when not recorded."""
+    return _text(summary, "mode")

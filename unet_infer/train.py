@@ -21,12 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import UserError, run_cli
+from .cli import UserError, run_cli
 from .formats import DEFAULT_SIZE, atomic_path
 from .metrics import iou
 from .model import UNet, build_from_state_dict, count_parameters, read_state_dict
-from .postprocess import load_label
-from .preprocess import find_images, load_image, parallel_map
+from .data import find_images, load_image, load_label
+from .parallel import parallel_map
 from .progress import progress, set_quiet
 
 log = logging.getLogger(__name__)

@@ -1,36 +1,63 @@
-"""Inference backends behind one interface (``base.Backend``), each imported only when asked for."""
+"""The backend registry: one line per backend (its module in this package), each imported only
+when asked for. A module holds ``BACKEND``, a :class:`base.Backend` subclass that declares its
+precisions, the model file it runs for a batch size and its options (see ``base``).
+
+Adding a backend: one new module here, one line in ``REGISTRY``.
+"""
 
 import importlib
 from pathlib import Path
 
-from ..errors import UserError
+from ..cli import UserError
 
-BACKENDS = {
-    "onnxruntime": ("onnxruntime_backend", "OnnxRuntimeBackend", "onnxruntime"),
-    "torch": ("torch_backend", "TorchBackend", "torch"),
-    "acl": ("acl_backend", "AclBackend", None),
+REGISTRY = {
+    "onnxruntime": "onnxruntime_backend",
+    "torch": "torch_backend",
+    "acl": "acl_backend",
 }
-SUFFIX_BACKEND = {".onnx": "onnxruntime", ".pth": "torch", ".pt": "torch", ".om": "acl"}
+DEFAULT_BACKEND = "onnxruntime"
+
+
+def names():
+    return list(REGISTRY)
 
 
 def get_backend(name):
-    """The backend class called ``name``; a missing framework is a UserError that says what to install."""
-    if name not in BACKENDS:
-        raise UserError(f"unknown backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    module, cls, package = BACKENDS[name]
-    try:
-        mod = importlib.import_module(f".{module}", __name__)
-    except ImportError as exc:
-        if package and exc.name and exc.name.split(".")[0] == package:
-            raise UserError(f"the {name} backend needs the {package} package: pip install {package}") from None
-        raise
-    return getattr(mod, cls)
+    """The backend class called ``name`` (its framework not imported yet)."""
+    if name not in REGISTRY:
+        raise UserError(f"unknown backend {name!r}; choose one of {', '.join(REGISTRY)}")
+    return importlib.import_module(f".{REGISTRY[name]}", __name__).BACKEND
+
+
+def all_backends():
+    return [get_backend(name) for name in REGISTRY]
+
+
+def usable_backend(name):
+    """:func:`get_backend`, and a :class:`UserError` saying what to install when it cannot run here."""
+    cls = get_backend(name)
+    ok, why = cls.available()
+    if not ok:
+        raise UserError(why)
+    return cls
 
 
 def backend_for_model(path):
-    """The backend a model file's suffix calls for: .onnx, .pth/.pt or .om."""
+    """The backend a model file's suffix calls for (the first registered one that loads it)."""
     suffix = Path(path).suffix.lower()
-    if suffix not in SUFFIX_BACKEND:
-        raise UserError(f"{path}: cannot tell the backend from the suffix {suffix or '(none)'!r}; "
-                        f"expected .onnx, .pth, .pt or .om, or pass --backend")
-    return SUFFIX_BACKEND[suffix]
+    for cls in all_backends():
+        if suffix in cls.model_suffixes:
+            return cls.name
+    known = sorted({s for cls in all_backends() for s in cls.model_suffixes})
+    raise UserError(f"{path}: cannot tell the backend from the suffix {suffix or '(none)'!r}; "
+                    f"expected {', '.join(known)}, or pass --backend")
+
+
+def precisions():
+    """Every precision some backend takes, in a stable order."""
+    return list(dict.fromkeys(p for cls in all_backends() for p in cls.precisions))
+
+
+def describe():
+    """``backend: p1 (default), p2; ...``: the precisions of every backend, for help texts and errors."""
+    return "; ".join(f"{cls.name}: {', '.join(cls.precisions)}" for cls in all_backends())

@@ -1,26 +1,83 @@
-"""Ascend .om models: handed over to Huawei's ais_bench (``python3 -m ais_bench``), which needs CANN and an NPU."""
+"""Ascend .om models: compiled by atc (``scripts/atc.sh``, the guide's command line) and run by
+Huawei's ais_bench (``python3 -m ais_bench``), which needs CANN and an NPU. Neither is on PyPI:
+this backend is found, never installed; the other backends need neither.
+
+The precision is atc's default for inference, fp16 (``--precision_mode``).
+"""
 
 import importlib.util
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
-from ..errors import UserError
+from ..cli import UserError
+from ..formats import DEFAULT_SIZE
 from .base import Backend
 
+ROOT = Path(__file__).resolve().parents[2]
+ATC_SCRIPT = ROOT / "scripts" / "atc.sh"
+SET_ENV = "/usr/local/Ascend/ascend-toolkit/set_env.sh"
 INSTALL = ("on a machine with an Ascend NPU and CANN, run `source /usr/local/Ascend/ascend-toolkit/set_env.sh`, "
            "then install the ais_bench tool (its aclruntime and ais_bench wheels) as its readme says: "
            "https://gitee.com/ascend/tools/tree/master/ais-bench_workload/tool/ais_bench")
+SUBSTITUTES = ("on this machine run the same stages with backend=onnxruntime (an .onnx model: "
+               "python3 -m unet_infer.compile) or backend=torch (the .pth itself)")
+
+
+def has_atc():
+    return shutil.which("atc") is not None or Path(os.environ.get("ASCEND_SET_ENV", SET_ENV)).is_file()
+
+
+def has_ais_bench():
+    return importlib.util.find_spec("ais_bench") is not None
 
 
 class AclBackend(Backend):
     """Not run in this process: ``run_external`` starts ais_bench with the ais_bench flags it was given."""
 
     name = "acl"
+    package = None
+    precisions = ("fp16",)
+    source = "onnx"
+    model_suffixes = (".om",)
     external = True
+
+    @classmethod
+    def artefact(cls, precision, batchsize):
+        return f"UNet_bs{batchsize}.om"
+
+    @classmethod
+    def available(cls):
+        missing = [what for what, ok in (("atc (CANN)", has_atc()), ("ais_bench", has_ais_bench())) if not ok]
+        if missing:
+            return False, (f"the acl backend needs {' and '.join(missing)}, not found here; {INSTALL}; "
+                           f"{SUBSTITUTES}")
+        return True, ""
+
+    @classmethod
+    def compile(cls, src, dst, batchsize, precision=None, threads=None, size=DEFAULT_SIZE, check=True, chip=None):
+        """``scripts/atc.sh`` (atc appends .om to its --output); ``chip`` (e.g. 310P3), else ``npu-smi info``'s."""
+        dst = Path(dst)
+        if dst.suffix != ".om":
+            raise UserError(f"{dst}: atc writes .om files; name the output <name>.om")
+        cmd = ["bash", str(ATC_SCRIPT), f"--model={src}", f"--bs={batchsize}", f"--output={dst.with_suffix('')}",
+               f"--size={size}"]
+        if chip:
+            cmd.append(f"--chip={chip}")
+        status = subprocess.call(cmd)
+        if status:
+            raise UserError(f"atc failed for batch size {batchsize} (exit status {status}, see above)")
+        return dst
 
     @staticmethod
     def run_external(argv):
         """Run ``python3 -m ais_bench <argv>`` and return its exit status."""
-        if importlib.util.find_spec("ais_bench") is None:
-            raise UserError(f".om models run on Huawei's ais_bench, which is not installed here; {INSTALL}")
+        if not has_ais_bench():
+            raise UserError(f".om models run on Huawei's ais_bench, which is not installed here; {INSTALL}; "
+                            f"{SUBSTITUTES}")
         return subprocess.call([sys.executable, "-m", "ais_bench", *argv])
+
+
+BACKEND = AclBackend

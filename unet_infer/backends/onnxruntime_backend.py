@@ -1,61 +1,62 @@
-"""onnxruntime backend: the CPU provider, or TensorRT/CUDA first when this onnxruntime build has them."""
+"""onnxruntime backend: the CPU provider, or TensorRT/CUDA first when this onnxruntime build has them.
+
+Models: ``UNet_bs<B>.onnx`` (fp32) and ``UNet_int8_bs<B>.onnx`` (int8: the simplified model
+quantised by ``unet_infer.quantize``, QDQ), each compiled for one batch size by
+``python3 -m unet_infer.compile``: the batch axis fixed and onnxruntime's graph optimisations
+saved (metadata ``unet_infer.optimized=1``), so that loading does not optimise again. Like an
+atc .om file, a compiled model is tuned to this machine's CPU and onnxruntime version.
+"""
 
 import logging
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
-from google.protobuf.message import DecodeError
-from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from ..bench.batching import resolve_batchsize
-from ..errors import UserError
+from ..cli import UserError, first_line
 from ..formats import DEFAULT_SIZE
-from .base import Backend, TensorSpec
+from ..onnxfile import WEIGHTS_KEY, fix_batch, is_quantized, load_onnx, metadata, refuse_overwrite, set_metadata
+from .base import Backend, TensorSpec, resolve_batchsize
 
 log = logging.getLogger(__name__)
 
 OPTIMIZED_KEY = "unet_infer.optimized"
 BATCHSIZE_KEY = "unet_infer.batchsize"
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-ORT_ERRORS = (ort_state.Fail, ort_state.InvalidArgument, ort_state.InvalidGraph, ort_state.InvalidProtobuf,
-              ort_state.NoSuchFile, ort_state.NotImplemented, ort_state.RuntimeException)
 DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
           "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
           "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
 
 
-QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}
-
-
-def inspect_model(path):
-    """(metadata_props, whether the graph is quantised) of an ONNX file, weights not loaded."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: model not found")
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError, OSError) as exc:
-        raise UserError(f"{path}: not an ONNX model ({_first_line(exc)})") from None
-    quantized = any(node.op_type in QUANTIZED_OPS for node in model.graph.node)
-    return {p.key: p.value for p in model.metadata_props}, quantized
-
+def ort_errors():
+    """What onnxruntime raises for a model it cannot load or run."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+    return (state.Fail, state.InvalidArgument, state.InvalidGraph, state.InvalidProtobuf, state.NoSuchFile,
+            state.NotImplemented, state.RuntimeException)
 
 
 def session_options(threads, optimize=True):
     """Sequential execution on ``threads`` intra-op threads, full graph optimisation unless done already."""
+    import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or 0
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
                                    else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    so.log_severity_level = 3
     return so
 
 
-def _first_line(exc):
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+def cpu_session(model, threads=None, optimize=True, source=None):
+    """An InferenceSession on the CPU provider (``model``: a path or serialized bytes)."""
+    import onnxruntime as ort
+    try:
+        return ort.InferenceSession(model if isinstance(model, bytes) else str(model),
+                                    session_options(threads, optimize), providers=["CPUExecutionProvider"])
+    except ort_errors() as exc:
+        raise UserError(f"{source or model}: onnxruntime cannot load it ({first_line(exc)})") from None
 
 
 def _input_spec(arg, batchsize, size, path):
@@ -74,29 +75,83 @@ def _input_spec(arg, batchsize, size, path):
     return TensorSpec(arg.name, tuple(shape), np.dtype(DTYPES[arg.type]))
 
 
+def check_compiled(path, batchsize, threads):
+    """Load the compiled model as the runner does and run one zero batch; the output batch must match."""
+    session = cpu_session(path, threads, optimize=False)
+    feed = {arg.name: np.zeros(arg.shape, DTYPES[arg.type]) for arg in session.get_inputs()}
+    for name, out in zip([o.name for o in session.get_outputs()], session.run(None, feed)):
+        if out.ndim == 0 or out.shape[0] != batchsize:
+            raise UserError(f"{path}: output {name} has shape {out.shape}, expected batch {batchsize}")
+        log.info("checked: output %s %s", name, out.shape)
+
+
 class OnnxRuntimeBackend(Backend):
     """An ``InferenceSession`` fed through io_binding, so that copies stay outside ``run``."""
 
     name = "onnxruntime"
+    package = "onnxruntime"
+    precisions = ("fp32", "int8")
+    source = "onnx"
+    quantized = ("int8",)
+    quantized_name = "UNet_int8.onnx"
+    quantizer = "unet_infer.quantize.onnxruntime"
+    model_suffixes = (".onnx",)
+
+    @classmethod
+    def artefact(cls, precision, batchsize):
+        return f"UNet_int8_bs{batchsize}.onnx" if precision == "int8" else f"UNet_bs{batchsize}.onnx"
+
+    @classmethod
+    def compile(cls, src, dst, batchsize, precision=None, threads=None, size=DEFAULT_SIZE, check=True, chip=None):
+        """Write ``dst``: ``src`` fixed at ``batchsize`` and optimised by onnxruntime, atomically."""
+        import onnx
+        import onnxruntime as ort
+        src, dst = Path(src), Path(dst)
+        refuse_overwrite(src, dst)
+        model = fix_batch(load_onnx(src), batchsize, src)
+        kept = metadata(model)  # onnxruntime's optimised file keeps no metadata: carried over below
+        with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.") as tmp:
+            optimized = Path(tmp) / "optimized.onnx"
+            options = session_options(threads)
+            options.optimized_model_filepath = str(optimized)
+            try:
+                ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+            except ort_errors() as exc:
+                raise UserError(f"{src}: onnxruntime cannot load it at batch {batchsize} ({first_line(exc)})") from None
+            model = onnx.load(str(optimized))
+            set_metadata(model, dict(kept, **{OPTIMIZED_KEY: "1", BATCHSIZE_KEY: str(batchsize)}))
+            final = Path(tmp) / dst.name
+            onnx.save(model, str(final))
+            if check:
+                check_compiled(final, batchsize, threads)
+            os.replace(final, dst)
+        log.info("wrote %s (batch %d, onnxruntime %s optimisations)", dst, batchsize, ort.__version__)
+        return dst
 
     @staticmethod
     def has_gpu():
+        import onnxruntime as ort
         return any(p in ort.get_available_providers() for p in GPU_PROVIDERS)
 
-    def load(self, model_path, batchsize=None, device=0, precision="fp32", threads=None, size=DEFAULT_SIZE, **options):
-        if precision != "fp32":
-            raise UserError(f"--precision {precision}: the onnxruntime backend runs the model in its own "
-                            f"precision; use the torch backend (a .pth model) for fp16/bf16")
-        metadata, quantized = inspect_model(model_path)
-        optimized = metadata.get(OPTIMIZED_KEY) == "1"
-        self.precision = "int8" if quantized else "fp32"
+    def load(self, model_path, batchsize=None, device=0, precision="fp32", threads=None, size=DEFAULT_SIZE,
+             **options):
+        import onnxruntime as ort
+        model = load_onnx(model_path, weights=False)
+        optimized = metadata(model).get(OPTIMIZED_KEY) == "1"
+        self.weights = metadata(model).get(WEIGHTS_KEY)
+        self.precision = "int8" if is_quantized(model) else "fp32"
+        if precision is not None and precision != self.precision:
+            raise UserError(f"{model_path}: --precision {precision}, but the model computes in {self.precision}"
+                            + ("; make an INT8 model with python3 -m unet_infer.quantize" if precision == "int8"
+                               else ""))
+        del model
         gpu = [p for p in GPU_PROVIDERS if p in ort.get_available_providers()]
         providers = [(p, {"device_id": device}) for p in gpu] + ["CPUExecutionProvider"]
         try:
             self.session = ort.InferenceSession(str(model_path), session_options(threads, not optimized),
                                                 providers=providers)
-        except ORT_ERRORS as exc:
-            raise UserError(f"{model_path}: onnxruntime cannot load it ({_first_line(exc)})") from None
+        except ort_errors() as exc:
+            raise UserError(f"{model_path}: onnxruntime cannot load it ({first_line(exc)})") from None
         self.device = ("cuda", device) if self.session.get_providers()[0] in GPU_PROVIDERS else ("cpu", 0)
         args = self.session.get_inputs()
         first = args[0].shape[0] if args[0].shape else None
@@ -104,11 +159,15 @@ class OnnxRuntimeBackend(Backend):
         self.batchsize = resolve_batchsize(model_batch, batchsize, model_path)
         self.inputs = [_input_spec(arg, self.batchsize, size, model_path) for arg in args]
         self.output_names = [out.name for out in self.session.get_outputs()]
-        log.info("onnxruntime %s on %s, %s threads, graph %s", ort.__version__,
-                 self.session.get_providers()[0], threads,
+        log.info("onnxruntime %s on %s, %s threads, %s, graph %s", ort.__version__,
+                 self.session.get_providers()[0], threads, self.precision,
                  "optimised at compile time" if optimized else "optimised at load")
 
-    def upload(self, *arrays):
+    def device_name(self, device):
+        return f"cuda:{device}" if self.device[0] == "cuda" else "cpu"
+
+    def upload(self, *arrays, wait=True):
+        import onnxruntime as ort
         return [ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a), *self.device) for a in arrays]
 
     def run(self, *values):
@@ -126,3 +185,6 @@ class OnnxRuntimeBackend(Backend):
 
     def close(self):
         self.session = None
+
+
+BACKEND = OnnxRuntimeBackend

@@ -15,7 +15,7 @@ under ``torch.inference_mode``. On a CUDA GPU, in addition:
 
 Two options of ``load``, both off by default:
 
-- ``compile=True`` (or a torch.compile mode name): ``torch.compile(dynamic=False)`` in mode
+- ``torch_compile=True`` (``--torch_compile``; or a torch.compile mode name): ``torch.compile(dynamic=False)`` in mode
   ``max-autotune-no-cudagraphs`` on CUDA and ``default`` on the CPU; compiled during ``load``
   on an input of the run's shape, so that no timed run pays for the compilation.
 - ``cuda_graph=True`` (CUDA only, fixed batch size): after warm-up runs on a side stream, one
@@ -24,34 +24,32 @@ Two options of ``load``, both off by default:
   output tensor: valid until the next ``run``.
 """
 
+from __future__ import annotations
+
 import logging
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn as nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..bench.batching import resolve_batchsize
-from ..errors import UserError
+from ..cli import UserError
 from ..formats import DEFAULT_SIZE
-from ..model import load_unet
-from .base import Backend, TensorSpec
+from .base import Backend, Option, TensorSpec, resolve_batchsize
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDA_COMPILE_MODE = "max-autotune-no-cudagraphs"  # CUDA graphs, when wanted, are our own (cuda_graph)
 CPU_COMPILE_MODE = "default"
 OWN_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # these modes capture CUDA graphs themselves
 WARMUP_RUNS = 3  # before a capture: cuDNN benchmarking, autotuning and lazy init all done
-OPTIONS = ("compile", "cuda_graph")
 
 
 def fold_batchnorm(model):
     """Fold each eval-mode BatchNorm2d that follows a Conv2d inside an nn.Sequential into that conv."""
+    import torch.nn as nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
     for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
         for i in range(len(seq) - 1):
             if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
@@ -61,7 +59,7 @@ def fold_batchnorm(model):
 
 
 def compile_mode(option, cuda, cuda_graph=False):
-    """The torch.compile mode that ``compile=option`` asks for (None: no compilation).
+    """The torch.compile mode that ``torch_compile=option`` asks for (None: no compilation).
 
     True picks ``max-autotune-no-cudagraphs`` on CUDA, ``default`` on the CPU; a mode name is
     taken as it is, except that modes capturing CUDA graphs of their own cannot be combined
@@ -90,8 +88,8 @@ class _Slot:
     host: torch.Tensor
     stage: torch.Tensor
     device: torch.Tensor
-    copied: torch.cuda.Event
-    consumed: torch.cuda.Event
+    copied: "torch.cuda.Event"
+    consumed: "torch.cuda.Event"
     pending: bool = False
 
 
@@ -107,6 +105,18 @@ class TorchBackend(Backend):
     """The UNet in eval mode, channels_last, under ``torch.inference_mode``; CUDA runs are synchronised."""
 
     name = "torch"
+    package = "torch"
+    precisions = ("fp32", "fp16", "bf16")
+    source = "pth"
+    model_suffixes = (".pth", ".pt")
+    options = (
+        Option("torch_compile", "torch backend: torch.compile the model (compiled before the timed runs)"),
+        Option("cuda_graph", "torch backend on CUDA: replay the model as a CUDA graph"),
+    )
+
+    @classmethod
+    def artefact(cls, precision, batchsize):
+        return None  # the checkpoint itself
 
     def __init__(self):
         super().__init__()
@@ -116,18 +126,23 @@ class TorchBackend(Backend):
 
     @staticmethod
     def has_gpu():
+        import torch
         return torch.cuda.is_available()
 
-    def load(self, model_path, batchsize=None, device=0, precision="fp32", threads=None, size=DEFAULT_SIZE, **options):
-        unknown = sorted(set(options) - set(OPTIONS))
-        if unknown:
-            raise TypeError(f"unknown torch backend option(s): {', '.join(unknown)}")
-        cuda_graph = bool(options.get("cuda_graph", False))
+    def load(self, model_path, batchsize=None, device=0, precision="fp32", threads=None, size=DEFAULT_SIZE,
+             torch_compile=False, cuda_graph=False):
+        import torch
+
+        from ..formats import weights_id
+        from ..model import load_unet
+        precision = self.check_precision(precision)
+        cuda_graph = bool(cuda_graph)
         cuda = torch.cuda.is_available()
         if cuda_graph and not cuda:
             raise UserError("CUDA graphs need a CUDA device; torch sees none here (leave --cuda_graph off)")
-        mode = compile_mode(options.get("compile", False), cuda, cuda_graph)
+        mode = compile_mode(torch_compile, cuda, cuda_graph)
         model, layout = load_unet(model_path)
+        self.weights = weights_id(model_path)
         if cuda:
             if device >= torch.cuda.device_count():
                 raise UserError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
@@ -140,7 +155,7 @@ class TorchBackend(Backend):
             self.device = torch.device("cpu")
             if threads:
                 torch.set_num_threads(threads)
-        self.dtype = DTYPES[precision]
+        self.dtype = getattr(torch, DTYPE_NAMES[precision])
         self.precision = precision
         self.model = fold_batchnorm(model).to(self.device, self.dtype, memory_format=torch.channels_last)
         self.forward = torch.compile(self.model, mode=mode, dynamic=False) if mode else self.model
@@ -156,6 +171,7 @@ class TorchBackend(Backend):
 
     def _prepare(self, cuda_graph):
         """Untimed: compile (first runs) and capture the CUDA graph, on zeros of the run's shape."""
+        import torch
         static = torch.empty(self.inputs[0].shape, dtype=self.dtype, device=self.device,
                              memory_format=torch.channels_last).zero_()
         with torch.inference_mode():
@@ -180,6 +196,7 @@ class TorchBackend(Backend):
 
     def _free_slot(self, index, shape):
         """A slot for input ``index`` of ``shape`` that no queued run still needs (allocated once)."""
+        import torch
         slots = self._slots.setdefault((index, shape), deque())
         for _ in range(len(slots)):
             slot = slots.popleft()
@@ -197,6 +214,7 @@ class TorchBackend(Backend):
 
     def _upload_cuda(self, index, array, wait):
         """Host array -> pinned buffer -> (copy stream) device buffer; ``wait``: until the copy is done."""
+        import torch
         slot = self._free_slot(index, tuple(array.shape))
         slot.copied.synchronize()  # the last copy out of this pinned buffer has finished
         slot.host.copy_(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)))
@@ -212,12 +230,14 @@ class TorchBackend(Backend):
 
     def upload(self, *arrays, wait=True):
         """Host arrays -> inputs of ``run``; on CUDA, ``wait=False`` returns once the copies are queued."""
+        import torch
         if self.device.type == "cuda":
             return [self._upload_cuda(i, array, wait) for i, array in enumerate(arrays)]
         return [torch.from_numpy(array).to(self.dtype).contiguous(memory_format=torch.channels_last)
                 for array in arrays]
 
     def _run_cuda(self, inputs):
+        import torch
         stream = torch.cuda.current_stream(self.device)
         for item in inputs:
             stream.wait_event(item.slot.copied)  # on the GPU: the compute starts when the copy is done
@@ -239,6 +259,7 @@ class TorchBackend(Backend):
         return [out]
 
     def run(self, *inputs):
+        import torch
         if self.device.type == "cuda":
             return self._run_cuda(inputs)
         with torch.inference_mode():
@@ -249,9 +270,13 @@ class TorchBackend(Backend):
         return [out.float().cpu().contiguous().numpy() for out in outputs]
 
     def close(self):
+        import torch
         self.model = self.forward = None
         self._graph = self._static_in = self._static_out = None
         self._slots = {}
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
             torch.cuda.empty_cache()
+
+
+BACKEND = TorchBackend

@@ -1,6 +1,6 @@
 import sys
 
-from ..errors import run_cli
+from ..cli import run_cli
 from .runner import main
 
 sys.exit(run_cli(main))

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from ..errors import UserError
+from ..cli import UserError
 
 OUTFMT_SUFFIX = {"BIN": "bin", "NPY": "npy", "TXT": "txt"}
 
@@ -54,12 +54,3 @@ def first_clash(paths, outfmt):
         seen[name] = path
     return None
 
-
-def resolve_batchsize(model_batch, requested, model_path):
-    """The batch to run: ``--batchsize`` (default 1) on a dynamic batch axis, else the model's own."""
-    if model_batch is None:
-        return requested or 1
-    if requested is not None and requested != model_batch:
-        raise UserError(f"{model_path}: the model's batch size is fixed at {model_batch}; "
-                        f"--batchsize {requested} conflicts with it")
-    return model_batch

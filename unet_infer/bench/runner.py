@@ -1,4 +1,4 @@
-"""An ais_bench-compatible runner for .onnx and .pth models (.om models are handed to ais_bench itself).
+"""An ais_bench-compatible runner for every backend of the registry (.om models are handed to ais_bench itself).
 
 The guide's commands, with this runner in place of ``python3 -m ais_bench``:
 
@@ -8,12 +8,13 @@ The guide's commands, with this runner in place of ``python3 -m ais_bench``:
   pure inference (zero data, nothing saved) for the throughput:
     python3 -m unet_infer.bench --model=UNet_bs8.onnx --loop=100 --batchsize=8
 
+  the checkpoint itself on PyTorch, in bf16:
+    python3 -m unet_infer.bench --model=UNet.pth --loop=10 --batchsize=8 --precision=bf16
+
 The compute time covers only the model run; file reading and writing and the host-device copies
 (H2D, D2H) are timed apart. throughput = 1000 x batchsize / mean compute time (ms).
 """
 
-import argparse
-import io
 import logging
 import os
 import time
@@ -21,13 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends import backend_for_model, get_backend
-from ..errors import HelpFormatter, UserError, int_at_least
-from ..formats import DEFAULT_SIZE, INPUT_SUFFIXES, atomic_write_bytes, inside, list_files, read_array
-from ..progress import progress, set_quiet
+from .. import backends, cli
+from ..cli import UserError
+from ..formats import DEFAULT_SIZE, inside
 from ..machine import describe_machine
+from ..parallel import default_threads
+from ..progress import progress, set_quiet
 from ..summary import build_summary, performance_lines, write_summary
-from .batching import OUTFMT_SUFFIX, first_clash, files_per_batch, output_name, plan_batches
+from .batching import OUTFMT_SUFFIX, first_clash, plan_batches
+from .files import OutputWriter, file_feeds, list_inputs, plan_files_per_batch, pure_data
+from .loop import Timings, run_loop, warm_up
 
 log = logging.getLogger(__name__)
 
@@ -35,57 +39,58 @@ AIS_BENCH_FLAGS = ("model", "input", "output", "output_dirname", "outfmt", "loop
                    "device", "pure_data_type", "display_all_summary")
 
 
-def _str2bool(text):
-    if text.lower() in ("yes", "true", "t", "y", "1"):
-        return True
-    if text.lower() in ("no", "false", "f", "n", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true, 1, false, 0)")
+def add_backend_flags(parser):
+    """--backend, --precision and every backend's own options (each checked against the backend in use)."""
+    add = parser.add_argument
+    add("--backend", choices=backends.names(), help="without it: from the model's suffix")
+    add("--precision", choices=backends.precisions(),
+        help=f"compute precision ({backends.describe()}); without it: the model's own, else the backend's "
+             f"first")
+    for cls in backends.all_backends():
+        for option in cls.options:
+            if option.type is None:
+                add(*option.flags, dest=option.dest, action="store_true", help=option.help)
+            else:
+                add(*option.flags, dest=option.dest, type=option.type, default=option.default, help=option.help)
 
 
-def _devices(text):
-    try:
-        ids = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a device id or a comma list of them") from None
-    if any(not 0 <= i <= 255 for i in ids):
-        raise argparse.ArgumentTypeError(f"{text}: device ids go from 0 to 255")
-    return ids
-
-
-def default_threads():
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+def backend_options(args, cls):
+    """The chosen backend's options from ``args``; another backend's option set is a UserError."""
+    for other in backends.all_backends():
+        if other is cls:
+            continue
+        for option in other.options:
+            if option.is_set(getattr(args, option.dest)) and option.dest not in [o.dest for o in cls.options]:
+                raise UserError(f"--{option.dest} is an option of the {other.name} backend, not of {cls.name}")
+    return {option.dest: getattr(args, option.dest) for option in cls.options}
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python3 -m unet_infer.bench", description=__doc__, allow_abbrev=False,
-                                     formatter_class=HelpFormatter)
+    parser = cli.parser("python3 -m unet_infer.bench", __doc__)
     add = parser.add_argument
-    add("--model", "-m", required=True, help="model file: .onnx, .pth/.pt (a UNet state_dict) or .om")
+    add("--model", "-m", required=True, help="model file: " + ", ".join(
+        f"{'/'.join(cls.model_suffixes)} ({cls.name})" for cls in backends.all_backends()))
     add("--input", "-i", help="folder of .bin/.npy inputs, or comma-separated folders, one per model input; "
                               "without it: pure inference on generated data")
     add("--output", "-o", help="folder for the results; nothing is saved without it")
-    add("--output_dirname", "--output-dirname", help="subfolder of --output for this run; without it: a timestamp")
+    add(*cli.flag("output_dirname"), dest="output_dirname",
+        help="subfolder of --output for this run; without it: a timestamp")
     add("--outfmt", default="BIN", choices=list(OUTFMT_SUFFIX), help="output file format")
-    add("--loop", "-l", type=int_at_least(1), default=1, help="runs of each batch (all timed)")
-    add("--batchsize", type=int_at_least(1), help="batch size of a dynamic-batch model (without it: 1); "
-                                                   "a fixed-batch model uses its own")
-    add("--warmup_count", "--warmup-count", type=int_at_least(0), default=1, help="untimed runs first")
-    add("--device", "-d", type=_devices, default="0", help="device id, or a comma list: one run per device")
-    add("--pure_data_type", "--pure-data-type", default="zero", choices=["zero", "random"],
+    add("--loop", "-l", type=cli.int_at_least(1), default=1, help="runs of each batch (all timed)")
+    add("--batchsize", type=cli.int_at_least(1), help="batch size of a dynamic-batch model (without it: 1); "
+                                                       "a fixed-batch model uses its own")
+    add(*cli.flag("warmup_count"), dest="warmup_count", type=cli.int_at_least(0), default=1,
+        help="untimed runs first")
+    add("--device", "-d", type=cli.device_list, default="0", help="device id, or a comma list: one run per device")
+    add(*cli.flag("pure_data_type"), dest="pure_data_type", default="zero", choices=["zero", "random"],
         help="data of the pure-inference mode")
-    add("--display_all_summary", "--display-all-summary", type=_str2bool, nargs="?", const=True, default=False,
-        help="also print the H2D and D2H latencies")
-    add("--backend", choices=["onnxruntime", "torch", "acl"], help="without it: from the model's suffix")
-    add("--precision", default="fp32", choices=["fp32", "fp16", "bf16"], help="torch backend: compute precision")
-    add("--torch_compile", "--torch-compile", action="store_true",
-        help="torch backend: torch.compile the model (compiled before the timed runs)")
-    add("--cuda_graph", "--cuda-graph", action="store_true",
-        help="torch backend on CUDA: replay the model as a CUDA graph")
-    add("--threads", type=int_at_least(1), default=default_threads(), help="CPU threads for the model")
-    add("--size", type=int_at_least(1), default=DEFAULT_SIZE,
+    add(*cli.flag("display_all_summary"), dest="display_all_summary", type=cli.str2bool, nargs="?", const=True,
+        default=False, help="also print the H2D and D2H latencies")
+    add_backend_flags(parser)
+    add("--threads", type=cli.int_at_least(1), default=default_threads(), help="CPU threads for the model")
+    add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE,
         help="input height = width for .pth models (and dynamic H, W of an ONNX model)")
-    add("--quiet", action="store_true", help="no progress display")
+    cli.add_quiet(parser)
     return parser
 
 
@@ -100,189 +105,11 @@ def ais_bench_argv(args, parser):
     return argv
 
 
-def list_inputs(spec):
-    """The input files of each comma-separated folder, natural order; an empty folder is a UserError."""
-    lists = []
-    for folder in [part for part in spec.split(",") if part]:
-        files = list_files(folder, INPUT_SUFFIXES)
-        if not files:
-            raise UserError(f"{folder}: no .bin or .npy files in the input folder")
-        lists.append(files)
-    if any(len(files) != len(lists[0]) for files in lists):
-        raise UserError(f"--input: the folders hold {[len(f) for f in lists]} files; they must hold as many each")
-    return lists
-
-
-def data_nbytes(path):
-    """Bytes of data in an input file: the array's for .npy, the file's for raw .bin."""
-    if path.suffix.lower() == ".npy":
-        try:
-            return np.load(path, mmap_mode="r", allow_pickle=False).nbytes
-        except (ValueError, OSError) as exc:
-            raise UserError(f"{path}: not a readable .npy file ({exc})") from None
-    return path.stat().st_size
-
-
-def plan_files_per_batch(inputs, specs):
-    """Files per batch from input 0's first file; every file must have its folder's first file's size."""
-    if len(inputs) != len(specs):
-        raise UserError(f"--input names {len(inputs)} folder(s); the model has {len(specs)} input(s): "
-                        f"{', '.join(s.name for s in specs)}")
-    firsts = []
-    for files in inputs:
-        first = data_nbytes(files[0])
-        for path in files[1:]:
-            nbytes = data_nbytes(path)
-            if nbytes != first:
-                raise UserError(f"{path}: {nbytes} bytes, expected {first} (the size of {files[0]})")
-        firsts.append(first)
-    per_batch = files_per_batch(specs[0].nbytes, firsts[0], inputs[0][0])
-    for files, spec, first in zip(inputs[1:], specs[1:], firsts[1:]):
-        if first * per_batch != spec.nbytes:
-            raise UserError(f"{files[0]}: {first} bytes, expected {spec.nbytes // per_batch} "
-                            f"({per_batch} files per batch of input {spec.name} {spec.shape})")
-    return per_batch
-
-
-def read_batch(paths, spec, per_batch):
-    """One batch of one input from ``per_batch`` files, their bytes laid end to end (as ais_bench does)."""
-    batch = np.empty(spec.shape, spec.dtype)
-    flat = batch.reshape(-1).view(np.uint8)
-    share = spec.nbytes // per_batch
-    for slot, path in enumerate(paths):
-        data = np.ascontiguousarray(read_array(path)).reshape(-1).view(np.uint8)
-        if data.size != share:
-            raise UserError(f"{path}: {data.size} bytes, expected {share}")
-        flat[slot * share:(slot + 1) * share] = data
-    return batch
-
-
-def pure_data(spec, kind, rng):
-    """Pure-inference data: zeros, or uniform [0, 1) floats / random bytes for other types."""
-    if kind == "zero":
-        return np.zeros(spec.shape, spec.dtype)
-    if np.issubdtype(spec.dtype, np.floating):
-        return rng.random(spec.shape).astype(spec.dtype)
-    return rng.integers(0, 256, spec.nbytes, dtype=np.uint8).view(spec.dtype).reshape(spec.shape)
-
-
-def encode(array, outfmt):
-    """The bytes of an output file: raw (BIN, like ``tofile``), .npy, or ais_bench's text rows."""
-    if outfmt == "NPY":
-        buf = io.BytesIO()
-        np.save(buf, array)
-        return buf.getvalue()
-    if outfmt == "TXT":
-        rows = array.reshape(-1, array.shape[-1]) if array.ndim else array.reshape(1, 1)
-        text = io.StringIO()
-        np.savetxt(text, rows, fmt="%f" if np.issubdtype(rows.dtype, np.floating) else "%d", newline=" \n")
-        return text.getvalue().encode()
-    return np.ascontiguousarray(array).tobytes()
-
-
-class Timings:
-    """Milliseconds per call: compute (``run``), H2D (``upload``), D2H (``download``); file I/O totals."""
-
-    def __init__(self):
-        self.compute, self.h2d, self.d2h = [], [], []
-        self.read_ms = self.write_ms = 0.0
-
-    def time(self, bucket, fn, *args):
-        start = time.perf_counter()
-        result = fn(*args)
-        getattr(self, bucket).append((time.perf_counter() - start) * 1000.0)
-        return result
-
-
-def run_batch(backend, arrays, loop, timings):
-    """Upload once, run ``loop`` times, download the last outputs."""
-    inputs = timings.time("h2d", backend.upload, *arrays)
-    for _ in range(loop):
-        outputs = timings.time("compute", backend.run, *inputs)
-    return timings.time("d2h", backend.download, outputs)
-
-
-def warm_up(backend, arrays, count):
-    """Untimed runs, so that lazy initialisation stays out of the timings."""
-    if count:
-        inputs = backend.upload(*arrays)
-        for _ in range(count):
-            backend.run(*inputs)
-
-
-def split_output(output, per_batch, k):
-    """One piece per input file along axis 0 (the whole output when a file fills the batch)."""
-    if per_batch == 1:
-        return [output]
-    if output.ndim == 0 or output.shape[0] % per_batch:
-        raise UserError(f"output {k} has shape {output.shape}: axis 0 does not split into {per_batch} files")
-    return np.split(output, per_batch, axis=0)
-
-
-def save_outputs(outputs, batch, inputs, per_batch, out_dir, outfmt):
-    """Write the real slots' outputs; the filesinfo entries ``{sample_id: {infiles, outfiles}}``."""
-    pieces = [split_output(out, per_batch, k) for k, out in enumerate(outputs)]
-    entries = {}
-    for sample_id, slot in batch.samples():
-        infiles = [files[batch.files[slot]] for files in inputs]
-        outfiles = [out_dir / output_name(infiles[0], k, outfmt) for k in range(len(pieces))]
-        for path, piece in zip(outfiles, pieces):
-            atomic_write_bytes(path, encode(piece[slot], outfmt))
-        entries[sample_id] = {"infiles": infiles, "outfiles": outfiles}
-    return entries
-
-
-def run_files(args, backend, inputs, out_dir, timings):
-    """Every batch of the input folders, ``--loop`` runs each; the filesinfo of what was saved."""
-    per_batch = plan_files_per_batch(inputs, backend.inputs)
-    batches = plan_batches(len(inputs[0]), per_batch)
-    log.info("%d files, %d per batch, %d batches", len(inputs[0]), per_batch, len(batches))
-    clash = first_clash(inputs[0], args.outfmt) if out_dir else None
-    if clash:
-        raise UserError(f"{clash[0]} and {clash[1]} would write the same output files")
-
-    def read(batch):
-        start = time.perf_counter()
-        arrays = [read_batch([files[i] for i in batch.files], spec, per_batch)
-                  for files, spec in zip(inputs, backend.inputs)]
-        timings.read_ms += (time.perf_counter() - start) * 1000.0
-        return arrays
-
-    arrays = read(batches[0])
-    warm_up(backend, arrays, args.warmup_count)
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    filesinfo = {}
-    for batch in progress(batches, desc="Inference"):
-        arrays = arrays if batch.index == 0 else read(batch)
-        outputs = run_batch(backend, arrays, args.loop, timings)
-        if out_dir:
-            start = time.perf_counter()
-            filesinfo.update(save_outputs(outputs, batch, inputs, per_batch, out_dir, args.outfmt))
-            timings.write_ms += (time.perf_counter() - start) * 1000.0
-    log.info("file reading %.1f ms, output writing %.1f ms (not in the compute time)",
-             timings.read_ms, timings.write_ms)
-    return filesinfo
-
-
-def run_pure(args, backend, out_dir, timings):
-    """``--loop`` runs on generated data of the model's input shape; nothing but the summary is saved."""
-    rng = np.random.default_rng()
-    arrays = [pure_data(spec, args.pure_data_type, rng) for spec in backend.inputs]
-    warm_up(backend, arrays, args.warmup_count)
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    inputs = timings.time("h2d", backend.upload, *arrays)
-    for _ in progress(range(args.loop), desc="Inference"):
-        outputs = timings.time("compute", backend.run, *inputs)
-    timings.time("d2h", backend.download, outputs)
-    return {}
-
-
 def refuse_existing_run(out_dir, summary_path):
     """Never mix two runs: an output folder with files in it, or an existing summary, is a UserError."""
     if summary_path.exists() or (out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir()))):
-        raise UserError(f"{out_dir} already holds a run; choose another --output_dirname or remove it")
+        raise UserError(f"{out_dir} already holds a run; choose another --output_dirname, or leave it out "
+                        f"for a new timestamped folder (as ais_bench does)")
 
 
 def run_places(args):
@@ -303,13 +130,59 @@ def run_places(args):
     return places
 
 
+def make_dirs(out_dir):
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise cli.os_error(out_dir, exc, "create the output folder") from None
+
+
+def run_files(args, backend, inputs, out_dir, timings):
+    """Every batch of the input folders, ``--loop`` runs each; the filesinfo of what was saved."""
+    per_batch = plan_files_per_batch(inputs, backend.inputs)
+    batches = plan_batches(len(inputs[0]), per_batch)
+    log.info("%d files, %d per batch, %d batches", len(inputs[0]), per_batch, len(batches))
+    clash = first_clash(inputs[0], args.outfmt) if out_dir else None
+    if clash:
+        raise UserError(f"{clash[0]} and {clash[1]} would write the same output files")
+    feeds = file_feeds(batches, inputs, backend.inputs, per_batch, timings)
+    first = next(feeds)
+    warm_up(backend, first[0], args.warmup_count)
+    if out_dir:
+        make_dirs(out_dir)
+    writer = OutputWriter(inputs, per_batch, out_dir, args.outfmt, timings)
+    with progress(total=len(batches), desc="Inference", unit="batch") as bar:
+        run_loop(backend, _chain(first, feeds), lambda batch, outputs: (writer(batch, outputs), bar.update(1)),
+                 timings, loop=args.loop)
+    log.info("file reading %.1f ms, output writing %.1f ms (not in the compute time)",
+             timings.read_ms, timings.write_ms)
+    return writer.filesinfo
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def run_pure(args, backend, out_dir, timings):
+    """``--loop`` runs on generated data of the model's input shape; nothing but the summary is saved."""
+    arrays = [pure_data(spec, args.pure_data_type, np.random.default_rng()) for spec in backend.inputs]
+    warm_up(backend, arrays, args.warmup_count)
+    if out_dir:
+        make_dirs(out_dir)
+    with progress(total=args.loop, desc="Inference", unit="run") as bar:
+        run_loop(backend, [(arrays, None)], lambda tag, outputs: None, timings, loop=args.loop,
+                 on_run=lambda: bar.update(1))
+    return {}
+
+
 def bench(args, backend_cls, device, out_dir=None, summary_path=None):
     """One run on one device: load, warm up, time, save; prints the Performance Summary; returns the summary."""
+    started = time.perf_counter()
     inputs = list_inputs(args.input) if args.input else None
     backend = backend_cls()
-    options = {"compile": args.torch_compile, "cuda_graph": args.cuda_graph} if backend_cls.name == "torch" else {}
     backend.load(args.model, batchsize=args.batchsize, device=device, precision=args.precision,
-                 threads=args.threads, size=args.size, **options)
+                 threads=args.threads, size=args.size, **backend_options(args, backend_cls))
     timings = Timings()
     try:
         if inputs:
@@ -318,15 +191,17 @@ def bench(args, backend_cls, device, out_dir=None, summary_path=None):
             filesinfo = run_pure(args, backend, out_dir, timings)
     finally:
         backend.close()
+    extra = {"backend": backend.name, "precision": backend.precision,
+             "machine": describe_machine(backend.device_name(device)), "mode": "files" if inputs else "pure",
+             "model": str(Path(args.model).resolve()), "weights": backend.weights,
+             "file_read_ms": timings.read_ms, "file_write_ms": timings.write_ms,
+             "wall_s": time.perf_counter() - started}
     summary = build_summary(filesinfo, vars(args), timings.compute, timings.h2d, timings.d2h, backend.batchsize,
-                            os.getpid(), extra={"backend": backend.name, "precision": backend.precision,
-                                                "machine": describe_machine(backend.device_name(device)),
-                                                "file_read_ms": timings.read_ms,
-                                                "file_write_ms": timings.write_ms})
+                            os.getpid(), extra=extra)
     if summary_path:
         write_summary(summary_path, summary)
         log.info("outputs in %s, summary %s", out_dir, summary_path)
-    for line in performance_lines(summary, backend.batchsize, args.display_all_summary):
+    for line in performance_lines(summary, args.display_all_summary):
         print(line, flush=True)
     return summary
 
@@ -335,18 +210,19 @@ def main(argv=None):
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     set_quiet(args.quiet)
-    name = args.backend or backend_for_model(args.model)
-    backend_cls = get_backend(name)
+    name = args.backend or backends.backend_for_model(args.model)
+    backend_cls = backends.get_backend(name)
     if backend_cls.external:
         return backend_cls.run_external(ais_bench_argv(args, parser) + unknown)
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    backends.usable_backend(name)
     if args.output_dirname and not args.output:
         raise UserError("--output_dirname needs --output")
+    if args.precision is not None:
+        backend_cls.check_precision(args.precision)
     if len(args.device) > 1 and not backend_cls.has_gpu():
         raise UserError(f"--device {','.join(map(str, args.device))}: one run per device needs GPUs; "
                         f"the {name} backend runs on the CPU here, so give one device")
-    if (args.torch_compile or args.cuda_graph) and name != "torch":
-        raise UserError("--torch_compile and --cuda_graph are torch backend options (a .pth model)")
     for device, out_dir, summary_path in run_places(args):
         bench(args, backend_cls, device, out_dir, summary_path)

@@ -1,0 +1,154 @@
+"""What every command-line tool of the package shares: the user error, ``main()`` wrapper, one
+help formatter and the flag types, so that each flag reads and fails the same way everywhere.
+"""
+
+import argparse
+import errno
+import logging
+import sys
+
+
+class UserError(Exception):
+    """A problem with what the user gave us: printed as ``error: <message>``, exit status 2."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """``--help`` with the description's command lines kept as written and each default shown once:
+    not for required options, flags, options without a default, or help that states its own."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.required or action.default in (None, False, argparse.SUPPRESS)
+                or "default:" in text or "%(default)" in text):
+            return text
+        return super()._get_help_string(action)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line: ``error: <what> (see <prog> --help)``, exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def parser(prog, doc, **kwargs):
+    """An ArgumentParser with our formatter, the module docstring as its description, no abbreviations."""
+    return ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter, allow_abbrev=False,
+                          **kwargs)
+
+
+def add_quiet(parser_):
+    parser_.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def int_at_least(low):
+    """An argparse type: a whole number no smaller than ``low``."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{text} is below {low}")
+        return value
+    parse.__name__ = f"whole number >= {low}"
+    return parse
+
+
+def int_list(text, low=1, what="batch size"):
+    """``"1,4,8"`` -> ``[1, 4, 8]`` (duplicates dropped, order kept); anything else is a UserError."""
+    try:
+        values = [int(part) for part in str(text).split(",")]
+    except ValueError:
+        values = []
+    if not values or any(v < low for v in values):
+        raise UserError(f"expected a {what} or a comma list of them (e.g. 1,4,8), got {text!r}")
+    return list(dict.fromkeys(values))
+
+
+def int_list_type(low=1, what="batch size"):
+    """argparse type of :func:`int_list`."""
+    def parse(text):
+        try:
+            return int_list(text, low, what)
+        except UserError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = f"{what} list"
+    return parse
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} must be above 0")
+    return value
+
+
+def str2bool(text):
+    if text.lower() in ("yes", "true", "t", "y", "1"):
+        return True
+    if text.lower() in ("no", "false", "f", "n", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r} is not a boolean (true, 1, false, 0)")
+
+
+def device_list(text):
+    """``--device``: one device id or a comma list (ais_bench's form), ids 0..255."""
+    try:
+        ids = [int(part) for part in str(text).split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device id or a comma list of them") from None
+    if any(not 0 <= i <= 255 for i in ids):
+        raise argparse.ArgumentTypeError(f"{text}: device ids go from 0 to 255")
+    if len(set(ids)) != len(ids):
+        raise argparse.ArgumentTypeError(f"{text}: a device is named twice")
+    return ids
+
+
+def first_line(exc, limit=200):
+    """The first line of an exception's text (or its type name), at most ``limit`` characters."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
+def os_error(path, exc, doing="write"):
+    """A UserError for an OSError on ``path``: the reason in words (full disk, permission, ...)."""
+    reason = {errno.ENOSPC: "the disk is full", errno.EACCES: "permission denied", errno.EPERM:
+              "operation not permitted", errno.EROFS: "read-only file system", errno.ENOTDIR:
+              "a part of the path is a file, not a folder", errno.EDQUOT: "disk quota exceeded"}.get(
+        getattr(exc, "errno", None), exc.strerror if getattr(exc, "strerror", None) else first_line(exc))
+    return UserError(f"{path}: cannot {doing} ({reason})")
+
+
+def run_cli(main, argv=None):
+    """Run ``main(argv)`` and turn user errors into one line on stderr and a non-zero exit.
+
+    Returns the process exit status: ``main``'s own (0 when it returns None), 2 for a
+    :class:`UserError`, 130 for Ctrl-C, 1 for a full disk or another OS error on a file.
+    Anything else is a bug and keeps its traceback.
+    """
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s", stream=sys.stderr)
+    try:
+        status = main(argv)
+    except SystemExit as exc:  # argparse: --help (0) or a usage error (2, already printed)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM):
+            print(f"error: {os_error(exc.filename or 'a file', exc, 'write')}", file=sys.stderr)
+            return 1
+        raise
+    return 0 if status is None else int(status)
+
+
+
+def flag(name):
+    """Both spellings of a multi-word flag, as every tool here accepts them: ``--a_b`` and ``--a-b``."""
+    return [f"--{name}", f"--{name.replace('_', '-')}"] if "_" in name else [f"--{name}"]

@@ -1,0 +1,131 @@
+"""Carvana data: finding images, pairing each with its mask, and decoding both as the model sees them.
+
+Layout (Kaggle's): ``DATA/train/<carid>_<NN>.jpg`` and ``DATA/train_masks/<carid>_<NN>_mask.gif``.
+
+- Image, by definition (byte for byte): PIL ``Image.open(p).convert("RGB")``, then
+  ``resize((size, size))`` with PIL's default filter (bicubic for RGB; aspect ratio not kept),
+  float32, HWC -> CHW (RGB order), divided by 255, no mean/std.
+- Mask: palette indices, car == 1 (``'L'`` and ``'1'`` masks, e.g. 0/255 PNGs: car where the
+  value is > 0), resized to size x size with NEAREST when its size differs.
+"""
+
+import logging
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .cli import UserError
+from .formats import DEFAULT_SIZE, IMAGE_SUFFIXES, list_files, natural_sorted
+
+log = logging.getLogger(__name__)
+
+IMAGE_DIR = "train"
+MASK_DIR = "train_masks"
+MASK_SUFFIX = "_mask.gif"
+# What PIL (and the codecs under it) raise for a corrupt, truncated or foreign file.
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error,
+                 Image.DecompressionBombError)
+
+
+def image_to_array(img, size=DEFAULT_SIZE):
+    """A PIL image as the model's input: float32 CHW RGB in [0, 1], ``size`` x ``size``."""
+    rgb = (img if img.mode == "RGB" else img.convert("RGB")).resize((size, size))
+    chw = np.ascontiguousarray(np.asarray(rgb).transpose(2, 0, 1), dtype=np.float32)
+    return chw / np.float32(255)
+
+
+def load_image(path, size=DEFAULT_SIZE):
+    """Read one image file and return :func:`image_to_array` of it (PIL errors pass through)."""
+    with Image.open(path) as img:
+        img.load()
+        return image_to_array(img, size)
+
+
+def mask_path(label_dir, stem):
+    return Path(label_dir) / f"{stem}{MASK_SUFFIX}"
+
+
+def load_label(path, size=DEFAULT_SIZE):
+    """The car mask (bool, size x size) of a label image; see the module notes for its modes.
+
+    ``size=None`` keeps the mask's own size.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            if mode not in ("P", "L", "1"):
+                raise UserError(f"{path}: a {mode} image, expected a palette (P), L or 1 mask")
+            if size is not None and img.size != (size, size):
+                img = img.resize((size, size), Image.Resampling.NEAREST)
+            values = np.array(img)
+    except DECODE_ERRORS as exc:
+        raise UserError(f"{path}: cannot read the mask ({type(exc).__name__}: {exc})") from None
+    return values == 1 if mode == "P" else values > 0
+
+
+def find_files(folder, suffixes, what):
+    """:func:`formats.list_files`, and a warning for every other file (sub-folders pass silently)."""
+    files = list_files(folder, suffixes, what)
+    chosen = set(files)
+    for path in natural_sorted(Path(folder).iterdir()):
+        if path.is_file() and path not in chosen:
+            log.warning("%s: not an %s file (%s), skipped", path, what, "/".join(suffixes))
+    return files
+
+
+def find_images(src):
+    """Images in ``src`` (not recursive), natural order; other files are skipped with a warning."""
+    return find_files(src, IMAGE_SUFFIXES, "image")
+
+
+def unique_stems(paths):
+    """``{stem: path}``; two files with one stem (``a.jpg``, ``a.png``) are a :class:`UserError`."""
+    stems = {}
+    for path in paths:
+        if path.stem in stems:
+            raise UserError(f"{stems[path.stem]} and {path} have the same name {path.stem}")
+        stems[path.stem] = path
+    return stems
+
+
+def missing_masks_error(missing, total):
+    """The one-line error for images without masks: the first named, the count of the others."""
+    label, image = missing[0]
+    more = f"; {len(missing) - 1} more of the {total} images have no mask" if len(missing) > 1 else ""
+    return UserError(f"{label}: mask not found (the label of {image}){more}; add the masks, or pass "
+                     f"labels=none to the driver to run without scoring")
+
+
+def pair_carvana(data, require_masks=True):
+    """``[(stem, image path, mask path), ...]`` for every image of ``DATA/train``, natural order.
+
+    Every image must have its mask (else a :class:`UserError` naming the first missing one);
+    with ``require_masks=False`` an image without a mask gets ``None``.
+    """
+    data = Path(data)
+    if not data.is_dir():
+        raise UserError(f"{data}: data folder not found (it must hold {IMAGE_DIR}/ and {MASK_DIR}/)")
+    image_dir, label_dir = data / IMAGE_DIR, data / MASK_DIR
+    if not image_dir.is_dir():
+        raise UserError(f"{image_dir}: image folder not found (the data folder must hold {IMAGE_DIR}/ "
+                        f"and {MASK_DIR}/)")
+    if require_masks and not label_dir.is_dir():
+        raise UserError(f"{label_dir}: mask folder not found (the data folder must hold {IMAGE_DIR}/ "
+                        f"and {MASK_DIR}/)")
+    stems = unique_stems(find_images(image_dir))
+    if not stems:
+        raise UserError(f"{image_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    pairs, missing = [], []
+    for stem, image in stems.items():
+        label = mask_path(label_dir, stem)
+        if not label.is_file():
+            missing.append((label, image))
+            label = None
+        pairs.append((stem, image, label))
+    if missing and require_masks:
+        raise missing_masks_error(missing, len(pairs))
+    return pairs

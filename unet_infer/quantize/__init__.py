@@ -1,0 +1,113 @@
+"""INT8 post-training quantisation of the simplified UNet, by the backend that will run it.
+
+    python3 -m unet_infer.quantize --model UNet_dynamic_sim.onnx --calib prep_bin --output UNet_int8.onnx
+
+(the same as ``--backend onnxruntime --n-calib 16``; add ``--size S`` when the model's input size
+is dynamic). The activation ranges are calibrated on up to --n-calib preprocessed images of
+--calib (``<stem>.bin``, raw float32 CHW, as preprocess_unet_pth.py writes them; or, in a folder
+of images, the images decoded as preprocessing does, so a streamed run writes no .bin files);
+natural order, evenly spaced when there are more. The recipe of each backend is in its module:
+``quantize.onnxruntime`` (QDQ, per-channel weights, up-sampling as Gemm, INT8 padding).
+
+After quantising, one calibration image is run through both models: the report gives the node
+count, the relative error of the INT8 logits (max |int8 - fp32| / max |fp32|) and the fraction of
+pixels whose class (car: logit > 0) is the same as with fp32.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import cli
+from ..backends import backend_for_model, get_backend, names, usable_backend
+from ..cli import UserError
+from ..metrics import relative_error
+from ..data import DECODE_ERRORS, load_image
+from ..formats import IMAGE_SUFFIXES, input_nbytes, list_files, read_bin
+from ..progress import set_quiet
+
+CALIB_SUFFIXES = (".bin",)
+
+
+def select_evenly(items, n):
+    """All of ``items`` when there are at most ``n``, else ``n`` of them evenly spaced (first and last kept)."""
+    items = list(items)
+    if len(items) <= n:
+        return items
+    picks = np.linspace(0, len(items) - 1, n).round().astype(int)
+    return [items[i] for i in sorted(set(picks.tolist()))]
+
+
+def calibration_files(calib_dir, n_calib, channels, size):
+    """Up to ``n_calib`` files of ``calib_dir`` (natural order, evenly spaced): its preprocessed
+    ``.bin`` images (sizes checked), or when it holds none, its images (decoded as preprocessing does)."""
+    if n_calib < 1:
+        raise UserError(f"--n-calib {n_calib}: must be at least 1")
+    nbytes = input_nbytes(size, channels)
+    files = list_files(calib_dir, CALIB_SUFFIXES, what="calibration")
+    if not files:
+        files = list_files(calib_dir, IMAGE_SUFFIXES, what="calibration")
+        if not files:
+            raise UserError(f"{calib_dir}: no .bin files or images ({', '.join(IMAGE_SUFFIXES)}) to calibrate with")
+        return select_evenly(files, n_calib)
+    chosen = select_evenly(files, n_calib)
+    for path in chosen:
+        found = path.stat().st_size
+        if found != nbytes:
+            raise UserError(f"{path}: {found} bytes, expected {nbytes} (one {channels} x {size} x {size} image, "
+                            f"the model's input)")
+    return chosen
+
+
+def load_calibration(path, channels, size):
+    """One calibration image as a 1 x C x S x S float32 array (a .bin file, or an image decoded)."""
+    path = Path(path)
+    if path.suffix.lower() in CALIB_SUFFIXES:
+        return read_bin(path, shape=(1, channels, size, size), expected_bytes=input_nbytes(size, channels))
+    try:
+        return load_image(path, size)[None]
+    except DECODE_ERRORS as exc:
+        raise UserError(f"{path}: cannot read the image ({type(exc).__name__}: {exc})") from None
+
+
+def compare_outputs(reference, candidate):
+    """(relative error, fraction of pixels whose sign agrees) of ``candidate`` logits vs ``reference``."""
+    reference, candidate = np.asarray(reference), np.asarray(candidate)
+    if reference.shape != candidate.shape:
+        raise UserError(f"INT8 output shape {candidate.shape} differs from fp32's {reference.shape}")
+    agree = float(np.mean((reference > 0) == (candidate > 0))) if reference.size else 1.0
+    return relative_error(candidate, reference), agree
+
+
+def build_parser():
+    parser = cli.parser("python3 -m unet_infer.quantize", __doc__)
+    add = parser.add_argument
+    add("--model", required=True, help="the fp32 ONNX model (e.g. UNet_dynamic_sim.onnx)")
+    add("--calib", required=True, help="folder of preprocessed images (<stem>.bin), or of images, to calibrate on")
+    add("--output", required=True, help="the INT8 model to write (e.g. UNet_int8.onnx)")
+    add("--backend", choices=[n for n in names() if get_backend(n).quantized],
+        help="the backend that will run the model (without it: from the suffix of --output)")
+    add(*cli.flag("n_calib"), dest="n_calib", type=cli.int_at_least(1), default=16,
+        help="calibrate on at most this many images (evenly spaced)")
+    add("--size", type=cli.int_at_least(16), default=None,
+        help="input height and width (without it: read from the model input)")
+    add("--threads", type=cli.int_at_least(1), default=None,
+        help="threads for the fp32 / INT8 check run (without it: the engine's own)")
+    cli.add_quiet(parser)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    set_quiet(args.quiet)
+    name = args.backend or backend_for_model(args.output)
+    cls = get_backend(name)
+    if not cls.quantized:
+        raise UserError(f"the {name} backend has no INT8 quantiser; use --backend "
+                        f"{' or '.join(n for n in names() if get_backend(n).quantized)}")
+    usable_backend(name)
+    report = cls.quantize(args.model, args.calib, args.output, n_calib=args.n_calib, size=args.size,
+                          threads=args.threads)
+    print(f"{report['output']}: INT8, {report['nodes']} nodes, calibrated on {report['calibration_images']} "
+          f"image(s); vs fp32 on {report['check_image']}: relative error {report['relative_error']:.3g}, "
+          f"sign agreement {100 * report['sign_agreement']:.3f}%")

@@ -1,0 +1,4 @@
+from ..cli import run_cli
+from . import main
+
+raise SystemExit(run_cli(main))

@@ -1,0 +1,94 @@
+"""Stage 3a: simplify the exported ONNX model with onnxsim, keeping the batch axis dynamic.
+
+    python3 -m unet_infer.simplify UNet_dynamic_bs.onnx UNet_dynamic_sim.onnx
+    scripts/onnxsim.sh UNet_dynamic_bs.onnx UNet_dynamic_sim.onnx               (the same, from the shell)
+
+The guide's command is
+    python3 -m onnxsim --dynamic-input-shape --input-shape="1,3,572,572" UNet_dynamic_bs.onnx UNet_dynamic_sim.onnx
+With onnxsim >= 0.4, "--input-shape" means "--overwrite-input-shape" and pins the batch to 1
+(harmless for atc, which sets its own shape, but not for a dynamic-batch model). This runs the
+same simplification with "--test-input-shape", which keeps the batch axis dynamic, then checks
+that the result is one self-contained file that loads, keeps the dynamic batch and the input
+and output names, and writes it only when all of that holds. A failure fails the stage: there is
+no fallback to the unsimplified model. onnxsim's own report goes to OUTPUT.log (the cost per
+image is counted by the export stage).
+"""
+
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from . import cli
+from .cli import UserError
+from .formats import DEFAULT_SIZE
+from .onnxfile import batch_is_dynamic, graph_inputs, load_onnx, refuse_overwrite
+
+log = logging.getLogger(__name__)
+
+def simplify(src, dst, size=DEFAULT_SIZE):
+    """Run onnxsim on ``src`` and write ``dst`` (checked, atomically); returns ``dst``."""
+    import importlib.util
+    import onnx
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise UserError(f"{src}: ONNX model not found")
+    refuse_overwrite(src, dst)
+    if not dst.parent.is_dir():
+        raise UserError(f"{dst.parent}: output folder not found")
+    if importlib.util.find_spec("onnxsim") is None:
+        raise UserError("onnxsim is not installed (pip install -r requirements.txt)")
+    source = load_onnx(src, weights=False)
+    names = [v.name for v in graph_inputs(source)], [o.name for o in source.graph.output]
+    log_path = Path(f"{dst}.log")
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        cmd = [sys.executable, "-m", "onnxsim", str(src), tmp, "--test-input-shape", f"1,3,{size},{size}",
+               "--external-data-threshold", "2GB"]
+        log.info("onnxsim: %s -> %s (test shape 1,3,%d,%d; log in %s)", src, dst, size, size, log_path)
+        with open(log_path, "w", encoding="utf-8") as fh:
+            status = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT)
+        report = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if status:
+            tail = "; ".join(line.strip() for line in report[-3:] if line.strip())
+            raise UserError(f"onnxsim failed on {src} (see {log_path}): {tail}")
+        model = load_onnx(tmp, weights=False)
+        if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+            raise UserError(f"onnxsim wrote the weights of {src} to a separate file; expected one .onnx file")
+        try:
+            onnx.checker.check_model(tmp)
+        except onnx.checker.ValidationError as exc:
+            raise UserError(f"onnxsim output for {src} is not a valid ONNX model: {cli.first_line(exc)}") from None
+        if not batch_is_dynamic(model):
+            raise UserError(f"onnxsim pinned the batch axis of {src}")
+        got = [v.name for v in graph_inputs(model)], [o.name for o in model.graph.output]
+        if got != names:
+            raise UserError(f"onnxsim renamed the inputs/outputs of {src}: {names} -> {got}")
+        log.info("simplified: %d nodes, inputs %s, outputs %s", len(model.graph.node), got[0], got[1])
+        os.replace(tmp, dst)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dst
+
+
+def build_parser():
+    parser = cli.parser("python3 -m unet_infer.simplify", __doc__)
+    parser.add_argument("input", help="the exported model (UNet_dynamic_bs.onnx)")
+    parser.add_argument("output", help="the simplified model to write (UNet_dynamic_sim.onnx)")
+    parser.add_argument("size", nargs="?", type=cli.int_at_least(16), default=DEFAULT_SIZE,
+                        help="input height and width used to test the simplified model")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    simplify(args.input, args.output, args.size)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run_cli(main))

@@ -1,0 +1,309 @@
+"""When a pipeline stage is complete, and the driver's other questions, asked by scripts/run_all.sh.
+
+A stage is complete when the manifest it recorded when it finished (``WORK/.stages/<stage>.json``)
+equals the manifest of what it would be made from now: every input file's name, size and
+modification time (a folder: each of its files; paths resolved, so a symlink to the same data is
+the same data), the content hash of the weights, and the options that change its output. Any
+difference re-runs the stage; a stage's outputs are the next stage's inputs, so the stages after
+it re-run too. The benchmark asks the same question (``complete``/``record``) of its own models.
+
+    python3 -m unet_infer.stages plan --work W --weights PTH --backend onnxruntime --precision fp32 --bs 1,8
+    python3 -m unet_infer.stages check preprocess --work W --input DATA/train --option size=572
+    python3 -m unet_infer.stages done preprocess --work W --input DATA/train --option size=572
+    python3 -m unet_infer.stages preflight --work W --data DATA --size 572
+    python3 -m unet_infer.stages prune-prep --work W --data DATA
+    python3 -m unet_infer.stages clear-run --work W --name bs8
+    python3 -m unet_infer.stages clear-sample --work W
+    python3 -m unet_infer.stages result --work W --bs 8 --backend onnxruntime --precision fp32
+"""
+
+import json
+import os
+import shlex
+from pathlib import Path
+
+from . import backends, cli
+from .cli import UserError
+from .formats import atomic_write_text, weights_id
+from .workdir import Workdir
+
+MANIFEST_VERSION = 1
+
+
+# ---- manifests ---------------------------------------------------------------------------------
+
+def _stat(path):
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def fingerprint(path):
+    """What a path holds now: a file's size and mtime, a folder's files (one level down and their
+    sub-folders' files), or None when it does not exist."""
+    path = Path(path)
+    if path.is_file():
+        return _stat(path)
+    if not path.is_dir():
+        return None
+    entries = {}
+    for child in sorted(path.iterdir()):
+        if child.name.startswith("."):
+            continue  # temporary files of a stage in progress
+        if child.is_file():
+            entries[child.name] = _stat(child)
+        elif child.is_dir():
+            entries[child.name + "/"] = {c.name: _stat(c) for c in sorted(child.iterdir())
+                                         if c.is_file() and not c.name.startswith(".")}
+    return entries
+
+
+def manifest(inputs=(), weights=None, options=None):
+    """The manifest of a stage: its inputs (resolved paths), the weights' content hash, its options."""
+    found = {str(Path(p).resolve()): fingerprint(p) for p in inputs}
+    return {"version": MANIFEST_VERSION, "inputs": found,
+            "weights": weights_id(weights) if weights else None, "options": dict(options or {})}
+
+
+def _path(work, stage):
+    if not stage or "/" in stage or stage.startswith("."):
+        raise UserError(f"{stage!r} is not a stage name")
+    return Workdir(work).stages / f"{stage}.json"
+
+
+def complete(work, stage, wanted):
+    """True when ``stage`` finished from exactly ``wanted`` (a :func:`manifest`)."""
+    path = _path(work, stage)
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) == json.loads(json.dumps(wanted))
+    except (OSError, ValueError):
+        return False
+
+
+def record(work, stage, made_from):
+    """Mark ``stage`` complete, made from ``made_from``; written last, after all its outputs."""
+    path = _path(work, stage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(made_from, indent=1, sort_keys=True) + "\n")
+
+
+def forget(work, *stages):
+    for stage in stages:
+        _path(work, stage).unlink(missing_ok=True)
+
+
+# ---- the driver's questions ---------------------------------------------------------------------
+
+def plan(work, weights, backend, precision, batchsizes):
+    """``{NAME: value}`` for the driver: the backend's precision, what to build and every path."""
+    cls = backends.get_backend(backend)
+    precision = cls.check_precision(precision)
+    backends.usable_backend(backend)
+    w = Workdir(work)
+    values = {"PRECISION": precision, "SOURCE": cls.source, "EXTERNAL": int(cls.external),
+              "QUANTIZE": int(precision in cls.quantized), "ONNX": w.onnx, "SIMPLIFIED": w.simplified,
+              "PREP": w.prep, "SAMPLE": w.sample, "RESULTS": w.results, "REPORT": w.report,
+              "COMPILE_FROM": w.model_source(cls, precision) if cls.source == "onnx" else ""}
+    if precision in cls.quantized:
+        values["QUANTIZED"] = w.quantized(cls)
+    for bs in batchsizes:
+        values[f"MODEL_{bs}"] = w.model(cls, precision, bs, weights)
+        for key, path in (("OUTPUTS", w.outputs(bs)), ("SUMMARY", w.summary(bs)), ("LOG", w.run_log(bs)),
+                          ("PERF_SUMMARY", w.perf_summary(bs)), ("RESULT_TXT", w.result_txt(bs))):
+            values[f"{key}_{bs}"] = path
+        values[f"PERF_NAME_{bs}"] = w.perf_name(bs)
+    return values
+
+
+def preflight(work, data, size, labels=True):
+    """Checks before any expensive work: the data pairs up, the size is valid, WORK is writable."""
+    if size < 16:
+        raise UserError(f"size={size}: the UNet needs at least 16 x 16 (four 2x poolings)")
+    from .data import pair_carvana
+    pairs = pair_carvana(data, require_masks=labels)
+    work = Path(work)
+    probe = work / f".probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise cli.os_error(work, exc, "write in the work folder") from None
+    return len(pairs)
+
+
+def prune_prep(work, data):
+    """Delete the ``.bin`` files of ``WORK/prep_bin`` whose image is no longer in ``DATA/train``
+    (the driver's own files: it made them from images that are gone); returns their names."""
+    prep = Workdir(work).prep
+    if not prep.is_dir():
+        return []
+    from .data import pair_carvana
+    wanted = {stem for stem, _, _ in pair_carvana(data, require_masks=False)}
+    stale = [p for p in prep.iterdir() if p.is_file() and p.suffix == ".bin" and p.stem not in wanted]
+    for path in stale:
+        path.unlink()
+    return sorted(p.name for p in stale)
+
+
+def clear_sample(work):
+    """Remove the generated sample's images and masks (the driver's own files) before another is
+    generated, so that two samples never mix; any other file there is refused, nothing removed."""
+    from .data import IMAGE_DIR, MASK_DIR
+    sample = Workdir(work).sample
+    files = []
+    for sub, suffix in ((IMAGE_DIR, ".jpg"), (MASK_DIR, "_mask.gif")):
+        folder = sample / sub
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if not (path.is_file() and path.name.endswith(suffix)):
+                    raise UserError(f"{path}: not a file of the generated sample; move it out of {sample}")
+                files.append(path)
+    for path in files:
+        path.unlink()
+    return len(files)
+
+
+def clear_run(work, name):
+    """Remove an earlier (outdated or interrupted) run ``name`` of the driver's: ``result/<name>``'s
+    output files and ``result/<name>_summary.json``. Anything else in that folder was not written
+    by the runner: then nothing is removed and the run is refused."""
+    results = Workdir(work).results
+    folder, summary = results / name, results / f"{name}_summary.json"
+    if not folder.exists() and not summary.exists():
+        return None
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise UserError(f"{folder}: not a folder of the runner's outputs; move it away")
+    files = list(folder.iterdir()) if folder.is_dir() else []
+    foreign = [p for p in files if not (p.is_file() and p.suffix in (".bin", ".npy", ".txt"))]
+    if foreign:
+        raise UserError(f"{foreign[0]}: not an output of the runner, in the folder of an earlier run that "
+                        f"must be replaced; move it out of {folder}")
+    for path in files:
+        path.unlink()
+    if folder.is_dir():
+        folder.rmdir()
+    summary.unlink(missing_ok=True)
+    return len(files)
+
+
+def result_lines(work, batchsizes, backend, precision, labels=True):
+    """The driver's closing lines: per batch size, the IoU of the scored run, the pure-inference
+    throughput, and the scored run's wall time (apart: it includes reading and writing files)."""
+    from . import summary as summ
+    from .results import modelzoo_text, read_results
+    w, lines = Workdir(work), []
+    for bs in batchsizes:
+        parts = []
+        if labels:
+            result = read_results(w.result_json(bs))
+            parts.append(f"IoU {result['mean_iou']:.6f} (ModelZoo figure {modelzoo_text(result)}, "
+                         f"{result['n_images']} image{'s' if result['n_images'] != 1 else ''})")
+        if w.perf_summary(bs).is_file():
+            perf = summ.read_summary(w.perf_summary(bs))
+            count = perf["NPU_compute_time"]["count"]
+            parts.append(f"throughput {summ.throughput(perf):.2f} images/s (pure inference, bs {bs}, "
+                         f"loop {count}, {summ.backend(perf) or backend} {summ.precision(perf) or precision})")
+        scored = summ.read_summary(w.summary(bs)) if w.summary(bs).is_file() else None
+        if scored is not None and summ.wall_s(scored) is not None:
+            parts.append(f"scored run {summ.wall_s(scored):.1f} s wall for {summ.image_count(scored)} images")
+        lines.append(", ".join(parts))
+    return lines
+
+
+# ---- the command line ---------------------------------------------------------------------------
+
+def _manifest_args(parser):
+    parser.add_argument("stage")
+    parser.add_argument("--work", required=True)
+    parser.add_argument("--input", action="append", default=[], help="a file or folder the stage reads")
+    parser.add_argument("--weights", help="the checkpoint (its content hash is recorded)")
+    parser.add_argument("--option", action="append", default=[], help="key=value that changes the output")
+
+
+def _options(pairs):
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--option {pair!r}: expected key=value")
+        out[key] = value
+    return out
+
+
+def build_parser():
+    parser = cli.parser("python3 -m unet_infer.stages", __doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("plan", help="the driver's paths and choices, as shell assignments")
+    p.add_argument("--work", required=True)
+    p.add_argument("--weights", required=True)
+    p.add_argument("--backend", required=True)
+    p.add_argument("--precision", default=None)
+    p.add_argument("--bs", type=cli.int_list_type(), required=True)
+    for name in ("check", "done"):
+        _manifest_args(sub.add_parser(name, help=f"{name}: is the stage complete / mark it complete"))
+    p = sub.add_parser("forget", help="mark stages incomplete")
+    p.add_argument("stages", nargs="+")
+    p.add_argument("--work", required=True)
+    p = sub.add_parser("preflight", help="check the data, size and work folder before any work")
+    p.add_argument("--work", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--size", type=int, required=True)
+    p.add_argument("--no-labels", dest="labels", action="store_false")
+    p = sub.add_parser("prune-prep", help="remove prep_bin files of images no longer in the data")
+    p.add_argument("--work", required=True)
+    p.add_argument("--data", required=True)
+    p = sub.add_parser("clear-sample", help="remove an earlier generated sample")
+    p.add_argument("--work", required=True)
+    p = sub.add_parser("clear-run", help="remove an earlier run's outputs and summary")
+    p.add_argument("--work", required=True)
+    p.add_argument("--name", required=True)
+    p = sub.add_parser("result", help="the closing lines")
+    p.add_argument("--work", required=True)
+    p.add_argument("--bs", type=cli.int_list_type(), required=True)
+    p.add_argument("--backend", required=True)
+    p.add_argument("--precision", required=True)
+    p.add_argument("--no-labels", dest="labels", action="store_false")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.command == "check":  # the driver asks this before every stage: stay quick
+        made_from = manifest(args.input, args.weights, _options(args.option))
+        if complete(args.work, args.stage, made_from):
+            return 0
+        forget(args.work, args.stage)  # not complete: it runs again, and is recorded when it ends
+        return 1
+    if args.command == "plan":
+        for key, value in plan(args.work, args.weights, args.backend, args.precision, args.bs).items():
+            print(f"{key}={shlex.quote(str(value))}")
+    elif args.command == "done":
+        record(args.work, args.stage, manifest(args.input, args.weights, _options(args.option)))
+    elif args.command == "forget":
+        forget(args.work, *args.stages)
+    elif args.command == "preflight":
+        from .data import IMAGE_DIR, MASK_DIR
+        n = preflight(args.work, args.data, args.size, args.labels)
+        print(f"{n} image{'s' if n != 1 else ''} in {Path(args.data) / IMAGE_DIR}"
+              + (f", each with its mask in {Path(args.data) / MASK_DIR}" if args.labels else ""))
+    elif args.command == "prune-prep":
+        stale = prune_prep(args.work, args.data)
+        if stale:
+            print(f"removed {len(stale)} .bin file(s) of images no longer in {args.data}: {', '.join(stale[:5])}"
+                  + (" ..." if len(stale) > 5 else ""))
+    elif args.command == "clear-sample":
+        n = clear_sample(args.work)
+        if n:
+            print(f"removed the earlier generated sample ({n} files) from {Workdir(args.work).sample}")
+    elif args.command == "clear-run":
+        n = clear_run(args.work, args.name)
+        if n is not None:
+                print(f"removed the earlier run {args.name} ({n} output file{'s' if n != 1 else ''}): made from "
+                  f"other inputs, or interrupted")
+    elif args.command == "result":
+        for line in result_lines(args.work, args.bs, args.backend, args.precision, args.labels):
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run_cli(main))
