@@ -318,3 +318,22 @@ def test_resolve_batchsize():
     assert resolve_batchsize(4, None, "m") == resolve_batchsize(4, 4, "m") == 4
     with pytest.raises(UserError, match="m: the model's batch size is fixed at 4; --batchsize 8"):
         resolve_batchsize(4, 8, "m")
+
+
+def test_outputs_inside_the_input_folder_are_refused(models, images):
+    before = sorted(p.name for p in images.iterdir())
+    with pytest.raises(UserError, match="inside the input folder"):
+        bench("--model", models / "unet.onnx", "--input", images, "--output", images, "--output_dirname", "x")
+    with pytest.raises(UserError, match="inside the input folder"):
+        bench("--model", models / "unet.onnx", "--input", images, "--output", images.parent, "--output_dirname",
+              images.name)
+    assert sorted(p.name for p in images.iterdir()) == before
+
+
+def test_an_output_folder_under_a_file_is_a_clean_error(models, images, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    status = run_cli(main, ["--model", str(models / "unet.onnx"), "--input", str(images), "--output",
+                            str(blocker / "r"), "--output_dirname", "x", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and err[0].startswith(f"error: {blocker / 'r' / 'x'}: cannot create")

@@ -65,3 +65,12 @@ def test_bad_sources(dynamic_model, tmp_path):
         compile_onnx(tmp_path / "text.onnx", tmp_path / "out.onnx", 1)
     with pytest.raises(UserError, match="must not overwrite the source"):
         compile_onnx(dynamic_model, dynamic_model, 1)
+
+
+def test_an_output_under_a_file_is_a_clean_error(dynamic_model, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    status = run_cli(main, ["--model", str(dynamic_model), "--batchsize", "2", "--output",
+                            str(blocker / "UNet_bs2.onnx")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and err == [f"error: {blocker}: output folder not found"]

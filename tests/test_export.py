@@ -138,8 +138,9 @@ def test_foreign_state_dict_names_keys(tmp_path, capsys):
     pth = tmp_path / "foreign.pth"
     torch.save(torch.nn.Linear(2, 2).state_dict(), pth)
     msg = _error(capsys, [str(pth), str(tmp_path / "m.onnx")])
+    assert msg.startswith(f"error: {pth}: not a UNet state_dict")  # the file is named
     assert "missing keys" in msg and "inc.double_conv.0.weight" in msg
-    assert "unexpected keys" in msg and "weight" in msg
+    assert "2 unexpected keys" in msg and "weight" in msg
 
 
 def test_partial_state_dict_names_missing_keys(tmp_path, capsys):
@@ -159,7 +160,48 @@ def test_pickle_that_runs_code_is_refused(tmp_path, capsys):
     assert "refused" in _error(capsys, [str(pth), str(tmp_path / "m.onnx")])
     pth2 = tmp_path / "evil2.pth"
     torch.save({"x": _RunsCode()}, pth2)
-    assert "refused" in _error(capsys, [str(pth2), str(tmp_path / "m.onnx")])
+    msg = _error(capsys, [str(pth2), str(tmp_path / "m.onnx")])
+    assert msg == (f"error: {pth2}: refused: the checkpoint holds objects or code (posix.system) that a "
+                   f"weights-only load does not run; save it again as a plain state_dict of tensors")
+    assert "\x1b" not in msg
+
+
+def test_text_and_truncated_files_say_what_they_are(tmp_path, capsys):
+    text = tmp_path / "notes.pth"
+    text.write_text("these are not weights\n")
+    assert _error(capsys, [str(text), str(tmp_path / "m.onnx")]) == (
+        f"error: {text}: not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle)")
+    whole = tmp_path / "whole.pth"
+    save_checkpoint(whole, width=4)
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(whole.read_bytes()[:3000])
+    assert _error(capsys, [str(cut), str(tmp_path / "m.onnx")]) == (
+        f"error: {cut}: not a readable PyTorch checkpoint (a truncated or damaged zip archive)")
+
+
+def test_output_equal_to_the_checkpoint_is_refused_and_the_checkpoint_kept(tmp_path, capsys):
+    pth = tmp_path / "same.pth"
+    save_checkpoint(pth, width=4)
+    before = pth.read_bytes()
+    assert "must not overwrite the checkpoint" in _error(capsys, [str(pth), str(pth)])
+    assert pth.read_bytes() == before
+
+
+@pytest.mark.parametrize("size", ["0", "-1", "3", "15"])
+def test_sizes_below_16_are_refused_in_one_line(tmp_path, capsys, size):
+    pth = tmp_path / "m.pth"
+    save_checkpoint(pth, width=4)
+    assert run_cli(unet_pth2onnx.main, [str(pth), str(tmp_path / "m.onnx"), "--size", size]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: argument --size") and not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("size", [16, 23, 31])
+def test_small_sizes_from_16_export(tmp_path, size):
+    pth = tmp_path / "m.pth"
+    save_checkpoint(pth, width=4)
+    info = pth_to_onnx(pth, tmp_path / "m.onnx", size=size)
+    assert info["size"] == size and info["relative_error"] <= 1e-4
 
 
 def test_wrong_number_of_input_channels(tmp_path, capsys):

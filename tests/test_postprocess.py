@@ -245,3 +245,22 @@ def test_help_shows_the_guide_command(capsys):
     assert ("python3 postprocess_unet_pth.py --output=result/bs8 --label=./carvana/train_masks "
             "--result=./result.txt") in out
     assert "(default: 572)" in out
+
+
+def test_a_result_inside_the_outputs_or_labels_is_refused_before_scoring(carvana, outputs, tmp_path, capsys):
+    target = outputs / f"{carvana.stems[0]}.bin"
+    before = target.read_bytes()
+    assert run([f"--output={outputs}", f"--label={carvana.masks}", f"--result={target}"]) == 2
+    err = capsys.readouterr().err
+    assert "would overwrite the input" in err and target.read_bytes() == before
+    assert run([f"--output={outputs}", f"--label={carvana.masks}", f"--result={carvana.masks}/r.txt"]) == 2
+    assert "would overwrite the input" in capsys.readouterr().err
+    assert not (carvana.masks / "r.txt").exists() and not (carvana.masks / "r.json").exists()
+
+
+def test_an_unwritable_result_fails_before_scoring(carvana, outputs, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a folder")
+    assert run([f"--output={outputs}", f"--label={carvana.masks}", f"--result={blocker}/sub/r.txt"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file" in err[0]

@@ -14,6 +14,7 @@ Any base width works (64 is the standard; the bundled sample model uses a smalle
 
 import logging
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,17 +155,17 @@ def clean_state_dict(state_dict):
     return sd
 
 
-def detect_layout(state_dict):
-    """Read the layout from a (cleaned) state_dict; :class:`UserError` when it is not a UNet's."""
+def detect_layout(state_dict, source="state_dict"):
+    """Read the layout from a (cleaned) state_dict; :class:`UserError` (naming ``source``) when it is not a UNet's."""
     if _FIRST not in state_dict or _LAST not in state_dict:
         expected = UNet(width=4).state_dict().keys()
         missing = [k for k in expected if k not in state_dict]
         unexpected = [k for k in state_dict if k not in expected]
-        raise UserError("not a UNet state_dict: " + _key_report(missing, unexpected))
+        raise UserError(f"{source}: not a UNet state_dict: " + _key_report(missing, unexpected))
     first = state_dict[_FIRST]
     last = state_dict[_LAST]
     if getattr(first, "ndim", 0) != 4 or getattr(last, "ndim", 0) != 4:
-        raise UserError(f"not a UNet state_dict: {_FIRST} and {_LAST} must be 4-D conv weights")
+        raise UserError(f"{source}: not a UNet state_dict: {_FIRST} and {_LAST} must be 4-D conv weights")
     bias = "inc.double_conv.0.bias" in state_dict
     bilinear = "up1.up.weight" not in state_dict
     name = "bilinear" if bilinear else ("modelzoo" if bias else "master")
@@ -178,10 +179,31 @@ def _key_report(missing, unexpected, limit=5):
 
     parts = []
     if missing:
-        parts.append(f"{len(missing)} missing keys: {show(missing)}")
+        parts.append(f"{len(missing)} missing key{'s' if len(missing) != 1 else ''}: {show(missing)}")
     if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys: {show(unexpected)}")
+        parts.append(f"{len(unexpected)} unexpected key{'s' if len(unexpected) != 1 else ''}: {show(unexpected)}")
     return "; ".join(parts) or "no matching keys"
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _load_failure(path, exc):
+    """The one-line error for a checkpoint torch.load refused: what is wrong, in words."""
+    text = _ANSI.sub("", str(exc))
+    blocked = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or re.search(r"GLOBAL ([\w.]+)", text)
+    if isinstance(exc, pickle.UnpicklingError) and ("weights_only" in text or "Weights only" in text):
+        what = f" ({blocked.group(1)})" if blocked else ""
+        return UserError(f"{path}: refused: the checkpoint holds objects or code{what} that a weights-only load "
+                         f"does not run; save it again as a plain state_dict of tensors")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head.startswith(b"PK"):
+        return UserError(f"{path}: not a readable PyTorch checkpoint (a truncated or damaged zip archive)")
+    if not head.startswith(b"\x80"):
+        return UserError(f"{path}: not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle)")
+    first = (text.strip().splitlines() or [type(exc).__name__])[0]
+    return UserError(f"{path}: not a readable PyTorch checkpoint ({first[:120].rstrip('. ')})")
 
 
 def read_state_dict(path):
@@ -191,16 +213,9 @@ def read_state_dict(path):
         raise UserError(f"{path}: checkpoint not found")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            raise UserError(f"{path}: refused: the pickle holds objects or code that weights-only "
-                            f"loading does not allow ({first[:160]})") from None
-        raise UserError(f"{path}: not a PyTorch checkpoint ({first[:160]})") from None
-    except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError,
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile, KeyError,
             AttributeError, IndexError, TypeError, UnicodeDecodeError, MemoryError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"{path}: not a PyTorch checkpoint ({first[:160]})") from None
+        raise _load_failure(path, exc) from None
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(k, str) for k in obj):
@@ -214,7 +229,7 @@ def read_state_dict(path):
 
 def build_from_state_dict(state_dict, source="state_dict"):
     """Build the UNet a state_dict describes and load it (strict); returns (model, layout)."""
-    layout = detect_layout(state_dict)
+    layout = detect_layout(state_dict, source)
     model = layout.build()
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]

@@ -9,6 +9,8 @@ from pathlib import Path
 from .cli import UserError, first_line
 
 WEIGHTS_KEY = "unet_infer.weights"  # the checkpoint a model was made from (model.weights_id)
+PINNED_HINT = (" (onnxsim's --input-shape pins the batch to 1: simplify the export with scripts/onnxsim.sh, "
+               "which keeps it dynamic)")
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}
 
 
@@ -83,8 +85,8 @@ def fix_batch(model, batchsize, source):
         if not shape:
             raise UserError(f"{source}: {value.name} has no batch axis to fix")
         if shape[0].HasField("dim_value") and shape[0].dim_value not in (0, batchsize):
-            raise UserError(f"{source}: {value.name} already has a fixed batch of {shape[0].dim_value}; "
-                            f"compile the dynamic-batch model")
+            raise UserError(f"{source}: {value.name} already has a fixed batch of {shape[0].dim_value}; compile the "
+                            f"dynamic-batch model{PINNED_HINT if shape[0].dim_value == 1 else ''}")
         shape[0].dim_value = batchsize
     del model.graph.value_info[:]
     return _onnx().shape_inference.infer_shapes(model)

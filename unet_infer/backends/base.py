@@ -183,6 +183,7 @@ def resolve_batchsize(model_batch, requested, model_path):
     if model_batch is None:
         return requested or 1
     if requested is not None and requested != model_batch:
-        raise UserError(f"{model_path}: the model's batch size is fixed at {model_batch}; "
-                        f"--batchsize {requested} conflicts with it")
+        from ..onnxfile import PINNED_HINT
+        raise UserError(f"{model_path}: the model's batch size is fixed at {model_batch}; --batchsize {requested} "
+                        f"conflicts with it{PINNED_HINT if model_batch == 1 else ''}")
     return model_batch

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import UserError, first_line
+from ..cli import UserError, first_line, os_error
 from ..formats import DEFAULT_SIZE
 from ..onnxfile import WEIGHTS_KEY, fix_batch, is_quantized, load_onnx, metadata, refuse_overwrite, set_metadata
 from .base import Backend, TensorSpec, resolve_batchsize
@@ -108,6 +108,8 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
         src, dst = Path(src), Path(dst)
         refuse_overwrite(src, dst)
+        if not dst.parent.is_dir():
+            raise UserError(f"{dst.parent}: output folder not found")
         model = fix_batch(load_onnx(src), batchsize, src)
         kept = metadata(model)  # onnxruntime's optimised file keeps no metadata: carried over below
         with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.") as tmp:
@@ -124,7 +126,10 @@ class OnnxRuntimeBackend(Backend):
             onnx.save(model, str(final))
             if check:
                 check_compiled(final, batchsize, threads)
-            os.replace(final, dst)
+            try:
+                os.replace(final, dst)
+            except OSError as exc:
+                raise os_error(dst, exc) from None
         log.info("wrote %s (batch %d, onnxruntime %s optimisations)", dst, batchsize, ort.__version__)
         return dst
 

@@ -105,6 +105,15 @@ def ais_bench_argv(args, parser):
     return argv
 
 
+def refuse_output_in_input(out_dir, inputs):
+    """Outputs written into an input folder would be read as inputs by the next run: refused."""
+    for folder in inputs:
+        folder = Path(folder).resolve()
+        target = Path(out_dir).resolve()
+        if target == folder or folder in target.parents:
+            raise UserError(f"{out_dir}: inside the input folder {folder}; write the outputs elsewhere")
+
+
 def refuse_existing_run(out_dir, summary_path):
     """Never mix two runs: an output folder with files in it, or an existing summary, is a UserError."""
     if summary_path.exists() or (out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir()))):
@@ -126,6 +135,8 @@ def run_places(args):
         places = [(d, base / f"device{d}_{i}", base / f"device{d}_{i}_summary.json")
                   for i, d in enumerate(args.device)]
     for _, out_dir, summary_path in places:
+        if args.input:
+            refuse_output_in_input(out_dir, [p for p in args.input.split(",") if p])
         refuse_existing_run(out_dir, summary_path)
     return places
 

@@ -1,0 +1,68 @@
+"""What every command shares: one-line errors with the right exit status, Ctrl-C, a full disk."""
+
+import argparse
+import errno
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from unet_infer import cli
+from unet_infer.cli import UserError, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_exit_statuses_and_one_line_messages(capsys):
+    def raising(exc):
+        def main(argv):
+            raise exc
+        return main
+
+    assert run_cli(raising(UserError("x.bin: 3 bytes, expected 4"))) == 2
+    assert capsys.readouterr().err == "error: x.bin: 3 bytes, expected 4\n"
+    assert run_cli(raising(KeyboardInterrupt())) == 130
+    assert capsys.readouterr().err == "error: interrupted\n"
+    assert run_cli(raising(OSError(errno.ENOSPC, "No space left on device", "/w/out.bin"))) == 1
+    assert capsys.readouterr().err == "error: /w/out.bin: cannot write (the disk is full)\n"
+    with pytest.raises(ZeroDivisionError):  # a bug keeps its traceback
+        run_cli(raising(ZeroDivisionError()))
+    assert run_cli(lambda argv: 3) == 3 and run_cli(lambda argv: None) == 0
+
+
+def test_usage_errors_are_one_line_and_help_shows_each_default_once(capsys):
+    def main(argv):
+        parser = cli.parser("prog", "Does a thing.\n\n    prog --n 3")
+        parser.add_argument("--n", type=cli.int_at_least(1), default=2, help="how many")
+        parser.add_argument("--name", required=True, help="a name")
+        parser.add_argument("--given", default=5, help="how many (default: five)")
+        parser.add_argument(*cli.flag("two_words"), dest="two_words", action="store_true", help="a flag")
+        parser.parse_args(argv)
+
+    assert run_cli(main, ["--name", "a", "--n", "0"]) == 2
+    assert capsys.readouterr().err == "error: argument --n: 0 is below 1 (see prog --help)\n"
+    assert run_cli(main, ["--name", "a", "--two-words", "--two_words"]) == 0
+    assert run_cli(main, ["--help"]) == 0
+    text = capsys.readouterr().out
+    assert "prog --n 3" in text and "how many (default: 2)" in text and "(default: five)" in text
+    assert "(default: 5)" not in text and "(default: None)" not in text and "(default: False)" not in text
+
+
+def test_int_list_and_devices():
+    assert cli.int_list("8,1,8,32") == [8, 1, 32]
+    for bad in ("", "0", "a", "1,,2", "-1"):
+        with pytest.raises(UserError, match="comma list"):
+            cli.int_list(bad)
+    assert cli.device_list("0,1") == [0, 1]
+    for bad in ("x", "0,0", "256"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.device_list(bad)
+
+
+def test_ctrl_c_while_python_imports_is_one_line_and_130():
+    proc = subprocess.run([sys.executable, "-c", "import unet_infer; raise KeyboardInterrupt"], cwd=ROOT,
+                          capture_output=True, text=True)
+    # Python ends by SIGINT (a shell shows 130), after our one line instead of a traceback
+    assert proc.returncode in (130, -signal.SIGINT) and proc.stderr == "error: interrupted\n"
