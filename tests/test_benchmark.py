@@ -16,7 +16,7 @@ from PIL import Image
 from unet_infer import benchmark
 from unet_infer.benchmark import (COLUMNS, TITLE, merge_section, parse_batchsizes, parse_configs, plan_loop,
                                   run_config, section_heading, split_sections)
-from unet_infer.errors import UserError
+from unet_infer.cli import UserError
 from unet_infer.machine import describe_machine
 
 REPO = Path(__file__).resolve().parents[1]

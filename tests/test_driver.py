@@ -103,15 +103,15 @@ def test_end_to_end_matches_the_reference_then_everything_is_skipped(tiny_data, 
 
     again = run_driver("bs=2,4", *common(tiny_data, work))
     assert again.returncode == 0, again.stderr
-    for stage in ("preprocess", "export", "simplify", "compile_onnxruntime_fp32_bs2", "infer_bs4", "rename_bs4",
-                  "score_bs4", "perf_bs2"):
+    for stage in ("preprocess", "export", "simplify", "compile_onnxruntime_fp32_bs2", "infer_bs4", "score_bs4",
+                  "perf_bs2"):
         assert f"{stage}: complete, skipped" in again.stdout
     assert again.stdout.strip().splitlines()[-2].split(", throughput")[0] == lines[-2].split(", throughput")[0]
 
 
 def test_stream_gives_the_file_flow_iou_and_writes_no_bin_files(tiny_data, expected, tmp_path):
     work = tmp_path / "work"
-    proc = run_driver("bs=2", *common(tiny_data, work, "stream=1"))
+    proc = run_driver("bs=2", *common(tiny_data, work, "stream=1", "backend=torch"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     got = per_image(work)
     for stem, iou in expected.items():
@@ -128,7 +128,7 @@ def test_int8_is_quantised_close_to_fp32_and_says_so(tiny_data, expected, tmp_pa
     assert not list(work.rglob("*.bin"))  # stream=1: calibrated on the images themselves
     summary = json.loads((work / "result" / "bs2_summary.json").read_text())
     assert summary["precision"] == "int8"
-    assert "onnxruntime int8" in proc.stdout.strip().splitlines()[-2]
+    assert "onnxruntime int8" in proc.stdout.strip().splitlines()[-1]
     got = per_image(work)
     assert np.mean(list(got.values())) == pytest.approx(np.mean(list(expected.values())), abs=0.03)
 
@@ -165,9 +165,9 @@ exec {sys.executable} "$@"
 def test_a_stage_killed_half_way_is_redone(tiny_data, tmp_path):
     work = tmp_path / "work"
     python = _killing_python(tmp_path, "unet_infer.bench --model", f'ls {work}/result/bs2/*.bin | head -n 1 | xargs rm -f')
-    first = run_driver("bs=2", *common(tiny_data, work), python=python)
+    first = run_driver("bs=2", *common(tiny_data, work, "backend=torch"), python=python)
     assert first.returncode == 1 and "stage infer_bs2 failed" in first.stderr and "resume" in first.stderr
-    second = run_driver("bs=2", *common(tiny_data, work), python=python)
+    second = run_driver("bs=2", *common(tiny_data, work, "backend=torch"), python=python)
     assert second.returncode == 0, second.stderr
     assert "removed the earlier run bs2" in second.stdout
     assert len(list((work / "result" / "bs2").glob("*.bin"))) == 5
@@ -179,29 +179,29 @@ def test_a_stage_killed_half_way_is_redone(tiny_data, tmp_path):
 def test_results_follow_the_data_in_the_folder_now(tmp_path, finished):
     data = make_data(tmp_path / "data", seed=21, views=3)
     work = tmp_path / "work"
-    assert run_driver("bs=2", *common(data, work)).returncode == 0
+    assert run_driver("bs=2", *common(data, work, "backend=torch")).returncode == 0
     assert json.loads((work / "result.json").read_text())["n_images"] == 3
     # an image and its mask added: every stage from preprocess on runs again, and counts it
     extra = make_data(tmp_path / "extra", seed=22, views=1)
     (stem, image, mask), = pair_carvana(extra)
     shutil.copy(image, data / "train")
     shutil.copy(mask, data / "train_masks")
-    added = run_driver("bs=2", *common(data, work))
+    added = run_driver("bs=2", *common(data, work, "backend=torch"))
     assert added.returncode == 0, added.stderr
-    assert "preprocess: complete, skipped" not in added.stdout and "export: complete, skipped" in added.stdout
+    assert "preprocess: complete, skipped" not in added.stdout and "infer_bs2: complete, skipped" not in added.stdout
     assert stem in per_image(work) and len(per_image(work)) == 4
     # an image removed (its mask kept): its preprocessed file goes too, and it is not scored
     gone = sorted(per_image(work))[0]
     (data / "train" / f"{gone}.jpg").unlink()
-    removed = run_driver("bs=2", *common(data, work))
+    removed = run_driver("bs=2", *common(data, work, "backend=torch"))
     assert removed.returncode == 0, removed.stderr
     assert gone not in per_image(work) and not (work / "prep_bin" / f"{gone}.bin").exists()
-    assert removed.stdout.strip().splitlines()[-2].split(" images)")[0].endswith("3")
+    assert removed.stdout.strip().splitlines()[-1].split(" images)")[0].endswith("3")
 
 
 def test_another_seed_replaces_the_generated_sample(tmp_path):
     work = tmp_path / "work"
-    args = [f"weights={WEIGHTS}", f"workdir={work}", f"size={SIZE}", "quiet=1", "loop=0", "cars=1"]
+    args = [f"weights={WEIGHTS}", f"workdir={work}", f"size={SIZE}", "quiet=1", "loop=0", "cars=1", "backend=torch"]
     assert run_driver("bs=8", *args, "seed=3").returncode == 0
     first = per_image(work)
     second_run = run_driver("bs=8", *args, "seed=4")
@@ -215,10 +215,10 @@ def test_a_missing_mask_fails_before_any_work_and_labels_none_runs(tmp_path):
     data = make_data(tmp_path / "data", seed=31, views=2)
     next((data / "train_masks").iterdir()).unlink()
     work = tmp_path / "work"
-    proc = run_driver("bs=2", *common(data, work))
+    proc = run_driver("bs=2", *common(data, work, "backend=torch"))
     assert proc.returncode == 2 and "mask not found" in proc.stderr and "labels=none" in proc.stderr
     assert "resume" not in proc.stderr and not (work / "prep_bin").exists()
-    unscored = run_driver("bs=2", *common(data, work, "labels=none"))
+    unscored = run_driver("bs=2", *common(data, work, "labels=none", "backend=torch"))
     assert unscored.returncode == 0, unscored.stderr
     assert unscored.stdout.strip().splitlines()[-1].startswith("throughput ")
     assert len(list((work / "result" / "bs2").glob("*.bin"))) == 2
@@ -248,7 +248,8 @@ def test_ctrl_c_exits_130_interrupted(tiny_data, tmp_path):
                     f"exec {sys.executable} \"$@\"\n")
     slow.chmod(0o755)
     env = {**os.environ, "PYTHON": str(slow), "UNET_INFER_QUIET": "1"}
-    proc = subprocess.Popen(["bash", str(DRIVER), "bs=2", *common(tiny_data, tmp_path / "work")], env=env,
+    proc = subprocess.Popen(["bash", str(DRIVER), "bs=2", *common(tiny_data, tmp_path / "work", "backend=torch")],
+                            env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not any(line.startswith("sleep 30") for line in _children(proc.pid)):

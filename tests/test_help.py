@@ -25,12 +25,15 @@ PYTHON_TOOLS = {
                                     "(default: 16)"),
     ("-m", "unet_infer.simplify"): ("python3 -m unet_infer.simplify UNet_dynamic_bs.onnx UNet_dynamic_sim.onnx",
                                     "(default: 572)"),
-    ("-m", "unet_infer.sample"): ("python3 -m unet_infer.sample --out", "(default: "),
+    ("-m", "unet_infer.sample"): ("python3 -m unet_infer.sample --output", "(default: "),
     ("-m", "unet_infer.train"): ("python3 -m unet_infer.train --data", "(default: "),
     ("-m", "unet_infer.stream"): ("python3 -m unet_infer.stream --model", "(default: 572)"),
     ("-m", "unet_infer.report"): ("python3 -m unet_infer.report --work work", "(default: "),
     ("-m", "unet_infer.benchmark"): ("python3 -m unet_infer.benchmark --weights", "(default: "),
     ("-m", "unet_infer.stages"): ("python3 -m unet_infer.stages plan --work W", None),
+    ("-m", "unet_infer.predict"): ("python3 -m unet_infer.predict --input photos/ --output masks/ --cutout",
+                                   "(default: 0.5)"),
+    ("-m", "unet_infer.backends"): ("python3 -m unet_infer.backends --json", None),
 }
 
 SHELL_TOOLS = {

@@ -11,10 +11,12 @@ import pytest
 from PIL import Image
 
 from unet_infer import report
-from unet_infer.errors import UserError, run_cli
+from unet_infer.cli import UserError, run_cli
 from unet_infer.formats import write_bin
 from unet_infer.machine import cpu_model, cuda_index, describe_machine, today
-from unet_infer.postprocess import load_label, score_folder, write_results
+from unet_infer.data import load_label
+from unet_infer.postprocess import score_folder
+from unet_infer.results import write_results
 from unet_infer.summary import build_summary, write_summary
 
 S = 64
@@ -60,19 +62,31 @@ def predicted(data, i):
     return pred
 
 
-def add_run(work, data, bs, args=None, compute_ms=COMPUTE_MS, extra=None):
-    """work/result/bs<B>/<stem>.bin, work/result/bs<B>_summary.json and work/result_bs<B>.json."""
+W8 = "w16.pth sha256:00000000000000aa"   # the weights of the fixture's run
+W4 = "w4.pth sha256:00000000000000bb"
+
+
+def add_run(work, data, bs, compute_ms=COMPUTE_MS, extra=None, provenance=None, weights=W8, perf_ms=None):
+    """work/result/bs<B>/<stem>.bin, work/result/bs<B>_summary.json and work/result_bs<B>.json; with
+    ``perf_ms``, the pure-inference run's work/result/perf_bs<B>_summary.json too."""
     out = work / "result" / f"bs{bs}"
     out.mkdir(parents=True)
     for i in range(N):
         write_bin(out / f"{stem_of(i)}.bin", np.where(predicted(data, i), 3.0, -3.0)[None])
     records = score_folder(out, data / "train_masks", size=S, workers=1)
-    summary = write_results(records, work / f"result_bs{bs}.txt")
-    args = args or {"backend": "onnxruntime", "precision": "fp32", "batchsize": bs, "model": f"UNet_bs{bs}.onnx"}
+    summary = write_results(records, work / f"result_bs{bs}.txt", provenance=provenance)
+    extra = {"backend": "onnxruntime", "precision": "fp32", "model": str(work / f"UNet_bs{bs}.onnx"),
+             "weights": weights, "wall_s": 12.34} if extra is None else extra
     filesinfo = {str(i): {"infiles": [f"prep_bin/{stem_of(i)}.bin"], "outfiles": [str(out / f"{stem_of(i)}_0.bin")]}
                  for i in range(N)}
     write_summary(work / "result" / f"bs{bs}_summary.json",
-                  build_summary(filesinfo, args, compute_ms, [1.0], [1.0], batchsize=bs, pid=1, extra=extra))
+                  build_summary(filesinfo, {"batchsize": bs}, compute_ms, [1.0], [1.0], batchsize=bs, pid=1,
+                                extra={k: v for k, v in extra.items() if v is not None}))
+    if perf_ms is not None:
+        perf_extra = {"backend": extra.get("backend"), "mode": "pure", "weights": weights}
+        write_summary(work / "result" / f"perf_bs{bs}_summary.json",
+                      build_summary({}, {"batchsize": bs, "loop": len(perf_ms)}, perf_ms, [], [], batchsize=bs,
+                                    pid=2, extra={k: v for k, v in perf_extra.items() if v is not None}))
     return summary
 
 
@@ -97,23 +111,29 @@ def png_size(path):
 
 
 def table_rows(summary_md):
+    """The table of summary.md as ``{column: cell}`` per row."""
     lines = [line for line in summary_md.read_text().splitlines() if line.startswith("| ")]
-    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines[1:]]
+    header = [cell.strip() for cell in lines[0].strip("|").split(" | ")]
+    return [dict(zip(header, (cell.strip() for cell in line.strip("|").split(" | ")))) for line in lines[1:]]
 
 
 def test_report_end_to_end(run, capsys):
     work, data, result = run
     assert report_main(work, data, "--batchsizes", "8") == 0
     out = work / "report"
-    assert capsys.readouterr().out == f"report: {out / 'summary.md'} (1 rows, 6 overlays)\n"
+    assert capsys.readouterr().out == f"report: {out / 'summary.md'} (1 row, 6 overlays)\n"
     assert result["n_below_0_5"] == 1 and result["n_images"] == N
 
-    rows = table_rows(out / "summary.md")
-    assert rows == [["8", "carvana", f"{result['mean_iou']:.6f}", f"{result['modelzoo_iou']:.6f}",
-                     f"{result['mean_dice']:.6f}", str(N), f"{8000 / 110:.2f}", "onnxruntime", "fp32", "test box"]]
+    assert table_rows(out / "summary.md") == [{
+        "Batch Size": "8", "Data set": "carvana", "IoU (all images)": f"{result['mean_iou']:.6f}",
+        "IoU (ModelZoo: images >= 0.5)": f"{result['modelzoo_iou']:.6f}", "Dice": f"{result['mean_dice']:.6f}",
+        "Images": str(N), "images/s (pure inference)": "n/a", "images/s (scored run)": f"{8000 / 110:.2f}",
+        "Wall s (scored run)": "12.3", "Backend": "onnxruntime", "Precision": "fp32", "Model": "UNet_bs8.onnx",
+        "Weights": W8, "Machine": "test box"}]
     text = (out / "summary.md").read_text()
     assert "| Batch Size | Data set | IoU (all images) | IoU (ModelZoo: images >= 0.5) |" in text
     assert re.search(r"Generated \d{4}-\d\d-\d\d", text) and "1000 x batch size / mean compute time" in text
+    assert "Warning" not in text
 
     with open(out / "per_image.csv", newline="") as fh:
         lines = list(csv.reader(fh))
@@ -186,24 +206,118 @@ def test_missing_prediction_is_a_warning_and_stale_overlays_go(run, capsys, capl
     assert any(stem_of(N - 1) in r.getMessage() and "overlay skipped" in r.getMessage() for r in caplog.records)
 
 
-def test_table_lists_every_batch_size_with_its_own_backend(run, capsys, caplog):
+def test_table_lists_the_runs_batch_sizes_only(run, capsys, caplog):
+    """Other results in the folder stay out of the table unless --all asks for them."""
     work, data, result = run
-    add_run(work, data, 1, args={"backend": "torch", "precision": "fp16", "batchsize": 1, "device": [0]},
-            compute_ms=[20.0])
-    add_run(work, data, 16, args={"batchsize": 16, "model": "UNet_int8_bs16.onnx"}, compute_ms=[200.0])
+    add_run(work, data, 1, compute_ms=[20.0])
+    add_run(work, data, 16, compute_ms=[200.0])
+    with caplog.at_level(logging.WARNING):
+        assert report_main(work, data, "--batchsizes", "32,8") == 0
+    assert "(1 row, 6 overlays)" in capsys.readouterr().out
+    assert [r["Batch Size"] for r in table_rows(work / "report" / "summary.md")] == ["8"]
+    assert any("batch size 32" in r.getMessage() and "result_bs32.json" in r.getMessage() for r in caplog.records)
+    assert not (work / "report" / "fps_vs_batch.png").exists()
+
+    assert report_main(work, data, "--batchsizes", "16,1") == 0
+    assert "(2 rows, 6 overlays)" in capsys.readouterr().out
+    assert [r["Batch Size"] for r in table_rows(work / "report" / "summary.md")] == ["1", "16"]
+    assert "Per-image scores (bs 16)" in (work / "report" / "summary.md").read_text()
+
+
+def test_all_lists_every_batch_size_with_its_own_backend(run, capsys, caplog):
+    work, data, result = run
+    add_run(work, data, 1, compute_ms=[20.0], extra={"backend": "torch", "precision": "fp16", "weights": W8})
+    add_run(work, data, 16, compute_ms=[200.0], extra={"model": "/w/UNet_int8_bs16.onnx", "weights": W8})
     add_run(work, data, 32, compute_ms=[400.0])
     (work / "result" / "bs32_summary.json").unlink()  # scored but no summary: not in the table
     with caplog.at_level(logging.WARNING):
-        assert report_main(work, data, "--batchsizes", "32,8") == 0
+        assert report_main(work, data, "--all", "--batchsizes", "32,8", "--backend", "acl") == 0
     assert "(3 rows, 6 overlays)" in capsys.readouterr().out
     rows = table_rows(work / "report" / "summary.md")
-    assert [(r[0], r[6], r[7], r[8]) for r in rows] == [
-        ("1", "50.00", "torch", "fp16"), ("8", f"{8000 / 110:.2f}", "onnxruntime", "fp32"),
-        ("16", "80.00", "onnxruntime", "int8")]
-    assert all(r[2] == f"{result['mean_iou']:.6f}" for r in rows)
+    # bs 16 records neither backend nor precision: --backend, and n/a (not "int8" from its model's name)
+    assert [(r["Batch Size"], r["images/s (scored run)"], r["Backend"], r["Precision"], r["Model"],
+             r["Wall s (scored run)"]) for r in rows] == [
+        ("1", "50.00", "torch", "fp16", "n/a", "n/a"),
+        ("8", f"{8000 / 110:.2f}", "onnxruntime", "fp32", "UNet_bs8.onnx", "12.3"),
+        ("16", "80.00", "acl", "n/a", "UNet_int8_bs16.onnx", "n/a")]
+    assert all(r["IoU (all images)"] == f"{result['mean_iou']:.6f}" and r["Weights"] == W8 for r in rows)
     assert any("bs32_summary.json" in r.getMessage() for r in caplog.records)
-    assert any("batch size 32" in r.getMessage() for r in caplog.records)
     assert png_size(work / "report" / "fps_vs_batch.png") == (800, 500)
+    assert report_main(work, data, "--all", "--precision", "fp32") == 0
+    assert table_rows(work / "report" / "summary.md")[2]["Precision"] == "fp32"
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    """The issue's folder: a bs 5 run of weights W8, then a bs 3 run of weights W4 (a worse model)."""
+    data = make_data(tmp_path / "carvana")
+    work = tmp_path / "work"
+    work.mkdir()
+    add_run(work, data, 5)
+    add_run(work, data, 3, weights=W4)
+    return work, data
+
+
+def test_mixed_weights_are_refused(mixed, capsys):
+    work, data = mixed
+    for flags in (["--batchsizes", "3,5"], ["--all", "--batchsizes", "3"]):
+        assert report_main(work, data, *flags) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"error: {work}: the table would mix runs of different weights")
+        assert f"{W4} (bs 3) and {W8} (bs 5)" in err
+        assert "workdir=" in err and "--batchsizes" in err and "--allow-mixed" in err
+    assert not (work / "report" / "summary.md").exists()
+
+
+def test_a_runs_own_batch_size_is_reported_alone(mixed, capsys):
+    work, data = mixed
+    assert report_main(work, data, "--batchsizes", "3") == 0
+    assert [(r["Batch Size"], r["Weights"]) for r in table_rows(work / "report" / "summary.md")] == [("3", W4)]
+
+
+def test_allow_mixed_lists_them_under_a_warning(mixed, capsys, caplog):
+    work, data = mixed
+    with caplog.at_level(logging.WARNING):
+        assert report_main(work, data, "--all", "--allow-mixed", "--batchsizes", "3") == 0
+    assert [(r["Batch Size"], r["Weights"]) for r in table_rows(work / "report" / "summary.md")] == [
+        ("3", W4), ("5", W8)]
+    text = (work / "report" / "summary.md").read_text()
+    assert f"**Warning: these rows come from different weights: {W4} (bs 3) and {W8} (bs 5);" in text
+    assert text.index("**Warning") < text.index("| Batch Size")
+    assert any("different weights" in r.getMessage() for r in caplog.records)
+    both = [report.build_parser().parse_args(["--work", "w", "--data", "d", flag]).allow_mixed
+            for flag in ("--allow-mixed", "--allow_mixed")]
+    assert both == [True, True]
+
+
+def test_weights_fall_back_to_the_results_provenance(tmp_path):
+    data = make_data(tmp_path / "carvana")
+    work = tmp_path / "work"
+    work.mkdir()
+    add_run(work, data, 2, weights=None, provenance={"weights": W4, "model": "/x/UNet_bs2.onnx"},
+            extra={"backend": "onnxruntime"})
+    add_run(work, data, 4, weights=None, extra={})  # nothing recorded anywhere: n/a, compared with nothing
+    assert report_main(work, data, "--batchsizes", "2,4") == 0
+    assert [(r["Weights"], r["Model"], r["Precision"]) for r in table_rows(work / "report" / "summary.md")] == [
+        (W4, "UNet_bs2.onnx", "n/a"), ("n/a", "n/a", "n/a")]
+    add_run(work, data, 8, weights=None, provenance={"weights": W8}, extra={})
+    assert report_main(work, data, "--all") == 2  # W4 (from bs 2's provenance) against W8
+
+
+def test_pure_inference_throughput_is_listed(tmp_path, caplog):
+    data = make_data(tmp_path / "carvana")
+    work = tmp_path / "work"
+    work.mkdir()
+    add_run(work, data, 8, perf_ms=[40.0, 60.0])         # 8000 / 50 = 160 images/s
+    add_run(work, data, 4, perf_ms=[25.0], weights=W8)   # 4000 / 25 = 160 images/s
+    (work / "result" / "perf_bs4_summary.json").write_text(
+        (work / "result" / "perf_bs4_summary.json").read_text().replace(W8, W4))  # a stale timing run
+    with caplog.at_level(logging.WARNING):
+        assert report_main(work, data, "--batchsizes", "8,4") == 0
+    rows = table_rows(work / "report" / "summary.md")
+    assert [(r["Batch Size"], r["images/s (pure inference)"], r["images/s (scored run)"]) for r in rows] == [
+        ("4", "n/a", f"{4000 / 110:.2f}"), ("8", "160.00", f"{8000 / 110:.2f}")]
+    assert any("perf_bs4_summary.json" in r.getMessage() and W4 in r.getMessage() for r in caplog.records)
 
 
 def test_data_set_name_and_recorded_machine(run):
@@ -216,7 +330,7 @@ def test_data_set_name_and_recorded_machine(run):
     shutil.move(data, renamed)
     assert report_main(work, renamed) == 0
     row = table_rows(work / "report" / "summary.md")[0]
-    assert row[1] == "sample" and row[9] == "Ascend 310P3 \\| box"
+    assert row["Data set"] == "sample" and row["Machine"] == "Ascend 310P3 \\| box"
 
 
 def test_help_shows_the_example(capsys):
@@ -296,15 +410,8 @@ def test_iou_hist_without_difficult_images(tmp_path):
     assert png_size(report.plot_iou_hist([1.0], tmp_path / "one.png")) == (800, 500)
 
 
-def test_backend_and_precision_from_the_summary():
-    assert report.run_backend({"backend": "torch", "args": {"backend": None}}, "acl") == "torch"
-    assert report.run_backend({"args": {"backend": "onnxruntime"}}, "acl") == "onnxruntime"
-    assert report.run_backend({"args": {}}, "acl") == "acl"
-    assert report.run_precision({"args": {"precision": "fp32", "model": "w/UNet_int8_bs8.onnx"}},
-                                "onnxruntime", "fp32") == "int8"
-    assert report.run_precision({"args": {"precision": "bf16"}}, "torch", "fp32") == "bf16"
-    assert report.run_precision({"args": {"precision": "fp32"}}, "acl", "fp16") == "fp16"
-    assert report.run_precision({"precision": "int8", "args": {}}, "onnxruntime", "fp32") == "int8"
+def test_plural():
+    assert [report.tables.plural(n, "row") for n in (0, 1, 2)] == ["0 rows", "1 row", "2 rows"]
 
 
 def test_describe_machine(tmp_path):

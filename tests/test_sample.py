@@ -1,5 +1,6 @@
 """The synthetic Carvana generator: file layout and formats, determinism, and how hard it is."""
 
+import hashlib
 import io
 import re
 import subprocess
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from unet_infer.errors import UserError, run_cli
+from unet_infer.cli import UserError, run_cli
 from unet_infer.sample import (MAX_VIEWS, encode_jpeg, encode_mask_gif, generate, main, make_car,
                                render_view)
 
@@ -147,20 +148,51 @@ def test_refusals(tmp_path, kwargs):
         generate(**args)
 
 
+def sha(data):
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def test_output_is_pinned(tmp_path):
+    """The same seed gives the same bytes as before the generator became a package (Pillow 13)."""
+    car = make_car(5, 1)
+    assert (car.car_id, car.kind, car.quality, car.spokes) == ("d1b8de21c33e", "hatch", 88, 7)
+    assert car.length == pytest.approx(4.24794, abs=1e-6)
+    rgb, mask = render_view(car, 3, 96, 64)
+    assert (sha(rgb.tobytes()), sha(mask.tobytes()), int(mask.sum())) == ("27a0ee39bed10888", "47d0249d20daca5e", 1279)
+    (image, gif), = generate(tmp_path, cars=1, seed=5, views=1, width=96, height=64, workers=1)
+    assert (image.name, sha(image.read_bytes()), sha(gif.read_bytes())) == (
+        "a8e5b8abeeab_01.jpg", "8a680d99c665cb82", "e660812aaf409768")
+
+
 def test_cli(tmp_path, capsys):
-    assert main(["--out", str(tmp_path), "--cars", "1", "--seed", "5", "--views", "2",
+    assert main(["--output", str(tmp_path / "a"), "--cars", "1", "--seed", "5", "--views", "2",
                  "--width", "128", "--height", "86", "--workers", "1", "--quiet"]) is None
-    assert len(files(tmp_path / "train")) == 2 and len(files(tmp_path / "train_masks")) == 2
-    assert "wrote 2 images" in capsys.readouterr().out
-    assert run_cli(main, ["--out", str(tmp_path), "--cars", "0"]) == 2
-    assert "error: --cars must be at least 1" in capsys.readouterr().err
+    assert len(files(tmp_path / "a" / "train")) == 2 and len(files(tmp_path / "a" / "train_masks")) == 2
+    assert capsys.readouterr().out == (f"wrote 2 images to {tmp_path / 'a' / 'train'} "
+                                       f"and 2 masks to {tmp_path / 'a' / 'train_masks'}\n")
+    assert main(["--out", str(tmp_path / "b"), "--cars", "1", "--seed", "5", "--views", "2",  # the old spelling
+                 "--width", "128", "--height", "86", "--workers", "1", "--quiet"]) is None
+    for sub in ("train", "train_masks"):
+        assert files(tmp_path / "b" / sub) == files(tmp_path / "a" / sub)
+        assert all((tmp_path / "b" / sub / n).read_bytes() == (tmp_path / "a" / sub / n).read_bytes()
+                   for n in files(tmp_path / "a" / sub))
+    capsys.readouterr()
+    for bad, message in ((["--cars", "0"], "argument --cars: 0 is below 1"),
+                         (["--seed", "-1"], "argument --seed: -1 is below 0"),
+                         (["--width", "63"], "argument --width: 63 is below 64"),
+                         (["--views", "17"], "error: --views must be 1..16, got 17")):
+        assert run_cli(main, ["--output", str(tmp_path / "c"), *bad]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
 
 
 def test_script_help_and_error(tmp_path):
     run = [sys.executable, "-m", "unet_infer.sample"]
     shown = subprocess.run(run + ["--help"], cwd=ROOT, capture_output=True, text=True)
     assert shown.returncode == 0
-    assert "python3 -m unet_infer.sample --out ./carvana --cars 4 --seed 0" in shown.stdout
+    assert "python3 -m unet_infer.sample --output ./carvana --cars 4 --seed 0" in shown.stdout
+    assert "--output DIR, --out DIR" in shown.stdout and "(default: 4)" in shown.stdout
+    assert "(default: one per CPU)" in shown.stdout and "(default: None)" not in shown.stdout
     bad = subprocess.run(run + ["--out", str(tmp_path), "--views", "17"], cwd=ROOT,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error: --views must be 1..16")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from unet_infer import train as train_mod
-from unet_infer.errors import UserError, run_cli
+from unet_infer.cli import UserError, run_cli
 from unet_infer.export import pth_to_onnx
 from unet_infer.model import detect_layout, load_unet, read_state_dict
 from unet_infer.sample import generate

@@ -1,0 +1,397 @@
+"""Segment photos: find the car and drop the studio background, the job Carvana ran its competition for.
+
+  masks of every photo of a folder, with the bundled weights (and cut-outs):
+    python3 -m unet_infer.predict --input photos/ --output masks/ --cutout
+  a submission file in the competition's format (and the masks):
+    python3 -m unet_infer.predict --input carvana/test --output pred --rle submission.csv
+  the competition's metric (mean Dice at the original resolution) on labelled photos:
+    python3 -m unet_infer.predict --input carvana/train --labels carvana/train_masks --output pred
+  an ONNX model on onnxruntime, 8 photos per batch:
+    python3 -m unet_infer.predict --model UNet_dynamic_sim.onnx --input car.jpg --output out --batchsize 8
+
+--input: image files (any suffix) and folders (their .jpg, .jpeg, .png; not recursive): RGB,
+grayscale, RGBA, palette... photos of any size, fed to the model in RGB. The model runs at
+--size x --size (572); its probability map (sigmoid of the logit; softmax class 1 of a 2-class
+model), float32, is resized to the photo's own size (bilinear), then thresholded: car where
+probability > --threshold. A photo of the model's own size is not resampled: its mask is
+logit > ln(t / (1 - t)), exact where float32 would round the probability to t (at 0.5: logit > 0,
+as the scoring stage decides). The EXIF orientation tag is not applied: masks fit the stored pixels.
+
+Writes into --output, atomically: <stem>_mask.png (mode L, 0 and 255, the photo's size); with
+--cutout <stem>_cutout.png (RGBA: the photo's RGB pixels, alpha = mask); with --rle the
+submission CSV (img,rle_mask; see unet_infer.rle); with --labels (DIR/<stem>_mask.gif for every
+photo) dice.csv (img,dice and a mean row) and the mean Dice on stdout. An unreadable photo is
+skipped; the others are written, and the run ends with one error line naming it (exit status 2).
+"""
+
+import argparse
+import logging
+import math
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import backends, cli
+from .bench.loop import Timings, run_loop
+from .bench.runner import add_backend_flags, backend_options
+from .cli import UserError, os_error
+from .data import DECODE_ERRORS, MASK_SUFFIX, find_images, image_to_array, load_label, unique_stems
+from .formats import DEFAULT_SIZE, atomic_path, atomic_write_text
+from .metrics import dice
+from .parallel import Prefetcher, default_decoders, default_threads
+from .postprocess import check_logits
+from .progress import progress, set_quiet
+from .rle import rle_encode, write_submission
+from .stream import decoded_feeds
+
+log = logging.getLogger(__name__)
+
+BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "unet_carvana.pth"
+DEFAULT_BATCH = 4
+DEFAULT_THRESHOLD = 0.5
+CUTOUT_LEVEL = 3  # zlib level of the RGBA cut-outs: at 1918 x 1280, 2.5x faster than 6 for 7 % more bytes
+MASK_NAME, CUTOUT_NAME, DICE_NAME = "{}_mask.png", "{}_cutout.png", "dice.csv"
+
+# ---- the maths: pure functions ----
+
+
+def car_log_odds(logits):
+    """float64 log-odds of the car class: the logit (``S x S`` or ``1 x S x S``), or logit1 - logit0."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim == 3 and logits.shape[0] == 1:
+        return logits[0]
+    if logits.ndim == 3 and logits.shape[0] == 2:
+        return logits[1] - logits[0]  # softmax class 1 = sigmoid(l1 - l0)
+    if logits.ndim == 2:
+        return logits
+    raise ValueError(f"logits of shape {logits.shape}: expected S x S, 1 x S x S or 2 x S x S")
+
+
+def probabilities(logits):
+    """The car probability map, float32 in [0, 1] (sigmoid without overflow; NaN -> 0)."""
+    prob = 0.5 * (1.0 + np.tanh(0.5 * car_log_odds(logits)))
+    return np.nan_to_num(prob, nan=0.0).astype(np.float32)
+
+
+def resize_probabilities(prob, size):
+    """A float32 probability map resized (bilinear) to ``size`` = (W, H)."""
+    resized = Image.fromarray(np.ascontiguousarray(prob, dtype=np.float32)).resize(
+        tuple(size), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.float32)
+
+
+def threshold_logit(threshold):
+    """ln(t / (1 - t)): sigmoid(x) > t exactly when x > this (0.0 for t = 0.5)."""
+    return math.log(threshold / (1.0 - threshold))
+
+
+def mask_at(logits, size, threshold=DEFAULT_THRESHOLD):
+    """The car mask (bool, H x W) of one image's logits at the photo's ``size`` = (W, H).
+
+    Resized probabilities > ``threshold`` (compared in float64: a pixel exactly at the
+    threshold is background); at the model's own size, no resampling: log-odds > ln(t/(1-t)).
+    """
+    odds = car_log_odds(logits)
+    if tuple(size) == odds.shape[::-1]:
+        return odds > threshold_logit(threshold)
+    return resize_probabilities(probabilities(logits), size).astype(np.float64) > threshold
+
+
+def cutout(pixels, mask):
+    """RGBA uint8 H x W x 4: the photo's RGB pixels, alpha 255 on the car and 0 elsewhere."""
+    alpha = np.where(mask, 255, 0).astype(np.uint8)
+    return np.dstack([np.asarray(pixels, dtype=np.uint8), alpha])
+
+
+def dice_text(rows):
+    """dice.csv: ``img,dice`` per image, then ``mean,<mean>``; ``rows``: (file name, dice) pairs."""
+    lines = ["img,dice"] + [f"{name},{value:.6f}" for name, value in rows]
+    lines.append(f"mean,{np.mean([value for _, value in rows]):.6f}")
+    return "\n".join(lines) + "\n"
+
+
+# ---- files ----
+
+
+def gather_inputs(inputs):
+    """The photos ``--input`` names: files as given, folders' images in natural order; no path twice,
+    no stem twice (their masks would overwrite each other)."""
+    photos = {}
+    for item in inputs:
+        path = Path(item)
+        if not path.exists():
+            raise UserError(f"{path}: no such file or folder")
+        found = find_images(path) if path.is_dir() else [path]
+        for photo in found:
+            photos.setdefault(photo.resolve(), photo)
+    if not photos:
+        raise UserError(f"no photos (.jpg, .jpeg, .png) found in {', '.join(map(str, inputs))}")
+    unique_stems(list(photos.values()))
+    return list(photos.values())
+
+
+def check_outputs(args, photos):
+    """Before any work: --output is no file and no input folder, no output file is an input."""
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        raise UserError(f"{output}: is a file; --output takes a folder")
+    folders = {Path(item).resolve() for item in args.input if Path(item).is_dir()}
+    if output.resolve() in folders:
+        raise UserError(f"{output}: is an input folder; the masks would mix with the photos (choose "
+                        f"another --output, e.g. {output / 'masks'})")
+    inputs = {photo.resolve(): photo for photo in photos}
+    names = [MASK_NAME] + ([CUTOUT_NAME] if args.cutout else [])
+    planned = [output / name.format(photo.stem) for photo in photos for name in names]
+    planned += ([Path(args.rle)] if args.rle else []) + ([output / DICE_NAME] if args.labels else [])
+    for path in planned:
+        if path.resolve() in inputs:
+            raise UserError(f"{path}: would overwrite the input {inputs[path.resolve()]}; write elsewhere")
+    if args.rle and Path(args.rle).is_dir():
+        raise UserError(f"{args.rle}: is a folder; --rle takes a CSV file name")
+
+
+def find_labels(folder, photos):
+    """``{photo: DIR/<stem>_mask.gif}``; a missing folder or mask is a UserError before any work."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: label folder not found")
+    labels = {photo: folder / f"{photo.stem}{MASK_SUFFIX}" for photo in photos}
+    missing = [(label, photo) for photo, label in labels.items() if not label.is_file()]
+    if missing:
+        label, photo = missing[0]
+        more = f"; {len(missing) - 1} more of the {len(photos)} photos have none" if len(missing) > 1 else ""
+        raise UserError(f"{label}: mask not found (the label of {photo}){more}; leave out --labels to "
+                        f"predict without scoring")
+    return labels
+
+
+def save_png(path, array, level=6):
+    """A uint8 array (H x W: mode L; H x W x 4: RGBA) as a PNG (zlib ``level``), atomically."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG", compress_level=level)
+
+
+def decode(task):
+    """Worker: (path, size, keep pixels, label path) -> (model input, (W x H, RGB pixels or None,
+    label mask or None, why the label is unusable or None), None), or (None, None, why)."""
+    path, size, keep, label_path = task
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = img if img.mode == "RGB" else img.convert("RGB")
+    except DECODE_ERRORS as exc:
+        return None, None, f"{type(exc).__name__}: {cli.first_line(exc)}"
+    label = why = None
+    if label_path:
+        try:
+            label = load_label(label_path, size=None)
+        except UserError as exc:
+            why = str(exc)
+        if label is not None and label.shape != (rgb.height, rgb.width):
+            height, width = label.shape
+            label, why = None, f"{label_path}: {width} x {height}, the photo is {rgb.width} x {rgb.height}"
+    pixels = np.asarray(rgb) if keep else None
+    return image_to_array(rgb, size), (rgb.size, pixels, label, why), None
+
+
+class Writer:
+    """The loop's sink: each image's mask at its own size, written in a thread beside the model.
+
+    ``rows`` (file name, RLE), ``dices`` (file name, Dice) and ``unscored`` (label problems) fill
+    in input order; ``flush()`` waits for every write and raises the first error.
+    """
+
+    def __init__(self, output, threshold, batchsize, size, want_cutout, want_rle):
+        self.output, self.threshold = Path(output), threshold
+        self.batchsize, self.size = batchsize, size
+        self.want_cutout, self.want_rle = want_cutout, want_rle
+        self.rows, self.dices, self.unscored, self.written = [], [], [], 0
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict-writer")
+        self.pending = deque()
+
+    def __call__(self, items, outputs):
+        logits = outputs[0]
+        check_logits(logits, self.batchsize, self.size)
+        for slot, (path, extra) in enumerate(items):
+            self.pending.append(self.pool.submit(self.finish, Path(path), np.array(logits[slot]), *extra))
+        while len(self.pending) > 2 * self.batchsize:  # bounded: at most two batches behind the model
+            self.pending.popleft().result()
+
+    def finish(self, photo, logits, size, pixels, label, why):
+        mask = mask_at(logits, size, self.threshold)
+        try:
+            save_png(self.output / MASK_NAME.format(photo.stem), np.where(mask, 255, 0).astype(np.uint8))
+            if self.want_cutout:
+                save_png(self.output / CUTOUT_NAME.format(photo.stem), cutout(pixels, mask), CUTOUT_LEVEL)
+        except OSError as exc:
+            raise os_error(self.output, exc, "write the masks") from None
+        self.written += 1
+        if self.want_rle:
+            self.rows.append((photo.name, rle_encode(mask)))
+        if label is not None:
+            self.dices.append((photo.name, dice(mask, label)))
+        elif why:
+            self.unscored.append(why)
+
+    def flush(self):
+        while self.pending:
+            self.pending.popleft().result()
+
+    def close(self):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+# ---- the run ----
+
+
+def choose_model(args):
+    """(model file, backend name): --model with --backend (or its suffix), else --weights / the bundled one."""
+    if args.model:
+        path, name = Path(args.model), args.backend or backends.backend_for_model(args.model)
+    else:
+        path = Path(args.weights) if args.weights else BUNDLED_WEIGHTS
+        if args.backend not in (None, "torch"):
+            raise UserError(f"--weights is a PyTorch checkpoint, run by the torch backend; for {args.backend}, "
+                            f"pass its model file with --model")
+        name = "torch"
+    if not path.is_file():
+        raise UserError(f"{path}: model not found" + ("" if args.model or args.weights else
+                                                      " (the bundled weights; pass --weights or --model)"))
+    return path, name
+
+
+def batch_to_ask(model_path, requested, count):
+    """--batchsize, else DEFAULT_BATCH (at most ``count`` photos) on a dynamic batch axis, else None
+    (a fixed-batch model's own)."""
+    if requested is not None:
+        return requested
+    if model_path.suffix.lower() == ".onnx":
+        from .onnxfile import batch_is_dynamic, load_onnx
+        if not batch_is_dynamic(load_onnx(model_path, weights=False)):
+            return None
+    return min(DEFAULT_BATCH, count)
+
+
+def predict(args):
+    """The whole run: returns the mean Dice (None without --labels)."""
+    started = time.perf_counter()
+    photos = gather_inputs(args.input)
+    check_outputs(args, photos)
+    labels = find_labels(args.labels, photos) if args.labels else {}
+    model_path, name = choose_model(args)
+    cls = backends.get_backend(name)
+    if cls.external:
+        raise UserError(f"predict runs a backend in this process, not {name}")
+    backends.usable_backend(name)
+    precision = cls.check_precision(args.precision) if args.precision else None
+    options = backend_options(args, cls)
+    batchsize = batch_to_ask(model_path, args.batchsize, len(photos))
+    try:
+        Path(args.output).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise os_error(args.output, exc, "create the output folder") from None
+    tasks = [(str(p), args.size, args.cutout, str(labels[p]) if labels else None) for p in photos]
+    workers = min(args.workers or default_decoders(), len(tasks))
+    log.info("%d photo(s), %s on %s, %d decoding process(es)", len(tasks), model_path, name, workers)
+    bad = []
+    with Prefetcher(decode, tasks, workers, ahead=(batchsize or 1) + 2 * workers) as decoded:
+        backend = cls()
+        backend.load(model_path, batchsize=batchsize, device=args.device[0], precision=precision,
+                     threads=args.threads, size=args.size, **options)
+        writer = None
+        try:
+            spec = backend.inputs[0]
+            if len(backend.inputs) != 1 or spec.shape[1:] != (3, args.size, args.size):
+                raise UserError(f"{model_path}: the model takes {[s.shape for s in backend.inputs]}; predict "
+                                f"feeds one N x 3 x {args.size} x {args.size} input (see --size)")
+            decoded.ahead = backend.batchsize * (2 if backend.async_upload else 1) + 2 * workers
+            writer = Writer(args.output, args.threshold, backend.batchsize, args.size, args.cutout, bool(args.rle))
+            with progress(total=len(tasks), desc="predict", unit="img") as bar:
+                run_loop(backend, decoded_feeds(decoded, tasks, spec, Timings(), bad),
+                         lambda items, outputs: (writer(items, outputs), bar.update(len(items))), Timings())
+                writer.flush()
+        finally:
+            if writer:
+                writer.close()
+            backend.close()
+    return finish(args, writer, bad, len(tasks), time.perf_counter() - started)
+
+
+def finish(args, writer, bad, total, seconds):
+    """Write the submission and dice.csv, print the summary lines; bad photos end in one error line."""
+    mean_dice = None
+    if writer.written:
+        if args.rle:
+            write_submission(args.rle, writer.rows)
+            log.info("wrote %s (%d rows)", args.rle, len(writer.rows))
+        if writer.dices:
+            mean_dice = float(np.mean([value for _, value in writer.dices]))
+            atomic_write_text(Path(args.output) / DICE_NAME, dice_text(writer.dices))  # OSError: run_cli
+        what = "masks and cut-outs" if args.cutout else "masks"
+        print(f"predict: {writer.written} of {total} photos, {what} in {args.output} "
+              f"({seconds:.1f} s, {seconds / writer.written:.2f} s per photo)", flush=True)
+        if mean_dice is not None:
+            print(f"Dice: {mean_dice:.6f} (mean over {len(writer.dices)} photos at their own resolution, "
+                  f"the competition's metric)", flush=True)
+    problems = []
+    if bad:
+        problems.append(f"{len(bad)} unreadable photo(s) skipped: {', '.join(map(str, bad))}")
+    if writer.unscored:
+        problems.append(f"{len(writer.unscored)} photo(s) not scored: {'; '.join(writer.unscored)}")
+    if problems:
+        raise UserError("; ".join(problems) + (" (the others were written)" if writer.written else ""))
+    return mean_dice
+
+
+def probability_threshold(text):
+    """argparse type of --threshold: a number strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1 (0 would make all car, 1 none)")
+    return value
+
+
+def build_parser():
+    parser = cli.parser("python3 -m unet_infer.predict", __doc__)
+    add = parser.add_argument
+    add("--input", "-i", required=True, nargs="+", action="extend",
+        help="photo files and folders of photos (.jpg, .jpeg, .png)")
+    add("--output", "-o", required=True, help="folder for <stem>_mask.png (and cut-outs, dice.csv)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--weights", help=f"UNet checkpoint (.pth) for the torch backend (default: the bundled "
+                                          f"{BUNDLED_WEIGHTS.parent.name}/{BUNDLED_WEIGHTS.name})")
+    source.add_argument("--model", "-m", help="model file for --backend (.onnx: onnxruntime, .pth: torch)")
+    add("--threshold", type=probability_threshold, default=DEFAULT_THRESHOLD,
+        help="car where the probability is above it; between 0 and 1")
+    add("--cutout", action="store_true", help="also write <stem>_cutout.png: RGBA, alpha = mask")
+    add("--rle", help="also write this submission CSV (img,rle_mask)")
+    add("--labels", help="folder of <stem>_mask.gif labels: print the mean Dice, write dice.csv")
+    add("--batchsize", type=cli.int_at_least(1),
+        help=f"photos per model run (without it: {DEFAULT_BATCH}; a fixed-batch model uses its own)")
+    add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model input height = width")
+    add_backend_flags(parser)
+    add("--device", "-d", type=cli.device_list, default="0", help="device id (CUDA for torch)")
+    add("--threads", type=cli.int_at_least(1), default=default_threads(), help="CPU threads for the model")
+    add("--workers", type=cli.int_at_least(1),
+        help=f"decoding processes (without it: CPUs - 1, here {default_decoders()})")
+    cli.add_quiet(parser)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    set_quiet(args.quiet)
+    if len(args.device) > 1:
+        raise UserError("--device: predict runs on one device")
+    predict(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run_cli(main))

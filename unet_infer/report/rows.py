@@ -1,0 +1,137 @@
+"""Which runs the report's table lists, and what each row says.
+
+A row is one batch size B of the work folder with both its scores (``results``) and its scored
+run's ais_bench summary (``summary``), plus the pure-inference (``--loop``) run's throughput when
+that run's summary is there; every path comes from ``workdir.Workdir``. Rows of different
+weights are one run beside another, not one run: :func:`check_weights` refuses them.
+"""
+
+import functools
+import logging
+from pathlib import Path
+
+from .. import summary as summ
+from ..cli import UserError
+from ..machine import describe_machine
+from ..results import provenance, read_results
+from ..workdir import Workdir
+
+log = logging.getLogger(__name__)
+
+NA = "n/a"
+_this_machine = functools.cache(describe_machine)
+
+
+def _text(value):
+    return value if isinstance(value, str) and value else None
+
+
+def pure_throughput(w, bs, weights):
+    """images/s of the pure-inference run of batch size ``bs``; None when there is none, or when it
+    records other weights than the scored run (a stale timing: left out with a warning)."""
+    path = w.perf_summary(bs)
+    if not path.is_file():
+        return None
+    perf = summ.read_summary(path)
+    timed = summ.weights(perf)
+    if weights and timed and timed != weights:
+        log.warning("%s: timed weights %s, not the scored run's %s; its throughput left out of the table",
+                    path, timed, weights)
+        return None
+    return summ.throughput(perf)
+
+
+def make_row(w, bs, data_name, backend=None, precision=None, machine=None):
+    """The row of batch size ``bs``: its scores, its run's summary and its pure-inference throughput.
+
+    Backend and precision come from the run's summary, else ``backend``/``precision``, else "n/a"
+    (never guessed from a file name); the machine from the summary, else ``machine``, else this one.
+    Weights and model from the summary, else from the scores' provenance; None when neither says.
+    """
+    result = read_results(w.result_json(bs))
+    run = summ.read_summary(w.summary(bs))
+    prov = provenance(result)
+    weights = summ.weights(run) or _text(prov.get("weights"))
+    model = summ.model(run) or _text(prov.get("model"))
+    return {
+        "batchsize": bs,
+        "data": data_name,
+        "mean_iou": float(result["mean_iou"]),
+        "modelzoo_iou": None if result.get("modelzoo_iou") is None else float(result["modelzoo_iou"]),
+        "mean_dice": float(result["mean_dice"]),
+        "n_images": int(result["n_images"]),
+        "n_below_0_5": int(result.get("n_below_0_5") or 0),
+        "fps": summ.throughput(run),
+        "perf_fps": pure_throughput(w, bs, weights),
+        "wall_s": summ.wall_s(run),
+        "compute_ms": summ.compute_ms(run),
+        "backend": summ.backend(run) or backend or NA,
+        "precision": summ.precision(run) or precision or NA,
+        "machine": summ.machine(run) or machine or _this_machine(),
+        "model": Path(model).name if model else None,
+        "weights": weights,
+        "per_image": [{"name": str(r["name"]), "iou": float(r["iou"]), "dice": float(r["dice"])}
+                      for r in result["per_image"]],
+    }
+
+
+def collect_rows(work, data_name, batchsizes=None, backend=None, precision=None, machine=None):
+    """One row (:func:`make_row`) per batch size of ``batchsizes`` (None: every scored batch size of
+    WORK) that has both its scores and its run's summary, in increasing batch size.
+
+    A batch size without them is left out with a warning; no row at all is a :class:`UserError`.
+    """
+    w = Workdir(work)
+    if not w.root.is_dir():
+        raise UserError(f"{w.root}: work folder not found")
+    scored = w.scored_batchsizes()
+    if not scored:
+        raise UserError(f"{w.root}: no {w.result_json('<B>').name} files (score a run first: "
+                        f"postprocess_unet_pth.py --result={w.result_txt(8)}, or scripts/run_all.sh)")
+    wanted = scored if batchsizes is None else sorted(set(batchsizes))
+    rows = []
+    for bs in wanted:
+        if bs not in scored:
+            log.warning("batch size %d: no %s in %s, not in the report", bs, w.result_json(bs).name, w.root)
+        elif not w.summary(bs).is_file():
+            log.warning("%s: no run summary %s beside it, batch size %d not in the report",
+                        w.result_json(bs), w.summary(bs), bs)
+        else:
+            rows.append(make_row(w, bs, data_name, backend, precision, machine))
+    if not rows:
+        sizes = ", ".join(map(str, wanted))
+        raise UserError(f"{w.root}: no batch size has both {w.result_json('<B>').name} and "
+                        f"{w.summary('<B>').relative_to(w.root)} (batch sizes asked for: {sizes}; scored: "
+                        f"{', '.join(map(str, scored))}; --all lists every scored batch size)")
+    return rows
+
+
+def weights_groups(rows):
+    """``{weights: [batch sizes]}`` of the rows that record their weights, in row order."""
+    groups = {}
+    for row in rows:
+        if row["weights"]:
+            groups.setdefault(row["weights"], []).append(row["batchsize"])
+    return groups
+
+
+def mixed_weights_text(groups):
+    """``"w4.pth sha256:... (bs 3) and w16.pth sha256:... (bs 5)"``: the weights and their batch sizes."""
+    parts = [f"{weights} (bs {', '.join(map(str, sizes))})" for weights, sizes in groups.items()]
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def check_weights(rows, work, allow_mixed=False):
+    """None when every row that records its weights has the same; otherwise a :class:`UserError`,
+    or with ``allow_mixed`` a warning (logged and returned, for summary.md)."""
+    groups = weights_groups(rows)
+    if len(groups) < 2:
+        return None
+    mixed = mixed_weights_text(groups)
+    if not allow_mixed:
+        raise UserError(f"{work}: the table would mix runs of different weights: {mixed}; report one run "
+                        f"at a time (another workdir=, or --batchsizes with this run's batch sizes only), "
+                        f"or pass --allow-mixed to list them anyway")
+    warning = f"these rows come from different weights: {mixed}; their figures do not compare as one run's"
+    log.warning("%s: %s", work, warning)
+    return warning

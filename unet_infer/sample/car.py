@@ -1,0 +1,126 @@
+"""One synthetic car and its studio session: shape, paint, camera pose and photo settings, all
+drawn from ``numpy.random.default_rng([seed, index])`` (see ``make_car``)."""
+
+import colorsys
+from dataclasses import dataclass
+
+import numpy as np
+
+@dataclass(frozen=True)
+class Car:
+    """One synthetic car and its photo session. Lengths in metres, x forward, y left, z up."""
+
+    seed: int
+    index: int
+    car_id: str
+    kind: str
+    length: float
+    width: float
+    height: float
+    clearance: float
+    belt: float              # top of the body's flanks, where the cabin starts
+    nose: float              # height of the hood's front edge
+    tail: float              # height of the boot's rear edge
+    wheel_radius: float
+    axle_front: float
+    axle_rear: float
+    windshield_base: float   # x of the cabin's four corners, and of the B-pillar
+    roof_front: float
+    roof_rear: float
+    rear_window_base: float
+    b_pillar: float
+    spokes: int
+    paint: tuple
+    gloss: float
+    glass: tuple
+    rim: tuple
+    headlight_width: float
+    wall: float              # studio brightness (0-255) of the wall and of the floor
+    floor: float
+    tint: tuple              # per-channel factor of the studio light
+    horizon: float           # wall/floor transition, fraction of the height
+    horizon_blur: float
+    vignette: float
+    turntable: float         # brightness change of the turntable disc (fraction)
+    turntable_radius: float
+    scale: float             # the car's length as a fraction of the image width, side on
+    centre: tuple            # where the car's middle lands, fractions of width and height
+    elevation: float         # camera, degrees above the horizontal
+    distance: float
+    yaw: float               # turntable offset, degrees
+    shadow: float            # darkness of the floor shadow (0-1)
+    noise: float             # sensor noise, grey levels
+    quality: int             # JPEG quality
+
+
+def _paint(rng):
+    """A car paint (RGB 0-255) drawn from a Carvana-like mix: many whites, greys and blacks."""
+    kind = rng.choice(6, p=[0.2, 0.18, 0.12, 0.17, 0.25, 0.08])
+    if kind == 0:      # white
+        grey, sat, hue = rng.uniform(225, 250), rng.uniform(0, 0.03), rng.uniform()
+    elif kind == 1:    # silver
+        grey, sat, hue = rng.uniform(160, 215), rng.uniform(0, 0.05), rng.uniform()
+    elif kind == 2:    # grey
+        grey, sat, hue = rng.uniform(70, 130), rng.uniform(0, 0.06), rng.uniform()
+    elif kind == 3:    # black
+        grey, sat, hue = rng.uniform(12, 35), rng.uniform(0, 0.1), rng.uniform()
+    elif kind == 4:    # a colour
+        grey, sat, hue = rng.uniform(75, 215), rng.uniform(0.4, 0.9), rng.uniform()
+    else:              # pale, close to the studio
+        grey, sat, hue = rng.uniform(190, 240), rng.uniform(0.05, 0.2), rng.uniform()
+    return tuple(255 * np.array(colorsys.hsv_to_rgb(hue, sat, grey / 255)))
+
+
+def make_car(seed, index):
+    """The car number ``index`` (from 0) of data set ``seed``: its id, shape, paint and studio."""
+    rng = np.random.default_rng([seed, index])
+    u = rng.uniform
+    car_id = rng.bytes(6).hex()
+    kind = ("sedan", "hatch", "suv")[rng.choice(3, p=[0.45, 0.25, 0.3])]
+    if kind == "sedan":
+        length, width, height = u(4.4, 5.0), u(1.75, 1.88), u(1.38, 1.5)
+        clearance, radius, belt = u(0.13, 0.18), u(0.30, 0.34), u(0.85, 0.95)
+        overhang_front, overhang_rear = u(0.8, 1.0), u(0.95, 1.15)
+        hood, rake = u(0.26, 0.32) * length, u(0.16, 0.2) * length
+        deck, rear_rake = u(0.13, 0.18) * length, u(0.13, 0.17) * length
+        tail = belt - u(0.0, 0.08)
+    elif kind == "hatch":
+        length, width, height = u(3.9, 4.4), u(1.70, 1.82), u(1.42, 1.56)
+        clearance, radius, belt = u(0.13, 0.18), u(0.29, 0.33), u(0.85, 0.95)
+        overhang_front, overhang_rear = u(0.75, 0.9), u(0.6, 0.8)
+        hood, rake = u(0.22, 0.27) * length, u(0.17, 0.21) * length
+        deck, rear_rake = u(0.03, 0.06) * length, u(0.06, 0.1) * length
+        tail = belt - u(0.0, 0.04)
+    else:
+        length, width, height = u(4.4, 5.0), u(1.82, 1.98), u(1.62, 1.82)
+        clearance, radius, belt = u(0.19, 0.26), u(0.35, 0.40), u(0.98, 1.1)
+        overhang_front, overhang_rear = u(0.8, 1.0), u(0.8, 1.0)
+        hood, rake = u(0.22, 0.27) * length, u(0.12, 0.16) * length
+        deck, rear_rake = u(0.02, 0.05) * length, u(0.03, 0.06) * length
+        tail = belt - u(0.0, 0.04)
+    half = length / 2
+    windshield_base = half - hood
+    roof_front = windshield_base - rake
+    rear_window_base = -half + deck
+    roof_rear = rear_window_base + rear_rake
+    wall = u(232, 250)
+    return Car(
+        seed=seed, index=index, car_id=car_id, kind=kind,
+        length=length, width=width, height=height, clearance=clearance, belt=belt,
+        nose=max(belt - u(0.1, 0.2), clearance + 0.5), tail=tail, wheel_radius=radius,
+        axle_front=half - overhang_front, axle_rear=-half + overhang_rear,
+        windshield_base=windshield_base, roof_front=roof_front, roof_rear=roof_rear,
+        rear_window_base=rear_window_base,
+        b_pillar=roof_rear + u(0.4, 0.6) * (roof_front - roof_rear),
+        spokes=int(rng.integers(5, 8)),
+        paint=_paint(rng), gloss=u(0.2, 0.45),
+        glass=tuple(np.array([0.0, 4.0, 9.0]) + u(22, 45)),
+        rim=(u(150, 205),) * 3 if u() < 0.65 else (u(35, 80),) * 3,
+        headlight_width=u(0.3, 0.42),
+        wall=wall, floor=wall - u(8, 30), tint=tuple(1 + u(-0.012, 0.012, 3)),
+        horizon=u(0.42, 0.58), horizon_blur=u(0.02, 0.08), vignette=u(0.04, 0.14),
+        turntable=u(-0.025, 0.025), turntable_radius=u(2.9, 3.4),
+        scale=u(0.6, 0.8), centre=(u(0.45, 0.55), u(0.48, 0.57)),
+        elevation=u(7, 14), distance=u(9, 12), yaw=u(-4, 4),
+        shadow=u(0.45, 0.7), noise=u(1.5, 3.5), quality=int(rng.integers(85, 96)),
+    )
