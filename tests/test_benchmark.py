@@ -1,11 +1,14 @@
-"""scripts/benchmark.sh and python3 -m unet_infer.benchmark: configs, loop planning, BENCHMARKS.md sections.
+"""python3 -m unet_infer.benchmark and scripts/benchmark.sh: configs against the backend registry,
+machine defaults, loop planning, rows read through the summary accessors, BENCHMARKS.md sections,
+the models made once through the stage manifests, and a tiny real benchmark end to end.
 
-The end-to-end runs use a tiny UNet (width 4, 32 x 32) and never look at how fast it ran: the
-figures only have to be positive numbers.
+The end-to-end runs use a width-4 UNet at 32 x 32 with one timed run; how fast it ran is never
+checked, only that the figures are positive numbers.
 """
 
-import importlib.util
+import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,16 +16,23 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from unet_infer import benchmark
-from unet_infer.benchmark import (COLUMNS, TITLE, merge_section, parse_batchsizes, parse_configs, plan_loop,
-                                  run_config, section_heading, split_sections)
+from unet_infer import backends
+from unet_infer import benchmark, progress
+from unet_infer import simplify as simplify_module
+from unet_infer.bench.runner import AIS_BENCH_FLAGS
+from unet_infer.benchmark import configs as cfg
+from unet_infer.benchmark.markdown import (COLUMNS, HEADER, TITLE, merge_section, render_section, section_heading,
+                                           split_sections)
+from unet_infer.benchmark.models import make_random_weights, model_workdir, prepare_models
+from unet_infer.benchmark.runs import Job, LoopPlanner, Run, Runner, config_rows, make_row, plan_loop
 from unet_infer.cli import UserError
 from unet_infer.machine import describe_machine
+from unet_infer.summary import build_summary
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "benchmark.sh"
-TINY = ["--weights", "random", "--width", "4", "--size", "32"]
-CONFIGS = "onnxruntime:fp32,onnxruntime:int8,torch:fp32"
+TINY = ["--width", "4", "--size", "32"]
+TITLES = [c.title for c in COLUMNS]
 FOREIGN = """## NVIDIA H100 80GB HBM3 · UNet w64 modelzoo, random weights (seed 0), 572x572 · 2020-01-01
 
 | Backend | Precision | Batch size | images/s | p50 ms/batch | p99 ms/batch | ms/image | loop | Machine | Date |
@@ -32,43 +42,65 @@ FOREIGN = """## NVIDIA H100 80GB HBM3 · UNet w64 modelzoo, random weights (seed
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def run_cli(*args, script=False):
-    cmd = ["bash", str(SCRIPT), *args] if script else [sys.executable, "-m", "unet_infer.benchmark", *args]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
-
-
-def section_of(text, heading_start):
-    """The one section whose heading starts with ``heading_start``."""
-    _, sections = split_sections(text)
-    found = [s for s in sections if s.startswith(heading_start)]
-    assert len(found) == 1, [s.splitlines()[0] for s in sections]
-    return found[0]
+def run_script(*args, env=None):
+    return subprocess.run(["bash", str(SCRIPT), *args], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
 
 
 def table_rows(section):
     """Each data row of the section's table as {column: cell}."""
     lines = [line for line in section.splitlines() if line.startswith("| ")]
-    assert lines[0] == "| " + " | ".join(COLUMNS) + " |"
-    return [dict(zip(COLUMNS, [c.strip() for c in line.strip("|").split("|")])) for line in lines[1:]]
+    assert lines[0] == "| " + " | ".join(TITLES) + " |"
+    return [dict(zip(TITLES, [c.strip() for c in line.strip("|").split("|")])) for line in lines[1:]]
 
 
-# ---- pure functions ----------------------------------------------------------------------
-
-def test_parse_configs():
-    assert parse_configs("onnxruntime:fp32,torch:bf16,onnxruntime:fp32") == [("onnxruntime", "fp32"),
-                                                                            ("torch", "bf16")]
-    assert parse_configs("onnxruntime:int8,torch:fp16,acl:fp16")[-1] == ("acl", "fp16")
-    for bad in ("onnxruntime:bf16", "acl:fp32", "torch:int8", "tensorrt:fp16", "onnxruntime", ":fp32", ""):
-        with pytest.raises(UserError, match="--configs"):
-            parse_configs(bad)
+def fake_summary(bs, per_batch_ms, loop=1, machine="Test CPU, 2 cores", precision=None):
+    """A summary as the runner writes it (built by summary.py itself)."""
+    extra = {"machine": machine, "precision": precision} if precision else {"machine": machine}
+    return build_summary({}, {}, [per_batch_ms] * loop, [0.0] * loop, [0.0] * loop, bs, 1, extra=extra)
 
 
-def test_parse_batchsizes():
-    assert parse_batchsizes("1,4,8,4") == [1, 4, 8]
-    for bad in ("0", "1,,2", "x", "-1", ""):
-        with pytest.raises(UserError, match="--batchsizes"):
-            parse_batchsizes(bad)
+# ---- configs and defaults --------------------------------------------------------------------
 
+def test_configs_accept_exactly_what_each_backend_declares():
+    every = backends.precisions()
+    for cls in backends.all_backends():
+        ok = [f"{cls.name}:{p}" for p in cls.precisions]
+        assert cfg.parse_configs(",".join(ok + ok[:1])) == [(cls.name, p) for p in cls.precisions]
+        for precision in set(every) - set(cls.precisions):
+            with pytest.raises(UserError, match=f"not available on {cls.name}"):
+                cfg.parse_configs(f"{cls.name}:{precision}")
+    for bad in ("tensorrt:fp16", "onnxruntime", ":fp32", "", "torch:"):
+        with pytest.raises(UserError):
+            cfg.parse_configs(bad)
+
+
+def test_machine_defaults_are_valid_configs_and_fill_only_what_is_missing():
+    for defaults, gpu in ((cfg.CPU, False), (cfg.GPU, True)):
+        bs, configs, seconds, note = cfg.fill_defaults(None, None, None, gpu=gpu)
+        assert bs == [int(b) for b in defaults.batchsizes.split(",")]
+        assert configs == cfg.parse_configs(defaults.configs) and configs
+        assert seconds == defaults.max_seconds
+        assert note.startswith("a CUDA GPU is available: GPU" if gpu else "no CUDA GPU: CPU")
+    assert cfg.CPU != cfg.GPU
+    bs, configs, seconds, note = cfg.fill_defaults([3], None, "none", gpu=True)
+    assert (bs, configs, seconds) == ([3], cfg.parse_configs(cfg.GPU.configs), None)
+    assert "--configs" in note and "--batchsizes" not in note and "--max-seconds" not in note
+    given = cfg.fill_defaults([1], [("torch", "fp32")], 5.0, gpu="never asked")
+    assert given == ([1], [("torch", "fp32")], 5.0, None)
+
+
+def test_help_shows_each_default_once_and_both_machine_defaults():
+    text = benchmark.build_parser().format_help()
+    assert "(default: 100)" in text and "(default: None)" not in text and "(default: False)" not in text
+    for line in text.splitlines():
+        assert line.count("(default:") <= 1, line
+    flat = " ".join(text.split())
+    assert f"{cfg.CPU.batchsizes} on the CPU, {cfg.GPU.batchsizes} with a CUDA GPU" in flat
+    assert backends.describe() in flat
+
+
+# ---- the runs --------------------------------------------------------------------------------
 
 def test_plan_loop():
     assert plan_loop(100, 1, None, 5.0) == 100            # no budget: the loop as asked
@@ -83,22 +115,25 @@ class FakeRunner:
 
     warmup = 1
 
-    def __init__(self):
-        self.loops = []
+    def __init__(self, fail_bs=()):
+        self.loops, self.fail_bs = [], fail_bs
 
-    def run(self, model, backend, precision, bs, loop):
-        self.loops.append((bs, loop))
-        per_batch_ms = 2000.0 * bs
-        summary = {"throughput": 1000.0 * bs / per_batch_ms, "machine": "Test CPU, 2 cores",
-                   "NPU_compute_time": {"mean": per_batch_ms, "median": per_batch_ms,
-                                        "percentile(99%)": per_batch_ms, "count": loop}}
-        return summary, 1.0 + (self.warmup + loop) * per_batch_ms / 1000.0, 0, Path("run.log")
+    def run(self, job, loop):
+        self.loops.append((job.batchsize, loop))
+        if job.batchsize in self.fail_bs:
+            return Run(None, 1.0, 3, Path(f"bs{job.batchsize}.log"), loop)
+        per_batch_ms = 2000.0 * job.batchsize
+        wall = 1.0 + (self.warmup + loop) * per_batch_ms / 1000.0
+        return Run(fake_summary(job.batchsize, per_batch_ms, loop), wall, 0, Path("run.log"), loop)
+
+
+def jobs(*batchsizes, backend="torch", precision="fp32"):
+    return [Job(backend, precision, bs, Path("w.pth")) for bs in batchsizes]
 
 
 def test_max_seconds_cuts_the_loop(capsys):
     runner = FakeRunner()
-    models = {("torch", "fp32", bs): Path("w.pth") for bs in (1, 2, 8)}
-    rows, failures = run_config(runner, models, "torch", "fp32", [1, 2, 8], 100, 30, "2026-01-01", "x")
+    rows, failures = config_rows(runner, jobs(1, 2, 8), 100, 30, "2026-01-01", "x")
     assert not failures
     # bs 1: a probe with loop 1 (5 s), then the 25 s left allow 1 s + 2 s x (1 + 11); bs 2: planned from the
     # probe's time per image; bs 8: 16 s per batch, so loop 1 (the least) with its warm-up run.
@@ -108,32 +143,63 @@ def test_max_seconds_cuts_the_loop(capsys):
     assert "loop 11 (cut from 100 by --max-seconds 30)" in capsys.readouterr().out
 
 
-def test_probe_is_the_row_when_one_run_fills_the_budget():
+def test_probe_is_the_row_when_one_run_fills_the_budget_and_no_budget_means_no_probe():
     runner = FakeRunner()
-    rows, _ = run_config(runner, {("torch", "fp32", 4): Path("w.pth")}, "torch", "fp32", [4], 100, 20, "d", "x")
-    assert runner.loops == [(4, 1)]
-    assert rows[0]["loop"] == 1
+    rows, _ = config_rows(runner, jobs(4), 100, 20, "d", "x")
+    assert runner.loops == [(4, 1)] and rows[0]["loop"] == 1
+    runner = FakeRunner()
+    config_rows(runner, jobs(1, 2), 7, None, "d", "x")
+    assert runner.loops == [(1, 7), (2, 7)]
 
 
-def test_a_failed_run_is_reported_not_tabled():
-    class Failing(FakeRunner):
-        def run(self, model, backend, precision, bs, loop):
-            if bs == 2:
-                return None, 1.0, 3, Path("bs2.log")
-            return super().run(model, backend, precision, bs, loop)
+def test_a_failed_run_is_reported_not_tabled_and_the_next_one_probes_again():
+    runner = FakeRunner(fail_bs=(1,))
+    rows, failures = config_rows(runner, jobs(1, 2, precision="fp16"), 100, 30, "d", "x")
+    assert runner.loops[0] == (1, 1) and runner.loops[1] == (2, 1)   # no time per image yet: bs 2 probes
+    assert [r["batchsize"] for r in rows] == [2]
+    assert [(f["batchsize"], f["status"]) for f in failures] == [(1, 3)]
+    section = render_section("## m · x · d", rows, "a UNet", ["cmd"], "sw", None, failures)
+    assert "Failed runs (no row): torch fp16 bs 1 (exit status 3)." in section
 
-    models = {("torch", "fp16", bs): Path("w.pth") for bs in (1, 2)}
-    rows, failures = run_config(Failing(), models, "torch", "fp16", [1, 2], 2, None, "d", "x")
-    assert [r["batchsize"] for r in rows] == [1]
-    assert [(f["batchsize"], f["status"]) for f in failures] == [(2, 3)]
-    section = benchmark.render_section("## m · x · d", rows, "a UNet", ["cmd"], "sw", None, failures)
-    assert "Failed runs (no row): torch fp16 bs 2 (exit status 3)." in section
 
+def test_loop_planner_learns_time_per_image_and_fixed_cost():
+    planner = LoopPlanner(100, 1, 30)
+    assert planner.needs_probe
+    planner.learn(Run(fake_summary(2, 500.0, loop=4), 4.5, 0, Path("x"), 4), 2)  # 5 x 0.5 s + 2 s to start
+    assert planner.per_image_s == pytest.approx(0.25) and planner.overhead_s == pytest.approx(2.0)
+    assert not planner.needs_probe
+    assert planner.loop_for(4) == 27                    # 2 s + (1 + 27) x 1 s <= 30 s
+
+
+def test_row_is_read_through_the_summary_accessors():
+    summary = fake_summary(4, 200.0, loop=3, machine="CPU Y, 8 cores, GPU Z", precision="bf16")
+    row = make_row(summary, Job("torch", "bf16", 4, Path("w.pth")), 3, "2026-02-03", "fallback")
+    assert row["fps"] == pytest.approx(20.0) and row["ms_per_image"] == pytest.approx(50.0)
+    assert row["p50"] == row["p99"] == pytest.approx(200.0)
+    assert row["machine"] == "CPU Y, 8 cores, GPU Z"
+    del summary["machine"]
+    assert make_row(summary, Job("acl", "fp16", 4, Path("m.om")), 3, "d", "fallback")["machine"] == "fallback"
+
+
+def test_runner_command_passes_precision_and_gives_ais_bench_only_its_own_flags(tmp_path):
+    runner = Runner(tmp_path, 32, 2, threads=3, device=1, quiet=True)
+    cmd = runner.command(Job("onnxruntime", "int8", 8, Path("UNet_int8_bs8.onnx")), 5, "run")
+    assert cmd[1:3] == ["-m", "unet_infer.bench"]
+    for flag in ("--model=UNet_int8_bs8.onnx", "--loop=5", "--batchsize=8", "--warmup_count=2", "--backend=onnxruntime",
+                 "--precision=int8", "--threads=3", "--device=1", "--quiet", f"--output={tmp_path / 'runs'}"):
+        assert flag in cmd
+    acl = runner.command(Job("acl", "fp16", 8, Path("UNet_bs8.om")), 5, "run")
+    names = [arg[2:].split("=")[0] for arg in acl[3:]]
+    assert set(names) <= set(AIS_BENCH_FLAGS), names
+    assert "device" in names and "model" in names
+
+
+# ---- BENCHMARKS.md ---------------------------------------------------------------------------
 
 def test_merge_section_replaces_its_own_and_keeps_others():
     mine = section_heading("CPU X, 2 cores", "UNet w4", "2026-01-01")
     first = merge_section(FOREIGN, f"{mine}\n\n| old |\n")
-    assert first.startswith(TITLE + "\n")
+    assert first.startswith(HEADER.rstrip() + "\n\n")
     second = merge_section(first, f"{mine}\n\n```bash\n## not a heading\n```\n\n| new |\n")
     header, sections = split_sections(second)
     assert "75.06" in header                               # the seed's 310P3 figure stays on top
@@ -144,134 +210,186 @@ def test_merge_section_replaces_its_own_and_keeps_others():
     assert merge_section(second, sections[1]) == second     # idempotent
 
 
-# ---- end to end --------------------------------------------------------------------------
+def test_the_repository_benchmarks_md_keeps_its_format():
+    text = (REPO / "BENCHMARKS.md").read_text(encoding="utf-8")
+    header, sections = split_sections(text)
+    assert header.rstrip() == HEADER.rstrip()
+    assert sections and all(table_rows(s) for s in sections)
+    assert merge_section(text, sections[0]) == text
+
+
+def test_python_command_parses_back_to_the_same_run(tmp_path):
+    args = benchmark.build_parser().parse_args([*TINY, "--weights", str(tmp_path / "w.pth"), "--threads", "2"])
+    text = benchmark.python_command(args, [1, 2], [("torch", "bf16")], None)
+    again = benchmark.build_parser().parse_args(text.split()[3:])
+    assert again.batchsizes == [1, 2] and again.configs == [("torch", "bf16")] and again.max_seconds == "none"
+    assert (again.width, again.size, again.threads, again.weights) == (4, 32, 2, str(tmp_path / "w.pth"))
+
+
+# ---- the models --------------------------------------------------------------------------------
+
+def test_random_weights_are_made_once(tmp_path):
+    first = prepare_models(tmp_path, "random", 4, 32, [("torch", "fp32")], [1, 2])
+    assert first.built == ["weights"]
+    assert first.paths == {("torch", "fp32", 1): first.pth, ("torch", "fp32", 2): first.pth}
+    mtime = first.pth.stat().st_mtime_ns
+    assert prepare_models(tmp_path, "random", 4, 32, [("torch", "fp32")], [1]).built == []
+    assert first.pth.stat().st_mtime_ns == mtime
+
+
+# ---- end to end --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def bench_runs(tmp_path_factory):
-    """Two runs on the same markdown: all configs x bs 1,2, then onnxruntime:fp32 alone with --max-seconds."""
+    """A real benchmark (onnxruntime fp32 and int8, bs 1, one timed run) on a markdown that holds a
+    foreign section; then onnxruntime fp32 again on the same markdown with the default plot.
+
+    Everything is real but onnxsim, which a copy stands in for: importing it costs more CPU time
+    than the rest of a run (the driver's tests run it); the stage around it is the benchmark's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(simplify_module, "simplify", copy_model)
+        patch.setattr(progress, "_QUIET", progress.is_quiet())  # main(--quiet) sets it for the process
+        yield _bench_runs(tmp_path_factory)
+
+
+def copy_model(src, dst, size):
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def _bench_runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bench")
-    markdown = tmp / "BENCHMARKS.md"
-    markdown.write_text(FOREIGN)
-    work = tmp / "work"
-    first = run_cli(*TINY, "--batchsizes", "1,2", "--configs", CONFIGS, "--loop", "2", "--workdir", str(work),
-                    "--markdown", str(markdown), "--plot", str(tmp / "plot.png"), "--quiet")
-    assert first.returncode == 0, first.stderr[-3000:]
-    after_first = markdown.read_text()
-    compiled = work / "models" / "random_w4_s32" / "UNet_bs1.onnx"
-    compiled_mtime = compiled.stat().st_mtime
-    second = run_cli(*TINY, "--batchsizes", "1,2", "--configs", "onnxruntime:fp32", "--loop", "3",
-                     "--max-seconds", "1000", "--workdir", str(work), "--markdown", str(markdown), "--quiet")
-    assert second.returncode == 0, second.stderr[-3000:]
-    return {"tmp": tmp, "markdown": markdown, "work": work, "first": first, "after_first": after_first,
-            "second": second, "after_second": markdown.read_text(), "compiled": compiled,
-            "compiled_mtime": compiled_mtime}
+    weights = make_random_weights(tmp / "w4.pth", 4, seed=3)
+    markdown, work = tmp / "BENCHMARKS.md", tmp / "work"
+    markdown.write_text(FOREIGN, encoding="utf-8")
+    common = [*TINY, "--weights", str(weights), "--batchsizes", "1", "--loop", "1", "--max-seconds", "none",
+              "--workdir", str(work), "--markdown", str(markdown), "--quiet"]
+    assert benchmark.main([*common, "--configs", "onnxruntime:fp32,onnxruntime:int8",
+                           "--plot", str(tmp / "plot.png")]) == 0
+    folder = model_workdir(work, str(weights), 4, 32)
+    compiled = {p.name: p.stat().st_mtime_ns for p in folder.root.glob("*.onnx")}
+    after_first = markdown.read_text(encoding="utf-8")
+    assert benchmark.main([*common, "--configs", "onnxruntime:fp32"]) == 0
+    return {"tmp": tmp, "weights": weights, "markdown": markdown, "work": work, "folder": folder,
+            "compiled": compiled, "after_first": after_first, "after_second": markdown.read_text(encoding="utf-8")}
 
 
 def test_section_has_one_row_per_config_and_batch_size(bench_runs):
     machine = describe_machine()
-    section = section_of(bench_runs["after_first"], f"## {machine} · UNet w4 ")
+    _, sections = split_sections(bench_runs["after_first"])
+    assert sections[0] == FOREIGN and len(sections) == 2
+    section = sections[1]
+    assert section.startswith(f"## {machine} · UNet w4 modelzoo, w4.pth, 32x32 · ")
     rows = table_rows(section)
-    pairs = [(r["Backend"], r["Precision"], r["Batch size"]) for r in rows]
-    assert pairs == [(b, p, bs) for b, p in parse_configs(CONFIGS) for bs in ("1", "2")]
+    assert [(r["Backend"], r["Precision"], r["Batch size"]) for r in rows] == [
+        ("onnxruntime", "fp32", "1"), ("onnxruntime", "int8", "1")]
     date = section.splitlines()[0].rsplit(" · ", 1)[1]
     assert DATE.fullmatch(date)
     for row in rows:
-        assert row["Machine"] == machine
-        assert row["Date"] == date
-        assert row["loop"] == "2"
+        assert (row["Machine"], row["Date"], row["loop"]) == (machine, date, "1")
         for column in ("images/s", "p50 ms/batch", "p99 ms/batch", "ms/image"):
             assert float(row[column]) > 0, (column, row)
-    assert "python3 -m unet_infer.benchmark --weights random --width 4 --size 32" in section
-    assert "31.0 M parameters" in bench_runs["after_first"]  # the header names the model for speed
+    assert "--batchsizes 1 --configs onnxruntime:fp32,onnxruntime:int8" in section
     assert "![images/s against batch size](plot.png)" in section
-    assert "[benchmark] torch fp32 bs 2:" in bench_runs["first"].stdout
-
-
-def test_plot_is_800_by_500(bench_runs):
     with Image.open(bench_runs["tmp"] / "plot.png") as img:
         assert img.size == (800, 500)
-    default_plots = list((bench_runs["tmp"] / "benchmarks").glob("*.png"))  # the second run's default
-    assert len(default_plots) == 1
-    with Image.open(default_plots[0]) as img:
-        assert img.size == (800, 500)
 
 
-def test_second_run_replaces_its_section_and_keeps_the_foreign_one(bench_runs):
-    text = bench_runs["after_second"]
-    header, sections = split_sections(text)
-    assert TITLE in header and "75.06" in header
-    assert text.count(TITLE) == 1
-    headings = [s.splitlines()[0] for s in sections]
-    assert headings[0] == FOREIGN.splitlines()[0]
-    assert sections[0] == FOREIGN
-    mine = [h for h in headings if h.startswith(f"## {describe_machine()} · UNet w4 ")]
-    assert len(mine) == 1 and len(headings) == 2
-    rows = table_rows(sections[1])
-    assert [(r["Backend"], r["Precision"], r["Batch size"], r["loop"]) for r in rows] == [
-        ("onnxruntime", "fp32", "1", "3"), ("onnxruntime", "fp32", "2", "3")]
-    assert all(float(r["images/s"]) > 0 for r in rows)
+def test_second_run_replaces_its_section_keeps_the_foreign_one_and_plots_beside_it(bench_runs):
+    header, sections = split_sections(bench_runs["after_second"])
+    assert header.rstrip() == HEADER.rstrip()
+    assert [s.splitlines()[0] for s in sections] == [FOREIGN.splitlines()[0],
+                                                     split_sections(bench_runs["after_first"])[1][1].splitlines()[0]]
+    assert [(r["Backend"], r["Precision"]) for r in table_rows(sections[1])] == [("onnxruntime", "fp32")]
+    plots = list((bench_runs["tmp"] / "benchmarks").glob("*.png"))
+    assert len(plots) == 1 and f"(benchmarks/{plots[0].name})" in sections[1]
 
 
-def test_second_run_reuses_the_models_and_probes_once(bench_runs):
-    assert bench_runs["compiled"].stat().st_mtime == bench_runs["compiled_mtime"]
-    assert "reusing" in bench_runs["second"].stderr
-    runs = sorted(p.name for p in (bench_runs["work"] / "runs").glob("onnxruntime_fp32_bs*_summary.json"))
-    probes = [name for name in runs if "_loop1_" in name]
-    assert len(probes) == 1 and probes[0].startswith("onnxruntime_fp32_bs1_")
+def test_models_are_reused_then_rebuilt_when_the_weights_change(bench_runs, monkeypatch):
+    folder, compiled = bench_runs["folder"], bench_runs["compiled"]
+    assert {"UNet_dynamic_bs.onnx", "UNet_dynamic_sim.onnx", "UNet_int8.onnx", "UNet_bs1.onnx",
+            "UNet_int8_bs1.onnx"} <= set(compiled)
+    # the second run reused every model: none was written again
+    assert {p.name: p.stat().st_mtime_ns for p in folder.root.glob("*.onnx")} == compiled
+    args = (bench_runs["work"], str(bench_runs["weights"]), 4, 32, [("onnxruntime", "fp32")], [1])
+    assert prepare_models(*args).built == []
+    monkeypatch.setattr(simplify_module, "simplify", copy_model)
+    make_random_weights(bench_runs["weights"], 4, seed=4)  # same file name, other weights
+    assert prepare_models(*args).built == ["export", "simplify", "onnxruntime_UNet_bs1.onnx"]
+    assert (folder / "UNet_bs1.onnx").stat().st_mtime_ns != compiled["UNet_bs1.onnx"]
+    assert prepare_models(*args).built == []
+    (folder / "UNet_bs1.onnx").write_bytes(b"")  # a damaged model is made again
+    assert prepare_models(*args).built == ["onnxruntime_UNet_bs1.onnx"]
 
 
-# ---- the command lines -------------------------------------------------------------------
+# ---- the command lines -------------------------------------------------------------------------
 
-def test_script_help():
-    result = run_cli("--help", script=True)
+@pytest.fixture
+def echo_python(tmp_path):
+    """A stand-in for python3 that prints the arguments it was given, one per line."""
+    fake = tmp_path / "python"
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
+    fake.chmod(0o755)
+    return {"PYTHON": str(fake)}
+
+
+def test_script_maps_keys_to_flags_and_leaves_the_defaults_to_the_module(echo_python):
+    result = run_script("configs=torch:bf16", "max_seconds=none", "quiet=1", "threads=2", env=echo_python)
+    assert result.returncode == 0, result.stderr
+    args = result.stdout.splitlines()[1:]
+    assert args[:2] == ["-m", "unet_infer.benchmark"]
+    pairs = dict(zip(args[2::2], args[3::2]))
+    assert pairs["--configs"] == "torch:bf16" and pairs["--max-seconds"] == "none" and pairs["--threads"] == "2"
+    assert "--batchsizes" not in args and args[-1] == "--quiet"
+    assert pairs["--markdown"] == str(REPO / "BENCHMARKS.md")
+    text = SCRIPT.read_text()
+    assert "import" not in text and " -c " not in text     # the shell calls package CLIs only
+
+
+def test_script_help_and_bad_keys():
+    result = run_script("--help")
     assert result.returncode == 0, result.stderr
     for key in ("bs=", "configs=", "loop=", "max_seconds=", "weights=", "width=", "size=", "workdir=",
-                "markdown=", "threads=", "device=", "quiet=", "examples:"):
+                "markdown=", "plot=", "threads=", "device=", "quiet=", "examples:", "scripts/benchmark.sh"):
         assert key in result.stdout
+    for args in (["nope=1"], ["quiet=2"], ["bs"]):
+        result = run_script(*args)
+        assert result.returncode == 2 and "error:" in result.stderr, args
 
 
-def test_module_help():
-    result = run_cli("--help")
-    assert result.returncode == 0, result.stderr
-    assert "--max-seconds" in result.stdout and "python3 -m unet_infer.bench" in result.stdout
-
-
-@pytest.mark.parametrize("configs", ["acl:fp32", "onnxruntime:bf16", "torch:int8", "onnxruntime"])
-def test_bad_configs_are_clean_errors(tmp_path, configs):
-    for result in (run_cli(*TINY, "--configs", configs, "--workdir", str(tmp_path / "w"),
-                           "--markdown", str(tmp_path / "B.md")),
-                   run_cli(f"configs={configs}", "bs=1", "max_seconds=10", f"workdir={tmp_path / 'w'}",
-                           f"markdown={tmp_path / 'B.md'}", script=True)):
-        assert result.returncode == 2
-        assert "error:" in result.stderr and "Traceback" not in result.stderr
+@pytest.mark.parametrize("key,value", [("configs", "acl:fp32"), ("bs", "0")])
+def test_bad_values_are_clean_errors_before_any_work(tmp_path, key, value):
+    result = run_script(f"{key}={value}", f"workdir={tmp_path / 'w'}", f"markdown={tmp_path / 'B.md'}")
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "B.md").exists() and not (tmp_path / "w").exists()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ais_bench") is not None, reason="ais_bench is installed here")
-def test_acl_without_ais_bench_is_a_clean_error(tmp_path):
-    result = run_cli(*TINY, "--configs", "acl:fp16", "--workdir", str(tmp_path / "w"))
-    assert result.returncode == 2
-    assert "error:" in result.stderr and "ais_bench" in result.stderr and "Traceback" not in result.stderr
+@pytest.mark.parametrize("argv", [["--configs", "onnxruntime:bf16"], ["--configs", "torch"], ["--batchsizes", "1,,2"],
+                                  ["--max-seconds", "soon"], ["--max-seconds", "0"], ["--loop", "x"], ["--size", "8"]])
+def test_bad_flags_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        benchmark.build_parser().parse_args(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: argument ") and argv[0] in err.splitlines()[0]
 
 
-def test_script_rejects_bad_keys():
-    for args in (["nope=1"], ["bs=0"], ["loop=x"], ["max_seconds=soon"], ["quiet=2"]):
-        result = run_cli(*args, script=True)
-        assert result.returncode == 2, args
-        assert "error:" in result.stderr
+def test_missing_weights_and_missing_backends_are_clean_errors(tmp_path, monkeypatch):
+    with pytest.raises(UserError, match="checkpoint not found"):
+        benchmark.main(["--weights", str(tmp_path / "none.pth"), "--configs", "torch:fp32", "--workdir",
+                        str(tmp_path / "w"), "--markdown", str(tmp_path / "B.md")])
+    cls = backends.get_backend("onnxruntime")
+    monkeypatch.setattr(cls, "available", classmethod(lambda c: (False, "pip install something")))
+    with pytest.raises(UserError, match="--configs: pip install something"):
+        benchmark.main([*TINY, "--configs", "onnxruntime:fp32", "--batchsizes", "1", "--max-seconds", "1",
+                        "--workdir", str(tmp_path / "w"), "--markdown", str(tmp_path / "B.md")])
+    assert not (tmp_path / "w").exists() and not (tmp_path / "B.md").exists()
 
 
-def test_missing_weights_is_a_clean_error(tmp_path):
-    result = run_cli("--weights", str(tmp_path / "none.pth"), "--configs", "torch:fp32", "--workdir",
-                     str(tmp_path / "w"))
-    assert result.returncode == 2
-    assert "checkpoint not found" in result.stderr
-
-
-def test_module_imports_nothing_heavy():
-    """The benchmark driver itself stays light: torch and onnxruntime are imported where they are used."""
+def test_package_imports_nothing_heavy():
+    """The benchmark itself stays light: torch, onnxruntime and matplotlib are imported where they are used."""
     code = ("import sys, unet_infer.benchmark; "
-            "print(sorted(m for m in ('torch', 'onnxruntime', 'matplotlib') if m in sys.modules))")
+            "print(sorted(m for m in ('torch', 'onnxruntime', 'onnx', 'matplotlib') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
-    assert result.stdout.strip() == "[]"
-    assert benchmark.PRECISIONS["onnxruntime"] == ("fp32", "int8")
+    assert result.stdout.strip() == "[]", result.stderr

@@ -1,0 +1,161 @@
+"""Throughput tables: the runner in pure-inference mode over backend x precision x batch size.
+
+    scripts/benchmark.sh                                   # the defaults for this machine (CPU or GPU)
+    python3 -m unet_infer.benchmark --weights random --width 64 --size 572 --batchsizes 1,2,4 \\
+        --configs onnxruntime:fp32,onnxruntime:int8,torch:fp32,torch:bf16 --loop 100 --max-seconds 60
+
+Every row is one run of the guide's performance command, with our runner in place of ais_bench:
+
+    python3 -m unet_infer.bench --model=UNet_bs8.onnx --loop=100 --batchsize=8 --warmup_count=1 \\
+        --output=WORKDIR/runs --output_dirname=<config>_bs8_<stamp> --backend=onnxruntime --precision=fp32
+
+images/s = the summary's throughput (1000 x batch size / mean compute time of one batch, ms: host
+time excluded, as ais_bench counts it); p50 and p99 = the compute time of one batch (ms).
+
+Without --batchsizes, --configs or --max-seconds, the missing ones are this machine's defaults:
+one set with a CUDA GPU (seen by torch), one for the CPU only (see each option); the choice is printed.
+
+The models are made once under WORKDIR/models/<model>/ and reused while what they are made from is
+unchanged (the pipeline driver's rule): the weights (--weights random: UNet(width=W), seed 0, as
+fast as trained weights), UNet_dynamic_bs.onnx, UNet_dynamic_sim.onnx, a backend's quantised model
+(calibrated on 4 generated images) and its model per batch size; a backend that runs the
+checkpoint takes the .pth itself.
+
+--max-seconds S caps the time of one row: a config's first row is probed with --loop=1 and the
+loop count is cut (down to 1) so that the row takes about S seconds; later batch sizes of the
+config are planned from the time per image measured so far. The loop count used is a column.
+
+The table goes into --markdown (BENCHMARKS.md) as one section per machine, model and date, keyed
+by its "## " line: a second run on the same machine, model and date replaces that section and
+keeps every other one. The plot (images/s against batch size) goes to --plot.
+"""
+
+import os
+import shlex
+from pathlib import Path
+
+from .. import backends, cli
+from ..cli import UserError
+from ..formats import DEFAULT_SIZE
+from ..machine import describe_machine, today
+from ..progress import set_quiet
+from .configs import CPU, GPU, check_available, configs_type, fill_defaults, max_seconds_type
+from .markdown import (COLUMNS, HEADER, TITLE, check_markdown, link, merge_section, plot_path, render_section,
+                       section_heading, software_line, split_sections, write_markdown)
+from .models import RANDOM, RANDOM_SEED, describe_model, prepare_models
+from .runs import Job, Runner, config_rows, plan_loop
+
+PROG = "python3 -m unet_infer.benchmark"
+COMMAND_ENV = "UNET_BENCH_COMMAND"  # set by scripts/benchmark.sh: the command line as the user typed it
+
+__all__ = ["COLUMNS", "HEADER", "TITLE", "build_parser", "main", "merge_section", "plan_loop", "python_command",
+           "section_heading", "split_sections"]
+
+
+def _by_machine(name):
+    """A default that depends on the machine, as the help shows it."""
+    def show(defaults):
+        value = getattr(defaults, name)
+        return f"{value:g}" if isinstance(value, float) else value
+    return f"{show(CPU)} on the CPU, {show(GPU)} with a CUDA GPU"
+
+
+def build_parser():
+    parser = cli.parser(PROG, __doc__)
+    add = parser.add_argument
+    add("--weights", default=RANDOM, help=f"UNet checkpoint (.pth state_dict), or '{RANDOM}': UNet(width=--width), "
+                                          f"seed {RANDOM_SEED}")
+    add("--width", type=cli.int_at_least(1), default=64, help="width of the random UNet (64: the ModelZoo model)")
+    add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="input height = width")
+    add("--batchsizes", type=cli.int_list_type(),
+        help=f"batch sizes, comma list; without it: {_by_machine('batchsizes')}")
+    add("--configs", type=configs_type, help=f"backend:precision, comma list ({backends.describe()}); without it: "
+                                             f"{_by_machine('configs')}")
+    add("--loop", type=cli.int_at_least(1), default=100, help="timed runs per row (ais_bench --loop)")
+    add("--warmup", type=cli.int_at_least(0), default=1, help="untimed runs first (ais_bench --warmup_count)")
+    add(*cli.flag("max_seconds"), dest="max_seconds", type=max_seconds_type,
+        help="about the most seconds one row may take: the loop count is cut (down to 1) to fit; 'none': no "
+             f"limit; without it: {_by_machine('max_seconds')}")
+    add("--workdir", default="work/bench", help="folder for the models and the runs")
+    add("--markdown", default="BENCHMARKS.md", help="the markdown file whose section for this machine, model "
+                                                   "and date is written")
+    add("--plot", help="the PNG plot of images/s against batch size; without it: benchmarks/<section>.png "
+                       "beside --markdown")
+    add("--threads", type=cli.int_at_least(1), help="CPU threads per run; without it: the runner's (every CPU)")
+    add("--device", type=cli.int_at_least(0), help="device id of the runs; without it: the runner's (0)")
+    cli.add_quiet(parser)
+    return parser
+
+
+def _show(path):
+    """A path as the command shows it: relative to the current folder when it is inside it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve())) if path.is_absolute() else str(path)
+    except ValueError:
+        return str(path)
+
+
+def python_command(args, batchsizes, configs, max_seconds):
+    """The python3 -m unet_infer.benchmark command with every option spelled out (defaults resolved)."""
+    parts = [*PROG.split(), "--weights", args.weights if args.weights == RANDOM else _show(args.weights),
+             "--width", str(args.width), "--size", str(args.size), "--batchsizes", ",".join(map(str, batchsizes)),
+             "--configs", ",".join(f"{b}:{p}" for b, p in configs), "--loop", str(args.loop),
+             "--warmup", str(args.warmup), "--max-seconds", "none" if max_seconds is None else f"{max_seconds:g}",
+             "--workdir", _show(args.workdir), "--markdown", _show(args.markdown)]
+    if args.plot:
+        parts += ["--plot", _show(args.plot)]
+    if args.threads:
+        parts += ["--threads", str(args.threads)]
+    if args.device is not None:
+        parts += ["--device", str(args.device)]
+    return shlex.join(parts)
+
+
+def fallback_machine(backend):
+    """The machine of a row whose summary names none (ais_bench's own summaries)."""
+    return describe_machine() + (", Ascend NPU" if backend == "acl" else "")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    set_quiet(args.quiet)
+    if args.weights != RANDOM and not Path(args.weights).is_file():
+        raise UserError(f"{args.weights}: checkpoint not found (--weights takes a .pth file or '{RANDOM}')")
+    check_markdown(args.markdown)
+    batchsizes, configs, max_seconds, note = fill_defaults(args.batchsizes, args.configs, args.max_seconds)
+    if note:
+        print(f"[benchmark] {note}", flush=True)
+    check_available(configs)
+    workdir = Path(args.workdir)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise cli.os_error(workdir, exc, "create the work folder") from None
+
+    models = prepare_models(workdir, args.weights, args.width, args.size, configs, batchsizes, args.threads)
+    model_short, model_long = describe_model(models.pth, args.weights, args.size)
+    runner = Runner(workdir, args.size, args.warmup, args.threads, args.device, args.quiet)
+    date, rows, failures = today(), [], []
+    for backend, precision in configs:
+        jobs = [Job(backend, precision, bs, models.paths[backend, precision, bs]) for bs in batchsizes]
+        got, failed = config_rows(runner, jobs, args.loop, max_seconds, date, fallback_machine(backend))
+        rows += got
+        failures += failed
+    if not rows:
+        raise UserError(f"every run failed; nothing to write (see the runs' output above and in {runner.out})")
+
+    machine = max((r["machine"] for r in rows), key=len)  # the fullest: names the GPU where one was used
+    heading = section_heading(machine, model_short, date)
+    plot = Path(args.plot) if args.plot else plot_path(args.markdown, heading)
+    from ..report import plot_fps_vs_batch
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    plot_fps_vs_batch(rows, plot, title=f"{model_short}\n{machine}, {date}")
+    commands = [os.environ[COMMAND_ENV]] if os.environ.get(COMMAND_ENV) else []
+    commands.append(python_command(args, batchsizes, configs, max_seconds))
+    section = render_section(heading, rows, model_long, commands, software_line(configs, args.threads),
+                             link(plot, args.markdown), failures)
+    write_markdown(args.markdown, section)
+    print(f"[benchmark] {len(rows)} row{'s' if len(rows) != 1 else ''} in {args.markdown} (section '{heading[3:]}'), plot {plot}"
+          + (f"; {len(failures)} run(s) failed" if failures else ""), flush=True)
+    return 1 if failures else 0

@@ -1,0 +1,103 @@
+"""What to benchmark: ``backend:precision`` configs checked against the backends' own declarations,
+and this machine's defaults (a CUDA GPU or the CPU only) for what the user did not give.
+"""
+
+import argparse
+import logging
+from dataclasses import dataclass
+
+from .. import backends
+from ..cli import UserError, int_list, positive_float
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """The batch sizes, configs and seconds per row used where the user gave none."""
+
+    name: str
+    batchsizes: str
+    configs: str
+    max_seconds: float
+
+
+CPU = Defaults("CPU", "1,2,4", "onnxruntime:fp32,onnxruntime:int8,torch:fp32,torch:bf16", 60.0)
+GPU = Defaults("GPU", "1,4,8,16,32,64", "torch:fp32,torch:fp16,torch:bf16,onnxruntime:fp32", 120.0)
+NO_LIMIT = "none"
+GPU_BACKEND = "torch"  # the backend asked whether this machine has a CUDA GPU
+
+
+def parse_configs(text):
+    """``"onnxruntime:fp32,torch:bf16"`` -> ``[("onnxruntime", "fp32"), ("torch", "bf16")]`` (duplicates
+    dropped); a backend or precision the registry does not declare is a :class:`UserError`."""
+    configs = []
+    for part in [p.strip() for p in str(text).split(",")]:
+        name, sep, precision = part.partition(":")
+        if not sep or not name or not precision:
+            raise UserError(f"{part!r} is not backend:precision (e.g. onnxruntime:fp32)")
+        if name not in backends.names():
+            raise UserError(f"unknown backend {name!r} in {part!r} ({backends.describe()})")
+        if precision not in backends.get_backend(name).precisions:
+            raise UserError(f"precision {precision} is not available on {name} in {part!r} ({backends.describe()})")
+        if (name, precision) not in configs:
+            configs.append((name, precision))
+    return configs
+
+
+def configs_type(text):
+    """argparse type of :func:`parse_configs`."""
+    try:
+        return parse_configs(text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+configs_type.__name__ = "backend:precision list"
+
+
+def max_seconds_type(text):
+    """argparse type of ``--max-seconds``: seconds above 0, or ``none`` (no limit)."""
+    return NO_LIMIT if text == NO_LIMIT else positive_float(text)
+
+
+max_seconds_type.__name__ = "seconds"
+
+
+def check_available(configs):
+    """Every backend asked for can run here, else a :class:`UserError` saying what to install."""
+    for name in dict.fromkeys(name for name, _ in configs):
+        try:
+            backends.usable_backend(name)
+        except UserError as exc:
+            raise UserError(f"--configs: {exc}") from None
+
+
+def has_gpu():
+    """Whether the GPU backend is installed and sees a CUDA GPU (imports its framework)."""
+    cls = backends.get_backend(GPU_BACKEND)
+    return cls.available()[0] and cls.has_gpu()
+
+
+def machine_defaults(gpu=None):
+    """:data:`GPU` on a machine with a CUDA GPU, else :data:`CPU` (``gpu``: the answer, when known)."""
+    return GPU if (has_gpu() if gpu is None else gpu) else CPU
+
+
+def fill_defaults(batchsizes, configs, max_seconds, gpu=None):
+    """``(batchsizes, configs, max_seconds, note)``: the ones not given (None) taken from this
+    machine's defaults, and ``note`` saying which were chosen (None when all were given).
+    ``max_seconds`` :data:`NO_LIMIT` becomes None (no limit)."""
+    given = {"batchsizes": batchsizes, "configs": configs, "max_seconds": max_seconds}
+    missing = [name for name, value in given.items() if value is None]
+    note = None
+    if missing:
+        chosen = machine_defaults(gpu)
+        filled = {"batchsizes": int_list(chosen.batchsizes), "configs": parse_configs(chosen.configs),
+                  "max_seconds": chosen.max_seconds}
+        shown = {"batchsizes": chosen.batchsizes, "configs": chosen.configs, "max_seconds": f"{chosen.max_seconds:g}"}
+        given.update({name: filled[name] for name in missing})
+        why = "a CUDA GPU is available" if chosen is GPU else "no CUDA GPU"
+        note = f"{why}: {chosen.name} defaults " + " ".join(f"--{n.replace('_', '-')} {shown[n]}" for n in missing)
+    seconds = None if given["max_seconds"] == NO_LIMIT else given["max_seconds"]
+    return given["batchsizes"], given["configs"], seconds, note

@@ -1,0 +1,172 @@
+"""BENCHMARKS.md: its header, one section per machine, model and date (keyed by its ``## `` line),
+and the merge that replaces a section of the same heading and keeps every other one.
+"""
+
+import importlib.metadata
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import backends
+from ..cli import UserError
+from ..formats import atomic_write_text
+from ..parallel import default_threads
+from .models import slug
+
+TITLE = "# UNet inference benchmarks"
+HEADER = f"""{TITLE}
+
+Made by `scripts/benchmark.sh` (`python3 -m unet_infer.benchmark`): our ais_bench-compatible runner
+in pure-inference mode, as `python3 -m ais_bench --model=UNet_bs8.om --loop=100 --batchsize=8`,
+over backend x precision x batch size.
+
+- **images/s** = 1000 x batch size / mean compute time of one batch (ms), as ais_bench reports
+  its throughput: the model's compute only; host time (making the data, copies to and from the
+  device) is not counted. **p50** and **p99**: median and 99th percentile of the compute time of
+  one batch over the timed runs (`loop`, after 1 untimed warm-up run). **ms/image** = mean
+  compute time of one batch / batch size.
+- `loop` below the requested count: cut by `--max-seconds` so that one row takes about that long.
+- The model for speed is the full ModelZoo UNet (width 64, 31.0 M parameters, 477.6 GFLOP per
+  572x572 image); random weights run at the same speed as trained ones.
+- Each section is one machine, model and date; running the benchmark again on the same machine,
+  model and date replaces its section and keeps the others.
+
+For comparison, the seed guide's figures (ais_bench, Ascend .om models compiled by atc, whose
+default precision for inference is fp16; UNet at 572x572, images/s):
+
+| Chip | bs 1 | bs 4 | bs 8 | bs 16 | bs 32 | bs 64 |
+|---|---|---|---|---|---|---|
+| Ascend 310P3 | 75.06 | 71.29 | 68.53 | 67.71 | 65.50 | 49.02 |
+| Ascend 310B1 | 12.78 | 11.75 | 11.56 | 11.29 | 11.18 | NA |
+
+An older version of the guide, bs 1: Ascend 310 44.40, 310P 78.64, NVIDIA T4 38.45 images/s.
+"""
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column: its title and the cell it shows for a row (a dict of :func:`runs.make_row`)."""
+
+    title: str
+    cell: object
+
+
+COLUMNS = (
+    Column("Backend", lambda r: r["backend"]),
+    Column("Precision", lambda r: r["precision"]),
+    Column("Batch size", lambda r: r["batchsize"]),
+    Column("images/s", lambda r: f"{r['fps']:.2f}"),
+    Column("p50 ms/batch", lambda r: f"{r['p50']:.2f}"),
+    Column("p99 ms/batch", lambda r: f"{r['p99']:.2f}"),
+    Column("ms/image", lambda r: f"{r['ms_per_image']:.2f}"),
+    Column("loop", lambda r: r["loop"]),
+    Column("Machine", lambda r: r["machine"]),
+    Column("Date", lambda r: r["date"]),
+)
+
+
+def section_heading(machine, model, date):
+    """The key of a section: its ``## `` line."""
+    return f"## {machine} · {model} · {date}"
+
+
+def plot_path(markdown, heading):
+    """The default plot of a section: benchmarks/<heading as a file name>.png beside the markdown."""
+    return Path(markdown).parent / "benchmarks" / f"{slug(heading[3:], 120)}.png"
+
+
+def _cell(value):
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def table_lines(rows, columns=COLUMNS):
+    lines = ["| " + " | ".join(c.title for c in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(c.cell(row)) for c in columns) + " |")
+    return lines
+
+
+def render_section(heading, rows, model_long, commands, software, plot_link=None, failures=()):
+    """The markdown of one section (heading, model, software, commands, table, failures, plot)."""
+    lines = [heading, "", f"Model: {model_long}.", "", f"Software: {software}.", "", "Command:", "", "```bash"]
+    lines += list(commands) + ["```", ""] + table_lines(rows)
+    if failures:
+        lines += ["", "Failed runs (no row): " + "; ".join(
+            f"{f['backend']} {f['precision']} bs {f['batchsize']} (exit status {f['status']})" for f in failures) + "."]
+    if plot_link:
+        lines += ["", f"![images/s against batch size]({plot_link})"]
+    return "\n".join(lines) + "\n"
+
+
+def split_sections(text):
+    """``(header, [section, ...])``: a section starts at a ``## `` line outside a fenced code block."""
+    header, sections, fenced = [], [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if line.startswith("## ") and not fenced:
+            sections.append([line])
+        elif sections:
+            sections[-1].append(line)
+        else:
+            header.append(line)
+    return "\n".join(header), ["\n".join(s).rstrip() + "\n" for s in sections]
+
+
+def merge_section(text, section):
+    """``text`` (a BENCHMARKS.md, or "") with ``section`` in place of the one with the same heading
+    (or appended), under our header; every other section is kept as it was."""
+    heading = section.splitlines()[0].rstrip()
+    _, sections = split_sections(text or "")
+    kept, replaced = [], False
+    for old in sections:
+        if old.splitlines()[0].rstrip() == heading:
+            if not replaced:
+                kept.append(section)
+            replaced = True
+        else:
+            kept.append(old)
+    if not replaced:
+        kept.append(section)
+    return HEADER.rstrip() + "\n\n" + "\n".join(s.rstrip() + "\n" for s in kept)
+
+
+def check_markdown(path):
+    """``path`` can take a section: not a folder, readable when it exists (before any run)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, expected a markdown file")
+    try:
+        return path.read_text(encoding="utf-8") if path.is_file() else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read it ({exc})") from None
+
+
+def write_markdown(path, section):
+    """Merge ``section`` into the markdown file ``path`` (made when missing)."""
+    path = Path(path)
+    old = check_markdown(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, merge_section(old, section))
+    return path
+
+
+def link(plot, markdown):
+    """The plot's path as the markdown links it: relative to the markdown's folder."""
+    return Path(os.path.relpath(Path(plot).resolve(), Path(markdown).resolve().parent)).as_posix()
+
+
+def software_line(configs, threads):
+    """``Python 3.x, onnxruntime 1.y, torch 2.z, N CPU threads``: the packages of the configs' backends."""
+    parts = [f"Python {sys.version.split()[0]}"]
+    for cls in dict.fromkeys(backends.get_backend(name) for name, _ in configs):
+        if not cls.package:
+            parts.append(f"{cls.name} backend")
+            continue
+        try:
+            parts.append(f"{cls.package} {importlib.metadata.version(cls.package)}")
+        except importlib.metadata.PackageNotFoundError:
+            parts.append(cls.package)
+    parts.append(f"{threads or default_threads()} CPU threads")
+    return ", ".join(parts)

@@ -1,0 +1,164 @@
+"""The models a benchmark runs, made once per model under WORKDIR/models/<tag>/ and reused.
+
+Each backend says what it runs (``source``, ``quantized``, ``artefact``) and how it is built
+(``quantize``, ``compile``); the paths are :class:`~unet_infer.workdir.Workdir`'s and a model is
+remade exactly when the pipeline driver would remake it (:mod:`unet_infer.stages`: its inputs'
+names, sizes and times, the weights' content hash, its options, and the file itself):
+
+    weights (--weights random only)  UNet_w<W>_seed0.pth
+    export                           UNet_dynamic_bs.onnx    (unet_infer.export.pth_to_onnx)
+    simplify                         UNet_dynamic_sim.onnx   (unet_infer.simplify.simplify)
+    quantize_<backend>               e.g. UNet_int8.onnx     (its quantize, on WORKDIR/calib_s<S>)
+    <backend>_<artefact>             e.g. UNet_bs8.onnx      (its compile, per batch size)
+
+A backend whose ``source`` is ``pth`` runs the checkpoint itself. Calibration images: 4 generated
+Carvana-format images (WORKDIR/calib_sample), preprocessed at the model's size (WORKDIR/calib_s<S>).
+"""
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import backends, stages
+from ..cli import UserError
+from ..workdir import Workdir
+
+log = logging.getLogger(__name__)
+
+RANDOM = "random"
+RANDOM_SEED = 0
+CALIB_IMAGES = 4
+CALIB_SEED = 0
+
+
+def slug(text, limit=80):
+    """``text`` as a file name: lower case, runs of other characters as one ``-``."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-").lower()[:limit].strip("-")
+
+
+def model_tag(weights, width, size):
+    """The folder name of one model's files: ``random_w64_s572`` or ``<stem>_<path hash>_s572``."""
+    if weights == RANDOM:
+        return f"random_w{width}_s{size}"
+    digest = hashlib.sha1(str(Path(weights).resolve()).encode()).hexdigest()[:8]
+    return f"{slug(Path(weights).stem, 40) or 'weights'}_{digest}_s{size}"
+
+
+def model_workdir(workdir, weights, width, size):
+    """The :class:`Workdir` of one model: WORKDIR/models/<tag>."""
+    return Workdir(Path(workdir) / "models" / model_tag(weights, width, size))
+
+
+def build(work, stage, inputs, outputs, make, weights=None, options=None):
+    """Run ``make()`` unless ``stage`` of ``work`` is complete for these inputs, outputs (recorded
+    as inputs, so that a changed or missing output re-runs it), weights and options; True when it ran."""
+    paths = [*inputs, *outputs]
+    if stages.complete(work, stage, stages.manifest(paths, weights, options)):
+        log.info("reusing %s", ", ".join(str(p) for p in outputs))
+        return False
+    stages.forget(work, stage)  # interrupted from here on: not complete
+    make()
+    missing = [str(p) for p in outputs if not Path(p).exists()]
+    if missing:
+        raise UserError(f"{stage}: finished without writing {', '.join(missing)}")
+    stages.record(work, stage, stages.manifest(paths, weights, options))
+    return True
+
+
+def make_random_weights(path, width, seed=RANDOM_SEED):
+    """Save the state_dict of ``UNet(width=width)`` initialised with ``seed`` (the ModelZoo layout)."""
+    import torch
+
+    from ..formats import atomic_path
+    from ..model import UNet
+
+    torch.manual_seed(seed)
+    model = UNet(width=width).eval()
+    with atomic_path(path) as tmp:
+        torch.save(model.state_dict(), tmp)
+    log.info("wrote %s: random UNet of width %d (seed %d)", path, width, seed)
+    return Path(path)
+
+
+def describe_model(pth, weights, size):
+    """``(heading words, sentence)`` of the model: width, weights, parameters, GFLOP per image."""
+    from ..model import count_macs, count_parameters, load_unet
+
+    model, layout = load_unet(pth)
+    params = count_parameters(model) / 1e6
+    gflop = 2 * count_macs(model, size) / 1e9
+    source = f"random weights (seed {RANDOM_SEED})" if weights == RANDOM else Path(weights).name
+    short = f"UNet w{layout.width} {layout.name}, {source}, {size}x{size}"
+    gflop_text = f"{gflop:.1f}" if gflop >= 1 else f"{gflop:.3g}"
+    long = (f"UNet of width {layout.width} ({layout.name} layout, {layout.n_classes} class"
+            f"{'es' if layout.n_classes != 1 else ''}), {source}: {params:.1f} M parameters, "
+            f"{gflop_text} GFLOP per {size}x{size} image")
+    return short, long
+
+
+def calibration_images(workdir, size):
+    """WORKDIR/calib_s<S>: :data:`CALIB_IMAGES` generated images preprocessed at ``size`` (made once)."""
+    from ..preprocess import preprocess_folder
+    from ..sample import generate
+
+    work = Workdir(workdir)
+    sample, calib = work / "calib_sample", work / f"calib_s{size}"
+    build(work.root, "calib_sample", [], [sample],
+          lambda: generate(sample, cars=1, seed=CALIB_SEED, views=CALIB_IMAGES),
+          options={"images": CALIB_IMAGES, "seed": CALIB_SEED})
+    build(work.root, f"calib_s{size}", [sample], [calib],
+          lambda: preprocess_folder(sample / "train", calib, size), options={"size": size})
+    return calib
+
+
+@dataclass
+class Models:
+    """What :func:`prepare_models` made: the checkpoint, the model per config and batch size, and
+    the stages that ran (empty when everything was reused)."""
+
+    pth: Path
+    paths: dict = field(default_factory=dict)  # (backend, precision, batchsize) -> model file
+    built: list = field(default_factory=list)
+
+
+def prepare_models(workdir, weights, width, size, configs, batchsizes, threads=None):
+    """Make (or reuse) every model the ``(backend, precision)`` configs need at ``batchsizes``."""
+    work = model_workdir(workdir, weights, width, size)
+    work.root.mkdir(parents=True, exist_ok=True)
+    models = Models(pth=work / f"UNet_w{width}_seed{RANDOM_SEED}.pth" if weights == RANDOM else Path(weights))
+    pth = models.pth
+
+    def step(stage, inputs, outputs, make, with_weights=False, **options):
+        if build(work.root, stage, inputs, outputs, make, pth if with_weights else None, options):
+            models.built.append(stage)
+
+    if weights == RANDOM:
+        step("weights", [], [pth], lambda: make_random_weights(pth, width), width=width, seed=RANDOM_SEED)
+    elif not pth.is_file():
+        raise UserError(f"{pth}: checkpoint not found (--weights takes a .pth file or '{RANDOM}')")
+    classes = [(backends.get_backend(name), precision) for name, precision in configs]
+    if any(cls.source == "onnx" for cls, _ in classes):
+        from ..export import pth_to_onnx
+        from ..simplify import simplify
+        step("export", [], [work.onnx], lambda: pth_to_onnx(pth, work.onnx, size), with_weights=True, size=size)
+        step("simplify", [work.onnx], [work.simplified], lambda: simplify(work.onnx, work.simplified, size),
+             size=size)
+    for cls in dict.fromkeys(cls for cls, precision in classes if precision in cls.quantized):
+        calib = calibration_images(workdir, size)
+        step(f"quantize_{cls.name}", [work.simplified, calib], [work.quantized(cls)],
+             lambda cls=cls, calib=calib: cls.quantize(work.simplified, calib, work.quantized(cls),
+                                                       n_calib=CALIB_IMAGES, size=size, threads=threads),
+             n_calib=CALIB_IMAGES, size=size)
+    for cls, precision in classes:
+        for bs in batchsizes:
+            model = work.model(cls, precision, bs, pth)
+            if cls.source == "onnx":
+                src = work.model_source(cls, precision)
+                step(f"{cls.name}_{model.name}", [src], [model],
+                     lambda cls=cls, src=src, model=model, bs=bs, precision=precision: cls.compile(
+                         src, model, bs, precision=precision, threads=threads, size=size, check=False),
+                     batchsize=bs, precision=precision, size=size)
+            models.paths[cls.name, precision, bs] = model
+    return models

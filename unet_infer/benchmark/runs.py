@@ -1,0 +1,208 @@
+"""The runs: ``python3 -m unet_infer.bench`` in pure-inference mode, one row per config and batch size.
+
+A row is one run of the guide's performance command with our runner in place of ais_bench,
+
+    python3 -m unet_infer.bench --model=UNet_bs8.onnx --loop=100 --batchsize=8 --warmup_count=1 \\
+        --output=WORKDIR/runs --output_dirname=<config>_bs8_<stamp> --backend=onnxruntime --precision=fp32
+
+read back through :mod:`unet_infer.summary` only. ``--max-seconds`` plans the loop count
+(:class:`LoopPlanner`). :func:`measure` chooses the runs of one row; :func:`config_rows` makes the rows
+of a config.
+"""
+
+import logging
+import math
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import backends
+from .. import summary as summ
+from ..cli import UserError
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+PERF_LINE = re.compile(r"^\[INFO\] (NPU_compute_time|throughput)")
+TAIL_LINES = 12
+
+
+def plan_loop(loop, warmup, budget_s, per_run_s, overhead_s=0.0):
+    """Timed runs that fit ``budget_s``: overhead + (warmup + n) x per run <= budget, 1 <= n <= loop."""
+    if budget_s is None or per_run_s <= 0:
+        return loop
+    n = math.floor((budget_s - overhead_s) / per_run_s) - warmup
+    return max(1, min(loop, n))
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row to measure: a backend, a precision, a batch size and the model file the runner loads."""
+
+    backend: str
+    precision: str
+    batchsize: int
+    model: Path
+
+    def __str__(self):
+        return f"{self.backend} {self.precision} bs {self.batchsize}"
+
+
+@dataclass
+class Run:
+    """What one runner process gave: its summary (None when it failed), wall time, exit status, log."""
+
+    summary: dict
+    wall_s: float
+    status: int
+    log: Path
+    loop: int
+
+
+class Runner:
+    """Starts ``python3 -m unet_infer.bench`` runs in pure-inference mode and reads their summaries."""
+
+    def __init__(self, workdir, size, warmup, threads=None, device=None, quiet=False):
+        self.out = Path(workdir) / "runs"
+        self.size, self.warmup, self.threads, self.device, self.quiet = size, warmup, threads, device, quiet
+        self.stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.count = 0
+
+    def _dirname(self, job, loop):
+        while True:
+            self.count += 1
+            name = f"{job.backend}_{job.precision}_bs{job.batchsize}_loop{loop}_{self.stamp}_{self.count}"
+            if not (self.out / name).exists() and not (self.out / f"{name}_summary.json").exists():
+                return name
+
+    def command(self, job, loop, dirname):
+        """The runner's command line; an external backend (acl: ais_bench itself) gets ais_bench's flags only."""
+        cmd = [sys.executable, "-m", "unet_infer.bench", f"--model={job.model}", f"--loop={loop}",
+               f"--batchsize={job.batchsize}", f"--warmup_count={self.warmup}", f"--output={self.out}",
+               f"--output_dirname={dirname}"]
+        if self.device is not None:
+            cmd.append(f"--device={self.device}")
+        if backends.get_backend(job.backend).external:
+            return cmd  # the .om suffix picks the backend; ais_bench checks the rest
+        cmd += [f"--backend={job.backend}", f"--precision={job.precision}", f"--size={self.size}"]
+        if self.threads:
+            cmd.append(f"--threads={self.threads}")
+        if self.quiet:
+            cmd.append("--quiet")
+        return cmd
+
+    def run(self, job, loop):
+        """One runner process with ``loop`` timed runs: a :class:`Run`."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        dirname = self._dirname(job, loop)
+        cmd = self.command(job, loop, dirname)
+        log_path = self.out / f"{dirname}.log"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        log.info("%s, loop %d: %s", job, loop, shlex.join(cmd[1:]))
+        start = time.perf_counter()
+        tail = []
+        with open(log_path, "w", encoding="utf-8") as fh:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                    errors="replace")
+            for line in proc.stdout:
+                fh.write(line)
+                tail = (tail + [line])[-TAIL_LINES:]
+                if not self.quiet or PERF_LINE.match(line):
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+            status = proc.wait()
+        wall = time.perf_counter() - start
+        summary_path = self.out / f"{dirname}_summary.json"
+        if status or not summary_path.is_file():
+            if self.quiet:
+                sys.stderr.write("".join(tail))
+            log.warning("%s failed (exit status %d); its output: %s", job, status, log_path)
+            return Run(None, wall, status or 1, log_path, loop)
+        return Run(summ.read_summary(summary_path), wall, 0, log_path, loop)
+
+
+class LoopPlanner:
+    """The loop count of each row of one config under ``--max-seconds``: the config's first row is
+    probed with ``--loop=1``, later rows are planned from the time per image and the fixed cost
+    per process measured so far."""
+
+    def __init__(self, loop, warmup, max_seconds):
+        self.loop, self.warmup, self.max_seconds = loop, warmup, max_seconds
+        self.per_image_s = self.overhead_s = None
+
+    @property
+    def needs_probe(self):
+        return self.max_seconds is not None and self.loop > 1 and self.per_image_s is None
+
+    def loop_for(self, batchsize):
+        """The loop count of a row at ``batchsize``, from what was measured so far."""
+        if self.max_seconds is None or self.per_image_s is None:
+            return self.loop
+        return plan_loop(self.loop, self.warmup, self.max_seconds, self.per_image_s * batchsize, self.overhead_s)
+
+    def after_probe(self, probe, job):
+        """The loop count of ``job``'s row after its ``--loop=1`` run ``probe``, in the budget it left."""
+        per_run_s = summ.compute_ms(probe.summary) / 1000.0
+        overhead_s = max(0.0, probe.wall_s - (self.warmup + 1) * per_run_s)
+        planned = plan_loop(self.loop, self.warmup, self.max_seconds - probe.wall_s, per_run_s, overhead_s)
+        log.info("%s: %.3f s per batch, %.1f s fixed cost per run: loop %d", job, per_run_s, overhead_s, planned)
+        return planned
+
+    def learn(self, run, batchsize):
+        """Remember the time per image and the fixed cost per process of a finished run."""
+        per_run_s = summ.compute_ms(run.summary) / 1000.0
+        self.per_image_s = per_run_s / batchsize
+        self.overhead_s = max(0.0, run.wall_s - (self.warmup + run.loop) * per_run_s)
+
+
+def make_row(summary, job, loop, date, fallback_machine):
+    """One table row from a run's summary."""
+    fps = summ.throughput(summary)
+    p50, p99 = summ.percentile_ms(summary, 50), summ.percentile_ms(summary, 99)
+    if not fps > 0 or p99 is None:
+        raise UserError(f"{job}: the summary has no usable throughput or compute time percentiles")
+    recorded = summ.precision(summary)
+    if recorded and recorded != job.precision:
+        log.warning("%s: the runner reports precision %s", job, recorded)
+    return {"backend": job.backend, "precision": job.precision, "batchsize": job.batchsize, "fps": fps,
+            "p50": p50, "p99": p99, "ms_per_image": summ.compute_ms(summary) / job.batchsize, "loop": loop,
+            "machine": summ.machine(summary) or fallback_machine, "date": date}
+
+
+def measure(runner, job, planner):
+    """The run a row is made of: under ``--max-seconds``, a config's first row is a ``--loop=1`` probe,
+    then (when more than one timed run fits what is left of the budget) the planned run. This is the
+    one place that decides which runs make a row (rounds, a reference session, would go here)."""
+    if not planner.needs_probe:
+        run = runner.run(job, planner.loop_for(job.batchsize))
+    else:
+        run = runner.run(job, 1)
+        planned = planner.after_probe(run, job) if run.summary else 1
+        if planned > 1:
+            run = runner.run(job, planned)
+    if run.summary:
+        planner.learn(run, job.batchsize)
+    return run
+
+
+def config_rows(runner, jobs, loop, max_seconds, date, fallback_machine):
+    """The rows of one config (its jobs, one per batch size, in order): ``(rows, failures)``."""
+    planner = LoopPlanner(loop, runner.warmup, max_seconds)
+    rows, failures = [], []
+    for job in jobs:
+        run = measure(runner, job, planner)
+        if not run.summary:
+            failures.append({"backend": job.backend, "precision": job.precision, "batchsize": job.batchsize,
+                             "status": run.status, "log": run.log})
+            continue
+        row = make_row(run.summary, job, run.loop, date, fallback_machine)
+        cut = f" (cut from {loop} by --max-seconds {max_seconds:g})" if run.loop < loop else ""
+        print(f"[benchmark] {job}: {row['fps']:.2f} images/s, p50 {row['p50']:.2f} ms, p99 {row['p99']:.2f} ms "
+              f"per batch, {row['ms_per_image']:.2f} ms/image, loop {run.loop}{cut}", flush=True)
+        rows.append(row)
+    return rows, failures
