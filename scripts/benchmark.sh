@@ -13,6 +13,10 @@ files) for every backend:precision and batch size, and writes the table (images/
 ms per batch, ms per image, loop, machine, date) as this machine's section of BENCHMARKS.md,
 plus a PNG plot of images/s against batch size. The models are made once under the work folder
 and reused. images/s = 1000 x batch size / mean compute time of one batch (ms), as ais_bench.
+Every row runs once per round, the rounds interleaved (row A, row B, ..., then A, B, ... again),
+after 2 warm-up runs; a row shows its rounds' medians, the range of images/s and the 1-minute
+load average (the CPUs may be shared). Beside each openvino row (fp32, bf16, int8), a bare
+OpenVINO session on the same model, and the runner's speed against it.
 
 options (key=value), each passed to python3 -m unet_infer.benchmark, which checks it:
   bs=LIST                  batch sizes, e.g. 1,4,8                             (--batchsizes)
@@ -22,7 +26,10 @@ options (key=value), each passed to python3 -m unet_infer.benchmark, which check
       without bs=, configs= or max_seconds=: this machine's defaults (one set with a CUDA GPU,
       one for the CPU only), chosen and printed by python3 -m unet_infer.benchmark; its --help
       lists them and every backend's precisions
-  loop=100                 timed runs per row (ais_bench --loop)               (--loop)
+  loop=100                 timed runs per row and round (ais_bench --loop)     (--loop)
+  rounds=3                 interleaved rounds; a row's figures are their medians (--rounds)
+  warmup=2                 untimed runs before each timed run (--warmup)
+  bare=1                   0: no bare OpenVINO session beside the openvino rows (--no-bare)
   weights=random           a UNet checkpoint (.pth), or random: UNet(width) with seed 0,
                            as fast as trained weights                          (--weights)
   width=64                 width of the random UNet (64: the ModelZoo model)   (--width)
@@ -39,6 +46,7 @@ examples:
   scripts/benchmark.sh bs=1 configs=onnxruntime:fp32 loop=10
   scripts/benchmark.sh weights=./UNet.pth bs=1,4,8,16,32,64
   scripts/benchmark.sh configs=torch:fp32,torch:fp16 max_seconds=none
+  scripts/benchmark.sh bs=1 configs=onnxruntime:fp32,openvino:fp32,openvino:bf16,openvino:int8 rounds=5
 USAGE
 }
 
@@ -50,14 +58,16 @@ die() { echo "error: $*" >&2; exit 2; }
 
 # key -> flag of python3 -m unet_infer.benchmark (empty value: the flag is left out)
 declare -A FLAG=([bs]=--batchsizes [configs]=--configs [max_seconds]=--max-seconds [loop]=--loop
+                 [rounds]=--rounds [warmup]=--warmup
                  [weights]=--weights [width]=--width [size]=--size [workdir]=--workdir [markdown]=--markdown
                  [plot]=--plot [threads]=--threads [device]=--device)
 declare -A VALUE=([workdir]=./work/bench [markdown]="$ROOT/BENCHMARKS.md")
-QUIET=0
+QUIET=0 BARE=1
 for arg in "$@"; do
     case "$arg" in
         -h|--help|help) usage; exit 0 ;;
         quiet=*) QUIET=${arg#*=} ;;
+        bare=*) BARE=${arg#*=} ;;
         *=*)
             key=${arg%%=*}
             [[ -n "${FLAG[$key]+set}" ]] || { usage >&2; die "unknown option '$arg' (options are key=value; see --help)"; }
@@ -66,12 +76,14 @@ for arg in "$@"; do
     esac
 done
 [[ "$QUIET" == 0 || "$QUIET" == 1 ]] || die "quiet must be 0 or 1, got '$QUIET'"
+[[ "$BARE" == 0 || "$BARE" == 1 ]] || die "bare must be 0 or 1, got '$BARE'"
 
 cmd=("$PYTHON" -m unet_infer.benchmark)
-for key in bs configs max_seconds loop weights width size workdir markdown plot threads device; do
+for key in bs configs max_seconds loop rounds warmup weights width size workdir markdown plot threads device; do
     if [[ -n "${VALUE[$key]:-}" ]]; then cmd+=("${FLAG[$key]}" "${VALUE[$key]}"); fi
 done
 if [[ "$QUIET" == 1 ]]; then cmd+=(--quiet); fi
+if [[ "$BARE" == 0 ]]; then cmd+=(--no-bare); fi
 
 # The command line as typed goes into the markdown section beside the python3 command it ran.
 UNET_BENCH_COMMAND="scripts/benchmark.sh"

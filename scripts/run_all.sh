@@ -23,10 +23,14 @@ options (key=value):
                   (default: a generated sample of 2 cars x 16 views in WORK/sample)
   weights=PTH     UNet checkpoint (default: the bundled weights/unet_carvana.pth)
   workdir=DIR     work folder (default: ./work)
-  backend=NAME    onnxruntime (default), torch (runs the checkpoint directly) or acl (Ascend:
-                  atc + ais_bench); `python3 -m unet_infer.backends` lists them
+  backend=NAME    auto (default: the fastest here, see below), onnxruntime, openvino (OpenVINO
+                  IR, AMX/VNNI on Intel CPUs), torch (runs the checkpoint directly) or acl (Ascend:
+                  atc + ais_bench); `python3 -m unet_infer.backends` lists them. auto: onnxruntime
+                  with a CUDA GPU; openvino when installed on a CPU with AMX or AVX-512 VNNI/BF16;
+                  else onnxruntime (the run's closing line names the one used)
   precision=P     what the backend computes in (default: the backend's first): onnxruntime
-                  fp32|int8 (int8: static quantisation), torch fp32|fp16|bf16, acl fp16
+                  fp32|int8 (int8: static quantisation), openvino fp32|bf16|int8 (bf16: a hint,
+                  fp32 on a CPU without bf16; int8: NNCF), torch fp32|fp16|bf16, acl fp16
   loop=5          timed runs of the pure-inference measurement per batch size (the guide's
                   `--loop`); its throughput is the figure printed; loop=0 skips it
   labels=yes|none none: run without scoring (no masks needed)
@@ -34,6 +38,14 @@ options (key=value):
   threads=N       CPU threads for inference (default: all cores)
   size=572        network input size (at least 16)
   stream=0|1      1: decode, infer and score in one pass, writing no image or output .bin files
+  cluster=ray     the stream flow on Ray Data: decoding tasks and a pool of inference actors that
+                  also score (same results and files as stream=1); a local Ray on this machine's
+                  cores, or with address= a running cluster (docs/cluster.md)
+  address=A       cluster=ray: join a running Ray cluster, auto or HOST:PORT; the data, weights
+                  and work folder must be on storage every node reads at the same path
+  actors=N        cluster=ray: inference actors (default: one per GPU with gpus_per_actor=, else 1)
+  gpus_per_actor=G  cluster=ray: GPUs each actor reserves (default 0: actors on CPU cores, with
+                  threads= each, default the CPUs / actors)
   chip=NAME       Ascend chip for atc (default: read from npu-smi info)
   cars=2          cars in the generated sample (16 views each)
   seed=20261127   seed of the generated sample
@@ -42,7 +54,9 @@ options (key=value):
 examples:
   scripts/run_all.sh bs=8
   scripts/run_all.sh bs=1,8,32 precision=int8
+  scripts/run_all.sh bs=1 backend=openvino precision=int8
   scripts/run_all.sh bs=8 data=./carvana weights=./UNet.pth
+  scripts/run_all.sh bs=8 cluster=ray actors=2
   scripts/run_all.sh bs=8 backend=acl data=./carvana weights=./UNet.pth chip=310P3
 USAGE
 }
@@ -55,8 +69,9 @@ die() { echo "error: $*" >&2; exit 2; }
 info() { echo "[run_all] $*"; }
 trap 'echo "error: interrupted" >&2; exit 130' INT TERM
 
-BS=8 DATA="" WEIGHTS="" WORK="./work" BACKEND=onnxruntime PRECISION="" DEVICE=0 THREADS="" LOOP=5
+BS=8 DATA="" WEIGHTS="" WORK="./work" BACKEND=auto PRECISION="" DEVICE=0 THREADS="" LOOP=5
 SIZE=572 STREAM=0 CHIP="" CARS=2 SEED=20261127 QUIET=0 LABELS=yes
+CLUSTER="" ADDRESS="" ACTORS="" GPUS_PER_ACTOR=0
 for arg in "$@"; do
     case "$arg" in
         -h|--help|help) usage; exit 0 ;;
@@ -72,6 +87,10 @@ for arg in "$@"; do
         threads=*) THREADS=${arg#*=} ;;
         size=*) SIZE=${arg#*=} ;;
         stream=*) STREAM=${arg#*=} ;;
+        cluster=*) CLUSTER=${arg#*=} ;;
+        address=*) ADDRESS=${arg#*=}; [[ -n "$ADDRESS" ]] || die "address= needs auto or HOST:PORT" ;;
+        actors=*) ACTORS=${arg#*=} ;;
+        gpus_per_actor=*) GPUS_PER_ACTOR=${arg#*=} ;;
         chip=*) CHIP=${arg#*=} ;;
         cars=*) CARS=${arg#*=} ;;
         seed=*) SEED=${arg#*=} ;;
@@ -91,6 +110,16 @@ IFS=, read -r -a BATCHES <<<"$BS"
 [[ "$DEVICE" =~ ^[0-9]+$ ]] || die "device must be a whole number, got '$DEVICE'"
 [[ -z "$THREADS" || "$THREADS" =~ ^[1-9][0-9]*$ ]] || die "threads must be a positive whole number, got '$THREADS'"
 [[ "$STREAM" == 0 || "$STREAM" == 1 ]] || die "stream must be 0 or 1, got '$STREAM'"
+[[ -z "$CLUSTER" || "$CLUSTER" == ray ]] || die "cluster must be ray (or left out), got '$CLUSTER'"
+[[ -z "$ACTORS" || "$ACTORS" =~ ^[1-9][0-9]*$ ]] || die "actors must be a positive whole number, got '$ACTORS'"
+[[ "$GPUS_PER_ACTOR" =~ ^[0-9]+([.][0-9]+)?$ ]] || die "gpus_per_actor must be a number of GPUs, got '$GPUS_PER_ACTOR'"
+if [[ -z "$CLUSTER" && ( -n "$ADDRESS" || -n "$ACTORS" || "$GPUS_PER_ACTOR" != 0 ) ]]; then
+    die "address=, actors= and gpus_per_actor= go with cluster=ray"
+fi
+if [[ "$CLUSTER" == ray ]]; then
+    if [[ "$LABELS" == none ]]; then die "cluster=ray scores as it goes: it needs the labels"; fi
+    STREAM=1  # the cluster runs the stream flow: no .bin files, calibration on the images
+fi
 [[ "$QUIET" == 0 || "$QUIET" == 1 ]] || die "quiet must be 0 or 1, got '$QUIET'"
 [[ "$LABELS" == yes || "$LABELS" == none ]] || die "labels must be yes or none, got '$LABELS'"
 if [[ "$STREAM" == 1 && "$LABELS" == none ]]; then die "stream=1 scores as it goes: it needs the labels"; fi
@@ -125,6 +154,7 @@ stages() { "$PYTHON" -m unet_infer.stages "$@"; }
 PLAN=$(stages plan --work "$WORK" --weights "$WEIGHTS" --backend "$BACKEND" ${PRECISION:+--precision "$PRECISION"} \
        --bs "$BS") || exit 2
 eval "$PLAN"
+if [[ "$CLUSTER" == ray && "$EXTERNAL" == 1 ]]; then die "cluster=ray runs the model in Ray actors; backend=$BACKEND cannot"; fi
 if [[ "$STREAM" == 1 && "$EXTERNAL" == 1 ]]; then die "stream=1 runs the model in this machine's Python; backend=$BACKEND cannot"; fi
 
 # ---- running a stage ----------------------------------------------------------------------------
@@ -206,28 +236,28 @@ run_options() {  # the runner's options for this backend, precision and machine
     if [[ "$EXTERNAL" == 1 ]]; then RUN=(--device="$DEVICE"); fi
 }
 
-stage_infer() {  # inference into result/bs$bs; an earlier run made from other inputs is replaced
+stage_infer() {  # inference into result/bs$bs, then its outputs renamed (stage 5); recorded once both are done
     local bs=$1 model_var="MODEL_$1" out_var="OUTPUTS_$1" sum_var="SUMMARY_$1" log_var="LOG_$1"
     local made=(--input "${!model_var}" --input "$PREP" --option "backend=$BACKEND" --option "precision=$PRECISION"
-                --option "size=$SIZE" --option "device=$DEVICE")
-    if stages check "infer_bs$bs" --work "$WORK" "${made[@]}" --input "${!out_var}" --input "${!sum_var}"; then
+                --option "size=$SIZE" --option "device=$DEVICE" --input "${!out_var}" --input "${!sum_var}")
+    if stages check "infer_bs$bs" --work "$WORK" "${made[@]}"; then
         info "infer_bs$bs: complete, skipped"; return 0
     fi
-    stages forget "infer_bs$bs" "rename_bs$bs" "score_bs$bs" --work "$WORK"
-    stages clear-run --work "$WORK" --name "bs$bs" || exit 2
+    stages forget "score_bs$bs" --work "$WORK"
+    stages clear-run --work "$WORK" --name "bs$bs" || exit 2  # an earlier run of other inputs, or interrupted
     run_options
     local cmd=("$PYTHON" -m unet_infer.bench --model="${!model_var}" --input="$PREP" --output="$RESULTS"
                --output_dirname="bs$bs" --batchsize="$bs" "${RUN[@]}")
     info "infer_bs$bs: ${cmd[*]}"
     mkdir -p -- "$RESULTS"
     "${cmd[@]}" 2>&1 | tee "${!log_var}" || fail "infer_bs$bs" "${PIPESTATUS[0]}"
-    stages done "infer_bs$bs" --work "$WORK" "${made[@]}" --input "${!out_var}" --input "${!sum_var}"
+    info "rename_bs$bs: $PYTHON $ROOT/json_parse.py --output=${!out_var}/"
+    "$PYTHON" "$ROOT/json_parse.py" --output="${!out_var}/" "${QUIET_FLAG[@]}" || fail "rename_bs$bs" $?
+    stages done "infer_bs$bs" --work "$WORK" "${made[@]}"
 }
 
 stage_score() {
-    local bs=$1 out_var="OUTPUTS_$1" sum_var="SUMMARY_$1" res_var="RESULT_TXT_$1"
-    stage "rename_bs$bs" --input "${!sum_var}" --output "${!out_var}" -- \
-        "$PYTHON" "$ROOT/json_parse.py" --output="${!out_var}/" "${QUIET_FLAG[@]}"
+    local bs=$1 out_var="OUTPUTS_$1" res_var="RESULT_TXT_$1"
     if [[ "$LABELS" == none ]]; then return 0; fi
     stage "score_bs$bs" --input "${!out_var}" --input "$DATA/train_masks" --option "size=$SIZE" \
         --output "${!res_var}" -- \
@@ -243,6 +273,20 @@ stage_stream() {
         --output "${!res_var}" --output "${!sum_var}" -- \
         "$PYTHON" -m unet_infer.stream --model "${!model_var}" --data "$DATA" --batchsize "$bs" \
         --result "${!res_var}" --summary "${!sum_var}" "${RUN[@]}"
+}
+
+stage_cluster() {  # cluster=ray: the stream flow on Ray Data; the same result and summary files
+    local bs=$1 model_var="MODEL_$1" sum_var="SUMMARY_$1" res_var="RESULT_TXT_$1"
+    local opts=(--backend "$BACKEND" --precision "$PRECISION" --size "$SIZE" "${THREAD_FLAG[@]}" "${QUIET_FLAG[@]}")
+    if [[ -n "$ADDRESS" ]]; then opts+=(--address "$ADDRESS"); fi
+    if [[ -n "$ACTORS" ]]; then opts+=(--actors "$ACTORS"); fi
+    if [[ "$GPUS_PER_ACTOR" != 0 ]]; then opts+=(--gpus-per-actor "$GPUS_PER_ACTOR"); fi
+    stage "cluster_bs$bs" --input "${!model_var}" --input "$DATA/train" --input "$DATA/train_masks" \
+        --option "backend=$BACKEND" --option "precision=$PRECISION" --option "size=$SIZE" \
+        --option "actors=$ACTORS" --option "gpus_per_actor=$GPUS_PER_ACTOR" \
+        --output "${!res_var}" --output "${!sum_var}" -- \
+        "$PYTHON" -m unet_infer.cluster --model "${!model_var}" --data "$DATA" --batchsize "$bs" \
+        --result "${!res_var}" --summary "${!sum_var}" "${opts[@]}"
 }
 
 stage_perf() {  # the guide's performance command: pure inference, --loop runs, nothing scored
@@ -283,7 +327,7 @@ if [[ "$SOURCE" == onnx ]]; then
 fi
 for bs in "${BATCHES[@]}"; do
     if [[ "$SOURCE" == onnx ]]; then stage_compile "$bs"; fi
-    if [[ "$STREAM" == 1 ]]; then stage_stream "$bs"; else stage_infer "$bs"; stage_score "$bs"; fi
+    if [[ "$CLUSTER" == ray ]]; then stage_cluster "$bs"; elif [[ "$STREAM" == 1 ]]; then stage_stream "$bs"; else stage_infer "$bs"; stage_score "$bs"; fi
     stage_perf "$bs"
 done
 stage_report

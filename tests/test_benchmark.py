@@ -21,10 +21,11 @@ from unet_infer import benchmark, progress
 from unet_infer import simplify as simplify_module
 from unet_infer.bench.runner import AIS_BENCH_FLAGS
 from unet_infer.benchmark import configs as cfg
-from unet_infer.benchmark.markdown import (COLUMNS, HEADER, TITLE, merge_section, render_section, section_heading,
-                                           split_sections)
+from unet_infer.benchmark.markdown import (COLUMNS, HEADER, LEGACY_COLUMNS, TITLE, merge_section, render_section,
+                                           section_heading, split_sections)
 from unet_infer.benchmark.models import make_random_weights, model_workdir, prepare_models
-from unet_infer.benchmark.runs import Job, LoopPlanner, Run, Runner, config_rows, make_row, plan_loop
+from unet_infer.benchmark.runs import (BareRunner, Job, LoopPlanner, Run, Runner, benchmark_rows, config_rows, make_row,
+                                       plan_loop)
 from unet_infer.cli import UserError
 from unet_infer.machine import describe_machine
 from unet_infer.summary import build_summary
@@ -33,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "benchmark.sh"
 TINY = ["--width", "4", "--size", "32"]
 TITLES = [c.title for c in COLUMNS]
+LEGACY_TITLES = [c.title for c in LEGACY_COLUMNS]  # sections written before the rounds and the bare column
 FOREIGN = """## NVIDIA H100 80GB HBM3 · UNet w64 modelzoo, random weights (seed 0), 572x572 · 2020-01-01
 
 | Backend | Precision | Batch size | images/s | p50 ms/batch | p99 ms/batch | ms/image | loop | Machine | Date |
@@ -50,8 +52,9 @@ def run_script(*args, env=None):
 def table_rows(section):
     """Each data row of the section's table as {column: cell}."""
     lines = [line for line in section.splitlines() if line.startswith("| ")]
-    assert lines[0] == "| " + " | ".join(TITLES) + " |"
-    return [dict(zip(TITLES, [c.strip() for c in line.strip("|").split("|")])) for line in lines[1:]]
+    titles = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert titles in (TITLES, LEGACY_TITLES)
+    return [dict(zip(titles, [c.strip() for c in line.strip("|").split("|")])) for line in lines[1:]]
 
 
 def fake_summary(bs, per_batch_ms, loop=1, machine="Test CPU, 2 cores", precision=None):
@@ -171,6 +174,57 @@ def test_loop_planner_learns_time_per_image_and_fixed_cost():
     assert planner.loop_for(4) == 27                    # 2 s + (1 + 27) x 1 s <= 30 s
 
 
+class FakeBare:
+    backend = "openvino"
+
+    def __init__(self):
+        self.calls = []
+
+    def run(self, job, loop):
+        self.calls.append((str(job), loop))
+        return [250.0 * job.batchsize] * loop  # 4 images/s
+
+
+def test_rounds_are_interleaved_and_rows_are_their_medians_beside_a_bare_session(monkeypatch, capsys):
+    order, loads = [], iter([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    monkeypatch.setattr("unet_infer.benchmark.runs.load_average", lambda: next(loads))
+
+    class Recording(FakeRunner):
+        def run(self, job, loop):
+            order.append(str(job))
+            return super().run(job, loop)
+
+    runner, bare = Recording(), FakeBare()
+    a, b = jobs(1, backend="onnxruntime"), jobs(1, backend="openvino")
+    rows, failures = benchmark_rows(runner, [a, b], 3, None, "d", lambda backend: f"m-{backend}", rounds=3, bare=bare)
+    assert not failures
+    assert order == ["onnxruntime fp32 bs 1", "openvino fp32 bs 1"] * 3  # A, B, A, B, A, B
+    assert bare.calls == [("openvino fp32 bs 1", 3)] * 3               # after the runner, in each round
+    ort_row, ov_row = rows
+    assert ort_row["rounds"] == 3 and ort_row["fps"] == pytest.approx(0.5) and ort_row["bare_fps"] is None
+    assert (ort_row["load"], ort_row["load_max"]) == (3.0, 5.0)          # the loads at rows A: 1, 3, 5
+    assert ov_row["bare_fps"] == pytest.approx(4.0) and ov_row["vs_bare"] == pytest.approx(0.125)
+    section = render_section("## m · x · d", rows, "a UNet", ["cmd"], "sw", note="rounds note")
+    cells = table_rows(section)
+    assert cells[1]["runner / bare"] == "0.12" and cells[1]["bare OpenVINO images/s"] == "4.00"
+    assert cells[0]["load 1 min"] == "3.0 (max 5.0)" and cells[0]["images/s range"] == "0.50-0.50"
+    assert "rounds note" in section and "0.12x a bare OpenVINO session" in capsys.readouterr().out
+
+
+def test_bare_runner_command_times_the_rows_own_model():
+    cmd = BareRunner(572, 2, threads=2).command(Job("openvino", "int8", 1, Path("UNet_int8_bs1.xml")), 5)
+    assert cmd[1:3] == ["-m", "unet_infer.benchmark.bare"]
+    for flag in ("--model=UNet_int8_bs1.xml", "--precision=int8", "--loop=5", "--warmup=2", "--threads=2"):
+        assert flag in cmd
+
+
+def test_a_row_says_when_the_backend_ran_another_precision():
+    summary = fake_summary(1, 100.0, precision="fp32")  # openvino bf16 on a CPU without bf16
+    row = make_row(summary, Job("openvino", "bf16", 1, Path("UNet_bs1.xml")), 1, "d", "m")
+    assert table_rows(render_section("## m · x · d", [row], "a UNet", ["cmd"], "sw"))[0]["Precision"] == \
+        "bf16 (ran fp32)"
+
+
 def test_row_is_read_through_the_summary_accessors():
     summary = fake_summary(4, 200.0, loop=3, machine="CPU Y, 8 cores, GPU Z", precision="bf16")
     row = make_row(summary, Job("torch", "bf16", 4, Path("w.pth")), 3, "2026-02-03", "fallback")
@@ -263,8 +317,8 @@ def _bench_runs(tmp_path_factory):
     markdown, work = tmp / "BENCHMARKS.md", tmp / "work"
     markdown.write_text(FOREIGN, encoding="utf-8")
     common = [*TINY, "--weights", str(weights), "--batchsizes", "1", "--loop", "1", "--max-seconds", "none",
-              "--workdir", str(work), "--markdown", str(markdown), "--quiet"]
-    assert benchmark.main([*common, "--configs", "onnxruntime:fp32,onnxruntime:int8",
+              "--workdir", str(work), "--markdown", str(markdown), "--quiet", "--rounds", "1", "--warmup", "1"]
+    assert benchmark.main([*common, "--configs", "onnxruntime:fp32,onnxruntime:int8,openvino:fp32",
                            "--plot", str(tmp / "plot.png")]) == 0
     folder = model_workdir(work, str(weights), 4, 32)
     compiled = {p.name: p.stat().st_mtime_ns for p in folder.root.glob("*.onnx")}
@@ -282,14 +336,17 @@ def test_section_has_one_row_per_config_and_batch_size(bench_runs):
     assert section.startswith(f"## {machine} · UNet w4 modelzoo, w4.pth, 32x32 · ")
     rows = table_rows(section)
     assert [(r["Backend"], r["Precision"], r["Batch size"]) for r in rows] == [
-        ("onnxruntime", "fp32", "1"), ("onnxruntime", "int8", "1")]
+        ("onnxruntime", "fp32", "1"), ("onnxruntime", "int8", "1"), ("openvino", "fp32", "1")]
+    assert float(rows[2]["bare OpenVINO images/s"]) > 0 and float(rows[2]["runner / bare"]) > 0
+    assert rows[0]["runner / bare"] == "" and rows[0]["rounds"] == "1" and float(rows[0]["load 1 min"]) >= 0
     date = section.splitlines()[0].rsplit(" · ", 1)[1]
     assert DATE.fullmatch(date)
     for row in rows:
         assert (row["Machine"], row["Date"], row["loop"]) == (machine, date, "1")
         for column in ("images/s", "p50 ms/batch", "p99 ms/batch", "ms/image"):
             assert float(row[column]) > 0, (column, row)
-    assert "--batchsizes 1 --configs onnxruntime:fp32,onnxruntime:int8" in section
+    assert "--batchsizes 1 --configs onnxruntime:fp32,onnxruntime:int8,openvino:fp32" in section
+    assert "medians of 1 interleaved round(s)" in section
     assert "![images/s against batch size](plot.png)" in section
     with Image.open(bench_runs["tmp"] / "plot.png") as img:
         assert img.size == (800, 500)

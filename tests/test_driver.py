@@ -71,7 +71,7 @@ def expected(tiny_data):
 def finished(tiny_data, tmp_path_factory):
     """One complete run, bs 2 and 4, shared by the tests that only read it."""
     work = tmp_path_factory.mktemp("finished") / "work"
-    proc = run_driver("bs=2,4", *common(tiny_data, work))
+    proc = run_driver("bs=2,4", *common(tiny_data, work, "backend=onnxruntime"))  # auto may pick openvino
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return work, proc
 
@@ -101,7 +101,7 @@ def test_end_to_end_matches_the_reference_then_everything_is_skipped(tiny_data, 
     assert scored["mode"] == "files" and len(scored["filesinfo"]) == 5 and scored["weights"].startswith(
         "unet_carvana.pth sha256:")
 
-    again = run_driver("bs=2,4", *common(tiny_data, work))
+    again = run_driver("bs=2,4", *common(tiny_data, work, "backend=onnxruntime"))
     assert again.returncode == 0, again.stderr
     for stage in ("preprocess", "export", "simplify", "compile_onnxruntime_fp32_bs2", "infer_bs4", "score_bs4",
                   "perf_bs2"):
@@ -120,17 +120,41 @@ def test_stream_gives_the_file_flow_iou_and_writes_no_bin_files(tiny_data, expec
     assert json.loads((work / "result" / "bs2_summary.json").read_text())["mode"] == "stream"
 
 
-def test_int8_is_quantised_close_to_fp32_and_says_so(tiny_data, expected, tmp_path):
+def test_int8_stream_scores_the_int8_model_it_made_and_says_so(tiny_data, expected, tmp_path):
     work = tmp_path / "work"
-    proc = run_driver("bs=2", *common(tiny_data, work, "precision=int8", "stream=1"))
+    proc = run_driver("bs=2", *common(tiny_data, work, "precision=int8", "stream=1", "backend=onnxruntime"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (work / "UNet_int8.onnx").is_file() and (work / "UNet_int8_bs2.onnx").is_file()
     assert not list(work.rglob("*.bin"))  # stream=1: calibrated on the images themselves
     summary = json.loads((work / "result" / "bs2_summary.json").read_text())
     assert summary["precision"] == "int8"
     assert "onnxruntime int8" in proc.stdout.strip().splitlines()[-1]
+    # the driver's scores are those of the INT8 model it made, run here directly on the same images
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(work / "UNet_int8.onnx"), providers=["CPUExecutionProvider"])
     got = per_image(work)
-    assert np.mean(list(got.values())) == pytest.approx(np.mean(list(expected.values())), abs=0.03)
+    for stem, image, mask in pair_carvana(tiny_data):
+        logits = session.run(None, {"actual_input_1": load_image(image, SIZE)[None]})[0][0]
+        assert got[stem] == pytest.approx(score_arrays(logits, load_label(mask, SIZE))[0], abs=2e-3), stem
+    assert got.keys() == expected.keys()
+
+
+def test_openvino_int8_gives_the_reference_iou_within_the_int8_tolerance(tiny_data, expected, tmp_path):
+    work = tmp_path / "work"
+    proc = run_driver("bs=2", *common(tiny_data, work, "backend=openvino", "precision=int8"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (work / "UNet_int8.xml").is_file() and (work / "UNet_int8_bs2.xml").is_file()
+    assert (work / "UNet_int8_bs2.bin").is_file()
+    summary = json.loads((work / "result" / "bs2_summary.json").read_text())
+    assert summary["backend"] == "openvino" and summary["precision"] == "int8"
+    assert summary["weights"].startswith("unet_carvana.pth sha256:")  # carried into the IR
+    assert "openvino int8" in proc.stdout.strip().splitlines()[-1]
+    got = per_image(work)
+    assert got.keys() == expected.keys()
+    # INT8 tolerance: the mean IoU within 0.01 of the PyTorch fp32 reference, each image within 0.03
+    assert np.mean(list(got.values())) == pytest.approx(np.mean(list(expected.values())), abs=0.01)
+    for stem, iou in expected.items():
+        assert got[stem] == pytest.approx(iou, abs=0.03), stem
 
 
 def test_torch_backend_runs_the_checkpoint_itself(tiny_data, expected, tmp_path):
@@ -150,7 +174,7 @@ def _killing_python(tmp_path, pattern, action):
     flag = tmp_path / f"killed-{abs(hash(pattern))}"
     script = tmp_path / "python"
     script.write_text(f"""#!/usr/bin/env bash
-if [[ "$*" == *{pattern}* && ! -e {flag} ]]; then
+if [[ "$*" == *"{pattern}"* && ! -e {flag} ]]; then
     touch {flag}
     {sys.executable} "$@"
     {action}
@@ -272,7 +296,7 @@ def test_the_same_data_through_a_symlink_is_the_same_data(tiny_data, finished, t
     linked_data.symlink_to(tiny_data)
     linked_work = tmp_path / "work_link"
     linked_work.symlink_to(work)
-    proc = run_driver("bs=2", *common(linked_data, linked_work))
+    proc = run_driver("bs=2", *common(linked_data, linked_work, "backend=onnxruntime"))
     assert proc.returncode == 0, proc.stderr
     for stage in ("preprocess", "simplify", "compile_onnxruntime_fp32_bs2", "infer_bs2"):
         assert f"{stage}: complete, skipped" in proc.stdout

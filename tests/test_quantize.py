@@ -203,7 +203,7 @@ def test_cli_help_shows_the_example_and_defaults(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--help"])
     assert done.value.code == 0
-    text = capsys.readouterr().out
+    text = " ".join(capsys.readouterr().out.split())  # as read, whatever the terminal's width
     example = "python3 -m unet_infer.quantize --model UNet_dynamic_sim.onnx --calib prep_bin --output UNet_int8.onnx"
     assert example in text and "--backend onnxruntime --n-calib 16" in text
     assert "(default: 16)" in text and "read from the model" in text and "(default: None)" not in text

@@ -42,11 +42,11 @@ from .cli import UserError, os_error
 from .data import DECODE_ERRORS, MASK_SUFFIX, find_images, image_to_array, load_label, unique_stems
 from .formats import DEFAULT_SIZE, atomic_path, atomic_write_text
 from .metrics import dice
-from .parallel import Prefetcher, default_decoders, default_threads
+from .parallel import Prefetcher, default_decoders
 from .postprocess import check_logits
 from .progress import progress, set_quiet
 from .rle import rle_encode, write_submission
-from .stream import decoded_feeds
+from .stream import add_machine_flags, decoded_feeds
 
 log = logging.getLogger(__name__)
 
@@ -377,10 +377,7 @@ def build_parser():
         help=f"photos per model run (without it: {DEFAULT_BATCH}; a fixed-batch model uses its own)")
     add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model input height = width")
     add_backend_flags(parser)
-    add("--device", "-d", type=cli.device_list, default="0", help="device id (CUDA for torch)")
-    add("--threads", type=cli.int_at_least(1), default=default_threads(), help="CPU threads for the model")
-    add("--workers", type=cli.int_at_least(1),
-        help=f"decoding processes (without it: CPUs - 1, here {default_decoders()})")
+    add_machine_flags(parser)
     cli.add_quiet(parser)
     return parser
 

@@ -8,6 +8,7 @@ difference re-runs the stage; a stage's outputs are the next stage's inputs, so 
 it re-run too. The benchmark asks the same question (``complete``/``record``) of its own models.
 
     python3 -m unet_infer.stages plan --work W --weights PTH --backend onnxruntime --precision fp32 --bs 1,8
+    python3 -m unet_infer.stages plan --work W --weights PTH --backend auto --bs 8     (BACKEND= says which)
     python3 -m unet_infer.stages check preprocess --work W --input DATA/train --option size=572
     python3 -m unet_infer.stages done preprocess --work W --input DATA/train --option size=572
     python3 -m unet_infer.stages preflight --work W --data DATA --size 572
@@ -94,12 +95,15 @@ def forget(work, *stages):
 # ---- the driver's questions ---------------------------------------------------------------------
 
 def plan(work, weights, backend, precision, batchsizes):
-    """``{NAME: value}`` for the driver: the backend's precision, what to build and every path."""
+    """``{NAME: value}`` for the driver: the backend (``auto``: ``backends.default_backend``, the
+    fastest for this machine and precision), its precision, what to build and every path."""
+    if backend == backends.AUTO:
+        backend = backends.default_backend(precision)
     cls = backends.get_backend(backend)
     precision = cls.check_precision(precision)
     backends.usable_backend(backend)
     w = Workdir(work)
-    values = {"PRECISION": precision, "SOURCE": cls.source, "EXTERNAL": int(cls.external),
+    values = {"BACKEND": backend, "PRECISION": precision, "SOURCE": cls.source, "EXTERNAL": int(cls.external),
               "QUANTIZE": int(precision in cls.quantized), "ONNX": w.onnx, "SIMPLIFIED": w.simplified,
               "PREP": w.prep, "SAMPLE": w.sample, "RESULTS": w.results, "REPORT": w.report,
               "COMPILE_FROM": w.model_source(cls, precision) if cls.source == "onnx" else ""}

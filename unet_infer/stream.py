@@ -228,6 +228,24 @@ def stream(args):
     return result, summary
 
 
+def add_machine_flags(parser):
+    """--device, --threads and --workers of a flow that decodes beside one model (stream, predict)."""
+    add = parser.add_argument
+    add("--device", "-d", type=cli.device_list, default="0", help="device id (CUDA for torch)")
+    add("--threads", type=cli.int_at_least(1), default=default_threads(), help="CPU threads for the model")
+    add("--workers", type=cli.int_at_least(1),
+        help=f"decoding processes (without it: CPUs - 1, here {default_decoders()})")
+
+
+def add_result_flags(parser):
+    """--result, --summary and --masks of a flow that scores as it goes (stream, cluster)."""
+    add = parser.add_argument
+    add("--result", required=True, help="per-image result text file; the .json of the same stem goes beside it")
+    add("--summary", help="ais_bench-schema summary JSON to write (e.g. result/bs8_summary.json)")
+    add("--masks", help="folder for the worst and best images' predicted masks (without it: "
+                        "<summary name without _summary>_masks beside --summary; none without either)")
+
+
 def build_parser():
     parser = cli.parser("python3 -m unet_infer.stream", __doc__)
     add = parser.add_argument
@@ -237,14 +255,8 @@ def build_parser():
                                                        "a fixed-batch model uses its own")
     add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model input height = width")
     add_backend_flags(parser)
-    add("--device", "-d", type=cli.device_list, default="0", help="device id (CUDA for torch)")
-    add("--threads", type=cli.int_at_least(1), default=default_threads(), help="CPU threads for the model")
-    add("--workers", type=cli.int_at_least(1),
-        help=f"decoding processes (without it: CPUs - 1, here {default_decoders()})")
-    add("--result", required=True, help="per-image result text file; the .json of the same stem goes beside it")
-    add("--summary", help="ais_bench-schema summary JSON to write (e.g. result/bs8_summary.json)")
-    add("--masks", help="folder for the worst and best images' predicted masks (without it: "
-                        "<summary name without _summary>_masks beside --summary; none without either)")
+    add_machine_flags(parser)
+    add_result_flags(parser)
     cli.add_quiet(parser)
     return parser
 

@@ -8,8 +8,21 @@ in milliseconds; we add ``percentile(90%)`` and ``percentile(95%)``), ``throughp
 batchsize / mean compute time) and ``npu_compute_time_list`` and ``pid``.
 
 Ours, after those: ``backend``, ``precision`` (what the model computed in), ``machine``,
-``mode`` (``files``, ``pure`` or ``stream``), ``wall_s`` (the whole run), ``batchsize``, and
-where they apply ``file_read_ms``/``file_write_ms``, ``decode_wait_ms``, ``model``, ``weights``.
+``mode`` (``files``, ``pure``, ``stream`` or ``cluster``), ``wall_s`` (the whole run),
+``batchsize``, and where they apply ``file_read_ms``/``file_write_ms``, ``decode_wait_ms``,
+``model``, ``weights``.
+
+A run split over several devices (``--device 0,1``) or Ray actors has one summary per part and
+one merged summary (:func:`merge_summaries`) in the same schema, with three keys more:
+``devices`` (each part's summary without its filesinfo, ``n_images`` instead; a part names
+itself in ``device_label``, e.g. ``device_1`` or a Ray actor's ``host:actor-<id>``),
+``summary_throughput`` (the sum of the parts' throughputs: ais_bench's "summary throughput") and
+``wall_throughput`` (real images / ``wall_s``: what the whole run delivered).
+
+A throughput-mode run (openvino ``--nireq N``: N requests in flight) keeps ais_bench's
+``NPU_compute_time`` as each request's own time (start to finish) and adds ``nireq`` (N),
+``nireq_loop_ms`` (the wall-clock time of the timed loop) and ``nireq_throughput`` (batchsize x
+timed runs / that time, images/s: what the N requests delivered together); see :func:`in_flight_keys`.
 """
 
 import json
@@ -18,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli import UserError, os_error
-from .formats import atomic_write_text
+from .formats import atomic_write_text, natural_key
 
 REQUIRED_KEYS = ("filesinfo", "args", "NPU_compute_time", "H2D_latency", "D2H_latency",
                  "throughput", "npu_compute_time_list", "pid")
@@ -65,6 +78,41 @@ def build_summary(filesinfo, args, compute_times_ms, h2d_ms, d2h_ms, batchsize, 
     if extra:
         summary.update(extra)
     return summary
+
+
+def merge_summaries(parts, args, h2d_ms, d2h_ms, wall_s, pid, extra=None):
+    """One summary for a run split over devices or actors; ``parts``: their :func:`build_summary` dicts.
+
+    ``filesinfo`` holds every part's samples, renumbered in the natural order of their first input
+    file (the input order); ``NPU_compute_time`` and ``npu_compute_time_list`` cover every batch of
+    every part, ``H2D_latency``/``D2H_latency`` the times given (``h2d_ms``, ``d2h_ms``: all parts',
+    which a summary keeps only as statistics); ``throughput`` is ais_bench's formula over all
+    batches (one device's rate). Then ``devices``, ``summary_throughput``, ``wall_throughput`` and
+    ``wall_s`` (see the module notes) and ``extra``.
+    """
+    if not parts:
+        raise ValueError("no parts to merge")
+    entries = [entry for part in parts for entry in part["filesinfo"].values()]
+    entries.sort(key=lambda entry: natural_key(entry["infiles"][0]) if entry["infiles"] else [])
+    compute = [t for part in parts for t in part["npu_compute_time_list"]]
+    bs = batchsize(parts[0]) or 1
+    merged = build_summary(dict(enumerate(entries)), args, compute, h2d_ms, d2h_ms, bs, pid)
+    merged["devices"] = [dict({k: v for k, v in part.items() if k != "filesinfo"}, n_images=len(part["filesinfo"]))
+                         for part in parts]
+    merged["summary_throughput"] = float(sum(throughput(part) for part in parts))
+    merged["wall_throughput"] = len(entries) / wall_s if entries and wall_s > 0 else None  # None: pure inference
+    merged["wall_s"] = float(wall_s)
+    if extra:
+        merged.update(extra)
+    return merged
+
+
+def in_flight_keys(requests, batchsize, runs, loop_ms):
+    """The keys of a throughput-mode run (``requests`` > 0 runs in flight), ``{}`` for any other run."""
+    if not requests or not loop_ms:
+        return {}
+    return {"nireq": int(requests), "nireq_loop_ms": float(loop_ms),
+            "nireq_throughput": 1000.0 * batchsize * runs / loop_ms if loop_ms > 0 else 0.0}
 
 
 def write_summary(path, summary):
@@ -158,6 +206,24 @@ def image_count(summary):
     return len(summary["filesinfo"])
 
 
+def device_summaries(summary):
+    """The parts of a merged summary (one per device or actor), ``[]`` for a single-device run."""
+    value = summary.get("devices")
+    return [part for part in value if isinstance(part, dict)] if isinstance(value, list) else []
+
+
+def summary_throughput(summary):
+    """ais_bench's "summary throughput" of a merged summary: the sum of its parts' throughputs."""
+    value = summary.get("summary_throughput")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def wall_throughput(summary):
+    """Real images per second of wall time over the whole run (None when not recorded)."""
+    value = summary.get("wall_throughput")
+    return float(value) if isinstance(value, (int, float)) else None
+
+
 # ---- the printout ------------------------------------------------------------------------------
 
 def _stat_line(name, block):
@@ -181,8 +247,37 @@ def performance_lines(summary, display_all=False):
         cells = ", ".join(f"p{p} = {percentile_ms(summary, p):.3f}" for p in PERCENTILES
                           if percentile_ms(summary, p) is not None)
         lines.append(f"[INFO] NPU_compute_time percentiles (ms): {cells}")
+    if nireq_throughput(summary):
+        requests, rate = nireq_throughput(summary)
+        lines.append(f"[INFO] throughput with {requests} requests in flight (wall clock, "
+                     f"{summary['nireq_loop_ms'] / 1000:.3f} s): {rate}")
     lines.append("[INFO] ------------------------------------------------------")
     return lines
+
+
+def merged_lines(summary, display_all=False, blocks=True):
+    """A merged run's printout: each part's Performance Summary (as ais_bench prints one per device;
+    ``blocks=False``: left out), ais_bench's per-device throughput lines and ``summary throughput``,
+    then the wall-clock rate."""
+    lines = []
+    parts = device_summaries(summary)
+    for part in parts if blocks else []:
+        lines += performance_lines(part, display_all)
+    for i, part in enumerate(parts):
+        lines.append(f"i:{i} {part.get('device_label', f'device_{i}')} throughput:{part['throughput']}")
+    lines.append(f"[INFO] summary throughput:{summary_throughput(summary)}")
+    if wall_throughput(summary) is not None:
+        lines.append(f"[INFO] wall-clock throughput: {image_count(summary)} images / {wall_s(summary):.3f} s = "
+                     f"{wall_throughput(summary):.3f} images/s ({len(parts)} device(s) or actor(s), whole run)")
+    return lines
+
+
+def nireq_throughput(summary):
+    """``(N, images/s)`` of a throughput-mode run with N requests in flight (wall clock); None for others."""
+    value, requests = summary.get("nireq_throughput"), summary.get("nireq")
+    if isinstance(value, (int, float)) and isinstance(requests, int):
+        return requests, float(value)
+    return None
 
 
 def model(summary):

@@ -70,6 +70,7 @@ class Backend:
     options = ()
     external = False  # True: the backend is another program (see ``run_external``)
     async_upload = False  # True: upload(k + 1, wait=False) before run(k) overlaps the copy with compute
+    async_requests = 0  # N > 0 once loaded in throughput mode: run_async/finished keep N runs in flight
 
     # ---- declarations (class level, no framework needed) ----
 

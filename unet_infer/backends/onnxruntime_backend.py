@@ -7,8 +7,10 @@ saved (metadata ``unet_infer.optimized=1``), so that loading does not optimise a
 atc .om file, a compiled model is tuned to this machine's CPU and onnxruntime version.
 """
 
+import json
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -85,6 +87,23 @@ def check_compiled(path, batchsize, threads):
         log.info("checked: output %s %s", name, out.shape)
 
 
+def profile_rows(events):
+    """``(rows, runs)`` from onnxruntime's profiling trace: each node's mean kernel time (ms) over
+    the runs after the first (``{"name", "type", "exec_type", "ms"}``), and how many runs that is."""
+    runs = sum(1 for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+    times = {}
+    for event in events:
+        name = event.get("name", "")
+        if event.get("cat") != "Node" or not name.endswith("_kernel_time"):
+            continue
+        args = event.get("args", {})
+        entry = times.setdefault(name[:-len("_kernel_time")], (args.get("op_name", ""), args.get("provider", ""), []))
+        entry[2].append(event.get("dur", 0) / 1000.0)
+    rows = [{"name": name, "type": op, "exec_type": provider, "ms": sum(durs[1:] or durs) / len(durs[1:] or durs)}
+            for name, (op, provider, durs) in times.items()]
+    return sorted(rows, key=lambda row: -row["ms"]), max(runs - 1, 1) if runs else 0
+
+
 class OnnxRuntimeBackend(Backend):
     """An ``InferenceSession`` fed through io_binding, so that copies stay outside ``run``."""
 
@@ -152,9 +171,13 @@ class OnnxRuntimeBackend(Backend):
         del model
         gpu = [p for p in GPU_PROVIDERS if p in ort.get_available_providers()]
         providers = [(p, {"device_id": device}) for p in gpu] + ["CPUExecutionProvider"]
+        so = session_options(threads, not optimized)
+        self._profile_dir = tempfile.mkdtemp(prefix="unet_ort_profile.") if options.get("profile") else None
+        if self._profile_dir:  # --profile: onnxruntime's trace, read back by profile()
+            so.enable_profiling = True
+            so.profile_file_prefix = str(Path(self._profile_dir) / "ort")
         try:
-            self.session = ort.InferenceSession(str(model_path), session_options(threads, not optimized),
-                                                providers=providers)
+            self.session = ort.InferenceSession(str(model_path), so, providers=providers)
         except ort_errors() as exc:
             raise UserError(f"{model_path}: onnxruntime cannot load it ({first_line(exc)})") from None
         self.device = ("cuda", device) if self.session.get_providers()[0] in GPU_PROVIDERS else ("cpu", 0)
@@ -188,8 +211,20 @@ class OnnxRuntimeBackend(Backend):
     def download(self, outputs):
         return [value.numpy() for value in outputs]
 
+    def profile(self):
+        if not self._profile_dir or self.session is None:
+            return None
+        try:
+            events = json.loads(Path(self.session.end_profiling()).read_text(encoding="utf-8"))
+        finally:
+            shutil.rmtree(self._profile_dir, ignore_errors=True)
+        rows, self.profiled_runs = profile_rows(events)
+        return rows
+
     def close(self):
         self.session = None
+        if getattr(self, "_profile_dir", None):
+            shutil.rmtree(self._profile_dir, ignore_errors=True)
 
 
 BACKEND = OnnxRuntimeBackend

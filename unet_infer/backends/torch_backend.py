@@ -29,12 +29,16 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..cli import UserError
 from ..formats import DEFAULT_SIZE
 from .base import Backend, Option, TensorSpec, resolve_batchsize
+
+if TYPE_CHECKING:  # the annotations only; torch is imported where the backend runs
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +92,8 @@ class _Slot:
     host: torch.Tensor
     stage: torch.Tensor
     device: torch.Tensor
-    copied: "torch.cuda.Event"
-    consumed: "torch.cuda.Event"
+    copied: torch.cuda.Event
+    consumed: torch.cuda.Event
     pending: bool = False
 
 

@@ -8,6 +8,12 @@ whatever the caller needs back with the outputs (``sink(tag, outputs)``). The lo
 what it takes to make the feeds (reading files, decoding images) is the caller's, timed by the
 caller. On a backend with ``async_upload`` (CUDA), batch k+1 is uploaded before batch k runs, so
 that the copy overlaps the compute; elsewhere each batch is uploaded when its turn comes.
+
+Throughput mode: a loaded backend with ``async_requests`` = N > 0 (openvino ``--nireq N``) keeps
+N runs in flight (``run_async``, results from ``finished``): each run's compute time is its
+request's own (start to finish, as ais_bench times one run), and ``Timings.requests`` /
+``loop_ms`` record N and the wall-clock time of the whole timed loop, from which the summary
+gives the images/s the N requests delivered together.
 """
 
 import time
@@ -21,6 +27,8 @@ class Timings:
     def __init__(self):
         self.compute, self.h2d, self.d2h = [], [], []
         self.read_ms = self.write_ms = self.wait_ms = 0.0
+        self.requests = 0  # runs in flight (throughput mode), 0: one at a time
+        self.loop_ms = None  # wall-clock time of the timed loop in throughput mode
 
     def time(self, bucket, fn, *args, **kwargs):
         start = time.perf_counter()
@@ -44,6 +52,10 @@ def warm_up(backend, arrays, count):
         inputs = backend.upload(*arrays)
         for _ in range(count):
             backend.run(*inputs)
+        for _ in range(count * getattr(backend, "async_requests", 0)):  # every request and stream too
+            backend.run_async(inputs, keep=False)
+        if getattr(backend, "async_requests", 0):
+            backend.finished(wait=True)
 
 
 def run_loop(backend, feeds, sink, timings, loop=1, on_run=None):
@@ -53,6 +65,8 @@ def run_loop(backend, feeds, sink, timings, loop=1, on_run=None):
     ``on_run()`` is called after every timed run (a progress bar of runs). Returns the number of
     feeds run.
     """
+    if getattr(backend, "async_requests", 0):
+        return run_in_flight(backend, feeds, sink, timings, loop, on_run)
     overlap = bool(getattr(backend, "async_upload", False))
     feeds = iter(feeds)
 
@@ -78,4 +92,36 @@ def run_loop(backend, feeds, sink, timings, loop=1, on_run=None):
             following = next(feeds, None)
             following_staged = stage(following, wait=True)
         current, staged = following, following_staged
+    return count
+
+
+def run_in_flight(backend, feeds, sink, timings, loop=1, on_run=None):
+    """:func:`run_loop` with ``backend.async_requests`` runs in flight: each feed is uploaded and
+    started ``loop`` times as soon as a request is idle; the last run of each feed keeps its
+    outputs, handed to ``sink`` in feed order (runs may finish out of order)."""
+    timings.requests = backend.async_requests
+    started = time.perf_counter()
+    waiting, handed = {}, [0]  # feed number -> (tag, outputs) finished early; next feed number to hand over
+
+    def collect(done):
+        for (number, tag), keep, outputs, compute_ms in done:
+            timings.compute.append(compute_ms)
+            if on_run:
+                on_run()
+            if keep:
+                waiting[number] = (tag, outputs)
+        while handed[0] in waiting:
+            tag, outputs = waiting.pop(handed[0])
+            sink(tag, timings.time("d2h", backend.download, outputs))
+            handed[0] += 1
+
+    count = 0
+    for arrays, tag in feeds:
+        inputs = timings.time("h2d", backend.upload, *arrays)
+        for run in range(loop):
+            backend.run_async(inputs, (count, tag), keep=run == loop - 1)
+            collect(backend.finished())
+        count += 1
+    collect(backend.finished(wait=True))
+    timings.loop_ms = (time.perf_counter() - started) * 1000.0
     return count

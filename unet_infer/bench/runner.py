@@ -28,10 +28,11 @@ from ..formats import DEFAULT_SIZE, inside
 from ..machine import describe_machine
 from ..parallel import default_threads
 from ..progress import progress, set_quiet
-from ..summary import build_summary, performance_lines, write_summary
+from ..summary import build_summary, in_flight_keys, performance_lines, write_summary
 from .batching import OUTFMT_SUFFIX, first_clash, plan_batches
 from .files import OutputWriter, file_feeds, list_inputs, plan_files_per_batch, pure_data
 from .loop import Timings, run_loop, warm_up
+from .profile import check_profile_target, save_profile
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +82,17 @@ def build_parser():
                                                        "a fixed-batch model uses its own")
     add(*cli.flag("warmup_count"), dest="warmup_count", type=cli.int_at_least(0), default=1,
         help="untimed runs first")
-    add("--device", "-d", type=cli.device_list, default="0", help="device id, or a comma list: one run per device")
+    add("--device", "-d", type=cli.device_list, default="0",
+        help="device id, or a comma list: one process per device at once, the --input files divided among them "
+             "(see bench/devices.py); on a backend that runs on the CPU, each is a CPU shard with --threads / N "
+             "threads")
     add(*cli.flag("pure_data_type"), dest="pure_data_type", default="zero", choices=["zero", "random"],
         help="data of the pure-inference mode")
     add(*cli.flag("display_all_summary"), dest="display_all_summary", type=cli.str2bool, nargs="?", const=True,
         default=False, help="also print the H2D and D2H latencies")
     add_backend_flags(parser)
+    add("--profile", metavar="FILE.json", help="per-layer times from the backend's own profiler (onnxruntime, "
+                                               "openvino) to this file; the slowest layers are printed")
     add("--threads", type=cli.int_at_least(1), default=default_threads(), help="CPU threads for the model")
     add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE,
         help="input height = width for .pth models (and dynamic H, W of an ONNX model)")
@@ -122,18 +128,14 @@ def refuse_existing_run(out_dir, summary_path):
 
 
 def run_places(args):
-    """``(device, output folder, summary path)`` per device; ais_bench's ``device{d}_{i}`` for several."""
+    """``[(device, output folder, summary path)]`` of a one-device run (several: ``devices.device_places``)."""
     if not args.output:
         return [(device, None, None) for device in args.device]
     dirname = args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")
     if inside(args.output, dirname) is None:
         raise UserError(f"--output_dirname {dirname!r} must be a plain folder name")
     base = Path(args.output) / dirname
-    if len(args.device) == 1:
-        places = [(args.device[0], base, Path(args.output) / f"{dirname}_summary.json")]
-    else:
-        places = [(d, base / f"device{d}_{i}", base / f"device{d}_{i}_summary.json")
-                  for i, d in enumerate(args.device)]
+    places = [(args.device[0], base, Path(args.output) / f"{dirname}_summary.json")]  # several: devices.py
     for _, out_dir, summary_path in places:
         if args.input:
             refuse_output_in_input(out_dir, [p for p in args.input.split(",") if p])
@@ -187,32 +189,36 @@ def run_pure(args, backend, out_dir, timings):
     return {}
 
 
-def bench(args, backend_cls, device, out_dir=None, summary_path=None):
+def bench(args, backend_cls, device, out_dir=None, summary_path=None, inputs=None, timings=None):
     """One run on one device: load, warm up, time, save; prints the Performance Summary; returns the summary."""
     started = time.perf_counter()
-    inputs = list_inputs(args.input) if args.input else None
+    if inputs is None:  # a device of --device 0,1 gets its shard of the input lists
+        inputs = list_inputs(args.input) if args.input else None
     backend = backend_cls()
     backend.load(args.model, batchsize=args.batchsize, device=device, precision=args.precision,
-                 threads=args.threads, size=args.size, **backend_options(args, backend_cls))
-    timings = Timings()
+                 threads=args.threads, size=args.size, **backend_options(args, backend_cls),
+                 **({"profile": True} if getattr(args, "profile", None) else {}))
+    timings = Timings() if timings is None else timings
     try:
         if inputs:
             filesinfo = run_files(args, backend, inputs, out_dir, timings)
         else:
             filesinfo = run_pure(args, backend, out_dir, timings)
+        profiled = save_profile(args.profile, backend, args.model) if getattr(args, "profile", None) else []
     finally:
         backend.close()
     extra = {"backend": backend.name, "precision": backend.precision,
              "machine": describe_machine(backend.device_name(device)), "mode": "files" if inputs else "pure",
              "model": str(Path(args.model).resolve()), "weights": backend.weights,
              "file_read_ms": timings.read_ms, "file_write_ms": timings.write_ms,
-             "wall_s": time.perf_counter() - started}
+             "wall_s": time.perf_counter() - started,
+             **in_flight_keys(timings.requests, backend.batchsize, len(timings.compute), timings.loop_ms)}
     summary = build_summary(filesinfo, vars(args), timings.compute, timings.h2d, timings.d2h, backend.batchsize,
                             os.getpid(), extra=extra)
     if summary_path:
         write_summary(summary_path, summary)
         log.info("outputs in %s, summary %s", out_dir, summary_path)
-    for line in performance_lines(summary, args.display_all_summary):
+    for line in performance_lines(summary, args.display_all_summary) + profiled:
         print(line, flush=True)
     return summary
 
@@ -232,8 +238,13 @@ def main(argv=None):
         raise UserError("--output_dirname needs --output")
     if args.precision is not None:
         backend_cls.check_precision(args.precision)
-    if len(args.device) > 1 and not backend_cls.has_gpu():
-        raise UserError(f"--device {','.join(map(str, args.device))}: one run per device needs GPUs; "
-                        f"the {name} backend runs on the CPU here, so give one device")
+    if args.profile:
+        if len(args.device) > 1:
+            raise UserError("--profile profiles one run: give one --device")
+        check_profile_target(args.profile, backend_cls)
+    if len(args.device) > 1:
+        from .devices import run_devices
+        run_devices(args, backend_cls)
+        return None
     for device, out_dir, summary_path in run_places(args):
         bench(args, backend_cls, device, out_dir, summary_path)

@@ -12,6 +12,13 @@ Every row is one run of the guide's performance command, with our runner in plac
 images/s = the summary's throughput (1000 x batch size / mean compute time of one batch, ms: host
 time excluded, as ais_bench counts it); p50 and p99 = the compute time of one batch (ms).
 
+--rounds R (3): every row runs once per round, the rounds interleaved (A, B, ..., A, B, ...), each
+run after --warmup (2) untimed runs; a row shows its rounds' medians, the range of images/s over
+the rounds and the 1-minute load average when its runs started (the CPUs may be shared). Beside
+each openvino row, a bare OpenVINO session on the same model (python3 -m unet_infer.benchmark.bare)
+runs after the runner in each round, and the table gives the runner's speed against it (--no-bare:
+left out).
+
 Without --batchsizes, --configs or --max-seconds, the missing ones are this machine's defaults:
 one set with a CUDA GPU (seen by torch), one for the CPU only (see each option); the choice is printed.
 
@@ -40,10 +47,10 @@ from ..formats import DEFAULT_SIZE
 from ..machine import describe_machine, today
 from ..progress import set_quiet
 from .configs import CPU, GPU, check_available, configs_type, fill_defaults, max_seconds_type
-from .markdown import (COLUMNS, HEADER, TITLE, check_markdown, link, merge_section, plot_path, render_section,
-                       section_heading, software_line, split_sections, write_markdown)
+from .markdown import (COLUMNS, HEADER, ROUNDS_NOTE, TITLE, check_markdown, link, merge_section, plot_path,
+                       render_section, section_heading, software_line, split_sections, write_markdown)
 from .models import RANDOM, RANDOM_SEED, describe_model, prepare_models
-from .runs import Job, Runner, config_rows, plan_loop
+from .runs import BareRunner, Job, Runner, benchmark_rows, plan_loop
 
 PROG = "python3 -m unet_infer.benchmark"
 COMMAND_ENV = "UNET_BENCH_COMMAND"  # set by scripts/benchmark.sh: the command line as the user typed it
@@ -72,7 +79,11 @@ def build_parser():
     add("--configs", type=configs_type, help=f"backend:precision, comma list ({backends.describe()}); without it: "
                                              f"{_by_machine('configs')}")
     add("--loop", type=cli.int_at_least(1), default=100, help="timed runs per row (ais_bench --loop)")
-    add("--warmup", type=cli.int_at_least(0), default=1, help="untimed runs first (ais_bench --warmup_count)")
+    add("--warmup", type=cli.int_at_least(0), default=2, help="untimed runs first (ais_bench --warmup_count)")
+    add("--rounds", type=cli.int_at_least(1), default=3,
+        help="interleaved rounds: every row runs once per round; a row's figures are its rounds' medians")
+    add(*cli.flag("no_bare"), dest="bare", action="store_false",
+        help="leave out the bare OpenVINO session beside each openvino row")
     add(*cli.flag("max_seconds"), dest="max_seconds", type=max_seconds_type,
         help="about the most seconds one row may take: the loop count is cut (down to 1) to fit; 'none': no "
              f"limit; without it: {_by_machine('max_seconds')}")
@@ -101,7 +112,8 @@ def python_command(args, batchsizes, configs, max_seconds):
     parts = [*PROG.split(), "--weights", args.weights if args.weights == RANDOM else _show(args.weights),
              "--width", str(args.width), "--size", str(args.size), "--batchsizes", ",".join(map(str, batchsizes)),
              "--configs", ",".join(f"{b}:{p}" for b, p in configs), "--loop", str(args.loop),
-             "--warmup", str(args.warmup), "--max-seconds", "none" if max_seconds is None else f"{max_seconds:g}",
+             "--warmup", str(args.warmup), "--rounds", str(args.rounds),
+             "--max-seconds", "none" if max_seconds is None else f"{max_seconds:g}",
              "--workdir", _show(args.workdir), "--markdown", _show(args.markdown)]
     if args.plot:
         parts += ["--plot", _show(args.plot)]
@@ -109,6 +121,8 @@ def python_command(args, batchsizes, configs, max_seconds):
         parts += ["--threads", str(args.threads)]
     if args.device is not None:
         parts += ["--device", str(args.device)]
+    if not args.bare:
+        parts.append("--no-bare")
     return shlex.join(parts)
 
 
@@ -136,12 +150,13 @@ def main(argv=None):
     models = prepare_models(workdir, args.weights, args.width, args.size, configs, batchsizes, args.threads)
     model_short, model_long = describe_model(models.pth, args.weights, args.size)
     runner = Runner(workdir, args.size, args.warmup, args.threads, args.device, args.quiet)
-    date, rows, failures = today(), [], []
-    for backend, precision in configs:
-        jobs = [Job(backend, precision, bs, models.paths[backend, precision, bs]) for bs in batchsizes]
-        got, failed = config_rows(runner, jobs, args.loop, max_seconds, date, fallback_machine(backend))
-        rows += got
-        failures += failed
+    date = today()
+    bare = BareRunner(args.size, args.warmup, args.threads) if args.bare and any(
+        backend == BareRunner.backend for backend, _ in configs) else None
+    config_jobs = [[Job(backend, precision, bs, models.paths[backend, precision, bs]) for bs in batchsizes]
+                   for backend, precision in configs]
+    rows, failures = benchmark_rows(runner, config_jobs, args.loop, max_seconds, date,
+                                    fallback_machine, rounds=args.rounds, bare=bare)
     if not rows:
         raise UserError(f"every run failed; nothing to write (see the runs' output above and in {runner.out})")
 
@@ -154,7 +169,8 @@ def main(argv=None):
     commands = [os.environ[COMMAND_ENV]] if os.environ.get(COMMAND_ENV) else []
     commands.append(python_command(args, batchsizes, configs, max_seconds))
     section = render_section(heading, rows, model_long, commands, software_line(configs, args.threads),
-                             link(plot, args.markdown), failures)
+                             link(plot, args.markdown), failures,
+                             note=ROUNDS_NOTE.format(rounds=args.rounds, warmup=args.warmup))
     write_markdown(args.markdown, section)
     print(f"[benchmark] {len(rows)} row{'s' if len(rows) != 1 else ''} in {args.markdown} (section '{heading[3:]}'), plot {plot}"
           + (f"; {len(failures)} run(s) failed" if failures else ""), flush=True)

@@ -22,7 +22,8 @@ class Defaults:
     max_seconds: float
 
 
-CPU = Defaults("CPU", "1,2,4", "onnxruntime:fp32,onnxruntime:int8,torch:fp32,torch:bf16", 60.0)
+CPU = Defaults("CPU", "1,2,4", "onnxruntime:fp32,onnxruntime:int8,openvino:fp32,openvino:bf16,openvino:int8,"
+                              "torch:fp32,torch:bf16", 60.0)
 GPU = Defaults("GPU", "1,4,8,16,32,64", "torch:fp32,torch:fp16,torch:bf16,onnxruntime:fp32", 120.0)
 NO_LIMIT = "none"
 GPU_BACKEND = "torch"  # the backend asked whether this machine has a CUDA GPU
@@ -73,6 +74,12 @@ def check_available(configs):
             raise UserError(f"--configs: {exc}") from None
 
 
+def installed(configs):
+    """The default configs whose backend can run here (a default never asks to install anything)."""
+    usable = {name: backends.get_backend(name).available()[0] for name, _ in configs}
+    return [(name, precision) for name, precision in configs if usable[name]]
+
+
 def has_gpu():
     """Whether the GPU backend is installed and sees a CUDA GPU (imports its framework)."""
     cls = backends.get_backend(GPU_BACKEND)
@@ -93,7 +100,7 @@ def fill_defaults(batchsizes, configs, max_seconds, gpu=None):
     note = None
     if missing:
         chosen = machine_defaults(gpu)
-        filled = {"batchsizes": int_list(chosen.batchsizes), "configs": parse_configs(chosen.configs),
+        filled = {"batchsizes": int_list(chosen.batchsizes), "configs": installed(parse_configs(chosen.configs)),
                   "max_seconds": chosen.max_seconds}
         shown = {"batchsizes": chosen.batchsizes, "configs": chosen.configs, "max_seconds": f"{chosen.max_seconds:g}"}
         given.update({name: filled[name] for name in missing})

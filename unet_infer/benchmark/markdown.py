@@ -54,7 +54,8 @@ class Column:
 
 COLUMNS = (
     Column("Backend", lambda r: r["backend"]),
-    Column("Precision", lambda r: r["precision"]),
+    Column("Precision", lambda r: r["precision"] + (f" (ran {r['ran']})" if r.get("ran") not in (None, r["precision"])
+                                                    else "")),
     Column("Batch size", lambda r: r["batchsize"]),
     Column("images/s", lambda r: f"{r['fps']:.2f}"),
     Column("p50 ms/batch", lambda r: f"{r['p50']:.2f}"),
@@ -63,7 +64,20 @@ COLUMNS = (
     Column("loop", lambda r: r["loop"]),
     Column("Machine", lambda r: r["machine"]),
     Column("Date", lambda r: r["date"]),
+    Column("images/s range", lambda r: f"{r['fps_min']:.2f}-{r['fps_max']:.2f}" if "fps_min" in r else ""),
+    Column("rounds", lambda r: r.get("rounds", 1)),
+    Column("load 1 min", lambda r: "" if r.get("load") is None else f"{r['load']:.1f}" + (
+        f" (max {r['load_max']:.1f})" if r.get("load_max") not in (None, r["load"]) else "")),
+    Column("bare OpenVINO images/s", lambda r: f"{r['bare_fps']:.2f}" if r.get("bare_fps") else ""),
+    Column("runner / bare", lambda r: f"{r['vs_bare']:.2f}" if r.get("vs_bare") else ""),
 )
+LEGACY_COLUMNS = COLUMNS[:10]  # the table of sections written before the rounds (still read as they are)
+ROUNDS_NOTE = ("images/s, p50, p99 and ms/image: medians of {rounds} interleaved round(s) (every row once per "
+               "round, {warmup} warm-up run(s) each); images/s range: lowest-highest round; load 1 min: the "
+               "1-minute load average when each run started (median, max): these CPUs may be shared. "
+               "bare OpenVINO: a plain OpenVINO session (core.compile_model with its defaults, the row's "
+               "precision hint) on the same model, run after the runner in each round "
+               "(python3 -m unet_infer.benchmark.bare).")
 
 
 def section_heading(machine, model, date):
@@ -87,10 +101,10 @@ def table_lines(rows, columns=COLUMNS):
     return lines
 
 
-def render_section(heading, rows, model_long, commands, software, plot_link=None, failures=()):
-    """The markdown of one section (heading, model, software, commands, table, failures, plot)."""
+def render_section(heading, rows, model_long, commands, software, plot_link=None, failures=(), note=None):
+    """The markdown of one section (heading, model, software, commands, note, table, failures, plot)."""
     lines = [heading, "", f"Model: {model_long}.", "", f"Software: {software}.", "", "Command:", "", "```bash"]
-    lines += list(commands) + ["```", ""] + table_lines(rows)
+    lines += list(commands) + ["```", ""] + ([note, ""] if note else []) + table_lines(rows)
     if failures:
         lines += ["", "Failed runs (no row): " + "; ".join(
             f"{f['backend']} {f['precision']} bs {f['batchsize']} (exit status {f['status']})" for f in failures) + "."]

@@ -151,14 +151,16 @@ def prepare_models(workdir, weights, width, size, configs, batchsizes, threads=N
              lambda cls=cls, calib=calib: cls.quantize(work.simplified, calib, work.quantized(cls),
                                                        n_calib=CALIB_IMAGES, size=size, threads=threads),
              n_calib=CALIB_IMAGES, size=size)
+    compiled = set()  # a model two precisions share (openvino fp32 and bf16: one IR) is made once
     for cls, precision in classes:
         for bs in batchsizes:
             model = work.model(cls, precision, bs, pth)
-            if cls.source == "onnx":
+            if cls.source == "onnx" and model not in compiled:
+                compiled.add(model)
                 src = work.model_source(cls, precision)
                 step(f"{cls.name}_{model.name}", [src], [model],
                      lambda cls=cls, src=src, model=model, bs=bs, precision=precision: cls.compile(
                          src, model, bs, precision=precision, threads=threads, size=size, check=False),
-                     batchsize=bs, precision=precision, size=size)
+                     batchsize=bs, size=size)
             models.paths[cls.name, precision, bs] = model
     return models

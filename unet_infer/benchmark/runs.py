@@ -1,15 +1,21 @@
 """The runs: ``python3 -m unet_infer.bench`` in pure-inference mode, one row per config and batch size.
 
-A row is one run of the guide's performance command with our runner in place of ais_bench,
+A row is ``--rounds`` runs of the guide's performance command with our runner in place of ais_bench,
 
-    python3 -m unet_infer.bench --model=UNet_bs8.onnx --loop=100 --batchsize=8 --warmup_count=1 \\
+    python3 -m unet_infer.bench --model=UNet_bs8.onnx --loop=100 --batchsize=8 --warmup_count=2 \\
         --output=WORKDIR/runs --output_dirname=<config>_bs8_<stamp> --backend=onnxruntime --precision=fp32
 
-read back through :mod:`unet_infer.summary` only. ``--max-seconds`` plans the loop count
-(:class:`LoopPlanner`). :func:`measure` chooses the runs of one row; :func:`config_rows` makes the rows
-of a config.
+read back through :mod:`unet_infer.summary` only. The rounds are interleaved: round 1 runs every
+row once, then round 2 every row again, and so on (the CPUs may be shared: a slow spell then
+hits every row alike, not one row's every run); a row's figures are the medians of its rounds,
+with the range of images/s and the 1-minute load average seen when each run started. Beside an
+openvino row, a bare OpenVINO session on the same model (``benchmark.bare``) runs right after
+the runner in each round. ``--max-seconds`` plans the loop count (:class:`LoopPlanner`, round 1;
+later rounds run the same loop). :func:`measure` chooses the runs of one row in round 1;
+:func:`benchmark_rows` makes every row.
 """
 
+import json
 import logging
 import math
 import os
@@ -126,6 +132,41 @@ class Runner:
         return Run(summ.read_summary(summary_path), wall, 0, log_path, loop)
 
 
+class BareRunner:
+    """Starts ``python3 -m unet_infer.benchmark.bare`` beside an openvino row: a bare OpenVINO
+    session on the row's own model; :meth:`run` gives its compute times (ms) or None."""
+
+    backend = "openvino"
+
+    def __init__(self, size, warmup, threads=None):
+        self.size, self.warmup, self.threads = size, warmup, threads
+
+    def command(self, job, loop):
+        cmd = [sys.executable, "-m", "unet_infer.benchmark.bare", f"--model={job.model}",
+               f"--precision={job.precision}", f"--batchsize={job.batchsize}", f"--size={self.size}",
+               f"--loop={loop}", f"--warmup={self.warmup}"]
+        return cmd + ([f"--threads={self.threads}"] if self.threads else [])
+
+    def run(self, job, loop):
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+        proc = subprocess.run(self.command(job, loop), capture_output=True, text=True, env=env, errors="replace")
+        try:
+            return json.loads(proc.stdout.strip().splitlines()[-1])["times_ms"] if proc.returncode == 0 else None
+        except (IndexError, ValueError, KeyError):
+            return None
+        finally:
+            if proc.returncode:
+                log.warning("%s: the bare OpenVINO session failed: %s", job, proc.stderr.strip()[-500:])
+
+
+def load_average():
+    """The 1-minute load average now (None where the system has none)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
 class LoopPlanner:
     """The loop count of each row of one config under ``--max-seconds``: the config's first row is
     probed with ``--loop=1``, later rows are planned from the time per image and the fixed cost
@@ -160,18 +201,36 @@ class LoopPlanner:
         self.overhead_s = max(0.0, run.wall_s - (self.warmup + run.loop) * per_run_s)
 
 
-def make_row(summary, job, loop, date, fallback_machine):
-    """One table row from a run's summary."""
-    fps = summ.throughput(summary)
-    p50, p99 = summ.percentile_ms(summary, 50), summ.percentile_ms(summary, 99)
-    if not fps > 0 or p99 is None:
+def _median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def make_row(summary, job, loop, date, fallback_machine, rounds=None):
+    """One table row from a run's summary, or (``rounds``: ``[(summary, bare times or None, load)]``,
+    ``summary`` the first round's) from the medians of every round."""
+    rounds = rounds or [(summary, None, None)]
+    fpss = [summ.throughput(s) for s, _, _ in rounds]
+    p50s = [summ.percentile_ms(s, 50) for s, _, _ in rounds]
+    p99s = [summ.percentile_ms(s, 99) for s, _, _ in rounds]
+    if not all(f > 0 for f in fpss) or None in p99s:
         raise UserError(f"{job}: the summary has no usable throughput or compute time percentiles")
     recorded = summ.precision(summary)
     if recorded and recorded != job.precision:
         log.warning("%s: the runner reports precision %s", job, recorded)
+    bare = [1000.0 * job.batchsize / (sum(t) / len(t)) for _, t, _ in rounds if t]
+    fps = _median(fpss)
     return {"backend": job.backend, "precision": job.precision, "batchsize": job.batchsize, "fps": fps,
-            "p50": p50, "p99": p99, "ms_per_image": summ.compute_ms(summary) / job.batchsize, "loop": loop,
-            "machine": summ.machine(summary) or fallback_machine, "date": date}
+            "fps_min": min(fpss), "fps_max": max(fpss), "rounds": len(rounds),
+            "p50": _median(p50s), "p99": _median(p99s),
+            "ms_per_image": _median([summ.compute_ms(s) for s, _, _ in rounds]) / job.batchsize, "loop": loop,
+            "load": _median([load for _, _, load in rounds]),
+            "load_max": max((load for _, _, load in rounds if load is not None), default=None),
+            "bare_fps": _median(bare), "vs_bare": fps / _median(bare) if bare else None,
+            "ran": recorded, "machine": summ.machine(summary) or fallback_machine, "date": date}
 
 
 def measure(runner, job, planner):
@@ -190,19 +249,49 @@ def measure(runner, job, planner):
     return run
 
 
-def config_rows(runner, jobs, loop, max_seconds, date, fallback_machine):
+def config_rows(runner, jobs, loop, max_seconds, date, fallback_machine, rounds=1, bare=None):
     """The rows of one config (its jobs, one per batch size, in order): ``(rows, failures)``."""
-    planner = LoopPlanner(loop, runner.warmup, max_seconds)
-    rows, failures = [], []
-    for job in jobs:
-        run = measure(runner, job, planner)
-        if not run.summary:
-            failures.append({"backend": job.backend, "precision": job.precision, "batchsize": job.batchsize,
-                             "status": run.status, "log": run.log})
-            continue
-        row = make_row(run.summary, job, run.loop, date, fallback_machine)
-        cut = f" (cut from {loop} by --max-seconds {max_seconds:g})" if run.loop < loop else ""
-        print(f"[benchmark] {job}: {row['fps']:.2f} images/s, p50 {row['p50']:.2f} ms, p99 {row['p99']:.2f} ms "
-              f"per batch, {row['ms_per_image']:.2f} ms/image, loop {run.loop}{cut}", flush=True)
-        rows.append(row)
+    return benchmark_rows(runner, [jobs], loop, max_seconds, date, fallback_machine, rounds, bare)
+
+
+def _failure(job, run):
+    return {"backend": job.backend, "precision": job.precision, "batchsize": job.batchsize, "status": run.status,
+            "log": run.log}
+
+
+def benchmark_rows(runner, config_jobs, loop, max_seconds, date, fallback_machine, rounds=1, bare=None):
+    """Every row of every config (``config_jobs``: each config's jobs, in order) over ``rounds``
+    interleaved rounds: ``(rows, failures)``. Round 1 plans each row's loop (per config, under
+    ``max_seconds`` / rounds); ``bare`` (a :class:`BareRunner`) times its backend's rows bare too.
+    ``fallback_machine``: the machine of a row whose summary names none (or a function of the backend)."""
+    budget = None if max_seconds is None else max_seconds / rounds / (2 if bare else 1)
+    planners = [LoopPlanner(loop, runner.warmup, budget) for _ in config_jobs]
+    done, loops, failures = {}, {}, []  # job -> [(summary, bare times, load)]; job -> loop of round 1
+    for round_no in range(rounds):
+        for planner, jobs in zip(planners, config_jobs):
+            for job in jobs:
+                if round_no and job not in done:
+                    continue  # failed in round 1
+                load = load_average()
+                run = measure(runner, job, planner) if not round_no else runner.run(job, loops[job])
+                if not run.summary:
+                    failures.append(_failure(job, run))
+                    continue
+                loops.setdefault(job, run.loop)
+                times = bare.run(job, run.loop) if bare and job.backend == bare.backend else None
+                done.setdefault(job, []).append((run.summary, times, load))
+    rows = []
+    for jobs in config_jobs:
+        for job in jobs:
+            if job not in done:
+                continue
+            fallback = fallback_machine(job.backend) if callable(fallback_machine) else fallback_machine
+            row = make_row(done[job][0][0], job, loops[job], date, fallback, rounds=done[job])
+            cut = f" (cut from {loop} by --max-seconds {max_seconds:g})" if loops[job] < loop else ""
+            spread = f" ({row['fps_min']:.2f}-{row['fps_max']:.2f} over {row['rounds']} rounds)" if rounds > 1 else ""
+            vs = f", {row['vs_bare']:.2f}x a bare OpenVINO session" if row["vs_bare"] else ""
+            print(f"[benchmark] {job}: {row['fps']:.2f} images/s{spread}, p50 {row['p50']:.2f} ms, p99 "
+                  f"{row['p99']:.2f} ms per batch, {row['ms_per_image']:.2f} ms/image, loop {loops[job]}{cut}{vs}",
+                  flush=True)
+            rows.append(row)
     return rows, failures

@@ -7,26 +7,77 @@ is dynamic). The activation ranges are calibrated on up to --n-calib preprocesse
 --calib (``<stem>.bin``, raw float32 CHW, as preprocess_unet_pth.py writes them; or, in a folder
 of images, the images decoded as preprocessing does, so a streamed run writes no .bin files);
 natural order, evenly spaced when there are more. The recipe of each backend is in its module:
-``quantize.onnxruntime`` (QDQ, per-channel weights, up-sampling as Gemm, INT8 padding).
+``quantize.onnxruntime`` (QDQ, per-channel weights, up-sampling as Gemm, INT8 padding) and
+``quantize.openvino`` (NNCF post-training quantisation to an OpenVINO IR, ``--output M_int8.xml``).
+Both first fold the shape arithmetic of a raw export (``fold_shape_arithmetic``), so that a model
+straight from unet_pth2onnx.py quantises to the same graph as the simplified one.
 
 After quantising, one calibration image is run through both models: the report gives the node
 count, the relative error of the INT8 logits (max |int8 - fp32| / max |fp32|) and the fraction of
 pixels whose class (car: logit > 0) is the same as with fp32.
 """
 
+import contextlib
+import logging
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from .. import cli
 from ..backends import backend_for_model, get_backend, names, usable_backend
-from ..cli import UserError
+from ..cli import UserError, first_line
 from ..metrics import relative_error
 from ..data import DECODE_ERRORS, load_image
 from ..formats import IMAGE_SUFFIXES, input_nbytes, list_files, read_bin
 from ..progress import set_quiet
 
+log = logging.getLogger(__name__)
+
 CALIB_SUFFIXES = (".bin",)
+SHAPE_OPS = ("Shape",)
+
+
+def fold_shape_arithmetic(model, size, source="the model"):
+    """``(model, folded)``: a raw export computes its up-sampling pads at run time (Shape -> Gather
+    -> Sub -> Div -> ... -> Pad, 20 Shape nodes); quantised as it is, its DequantizeLinear and
+    Transpose nodes feed that arithmetic and the INT8 model runs 7-13% slower. Such a model is
+    simplified first, as stage 3a does (onnxsim, tested at 1 x C x ``size`` x ``size``, so the
+    batch axis stays dynamic; in this process, which has its imports already); a model without
+    shape arithmetic is returned as it is."""
+    from ..onnxfile import batch_is_dynamic, count_ops, dims, graph_inputs
+    shapes = sum(count_ops(model).get(op, 0) for op in SHAPE_OPS)
+    if not shapes:
+        return model, False
+    import onnxsim
+    value = graph_inputs(model)[0]
+    try:
+        with _stderr_quiet():  # onnxsim's C++ notes on the nodes it leaves alone, as stage 3a logs them apart
+            folded, ok = onnxsim.simplify(model, test_input_shapes={value.name: [1, dims(value)[1], size, size]})
+    except (RuntimeError, ValueError) as exc:
+        raise UserError(f"{source}: onnxsim cannot fold its shape arithmetic ({first_line(exc)}); "
+                        f"simplify it with scripts/onnxsim.sh first") from None
+    if not ok or not batch_is_dynamic(folded):
+        raise UserError(f"{source}: onnxsim could not fold its shape arithmetic with the batch axis dynamic; "
+                        f"simplify it with scripts/onnxsim.sh first")
+    log.info("folded the shape arithmetic of %s (%d Shape nodes, %d nodes left) before quantising", source,
+             shapes, len(folded.graph.node))
+    return folded, True
+
+
+@contextlib.contextmanager
+def _stderr_quiet():
+    """Send what C++ code writes to file descriptor 2 nowhere, for the duration."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def select_evenly(items, n):
@@ -85,8 +136,10 @@ def build_parser():
     add("--model", required=True, help="the fp32 ONNX model (e.g. UNet_dynamic_sim.onnx)")
     add("--calib", required=True, help="folder of preprocessed images (<stem>.bin), or of images, to calibrate on")
     add("--output", required=True, help="the INT8 model to write (e.g. UNet_int8.onnx)")
-    add("--backend", choices=[n for n in names() if get_backend(n).quantized],
-        help="the backend that will run the model (without it: from the suffix of --output)")
+    quantizing = [n for n in names() if get_backend(n).quantized]
+    add("--backend", choices=quantizing, metavar="NAME",
+        help=f"the backend that will run the model: {', '.join(quantizing)} (without it: from the suffix of "
+             f"--output, .onnx or .xml)")
     add(*cli.flag("n_calib"), dest="n_calib", type=cli.int_at_least(1), default=16,
         help="calibrate on at most this many images (evenly spaced)")
     add("--size", type=cli.int_at_least(16), default=None,

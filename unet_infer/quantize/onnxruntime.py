@@ -15,7 +15,8 @@ The recipe, chosen by measuring on x86 with VNNI/AMX (onnxruntime's CPU provider
   instead of dequantise -> pad -> quantise.
 The activation ranges are calibrated on up to --n-calib preprocessed images of --calib
 (``<stem>.bin``, raw float32 CHW, as preprocess_unet_pth.py writes them; natural order, evenly
-spaced when there are more), one image at a time. Shapes are inferred first (``quant_pre_process``);
+spaced when there are more), one image at a time. The shape arithmetic of a raw export is folded
+first (``fold_shape_arithmetic``), then shapes are inferred (``quant_pre_process``);
 the batch axis stays dynamic, so ``python3 -m unet_infer.compile`` can fix it afterwards.
 
 After quantising, one calibration image is run through both models: the report gives the node
@@ -29,7 +30,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnx.version_converter
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
@@ -42,7 +42,7 @@ from ..formats import atomic_path
 from ..onnxfile import (batch_is_dynamic, count_ops, image_input, load_onnx, metadata, opset_of, refuse_overwrite,
                         set_metadata)
 from ..progress import progress
-from . import calibration_files, compare_outputs, load_calibration
+from . import calibration_files, compare_outputs, fold_shape_arithmetic, load_calibration
 from .graph import pad_in_int8, upsampling_as_gemm
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,7 @@ def quantize_model(model, calib_dir, output, n_calib=16, method="minmax", size=N
 
     with tempfile.TemporaryDirectory(prefix="unet_quantize.") as tmp:
         source = Path(tmp) / "fp32.onnx"
+        fp32, folded_shapes = fold_shape_arithmetic(fp32, size, model_path)
         if opset_of(fp32) < QUANT_OPSET:
             log.info("converting %s from opset %d to %d", model_path, opset_of(fp32), QUANT_OPSET)
             fp32 = onnx.version_converter.convert_version(fp32, QUANT_OPSET)
@@ -165,6 +166,7 @@ def quantize_model(model, calib_dir, output, n_calib=16, method="minmax", size=N
         "calibration_images": len(files),
         "size": size,
         "nodes": sum(ops.values()),
+        "folded_shapes": folded_shapes,
         "rewritten_upsampling": rewritten,
         "int8_pads": folded,
         "quantize_nodes": ops.get("QuantizeLinear", 0),

@@ -1,0 +1,271 @@
+"""The Ray Data pipeline (cluster=ray) and the runner's --device 0,1: the same per-image IoU as the
+single-process stream, every image exactly once when an actor is killed half way, a padded last
+batch, the merged summary; and the pure parts (batch plan, collection, shards, merge) directly.
+
+One local Ray (``ray.init(num_cpus=2)``) serves the module: the driver joins it with ``address=``.
+The one driver run is the expensive part; the tests that read it share it.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from unet_infer import summary as summ
+from unet_infer.bench.devices import shard_bounds
+from unet_infer.bench.runner import main as bench_main
+from unet_infer.cli import UserError
+from unet_infer.cluster import pipeline, size_pool
+from unet_infer.cluster.collect import Collector, pack_mask, plan_batches, unpack_mask
+from unet_infer.data import load_image, pair_carvana
+from unet_infer.model import UNet
+from unet_infer.results import read_mask_png
+from unet_infer.sample import generate
+
+ray = pytest.importorskip("ray")
+
+ROOT = Path(__file__).resolve().parents[1]
+DRIVER = ROOT / "scripts" / "run_all.sh"
+SIZE = 32
+BS = 2
+KILLED_BATCH = 1  # of 3: batches 0 and 2 are scored by whichever actor, batch 1 by a replacement
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """One local Ray for the module, on 2 CPUs; its address, for the driver to join."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """5 generated images (3 batches of 2, the last padded) and a width-4 UNet whose IoUs vary."""
+    root = tmp_path_factory.mktemp("cluster")
+    generate(root / "data", cars=1, seed=5, views=5, width=160, height=107, workers=1)
+    torch.manual_seed(0)
+    model = UNet(width=4).eval()
+    for bn in [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]:
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 1.5)
+    images = np.stack([load_image(image, SIZE) for _, image, _ in pair_carvana(root / "data")])
+    with torch.inference_mode():
+        model.outc.conv.bias -= float(model(torch.from_numpy(images)).median())
+    torch.save(model.state_dict(), root / "unet.pth")
+    return root
+
+
+def run_driver(tiny, *args, env=None, wait=True):
+    env = {**os.environ, "PYTHON": sys.executable, "UNET_INFER_QUIET": "1", **(env or {})}
+    argv = ["bash", str(DRIVER), f"bs={BS}", f"data={tiny / 'data'}", f"weights={tiny / 'unet.pth'}",
+            f"workdir={tiny / 'work'}", f"size={SIZE}", "quiet=1", "loop=0", *args]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return finish(proc) if wait else proc
+
+
+def finish(proc):
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out + err
+    return out
+
+
+@pytest.fixture(scope="module")
+def stream_started(tiny):
+    """The plain ``stream=1`` run (one process), started first: it builds the model while Ray starts."""
+    return run_driver(tiny, "stream=1", wait=False)
+
+
+@pytest.fixture(scope="module")
+def driver_run(tiny, stream_started, ray_address):
+    """``stream=1``'s results kept aside, then ``cluster=ray actors=2`` in the same work folder, on the
+    module's Ray, one actor killed at batch 1. Returns (work folder, stream results, flag, cluster stdout)."""
+    finish(stream_started)
+    work, single, flag = tiny / "work", tiny / "single", tiny / "killed.flag"
+    single.mkdir()
+    for path in (work / f"result_bs{BS}.txt", work / f"result_bs{BS}.json", work / "result" / f"bs{BS}_masks"):
+        path.rename(single / path.name)
+    out = run_driver(tiny, "cluster=ray", "actors=2", f"address={ray_address}",
+                     env={pipeline.CRASH_ENV: f"{flag}:{KILLED_BATCH}"})
+    return work, single, flag, out
+
+
+def per_image(path):
+    return [(r["name"], r["iou"], r["dice"]) for r in json.loads(Path(path).read_text())["per_image"]]
+
+
+def test_cluster_gives_the_single_process_iou_image_for_image(driver_run):
+    work, single, _, out = driver_run
+    assert per_image(work / f"result_bs{BS}.json") == per_image(single / f"result_bs{BS}.json")
+    assert (work / f"result_bs{BS}.txt").read_text() == (single / f"result_bs{BS}.txt").read_text()
+    for png in (single / f"bs{BS}_masks").iterdir():  # the report's worst and best masks, too
+        assert np.array_equal(read_mask_png(png), read_mask_png(work / "result" / f"bs{BS}_masks" / png.name))
+    assert (work / "report" / "summary.md").is_file()
+    assert "[run_all] compile_onnxruntime_fp32_bs2: complete, skipped" in out  # the stages before it are shared
+
+
+def test_a_killed_actor_is_replaced_and_every_image_is_scored_once(tiny, driver_run):
+    work, _, flag, _ = driver_run
+    killed = int(flag.read_text())  # the actor's process wrote its pid, then killed itself
+    with pytest.raises(ProcessLookupError):
+        os.kill(killed, 0)
+    summary = summ.read_summary(work / "result" / f"bs{BS}_summary.json")
+    assert summary["cluster"]["restarts"] == 1  # Ray replaced it, and the replacement scored its batch
+    names = [name for name, _, _ in per_image(work / f"result_bs{BS}.json")]
+    planned = [stem for stem, _, _ in pair_carvana(tiny / "data")]
+    assert names == planned  # each once, none missing
+    infiles = [entry["infiles"][0] for entry in summary["filesinfo"].values()]
+    assert sorted(infiles) == sorted(set(infiles)) and len(infiles) == len(planned)
+
+
+def test_the_padded_last_batch_is_scored_and_the_summary_merges_the_actors(driver_run):
+    work, _, _, out = driver_run
+    summary = summ.read_summary(work / "result" / f"bs{BS}_summary.json")
+    parts = summ.device_summaries(summary)
+    assert summary["mode"] == "cluster" and summary["batchsize"] == BS
+    assert summary["NPU_compute_time"]["count"] == 3 == sum(p["NPU_compute_time"]["count"] for p in parts)
+    assert sum(p["n_images"] for p in parts) == 5 == summ.image_count(summary)
+    assert summ.summary_throughput(summary) == pytest.approx(sum(summ.throughput(p) for p in parts))
+    assert summ.wall_throughput(summary) == pytest.approx(5 / summ.wall_s(summary))
+    assert "[INFO] summary throughput:" in out and "wall-clock throughput: 5 images" in out
+
+
+# ---- the pure parts --------------------------------------------------------------------------
+
+def row(name, iou=0.5, actor="a", batch=0, why="", meta="", mask=b""):
+    return {"name": name, "path": f"/d/train/{name}.jpg", "iou": iou, "dice": iou, "why": why, "batch": batch,
+            "slot": 0, "actor": actor, "compute_ms": 1.0, "h2d_ms": 0.1, "d2h_ms": 0.2, "meta": meta, "mask": mask}
+
+
+def test_collection_keeps_each_image_once_and_names_the_missing():
+    collector = Collector(["img1", "img2", "img3"])
+    collector.add_row(row("img1", meta=json.dumps({"pid": 7, "backend": "onnxruntime"})))
+    collector.add_row(row("img1", actor="b"))  # a retried batch's second record
+    collector.add_row(row("img2", why="OSError: truncated"))
+    assert collector.duplicates == 1 and [r["name"] for r in collector.ordered_records()] == ["img1"]
+    with pytest.raises(UserError, match="1 image.* with no record after the run: img3"):
+        collector.check()
+    collector.add_row(row("img3", batch=1))
+    collector.check()
+    with pytest.raises(UserError, match="img1 was scored twice with different IoUs"):
+        collector.add_row(row("img1", iou=0.25))
+    with pytest.raises(UserError, match="img9, which is not an image of this run"):
+        collector.add_row(row("img9"))
+    parts = collector.actor_summaries({"batchsize": 2}, 2)
+    assert [p["device_label"] for p in parts] == ["a"] and parts[0]["pids"] == [7]
+    assert parts[0]["NPU_compute_time"]["count"] == 2
+
+
+def test_plan_masks_and_errors():
+    pairs = [(f"img{i}", f"/d/img{i}.jpg", f"/d/img{i}_mask.gif") for i in range(1, 6)]
+    plan = plan_batches(pairs, 2)
+    assert [len(r["images"]) for r in plan] == [2, 2, 1] and plan[2]["images"] == ["/d/img5.jpg"]
+    mask = np.random.default_rng(0).random((SIZE, SIZE)) > 0.5
+    assert np.array_equal(unpack_mask(pack_mask(mask), SIZE), mask)
+    wrapped = RuntimeError("ray wrapper")
+    wrapped.__cause__ = UserError("m.onnx: the model's batch size is fixed at 1")
+    assert str(pipeline.user_error_in(wrapped)) == "m.onnx: the model's batch size is fixed at 1"
+    assert pipeline.user_error_in(RuntimeError("a bug")) is None
+    actor_died = RuntimeError("The actor died because of an error raised in its creation task\n  File ...\n"
+                              "unet_infer.cli.UserError: m.onnx: --precision int8, but the model computes in fp32")
+    assert str(pipeline.user_error_in(actor_died)) == "m.onnx: --precision int8, but the model computes in fp32"
+    died = RuntimeError("ray wrapper")
+    died.__cause__ = ray.exceptions.WorkerCrashedError()
+    assert "the Ray pipeline failed after 3 actor restarts" in str(pipeline.failure_in(died))
+    assert pipeline.failure_in(RuntimeError("a bug")) is None
+
+
+def test_the_pool_is_sized_to_the_nodes():
+    def request(**given):
+        return argparse.Namespace(**{"gpus_per_actor": 0, "actors": None, "threads": None, "workers": None, **given})
+    assert size_pool(request(actors=2), [(2, 0)]) == (2, 1, 1)  # 2 x 1 thread, decoding beside them
+    assert size_pool(request(), [(2, 0)]) == (1, 2, 1)
+    assert size_pool(request(actors=3), [(16, 0), (16, 0)]) == (3, 8, 8)  # 2 + 1 actors per node
+    assert size_pool(request(gpus_per_actor=1), [(16, 1), (16, 1)]) == (2, 1, 30)  # one per GPU
+    with pytest.raises(UserError, match=r"3 actor\(s\) of 10 CPU\(s\) each do not fit .* lower --actors"):
+        size_pool(request(actors=3, threads=10), [(16, 0), (16, 0)])
+    with pytest.raises(UserError, match="--gpus-per-actor 1: the Ray cluster has 0 GPU"):
+        size_pool(request(gpus_per_actor=1), [(2, 0)])
+
+
+def test_shards_are_contiguous_at_whole_batches():
+    assert shard_bounds(5, 2, 2) == [(0, 4), (4, 5)]
+    assert shard_bounds(8, 2, 2) == [(0, 4), (4, 8)]
+    assert shard_bounds(3, 4, 1) == [(0, 1), (1, 2), (2, 2), (2, 3)]
+    assert shard_bounds(16, 3, 4) == [(0, 4), (4, 12), (12, 16)]
+
+
+# ---- the runner's --device 0,1 -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def bins(tiny, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("prep") / "prep_bin"
+    folder.mkdir()
+    rng = np.random.default_rng(3)
+    for i in (1, 2, 3, 4, 10):
+        rng.random((3, SIZE, SIZE), dtype=np.float32).tofile(folder / f"img{i}.bin")
+    model = UNet(width=4).eval()
+    model.load_state_dict(torch.load(tiny / "unet.pth"))
+    torch.onnx.export(model, torch.zeros(1, 3, SIZE, SIZE), str(tiny / "dynamic.onnx"), dynamo=False, opset_version=11,
+                      input_names=["actual_input_1"], output_names=["output1"],
+                      dynamic_axes={"actual_input_1": {0: "-1"}, "output1": {0: "-1"}})
+    return folder, tiny / "dynamic.onnx"
+
+
+def test_two_devices_on_the_cpu_are_two_shards_in_one_folder(bins, tmp_path, capsys, caplog):
+    folder, model = bins
+    common = ["--model", str(model), "--input", str(folder), "--batchsize", "2", "--output", str(tmp_path),
+              "--threads", "2", "--quiet"]
+    bench_main([*common, "--output_dirname", "one"])
+    capsys.readouterr()
+    caplog.set_level("INFO")
+    bench_main([*common, "--output_dirname", "two", "--device", "0,1"])
+    out = capsys.readouterr().out
+    assert "--device 0,1 on the CPU: 2 shards of the inputs, 1 thread(s) each" in caplog.text
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+    for path in one.iterdir():
+        assert path.read_bytes() == (two / path.name).read_bytes()
+    merged = summ.read_summary(tmp_path / "two_summary.json")
+    parts = summ.device_summaries(merged)
+    assert [p["n_images"] for p in parts] == [4, 1] and [p["args"]["threads"] for p in parts] == [1, 1]
+    assert [Path(e["infiles"][0]).name for e in merged["filesinfo"].values()] == [
+        "img1.bin", "img2.bin", "img3.bin", "img4.bin", "img10.bin"]
+    assert all(len(e["outfiles"]) == 1 for e in merged["filesinfo"].values())
+    assert (tmp_path / "two_device0_summary.json").is_file() and (tmp_path / "two_device1_summary.json").is_file()
+    assert out.count("Performance Summary") == 2 and f"[INFO] summary throughput:{merged['summary_throughput']}" in out
+    assert merged["summary_throughput"] == pytest.approx(sum(summ.throughput(p) for p in parts))
+
+
+def test_pure_inference_on_several_cpu_devices_is_refused(bins):
+    with pytest.raises(UserError, match="several devices mean shards of the --input files"):
+        bench_main(["--model", str(bins[1]), "--device", "0,1", "--quiet"])
+
+
+def test_the_cluster_cli_checks_before_any_ray_work(tiny, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "unet_infer.cluster", "--model", str(tmp_path / "none.onnx"),
+                           "--data", str(tiny / "data"), "--batchsize", "2", "--result", str(tmp_path / "r.txt")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.strip().endswith("none.onnx: model not found")
+
+
+def test_cluster_help_and_the_driver_options(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "unet_infer.cluster", "--help"], capture_output=True, text=True,
+                          timeout=60)
+    text = " ".join(proc.stdout.replace("\\\n", " ").split())
+    assert proc.returncode == 0 and "python3 -m unet_infer.cluster --model UNet_bs8.onnx --data ./carvana" in text
+    assert "ray start --head" in text and "(default: 0, the actors run on CPUs)" in text
+    for args, message in ((["actors=2"], "address=, actors= and gpus_per_actor= go with cluster=ray"),
+                          (["cluster=spark"], "cluster must be ray (or left out), got 'spark'"),
+                          (["cluster=ray", "labels=none"], "cluster=ray scores as it goes: it needs the labels"),
+                          (["cluster=ray", "actors=0"], "actors must be a positive whole number, got '0'"),
+                          (["cluster=ray", "gpus_per_actor=x"], "gpus_per_actor must be a number of GPUs")):
+        proc = subprocess.run(["bash", str(DRIVER), "bs=2", f"workdir={tmp_path}", *args], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 2 and f"error: {message}" in proc.stderr, (args, proc.stderr)

@@ -1,0 +1,367 @@
+"""OpenVINO backend: Intel's CPU runtime, which runs bf16 and INT8 convolutions on AMX (and INT8 on
+AVX-512 VNNI / AVX2) where the CPU has them.
+
+Models: OpenVINO IR (``.xml`` with its weights in the ``.bin`` beside it), made by
+``python3 -m unet_infer.compile --backend openvino`` with a static shape per batch size, as atc
+writes an .om: ``UNet_bs<B>.xml`` for fp32 and bf16 (one IR: bf16 is a hint when the model is
+compiled for the CPU, at load) and ``UNet_int8_bs<B>.xml`` (compiled from ``UNet_int8.xml``, the
+simplified model quantised by NNCF: ``python3 -m unet_infer.quantize --backend openvino``). An
+``.onnx`` model given with ``--backend openvino`` loads too (read, reshaped and compiled at load).
+
+- ``--precision fp32|bf16`` sets ``INFERENCE_PRECISION_HINT`` (f32 / bf16); an INT8 IR
+  (FakeQuantize nodes) runs as INT8, its remaining float layers at OpenVINO's default precision
+  for the CPU (the same as a bare OpenVINO session). The precision recorded is what the compiled
+  model runs its convolutions in (its runtime model), not what was asked: a CPU without bf16
+  (no AVX512_BF16 / AMX) runs fp32, and says so.
+- ``--nireq N``: throughput mode, as benchmark_app's ``-hint throughput``: the THROUGHPUT
+  performance hint (OpenVINO picks the streams, at most N) and N asynchronous infer requests in
+  flight (``run_async``); without it, one request and the LATENCY hint (one stream on all threads).
+- ``load(profile=True)`` (the runner's ``--profile``) turns on ``PERF_COUNT``; ``profile()``
+  gives the mean per-layer time of the runs after the first (OpenVINO's own performance counters).
+- The checkpoint a model was made from travels in the IR's rt_info (``unet_infer/weights``), as
+  the ONNX files carry it in their metadata.
+"""
+
+import logging
+import os
+import tempfile
+import threading
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+
+from ..cli import UserError, first_line, int_at_least, os_error
+from ..formats import DEFAULT_SIZE
+from ..onnxfile import WEIGHTS_KEY, refuse_overwrite
+from .base import Backend, Option, TensorSpec, resolve_batchsize
+
+log = logging.getLogger(__name__)
+
+HINTS = {"fp32": "f32", "bf16": "bf16"}  # --precision -> INFERENCE_PRECISION_HINT
+RT_WEIGHTS = ["unet_infer", "weights"]  # rt_info path of the checkpoint's id (WEIGHTS_KEY in ONNX files)
+RT_BATCHSIZE = ["unet_infer", "batchsize"]
+INT8_TYPES = ("u8", "i8")
+COMPUTE_LAYERS = ("Convolution", "Deconvolution", "FullyConnected", "MatMul")
+
+
+def core():
+    """One ``ov.Core`` per process (reading a plugin is not free)."""
+    global _CORE
+    try:
+        return _CORE
+    except NameError:
+        import openvino as ov
+        _CORE = ov.Core()
+        return _CORE
+
+
+def read_model(path):
+    """An ``ov.Model`` from an IR (.xml) or an ONNX file; a missing or foreign file is a UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: model not found")
+    if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
+        raise UserError(f"{path}: its weights {path.with_suffix('.bin').name} are missing beside it")
+    try:
+        return core().read_model(str(path))
+    except RuntimeError as exc:
+        raise UserError(f"{path}: OpenVINO cannot read it ({first_line(_ov_message(exc))})") from None
+
+
+def _ov_message(exc):
+    """OpenVINO's errors start with a C++ source location; keep the message after it."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Exception from", "Check '", "[ GENERAL_ERROR ]"))]
+    return RuntimeError((useful or lines or [type(exc).__name__])[0])
+
+
+def rt_text(model, path):
+    """A string rt_info entry of ``model`` (None when absent)."""
+    if not model.has_rt_info(path):
+        return None
+    return model.get_rt_info(path).astype(str) or None
+
+
+def weights_of(model, path):
+    """The checkpoint the model was made from: the IR's rt_info, or an ONNX file's metadata."""
+    found = rt_text(model, RT_WEIGHTS)
+    if found is None and Path(path).suffix.lower() == ".onnx":
+        from ..onnxfile import load_onnx, metadata
+        found = metadata(load_onnx(path, weights=False)).get(WEIGHTS_KEY)
+    return found
+
+
+def stamp(model, weights=None, batchsize=None):
+    """Record the checkpoint (and a fixed batch size) in the model's rt_info."""
+    if weights:
+        model.set_rt_info(weights, RT_WEIGHTS)
+    if batchsize:
+        model.set_rt_info(str(batchsize), RT_BATCHSIZE)
+
+
+def is_int8(model):
+    """True when the model holds quantisation nodes (NNCF's FakeQuantize, or ONNX Q/DQ read as such)."""
+    return any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
+
+
+def model_batch(model):
+    """The model's fixed batch size, or None when its batch axis is dynamic."""
+    shape = model.input(0).get_partial_shape()
+    return shape[0].get_length() if shape.rank.is_static and shape[0].is_static else None
+
+
+def fix_shapes(model, batchsize, size, source):
+    """Reshape every input to ``batchsize`` (None: keep the batch axis as it is), H = W = ``size``
+    where they are dynamic; a fixed H, W other than ``size`` is kept (the model's own)."""
+    import openvino as ov
+    shapes = {}
+    for port in model.inputs:
+        shape = port.get_partial_shape()
+        if shape.rank.is_dynamic:
+            raise UserError(f"{source}: input {port.any_name} has no fixed rank")
+        dims = []
+        for axis, dim in enumerate(shape):
+            if axis == 0:
+                dims.append(batchsize if batchsize else (dim.get_length() if dim.is_static else -1))
+            elif dim.is_static:
+                dims.append(dim.get_length())
+            elif len(shape) == 4 and axis >= 2:
+                dims.append(size)
+            else:
+                raise UserError(f"{source}: input {port.any_name} has a dynamic axis {axis} ({shape})")
+        shapes[port] = ov.PartialShape(dims)
+    try:
+        model.reshape(shapes)
+    except RuntimeError as exc:
+        raise UserError(f"{source}: OpenVINO cannot reshape it to {list(shapes.values())} "
+                        f"({first_line(_ov_message(exc))})") from None
+    return model
+
+
+def runtime_precision(compiled):
+    """What the compiled model computes in: its convolutions' runtime precision (int8, bf16, fp16, fp32)."""
+    found = set()
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if "layerType" in info and info["layerType"].astype(str) in COMPUTE_LAYERS:
+            found.add(info["runtimePrecision"].astype(str).lower())
+    if found & set(INT8_TYPES):
+        return "int8"
+    for name, types in (("bf16", ("bf16",)), ("fp16", ("f16",))):
+        if found & set(types):
+            return name
+    return "fp32"
+
+
+def compile_config(precision, int8, threads=None, nireq=None, profile=False):
+    """The CPU plugin's properties for a run (see the module notes)."""
+    config = {"PERFORMANCE_HINT": "THROUGHPUT" if nireq else "LATENCY"}
+    if nireq:
+        config["PERFORMANCE_HINT_NUM_REQUESTS"] = nireq
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    if not int8:
+        config["INFERENCE_PRECISION_HINT"] = HINTS[precision or "fp32"]
+    if profile:
+        config["PERF_COUNT"] = True
+    return config
+
+
+def compile_for_cpu(model, config, source):
+    try:
+        return core().compile_model(model, "CPU", config)
+    except RuntimeError as exc:
+        raise UserError(f"{source}: OpenVINO cannot compile it for the CPU ({first_line(_ov_message(exc))})") from None
+
+
+def save_ir(model, dst):
+    """Write ``dst`` (.xml) and its .bin atomically, float weights kept in fp32 (not OpenVINO's fp16 default)."""
+    import openvino as ov
+    dst = Path(dst)
+    if dst.suffix.lower() != ".xml":
+        raise UserError(f"{dst}: an OpenVINO IR is an .xml file (with its .bin beside it)")
+    if not dst.parent.is_dir():
+        raise UserError(f"{dst.parent}: output folder not found")
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.") as tmp:
+        staged = Path(tmp) / dst.name
+        try:
+            ov.save_model(model, str(staged), compress_to_fp16=False)
+            os.replace(staged.with_suffix(".bin"), dst.with_suffix(".bin"))
+            os.replace(staged, dst)
+        except OSError as exc:
+            raise os_error(dst, exc) from None
+    return dst
+
+
+def check_compiled(path, batchsize, threads=None):
+    """Load the written IR as the runner does and run one zero batch; the output batch must match."""
+    backend = OpenVinoBackend()
+    backend.load(path, threads=threads, precision=None)
+    try:
+        for name, out in zip(backend.output_names, backend.infer(*[np.zeros(s.shape, s.dtype) for s in backend.inputs])):
+            if out.ndim == 0 or out.shape[0] != batchsize:
+                raise UserError(f"{path}: output {name} has shape {out.shape}, expected batch {batchsize}")
+            log.info("checked: output %s %s", name, out.shape)
+    finally:
+        backend.close()
+
+
+class OpenVinoBackend(Backend):
+    """One compiled model on the CPU plugin: one infer request, or (``--nireq N``) an async queue of N."""
+
+    name = "openvino"
+    package = "openvino"
+    precisions = ("fp32", "bf16", "int8")  # fp32 first: the default keeps the reference results
+    source = "onnx"
+    quantized = ("int8",)
+    quantized_name = "UNet_int8.xml"
+    quantizer = "unet_infer.quantize.openvino"
+    model_suffixes = (".xml",)
+    options = (
+        Option("nireq", "openvino backend: throughput mode, N asynchronous infer requests in flight "
+                        "(the THROUGHPUT hint; the summary adds the wall-clock images/s)",
+               type=int_at_least(1), default=None),
+    )
+
+    @classmethod
+    def artefact(cls, precision, batchsize):
+        return f"UNet_int8_bs{batchsize}.xml" if precision == "int8" else f"UNet_bs{batchsize}.xml"
+
+    @classmethod
+    def compile(cls, src, dst, batchsize, precision=None, threads=None, size=DEFAULT_SIZE, check=True, chip=None):
+        """Write ``dst``: ``src`` (.onnx or IR) reshaped to a static ``batchsize`` x C x size x size IR."""
+        import openvino as ov
+        src, dst = Path(src), Path(dst)
+        refuse_overwrite(src, dst)
+        model = read_model(src)
+        weights = weights_of(model, src)
+        fixed = model_batch(model)
+        if fixed is not None and fixed != batchsize:
+            raise UserError(f"{src}: the model's batch size is fixed at {fixed}; compile the dynamic-batch model")
+        fix_shapes(model, batchsize, size, src)
+        stamp(model, weights, batchsize)
+        save_ir(model, dst)
+        if check:
+            try:
+                check_compiled(dst, batchsize, threads)
+            except UserError:
+                dst.unlink(missing_ok=True)
+                dst.with_suffix(".bin").unlink(missing_ok=True)
+                raise
+        log.info("wrote %s (batch %d, static shape, OpenVINO %s)", dst, batchsize, ov.__version__)
+        return dst
+
+    # ---- a loaded model ----
+
+    def load(self, model_path, batchsize=None, device=0, precision=None, threads=None, size=DEFAULT_SIZE,
+             nireq=None, profile=False, **options):
+        import openvino as ov
+        model = read_model(model_path)
+        self.weights = weights_of(model, model_path)
+        int8 = is_int8(model)
+        if int8 and precision not in (None, "int8"):
+            raise UserError(f"{model_path}: --precision {precision}, but the model is INT8 (quantised); "
+                            f"give the fp32 model ({self.artefact('fp32', batchsize or 1)})")
+        if not int8 and precision == "int8":
+            raise UserError(f"{model_path}: --precision int8, but the model is not quantised; make an INT8 IR with "
+                            f"python3 -m unet_infer.quantize --backend openvino")
+        self.batchsize = resolve_batchsize(model_batch(model), batchsize, model_path)
+        fix_shapes(model, self.batchsize, size, model_path)
+        config = compile_config(precision, int8, threads, nireq, profile)
+        self.compiled = compile_for_cpu(model, config, model_path)
+        del model
+        self.precision = runtime_precision(self.compiled)
+        asked = "int8" if int8 else (precision or "fp32")
+        if self.precision != asked:
+            log.warning("asked for %s, but OpenVINO runs %s on this CPU (%s); the summary says %s", asked,
+                        self.precision, ", ".join(core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")),
+                        self.precision)
+        self.inputs = [TensorSpec(port.any_name, tuple(port.get_shape()), np.dtype(port.get_element_type().to_dtype()))
+                       for port in self.compiled.inputs]
+        self.output_names = [port.any_name for port in self.compiled.outputs]
+        self.request = self.compiled.create_infer_request()
+        self.profiling = bool(profile)
+        self._layers = {}
+        self._runs = self._seen = 0
+        self._lock = threading.Lock()  # the counters of requests finishing at once (throughput mode)
+        self.async_requests = int(nireq or 0)
+        self._done = deque()
+        self.queue = None
+        if self.async_requests:
+            self.queue = ov.AsyncInferQueue(self.compiled, self.async_requests)
+            self.queue.set_callback(self._finished)
+        streams = self.compiled.get_property("NUM_STREAMS")
+        log.info("openvino %s on the CPU: %s, %s thread(s), %s stream(s), %s", ov.__version__, self.precision,
+                 self.compiled.get_property("INFERENCE_NUM_THREADS"), streams,
+                 f"{self.async_requests} requests in flight" if self.async_requests else "one request (latency)")
+
+    @property
+    def streams(self):
+        return int(self.compiled.get_property("NUM_STREAMS"))
+
+    def upload(self, *arrays, wait=True):
+        return [np.ascontiguousarray(a, dtype=spec.dtype) for a, spec in zip(arrays, self.inputs)]
+
+    def run(self, *inputs):
+        result = self.request.infer(list(inputs), share_inputs=True, share_outputs=True)
+        if self.profiling:
+            self._count(self.request.profiling_info)
+        return list(result.to_tuple())  # views of the request's output tensors, copied by download
+
+    def download(self, outputs):
+        return [np.array(out, copy=True) for out in outputs]
+
+    # ---- throughput mode: N requests in flight (bench.loop drives these) ----
+
+    def run_async(self, inputs, tag=None, keep=True):
+        """Start one run on the next idle request (waits while all N are busy); its outputs (when
+        ``keep``), ``tag`` and compute time come back from :meth:`finished`."""
+        self.queue.start_async(list(inputs), userdata=(tag, keep, inputs), share_inputs=True)
+
+    def _finished(self, request, userdata):
+        tag, keep, _ = userdata
+        outputs = [request.get_output_tensor(i).data.copy() for i in range(len(self.output_names))] if keep else None
+        if self.profiling:
+            self._count(request.profiling_info)
+        self._done.append((tag, keep, outputs, float(request.latency)))
+
+    def finished(self, wait=False):
+        """``[(tag, keep, outputs, compute ms)]`` of the runs done since the last call (``wait``: all of them)."""
+        if wait:
+            self.queue.wait_all()
+        done = []
+        while self._done:
+            done.append(self._done.popleft())
+        return done
+
+    # ---- profiling ----
+
+    def _count(self, infos):
+        """Add one run's performance counters (the first run, which initialises lazily, is left out)."""
+        with self._lock:
+            self._seen += 1
+            if self._seen == 1:
+                return
+            self._runs += 1
+            for info in infos:
+                row = self._layers.setdefault(info.node_name, {"name": info.node_name, "type": info.node_type,
+                                                               "exec_type": info.exec_type, "ms": 0.0})
+                row["ms"] += info.real_time.total_seconds() * 1000.0
+
+    @property
+    def profiled_runs(self):
+        return self._runs
+
+    def profile(self):
+        if not self.profiling:
+            return None
+        runs = max(self._runs, 1)
+        rows = [dict(row, ms=row["ms"] / runs) for row in self._layers.values() if row["ms"] > 0]
+        return sorted(rows, key=lambda row: -row["ms"])
+
+    def close(self):
+        self.queue = self.request = self.compiled = None
+
+
+BACKEND = OpenVinoBackend

@@ -1,0 +1,138 @@
+"""``--device 0,1``: one process per device, as ais_bench runs them, the inputs divided among them.
+
+    python3 -m unet_infer.bench --model=UNet_bs8.onnx --input=./prep_bin --output=result \\
+        --output_dirname=bs8 --batchsize=8 --device=0,1
+
+The input files are cut into contiguous shards, one per device, at whole batches (so that only
+the last device may pad a short batch); each device's process runs the runner's own ``bench`` on
+its shard at the same time as the others. The outputs all go to ``{output}/{output_dirname}``
+(names come from the inputs, so shards never clash); each device's summary to
+``{output}/{output_dirname}_device{d}_summary.json`` and the merged one (``summary.merge_summaries``:
+every file, every batch's times, ais_bench's ``summary throughput`` and the wall-clock images/s)
+to ``{output}/{output_dirname}_summary.json``, which the rename and score stages read as usual.
+
+What a device is: a GPU where the backend has them (CUDA for onnxruntime and torch). On a backend
+that runs on the CPU, each device is a CPU shard: a process with ``--threads`` / N threads (at
+least 1), so that N shards share the cores one run would use; this needs ``--input`` (pure
+inference has nothing to divide, and N CPU shards would only compete for the same cores).
+"""
+
+import contextlib
+import io
+import logging
+import multiprocessing
+import os
+import time
+from argparse import Namespace
+from pathlib import Path
+
+from .. import backends
+from ..cli import UserError
+from ..formats import inside
+from ..progress import set_quiet
+from ..summary import merge_summaries, merged_lines, write_summary
+from .batching import first_clash
+from .files import list_inputs
+from .loop import Timings
+
+log = logging.getLogger(__name__)
+
+
+def shard_bounds(n_files, n_devices, per_batch):
+    """``[(start, stop), ...]``: contiguous shards of ``n_files`` cut at multiples of ``per_batch``,
+    as even as whole batches allow (a device may get none when there are fewer batches than devices)."""
+    n_batches = -(-n_files // per_batch)
+    cuts = [min(n_files, round(i * n_batches / n_devices) * per_batch) for i in range(n_devices + 1)]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def device_places(args, devices):
+    """``(output folder, merged summary, [per-device summary])``; all None without --output."""
+    if not args.output:
+        return None, None, [None] * len(devices)
+    dirname = args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")
+    if inside(args.output, dirname) is None:
+        raise UserError(f"--output_dirname {dirname!r} must be a plain folder name")
+    base, root = Path(args.output) / dirname, Path(args.output)
+    merged = root / f"{dirname}_summary.json"
+    per_device = [root / f"{dirname}_device{d}_summary.json" for d in devices]
+    from .runner import refuse_existing_run, refuse_output_in_input
+    refuse_existing_run(base, merged)
+    for path in per_device:
+        if path.exists():
+            raise UserError(f"{path} already holds a run; choose another --output_dirname")
+    if args.input:
+        refuse_output_in_input(base, [p for p in args.input.split(",") if p])
+    return base, merged, per_device
+
+
+def _run_device(args, backend_name, device, out_dir, summary_path, shard, label):
+    """One device's run, in its own process: the runner's ``bench`` on ``shard``; its printout is
+    returned (the parent prints the devices' blocks in order) with its summary and copy times."""
+    logging.basicConfig(level=logging.INFO, format=f"[%(levelname)s] {label}: %(message)s")
+    set_quiet(True)  # N progress bars on one terminal would only garble each other
+    from .runner import bench
+    timings, printed = Timings(), io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        summary = bench(args, backends.get_backend(backend_name), device, out_dir, inputs=shard, timings=timings)
+    summary["device_label"] = label
+    if summary_path:
+        write_summary(summary_path, summary)
+    return summary, timings.h2d, timings.d2h, printed.getvalue()
+
+
+def run_devices(args, backend_cls):
+    """Run every device of ``args.device`` at once, merge, print, write; returns the merged summary."""
+    started = time.perf_counter()
+    devices = list(args.device)
+    listing = ",".join(map(str, devices))
+    on_gpu = backend_cls.has_gpu()
+    threads = args.threads
+    if not on_gpu:
+        if not args.input:
+            raise UserError(f"--device {listing}: one run per device needs GPUs for pure inference; the "
+                            f"{backend_cls.name} backend runs on the CPU here, where several devices mean "
+                            f"shards of the --input files (give --input, or one device)")
+        threads = max(1, args.threads // len(devices))
+        log.info("--device %s on the CPU: %d shards of the inputs, %d thread(s) each (--threads %d split)",
+                 listing, len(devices), threads, args.threads)
+    inputs = list_inputs(args.input) if args.input else None
+    out_dir, merged_path, per_device = device_places(args, devices)
+    if inputs and out_dir:
+        clash = first_clash(inputs[0], args.outfmt)
+        if clash:
+            raise UserError(f"{clash[0]} and {clash[1]} would write the same output files")
+    if inputs:
+        bounds = shard_bounds(len(inputs[0]), len(devices), args.batchsize or 1)
+        shards = [[files[a:b] for files in inputs] for a, b in bounds]
+    else:
+        shards = [None] * len(devices)
+    jobs = []
+    for i, (device, shard, summary_path) in enumerate(zip(devices, shards, per_device)):
+        if shard is not None and not shard[0]:
+            log.warning("device %d gets no input files (%d files, fewer batches than devices)", device,
+                        len(inputs[0]))
+            continue
+        child = Namespace(**vars(args))
+        child.threads, child.device = threads, [device]
+        jobs.append((child, backend_cls.name, device, out_dir, summary_path, shard, f"device_{device}"))
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    context = multiprocessing.get_context("spawn")  # a clean process per device: no forked framework state
+    with context.Pool(len(jobs)) as pool:
+        results = pool.starmap(_run_device, jobs)
+    parts = [summary for summary, _, _, _ in results]
+    for _, _, _, printed in results:
+        print(printed, end="", flush=True)
+    merged = merge_summaries(parts, vars(args), [t for r in results for t in r[1]], [t for r in results for t in r[2]],
+                             time.perf_counter() - started, os.getpid(),
+                             extra={key: parts[0][key] for key in ("backend", "precision", "machine", "mode",
+                                                                     "model", "weights") if key in parts[0]})
+    merged["device_kind"] = "gpu" if on_gpu else "cpu shards"
+    if merged_path:
+        write_summary(merged_path, merged)
+        log.info("outputs in %s, merged summary %s, per device %s", out_dir, merged_path,
+                 ", ".join(str(p) for p in per_device))
+    for line in merged_lines(merged, blocks=False):
+        print(line, flush=True)
+    return merged

@@ -1,0 +1,75 @@
+"""A bare OpenVINO session on a model, as a user who knows OpenVINO would time it: the reference
+the benchmark puts beside each openvino row (its "runner / bare" column).
+
+    python3 -m unet_infer.benchmark.bare --model UNet_int8_bs1.xml --precision int8 --loop 10 --warmup 2
+
+``core.compile_model(model, "CPU", config)`` with OpenVINO's own defaults, except the precision
+hint of an fp32 or bf16 row (the same IR runs either way) and ``--threads``; one infer request,
+``request.infer({0: x})`` on random data, each call timed. Prints one JSON line:
+``{"times_ms": [...], "precision": what the compiled model runs, "openvino": version}``.
+"""
+
+import json
+import time
+
+import numpy as np
+
+from .. import cli
+from ..cli import UserError
+
+HINTS = {"fp32": "f32", "bf16": "bf16"}
+
+
+def build_parser():
+    parser = cli.parser("python3 -m unet_infer.benchmark.bare", __doc__)
+    add = parser.add_argument
+    add("--model", required=True, help="an OpenVINO IR (.xml) or ONNX model")
+    add("--precision", choices=["fp32", "bf16", "int8"], required=True, help="the row's precision")
+    add("--batchsize", type=cli.int_at_least(1), default=1, help="batch of a model whose batch axis is dynamic")
+    add("--size", type=cli.int_at_least(16), default=572, help="height = width of a model whose H, W are dynamic")
+    add("--loop", type=cli.int_at_least(1), default=10, help="timed runs")
+    add("--warmup", type=cli.int_at_least(0), default=2, help="untimed runs first")
+    add("--threads", type=cli.int_at_least(1), help="INFERENCE_NUM_THREADS (without it: OpenVINO's own)")
+    return parser
+
+
+def time_bare(model_path, precision, batchsize=1, size=572, loop=10, warmup=2, threads=None):
+    """``(times in ms, precision run)`` of ``loop`` timed runs of a plain OpenVINO session."""
+    import openvino as ov
+    from ..backends.openvino_backend import read_model, runtime_precision
+    core = ov.Core()
+    model = read_model(model_path)
+    shape = model.input(0).get_partial_shape()
+    if shape.is_dynamic:
+        model.reshape({0: [batchsize if shape[0].is_dynamic else shape[0].get_length(), shape[1].get_length(),
+                           size, size]})
+    config = {"INFERENCE_PRECISION_HINT": HINTS[precision]} if precision in HINTS else {}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    try:
+        compiled = core.compile_model(model, "CPU", config)
+    except RuntimeError as exc:
+        raise UserError(f"{model_path}: OpenVINO cannot compile it ({cli.first_line(exc)})") from None
+    request = compiled.create_infer_request()
+    port = compiled.input(0)
+    x = np.random.default_rng(0).random(tuple(port.get_shape()), dtype=np.float32)
+    for _ in range(warmup):
+        request.infer({0: x})
+    times = []
+    for _ in range(loop):
+        start = time.perf_counter()
+        request.infer({0: x})
+        times.append((time.perf_counter() - start) * 1000.0)
+    return times, runtime_precision(compiled)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    import openvino as ov
+    times, ran = time_bare(args.model, args.precision, args.batchsize, args.size, args.loop, args.warmup,
+                           args.threads)
+    print(json.dumps({"times_ms": times, "precision": ran, "openvino": ov.__version__}), flush=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run_cli(main))

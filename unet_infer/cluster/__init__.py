@@ -1,0 +1,206 @@
+"""The streaming flow on Ray Data: decoding in tasks, inference and scoring in a pool of actors
+(one per device, or per share of the CPU cores), on this machine or on a running Ray cluster.
+
+  stages 1 and 4-6 for batch size 8 on a local Ray with two actors (one core each here):
+    python3 -m unet_infer.cluster --model UNet_bs8.onnx --data ./carvana --batchsize 8 --actors 2 \\
+        --result work/result_bs8.txt --summary work/result/bs8_summary.json
+
+  on a running cluster (``ray start --head`` on one host, ``ray start --address=HEAD:6379`` on the
+  others), one actor per GPU:
+    python3 -m unet_infer.cluster --address auto --gpus-per-actor 1 --model UNet_bs8.onnx \\
+        --data /shared/carvana --batchsize 8 --result work/result_bs8.txt --summary work/result/bs8_summary.json
+
+Every node reads the images, masks and model by the paths given here: keep them on storage that
+every node mounts at the same path, and this package importable on every node.
+
+Writes what ``python3 -m unet_infer.stream`` writes, with the same per-image IoU: --result and the
+.json beside it, the worst and best images' masks for the report, and with --summary the ais_bench
+summary: merged over the actors (``summary.merge_summaries``: every batch's compute time, the
+summary throughput, the wall-clock images/s), each actor's own statistics under ``devices``.
+Every image is scored exactly once, also when an actor dies half way (see ``collect``).
+"""
+
+import logging
+import os
+import time
+from pathlib import Path
+
+from .. import backends, cli
+from ..bench.runner import add_backend_flags, backend_options
+from ..cli import UserError
+from ..data import pair_carvana
+from ..formats import DEFAULT_SIZE
+from ..parallel import cpu_count
+from ..progress import progress, set_quiet
+from ..results import check_writable, select_extremes, summary_line, write_results
+from ..stream import add_result_flags, masks_folder, write_masks
+from ..summary import merge_summaries, merged_lines, write_summary
+from .collect import Collector, plan_batches, unpack_mask
+
+log = logging.getLogger(__name__)
+
+
+def check_request(cls, args):
+    """What can be checked before any Ray work: the backend, its precision and options, the files."""
+    if cls.external:
+        raise UserError(f"the cluster runs a backend inside Ray actors, not {cls.name} (choose one of "
+                        f"{', '.join(n for n in backends.names() if not backends.get_backend(n).external)})")
+    backends.usable_backend(cls.name)
+    precision = cls.check_precision(args.precision) if args.precision else None
+    if not Path(args.model).is_file():
+        raise UserError(f"{args.model}: model not found")
+    check_writable(args.result, inputs=[args.data])
+    return precision, backend_options(args, cls)
+
+
+def actors_fitting(nodes, threads, gpus_per_actor):
+    """How many actors of ``threads`` CPUs and ``gpus_per_actor`` GPUs the nodes ``[(cpus, gpus)]`` hold
+    (an actor lives on one node)."""
+    total = 0
+    for cpus, gpus in nodes:
+        fit = int(cpus // threads)
+        if gpus_per_actor:
+            fit = min(fit, int(gpus // gpus_per_actor))
+        total += fit
+    return total
+
+
+def size_pool(args, nodes):
+    """``(actors, threads, decoders)`` for the nodes found (``[(cpus, gpus)]`` each); a request they
+    cannot hold is a UserError, before Ray Data would wait for it forever."""
+    gpa = args.gpus_per_actor
+    cpus, gpus = sum(n[0] for n in nodes), sum(n[1] for n in nodes)
+    if gpa and gpus < gpa:
+        raise UserError(f"--gpus-per-actor {gpa:g}: the Ray cluster has {gpus:g} GPU(s)")
+    actors = args.actors or (actors_fitting(nodes, 1, gpa) if gpa else 1)
+    threads = args.threads
+    if threads is None:  # the most threads each that still fits, at most an even share of the CPUs
+        threads = 1 if gpa else max(1, int(cpus) // actors)
+        while threads > 1 and actors_fitting(nodes, threads, gpa) < actors:
+            threads -= 1
+    if actors_fitting(nodes, threads, gpa) < actors:
+        need = f"{threads} CPU(s)" + (f" and {gpa:g} GPU(s)" if gpa else "")
+        raise UserError(f"{actors} actor(s) of {need} each do not fit the Ray cluster's nodes "
+                        f"({', '.join(f'{c:g} CPUs/{g:g} GPUs' for c, g in nodes)}); lower --actors or --threads")
+    decoders = args.workers or max(1, int(cpus) - actors * threads)
+    log.info("Ray cluster: %d node(s), %g CPUs, %g GPUs; %d actor(s) x %d thread(s)%s, %d decoding task(s) at a "
+             "time", len(nodes), cpus, gpus, actors, threads, f" x {gpa:g} GPU(s)" if gpa else "", decoders)
+    return actors, threads, decoders
+
+
+def execute(args, config, plan, n_images):
+    """Run the Ray Data pipeline and collect its rows: ``(Collector, actors, threads, ray_start_s)``."""
+    from . import pipeline
+    begun = time.perf_counter()
+    started = pipeline.connect(args.address, args.quiet)
+    ray_start_s = time.perf_counter() - begun  # joining (or starting) Ray, in wall_s but not the pipeline's
+    try:
+        actors, threads, decoders = size_pool(args, pipeline.node_resources())
+        config["threads"] = threads
+        collector = Collector(Path(p).stem for row in plan for p in row["images"])
+        ds = pipeline.build_dataset(plan, config, actors, args.gpus_per_actor, decoders)
+        try:
+            with progress(total=n_images, desc="cluster", unit="img") as bar:
+                for rows in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                    collector.add(rows)
+                    bar.update(len(rows["name"]))
+        except Exception as exc:  # noqa: BLE001 - Ray wraps everything; a UserError inside is the message
+            error = pipeline.user_error_in(exc) or pipeline.failure_in(exc)
+            if error is None:
+                raise
+            raise error from None
+    finally:
+        if started:
+            import ray
+            ray.shutdown()
+    return collector, actors, threads, ray_start_s
+
+
+def run(args):
+    """The whole run; returns ``(result summary, merged ais_bench summary)``."""
+    begun = time.perf_counter()
+    cls = backends.get_backend(args.backend or backends.backend_for_model(args.model))
+    precision, options = check_request(cls, args)
+    pairs = pair_carvana(args.data)
+    plan = plan_batches(pairs, args.batchsize)
+    from .pipeline import crash_setting
+    config = {"backend": cls.name, "model": str(Path(args.model).resolve()), "batchsize": args.batchsize,
+              "precision": precision, "size": args.size, "options": options, "crash": crash_setting()}
+    log.info("%d images in %d batches of %d", len(pairs), len(plan), args.batchsize)
+    collector, actors, threads, ray_start_s = execute(args, config, plan, len(pairs))
+    collector.check()
+    if collector.duplicates:
+        log.warning("%d record(s) of images scored again after a retry were dropped", collector.duplicates)
+    records = collector.ordered_records()
+    if not records:
+        raise UserError(f"none of the {len(pairs)} images could be read")
+    meta = next(iter(collector.meta.values()), {})
+    result = write_results(records, args.result,
+                           provenance={"model": config["model"], "weights": meta.get("weights"),
+                                       "backend": meta.get("backend", cls.name), "precision": meta.get("precision"),
+                                       "data": str(Path(args.data).resolve()), "size": args.size})
+    parts = collector.actor_summaries(vars(args), args.batchsize)
+    h2d, d2h = collector.h2d_d2h()
+    extra = {key: meta.get(key) for key in ("backend", "precision", "machine", "model", "weights")}
+    extra.update(mode="cluster", cluster={"address": args.address or "local", "actors": actors, "threads": threads,
+                                          "gpus_per_actor": args.gpus_per_actor,
+                                          "restarts": sum(part["restarts"] for part in parts),
+                                          "ray_start_s": ray_start_s,
+                                          "duplicates_dropped": collector.duplicates})
+    summary = merge_summaries(parts, vars(args), h2d, d2h, time.perf_counter() - begun, os.getpid(), extra=extra)
+    if args.summary:
+        write_summary(args.summary, summary)
+    folder = masks_folder(args)
+    if folder:
+        worst, best = select_extremes(records)
+        masks = {r["name"]: unpack_mask(collector.masks[r["name"]], args.size) for r in worst + best
+                 if r["name"] in collector.masks}
+        if len(masks) < len(worst + best):  # only when an actor saw an image twice (a retry on itself)
+            log.warning("%d of the report's masks did not come back; their overlays will be skipped",
+                        len(worst + best) - len(masks))
+        write_masks(folder, masks, [r["name"] for r in records])
+    for line in merged_lines(summary):
+        print(line, flush=True)
+    print(summary_line(result), flush=True)
+    if collector.bad:
+        raise UserError(f"{len(collector.bad)} unreadable image(s), left out of the scores: "
+                        + ", ".join(f"{path} ({why})" for path, why in collector.bad.values()))
+    return result, summary
+
+
+def gpu_share(text):
+    """--gpus-per-actor: 0 (CPUs) or a positive number of GPUs (a fraction shares one GPU)."""
+    return 0.0 if text.strip() in ("0", "0.0") else cli.positive_float(text)
+
+
+def build_parser():
+    parser = cli.parser("python3 -m unet_infer.cluster", __doc__)
+    add = parser.add_argument
+    add("--model", "-m", required=True, help="model file: .onnx or .pth/.pt (a UNet state_dict), at a path "
+                                             "every node reads")
+    add("--data", required=True, help="Carvana-format folder: train/<stem>.jpg and train_masks/<stem>_mask.gif, "
+                                      "at a path every node reads")
+    add("--batchsize", type=cli.int_at_least(1), required=True, help="images per model run")
+    add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model input height = width")
+    add_backend_flags(parser)
+    add("--address", help="a running Ray cluster: auto (the one this host belongs to) or HOST:PORT; without "
+                          f"it: a local Ray on this machine's {cpu_count()} CPUs")
+    add("--actors", type=cli.int_at_least(1), help="inference actors (without it: one per GPU of the cluster "
+                                                   "with --gpus-per-actor, else 1)")
+    add(*cli.flag("gpus_per_actor"), dest="gpus_per_actor", type=gpu_share, default=0,
+        help="GPUs each actor reserves, a fraction to share one (default: 0, the actors run on CPUs)")
+    add("--threads", type=cli.int_at_least(1), help="CPU threads (and CPUs reserved) per actor (without it: 1 "
+                                                    "with GPUs; on CPUs the cluster's CPUs / actors, fewer when "
+                                                    "that does not fit the nodes)")
+    add("--workers", type=cli.int_at_least(1), help="decoding tasks at a time (without it: the CPUs the actors "
+                                                    "leave, at least 1)")
+    add_result_flags(parser)
+    cli.add_quiet(parser)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    set_quiet(args.quiet)
+    run(args)
+

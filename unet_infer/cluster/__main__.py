@@ -1,0 +1,6 @@
+import sys
+
+from ..cli import run_cli
+from . import main
+
+sys.exit(run_cli(main))

@@ -1,0 +1,232 @@
+"""The Ray Data graph: the batch plan as a dataset -> decoding tasks -> an actor pool that infers
+and scores -> the driver. Ray is imported here only, inside the functions.
+
+- ``decode_batch`` (a ``map_batches`` task, no CPU reserved, at most ``decoders`` at a time):
+  each row of the plan (one model batch of paths) becomes that batch's images and masks, decoded
+  by ``stream.decode`` (``data.load_image``/``load_label``, the file flow's own), in a fixed-shape
+  ``batchsize`` x ... array with the count of real images ``n``; unreadable images are left out
+  and named in ``bad``.
+- ``InferActor`` (``compute=ActorPoolStrategy(size=actors)``, ``num_cpus=threads`` and
+  ``num_gpus``): loads the model once through the backend registry, then for each row packs the
+  batch with ``stream.pack_batch`` (a short batch padded with copies of its first image, as the
+  runner pads), runs it through the one loop (``bench.loop.run_loop``) and scores it with
+  ``stream.Scorer``; it returns one small row per image (name, IoU, Dice, its batch's times, the
+  actor's name) and, only for an image that may be the report's worst or best, its mask packed
+  8 pixels a byte.
+
+What crosses the object store: the decoded batches (float32 images and bool masks, 4.2 MB per
+image at 572) from the decoding tasks to the actors, and the small rows to the driver; never logits.
+"""
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+
+from .. import backends
+from ..bench.loop import Timings, run_loop, warm_up, zeros_like_inputs
+from ..cli import UserError
+from ..machine import describe_machine
+from ..stream import WARMUP_RUNS, Extremes, Scorer, decode, pack_batch
+from .collect import ROW_KEYS, pack_mask
+
+# Ray Data's own default is unbounded; a crash that repeats should end the run, not loop.
+MAX_RESTARTS = 3  # replacements per actor
+MAX_TASK_RETRIES = 3  # re-runs of a batch whose actor died
+
+CRASH_ENV = "UNET_INFER_TEST_KILL_ACTOR"  # tests only: "FLAG_FILE:BATCH", see InferActor.crash_once
+
+
+def decode_batch(rows, size, batchsize):
+    """``map_batches`` task: plan rows -> ``{batch, n, paths, image, label, bad}`` (fixed shapes)."""
+    out = {key: [] for key in ("batch", "n", "paths", "image", "label", "bad")}
+    for k, images, labels in zip(rows["batch"], rows["images"], rows["labels"]):
+        image = np.zeros((batchsize, 3, size, size), np.float32)
+        label = np.zeros((batchsize, size, size), bool)
+        paths, bad, n = [""] * batchsize, [], 0
+        for image_path, label_path in zip(images, labels):
+            decoded, mask, why = decode((str(image_path), str(label_path), size))
+            if why is not None:
+                bad.append(f"{image_path}\t{why}")
+                continue
+            image[n], label[n], paths[n] = decoded, mask, str(image_path)
+            n += 1
+        for key, value in (("batch", int(k)), ("n", n), ("paths", paths), ("image", image), ("label", label),
+                           ("bad", "\n".join(bad))):
+            out[key].append(value)
+    return {key: np.array(value) for key, value in out.items()}
+
+
+class InferActor:
+    """One model on one device (or share of the CPU cores); see the module notes."""
+
+    def __init__(self, config):
+        self.config = config
+        cls = backends.get_backend(config["backend"])
+        self.backend = cls()
+        self.backend.load(config["model"], batchsize=config["batchsize"], device=0, precision=config["precision"],
+                          threads=config["threads"], size=config["size"], **config["options"])
+        spec, size = self.backend.inputs[0], config["size"]
+        if len(self.backend.inputs) != 1 or spec.shape[1:] != (3, size, size):
+            raise UserError(f"{config['model']}: the model takes {[s.shape for s in self.backend.inputs]}; the "
+                            f"cluster feeds one N x 3 x {size} x {size} input (see --size)")
+        warm_up(self.backend, zeros_like_inputs(self.backend), WARMUP_RUNS)
+        self.timings, self.extremes = Timings(), Extremes()
+        import ray  # in an actor process, Ray is there already
+        # the actor's id survives a restart: one name per actor (per device), whatever its process
+        self.name = f"{socket.gethostname()}:actor-{ray.get_runtime_context().get_actor_id()[:8]}"
+        device = self.backend.device_name(0)
+        self.meta = json.dumps({"backend": self.backend.name, "precision": self.backend.precision,
+                                "machine": describe_machine(device), "model": config["model"],
+                                "weights": self.backend.weights, "node": socket.gethostname(), "pid": os.getpid(),
+                                "device": device,
+                                "restarted": ray.get_runtime_context().was_current_actor_reconstructed})
+
+    def __call__(self, rows):
+        spec, size = self.backend.inputs[0], self.config["size"]
+        scorer = Scorer(self.backend.batchsize, size, keep_extremes=False)
+        scorer.extremes = self.extremes  # kept across calls: the actor's own worst and best so far
+        feeds, out = [], {key: [] for key in ROW_KEYS}
+        for r in range(len(rows["batch"])):
+            batch, n = int(rows["batch"][r]), int(rows["n"][r])
+            for line in str(rows["bad"][r]).splitlines():
+                path, _, why = line.partition("\t")
+                self._row(out, path, batch, -1, why=why)
+            if n:
+                items = [(str(path), rows["label"][r][slot]) for slot, path in enumerate(rows["paths"][r][:n])]
+                feeds.append(([pack_batch(spec, rows["image"][r][:n])], (batch, items)))
+        first, done = len(self.timings.compute), []
+
+        def sink(tag, outputs):
+            start = len(scorer.records)
+            scorer(tag[1], outputs)
+            done.append((tag[0], tag[1], scorer.records[start:]))
+
+        run_loop(self.backend, feeds, sink, self.timings)
+        self.crash_once([batch for batch, _, _ in done])
+        for j, (batch, items, records) in enumerate(done):
+            times = (self.timings.compute[first + j], self.timings.h2d[first + j], self.timings.d2h[first + j])
+            for slot, ((path, _), record) in enumerate(zip(items, records)):
+                kept = self.extremes.kept.get(record["name"])
+                self._row(out, path, batch, slot, record=record, times=times,
+                          mask=pack_mask(kept) if kept is not None else b"")
+        return {key: np.array(value, dtype=object if key == "mask" else None) for key, value in out.items()}
+
+    def _row(self, out, path, batch, slot, record=None, why="", times=(0.0, 0.0, 0.0), mask=b""):
+        values = {"name": Path(path).stem, "path": path, "iou": record["iou"] if record else float("nan"),
+                  "dice": record["dice"] if record else float("nan"), "why": why, "batch": batch, "slot": slot,
+                  "actor": self.name, "compute_ms": times[0], "h2d_ms": times[1], "d2h_ms": times[2],
+                  "meta": self.meta if slot == 0 else "", "mask": mask}
+        for key in ROW_KEYS:
+            out[key].append(values[key])
+
+    def crash_once(self, batches):
+        """Tests only (``UNET_INFER_TEST_KILL_ACTOR=FLAG:K``): the first actor to finish scoring batch K
+        creates FLAG, writes its pid there and kills its own process before its rows are returned;
+        FLAG keeps it once."""
+        crash = self.config.get("crash")
+        if not crash or crash[1] not in batches:
+            return
+        try:
+            fd = os.open(crash[0], os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        os._exit(1)
+
+
+def crash_setting():
+    """The test hook's ``(flag file, batch)`` from the environment, or None."""
+    value = os.environ.get(CRASH_ENV)
+    if not value:
+        return None
+    flag, _, batch = value.rpartition(":")
+    if not flag or not batch.isdigit():
+        raise UserError(f"{CRASH_ENV}={value!r}: expected FLAG_FILE:BATCH")
+    return flag, int(batch)
+
+
+def connect(address, quiet):
+    """Join the cluster at ``address``, or start a local Ray on this machine's cores (None), or use
+    the Ray this process already runs; returns whether this call started it (and must stop it)."""
+    import logging
+
+    import ray
+    from ray.data import DataContext
+    context = DataContext.get_current()
+    context.enable_progress_bars = not quiet
+    context.max_consecutive_actor_init_deaths = 0  # a model that cannot load is an error, not a loop
+    if quiet:
+        logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-run INFO lines
+    if ray.is_initialized():
+        return False
+    from ..parallel import cpu_count
+    kwargs = {"address": address} if address else {"num_cpus": cpu_count()}
+    try:
+        ray.init(include_dashboard=False, logging_level=logging.WARNING, **kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UserError(f"cannot {'join the Ray cluster at ' + address if address else 'start a local Ray'} "
+                        f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
+    return True
+
+
+def node_resources():
+    """``[(CPUs, GPUs)]`` of every live node of the cluster."""
+    import ray
+    return [(float(node["Resources"].get("CPU", 0)), float(node["Resources"].get("GPU", 0)))
+            for node in ray.nodes() if node.get("Alive")]
+
+
+def build_dataset(plan, config, actors, gpus_per_actor, decoders):
+    """The lazy dataset of the module notes; iterating it runs the pipeline."""
+    import warnings
+
+    import ray
+    ds = ray.data.from_items(plan, override_num_blocks=len(plan))  # one model batch per block
+    ds = ds.map_batches(decode_batch, batch_size=1, batch_format="numpy", num_cpus=0,
+                        compute=ray.data.TaskPoolStrategy(size=decoders),
+                        fn_kwargs={"size": config["size"], "batchsize": config["batchsize"]})
+    with warnings.catch_warnings():
+        # Ray 2.60 warns that ray_remote_args go in 2.64; bounded restarts have no named parameter yet
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        ds = ds.map_batches(InferActor, batch_size=1, batch_format="numpy", fn_constructor_args=(config,),
+                            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=config["threads"],
+                            num_gpus=gpus_per_actor or None, max_restarts=MAX_RESTARTS,
+                            max_task_retries=MAX_TASK_RETRIES)
+    return ds
+
+
+def failure_in(exc):
+    """A one-line UserError for a Ray system failure inside ``exc`` (an actor, worker or node that
+    died beyond its retries, memory, scheduling), or None."""
+    import ray.exceptions as rex
+    kinds = (rex.RayActorError, rex.WorkerCrashedError, rex.ObjectLostError, rex.OutOfMemoryError,
+             rex.NodeDiedError, rex.TaskUnschedulableError, rex.ActorUnschedulableError)
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, kinds):
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            return UserError(f"the Ray pipeline failed after {MAX_RESTARTS} actor restarts and {MAX_TASK_RETRIES} "
+                             f"retries per batch at most ({type(exc).__name__}: {first}); see the Ray logs "
+                             f"(/tmp/ray/session_latest/logs on each node)")
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return None
+
+
+def user_error_in(exc):
+    """The UserError inside an exception that Ray wrapped (task or actor error), or None. An actor
+    whose constructor raised reaches the driver as ActorDiedError with the error only in its text."""
+    seen, marker = set(), f"{UserError.__module__}.{UserError.__name__}: "
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        for line in reversed(str(exc).splitlines()):  # a traceback's last line: the error itself
+            if line.startswith(marker):
+                return UserError(line[len(marker):])
+        if isinstance(exc, UserError):
+            return UserError(str(exc))
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+    return None
