@@ -124,9 +124,6 @@ fi
 [[ "$LABELS" == yes || "$LABELS" == none ]] || die "labels must be yes or none, got '$LABELS'"
 if [[ "$STREAM" == 1 && "$LABELS" == none ]]; then die "stream=1 scores as it goes: it needs the labels"; fi
 
-WEIGHTS=${WEIGHTS:-$ROOT/weights/unet_carvana.pth}
-[[ -f "$WEIGHTS" ]] || die "$WEIGHTS: checkpoint not found"
-WEIGHTS=$(cd -P -- "$(dirname -- "$WEIGHTS")" && pwd)/$(basename -- "$WEIGHTS")
 if [[ -n "$DATA" ]]; then
     [[ -d "$DATA/train" ]] || die "$DATA/train: image folder not found (data= must hold train/ and train_masks/)"
     if [[ "$LABELS" == yes && ! -d "$DATA/train_masks" ]]; then
@@ -151,7 +148,7 @@ if [[ "$LABELS" == none ]]; then LABEL_FLAG=(--no-labels); fi
 stages() { "$PYTHON" -m unet_infer.stages "$@"; }
 
 # The backend's choices and every path, from the package (one place decides them).
-PLAN=$(stages plan --work "$WORK" --weights "$WEIGHTS" --backend "$BACKEND" ${PRECISION:+--precision "$PRECISION"} \
+PLAN=$(stages plan --work "$WORK" ${WEIGHTS:+--weights "$WEIGHTS"} --backend "$BACKEND" ${PRECISION:+--precision "$PRECISION"} \
        --bs "$BS") || exit 2
 eval "$PLAN"
 if [[ "$CLUSTER" == ray && "$EXTERNAL" == 1 ]]; then die "cluster=ray runs the model in Ray actors; backend=$BACKEND cannot"; fi

@@ -17,13 +17,14 @@ import pytest
 import torch
 
 from unet_infer.data import load_image, load_label, pair_carvana
+from unet_infer.formats import BUNDLED_WEIGHTS
 from unet_infer.model import load_unet
 from unet_infer.postprocess import score_arrays
 from unet_infer.sample import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "scripts" / "run_all.sh"
-WEIGHTS = ROOT / "weights" / "unet_carvana.pth"
+WEIGHTS = BUNDLED_WEIGHTS
 SIZE = 64
 
 

@@ -19,6 +19,8 @@ import numpy as np
 from .cli import UserError
 
 DEFAULT_SIZE = 572
+# The checkpoint this project ships (what the driver, predict and the tests use by default).
+BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "unet_carvana.pth"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 INPUT_SUFFIXES = (".bin", ".npy")
 

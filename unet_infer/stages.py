@@ -25,7 +25,7 @@ from pathlib import Path
 
 from . import backends, cli
 from .cli import UserError
-from .formats import atomic_write_text, weights_id
+from .formats import BUNDLED_WEIGHTS, atomic_write_text, weights_id
 from .workdir import Workdir
 
 MANIFEST_VERSION = 1
@@ -96,14 +96,19 @@ def forget(work, *stages):
 
 def plan(work, weights, backend, precision, batchsizes):
     """``{NAME: value}`` for the driver: the backend (``auto``: ``backends.default_backend``, the
-    fastest for this machine and precision), its precision, what to build and every path."""
+    fastest for this machine and precision), its precision, the weights (default: the bundled
+    ones), what to build and every path."""
+    weights = Path(weights) if weights else BUNDLED_WEIGHTS
+    if not weights.is_file():
+        raise UserError(f"{weights}: checkpoint not found")
+    weights = weights.resolve()
     if backend == backends.AUTO:
         backend = backends.default_backend(precision)
     cls = backends.get_backend(backend)
     precision = cls.check_precision(precision)
     backends.usable_backend(backend)
     w = Workdir(work)
-    values = {"BACKEND": backend, "PRECISION": precision, "SOURCE": cls.source, "EXTERNAL": int(cls.external),
+    values = {"WEIGHTS": weights, "BACKEND": backend, "PRECISION": precision, "SOURCE": cls.source, "EXTERNAL": int(cls.external),
               "QUANTIZE": int(precision in cls.quantized), "ONNX": w.onnx, "SIMPLIFIED": w.simplified,
               "PREP": w.prep, "SAMPLE": w.sample, "RESULTS": w.results, "REPORT": w.report,
               "COMPILE_FROM": w.model_source(cls, precision) if cls.source == "onnx" else ""}
@@ -238,7 +243,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("plan", help="the driver's paths and choices, as shell assignments")
     p.add_argument("--work", required=True)
-    p.add_argument("--weights", required=True)
+    p.add_argument("--weights", help="the checkpoint (without it: the bundled one)")
     p.add_argument("--backend", required=True)
     p.add_argument("--precision", default=None)
     p.add_argument("--bs", type=cli.int_list_type(), required=True)
