@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 
 from .cli import UserError
-from .formats import inside, natural_key
-from .summary import read_summary
+from .formats import inside
+from .summary import filesinfo_entries, read_summary
 
 _MAX_LISTED = 5
 
@@ -49,7 +49,7 @@ def rename_plan(summary):
     cycle are a :class:`UserError`.
     """
     plan = []
-    for key, entry in sorted(summary["filesinfo"].items(), key=lambda item: natural_key(item[0])):
+    for key, entry in filesinfo_entries(summary):
         if not entry["infiles"] or not entry["outfiles"]:
             raise UserError(f"summary entry {key!r} has no input or no output file")
         src = _base_name(entry["outfiles"][0], "output file", key)

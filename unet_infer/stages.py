@@ -208,7 +208,7 @@ def result_lines(work, batchsizes, backend, precision, labels=True):
                          f"{result['n_images']} image{'s' if result['n_images'] != 1 else ''})")
         if w.perf_summary(bs).is_file():
             perf = summ.read_summary(w.perf_summary(bs))
-            count = perf["NPU_compute_time"]["count"]
+            count = summ.timed_runs(perf)
             parts.append(f"throughput {summ.throughput(perf):.2f} images/s (pure inference, bs {bs}, "
                          f"loop {count}, {summ.backend(perf) or backend} {summ.precision(perf) or precision})")
         scored = summ.read_summary(w.summary(bs)) if w.summary(bs).is_file() else None

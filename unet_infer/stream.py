@@ -42,7 +42,7 @@ from .postprocess import check_logits, score_arrays
 from .progress import progress, set_quiet
 from .results import (N_EXTREMES, check_writable, select_extremes, summary_line, write_mask_png,
                       write_results)
-from .summary import build_summary, performance_lines, write_summary
+from .summary import build_summary, performance_lines, wall_s, write_summary
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ def stream(args):
                                    "mode": "stream", "model": str(Path(args.model).resolve()),
                                    "weights": backend.weights,
                                    "decode_wait_ms": timings.wait_ms, "wall_s": time.perf_counter() - started})
-    log.info("waited %.1f ms for decoded images; %.1f s in all", timings.wait_ms, summary["wall_s"])
+    log.info("waited %.1f ms for decoded images; %.1f s in all", timings.wait_ms, wall_s(summary))
     if args.summary:
         write_summary(args.summary, summary)
     folder = masks_folder(args)

@@ -201,6 +201,16 @@ def wall_s(summary):
     return float(value) if isinstance(value, (int, float)) else None
 
 
+def timed_runs(summary):
+    """How many model runs were timed (ais_bench's ``count``)."""
+    return int(summary["NPU_compute_time"]["count"])
+
+
+def filesinfo_entries(summary):
+    """``[(sample id, {"infiles": [...], "outfiles": [...]}), ...]`` in natural order of the id."""
+    return sorted(summary["filesinfo"].items(), key=lambda item: natural_key(item[0]))
+
+
 def image_count(summary):
     """Real images the run processed (padding excluded)."""
     return len(summary["filesinfo"])
