@@ -1,10 +1,15 @@
-"""The files that pass between stages, written and read in this one place.
+"""The raw binary files between stages (read and written here), atomic writes, file lists and names.
 
 - Preprocessed image: raw float32 CHW RGB in [0, 1], ``<stem>.bin``, 3*S*S*4 bytes (S = 572).
 - Model output: raw float32 logits, C x S x S per image (C = 1, or 2 for milesial master
-  checkpoints), ``<stem>_0.bin`` as the runner writes it, ``<stem>.bin`` after json_parse.
-- Every file is written atomically: a temporary name in the same folder, then a rename, so a
-  killed run never leaves a half-written file that a later stage would take as whole.
+  checkpoints), ``<stem>_0.bin`` as the runner writes it, ``<stem>.bin`` after json_parse (the
+  runner's other output formats, .npy and text, are ``bench.files``').
+- Every file of the package is written atomically (``atomic_path``): a temporary name in the same
+  folder, then a rename, so a killed run never leaves a half-written file that a later stage
+  would take as whole.
+
+The other files have their own homes: the ais_bench summary ``summary.py``, the scores and the
+predicted mask PNGs ``results.py``, the submission CSV ``rle.py``, ONNX models ``onnxfile.py``.
 """
 
 import hashlib
