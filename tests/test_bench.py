@@ -318,6 +318,8 @@ def test_resolve_batchsize():
     assert resolve_batchsize(4, None, "m") == resolve_batchsize(4, 4, "m") == 4
     with pytest.raises(UserError, match="m: the model's batch size is fixed at 4; --batchsize 8"):
         resolve_batchsize(4, 8, "m")
+    with pytest.raises(UserError, match="pins the batch to 1: simplify the export with scripts/onnxsim.sh"):
+        resolve_batchsize(1, 8, "m")  # what the guide's literal onnxsim command makes
 
 
 def test_outputs_inside_the_input_folder_are_refused(models, images):

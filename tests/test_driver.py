@@ -283,6 +283,8 @@ def test_ctrl_c_exits_130_interrupted(tiny_data, tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (out, err)
     assert "interrupted" in err and "resume" not in err
+    with open(tmp_path / "work" / ".lock", "a") as lock:  # the interrupted run's lock went with it
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
 
 def _children(pid):

@@ -96,9 +96,24 @@ def test_export_matches_pytorch_on_every_layout(tmp_path, layout):
 def test_parity_failure_fails_the_export_and_leaves_nothing(tmp_path):
     pth, onnx_path = tmp_path / "m.pth", tmp_path / "m.onnx"
     save_checkpoint(pth, width=4)
-    with pytest.raises(UserError, match="relative error"):
+    with pytest.raises(UserError, match="relative error") as failure:
         pth_to_onnx(pth, onnx_path, size=32, rtol=0.0)
+    assert str(failure.value).startswith(f"{onnx_path}: ")  # the file asked for, not a temporary one
     assert list(tmp_path.iterdir()) == [pth]
+
+
+def test_stage_scripts_run_from_another_folder(tmp_path):
+    """The guide moves unet_pth2onnx.py into ./Pytorch_UNet: the installed package is found from there."""
+    moved = tmp_path / "Pytorch_UNet"
+    moved.mkdir()
+    (moved / "unet_pth2onnx.py").write_bytes((ROOT / "unet_pth2onnx.py").read_bytes())
+    pth = tmp_path / "m.pth"
+    save_checkpoint(pth, width=4)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, str(moved / "unet_pth2onnx.py"), str(pth), str(tmp_path / "m.onnx"),
+                           "--size", "32"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "m.onnx").is_file()
 
 
 def test_cli_prints_what_it_found(tmp_path, capsys):
@@ -251,3 +266,13 @@ def test_onnxsim_failure_fails_and_writes_nothing(tmp_path):
     assert not out.exists()
     assert _onnxsim(tmp_path / "missing.onnx", out).returncode == 2
     assert "usage:" in _onnxsim("--help").stdout
+
+
+def test_simplify_refuses_to_overwrite_its_input(tmp_path):
+    pth, exported = tmp_path / "m.pth", tmp_path / "m.onnx"
+    save_checkpoint(pth, width=4)
+    pth_to_onnx(pth, exported, size=32, check=False)
+    before = exported.read_bytes()
+    proc = _onnxsim(exported, exported, 32)
+    assert proc.returncode == 2 and "must not overwrite the source model" in proc.stderr
+    assert exported.read_bytes() == before

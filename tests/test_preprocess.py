@@ -81,8 +81,16 @@ def test_stray_files_skipped_with_a_warning(carvana, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         written, bad = preprocess_folder(carvana.train, tmp_path / "out", S, workers=1)
     assert (written, bad) == (len(carvana.stems), [])
-    assert "notes.txt" in caplog.text and "subfolder" not in caplog.text
+    assert f"{carvana.train / 'notes.txt'}: not an image file (.jpg/.jpeg/.png), skipped" in caplog.text
+    assert "subfolder" not in caplog.text
     assert not (tmp_path / "out" / "notes.bin").exists()
+
+
+def test_output_into_the_image_folder_is_refused(carvana, capsys):
+    before = sorted(p.name for p in carvana.train.iterdir())
+    assert run(["--src_path", str(carvana.train), "--save_bin_path", str(carvana.train)]) == 2
+    assert "must not be the image folder" in capsys.readouterr().err
+    assert sorted(p.name for p in carvana.train.iterdir()) == before
 
 
 def test_corrupt_and_truncated_named_others_written(carvana, tmp_path, caplog, capsys):

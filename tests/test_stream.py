@@ -318,3 +318,10 @@ def test_default_masks_folder():
     assert masks_folder(args) == Path("w/s_masks")
     args.masks = "x"
     assert masks_folder(args) == Path("x")
+
+
+def test_a_result_inside_the_data_folder_is_refused(models, data, tmp_path, capsys):
+    status = run_cli(main, ["--model", str(models / "unet.onnx"), "--data", str(data[0]), "--size", str(SIZE),
+                            "--quiet", "--result", str(data[0] / "train" / "r.txt")])
+    assert status == 2 and "would overwrite the input" in capsys.readouterr().err
+    assert not (data[0] / "train" / "r.txt").exists()
