@@ -1,25 +1,44 @@
-"""The bundled checkpoint: small enough to ship, and accurate on freshly generated cars."""
+"""The bundled checkpoint: small enough to ship, in the ModelZoo layout, described by its JSON record,
+and accurate on freshly generated cars."""
 
+import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from unet_infer.data import load_image, load_label
 from unet_infer.model import count_parameters, load_unet
-from unet_infer.postprocess import load_label, score_arrays
-from unet_infer.preprocess import load_image
+from unet_infer.postprocess import score_arrays
 from unet_infer.sample import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "weights" / "unet_carvana.pth"
-EVAL_SEED = 20261127  # the driver's evaluation sample; training used seeds 1 (cars) and 7 (validation)
+RECORD = WEIGHTS.with_suffix(".json")
+EVAL_SEED = 20261127  # the driver's evaluation sample; training used generated cars of seed 101 only
 
 
 def test_bundled_checkpoint_is_small_and_in_the_modelzoo_layout():
-    assert WEIGHTS.stat().st_size <= 10 * 1024 * 1024
+    assert WEIGHTS.stat().st_size <= 16 * 1024 * 1024
+    state = torch.load(WEIGHTS, map_location="cpu", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values()) and len(state) == 136
+    assert all(v.dtype in (torch.float32, torch.int64) for v in state.values())
     model, layout = load_unet(WEIGHTS)
-    assert (layout.name, layout.n_channels, layout.n_classes, layout.width) == ("modelzoo", 3, 1, 16)
-    assert 1.5e6 < count_parameters(model) < 2.5e6
+    assert (layout.name, layout.n_channels, layout.n_classes, layout.bilinear, layout.bias) == \
+        ("modelzoo", 3, 1, False, True)
+
+
+def test_the_record_describes_the_bundled_checkpoint():
+    record = json.loads(RECORD.read_text())
+    model, layout = load_unet(WEIGHTS)
+    assert record["checkpoint_sha256"] == hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()
+    assert record["width"] == layout.width and record["parameters"] == count_parameters(model)
+    assert record["command"].startswith("scripts/train_bundled.sh data=")
+    assert record["epochs"] == len(record["history"]) >= 1
+    for key in ("seed", "data", "train_wall_seconds", "machine", "final_holdout_iou", "measured"):
+        assert key in record
+    assert "/" not in json.dumps(record["data"])  # folder names and counts, no paths
 
 
 def test_bundled_checkpoint_reaches_iou_0_97_on_generated_cars(tmp_path):

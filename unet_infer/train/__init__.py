@@ -1,0 +1,206 @@
+"""Train the UNet on Carvana-format folders: real Carvana photos, generated cars, or both.
+
+    python3 -m unet_infer.train --data carvana512/train-cars --holdout-cars 12 --extra work/train/gen-train \\
+        --width 16 --epochs 8 --steps-per-epoch 300 --batch 4 --crop 384 --checkpoint-dir work/train/ckpt \\
+        --resume --out weights/unet_carvana.pth
+
+(``--output`` is accepted for ``--out``; scripts/train_bundled.sh runs the bundled checkpoint's
+recipe, see its --help.)
+
+Images are resized to the pipeline's input size (572, as the preprocess stage does) and held in
+memory as uint8. Every step draws random crops of them with a random zoom (--scale), horizontal
+flips, colour jitter and a random blur or sharpening (--blur; photos downscaled from 1918x1280 look
+sharper than the 512x512 copies upscaled to 572). Loss: binary cross-entropy plus Dice; AdamW with a
+one-cycle learning rate. The result is a plain fp32 state_dict in the ModelZoo layout, which
+``unet_pth2onnx.py`` loads unchanged.
+
+Validation: --holdout-cars N keeps N whole cars of --data out of training (chosen from --seed) and
+scores them after every epoch, at SIZE x SIZE, as the pipeline scores (logit > 0, IoU per image,
+mean over images). --val DIR scores another folder after every epoch.
+
+Resuming: with --checkpoint-dir, the model, optimiser, schedule, random states and history are
+saved after every epoch (CKPT/last.pt, loadable with torch.load(weights_only=True)); --resume
+continues from there, and a finished run is not trained again.
+
+Measuring: --measure DIR (and --measure-upscaled DIR: every image first upscaled to 1918x1280
+with bicubic, its mask with nearest, a proxy for the original-size photos) score the final model
+on other folders once training is over; --info-json writes what was done and measured.
+
+The data, the split by car and the augmented crops are in ``data``; the loop and its checkpoints in
+``loop``; the scoring in ``measure``; this module is the command line.
+"""
+
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .. import cli
+from ..cli import UserError
+from ..formats import DEFAULT_SIZE, atomic_write_text
+from ..machine import describe_machine
+from ..model import build_from_state_dict, count_parameters, read_state_dict
+from ..progress import set_quiet
+from .data import ORIGINAL_SIZE, Augment, car_id, find_pairs, load_dataset, load_pairs, random_batch, split_by_car
+from .loop import CHECKPOINT_FORMAT, CHECKPOINT_NAME, dice_loss, file_sha256, load_checkpoint, save_checkpoint, train
+from .measure import evaluate, measure, native_bf16
+
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "ORIGINAL_SIZE", "Augment", "build_parser", "car_id", "dice_loss",
+           "evaluate", "file_sha256", "find_pairs", "load_checkpoint", "load_dataset", "load_pairs", "main", "measure",
+           "native_bf16", "parse_args", "random_batch", "save_checkpoint", "split_by_car", "train"]
+
+PROG = "python3 -m unet_infer.train"
+
+
+def build_parser():
+    parser = cli.parser(PROG, __doc__)
+    add = parser.add_argument
+    add("--data", required=True, metavar="DIR", help="Carvana-format folder with train/ and train_masks/")
+    add("--out", "--output", dest="out", required=True, metavar="PTH", help="state_dict file to write (.pth)")
+    add("--width", type=cli.int_at_least(1), default=16, help="base width of the UNet")
+    add("--epochs", type=cli.int_at_least(1), default=12, help="epochs")
+    add(*cli.flag("steps_per_epoch"), dest="steps_per_epoch", type=cli.int_at_least(1), default=None,
+        help="optimiser steps per epoch (default: enough crops to cover the training images twice)")
+    add("--batch", type=cli.int_at_least(1), default=8, help="crops per step")
+    add("--crop", type=cli.int_at_least(1), default=256, help="training crop size")
+    add("--size", type=cli.int_at_least(1), default=DEFAULT_SIZE,
+        help="images are first resized to SIZE x SIZE, as in preprocessing")
+    add("--scale", type=float, nargs=2, metavar=("MIN", "MAX"), default=(1.0, 1.0),
+        help="random zoom of each crop (log-uniform; 0.5 = half size: a crop sees twice the width; "
+             "default: 1 1, no zoom)")
+    add("--blur", type=float, default=0.0, help="probability that a crop is blurred or sharpened (sharpness jitter)")
+    add("--colour", type=float, default=1.0,
+        help="strength of the colour jitter (0: none; 1: brightness +-20%%, saturation +-30%%)")
+    add("--lr", type=cli.positive_float, default=2e-3, help="peak learning rate (one-cycle schedule)")
+    add(*cli.flag("pct_start"), dest="pct_start", type=float, default=0.15, help="share of the steps spent warming up")
+    add(*cli.flag("weight_decay"), dest="weight_decay", type=float, default=1e-4, help="AdamW weight decay")
+    add("--seed", type=int, default=0, help="random seed: initial weights, held-out cars, crops and augmentation")
+    add(*cli.flag("holdout_cars"), dest="holdout_cars", type=cli.int_at_least(0), default=0,
+        help="whole cars of --data kept out of training and scored after every epoch")
+    add("--extra", action="append", default=None, metavar="DIR",
+        help="another Carvana-format folder to train on, e.g. generated cars (repeatable)")
+    add(*cli.flag("extra_fraction"), dest="extra_fraction", type=float, default=None,
+        help="share of the crops drawn from the --extra folders (default: in proportion to their image count)")
+    add("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
+    add("--val", default=None, metavar="DIR", help="another Carvana-format folder scored after every epoch")
+    add(*cli.flag("checkpoint_dir"), dest="checkpoint_dir", default=None, metavar="DIR",
+        help=f"save DIR/{CHECKPOINT_NAME} after every epoch (model, optimiser, schedule, random states)")
+    add("--resume", action="store_true",
+        help="continue from --checkpoint-dir when it holds a checkpoint (a finished run is not trained again)")
+    add("--measure", action="append", default=None, metavar="DIR",
+        help="Carvana-format folder to score the final model on (repeatable); never used for training")
+    add(*cli.flag("measure_upscaled"), dest="measure_upscaled", action="append", default=None, metavar="DIR",
+        help="the same, each image first upscaled to 1918x1280 (bicubic; masks nearest): a proxy for the "
+             "original-size photos")
+    add(*cli.flag("info_json"), dest="info_json", default=None, metavar="FILE",
+        help="write what was trained and measured to FILE")
+    add("--command", default=None, help="the command to record in --info-json (default: this one)")
+    add(*cli.flag("eval_engine"), dest="eval_engine", choices=("auto", "onnxruntime", "torch"), default="auto",
+        help="what runs the validation and measuring (auto: onnxruntime on the CPU)")
+    add("--limit", type=cli.int_at_least(1), default=None, help="use only the first N images of --data")
+    add("--workers", type=cli.int_at_least(1), default=None, help="processes for loading (default: all cores)")
+    add("--threads", type=cli.int_at_least(1), default=None, help="PyTorch threads (default: PyTorch's)")
+    add("--init", default=None, metavar="PTH",
+        help="start from this checkpoint (fine-tuning; its width wins over --width)")
+    amp = parser.add_mutually_exclusive_group()
+    amp.add_argument("--amp", dest="amp", action="store_true", default=None,
+                     help="bf16 autocast (default: on CUDA and on CPUs with native bf16 (AMX, AVX-512 BF16); "
+                          "emulated bf16 is several times slower than fp32)")
+    amp.add_argument(*cli.flag("no_amp"), dest="amp", action="store_false", default=None,
+                     help="train in plain fp32")
+    cli.add_quiet(parser)
+    return parser
+
+
+def parse_args(argv=None):
+    args = build_parser().parse_args(argv)
+    args.extra, args.measure, args.measure_upscaled = args.extra or [], args.measure or [], args.measure_upscaled or []
+    return args
+
+
+def _info_is_current(path, out, measures):
+    """True when ``path`` already records measurements of this very ``out`` file."""
+    try:
+        info = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return (info.get("checkpoint_sha256") == file_sha256(out)
+            and info.get("measure_requests") == _requests(measures))
+
+
+def _requests(measures):
+    """What was asked to be measured, by folder name (the JSON names no private paths)."""
+    return [[kind, Path(folder).name] for kind, folder in measures]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    set_quiet(args.quiet)
+    if args.info_json and not Path(args.info_json).parent.is_dir():  # before the training, not after
+        raise UserError(f"{Path(args.info_json).parent}: folder for --info-json not found")
+    augment = Augment(args.scale[0], args.scale[1], args.blur, args.colour)
+    result = train(args.data, args.out, args.width, args.epochs, args.steps_per_epoch, args.batch, args.crop,
+                   args.size, args.lr, args.seed, args.device, args.val, args.limit, args.workers, args.threads,
+                   args.amp, args.init, holdout_cars=args.holdout_cars, extra=args.extra,
+                   extra_fraction=args.extra_fraction, augment=augment, checkpoint_dir=args.checkpoint_dir,
+                   resume=args.resume, eval_engine=args.eval_engine, pct_start=args.pct_start,
+                   weight_decay=args.weight_decay)
+    history = result["history"]
+    last = history[-1] if history else {}
+    state = "already complete" if result["complete_before"] else "trained"
+    print(f"{args.out}: {state}, {len(history)} epochs, final loss {last.get('loss', float('nan')):.4f}"
+          + (f", held-out IoU {last['holdout_iou']:.4f}" if "holdout_iou" in last else "")
+          + (f", validation IoU {last['val_iou']:.4f}" if "val_iou" in last else ""))
+
+    measures = [("plain", d) for d in args.measure] + [("upscaled", d) for d in args.measure_upscaled]
+    if not args.info_json:
+        for kind, folder in measures:
+            m = measure(args.out, folder, args.size, ORIGINAL_SIZE if kind == "upscaled" else None, args.workers,
+                        args.eval_engine, args.device)
+            print(f"{m['folder']}{' (upscaled)' if kind == 'upscaled' else ''}: mean IoU {m['mean_iou']:.4f} "
+                  f"({m['images']} images)")
+        return 0
+    if result["complete_before"] and _info_is_current(args.info_json, args.out, measures):
+        print(f"{args.info_json}: up to date")
+        return 0
+    measured = []
+    start = time.monotonic()
+    for kind, folder in measures:
+        m = measure(args.out, folder, args.size, ORIGINAL_SIZE if kind == "upscaled" else None, args.workers,
+                    args.eval_engine, args.device)
+        measured.append(m)
+        print(f"{m['folder']}{' (upscaled to 1918x1280)' if kind == 'upscaled' else ''}: mean IoU "
+              f"{m['mean_iou']:.4f} ({m['images']} images)")
+    model, layout = build_from_state_dict(read_state_dict(args.out), source=args.out)
+    info = {
+        "checkpoint": Path(args.out).name,
+        "checkpoint_bytes": Path(args.out).stat().st_size,
+        "checkpoint_sha256": file_sha256(args.out),
+        "layout": "UNet(3, 1, bilinear=False, width=W, bias=True) (ModelZoo layout)",
+        "width": layout.width,
+        "parameters": count_parameters(model),
+        "command": args.command or f"{PROG} " + shlex.join(argv if argv is not None else sys.argv[1:]),
+        "seed": args.seed,
+        "data": result["data"],
+        "recipe": result["config"],
+        "epochs": len(history),
+        "train_wall_seconds": round(result["train_seconds"], 1),
+        "train_cpu_seconds": round(result["train_cpu_seconds"], 1),
+        "measure_wall_seconds": round(time.monotonic() - start, 1),
+        "machine": f"{describe_machine(args.device)}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+                   f", {'bf16 autocast' if result['amp'] else 'fp32'}; {platform.system()}",
+        "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in history],
+        "final_holdout_iou": last.get("holdout_iou"),
+        "measured": measured,
+        "measure_requests": _requests(measures),
+    }
+    path = Path(args.info_json)
+    if not path.parent.is_dir():
+        raise UserError(f"{path.parent}: folder for --info-json not found")
+    atomic_write_text(path, json.dumps(info, indent=2) + "\n")
+    print(f"wrote {path}")
+    return 0

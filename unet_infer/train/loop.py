@@ -1,0 +1,307 @@
+"""The training loop: loss, the per-epoch resumable checkpoint and the final plain state_dict."""
+
+import hashlib
+import logging
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..cli import UserError, first_line
+from ..formats import DEFAULT_SIZE, atomic_path
+from ..model import UNet, build_from_state_dict, count_parameters, detect_layout, read_state_dict
+from ..progress import progress
+from .data import Augment, car_id, find_pairs, load_pairs, random_batch, split_by_car
+from .measure import evaluate, native_bf16
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "last.pt"
+CHECKPOINT_FORMAT = "unet_infer.train/2"
+
+
+def dice_loss(logits, target, eps=1.0):
+    """1 - soft Dice of the car class, averaged over the batch."""
+    prob = torch.sigmoid(logits).flatten(1)
+    target = target.flatten(1)
+    inter = (prob * target).sum(1)
+    return (1 - (2 * inter + eps) / (prob.sum(1) + target.sum(1) + eps)).mean()
+
+
+# ---------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def _plain(value):
+    """Tuples -> lists, Paths -> str: what torch.load(weights_only=True) and JSON both read."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def cpu_seconds():
+    """CPU time of this process and its finished children (loading workers), all threads."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def save_checkpoint(path, model, optimiser, schedule, rng, epoch, history, config, seconds, cpu=0.0):
+    state = {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": epoch,
+        "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "optimiser": optimiser.state_dict(),
+        "schedule": schedule.state_dict(),
+        "torch_rng": torch.get_rng_state(),
+        "numpy_rng": _plain(rng.bit_generator.state),
+        "history": _plain(history),
+        "config": _plain(config),
+        "train_seconds": float(seconds),
+        "train_cpu_seconds": float(cpu),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path):
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to remove
+        raise UserError(f"{path}: not a readable training checkpoint ({first_line(exc, 160)}); remove it to start "
+                        f"again") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path}: not a training checkpoint of this version ({CHECKPOINT_FORMAT}); "
+                        f"remove it to start again")
+    return state
+
+
+def _config_differences(saved, config):
+    keys = sorted(set(saved) | set(config))
+    return [f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in keys if saved.get(k) != config.get(k)]
+
+
+def state_dict_of(model):
+    return {k: v.detach().cpu().contiguous().float() if v.is_floating_point() else v.detach().cpu().contiguous()
+            for k, v in model.state_dict().items()}
+
+
+def write_state_dict(state, out):
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise UserError(f"{out.parent}: output folder not found")
+    with atomic_path(out) as tmp:
+        torch.save(state, tmp)
+
+
+def _same_weights(path, state):
+    """True when the checkpoint file ``path`` holds exactly the tensors of ``state``."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - missing or unreadable: not the same
+        return False
+    return (isinstance(saved, dict) and saved.keys() == state.keys()
+            and all(isinstance(saved[k], torch.Tensor) and saved[k].dtype == v.dtype and torch.equal(saved[k], v)
+                    for k, v in state.items()))
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# training
+
+
+def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, crop=256, size=DEFAULT_SIZE,
+          lr=2e-3, seed=0, device="cpu", val_dir=None, limit=None, workers=None, threads=None, amp=None,
+          init=None, *, holdout_cars=0, extra=(), extra_fraction=None, augment=None, checkpoint_dir=None,
+          resume=False, eval_engine="auto", pct_start=0.15, weight_decay=1e-4):
+    """Train and save a state_dict at ``out``.
+
+    Returns a dict: ``history`` (per epoch: loss, seconds, ``holdout_iou`` / ``val_iou`` when
+    there is validation), ``complete_before`` (True when a finished checkpoint was found and
+    nothing was trained), ``data``, ``config``, ``parameters``, ``train_seconds``.
+    """
+    if crop > size:
+        raise UserError(f"--crop {crop} is larger than --size {size}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available to PyTorch")
+    augment = augment or Augment()
+    if not 0 < augment.scale_min <= augment.scale_max:
+        raise UserError(f"--scale {augment.scale_min} {augment.scale_max}: need 0 < MIN <= MAX")
+    if not 0.0 <= augment.blur <= 1.0:
+        raise UserError(f"--blur {augment.blur}: a probability, from 0 to 1")
+    if extra_fraction is not None and not 0.0 <= extra_fraction <= 1.0:
+        raise UserError(f"--extra-fraction {extra_fraction}: a fraction, from 0 to 1")
+    if resume and not checkpoint_dir:
+        raise UserError("--resume needs --checkpoint-dir")
+    if not Path(out).parent.is_dir():  # before the hours of training, not after
+        raise UserError(f"{Path(out).parent}: output folder not found")
+    if threads:
+        torch.set_num_threads(threads)
+    if amp is None:
+        amp = device.startswith("cuda") or native_bf16()
+    started, cpu_started = time.monotonic(), cpu_seconds()
+
+    ckpt_path = None
+    if checkpoint_dir:
+        checkpoint_dir = Path(checkpoint_dir)
+        try:
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{checkpoint_dir}: cannot create the checkpoint folder ({exc})") from None
+        ckpt_path = checkpoint_dir / CHECKPOINT_NAME
+        if ckpt_path.exists() and not resume:
+            raise UserError(f"{ckpt_path} exists: pass --resume to continue that run, or remove it to start again")
+
+    init_state = None
+    if init:
+        init_state = read_state_dict(init)
+        layout = detect_layout(init_state)
+        if (layout.name, layout.n_channels, layout.n_classes) != ("modelzoo", 3, 1):
+            raise UserError(f"{init}: --init needs a ModelZoo-layout UNet with 3 inputs and 1 class, "
+                            f"found {layout.describe()}")
+        width = layout.width  # the checkpoint's width wins
+
+    # the data: --data (less the held-out cars), --extra folders, --val
+    pairs = find_pairs(data_dir, limit)
+    stems = [img.stem for img, _ in pairs]
+    train_idx, hold_idx, held_cars = split_by_car(stems, holdout_cars, seed)
+    extra_pairs = [p for folder in extra for p in find_pairs(folder)]
+    val_pairs = find_pairs(val_dir) if val_dir else []
+    data = {
+        "data": {"folder": Path(data_dir).name, "images": len(pairs), "cars": len({car_id(s) for s in stems}),
+                 "held_out_cars": len(held_cars), "held_out_images": len(hold_idx),
+                 "training_images": len(train_idx)},
+        "extra": [{"folder": Path(folder).name, "images": len(find_pairs(folder))} for folder in extra],
+    }
+    if val_dir:
+        data["val"] = {"folder": Path(val_dir).name, "images": len(val_pairs)}
+    config = {
+        "width": width, "epochs": epochs, "batch": batch, "crop": crop, "size": size, "lr": lr, "seed": seed,
+        "holdout_cars": holdout_cars, "held_out": held_cars, "training_images": len(train_idx),
+        "extra_images": len(extra_pairs), "extra_fraction": extra_fraction, "augment": asdict(augment),
+        "pct_start": pct_start, "weight_decay": weight_decay, "amp": bool(amp),
+        "init": str(init) if init else None,
+    }
+
+    state = load_checkpoint(ckpt_path) if ckpt_path and ckpt_path.exists() else None
+    if state is not None:
+        saved = state["config"]
+        steps_per_epoch = steps_per_epoch or saved.get("steps_per_epoch")
+    steps_per_epoch = steps_per_epoch or max(1, math.ceil(len(train_idx) * (size / crop) ** 2 / batch / 2))
+    config["steps_per_epoch"] = steps_per_epoch
+    config = _plain(config)
+    if state is not None:
+        diff = _config_differences(state["config"], config)
+        if diff:
+            raise UserError(f"{ckpt_path} was made with other settings ({'; '.join(diff[:4])}): run it with its "
+                            f"own settings, or use another --checkpoint-dir")
+        if state["epoch"] >= epochs:
+            model, _ = build_from_state_dict(state["model"], source=str(ckpt_path))
+            final = state_dict_of(model)
+            if not _same_weights(out, final):
+                write_state_dict(final, out)
+            log.info("%s: the run is complete (%d of %d epochs): nothing to train; the model is %s",
+                     ckpt_path, state["epoch"], epochs, out)
+            return {"history": state["history"], "complete_before": True, "data": data, "config": config,
+                    "parameters": count_parameters(model), "train_seconds": state["train_seconds"],
+                    "train_cpu_seconds": state.get("train_cpu_seconds", 0.0), "amp": bool(amp)}
+
+    if init_state is not None and state is None:
+        model, _ = build_from_state_dict(init_state, source=str(init))
+    else:
+        torch.manual_seed(seed)
+        model = UNet(3, 1, bilinear=False, width=width, bias=True)
+    cuda = device.startswith("cuda")
+    model = model.to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
+    model.train()
+
+    x, y = load_pairs([pairs[i] for i in train_idx], size, workers, desc="load train")
+    hold = load_pairs([pairs[i] for i in hold_idx], size, workers, desc="load held-out") if hold_idx else None
+    ex = load_pairs(extra_pairs, size, workers, desc="load extra") if extra_pairs else None
+    val = load_pairs(val_pairs, size, workers, desc="load val") if val_pairs else None
+    if ex is not None and extra_fraction is None:
+        x, y = np.concatenate([x, ex[0]]), np.concatenate([y, ex[1]])
+        ex = None
+
+    total = epochs * steps_per_epoch
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=total, pct_start=pct_start)
+    rng = np.random.default_rng(seed)
+    history, first_epoch, seconds, cpu = [], 1, 0.0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["torch_rng"])
+        rng.bit_generator.state = state["numpy_rng"]
+        history, first_epoch, seconds = list(state["history"]), state["epoch"] + 1, state["train_seconds"]
+        cpu = state.get("train_cpu_seconds", 0.0)
+        log.info("%s: resuming after epoch %d of %d", ckpt_path, state["epoch"], epochs)
+    seconds += time.monotonic() - started  # finding and loading the data
+    cpu += cpu_seconds() - cpu_started
+
+    log.info("training UNet width %d (%.2f M parameters) on %d images%s, %d held out (%d cars), "
+             "%dx%d crops of %dx%d, batch %d, %d steps x %d epochs, %s%s",
+             width, count_parameters(model) / 1e6, len(x),
+             f" + {len(ex[0])} extra at {extra_fraction:.0%}" if ex is not None else "",
+             len(hold_idx), len(held_cars), crop, crop, size, size, batch, steps_per_epoch, epochs, device,
+             ", bf16 autocast" if amp else ", fp32")
+    extra_pool = (ex[0], ex[1]) if ex is not None else None
+    for epoch in range(first_epoch, epochs + 1):
+        start, cpu_start, losses = time.monotonic(), cpu_seconds(), []
+        bar = progress(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}", unit="step")
+        for _ in bar:
+            xb, yb = random_batch(x, y, batch, crop, rng, augment, extra_pool, extra_fraction or 0.0)
+            xb = xb.to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
+            yb = yb.to(device)
+            with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=amp):
+                logits = model(xb).float()
+            loss = F.binary_cross_entropy_with_logits(logits, yb) + dice_loss(logits, yb)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            schedule.step()
+            losses.append(loss.item())
+            if hasattr(bar, "set_postfix_str"):
+                bar.set_postfix_str(f"loss={np.mean(losses[-20:]):.4f}")
+        record = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": float(schedule.get_last_lr()[0])}
+        train_time = time.monotonic() - start
+        if hold is not None:
+            record["holdout_iou"] = evaluate(model, *hold, device, engine=eval_engine)
+        if val is not None:
+            record["val_iou"] = evaluate(model, *val, device, engine=eval_engine)
+        record["train_seconds"] = train_time
+        record["seconds"] = time.monotonic() - start
+        record["cpu_seconds"] = cpu_seconds() - cpu_start
+        seconds += record["seconds"]
+        cpu += record["cpu_seconds"]
+        history.append(record)
+        log.info("epoch %d/%d: loss %.4f%s%s (%.0f s training + %.0f s validation, %.0f CPU-s)", epoch, epochs,
+                 record["loss"], f", held-out IoU {record['holdout_iou']:.4f}" if "holdout_iou" in record else "",
+                 f", validation IoU {record['val_iou']:.4f}" if "val_iou" in record else "",
+                 train_time, record["seconds"] - train_time, record["cpu_seconds"])
+        if ckpt_path:
+            save_checkpoint(ckpt_path, model, optimiser, schedule, rng, epoch, history, config, seconds, cpu)
+    model.eval()
+    write_state_dict(state_dict_of(model), out)
+    log.info("wrote %s", out)
+    return {"history": history, "complete_before": False, "data": data, "config": config,
+            "parameters": count_parameters(model), "train_seconds": seconds, "train_cpu_seconds": cpu,
+            "amp": bool(amp)}
+
+
