@@ -214,7 +214,8 @@ stage_export() {
 stage_quantize() {  # calibrates on the preprocessed images, or (stream=1) on the images themselves
     local calib=$PREP
     if [[ "$STREAM" == 1 ]]; then calib="$DATA/train"; fi
-    stage "quantize_$BACKEND" --input "$SIMPLIFIED" --input "$calib" --option "size=$SIZE" --output "$QUANTIZED" -- \
+    stage "quantize_$BACKEND" --input "$SIMPLIFIED" --input "$calib" --option "size=$SIZE" \
+        --option "weight_bits=$WEIGHT_BITS" --output "$QUANTIZED" -- \
         "$PYTHON" -m unet_infer.quantize --backend "$BACKEND" --model "$SIMPLIFIED" --calib "$calib" \
         --output "$QUANTIZED" --size "$SIZE" "${THREAD_FLAG[@]}" "${QUIET_FLAG[@]}"
 }

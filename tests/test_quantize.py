@@ -207,3 +207,27 @@ def test_cli_help_shows_the_example_and_defaults(capsys):
     example = "python3 -m unet_infer.quantize --model UNet_dynamic_sim.onnx --calib prep_bin --output UNet_int8.onnx"
     assert example in text and "--backend onnxruntime --n-calib 16" in text
     assert "(default: 16)" in text and "read from the model" in text and "(default: None)" not in text
+
+
+@pytest.mark.parametrize("saturates,bits", [(True, 7), (False, 8)])
+def test_weights_in_7_bits_only_where_int8_dot_products_saturate(fp32_model, calib_dir, tmp_path, monkeypatch,
+                                                                 saturates, bits):
+    import unet_infer.quantize.onnxruntime as ort_recipe
+    from onnx import numpy_helper
+    monkeypatch.setattr(ort_recipe, "int8_saturates", lambda: saturates)
+    output = tmp_path / "UNet_int8.onnx"
+    report = quantize_model(fp32_model, calib_dir, output, n_calib=2, quiet=True)
+    assert report["weight_bits"] == bits
+    weights = [numpy_helper.to_array(t) for t in onnx.load(str(output)).graph.initializer
+               if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]
+    assert weights
+    largest = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
+    # symmetric per channel, each channel's largest weight at the limit: [-64, 64] in 7 bits, [-127, 127] in 8
+    assert largest == {7: 64, 8: 127}[bits]
+
+
+def test_recipe_options_follow_the_cpu():
+    from unet_infer.quantize import int8_saturates, recipe_options
+    assert int8_saturates({"avx2", "fma"}) and recipe_options({"avx2"}) == {"weight_bits": 7}
+    for flag in ("avx512_vnni", "avx_vnni", "amx_int8"):
+        assert not int8_saturates({"avx2", flag}) and recipe_options({flag}) == {"weight_bits": 8}

@@ -26,6 +26,7 @@ from pathlib import Path
 from . import backends, cli
 from .cli import UserError
 from .formats import BUNDLED_WEIGHTS, atomic_write_text, weights_id
+from .quantize import recipe_options
 from .workdir import Workdir
 
 MANIFEST_VERSION = 1
@@ -114,6 +115,7 @@ def plan(work, weights, backend, precision, batchsizes):
               "COMPILE_FROM": w.model_source(cls, precision) if cls.source == "onnx" else ""}
     if precision in cls.quantized:
         values["QUANTIZED"] = w.quantized(cls)
+        values["WEIGHT_BITS"] = recipe_options()["weight_bits"]
     for bs in batchsizes:
         values[f"MODEL_{bs}"] = w.model(cls, precision, bs, weights)
         for key, path in (("OUTPUTS", w.outputs(bs)), ("SUMMARY", w.summary(bs)), ("LOG", w.run_log(bs)),

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from .. import backends, stages
 from ..cli import UserError
+from ..quantize import recipe_options
 from ..workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,7 @@ def prepare_models(workdir, weights, width, size, configs, batchsizes, threads=N
         step(f"quantize_{cls.name}", [work.simplified, calib], [work.quantized(cls)],
              lambda cls=cls, calib=calib: cls.quantize(work.simplified, calib, work.quantized(cls),
                                                        n_calib=CALIB_IMAGES, size=size, threads=threads),
-             n_calib=CALIB_IMAGES, size=size)
+             n_calib=CALIB_IMAGES, size=size, **recipe_options())
     compiled = set()  # a model two precisions share (openvino fp32 and bf16: one IR) is made once
     for cls, precision in classes:
         for bs in batchsizes:

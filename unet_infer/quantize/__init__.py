@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import cli
-from ..backends import backend_for_model, get_backend, names, usable_backend
+from ..backends import backend_for_model, cpu_flags, get_backend, names, usable_backend
 from ..cli import UserError, first_line
 from ..metrics import relative_error
 from ..data import DECODE_ERRORS, load_image
@@ -37,6 +37,22 @@ log = logging.getLogger(__name__)
 
 CALIB_SUFFIXES = (".bin",)
 SHAPE_OPS = ("Shape",)
+
+
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # 32-bit INT8 dot products: no 16-bit saturation
+
+
+def int8_saturates(flags=None):
+    """True on a CPU whose INT8 dot products (``u8 x s8`` pairs, ``vpmaddubsw``) are summed in 16 bits
+    and can saturate: AVX2 without VNNI or AMX. There both recipes quantise weights to 7 bits."""
+    flags = cpu_flags() if flags is None else flags
+    return not set(flags) & set(INT8_DOT_FLAGS)
+
+
+def recipe_options(flags=None):
+    """What of the INT8 recipe depends on this machine: part of a quantised model's manifest (the
+    driver and the benchmark re-quantise when it changes)."""
+    return {"weight_bits": 7 if int8_saturates(flags) else 8}
 
 
 def fold_shape_arithmetic(model, size, source="the model"):

@@ -36,25 +36,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..backends import cpu_flags
 from ..backends.onnxruntime_backend import cpu_session
 from ..backends.openvino_backend import OpenVinoBackend, fix_shapes, read_model, save_ir, stamp
 from ..cli import UserError
 from ..onnxfile import WEIGHTS_KEY, image_input, load_onnx, metadata, refuse_overwrite, save_onnx
 from ..progress import progress
-from . import calibration_files, compare_outputs, fold_shape_arithmetic, load_calibration
+from . import calibration_files, compare_outputs, fold_shape_arithmetic, int8_saturates, load_calibration
 
 log = logging.getLogger(__name__)
 
 PRESET = "performance"  # nncf.QuantizationPreset: symmetric activations
 FAST_BIAS_CORRECTION = True
-INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # 32-bit INT8 dot products: no 16-bit saturation
 
 
 def overflow_fix(flags=None):
     """NNCF's overflow fix for this CPU: ``enable`` (7-bit weights) without VNNI/AMX, else its default."""
-    flags = cpu_flags() if flags is None else flags
-    return "first_layer_only" if set(flags) & set(INT8_DOT_FLAGS) else "enable"
+    return "enable" if int8_saturates(flags) else "first_layer_only"
 
 
 def fake_quantize_at_zero(fq):
