@@ -87,7 +87,10 @@ if [[ "$BARE" == 0 ]]; then cmd+=(--no-bare); fi
 
 # The command line as typed goes into the markdown section beside the python3 command it ran.
 UNET_BENCH_COMMAND="scripts/benchmark.sh"
-for arg in "$@"; do UNET_BENCH_COMMAND+=" $(printf '%q' "$arg")"; done
+for arg in "$@"; do  # as typed: quoted only where the shell needs it (printf %q also escapes commas)
+    if [[ "$arg" =~ ^[A-Za-z0-9_=:,./@+-]+$ ]]; then UNET_BENCH_COMMAND+=" $arg"
+    else UNET_BENCH_COMMAND+=" $(printf '%q' "$arg")"; fi
+done
 export UNET_BENCH_COMMAND
 
 echo "[benchmark] ${cmd[*]}"
