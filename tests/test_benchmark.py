@@ -268,8 +268,12 @@ def test_the_repository_benchmarks_md_keeps_its_format():
     text = (REPO / "BENCHMARKS.md").read_text(encoding="utf-8")
     header, sections = split_sections(text)
     assert header.rstrip() == HEADER.rstrip()
-    assert sections and all(table_rows(s) for s in sections)
-    assert merge_section(text, sections[0]) == text
+    # the benchmark's own sections (machine · model · date) hold its table; the others (Ray Data,
+    # the bundled model's accuracy) are written by hand and kept as they are by every merge
+    ours = [s for s in sections if re.match(r"## .+ · UNet w\d+ .+ · \d{4}-\d{2}-\d{2}\n", s)]
+    assert ours and all(table_rows(s) for s in ours)
+    for section in sections:
+        assert merge_section(text, section) == text
 
 
 def test_python_command_parses_back_to_the_same_run(tmp_path):

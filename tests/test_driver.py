@@ -25,7 +25,7 @@ from unet_infer.sample import generate
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "scripts" / "run_all.sh"
 WEIGHTS = BUNDLED_WEIGHTS
-SIZE = 64
+SIZE = 128
 
 
 def run_driver(*args, python=None, cwd=None, timeout=600):

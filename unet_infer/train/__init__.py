@@ -1,7 +1,7 @@
 """Train the UNet on Carvana-format folders: real Carvana photos, generated cars, or both.
 
     python3 -m unet_infer.train --data carvana512/train-cars --holdout-cars 12 --extra work/train/gen-train \\
-        --width 16 --epochs 8 --steps-per-epoch 300 --batch 4 --crop 384 --checkpoint-dir work/train/ckpt \\
+        --width 12 --epochs 8 --steps-per-epoch 300 --batch 4 --crop 384 --checkpoint-dir work/train/ckpt \\
         --resume --out weights/unet_carvana.pth
 
 (``--output`` is accepted for ``--out``; scripts/train_bundled.sh runs the bundled checkpoint's
