@@ -267,6 +267,18 @@ def test_a_second_run_in_a_busy_workdir_is_refused(tiny_data, tmp_path):
     assert sorted(p.name for p in work.iterdir()) == [".lock"]
 
 
+def _ctrl_c_as_at_a_terminal():
+    """In the driver's process: SIGINT as a shell at a terminal gets it (default action, not blocked),
+    whatever the test process inherited or set up (a child inherits an ignored or blocked SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _signal_state():
+    with open("/proc/self/status") as status:
+        return [line.strip() for line in status if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
+
+
 def test_ctrl_c_exits_130_interrupted(tiny_data, tmp_path):
     slow = tmp_path / "python"
     started = tmp_path / "preprocess-started"  # the stand-in says so itself: no polling of ps
@@ -276,7 +288,8 @@ def test_ctrl_c_exits_130_interrupted(tiny_data, tmp_path):
     env = {**os.environ, "PYTHON": str(slow), "UNET_INFER_QUIET": "1"}
     proc = subprocess.Popen(["bash", str(DRIVER), "bs=2", *common(tiny_data, tmp_path / "work", "backend=torch")],
                             env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_ctrl_c_as_at_a_terminal)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not started.exists():
         time.sleep(0.2)
@@ -284,7 +297,7 @@ def test_ctrl_c_exits_130_interrupted(tiny_data, tmp_path):
     time.sleep(0.5)  # into the sleep
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, (out, err)
+    assert proc.returncode == 130, (out[-2000:], err[-2000:], _signal_state())
     assert "interrupted" in err and "resume" not in err
     with open(tmp_path / "work" / ".lock", "a") as lock:  # the interrupted run's lock went with it
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
