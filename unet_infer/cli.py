@@ -18,7 +18,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if (action.required or action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if (action.required or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS
                 or "default:" in text or "%(default)" in text):
             return text
         return super()._get_help_string(action)
