@@ -17,14 +17,14 @@ from unet_infer.bench.runner import main as bench_main
 from unet_infer.cli import UserError, run_cli
 from unet_infer.compile import main as compile_main
 from unet_infer.metrics import relative_error
-from unet_infer.model import UNet
 from unet_infer.onnxfile import WEIGHTS_KEY, count_ops, load_onnx, save_onnx, set_metadata
 from unet_infer.quantize import main as quantize_main
 
 openvino = pytest.importorskip("openvino")
 from unet_infer.backends.openvino_backend import OpenVinoBackend, read_model, rt_text, RT_WEIGHTS  # noqa: E402
 
-SIZE = 32
+from tiny_unet import SIZE, smooth_images, tiny_unet  # noqa: E402
+
 INPUT, OUTPUT = "actual_input_1", "output1"
 WEIGHTS = "tiny.pth sha256:0123456789abcdef"
 # Stated tolerances against onnxruntime fp32 (relative error = max |diff| / max |reference|).
@@ -32,28 +32,6 @@ FP32_RTOL = 1e-4
 BF16_RTOL = 0.05  # 8-bit mantissa through 23 layers
 INT8_RTOL = 0.5  # this random He-initialised model is hard to quantise: onnxruntime's own INT8 gets 0.32
 SIGN_AGREEMENT = 0.95  # fraction of pixels with the same class as fp32 (bf16, INT8; onnxruntime INT8: 0.974)
-
-
-def smooth_images(n, seed=0, size=SIZE):
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size] / size
-    return [np.stack([0.5 + 0.5 * np.sin(2 * np.pi * (rng.uniform(0.5, 2) * x + rng.uniform(0.5, 2) * y)
-                                         + rng.uniform(0, 2 * np.pi)) for _ in range(3)]).astype(np.float32)
-            for _ in range(n)]
-
-
-def tiny_unet():
-    """He-initialised UNet(width=4), output bias centred so about half the pixels are "car"."""
-    torch.manual_seed(0)
-    model = UNet(width=4)
-    for module in model.modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            torch.nn.init.normal_(module.bias, std=0.1)
-    model.eval()
-    with torch.no_grad():
-        model.outc.conv.bias -= model(torch.from_numpy(np.stack(smooth_images(4, seed=100)))).median()
-    return model
 
 
 @pytest.fixture(scope="module")

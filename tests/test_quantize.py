@@ -10,29 +10,13 @@ import torch
 
 from unet_infer.backends.onnxruntime_backend import OnnxRuntimeBackend
 from unet_infer.cli import UserError, run_cli
-from unet_infer.model import UNet
 from unet_infer.quantize import calibration_files, main, select_evenly
 from unet_infer.quantize.graph import upsampling_as_gemm
 from unet_infer.quantize.onnxruntime import CalibrationReader, quantize_model
 
-SIZE = 32
+from tiny_unet import SIZE, smooth_images, tiny_unet
+
 INPUT, OUTPUT = "actual_input_1", "output1"
-
-
-def tiny_unet(seed=0, size=SIZE):
-    """UNet(width=4) whose activations neither die nor explode (He init), so the logits vary, with
-    the output bias set so that about half the pixels are "car": the sign checks mean something."""
-    torch.manual_seed(seed)
-    model = UNet(width=4)
-    for module in model.modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
-            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
-            torch.nn.init.normal_(module.bias, std=0.1)
-    model.eval()
-    with torch.no_grad():
-        logits = model(torch.from_numpy(np.stack(smooth_images(4, seed=100, size=size))))
-        model.outc.conv.bias -= logits.median()
-    return model
 
 
 def export(model, path, size=SIZE):
@@ -42,18 +26,6 @@ def export(model, path, size=SIZE):
                           input_names=[INPUT], output_names=[OUTPUT],
                           dynamic_axes={INPUT: {0: "-1"}, OUTPUT: {0: "-1"}})
     return path
-
-
-def smooth_images(n, seed=0, size=SIZE):
-    """n smooth random images, 3 x size x size float32 in [0, 1] (like preprocessed photos)."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size] / size
-    images = []
-    for _ in range(n):
-        waves = [0.5 + 0.5 * np.sin(2 * np.pi * (rng.uniform(0.5, 2) * x + rng.uniform(0.5, 2) * y)
-                                    + rng.uniform(0, 2 * np.pi)) for _ in range(3)]
-        images.append(np.stack(waves).astype(np.float32))
-    return images
 
 
 def write_calib(folder, images, names=None):

@@ -1,0 +1,36 @@
+"""A tiny UNet and smooth images for the INT8 tests (onnxruntime and openvino): width 4 at 32 x 32."""
+
+import numpy as np
+import torch
+
+from unet_infer.model import UNet
+
+SIZE = 32
+
+
+def smooth_images(n, seed=0, size=SIZE):
+    """n smooth random images, 3 x size x size float32 in [0, 1] (like preprocessed photos)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    images = []
+    for _ in range(n):
+        waves = [0.5 + 0.5 * np.sin(2 * np.pi * (rng.uniform(0.5, 2) * x + rng.uniform(0.5, 2) * y)
+                                    + rng.uniform(0, 2 * np.pi)) for _ in range(3)]
+        images.append(np.stack(waves).astype(np.float32))
+    return images
+
+
+def tiny_unet(seed=0, size=SIZE):
+    """UNet(width=4) whose activations neither die nor explode (He init), so the logits vary, with
+    the output bias set so that about half the pixels are "car": the sign checks mean something."""
+    torch.manual_seed(seed)
+    model = UNet(width=4)
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+            torch.nn.init.normal_(module.bias, std=0.1)
+    model.eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.stack(smooth_images(4, seed=100, size=size))))
+        model.outc.conv.bias -= logits.median()
+    return model
