@@ -45,10 +45,6 @@ class AclBackend(Backend):
     external = True
 
     @classmethod
-    def artefact(cls, precision, batchsize):
-        return f"UNet_bs{batchsize}.om"
-
-    @classmethod
     def available(cls):
         missing = [what for what, ok in (("atc (CANN)", has_atc()), ("ais_bench", has_ais_bench())) if not ok]
         if missing:

@@ -11,7 +11,8 @@ inside its methods, so that reading the declarations (the driver does, through
 - ``quantized``: the precisions that need a quantised model, made from the simplified model and
   calibration images by its ``quantizer`` module (``UNet_int8.onnx`` style, ``quantized_name``);
 - ``artefact(precision, bs)``: the file name of the model the runner loads for one batch size,
-  made by its ``compile`` (None: the checkpoint itself);
+  made by its ``compile``; by default derived from ``quantized_name`` and ``model_suffixes``
+  (``UNet_bs8.onnx``, ``UNet_int8_bs8.onnx``); a backend that runs the checkpoint returns None;
 - ``options``: its own runner flags (``Option``), passed to ``load`` as keyword arguments.
 
 The run itself: ``load``, then ``download(run(*upload(*arrays)))``: ``run`` is the compute,
@@ -19,6 +20,7 @@ The run itself: ``load``, then ``download(run(*upload(*arrays)))``: ``run`` is t
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -90,8 +92,11 @@ class Backend:
 
     @classmethod
     def artefact(cls, precision, batchsize):
-        """File name of the model the runner loads for ``batchsize`` (None: the checkpoint itself)."""
-        raise NotImplementedError
+        """File name of the model the runner loads for ``batchsize`` (None: the checkpoint itself):
+        the model it is compiled from, ``UNet`` or ``quantized_name``'s stem, with ``_bs<N>`` and the
+        backend's first model suffix (``UNet_bs8.onnx``, ``UNet_int8_bs8.xml``, ``UNet_bs8.om``)."""
+        stem = Path(cls.quantized_name).stem if precision in cls.quantized else "UNet"
+        return f"{stem}_bs{batchsize}{cls.model_suffixes[0]}"
 
     @classmethod
     def available(cls):

@@ -117,10 +117,6 @@ class OnnxRuntimeBackend(Backend):
     model_suffixes = (".onnx",)
 
     @classmethod
-    def artefact(cls, precision, batchsize):
-        return f"UNet_int8_bs{batchsize}.onnx" if precision == "int8" else f"UNet_bs{batchsize}.onnx"
-
-    @classmethod
     def compile(cls, src, dst, batchsize, precision=None, threads=None, size=DEFAULT_SIZE, check=True, chip=None):
         """Write ``dst``: ``src`` fixed at ``batchsize`` and optimised by onnxruntime, atomically."""
         import onnx

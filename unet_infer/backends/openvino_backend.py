@@ -225,10 +225,6 @@ class OpenVinoBackend(Backend):
     )
 
     @classmethod
-    def artefact(cls, precision, batchsize):
-        return f"UNet_int8_bs{batchsize}.xml" if precision == "int8" else f"UNet_bs{batchsize}.xml"
-
-    @classmethod
     def compile(cls, src, dst, batchsize, precision=None, threads=None, size=DEFAULT_SIZE, check=True, chip=None):
         """Write ``dst``: ``src`` (.onnx or IR) reshaped to a static ``batchsize`` x C x size x size IR."""
         import openvino as ov
