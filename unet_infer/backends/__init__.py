@@ -85,8 +85,8 @@ def default_backend(precision=None, flags=None, installed=None, gpu=None):
 
     1. onnxruntime when it has a CUDA/TensorRT provider here (a GPU beats every CPU path);
     2. openvino when it is installed and the CPU has AMX or AVX-512 VNNI/BF16 (``FAST_CPU_FLAGS``):
-       there its bf16 and INT8 run on AMX/VNNI (on a 2-core Xeon with AMX, INT8 191 ms per image
-       against onnxruntime INT8's 563, fp32 as fast as onnxruntime's; docs/openvino.md);
+       there its bf16 and INT8 run on AMX/VNNI, which onnxruntime does not use for convolutions
+       (not measured here: no such machine; docs/openvino.md);
     3. onnxruntime everywhere else (AVX2-only CPUs such as AMD Zen 3, where OpenVINO's fp32 and
        INT8 measured no faster than onnxruntime's, and ARM).
     A ``precision`` the chosen backend does not take moves to the first installed backend of the
