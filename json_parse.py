@@ -1,33 +1,15 @@
-"""Stage 5: give each output its image's name, from the runner's summary.
+"""Stage 5 of the guide: python3 json_parse.py --output=result/bs8/
 
-The guide's command:
-
-    python3 json_parse.py --output=result/bs8/
-
-reads result/bs8_summary.json and renames, inside result/bs8, each entry's outfiles[0] to the stem of its infiles[0]
-(<stem>_0.bin -> <stem>.bin). Base names only: nothing outside the folder is touched.
-The whole plan is checked first; an existing file is never overwritten; running it again
-changes nothing, and a run killed half-way finishes when run again.
+A thin script: the command itself is ``python3 -m unet_infer.guide.rename`` (``--help`` says what it
+does), so this file works from wherever it is moved.
 """
 
 from unet_infer import cli
-from unet_infer.progress import set_quiet
-from unet_infer.rename import rename_outputs
-
-
-def build_parser():
-    parser = cli.parser("json_parse.py", __doc__)
-    parser.add_argument("--output", required=True,
-                        help="the runner's output folder, e.g. result/bs8 (its summary lies beside it)")
-    cli.add_quiet(parser)
-    return parser
+from unet_infer.guide import rename
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    set_quiet(args.quiet)
-    renamed, done = rename_outputs(args.output)
-    print(f"renamed {renamed} file{'s' if renamed != 1 else ''} ({done} already done) in {args.output}")
+    return rename.main(argv, prog="json_parse.py")
 
 
 if __name__ == "__main__":

@@ -1,43 +1,15 @@
-"""Stage 1: convert the Carvana images to the model's input files.
+"""Stage 1 of the guide: python3 preprocess_unet_pth.py --src_path=./carvana/train --save_bin_path=./prep_bin
 
-The guide's command:
-
-    python3 preprocess_unet_pth.py --src_path=./carvana/train --save_bin_path=./prep_bin
-
-Every .jpg/.jpeg/.png in --src_path (not recursive; other files are skipped with a warning)
-becomes --save_bin_path/<stem>.bin: RGB, resized to size x size (PIL's default bicubic,
-aspect ratio not kept), float32 CHW in [0, 1], 3*572*572*4 = 3,926,208 bytes at 572.
-Files already in --save_bin_path are kept. An unreadable image is named in a warning, the
-others are still written, and the run ends with an error listing the unreadable ones.
+A thin script: the command itself is ``python3 -m unet_infer.guide.preprocess`` (``--help`` says what it
+does), so this file works from wherever it is moved.
 """
 
 from unet_infer import cli
-from unet_infer.cli import UserError
-from unet_infer.formats import DEFAULT_SIZE
-from unet_infer.preprocess import preprocess_folder
-from unet_infer.progress import set_quiet
-
-
-def build_parser():
-    parser = cli.parser("preprocess_unet_pth.py", __doc__)
-    add = parser.add_argument
-    add(*cli.flag("src_path"), dest="src_path", required=True, help="folder of images (.jpg/.jpeg/.png)")
-    add(*cli.flag("save_bin_path"), dest="save_bin_path", required=True,
-        help="folder for the <stem>.bin files (created if missing; nothing is deleted)")
-    add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model input height and width")
-    add("--workers", type=cli.int_at_least(1), help="worker processes (without it: one per CPU)")
-    cli.add_quiet(parser)
-    return parser
+from unet_infer.guide import preprocess
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    set_quiet(args.quiet)
-    written, bad = preprocess_folder(args.src_path, args.save_bin_path, size=args.size, workers=args.workers)
-    print(f"wrote {written} file{'s' if written != 1 else ''} of {args.size}x{args.size} input to "
-          f"{args.save_bin_path}")
-    if bad:
-        raise UserError(f"{len(bad)} unreadable image(s), not converted: {', '.join(bad)}")
+    return preprocess.main(argv, prog="preprocess_unet_pth.py")
 
 
 if __name__ == "__main__":

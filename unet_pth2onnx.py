@@ -1,37 +1,15 @@
-"""Stage 2: export the PyTorch UNet checkpoint to ONNX.
+"""Stage 2 of the guide: python3 unet_pth2onnx.py ./UNet.pth ./UNet_dynamic_bs.onnx
 
-The guide's command:
-
-    python3 unet_pth2onnx.py ./UNet.pth ./UNet_dynamic_bs.onnx
-
-The checkpoint's layout (ModelZoo, milesial master, bilinear; any width) is read from the
-state_dict. The graph has input ``actual_input_1``, output ``output1``, opset 11 and a dynamic
-batch axis; it is checked against PyTorch with ONNX Runtime before it is written.
+A thin script: the command itself is ``python3 -m unet_infer.guide.export`` (``--help`` says what it
+does), so this file works from wherever it is moved.
 """
 
 from unet_infer import cli
-from unet_infer.formats import DEFAULT_SIZE
-
-
-def build_parser():
-    parser = cli.parser("unet_pth2onnx.py", __doc__)
-    add = parser.add_argument
-    add("pth", help="checkpoint: a plain UNet state_dict (.pth)")
-    add("onnx", help="ONNX file to write")
-    add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="input height and width")
-    add("--rtol", type=cli.positive_float, default=1e-4,
-        help="largest relative error allowed between ONNX and PyTorch")
-    add(*cli.flag("no_check"), dest="check", action="store_false", help="skip the ONNX Runtime parity check")
-    return parser
+from unet_infer.guide import export
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    from unet_infer.export import pth_to_onnx  # torch is slow to import: not for --help
-    info = pth_to_onnx(args.pth, args.onnx, size=args.size, check=args.check, rtol=args.rtol)
-    print(f"{args.onnx}: layout {info['layout']}, {info['classes']} classes, width {info['width']}, "
-          f"{info['parameters'] / 1e6:.1f} M parameters, {info['gflop_per_image']:.1f} GFLOP per image "
-          f"at {args.size}x{args.size}")
+    return export.main(argv, prog="unet_pth2onnx.py")
 
 
 if __name__ == "__main__":

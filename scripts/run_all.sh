@@ -200,15 +200,15 @@ stage_preflight() {
 stage_preprocess() {
     stages prune-prep --work "$WORK" --data "$DATA" || exit 2
     stage preprocess --input "$DATA/train" --option "size=$SIZE" --output "$PREP" -- \
-        "$PYTHON" "$ROOT/preprocess_unet_pth.py" --src_path="$DATA/train" --save_bin_path="$PREP" \
+        "$PYTHON" -m unet_infer.guide.preprocess --src_path="$DATA/train" --save_bin_path="$PREP" \
         --size "$SIZE" "${QUIET_FLAG[@]}"
 }
 
 stage_export() {
     stage export --weights "$WEIGHTS" --option "size=$SIZE" --output "$ONNX" -- \
-        "$PYTHON" "$ROOT/unet_pth2onnx.py" "$WEIGHTS" "$ONNX" --size "$SIZE"
+        "$PYTHON" -m unet_infer.guide.export "$WEIGHTS" "$ONNX" --size "$SIZE"
     stage simplify --input "$ONNX" --option "size=$SIZE" --output "$SIMPLIFIED" -- \
-        bash "$ROOT/scripts/onnxsim.sh" "$ONNX" "$SIMPLIFIED" "$SIZE"
+        "$PYTHON" -m unet_infer.simplify "$ONNX" "$SIMPLIFIED" "$SIZE"
 }
 
 stage_quantize() {  # calibrates on the preprocessed images, or (stream=1) on the images themselves
@@ -249,8 +249,8 @@ stage_infer() {  # inference into result/bs$bs, then its outputs renamed (stage 
     info "infer_bs$bs: ${cmd[*]}"
     mkdir -p -- "$RESULTS"
     "${cmd[@]}" 2>&1 | tee "${!log_var}" || fail "infer_bs$bs" "${PIPESTATUS[0]}"
-    info "rename_bs$bs: $PYTHON $ROOT/json_parse.py --output=${!out_var}/"
-    "$PYTHON" "$ROOT/json_parse.py" --output="${!out_var}/" "${QUIET_FLAG[@]}" || fail "rename_bs$bs" $?
+    info "rename_bs$bs: $PYTHON -m unet_infer.guide.rename --output=${!out_var}/"
+    "$PYTHON" -m unet_infer.guide.rename --output="${!out_var}/" "${QUIET_FLAG[@]}" || fail "rename_bs$bs" $?
     stages done "infer_bs$bs" --work "$WORK" "${made[@]}"
 }
 
@@ -259,7 +259,7 @@ stage_score() {
     if [[ "$LABELS" == none ]]; then return 0; fi
     stage "score_bs$bs" --input "${!out_var}" --input "$DATA/train_masks" --option "size=$SIZE" \
         --output "${!res_var}" -- \
-        "$PYTHON" "$ROOT/postprocess_unet_pth.py" --output="${!out_var}" --label="$DATA/train_masks" \
+        "$PYTHON" -m unet_infer.guide.postprocess --output="${!out_var}" --label="$DATA/train_masks" \
         --result="${!res_var}" --size "$SIZE" "${QUIET_FLAG[@]}"
 }
 

@@ -329,3 +329,18 @@ def test_help_and_bad_options(tmp_path):
         args = [*bad] if any(b.startswith("workdir=") for b in bad) else [*bad, f"workdir={tmp_path}/w"]
         proc = run_driver(*args)
         assert proc.returncode == 2 and "error:" in proc.stderr and words in proc.stderr, (bad, proc.stderr)
+
+
+def test_a_missing_tool_fails_before_any_work(tmp_path):
+    """A package a later stage imports (here onnxsim, for simplify) is looked for before the first stage."""
+    hide = tmp_path / "hide"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['onnxsim'] = None  # as if not installed\n")
+    work = tmp_path / "work"
+    env = {**os.environ, "PYTHON": sys.executable, "UNET_INFER_QUIET": "1",
+           "PYTHONPATH": f"{hide}:{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.run(["bash", str(DRIVER), "bs=2", f"workdir={work}", "backend=onnxruntime", "quiet=1"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "not installed: onnxsim (stage simplify)" in proc.stderr and "requirements.txt" in proc.stderr
+    assert not (work / "sample").exists() and not (work / "prep_bin").exists()

@@ -108,6 +108,7 @@ def plan(work, weights, backend, precision, batchsizes):
     cls = backends.get_backend(backend)
     precision = cls.check_precision(precision)
     backends.usable_backend(backend)
+    check_tools(cls, precision)
     w = Workdir(work)
     values = {"WEIGHTS": weights, "BACKEND": backend, "PRECISION": precision, "SOURCE": cls.source, "EXTERNAL": int(cls.external),
               "QUANTIZE": int(precision in cls.quantized), "ONNX": w.onnx, "SIMPLIFIED": w.simplified,
@@ -123,6 +124,25 @@ def plan(work, weights, backend, precision, batchsizes):
             values[f"{key}_{bs}"] = path
         values[f"PERF_NAME_{bs}"] = w.perf_name(bs)
     return values
+
+
+# the Python packages the driver's stages import, by what the backend builds from
+STAGE_TOOLS = {"onnx": (("export", "torch"), ("export", "onnx"), ("export's check", "onnxruntime"),
+                        ("simplify", "onnxsim")),
+               "pth": ()}
+QUANTIZE_TOOLS = {"unet_infer.quantize.openvino": ("nncf",), "unet_infer.quantize.onnxruntime": ()}
+
+
+def check_tools(cls, precision):
+    """Before any work: every package the planned stages import is installed (a :class:`UserError`
+    naming the missing ones, and the stage that needs each, otherwise)."""
+    import importlib.util
+    needed = list(STAGE_TOOLS.get(cls.source, ()))
+    if precision in cls.quantized:
+        needed += [("quantize", pkg) for pkg in QUANTIZE_TOOLS.get(cls.quantizer, ())]
+    missing = [f"{pkg} (stage {stage})" for stage, pkg in needed if importlib.util.find_spec(pkg) is None]
+    if missing:
+        raise UserError(f"not installed: {', '.join(missing)}; run `pip install -r requirements.txt`")
 
 
 def preflight(work, data, size, labels=True):

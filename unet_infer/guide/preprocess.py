@@ -1,0 +1,47 @@
+"""Stage 1: convert the Carvana images to the model's input files.
+
+The guide's command:
+
+    python3 preprocess_unet_pth.py --src_path=./carvana/train --save_bin_path=./prep_bin
+
+(the same as ``python3 -m unet_infer.guide.preprocess ...``). Every .jpg/.jpeg/.png in --src_path
+(not recursive; other files are skipped with a warning) becomes --save_bin_path/<stem>.bin: RGB,
+resized to size x size (PIL's default bicubic, aspect ratio not kept), float32 CHW in [0, 1],
+3*572*572*4 = 3,926,208 bytes at 572. Files already in --save_bin_path are kept. An unreadable
+image is named in a warning, the others are still written, and the run ends with an error
+listing the unreadable ones.
+"""
+
+from .. import cli
+from ..cli import UserError
+from ..formats import DEFAULT_SIZE
+from ..progress import set_quiet
+
+PROG = "python3 -m unet_infer.guide.preprocess"
+
+
+def build_parser(prog=PROG):
+    parser = cli.parser(prog, __doc__)
+    add = parser.add_argument
+    add(*cli.flag("src_path"), dest="src_path", required=True, help="folder of images (.jpg/.jpeg/.png)")
+    add(*cli.flag("save_bin_path"), dest="save_bin_path", required=True,
+        help="folder for the <stem>.bin files (created if missing; nothing is deleted)")
+    add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model input height and width")
+    add("--workers", type=cli.int_at_least(1), help="worker processes (without it: one per CPU)")
+    cli.add_quiet(parser)
+    return parser
+
+
+def main(argv=None, prog=PROG):
+    args = build_parser(prog).parse_args(argv)
+    set_quiet(args.quiet)
+    from ..preprocess import preprocess_folder
+    written, bad = preprocess_folder(args.src_path, args.save_bin_path, size=args.size, workers=args.workers)
+    print(f"wrote {written} file{'s' if written != 1 else ''} of {args.size}x{args.size} input to "
+          f"{args.save_bin_path}")
+    if bad:
+        raise UserError(f"{len(bad)} unreadable image(s), not converted: {', '.join(bad)}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run_cli(main))
