@@ -21,6 +21,7 @@ left out).
 
 Without --batchsizes, --configs or --max-seconds, the missing ones are this machine's defaults:
 one set with a CUDA GPU (seen by torch), one for the CPU only (see each option); the choice is printed.
+--cuda only says which (one line, exit status 0: a CUDA GPU, 1: none), as scripts/gpu_check.sh asks.
 
 The models are made once under WORKDIR/models/<model>/ and reused while what they are made from is
 unchanged (the pipeline driver's rule): the weights (--weights random: UNet(width=W), seed 0, as
@@ -46,7 +47,8 @@ from ..cli import UserError
 from ..formats import DEFAULT_SIZE
 from ..machine import describe_machine, today
 from ..progress import set_quiet
-from .configs import CPU, GPU, check_available, configs_type, fill_defaults, max_seconds_type
+from .configs import (CPU, GPU, check_available, configs_type, cuda_status, fill_defaults, max_seconds_type,
+                      missing_modules)
 from .markdown import (COLUMNS, HEADER, ROUNDS_NOTE, TITLE, check_markdown, link, merge_section, plot_path,
                        render_section, section_heading, software_line, split_sections, write_markdown)
 from .models import RANDOM, RANDOM_SEED, describe_model, prepare_models
@@ -95,7 +97,23 @@ def build_parser():
     add("--threads", type=cli.int_at_least(1), help="CPU threads per run; without it: the runner's (every CPU)")
     add("--device", type=cli.int_at_least(0), help="device id of the runs; without it: the runner's (0)")
     cli.add_quiet(parser)
+    add("--cuda", action="store_true", help="only say, in one line, whether torch sees a CUDA GPU here (what picks "
+                                            "the GPU defaults), and exit: 0 it does, 1 it does not; runs nothing")
+    add("--need", metavar="MODULES",
+        help="with --cuda: Python modules (comma list) to look up; a second line 'missing: ...' names those "
+             "that are not installed")
     return parser
+
+
+def cuda_report(need):
+    """``--cuda``: ``cuda: <GPU> (...)`` and status 0, or ``no CUDA here (<why>)`` and status 1; then
+    ``missing: a, b`` when some of the modules ``need`` (a comma list) are not installed."""
+    ok, text = cuda_status()
+    print(f"cuda: {text}" if ok else f"no CUDA here ({text})")
+    missing = missing_modules([name for name in (need or "").split(",") if name.strip()])
+    if missing:
+        print(f"missing: {', '.join(missing)}")
+    return 0 if ok else 1
 
 
 def _show(path):
@@ -132,7 +150,12 @@ def fallback_machine(backend):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.need is not None and not args.cuda:
+        parser.error("--need goes with --cuda")
+    if args.cuda:
+        return cuda_report(args.need)
     set_quiet(args.quiet)
     if args.weights != RANDOM and not Path(args.weights).is_file():
         raise UserError(f"{args.weights}: checkpoint not found (--weights takes a .pth file or '{RANDOM}')")

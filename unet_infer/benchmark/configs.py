@@ -4,6 +4,7 @@ and this machine's defaults (a CUDA GPU or the CPU only) for what the user did n
 
 import argparse
 import logging
+import warnings
 from dataclasses import dataclass
 
 from .. import backends
@@ -84,6 +85,47 @@ def has_gpu():
     """Whether the GPU backend is installed and sees a CUDA GPU (imports its framework)."""
     cls = backends.get_backend(GPU_BACKEND)
     return cls.available()[0] and cls.has_gpu()
+
+
+def cuda_status():
+    """``(True, "<GPU name> (torch V, CUDA C, N device(s))")`` where torch sees a CUDA GPU, else
+    ``(False, why not)``: torch missing or failing to import, a CPU-only build, or no usable device
+    (with the warning torch gave, if any). Imports torch; never raises."""
+    try:
+        import torch
+    except ModuleNotFoundError as exc:
+        return False, "torch is not installed" if exc.name == "torch" else f"torch does not import: {exc}"
+    except Exception as exc:  # noqa: BLE001 - a broken install is an answer, not a crash
+        return False, f"torch does not import: {type(exc).__name__}: {exc}"
+    version = getattr(torch, "__version__", "?")
+    if not getattr(torch.version, "cuda", None):
+        return False, f"torch {version} is a CPU-only build"
+    said = ""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        except Exception as exc:  # noqa: BLE001 - a driver that fails to start is an answer too
+            count, said = 0, f"{type(exc).__name__}: {exc}"
+    if not count:
+        said = " ".join((said or (str(caught[0].message) if caught else "")).split())
+        return False, f"torch {version} (CUDA {torch.version.cuda}) sees no CUDA device" + (f": {said}" if said else "")
+    devices = f"{count} device" + ("" if count == 1 else "s")
+    return True, f"{torch.cuda.get_device_name(0)} (torch {version}, CUDA {torch.version.cuda}, {devices})"
+
+
+def missing_modules(names):
+    """Those of the Python modules ``names`` that cannot be imported here (looked up, not imported)."""
+    import importlib.util
+    missing = []
+    for name in names:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except (ImportError, ValueError):  # a dotted name whose parent is missing, or an empty name
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
 
 
 def machine_defaults(gpu=None):
