@@ -57,6 +57,14 @@ def test_an_already_fixed_batch_is_refused_and_nothing_is_left(dynamic_model, tm
     assert compile_onnx(fixed, tmp_path / "again.onnx", 2, threads=1).is_file()
 
 
+def test_a_compiled_batch_1_model_is_not_re_batched(dynamic_model, tmp_path):
+    """Re-batching is for the guide's onnxsim output (tests/test_rebatch.py), not for a compiled model."""
+    fixed = compile_onnx(dynamic_model, tmp_path / "UNet_bs1.onnx", 1, threads=1, check=False)
+    with pytest.raises(UserError, match="already has a fixed batch of 1; compile the dynamic-batch model"):
+        compile_onnx(fixed, tmp_path / "UNet_bs4.onnx", 4)
+    assert [p.name for p in tmp_path.iterdir()] == ["UNet_bs1.onnx"]
+
+
 def test_bad_sources(dynamic_model, tmp_path):
     with pytest.raises(UserError, match="model not found"):
         compile_onnx(tmp_path / "none.onnx", tmp_path / "out.onnx", 1)

@@ -6,9 +6,23 @@ guide's atc step. The backend decides what compiling means (``--backend``, else 
 - onnxruntime (``.onnx``): the batch axis fixed, shapes inferred, onnxruntime's full graph
   optimisations saved in the file (tuned to this machine's CPU and onnxruntime version, like an
   .om file), then one zero batch run as a check;
+- openvino (``.xml``): the .onnx (or an IR) written as an OpenVINO IR (the .xml and its .bin) with
+  a static batch x C x size x size shape, float weights kept in fp32 (one IR serves fp32 and bf16:
+  bf16 is a hint given when the model loads), then loaded as the runner loads it and one zero
+  batch run as a check;
 - acl (``.om``): the guide's atc command line through scripts/atc.sh (needs CANN; ``--chip``).
 
-An INT8 model is compiled the same way from the quantised model (``UNet_int8.onnx``).
+An INT8 model is compiled the same way from the quantised model (``UNet_int8.onnx``; openvino:
+``UNet_int8.xml``). For openvino:
+
+    python3 -m unet_infer.compile --model UNet_dynamic_sim.onnx --batchsize 8 --output UNet_bs8.xml
+
+A model whose batch axis the guide's onnxsim line pinned to 1 (``--input-shape="1,3,572,572"``) is
+re-batched, as atc takes the batch from its own ``--input_shape``: where the graph allows it (no
+constant shape holding the batch 1), axis 0 is set to ``--batchsize`` and the shapes inferred
+again; the check run then feeds N different random images and compares them with the batch-1
+model's outputs on the first and last (see unet_infer/rebatch.py). scripts/onnxsim.sh keeps the
+batch dynamic and needs none of this.
 """
 
 from . import cli
@@ -20,15 +34,17 @@ from .formats import DEFAULT_SIZE
 def build_parser():
     parser = cli.parser("python3 -m unet_infer.compile", __doc__)
     add = parser.add_argument
-    add("--model", required=True, help="the dynamic-batch model (e.g. UNet_dynamic_sim.onnx or UNet_int8.onnx)")
+    add("--model", required=True, help="the dynamic-batch model (e.g. UNet_dynamic_sim.onnx or UNet_int8.onnx), or "
+                                        "one pinned to batch 1 by onnxsim --input-shape (re-batched and checked)")
     add("--batchsize", type=cli.int_at_least(1), required=True, help="the batch size to fix")
-    add("--output", required=True, help="the compiled model (e.g. UNet_bs8.onnx, UNet_bs8.om)")
+    add("--output", required=True, help="the compiled model (e.g. UNet_bs8.onnx, UNet_bs8.xml, UNet_bs8.om)")
     add("--backend", choices=names(), help="without it: from the suffix of --output")
     add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="input height = width")
     add("--threads", type=cli.int_at_least(1), help="threads for the check run (without it: the engine's own)")
     add("--chip", help="acl: the Ascend SoC, e.g. 310P3 (without it: read from npu-smi info)")
     add(*cli.flag("no_check"), dest="no_check", action="store_true",
-        help="skip the test run of one zero batch (it costs as much as one batch of inference)")
+        help="skip the test run of one zero batch (it costs as much as one batch of inference; a re-batched "
+             "model's comparison with the batch-1 model is skipped too)")
     return parser
 
 

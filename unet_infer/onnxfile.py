@@ -7,10 +7,13 @@ from collections import Counter
 from pathlib import Path
 
 from .cli import UserError, first_line
+from .workdir import SIMPLIFIED
 
 WEIGHTS_KEY = "unet_infer.weights"  # the checkpoint a model was made from (model.weights_id)
 PINNED_HINT = (" (onnxsim's --input-shape pins the batch to 1: simplify the export with scripts/onnxsim.sh, "
                "which keeps it dynamic)")
+DRIVER_WORK = "work"  # scripts/run_all.sh's default workdir=
+DRIVER_MODELS = (SIMPLIFIED, "UNet_bs8.onnx", "UNet_int8_bs1.xml")  # backends' artefact(): tests/test_rebatch.py
 QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}
 
 
@@ -25,11 +28,18 @@ def load_onnx(path, weights=True):
     onnx = _onnx()
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: model not found")
+        raise UserError(model_not_found(path))
     try:
         return onnx.load(str(path), load_external_data=weights)
     except (DecodeError, ValueError, OSError, RuntimeError) as exc:
         raise UserError(f"{path}: not an ONNX model ({first_line(exc)})") from None
+
+
+def model_not_found(path):
+    """The "model not found" message of ``path``, saying where the pipeline driver writes its models."""
+    examples = ", ".join(f"{DRIVER_WORK}/{name}" for name in DRIVER_MODELS)
+    return (f"{path}: model not found (scripts/run_all.sh writes its models into the work folder, "
+            f"{DRIVER_WORK}/ by default: e.g. {examples})")
 
 
 def save_onnx(model, path):

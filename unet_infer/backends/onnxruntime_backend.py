@@ -19,6 +19,7 @@ import numpy as np
 from ..cli import UserError, first_line, os_error
 from ..formats import DEFAULT_SIZE
 from ..onnxfile import WEIGHTS_KEY, fix_batch, is_quantized, load_onnx, metadata, refuse_overwrite, set_metadata
+from ..rebatch import is_pinned, log_rebatched, onnx_batch, ort_check, rebatch_onnx, tolerance_for
 from .base import Backend, TensorSpec, resolve_batchsize
 
 log = logging.getLogger(__name__)
@@ -77,14 +78,35 @@ def _input_spec(arg, batchsize, size, path):
     return TensorSpec(arg.name, tuple(shape), np.dtype(DTYPES[arg.type]))
 
 
-def check_compiled(path, batchsize, threads):
-    """Load the compiled model as the runner does and run one zero batch; the output batch must match."""
+def check_compiled(path, batchsize, threads, batch_check=None):
+    """Load the compiled model as the runner does and run one zero batch; the output batch must match.
+    A re-batched model runs ``batch_check``'s random batch instead, compared with the batch-1 model."""
     session = cpu_session(path, threads, optimize=False)
-    feed = {arg.name: np.zeros(arg.shape, DTYPES[arg.type]) for arg in session.get_inputs()}
-    for name, out in zip([o.name for o in session.get_outputs()], session.run(None, feed)):
+    args = session.get_inputs()
+    arrays = (batch_check.inputs([(arg.shape, DTYPES[arg.type]) for arg in args]) if batch_check
+              else [np.zeros(arg.shape, DTYPES[arg.type]) for arg in args])
+    outputs = session.run(None, {arg.name: a for arg, a in zip(args, arrays)})
+    for name, out in zip([o.name for o in session.get_outputs()], outputs):
         if out.ndim == 0 or out.shape[0] != batchsize:
             raise UserError(f"{path}: output {name} has shape {out.shape}, expected batch {batchsize}")
         log.info("checked: output %s %s", name, out.shape)
+    if batch_check:
+        batch_check.verify(arrays, outputs)
+
+
+def fix_or_rebatch(model, batchsize, source, check, session):
+    """``(model fixed at batchsize, BatchCheck or None)``: a dynamic batch is fixed; a batch pinned to 1
+    is re-batched (``rebatch``), with a check whose batch-1 reference is ``session(serialized model)``
+    unless ``check`` is off."""
+    if metadata(model).get(OPTIMIZED_KEY) == "1" or not is_pinned(onnx_batch(model), batchsize):
+        return fix_batch(model, batchsize, source), None  # a compiled model is not compiled again
+    original = model.SerializeToString() if check else None
+    tolerance = tolerance_for(is_quantized(model))
+    model = rebatch_onnx(model, batchsize, source)
+    if not check:
+        log_rebatched(source, batchsize)
+        return model, None
+    return model, ort_check(original, source, batchsize, tolerance, session)
 
 
 def profile_rows(events):
@@ -125,7 +147,8 @@ class OnnxRuntimeBackend(Backend):
         refuse_overwrite(src, dst)
         if not dst.parent.is_dir():
             raise UserError(f"{dst.parent}: output folder not found")
-        model = fix_batch(load_onnx(src), batchsize, src)
+        model, batch_check = fix_or_rebatch(load_onnx(src), batchsize, src, check,
+                                            lambda m: cpu_session(m, threads, source=src))
         kept = metadata(model)  # onnxruntime's optimised file keeps no metadata: carried over below
         with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.") as tmp:
             optimized = Path(tmp) / "optimized.onnx"
@@ -140,7 +163,7 @@ class OnnxRuntimeBackend(Backend):
             final = Path(tmp) / dst.name
             onnx.save(model, str(final))
             if check:
-                check_compiled(final, batchsize, threads)
+                check_compiled(final, batchsize, threads, batch_check)
             try:
                 os.replace(final, dst)
             except OSError as exc:
@@ -158,6 +181,7 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
         model = load_onnx(model_path, weights=False)
         optimized = metadata(model).get(OPTIMIZED_KEY) == "1"
+        pinned = not optimized and is_pinned(onnx_batch(model), batchsize)
         self.weights = metadata(model).get(WEIGHTS_KEY)
         self.precision = "int8" if is_quantized(model) else "fp32"
         if precision is not None and precision != self.precision:
@@ -172,8 +196,14 @@ class OnnxRuntimeBackend(Backend):
         if self._profile_dir:  # --profile: onnxruntime's trace, read back by profile()
             so.enable_profiling = True
             so.profile_file_prefix = str(Path(self._profile_dir) / "ort")
+        source, batch_check = str(model_path), None
+        if pinned:  # the guide's onnxsim output: re-batched here, checked below
+            model, batch_check = fix_or_rebatch(load_onnx(model_path), batchsize, model_path, True, lambda m: (
+                ort.InferenceSession(m, session_options(threads), providers=providers)))
+            source = model.SerializeToString()
+            del model
         try:
-            self.session = ort.InferenceSession(str(model_path), so, providers=providers)
+            self.session = ort.InferenceSession(source, so, providers=providers)
         except ort_errors() as exc:
             raise UserError(f"{model_path}: onnxruntime cannot load it ({first_line(exc)})") from None
         self.device = ("cuda", device) if self.session.get_providers()[0] in GPU_PROVIDERS else ("cpu", 0)
@@ -183,6 +213,9 @@ class OnnxRuntimeBackend(Backend):
         self.batchsize = resolve_batchsize(model_batch, batchsize, model_path)
         self.inputs = [_input_spec(arg, self.batchsize, size, model_path) for arg in args]
         self.output_names = [out.name for out in self.session.get_outputs()]
+        if batch_check:
+            arrays = batch_check.inputs([(spec.shape, spec.dtype) for spec in self.inputs])
+            batch_check.verify(arrays, self.infer(*arrays))
         log.info("onnxruntime %s on %s, %s threads, %s, graph %s", ort.__version__,
                  self.session.get_providers()[0], threads, self.precision,
                  "optimised at compile time" if optimized else "optimised at load")

@@ -33,8 +33,12 @@ import numpy as np
 
 from ..cli import UserError, first_line, int_at_least, os_error
 from ..formats import DEFAULT_SIZE
-from ..onnxfile import WEIGHTS_KEY, refuse_overwrite
+from ..onnxfile import WEIGHTS_KEY, model_not_found, refuse_overwrite
+from ..rebatch import is_pinned, log_rebatched, ov_rebatched, ov_verify, tolerance_for
+from ..telemetry import openvino_telemetry_off
 from .base import Backend, Option, TensorSpec, resolve_batchsize
+
+openvino_telemetry_off()  # before the package imports openvino or nncf
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +64,7 @@ def read_model(path):
     """An ``ov.Model`` from an IR (.xml) or an ONNX file; a missing or foreign file is a UserError."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: model not found")
+        raise UserError(model_not_found(path))
     if path.suffix.lower() == ".xml" and not path.with_suffix(".bin").is_file():
         raise UserError(f"{path}: its weights {path.with_suffix('.bin').name} are missing beside it")
     try:
@@ -194,15 +198,21 @@ def save_ir(model, dst):
     return dst
 
 
-def check_compiled(path, batchsize, threads=None):
-    """Load the written IR as the runner does and run one zero batch; the output batch must match."""
+def check_compiled(path, batchsize, threads=None, batch_check=None):
+    """Load the written IR as the runner does and run one zero batch; the output batch must match.
+    A re-batched model runs ``batch_check``'s random batch instead, compared with the batch-1 model."""
     backend = OpenVinoBackend()
     backend.load(path, threads=threads, precision=None)
     try:
-        for name, out in zip(backend.output_names, backend.infer(*[np.zeros(s.shape, s.dtype) for s in backend.inputs])):
+        arrays = (batch_check.inputs([(s.shape, s.dtype) for s in backend.inputs]) if batch_check
+                  else [np.zeros(s.shape, s.dtype) for s in backend.inputs])
+        outputs = backend.infer(*arrays)
+        for name, out in zip(backend.output_names, outputs):
             if out.ndim == 0 or out.shape[0] != batchsize:
                 raise UserError(f"{path}: output {name} has shape {out.shape}, expected batch {batchsize}")
             log.info("checked: output %s %s", name, out.shape)
+        if batch_check:
+            batch_check.verify(arrays, outputs)
     finally:
         backend.close()
 
@@ -220,7 +230,7 @@ class OpenVinoBackend(Backend):
     model_suffixes = (".xml",)
     options = (
         Option("nireq", "openvino backend: throughput mode, N asynchronous infer requests in flight "
-                        "(the THROUGHPUT hint; the summary adds the wall-clock images/s)",
+                        "(OpenVINO's THROUGHPUT hint; without it: one request, the LATENCY hint)",
                type=int_at_least(1), default=None),
     )
 
@@ -232,15 +242,22 @@ class OpenVinoBackend(Backend):
         refuse_overwrite(src, dst)
         model = read_model(src)
         weights = weights_of(model, src)
-        fixed = model_batch(model)
-        if fixed is not None and fixed != batchsize:
+        fixed, batch_check = model_batch(model), None
+        if is_pinned(fixed, batchsize) and rt_text(model, RT_BATCHSIZE) is None:  # not one compiled here
+            config = compile_config(None, is_int8(model), threads)  # the check run's, as check_compiled loads it
+            batch_check = ov_rebatched(model, batchsize, src, tolerance_for(is_int8(model)), lambda m, n: (
+                fix_shapes(m, n, size, src)), lambda m: compile_for_cpu(m, config, src))
+            if not check:
+                log_rebatched(src, batchsize)
+        elif fixed is not None and fixed != batchsize:
             raise UserError(f"{src}: the model's batch size is fixed at {fixed}; compile the dynamic-batch model")
-        fix_shapes(model, batchsize, size, src)
+        else:
+            fix_shapes(model, batchsize, size, src)
         stamp(model, weights, batchsize)
         save_ir(model, dst)
         if check:
             try:
-                check_compiled(dst, batchsize, threads)
+                check_compiled(dst, batchsize, threads, batch_check)
             except UserError:
                 dst.unlink(missing_ok=True)
                 dst.with_suffix(".bin").unlink(missing_ok=True)
@@ -262,11 +279,19 @@ class OpenVinoBackend(Backend):
         if not int8 and precision == "int8":
             raise UserError(f"{model_path}: --precision int8, but the model is not quantised; make an INT8 IR with "
                             f"python3 -m unet_infer.quantize --backend openvino")
-        self.batchsize = resolve_batchsize(model_batch(model), batchsize, model_path)
-        fix_shapes(model, self.batchsize, size, model_path)
-        config = compile_config(precision, int8, threads, nireq, profile)
+        config, batch_check = compile_config(precision, int8, threads, nireq, profile), None
+        if is_pinned(model_batch(model), batchsize) and rt_text(model, RT_BATCHSIZE) is None:  # checked below
+            self.batchsize = batchsize
+            batch_check = ov_rebatched(model, batchsize, model_path, tolerance_for(int8 or precision == "bf16"),
+                                       lambda m, n: fix_shapes(m, n, size, model_path),
+                                       lambda m: compile_for_cpu(m, dict(config, PERF_COUNT=False), model_path))
+        else:
+            self.batchsize = resolve_batchsize(model_batch(model), batchsize, model_path)
+            fix_shapes(model, self.batchsize, size, model_path)
         self.compiled = compile_for_cpu(model, config, model_path)
         del model
+        if batch_check:
+            ov_verify(self.compiled, batch_check)
         self.precision = runtime_precision(self.compiled)
         asked = "int8" if int8 else (precision or "fp32")
         if self.precision != asked:

@@ -1,0 +1,301 @@
+"""Re-batching a model whose batch axis was pinned to 1, as the guide's onnxsim line pins it:
+
+    python3 -m onnxsim --dynamic-input-shape --input-shape="1,3,572,572" UNet_dynamic_bs.onnx UNet_dynamic_sim.onnx
+
+atc takes the batch from its own ``--input_shape``; the compile step and the runner do the same
+where the graph allows it. After onnxsim, UNet's shape arithmetic is on H and W only (constant
+Pads), so axis 0 of the inputs and outputs is set to N and the shapes are inferred again (ONNX)
+or the model is reshaped (OpenVINO). A graph that keeps the batch 1 elsewhere is refused, naming
+the file and the op: a Reshape, Expand, Tile or ConstantOfShape (OpenVINO: Reshape, Broadcast,
+Tile) whose constant shape starts with 1 and whose output does not carry the new batch, or
+shapes that no longer infer.
+
+Then a numeric check (:class:`BatchCheck`): the re-batched model runs a batch of N different
+random inputs (the compile step's check run of one batch, which would otherwise run zeros), and
+the original batch-1 model, in the same engine, runs the first and the last of them; their
+outputs must agree within ``TOLERANCE`` of the output range (``LOW_PRECISION_TOLERANCE`` for INT8
+and bf16, whose roundings may flip a step where the batch changes the kernels' blocking). Mixing
+samples of a batch, or losing one, is far beyond either.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .cli import UserError, first_line
+from .onnxfile import PINNED_HINT, dims, graph_inputs
+
+log = logging.getLogger(__name__)
+
+TOLERANCE = 1e-4  # max |re-batched - batch-1| / output range, float32
+LOW_PRECISION_TOLERANCE = 2e-2  # INT8 and bf16 models
+ONNX_SHAPE_INPUTS = {"Reshape": 1, "Expand": 1, "Tile": 1, "ConstantOfShape": 0}  # op -> its shape input
+OV_SHAPE_OPS = ("Reshape", "Broadcast", "Tile")
+
+
+def tolerance_for(low_precision):
+    """The check's tolerance: ``LOW_PRECISION_TOLERANCE`` for an INT8 or bf16 model, else ``TOLERANCE``."""
+    return LOW_PRECISION_TOLERANCE if low_precision else TOLERANCE
+
+
+def is_pinned(model_batch, batchsize):
+    """True when a model fixed at batch 1 is asked to run another batch size."""
+    return model_batch == 1 and batchsize is not None and batchsize != 1
+
+
+def onnx_batch(model):
+    """Axis 0 of the model's first input: a number, or None when dynamic."""
+    inputs = graph_inputs(model)
+    shape = dims(inputs[0]) if inputs else []
+    return (shape[0] or None) if shape else None
+
+
+def cannot(source, batchsize, why):
+    """The UserError of a model that cannot be re-batched."""
+    return UserError(f"{source}: its batch axis is pinned to 1 and it cannot be re-batched to {batchsize}: "
+                     f"{why}{PINNED_HINT}")
+
+
+# ---- ONNX ----
+
+def _constants(model, names):
+    """``{name: int array}`` of those ``names`` that are initializers or Constant node outputs."""
+    from onnx import numpy_helper
+    found = {init.name: init for init in model.graph.initializer if init.name in names}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.output[0] in names:
+            found.update({node.output[0]: a.t for a in node.attribute if a.name == "value"})
+    return {name: numpy_helper.to_array(tensor) for name, tensor in found.items()}
+
+
+def _carried(model):
+    """The names of the tensors computed from the graph inputs (those that can hold the batch)."""
+    carried = {v.name for v in graph_inputs(model)}
+    for node in model.graph.node:  # in topological order, as ONNX requires
+        if any(name in carried for name in node.input):
+            carried.update(node.output)
+    return carried
+
+
+def _shapes(model):
+    return {v.name: dims(v) for v in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)}
+
+
+def onnx_pinning_node(model, batchsize, carried=True):
+    """The first Reshape/Expand/Tile whose constant shape starts with 1, whose data input has the
+    batch ``batchsize`` and whose inferred output has not (None when there is none); with
+    ``carried=False``, the first Reshape/Expand/Tile/ConstantOfShape whose constant shape starts
+    with 1 (a suspect where shapes do not infer). One applied to a constant (a bias) is no harm."""
+    wanted = {node.input[i] for node in model.graph.node
+              if (i := ONNX_SHAPE_INPUTS.get(node.op_type)) is not None and len(node.input) > i}
+    constants, shapes, computed = _constants(model, wanted), _shapes(model), _carried(model)
+    for node in model.graph.node:
+        index = ONNX_SHAPE_INPUTS.get(node.op_type)
+        shape = constants.get(node.input[index]) if index is not None and len(node.input) > index else None
+        if shape is None or shape.size == 0 or int(shape.flat[0]) != 1:
+            continue
+        if not carried:
+            return node
+        data, out = shapes.get(node.input[0]), shapes.get(node.output[0])
+        if (node.op_type != "ConstantOfShape" and node.input[0] in computed and data and data[0] == batchsize
+                and (not out or out[0] != batchsize)):
+            return node
+    return None
+
+
+def _batch_loser(model, batchsize):
+    """The first node with a computed input of batch ``batchsize`` and an output of another batch, or None."""
+    shapes, carried = _shapes(model), _carried(model)
+    for node in model.graph.node:
+        ins = [shapes.get(name) for name in node.input if name in carried]
+        outs = [shapes.get(name) for name in node.output]
+        if any(s and s[0] == batchsize for s in ins) and any(s and s[0] != batchsize for s in outs):
+            return node
+    return None
+
+
+def _describe(node):
+    return f"its {node.op_type} node {node.name or node.output[0]!r}"
+
+
+def rebatch_onnx(model, batchsize, source):
+    """``model`` (batch pinned to 1) with axis 0 of every input and output set to ``batchsize`` and
+    its shapes inferred again (a new model); a graph that keeps the batch 1 is a UserError."""
+    import onnx
+    from onnx.shape_inference import InferenceError
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    for value in graph_inputs(model) + list(model.graph.output):
+        if not value.type.tensor_type.shape.dim:
+            raise cannot(source, batchsize, f"{value.name} has no batch axis")
+    for value in graph_inputs(model):
+        value.type.tensor_type.shape.dim[0].dim_value = batchsize
+    for value in model.graph.output:  # inferred below, then checked
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    del model.graph.value_info[:]
+    loose = model
+    try:
+        loose = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        node = onnx_pinning_node(loose, batchsize)
+        if node is not None:
+            raise cannot(source, batchsize, f"{_describe(node)} has the batch 1 in its constant shape")
+        model = onnx.shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+    except (InferenceError, ValueError, RuntimeError) as exc:
+        suspect = onnx_pinning_node(loose, batchsize, carried=False)
+        raise cannot(source, batchsize, f"shape inference fails ({first_line(exc)})" + (
+            f"; {_describe(suspect)} has the batch 1 in its constant shape" if suspect is not None else "")) from None
+    for value in model.graph.output:
+        got = dims(value)[0]
+        if got != batchsize:
+            node = _batch_loser(model, batchsize)
+            raise cannot(source, batchsize, f"output {value.name} has batch {got or 'unknown'}"
+                         + (f" after {_describe(node)}" if node is not None else ""))
+        value.type.tensor_type.shape.dim[0].dim_value = batchsize
+    return model
+
+
+def ort_check(original, source, batchsize, tolerance, session):
+    """A :class:`BatchCheck` whose batch-1 reference is ``session(original)`` (an onnxruntime session
+    of the serialized batch-1 model, made when first needed)."""
+    state = {}
+
+    def run_one(arrays):
+        if "session" not in state:
+            state["session"] = session(original)
+        ref = state["session"]
+        return ref.run(None, {arg.name: a for arg, a in zip(ref.get_inputs(), arrays)})
+
+    return BatchCheck(source, batchsize, run_one, tolerance)
+
+
+# ---- OpenVINO ----
+
+def _ov_batch(shape):
+    """Axis 0 of an ov.PartialShape (None when dynamic or absent)."""
+    return shape[0].get_length() if shape.rank.is_static and len(shape) and shape[0].is_static else None
+
+
+def ov_pinning_op(model, batchsize):
+    """The first Reshape/Broadcast/Tile of an (already reshaped) ov.Model whose constant shape starts
+    with 1, whose data input is computed from the inputs and has the batch ``batchsize`` and whose
+    output has not (None when there is none)."""
+    carried = set(model.get_parameters())
+    for op in model.get_ordered_ops():  # topological order
+        if op not in carried and any(op.input_value(i).get_node() in carried for i in range(op.get_input_size())):
+            carried.add(op)
+        if (op.get_type_name() not in OV_SHAPE_OPS or op.get_input_size() < 2
+                or op.input_value(0).get_node() not in carried):
+            continue
+        shape_source = op.input_value(1).get_node()
+        if shape_source.get_type_name() != "Constant":
+            continue
+        values = np.asarray(shape_source.get_data()).ravel()
+        if values.size == 0 or int(values[0]) != 1:
+            continue
+        if _ov_batch(op.get_input_partial_shape(0)) == batchsize != _ov_batch(op.get_output_partial_shape(0)):
+            return op
+    return None
+
+
+def ov_rebatched(model, batchsize, source, tolerance, reshape, compile_model):
+    """Reshape the ov.Model ``model`` (batch pinned to 1) to ``batchsize`` (:func:`ov_rebatch`); its
+    :class:`BatchCheck`, whose reference is a copy of the batch-1 model, ``reshape(copy, 1)``, then
+    ``compile_model(copy)``. ``reshape(model, batch)`` is the backend's own reshape."""
+    original = model.clone()
+    ov_rebatch(model, batchsize, source, reshape)
+    return ov_check(original, source, batchsize, tolerance, lambda m: compile_model(reshape(m, 1)))
+
+
+def ov_rebatch(model, batchsize, source, reshape):
+    """Reshape the ov.Model ``model`` (batch pinned to 1) with ``reshape(model, batchsize)``; an ONNX
+    source's graph is checked first (:func:`rebatch_onnx` names its ops); a graph that keeps the
+    batch 1 is a UserError."""
+    if Path(source).suffix.lower() == ".onnx":
+        from .onnxfile import load_onnx
+        rebatch_onnx(load_onnx(source, weights=False), batchsize, source)
+    try:
+        reshape(model, batchsize)
+    except UserError as exc:
+        raise cannot(source, batchsize, str(exc).removeprefix(f"{source}: ")) from None
+    op = ov_pinning_op(model, batchsize)
+    if op is not None:
+        raise cannot(source, batchsize, f"its {op.get_type_name()} {op.get_friendly_name()!r} has the batch 1 in "
+                                        f"its constant shape")
+    for port in model.outputs:
+        shape = port.get_partial_shape()
+        if shape.rank.is_dynamic or not shape[0].is_static or shape[0].get_length() != batchsize:
+            raise cannot(source, batchsize, f"output {port.any_name} has shape {shape}")
+    return model
+
+
+def ov_check(original, source, batchsize, tolerance, compile_model):
+    """A :class:`BatchCheck` whose batch-1 reference is ``compile_model(original)`` (the batch-1
+    ov.Model compiled as the re-batched one is, when first needed)."""
+    state = {}
+
+    def run_one(arrays):
+        if "compiled" not in state:
+            state["compiled"] = compile_model(original)
+        return list(state["compiled"].create_infer_request().infer(list(arrays)).to_tuple())
+
+    return BatchCheck(source, batchsize, run_one, tolerance)
+
+
+# ---- the numeric check ----
+
+def random_batch(specs, seed=0):
+    """One array per ``(shape, dtype)``: different uniform [0, 1) samples along axis 0 (0/1 for integers)."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for shape, dtype in specs:
+        dtype = np.dtype(dtype)
+        if dtype.kind == "f":
+            arrays.append(rng.random(shape, dtype=np.float32).astype(dtype))
+        else:
+            arrays.append(rng.integers(0, 2, shape).astype(dtype))
+    return arrays
+
+
+class BatchCheck:
+    """The re-batched model's outputs on N different inputs against the batch-1 model's on the
+    first and the last of them (``run_one``: batch-1 arrays -> outputs)."""
+
+    def __init__(self, source, batchsize, run_one, tolerance=TOLERANCE):
+        self.source, self.batchsize, self.run_one, self.tolerance = source, batchsize, run_one, tolerance
+
+    def inputs(self, specs):
+        return random_batch(specs)
+
+    def verify(self, inputs, outputs):
+        """Raise a UserError unless every output agrees; log the one line that says what was done."""
+        worst = 0.0
+        for i in sorted({0, self.batchsize - 1}):
+            want = self.run_one([np.ascontiguousarray(a[i:i + 1]) for a in inputs])
+            for k, (got, ref) in enumerate(zip(outputs, want)):
+                got, ref = np.asarray(got, np.float64)[i:i + 1], np.asarray(ref, np.float64)
+                if got.shape != ref.shape:
+                    raise cannot(self.source, self.batchsize, f"output {k} of sample {i} has shape {got.shape}, "
+                                                              f"the batch-1 model's {ref.shape}")
+                scale = max(float(ref.max() - ref.min()) if ref.size else 0.0, 1e-12)
+                diff = float(np.abs(got - ref).max()) / scale if ref.size else 0.0
+                if not diff <= self.tolerance:
+                    raise cannot(self.source, self.batchsize,
+                                 f"re-batched, sample {i} of output {k} differs from the batch-1 model by {diff:.2g} "
+                                 f"of the output range (tolerance {self.tolerance:g})")
+                worst = max(worst, diff)
+        log_rebatched(self.source, self.batchsize, worst)
+
+
+def log_rebatched(source, batchsize, diff=None):
+    """The one info line of a re-batched model (``diff``: the check's worst difference; None: not checked)."""
+    checked = ("not checked" if diff is None else
+               f"checked against the batch-1 model: max diff {diff:.2g} of the output range")
+    log.info("%s: the model's batch was pinned to 1 (onnxsim --input-shape); re-batched to %d (%s)",
+             source, batchsize, checked)
+
+
+def ov_verify(compiled, batch_check):
+    """Run ``batch_check``'s random batch through the compiled ov model (a request of its own) and verify it."""
+    arrays = batch_check.inputs([(tuple(port.get_shape()), port.get_element_type().to_dtype())
+                                 for port in compiled.inputs])
+    batch_check.verify(arrays, list(compiled.create_infer_request().infer(arrays).to_tuple()))
