@@ -13,6 +13,9 @@
 Every node reads the images, masks and model by the paths given here: keep them on storage that
 every node mounts at the same path, and this package importable on every node.
 
+A local Ray keeps its files (session logs, sockets, spilled objects) in .ray beside --result (the
+driver's work folder; see ``local``), not in /tmp/ray, and its token out of ~/.ray.
+
 Writes what ``python3 -m unet_infer.stream`` writes, with the same per-image IoU: --result and the
 .json beside it, the worst and best images' masks for the report, and with --summary the ais_bench
 summary: merged over the actors (``summary.merge_summaries``: every batch's compute time, the
@@ -35,6 +38,7 @@ from ..progress import progress, set_quiet
 from ..results import check_writable, select_extremes, summary_line, write_results
 from ..stream import add_result_flags, masks_folder, write_masks
 from ..summary import merge_summaries, merged_lines, write_summary
+from . import local
 from .collect import Collector, plan_batches, unpack_mask
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,9 @@ def check_request(cls, args):
     if not Path(args.model).is_file():
         raise UserError(f"{args.model}: model not found")
     check_writable(args.result, inputs=[args.data])
+    if args.address and args.ray_temp:
+        raise UserError("--ray-temp is for the local Ray; a running cluster keeps its own folder "
+                        "(ray start --temp-dir)")
     return precision, backend_options(args, cls)
 
 
@@ -91,10 +98,14 @@ def size_pool(args, nodes):
 def execute(args, config, plan, n_images):
     """Run the Ray Data pipeline and collect its rows: ``(Collector, actors, threads, ray_start_s)``."""
     from . import pipeline
+    temp, why = (None, None) if args.address else local.temp_dir(Path(args.result).parent, args.ray_temp)
     begun = time.perf_counter()
-    started = pipeline.connect(args.address, args.quiet)
+    stop = pipeline.connect(args.address, args.quiet, temp)
     ray_start_s = time.perf_counter() - begun  # joining (or starting) Ray, in wall_s but not the pipeline's
     try:
+        logs = pipeline.session_logs()
+        if stop and temp:
+            log.info("local Ray: its files in %s%s; this run's logs: %s", temp, f" ({why})" if why else "", logs)
         actors, threads, decoders = size_pool(args, pipeline.node_resources())
         config["threads"] = threads
         collector = Collector(Path(p).stem for row in plan for p in row["images"])
@@ -105,14 +116,13 @@ def execute(args, config, plan, n_images):
                     collector.add(rows)
                     bar.update(len(rows["name"]))
         except Exception as exc:  # noqa: BLE001 - Ray wraps everything; a UserError inside is the message
-            error = pipeline.user_error_in(exc) or pipeline.failure_in(exc)
+            error = pipeline.user_error_in(exc) or pipeline.failure_in(exc, logs)
             if error is None:
                 raise
             raise error from None
     finally:
-        if started:
-            import ray
-            ray.shutdown()
+        if stop:
+            stop()
     return collector, actors, threads, ray_start_s
 
 
@@ -176,7 +186,7 @@ def gpu_share(text):
 def build_parser():
     parser = cli.parser("python3 -m unet_infer.cluster", __doc__)
     add = parser.add_argument
-    add("--model", "-m", required=True, help="model file: .onnx or .pth/.pt (a UNet state_dict), at a path "
+    add("--model", "-m", required=True, help="model file: .onnx, .xml (OpenVINO IR) or .pth/.pt (a UNet state_dict), at a path "
                                              "every node reads")
     add("--data", required=True, help="Carvana-format folder: train/<stem>.jpg and train_masks/<stem>_mask.gif, "
                                       "at a path every node reads")
@@ -184,7 +194,12 @@ def build_parser():
     add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model input height = width")
     add_backend_flags(parser)
     add("--address", help="a running Ray cluster: auto (the one this host belongs to) or HOST:PORT; without "
-                          f"it: a local Ray on this machine's {cpu_count()} CPUs")
+                          f"it: a new local Ray on this machine's {cpu_count()} CPUs, whatever RAY_ADDRESS or "
+                          "an earlier `ray start` says, stopped at the end")
+    add(*cli.flag("ray_temp"), dest="ray_temp", metavar="DIR",
+        help="the local Ray's temporary folder: its session logs, sockets and spilled objects (without it: .ray "
+             f"in the folder of --result, or a folder in $TMPDIR or /tmp when that path is over "
+             f"{local.longest_folder()} bytes, too long for Ray's sockets)")
     add("--actors", type=cli.int_at_least(1), help="inference actors (without it: one per GPU of the cluster "
                                                    "with --gpus-per-actor, else 1)")
     add(*cli.flag("gpus_per_actor"), dest="gpus_per_actor", type=gpu_share, default=0,

@@ -30,6 +30,7 @@ from ..bench.loop import Timings, run_loop, warm_up, zeros_like_inputs
 from ..cli import UserError
 from ..machine import describe_machine
 from ..stream import WARMUP_RUNS, Extremes, Scorer, decode, pack_batch
+from . import local
 from .collect import ROW_KEYS, pack_mask
 
 # Ray Data's own default is unbounded; a crash that repeats should end the run, not loop.
@@ -149,9 +150,11 @@ def crash_setting():
     return flag, int(batch)
 
 
-def connect(address, quiet):
-    """Join the cluster at ``address``, or start a local Ray on this machine's cores (None), or use
-    the Ray this process already runs; returns whether this call started it (and must stop it)."""
+def connect(address, quiet, temp_dir=None):
+    """Join the cluster at ``address``, or start a new local Ray on this machine's cores (None),
+    its files in ``temp_dir`` (see ``local``), or use the Ray this process already runs. Returns
+    the function that stops the local Ray this call started (for a cluster: leaves it running and
+    disconnects), or None when this process ran Ray already."""
     import logging
 
     import ray
@@ -162,15 +165,35 @@ def connect(address, quiet):
     if quiet:
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-run INFO lines
     if ray.is_initialized():
-        return False
+        return None
     from ..parallel import cpu_count
-    kwargs = {"address": address} if address else {"num_cpus": cpu_count()}
+    if address:
+        kwargs, token = {"address": address}, False
+    else:  # "local": a new Ray, whatever RAY_ADDRESS or the last `ray start` of this machine says
+        kwargs = {"address": "local", "num_cpus": cpu_count(), "_temp_dir": str(temp_dir) if temp_dir else None}
+        token = local.provide_token()
+
+    def stop():
+        ray.shutdown()
+        if token:
+            local.withdraw_token()
+
     try:
         ray.init(include_dashboard=False, logging_level=logging.WARNING, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+    except BaseException as exc:
+        stop()  # whatever it had started
+        if not isinstance(exc, (ConnectionError, RuntimeError, ValueError, OSError)):
+            raise
         raise UserError(f"cannot {'join the Ray cluster at ' + address if address else 'start a local Ray'} "
                         f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
-    return True
+    return stop
+
+
+def session_logs():
+    """The log folder of this process's Ray session (on this node)."""
+    import ray
+    context = ray.get_runtime_context()
+    return Path(context.get_temp_dir()) / context.get_session_name() / "logs"
 
 
 def node_resources():
@@ -199,9 +222,9 @@ def build_dataset(plan, config, actors, gpus_per_actor, decoders):
     return ds
 
 
-def failure_in(exc):
+def failure_in(exc, logs=None):
     """A one-line UserError for a Ray system failure inside ``exc`` (an actor, worker or node that
-    died beyond its retries, memory, scheduling), or None."""
+    died beyond its retries, memory, scheduling), or None. ``logs``: this node's Ray session logs."""
     import ray.exceptions as rex
     kinds = (rex.RayActorError, rex.WorkerCrashedError, rex.ObjectLostError, rex.OutOfMemoryError,
              rex.NodeDiedError, rex.TaskUnschedulableError, rex.ActorUnschedulableError)
@@ -211,8 +234,8 @@ def failure_in(exc):
         if isinstance(exc, kinds):
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             return UserError(f"the Ray pipeline failed after {MAX_RESTARTS} actor restarts and {MAX_TASK_RETRIES} "
-                             f"retries per batch at most ({type(exc).__name__}: {first}); see the Ray logs "
-                             f"(/tmp/ray/session_latest/logs on each node)")
+                             f"retries per batch at most ({type(exc).__name__}: {first}); see the Ray logs in "
+                             f"{logs or 'the Ray session folder'} (on each node of a cluster)")
         exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
     return None
 

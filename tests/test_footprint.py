@@ -1,0 +1,153 @@
+"""What a run leaves outside its work folder: nothing. A local cluster=ray run keeps Ray's files in
+the work folder (not in /tmp/ray, no token in ~/.ray), starts its own Ray whatever a stale
+``ray_current_cluster`` says and leaves no Ray process behind; an OpenVINO quantise and compile
+write nothing in the user's home (no ~/intel telemetry counter). HOME and TMPDIR point at empty
+test folders, and the files there are compared before and after."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from unet_infer.cli import UserError
+from unet_infer.cluster import local
+from unet_infer.cluster import main as cluster_main
+
+from tiny_unet import SIZE, smooth_images, tiny_unet
+
+ROOT = Path(__file__).resolve().parents[1]
+BS = 2
+STALE = "127.0.0.1:1"  # a Ray that a killed `ray start` recorded: nothing listens there
+
+
+def tree(folder):
+    """Every file and folder under ``folder``, relative, sorted."""
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*"))
+
+
+@pytest.fixture
+def root():
+    """A short folder (Ray's sockets must fit under root/work/.ray) with an empty home and temporary folder."""
+    path = Path(tempfile.mkdtemp(prefix="fp", dir="/tmp" if os.path.isdir("/tmp") else None))
+    for name in ("home", "tmp", "work"):
+        (path / name).mkdir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def environment(root):
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    env.update(HOME=str(root / "home"), TMPDIR=str(root / "tmp"), UNET_INFER_QUIET="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    return env
+
+
+def export_tiny(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(tiny_unet(), torch.zeros(1, 3, SIZE, SIZE), str(path), dynamo=False, opset_version=11,
+                          input_names=["actual_input_1"], output_names=["output1"],
+                          dynamic_axes={"actual_input_1": {0: "-1"}, "output1": {0: "-1"}})
+    return path
+
+
+def processes_naming(text):
+    """Pids of the live processes whose command line names ``text``."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if text in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads the process table in /proc")
+def test_a_local_cluster_run_keeps_ray_in_the_work_folder_despite_a_stale_cluster(root, make_carvana):
+    pytest.importorskip("ray")
+    data = make_carvana(root / "data", n=3)
+    model = export_tiny(root / "tiny.onnx")
+    work, ray_dir = root / "work", root / "work" / local.RAY_DIR
+    for folder in (root / "tmp" / "ray", ray_dir):  # Ray's default folder (TMPDIR/ray) and ours
+        folder.mkdir()
+        (folder / "ray_current_cluster").write_text(STALE)
+    home, tmp = tree(root / "home"), tree(root / "tmp")
+    proc = subprocess.run([sys.executable, "-m", "unet_infer.cluster", "--model", str(model), "--data", str(data.root),
+                           "--batchsize", str(BS), "--size", str(SIZE), "--actors", "1", "--threads", "1",
+                           "--result", str(work / f"result_bs{BS}.txt"), "--quiet"],
+                          capture_output=True, text=True, timeout=240, env=environment(root), cwd=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"local Ray: its files in {ray_dir}; this run's logs: {ray_dir}/session_" in proc.stderr
+    sessions = list(ray_dir.glob("session_2*"))
+    assert len(sessions) == 1 and (sessions[0] / "logs").is_dir()
+    assert tree(root / "home") == home == [], tree(root / "home")  # no ~/.ray/auth_token
+    assert tree(root / "tmp") == tmp == ["ray", "ray/ray_current_cluster"]  # nothing of Ray's there
+    assert (work / f"result_bs{BS}.json").is_file()
+    deadline = time.monotonic() + 20  # the run stopped its Ray: no process of it is left
+    while processes_naming(str(ray_dir)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_naming(str(ray_dir)) == []
+
+
+def test_ray_falls_back_to_a_short_temporary_folder_named_for_the_work_folder(monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", "/st")  # what TMPDIR=/st gives (tempfile.gettempdir)
+    near = Path("/w") / ("a" * (local.longest_folder() - len("/w/") - len(local.RAY_DIR) - 1))
+    assert local.temp_dir(near) == (near / local.RAY_DIR, None)  # exactly the longest that fits
+    deep = near.parent / (near.name + "b")
+    folder, why = local.temp_dir(deep)
+    assert folder.parent == Path("/st") and folder.name.startswith(local.FALLBACK_PREFIX) and "too long" in why
+    assert local.temp_dir(deep)[0] == folder != local.temp_dir(deep / "other")[0]  # one per work folder
+    monkeypatch.setattr(tempfile, "tempdir", "/" + "t" * local.longest_folder())  # a deep TMPDIR: /tmp then
+    assert local.temp_dir(deep)[0] == Path("/tmp") / folder.name
+    assert local.temp_dir(deep, requested="/r") == (Path("/r"), None)
+    with pytest.raises(UserError, match="--ray-temp .*: too long a path for Ray's sockets"):
+        local.temp_dir(near, requested="/" + "r" * local.longest_folder())  # one byte over
+
+
+def test_a_token_is_given_only_where_the_user_has_none(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    environ = {}
+    assert local.provide_token(environ) and len(environ[local.TOKEN_ENV]) == 64
+    local.withdraw_token(environ)
+    assert environ == {}
+    assert not local.provide_token({local.TOKEN_PATH_ENV: "/secrets/ray_token"})
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("the user's")
+    assert not local.provide_token(environ) and environ == {}
+
+
+def test_ray_temp_goes_with_the_local_ray_only(tmp_path, make_carvana):
+    data = make_carvana(tmp_path / "data", n=1)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    with pytest.raises(UserError, match="--ray-temp is for the local Ray"):
+        cluster_main(["--model", str(model), "--data", str(data.root), "--batchsize", "1", "--address", "auto",
+                      "--ray-temp", str(tmp_path), "--result", str(tmp_path / "r.txt")])
+
+
+def test_openvino_quantise_and_compile_write_nothing_in_home(root):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    work = root / "work"
+    export_tiny(work / "UNet_dynamic_bs.onnx")
+    (work / "prep_bin").mkdir()
+    for i, image in enumerate(smooth_images(2, seed=7)):
+        image.tofile(work / "prep_bin" / f"img{i}.bin")
+    for argv in (["unet_infer.quantize", "--backend", "openvino", "--model", "UNet_dynamic_bs.onnx", "--calib",
+                  "prep_bin", "--output", "UNet_int8.xml", "--n-calib", "2", "--quiet"],
+                 ["unet_infer.compile", "--backend", "openvino", "--model", "UNet_int8.xml", "--batchsize",
+                  str(BS), "--output", f"UNet_int8_bs{BS}.xml"]):
+        proc = subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True, timeout=240,
+                              env=environment(root), cwd=work)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (work / f"UNet_int8_bs{BS}.xml").is_file()
+    assert tree(root / "home") == []  # no intel/ (openvino_telemetry's stats and client id)
+    assert tree(root / "tmp") == []

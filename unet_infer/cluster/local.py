@@ -1,0 +1,84 @@
+"""The local Ray that ``python3 -m unet_infer.cluster`` starts without --address: where its files
+go and how it finds its token, so that a run leaves nothing in /tmp/ray or the user's home.
+
+- Ray's temporary folder (each session's logs, its sockets, objects spilled to disk) is ``.ray``
+  in the work folder (the folder of --result; a dot name, so the driver's stage fingerprints
+  skip it), or the folder given with --ray-temp. Ray puts its Unix sockets at
+  ``<folder>/session_<date>_<time>_<µs>_<pid>/sockets/plasma_store``, and a socket path has at
+  most 107 bytes on Linux (103 on macOS): when the work folder is too deep for that, the folder
+  is ``unet-ray-<hash of the work folder>`` in the system temporary folder (``tempfile``'s: TMPDIR
+  where the user set it), or in /tmp when that one is too deep too; the run logs where.
+- Ray 2.60 turns token authentication on for a new local cluster and, finding no token, writes
+  one to ``~/.ray/auth_token``. When the user has none (no RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH,
+  no such file), a fresh token for this run is passed in RAY_AUTH_TOKEN instead, which Ray's
+  processes inherit; the variable is removed again when the run stops its Ray.
+
+Nothing here applies with --address: a running cluster keeps its own folder and token.
+"""
+
+import hashlib
+import os
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+
+from ..cli import UserError
+
+RAY_DIR = ".ray"
+FALLBACK_PREFIX = "unet-ray-"
+SOCKET_MAX = 103 if sys.platform == "darwin" else 107  # bytes of an AF_UNIX path (sun_path less its NUL)
+# the longest path Ray 2.60 puts under its folder: a 7-digit pid, the second plasma socket
+SOCKET_TAIL = len("/session_2026-01-01_00-00-00_000000_4194304/sockets/plasma_store.99")
+TOKEN_ENV = "RAY_AUTH_TOKEN"
+TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
+
+
+def fits(folder):
+    """Whether Ray's sockets under ``folder`` stay within the AF_UNIX path limit."""
+    return len(os.fsencode(str(folder))) + SOCKET_TAIL <= SOCKET_MAX
+
+
+def longest_folder():
+    """The longest temporary folder (in bytes) that Ray's sockets fit under."""
+    return SOCKET_MAX - SOCKET_TAIL
+
+
+def temp_dir(work, requested=None):
+    """``(folder, why)``: the local Ray's temporary folder for the work folder ``work`` (see the
+    module notes), and None or the reason it is not under the work folder. A ``requested`` folder
+    too deep for Ray's sockets is a UserError."""
+    if requested:
+        folder = Path(requested).expanduser().resolve()
+        if not fits(folder):
+            raise UserError(f"--ray-temp {requested}: too long a path for Ray's sockets "
+                            f"({longest_folder()} bytes at most); choose a shorter folder")
+        return folder, None
+    work = Path(work).resolve()
+    folder = work / RAY_DIR
+    if fits(folder):
+        return folder, None
+    name = FALLBACK_PREFIX + hashlib.sha1(os.fsencode(str(work))).hexdigest()[:8]
+    for base in (tempfile.gettempdir(), "/tmp"):
+        if fits(Path(base) / name):
+            return Path(base) / name, (f"{folder} is too long a path for Ray's sockets "
+                                       f"({longest_folder()} bytes at most)")
+    raise UserError(f"no temporary folder short enough for Ray's sockets ({longest_folder()} bytes at "
+                    f"most); pass --ray-temp")
+
+
+def token_home_file():
+    return Path.home() / ".ray" / "auth_token"
+
+
+def provide_token(environ=os.environ):
+    """Give a new local Ray a token in RAY_AUTH_TOKEN when the user has none (see the module notes);
+    returns whether it did (then :func:`withdraw_token` removes it)."""
+    if environ.get(TOKEN_ENV) or environ.get(TOKEN_PATH_ENV) or token_home_file().is_file():
+        return False
+    environ[TOKEN_ENV] = secrets.token_hex(32)
+    return True
+
+
+def withdraw_token(environ=os.environ):
+    environ.pop(TOKEN_ENV, None)
