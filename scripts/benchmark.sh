@@ -70,9 +70,9 @@ for arg in "$@"; do
         bare=*) BARE=${arg#*=} ;;
         *=*)
             key=${arg%%=*}
-            [[ -n "${FLAG[$key]+set}" ]] || { usage >&2; die "unknown option '$arg' (options are key=value; see --help)"; }
+            [[ -n "${FLAG[$key]+set}" ]] || die "unknown option '$arg' (options are key=value; see scripts/benchmark.sh --help)"
             VALUE[$key]=${arg#*=} ;;
-        *) usage >&2; die "unknown option '$arg' (options are key=value; see --help)" ;;
+        *) die "unknown option '$arg' (options are key=value; see scripts/benchmark.sh --help)" ;;
     esac
 done
 [[ "$QUIET" == 0 || "$QUIET" == 1 ]] || die "quiet must be 0 or 1, got '$QUIET'"

@@ -11,4 +11,5 @@
 set -euo pipefail
 ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
-exec "${PYTHON:-python3}" -m unet_infer.simplify "$@"
+# UNET_INFER_PROG: the name --help and the errors show
+UNET_INFER_PROG=scripts/onnxsim.sh exec "${PYTHON:-python3}" -m unet_infer.simplify "$@"

@@ -68,6 +68,7 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 die() { echo "error: $*" >&2; exit 2; }
 info() { echo "[run_all] $*"; }
 trap 'echo "error: interrupted" >&2; exit 130' INT TERM
+export UNET_INFER_SILENT_INTERRUPT=1  # this trap says it: the Python stages end on Ctrl-C without their own line
 
 BS=8 DATA="" WEIGHTS="" WORK="./work" BACKEND=auto PRECISION="" DEVICE=0 THREADS="" LOOP=5
 SIZE=572 STREAM=0 CHIP="" CARS=2 SEED=20261127 QUIET=0 LABELS=yes
@@ -95,7 +96,7 @@ for arg in "$@"; do
         cars=*) CARS=${arg#*=} ;;
         seed=*) SEED=${arg#*=} ;;
         quiet=*) QUIET=${arg#*=} ;;
-        *) usage >&2; die "unknown option '$arg' (options are key=value; see --help)" ;;
+        *) die "unknown option '$arg' (options are key=value; see scripts/run_all.sh --help)" ;;
     esac
 done
 
@@ -137,7 +138,10 @@ WORK=$(cd -P -- "$WORK" && pwd)
 
 # ---- one run per work folder --------------------------------------------------------------------
 exec 9>>"$WORK/.lock" || die "$WORK: cannot write in the work folder"
-flock -n 9 || die "another run is working in $WORK (it holds $WORK/.lock); wait for it to end, or use another workdir="
+if ! flock -n 9; then  # a run killed a moment ago: its stages may still be ending
+    info "waiting up to 5 s for $WORK/.lock (held by another run, or by the ending stages of a stopped one)"
+    flock -w 5 9 || die "another run is working in $WORK (it holds $WORK/.lock); wait for it to end, or use another workdir="
+fi
 
 QUIET_FLAG=()
 if [[ "$QUIET" == 1 ]]; then QUIET_FLAG=(--quiet); export UNET_INFER_QUIET=1; fi

@@ -2,6 +2,7 @@
 
 import argparse
 import errno
+import os
 import signal
 import subprocess
 import sys
@@ -39,6 +40,8 @@ def test_usage_errors_are_one_line_and_help_shows_each_default_once(capsys):
         parser.add_argument("--name", required=True, help="a name")
         parser.add_argument("--given", default=5, help="how many (default: five)")
         parser.add_argument(*cli.flag("two_words"), dest="two_words", action="store_true", help="a flag")
+        parser.add_argument("--no-check", dest="check", action="store_false", help="skip the check")
+        parser.add_argument("--input", action="append", default=[], help="a file; repeatable")
         parser.parse_args(argv)
 
     assert run_cli(main, ["--name", "a", "--n", "0"]) == 2
@@ -48,6 +51,24 @@ def test_usage_errors_are_one_line_and_help_shows_each_default_once(capsys):
     text = capsys.readouterr().out
     assert "prog --n 3" in text and "how many (default: 2)" in text and "(default: five)" in text
     assert "(default: 5)" not in text and "(default: None)" not in text and "(default: False)" not in text
+    assert "skip the check\n" in text and "(default: True)" not in text and "(default: [])" not in text
+
+
+def test_ctrl_c_is_silent_where_the_driver_says_it(capsys, monkeypatch):
+    def main(argv):
+        raise KeyboardInterrupt
+    monkeypatch.setenv("UNET_INFER_SILENT_INTERRUPT", "1")  # scripts/run_all.sh: its trap prints the line
+    assert run_cli(main) == 130 and capsys.readouterr().err == ""
+    proc = subprocess.run([sys.executable, "-c", "import unet_infer; raise KeyboardInterrupt"], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, "UNET_INFER_SILENT_INTERRUPT": "1"})
+    assert proc.returncode in (130, -signal.SIGINT) and proc.stderr == ""
+
+
+def test_a_wrapper_names_the_program_and_no_child_inherits_it(monkeypatch):
+    monkeypatch.setenv("UNET_INFER_PROG", "scripts/onnxsim.sh")
+    assert cli.wrapper_prog("python3 -m unet_infer.simplify") == "scripts/onnxsim.sh"
+    assert "UNET_INFER_PROG" not in os.environ
+    assert cli.wrapper_prog("python3 -m unet_infer.simplify") == "python3 -m unet_infer.simplify"
 
 
 def test_int_list_and_devices():

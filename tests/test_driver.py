@@ -245,7 +245,9 @@ def test_a_missing_mask_fails_before_any_work_and_labels_none_runs(tmp_path):
     assert "resume" not in proc.stderr and not (work / "prep_bin").exists()
     unscored = run_driver("bs=2", *common(data, work, "labels=none", "backend=torch"))
     assert unscored.returncode == 0, unscored.stderr
-    assert unscored.stdout.strip().splitlines()[-1].startswith("throughput ")
+    closing = unscored.stdout.strip().splitlines()[-1]
+    assert closing.startswith("throughput ") and "scored run" not in closing, closing
+    assert "inference run" in closing and closing.endswith("for 2 images, not scored"), closing
     assert len(list((work / "result" / "bs2").glob("*.bin"))) == 2
 
 
@@ -264,6 +266,7 @@ def test_a_second_run_in_a_busy_workdir_is_refused(tiny_data, tmp_path):
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         proc = run_driver("bs=2", *common(tiny_data, work))
     assert proc.returncode == 2 and "another run is working in" in proc.stderr
+    assert "waiting up to 5 s" in proc.stdout  # refused only after the wait
     assert sorted(p.name for p in work.iterdir()) == [".lock"]
 
 
@@ -279,10 +282,34 @@ def _signal_state():
         return [line.strip() for line in status if line.startswith(("SigBlk", "SigIgn", "SigCgt"))]
 
 
-def test_ctrl_c_exits_130_interrupted(tiny_data, tmp_path):
+# A stand-in stage that says when it is under way, then waits for Ctrl-C: in a command's run_cli, or
+# outside it (unet_infer's excepthook: Ctrl-C while a command imports).
+SLOW_STAGE = """import pathlib, sys, time
+mode, started = sys.argv[1], pathlib.Path(sys.argv[2])
+if mode == "import":
+    import unet_infer
+    started.touch()
+    time.sleep(30)
+else:
+    from unet_infer import cli
+    sys.exit(cli.run_cli(lambda argv: (started.touch(), time.sleep(30))))
+"""
+
+
+@pytest.mark.parametrize("command,mode", [
+    ("unet_infer.guide.preprocess", "run_cli"),  # during a Python stage
+    ("unet_infer.guide.preprocess", "import"),  # while a stage imports
+    ("unet_infer.guide.preprocess", "shell"),  # during a command that is not Python
+    ("unet_infer.stages check infer_bs2", "run_cli"),  # between stages: the driver's own question
+], ids=["python-stage", "python-import", "other-command", "between-stages"])
+def test_ctrl_c_exits_130_interrupted_once(command, mode, tiny_data, tmp_path):
+    started = tmp_path / "started"  # the stand-in says so itself: no polling of ps
+    slow_stage = tmp_path / "slow_stage.py"
+    slow_stage.write_text(SLOW_STAGE)
+    instead = (f"touch {started}; sleep 30; exit 0" if mode == "shell"
+               else f"exec {sys.executable} {slow_stage} {mode} {started}")
     slow = tmp_path / "python"
-    started = tmp_path / "preprocess-started"  # the stand-in says so itself: no polling of ps
-    slow.write_text(f"#!/usr/bin/env bash\nif [[ \"$*\" == *preprocess_unet_pth* ]]; then touch {started}; sleep 30; fi\n"
+    slow.write_text(f"#!/usr/bin/env bash\nif [[ \"$*\" == *\"{command}\"* ]]; then {instead}; fi\n"
                     f"exec {sys.executable} \"$@\"\n")
     slow.chmod(0o755)
     env = {**os.environ, "PYTHON": str(slow), "UNET_INFER_QUIET": "1"}
@@ -291,16 +318,40 @@ def test_ctrl_c_exits_130_interrupted(tiny_data, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
                             preexec_fn=_ctrl_c_as_at_a_terminal)
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not started.exists():
+    while time.monotonic() < deadline and not started.exists() and proc.poll() is None:
         time.sleep(0.2)
-    assert started.exists(), "the preprocess stage never started"
+    assert started.exists(), ("the slow command never started", proc.poll())
     time.sleep(0.5)  # into the sleep
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, (out[-2000:], err[-2000:], _signal_state())
-    assert "interrupted" in err and "resume" not in err
+    assert err.count("interrupted") == 1 and "error: interrupted" in err, err  # the driver's line, once
+    assert "resume" not in err and "Traceback" not in err, err
     with open(tmp_path / "work" / ".lock", "a") as lock:  # the interrupted run's lock went with it
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def test_a_lock_held_a_moment_longer_is_waited_for(tmp_path):
+    """As after ``kill -9`` of a run: its stages still hold WORK/.lock for a moment."""
+    work = tmp_path / "work"
+    work.mkdir()
+    holder = subprocess.Popen(["flock", str(work / ".lock"), "sleep", "1.5"])
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until the holder has it
+            with open(work / ".lock", "a") as probe:
+                try:
+                    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    break
+            time.sleep(0.05)
+        # past the lock, the missing checkpoint is the first thing refused
+        proc = run_driver("bs=2", f"workdir={work}", f"weights={tmp_path}/none.pth", timeout=60)
+    finally:
+        holder.wait(timeout=30)
+    assert "waiting up to 5 s" in proc.stdout, proc.stdout
+    assert proc.returncode == 2 and "checkpoint not found" in proc.stderr, proc.stderr
+    assert "another run" not in proc.stderr
 
 
 def test_the_same_data_through_a_symlink_is_the_same_data(tiny_data, finished, tmp_path):

@@ -1,4 +1,6 @@
-"""Every script's --help shows the guide's (or its own) example command and exits 0."""
+"""Every script's --help names the program the user typed, shows the guide's (or its own) example
+command and each default once (none on a flag), and exits 0; a shell script's unknown option is one
+line that says where the help is."""
 
 import os
 import subprocess
@@ -17,6 +19,13 @@ PYTHON_TOOLS = {
     ("json_parse.py",): ("python3 json_parse.py --output=result/bs8/", None),
     ("postprocess_unet_pth.py",): ("python3 postprocess_unet_pth.py --output=result/bs8 --label=./carvana/train_masks "
                                    "--result=./result.txt", "(default: 572)"),
+    ("-m", "unet_infer.guide.preprocess"): ("python3 preprocess_unet_pth.py --src_path=./carvana/train "
+                                            "--save_bin_path=./prep_bin", "(default: 572)"),
+    ("-m", "unet_infer.guide.export"): ("python3 -m unet_infer.guide.export ./UNet.pth ./UNet_dynamic_bs.onnx",
+                                        "(default: 0.0001)"),
+    ("-m", "unet_infer.guide.rename"): ("python3 -m unet_infer.guide.rename --output=result/bs8/", None),
+    ("-m", "unet_infer.guide.postprocess"): ("python3 postprocess_unet_pth.py --output=result/bs8 "
+                                             "--label=./carvana/train_masks --result=./result.txt", "(default: 572)"),
     ("-m", "unet_infer.bench"): ("python3 -m unet_infer.bench --model=UNet_bs8.onnx --input=./prep_bin --output=result "
                                  "--output_dirname=bs8 --batchsize=8", "(default: BIN)"),
     ("-m", "unet_infer.compile"): ("python3 -m unet_infer.compile --model UNet_dynamic_sim.onnx --batchsize 8",
@@ -31,6 +40,8 @@ PYTHON_TOOLS = {
     ("-m", "unet_infer.report"): ("python3 -m unet_infer.report --work work", "(default: "),
     ("-m", "unet_infer.benchmark"): ("python3 -m unet_infer.benchmark --weights", "(default: "),
     ("-m", "unet_infer.stages"): ("python3 -m unet_infer.stages plan --work W", None),
+    ("-m", "unet_infer.stages", "check"): ("python3 -m unet_infer.stages check preprocess --work W", None),
+    ("-m", "unet_infer.stages", "done"): ("python3 -m unet_infer.stages done preprocess --work W", None),
     ("-m", "unet_infer.predict"): ("python3 -m unet_infer.predict --input photos/ --output masks/ --cutout",
                                    "(default: 0.5)"),
     ("-m", "unet_infer.backends"): ("python3 -m unet_infer.backends --json", None),
@@ -45,31 +56,75 @@ SHELL_TOOLS = {
     "train_bundled.sh": "scripts/train_bundled.sh",
 }
 
+# the key=value scripts: an unknown option is refused in one line
+KEY_VALUE_SCRIPTS = ("run_all.sh", "benchmark.sh", "train_bundled.sh")
+
 
 def _flat(text):
     return " ".join(text.replace("\\\n", " ").split())
 
 
+def _typed(argv):
+    """The program as the user types it: ``python3 -m unet_infer.X`` for a module, else the script."""
+    return " ".join(("python3", *argv)) if argv[0] == "-m" else argv[0]
+
+
+def check_defaults(text):
+    """Each default once, none that is empty, and none on a flag (given or not: it has no value)."""
+    for line in text.splitlines():
+        assert line.count("(default:") <= 1, line
+    for wrong in ("(default: None)", "(default: True)", "(default: False)", "(default: [])"):
+        assert wrong not in _flat(text), wrong
+
+
+def check_usage(text, prog):
+    """The usage line names the program the user typed (wrapped usage lines included)."""
+    first = _flat(text)
+    assert first.startswith(f"usage: {prog} ") or first == f"usage: {prog}", first[:120]
+
+
 @pytest.mark.parametrize("argv,expected", sorted(PYTHON_TOOLS.items()))
-def test_python_help_shows_the_example_and_each_default_once(argv, expected):
+def test_python_help_names_the_program_and_shows_the_example_and_each_default_once(argv, expected):
     example, default = expected
     proc = subprocess.run([sys.executable, *argv, "--help"], capture_output=True, text=True, cwd=ROOT,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
     assert proc.returncode == 0, proc.stderr
     text = _flat(proc.stdout)
     assert example in text
-    prog = " ".join(argv).replace("-m ", "python3 -m ") if argv[0] == "-m" else argv[0]
-    assert text.startswith(f"usage: {prog}")
+    check_usage(proc.stdout, _typed(argv))
     if default:
         assert default in text
-    assert "(default: None)" not in text and "(default: False)" not in text
-    for line in proc.stdout.splitlines():
-        assert line.count("(default:") <= 1, line
+    check_defaults(proc.stdout)
 
 
 @pytest.mark.parametrize("script,example", sorted(SHELL_TOOLS.items()))
-def test_shell_help_shows_the_example(script, example):
+def test_shell_help_names_the_script_and_shows_the_example(script, example):
     proc = subprocess.run(["bash", str(ROOT / "scripts" / script), "--help"], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert example in _flat(proc.stdout)
+    check_usage(proc.stdout, f"scripts/{script}")
+    check_defaults(proc.stdout)
+
+
+@pytest.mark.parametrize("script", KEY_VALUE_SCRIPTS)
+@pytest.mark.parametrize("arg", ["foo=1", "frobnicate"])
+def test_an_unknown_option_is_one_line_naming_it_and_the_help(script, arg, tmp_path):
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / script), arg], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (f"error: unknown option '{arg}' (options are key=value; "
+                           f"see scripts/{script} --help)\n"), proc.stderr
+
+
+def test_the_checks_catch_each_mistake():
+    """The checks above fail on the mistakes they are for (so that they can fail)."""
+    flag_default = "  --no_check            skip the check (default: True)\n"
+    for bad in (flag_default, flag_default.replace("True", "False"), "  --input INPUT   a file (default: [])\n"):
+        with pytest.raises(AssertionError):
+            check_defaults(f"usage: x\n\noptions:\n{bad}")
+    for bad in ("usage: python3 -m unet_infer.simplify [-h] input", "usage: scripts/onnxsim.shx [-h]"):
+        with pytest.raises(AssertionError):
+            check_usage(bad, "scripts/onnxsim.sh")
+    check_usage("usage: scripts/onnxsim.sh [-h] input output [size]\n", "scripts/onnxsim.sh")
+    assert _typed(("-m", "unet_infer.stages", "check")) == "python3 -m unet_infer.stages check"

@@ -226,9 +226,9 @@ def test_help_names_the_module_and_hides_empty_defaults():
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["a", "b", "c"], "unexpected argument 'a'"),
-    (["data=/nowhere", "bogus=1"], "unknown option 'bogus'"),
-    (["--epochs", "3"], "unexpected argument '--epochs'"),
+    (["a", "b", "c"], "unknown option 'a' (options are key=value"),
+    (["data=/nowhere", "bogus=1"], "unknown option 'bogus=1'"),
+    (["--epochs", "3"], "unknown option '--epochs' (options are key=value"),
     ([], "data=DIR is required"),
     (["data=/nowhere"], "not a Carvana-format folder"),
     (["data={cars}", "epochs=zero"], "epochs must be"),

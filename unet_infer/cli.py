@@ -5,7 +5,10 @@ help formatter and the flag types, so that each flag reads and fails the same wa
 import argparse
 import errno
 import logging
+import os
 import sys
+
+from . import say_interrupted
 
 
 class UserError(Exception):
@@ -14,12 +17,13 @@ class UserError(Exception):
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """``--help`` with the description's command lines kept as written and each default shown once:
-    not for required options, flags, options without a default, or help that states its own."""
+    not for required options, flags (store_true, store_false: given or not, there is no value to
+    show), options whose default is None, False or an empty list, or help that states its own."""
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if (action.required or action.default is None or action.default is False
-                or action.default == argparse.SUPPRESS
+        if (action.required or action.nargs == 0 or action.default is None or action.default is False
+                or (isinstance(action.default, list) and not action.default) or action.default == argparse.SUPPRESS
                 or "default:" in text or "%(default)" in text):
             return text
         return super()._get_help_string(action)
@@ -139,7 +143,7 @@ def run_cli(main, argv=None):
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        say_interrupted()
         return 130
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM):
@@ -148,6 +152,11 @@ def run_cli(main, argv=None):
         raise
     return 0 if status is None else int(status)
 
+
+def wrapper_prog(default):
+    """The program name for ``--help`` and errors: the one a shell wrapper passes in ``UNET_INFER_PROG``
+    (e.g. scripts/onnxsim.sh), else ``default``. Taken out of the environment, so no child inherits it."""
+    return os.environ.pop("UNET_INFER_PROG", "") or default
 
 
 def flag(name):

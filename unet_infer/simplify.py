@@ -75,8 +75,11 @@ def simplify(src, dst, size=DEFAULT_SIZE):
     return dst
 
 
-def build_parser():
-    parser = cli.parser("python3 -m unet_infer.simplify", __doc__)
+PROG = "python3 -m unet_infer.simplify"
+
+
+def build_parser(prog=PROG):
+    parser = cli.parser(prog, __doc__)
     parser.add_argument("input", help="the exported model (UNet_dynamic_bs.onnx)")
     parser.add_argument("output", help="the simplified model to write (UNet_dynamic_sim.onnx)")
     parser.add_argument("size", nargs="?", type=cli.int_at_least(16), default=DEFAULT_SIZE,
@@ -84,8 +87,10 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def main(argv=None, prog=None):
+    """The command; ``prog``: the name ``--help`` and errors show (without it: scripts/onnxsim.sh's, when
+    it is the caller, else ``python3 -m unet_infer.simplify``)."""
+    args = build_parser(prog or cli.wrapper_prog(PROG)).parse_args(argv)
     simplify(args.input, args.output, args.size)
     print(f"wrote {args.output}")
 

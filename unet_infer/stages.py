@@ -21,6 +21,7 @@ it re-run too. The benchmark asks the same question (``complete``/``record``) of
 import json
 import os
 import shlex
+import textwrap
 from pathlib import Path
 
 from . import backends, cli
@@ -218,7 +219,8 @@ def clear_run(work, name):
 
 def result_lines(work, batchsizes, backend, precision, labels=True):
     """The driver's closing lines: per batch size, the IoU of the scored run, the pure-inference
-    throughput, and the scored run's wall time (apart: it includes reading and writing files)."""
+    throughput, and the wall time of the run on the images (apart: it includes reading and writing
+    files), called the scored run, or with ``labels=False`` the inference run, not scored."""
     from . import summary as summ
     from .results import modelzoo_text, read_results
     w, lines = Workdir(work), []
@@ -233,9 +235,11 @@ def result_lines(work, batchsizes, backend, precision, labels=True):
             count = summ.timed_runs(perf)
             parts.append(f"throughput {summ.throughput(perf):.2f} images/s (pure inference, bs {bs}, "
                          f"loop {count}, {summ.backend(perf) or backend} {summ.precision(perf) or precision})")
-        scored = summ.read_summary(w.summary(bs)) if w.summary(bs).is_file() else None
-        if scored is not None and summ.wall_s(scored) is not None:
-            parts.append(f"scored run {summ.wall_s(scored):.1f} s wall for {summ.image_count(scored)} images")
+        run = summ.read_summary(w.summary(bs)) if w.summary(bs).is_file() else None
+        if run is not None and summ.wall_s(run) is not None:
+            n = summ.image_count(run)
+            parts.append(f"{'scored' if labels else 'inference'} run {summ.wall_s(run):.1f} s wall for {n} "
+                         f"image{'s' if n != 1 else ''}" + ("" if labels else ", not scored"))
         lines.append(", ".join(parts))
     return lines
 
@@ -243,11 +247,26 @@ def result_lines(work, batchsizes, backend, precision, labels=True):
 # ---- the command line ---------------------------------------------------------------------------
 
 def _manifest_args(parser):
-    parser.add_argument("stage")
-    parser.add_argument("--work", required=True)
-    parser.add_argument("--input", action="append", default=[], help="a file or folder the stage reads")
-    parser.add_argument("--weights", help="the checkpoint (its content hash is recorded)")
-    parser.add_argument("--option", action="append", default=[], help="key=value that changes the output")
+    parser.add_argument("stage", help="the stage's name, e.g. preprocess or infer_bs8 (its record: "
+                                      "WORK/.stages/<stage>.json)")
+    _work(parser)
+    parser.add_argument("--input", action="append", default=[],
+                        help="a file or folder the stage is made from (each file's name, size and time); repeatable")
+    parser.add_argument("--weights", help="the checkpoint it is made from (its content hash is recorded)")
+    parser.add_argument("--option", action="append", default=[],
+                        help="key=value: an option that changes its output; repeatable")
+
+
+def _work(parser):
+    parser.add_argument("--work", required=True, help="the driver's work folder (scripts/run_all.sh workdir=)")
+
+
+def _sub(sub, name, summary, example):
+    """A subcommand: ``summary`` in the main help; it and the example ``python3 -m unet_infer.stages
+    <example>`` in its own."""
+    text = textwrap.fill(summary[0].upper() + summary[1:] + ".", 100)
+    return sub.add_parser(name, help=summary, description=f"{text}\n\n    python3 -m unet_infer.stages {example}",
+                          formatter_class=cli.HelpFormatter, allow_abbrev=False)
 
 
 def _options(pairs):
@@ -263,36 +282,45 @@ def _options(pairs):
 def build_parser():
     parser = cli.parser("python3 -m unet_infer.stages", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("plan", help="the driver's paths and choices, as shell assignments")
-    p.add_argument("--work", required=True)
+    bs_help = "batch size, or a comma list of them (e.g. 1,8)"
+    p = _sub(sub, "plan", "the driver's paths and choices, as shell assignments",
+             "plan --work W --backend auto --bs 8")
+    _work(p)
     p.add_argument("--weights", help="the checkpoint (without it: the bundled one)")
-    p.add_argument("--backend", required=True)
-    p.add_argument("--precision", default=None)
-    p.add_argument("--bs", type=cli.int_list_type(), required=True)
-    for name in ("check", "done"):
-        _manifest_args(sub.add_parser(name, help=f"{name}: is the stage complete / mark it complete"))
-    p = sub.add_parser("forget", help="mark stages incomplete")
-    p.add_argument("stages", nargs="+")
-    p.add_argument("--work", required=True)
-    p = sub.add_parser("preflight", help="check the data, size and work folder before any work")
-    p.add_argument("--work", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--size", type=int, required=True)
-    p.add_argument("--no-labels", dest="labels", action="store_false")
-    p = sub.add_parser("prune-prep", help="remove prep_bin files of images no longer in the data")
-    p.add_argument("--work", required=True)
-    p.add_argument("--data", required=True)
-    p = sub.add_parser("clear-sample", help="remove an earlier generated sample")
-    p.add_argument("--work", required=True)
-    p = sub.add_parser("clear-run", help="remove an earlier run's outputs and summary")
-    p.add_argument("--work", required=True)
-    p.add_argument("--name", required=True)
-    p = sub.add_parser("result", help="the closing lines")
-    p.add_argument("--work", required=True)
-    p.add_argument("--bs", type=cli.int_list_type(), required=True)
-    p.add_argument("--backend", required=True)
-    p.add_argument("--precision", required=True)
-    p.add_argument("--no-labels", dest="labels", action="store_false")
+    p.add_argument("--backend", required=True, help="auto (the fastest here) or a backend's name "
+                                                    "(python3 -m unet_infer.backends lists them)")
+    p.add_argument("--precision", default=None, help="what the backend computes in (without it: its first)")
+    p.add_argument("--bs", type=cli.int_list_type(), required=True, help=bs_help)
+    _manifest_args(_sub(sub, "check", "is the stage complete? Exit status 0: yes, made from exactly these "
+                        "inputs, weights and options; 1: no, and its record is dropped",
+                        "check preprocess --work W --input DATA/train --option size=572"))
+    _manifest_args(_sub(sub, "done", "mark the stage complete, made from these inputs, weights and options "
+                        "(after its outputs are written)", "done preprocess --work W --input DATA/train --option size=572"))
+    p = _sub(sub, "forget", "mark stages incomplete", "forget score_bs8 --work W")
+    p.add_argument("stages", nargs="+", help="stage names")
+    _work(p)
+    p = _sub(sub, "preflight", "check the data, size and work folder before any work",
+             "preflight --work W --data DATA --size 572")
+    _work(p)
+    p.add_argument("--data", required=True, help="Carvana-format folder: train/ and train_masks/")
+    p.add_argument("--size", type=int, required=True, help="network input size (at least 16)")
+    p.add_argument("--no-labels", dest="labels", action="store_false", help="no masks needed (labels=none)")
+    p = _sub(sub, "prune-prep", "remove prep_bin files of images no longer in the data",
+             "prune-prep --work W --data DATA")
+    _work(p)
+    p.add_argument("--data", required=True, help="Carvana-format folder whose train/ images are kept")
+    _work(_sub(sub, "clear-sample", "remove an earlier generated sample", "clear-sample --work W"))
+    p = _sub(sub, "clear-run", "remove an earlier run's outputs and summary", "clear-run --work W --name bs8")
+    _work(p)
+    p.add_argument("--name", required=True, help="the run: WORK/result/<name>/ and <name>_summary.json")
+    p = _sub(sub, "result", "the closing lines", "result --work W --bs 8 --backend onnxruntime --precision fp32")
+    _work(p)
+    p.add_argument("--bs", type=cli.int_list_type(), required=True, help=bs_help)
+    p.add_argument("--backend", required=True, help="the backend used (shown where a summary does not name it)")
+    p.add_argument("--precision", required=True, help="its precision (shown where a summary does not name it)")
+    p.add_argument("--no-labels", dest="labels", action="store_false",
+                   help="the run was not scored (labels=none): no IoU; its run on the images is called the "
+                        "inference run")
     return parser
 
 

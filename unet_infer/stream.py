@@ -19,6 +19,15 @@ lists each image with no output files; the compute times are the model runs only
 report draws (the 4 worst and 4 best) as 0/255 PNGs, <masks>/<stem>.png (by default
 result/bs8_masks beside result/bs8_summary.json), for its overlays. Prints the Performance Summary,
 then the IoU line.
+
+Resuming: each scored batch is recorded as it finishes in <result stem>.journal beside --result
+(e.g. work/result_bs8.journal; see unet_infer/journal.py). The same command after a stop (kill -9,
+Ctrl-C, a full disk) scores only the batches not recorded (their images are not even decoded) and
+writes the same result files, byte for byte, and the same masks; the summary adds attempts and
+resumed_images, and its compute times cover every batch, whichever attempt ran it. A record made
+from another model, other data or other options (--batchsize, --size, --backend, --precision,
+--device, --threads, the backend's options) is set aside as <name>.stale, never reused. A finished
+run removes its record: the same command afterwards scores (and times) everything again.
 """
 
 import bisect
@@ -34,6 +43,7 @@ from .bench.loop import Timings, run_loop, warm_up, zeros_like_inputs
 from .bench.runner import add_backend_flags, backend_options
 from .cli import UserError
 from .data import DECODE_ERRORS, load_image, load_label, pair_carvana
+from .journal import Journal, beside, run_key
 from .formats import DEFAULT_SIZE, natural_key
 from .machine import describe_machine
 from .metrics import logits_to_mask
@@ -72,7 +82,9 @@ class Extremes:
         self.low, self.high = [], []  # sorted [(sort key, name, iou)], at most n and 2n
         self.kept = {}  # name -> bool mask
 
-    def offer(self, name, iou, logits):
+    def offer(self, name, iou, logits=None, mask=None):
+        """Offer a scored image; its mask (``mask``, else from ``logits``) when it entered the kept
+        extremes, else None. A replay (``mask`` only) of an image that enters without one: KeyError."""
         entered = False
         for kept, key, limit in ((self.low, (iou, natural_key(name)), self.n),
                                  (self.high, (-iou, natural_key(name)), 2 * self.n)):
@@ -80,11 +92,15 @@ class Extremes:
                 bisect.insort(kept, (key, name, iou))
                 del kept[limit:]
                 entered = True
-        if entered:
-            self.kept[name] = logits_to_mask(logits)
-            live = {entry[1] for entry in self.low + self.high}
-            for gone in [k for k in self.kept if k not in live]:
-                del self.kept[gone]
+        if not entered:
+            return None
+        if mask is None and logits is None:
+            raise KeyError(f"{name} entered the extremes and has no mask")
+        self.kept[name] = mask = logits_to_mask(logits) if mask is None else mask
+        live = {entry[1] for entry in self.low + self.high}
+        for gone in [k for k in self.kept if k not in live]:
+            del self.kept[gone]
+        return mask
 
     def masks(self):
         """``{name: bool mask}`` of the report's worst and best images."""
@@ -124,16 +140,30 @@ class Scorer:
         self.extremes = Extremes() if keep_extremes else None
 
     def __call__(self, items, outputs):
-        """``items``: ``[(image path, label mask), ...]`` of the batch's real slots, in slot order."""
+        """``items``: ``[(image path, label mask), ...]`` of the batch's real slots, in slot order.
+        Returns the batch's records and ``{name: mask}`` of its images that entered the extremes."""
         logits = outputs[0]
         check_logits(logits, self.batchsize, self.size)
+        start, entered = len(self.records), {}
         for slot, (path, label) in enumerate(items):
             name = Path(path).stem
             iou, dice = score_arrays(logits[slot], label)
             self.records.append({"name": name, "iou": iou, "dice": dice})
             self.filesinfo[len(self.filesinfo)] = {"infiles": [str(path)], "outfiles": []}
             if self.extremes is not None:
-                self.extremes.offer(name, iou, logits[slot])
+                mask = self.extremes.offer(name, iou, logits[slot])
+                if mask is not None:
+                    entered[name] = mask
+        return self.records[start:], entered
+
+    def replay(self, records, paths, masks):
+        """Take a recorded batch as if scored now: its records, their image paths (slot order) and
+        the masks that entered the extremes with it (KeyError when one that enters now has none)."""
+        for record, path in zip(records, paths):
+            self.records.append(dict(record))
+            self.filesinfo[len(self.filesinfo)] = {"infiles": [str(path)], "outfiles": []}
+            if self.extremes is not None:
+                self.extremes.offer(record["name"], record["iou"], mask=masks.get(record["name"]))
 
 
 def pack_batch(spec, images):
@@ -148,9 +178,17 @@ def pack_batch(spec, images):
 def decoded_feeds(decoded, tasks, spec, timings, bad):
     """``([array], [(path, label), ...])`` per batch from the decoder; unreadable images are logged,
     listed in ``bad`` and left out (the next images fill their slots)."""
-    batchsize, position = spec.shape[0], 0
+    for arrays, (items, _) in decoded_units(decoded, tasks, spec, timings, bad):
+        yield arrays, items
+
+
+def decoded_units(decoded, tasks, spec, timings, bad, position=0):
+    """:func:`decoded_feeds` of ``tasks[position:]`` (what ``decoded`` decodes) with the batch's unit
+    as the tag: ``(items, (first, end, [unreadable positions]))``, the task positions first..end-1
+    it took (so a unit is well defined whatever is unreadable)."""
+    batchsize = spec.shape[0]
     while position < len(tasks):
-        items, images = [], []
+        items, images, first, skipped = [], [], position, []
         while len(items) < batchsize and position < len(tasks):
             start = time.perf_counter()
             image, label, why = next(decoded)
@@ -160,11 +198,63 @@ def decoded_feeds(decoded, tasks, spec, timings, bad):
             if why is not None:
                 log.warning("%s: cannot read the image (%s)", path, why)
                 bad.append(path)
+                skipped.append(position - 1)
                 continue
             items.append((path, label))
             images.append(image)
         if items:
-            yield [pack_batch(spec, images)], items
+            yield [pack_batch(spec, images)], (items, (first, position, skipped))
+
+
+def replay(units, tasks, scorer):
+    """Replay a stream's record into ``scorer``: its units must be batches 0, 1, ... of these tasks
+    (else ValueError). Returns the first task left, the unreadable paths and each batch's times."""
+    position, bad, times = 0, [], []
+    try:
+        for number in range(len(units)):
+            unit = units.get(number)
+            if unit is None:
+                raise ValueError(f"its units are not the batches 0..{len(units) - 1} of a stream")
+            (first, end), skipped, ms = unit.extra["span"], unit.extra["bad"], unit.extra["ms"]
+            if first != position or not first < end <= len(tasks) or not set(skipped) <= set(range(first, end)):
+                raise ValueError(f"unit {number} is not the run's next batch")
+            paths = [tasks[p][0] for p in range(first, end) if p not in skipped]
+            if [Path(p).stem for p in paths] != [r["name"] for r in unit.records]:
+                raise ValueError(f"unit {number} holds other images than this run's")
+            scorer.replay(unit.records, paths, unit.masks)
+            bad += [tasks[p][0] for p in skipped]
+            times.append([float(t) for t in ms[:3]])
+            position = end
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"a unit that is not a stream's ({type(exc).__name__}: {exc})") from None
+    return position, bad, times
+
+
+def resume(journal, tasks, size):
+    """``(scorer, first task left, unreadable paths, times of the recorded batches)`` from the run's
+    record; a record that does not fit these tasks is set aside and the run starts afresh."""
+    scorer = Scorer(None, size)  # its batch size: the backend's, once loaded
+    try:
+        position, bad, times = replay(journal.units, tasks, scorer)
+    except ValueError as exc:
+        log.warning("%s: %s; set aside as %s, starting afresh", journal.path, exc, journal.set_aside("damaged").name)
+        return resume(journal, tasks, size)
+    if position:
+        log.info("%s: resuming: %d image(s) scored by %d earlier attempt(s); %d task(s) left",
+                 journal.path, len(scorer.records), journal.attempts - 1, len(tasks) - position)
+    return scorer, position, bad, times
+
+
+def recorder(scorer, journal, timings, bar):
+    """The run's sink: score a batch, then record it as the next unit (with its span and times)."""
+    def sink(tag, outputs):
+        items, (first, end, skipped) = tag
+        records, masks = scorer(items, outputs)
+        j = len(timings.d2h) - 1
+        journal.append(len(journal.units), records, masks, span=[first, end], bad=skipped,
+                       ms=[timings.compute[j], timings.h2d[j], timings.d2h[j]])
+        bar.update(len(items))
+    return sink
 
 
 def stream(args):
@@ -180,10 +270,30 @@ def stream(args):
     options = backend_options(args, cls)
     check_writable(args.result, inputs=[args.data])
     tasks = [(str(image), str(label), args.size) for _, image, label in pair_carvana(args.data)]
+    made_from = {"batchsize": args.batchsize, "size": args.size, "backend": name, "device": args.device[0],
+                 "precision": cls.check_precision(args.precision), "threads": args.threads, **options}
+    with Journal(beside(args.result), run_key(args.model, args.data, made_from)) as journal:
+        scorer, position, bad, earlier = resume(journal, tasks, args.size)
+        resumed, timings = len(scorer.records), Timings()
+        backend = score(args, cls, precision, options, tasks, journal, scorer, position, timings, bad)
+        if not scorer.records:
+            raise UserError(f"none of the {len(tasks)} images could be read")
+        result, summary = finish(args, backend, scorer, timings, started, earlier,
+                                 {"attempts": journal.attempts, "resumed_images": resumed})
+        journal.remove()  # complete: the same command afterwards runs afresh
+    for line in performance_lines(summary):
+        print(line, flush=True)
+    print(summary_line(result), flush=True)
+    if bad:
+        raise UserError(f"{len(bad)} unreadable image(s), left out of the scores: {', '.join(bad)}")
+    return result, summary
+
+
+def score(args, cls, precision, options, tasks, journal, scorer, position, timings, bad):
+    """Decode, infer, score and record ``tasks[position:]``; returns the (closed) backend."""
     workers = args.workers or default_decoders()
-    log.info("%d images, %d decoding process(es)", len(tasks), workers)
-    timings, bad = Timings(), []
-    with Prefetcher(decode, tasks, workers, ahead=(args.batchsize or 1) + 2 * workers) as decoded:
+    log.info("%d images, %d decoding process(es)", len(tasks) - position, workers)
+    with Prefetcher(decode, tasks[position:], workers, ahead=(args.batchsize or 1) + 2 * workers) as decoded:
         backend = cls()
         backend.load(args.model, batchsize=args.batchsize, device=args.device[0], precision=precision,
                      threads=args.threads, size=args.size, **options)
@@ -194,37 +304,38 @@ def stream(args):
                                 f"stream feeds one N x 3 x {args.size} x {args.size} input (see --size)")
             decoded.ahead = backend.batchsize * (2 if backend.async_upload else 1) + 2 * workers
             warm_up(backend, zeros_like_inputs(backend), WARMUP_RUNS)  # overlaps the first decoding
-            scorer = Scorer(backend.batchsize, args.size)
+            scorer.batchsize = backend.batchsize
             with progress(total=len(tasks), desc="stream", unit="img") as bar:
-                run_loop(backend, decoded_feeds(decoded, tasks, spec, timings, bad),
-                         lambda items, outputs: (scorer(items, outputs), bar.update(len(items))), timings)
+                bar.update(len(scorer.records))
+                run_loop(backend, decoded_units(decoded, tasks, spec, timings, bad, position),
+                         recorder(scorer, journal, timings, bar), timings)
         finally:
             backend.close()
-    if not scorer.records:
-        raise UserError(f"none of the {len(tasks)} images could be read")
+    return backend
+
+
+def finish(args, backend, scorer, timings, started, earlier, resumed):
+    """Write the result files, the summary (``earlier``: the recorded batches' times) and the masks."""
     result = write_results(scorer.records, args.result,
                            provenance={"model": str(Path(args.model).resolve()), "weights": backend.weights,
                                        "backend": backend.name,
                                        "precision": backend.precision, "data": str(Path(args.data).resolve()),
                                        "size": args.size})
-    summary = build_summary(scorer.filesinfo, vars(args), timings.compute, timings.h2d, timings.d2h,
-                            backend.batchsize, os.getpid(),
+    times = [[t[i] for t in earlier] for i in range(3)]
+    summary = build_summary(scorer.filesinfo, vars(args), times[0] + timings.compute, times[1] + timings.h2d,
+                            times[2] + timings.d2h, backend.batchsize, os.getpid(),
                             extra={"backend": backend.name, "precision": backend.precision,
                                    "machine": describe_machine(backend.device_name(args.device[0])),
                                    "mode": "stream", "model": str(Path(args.model).resolve()),
                                    "weights": backend.weights,
-                                   "decode_wait_ms": timings.wait_ms, "wall_s": time.perf_counter() - started})
+                                   "decode_wait_ms": timings.wait_ms, "wall_s": time.perf_counter() - started,
+                                   **resumed})
     log.info("waited %.1f ms for decoded images; %.1f s in all", timings.wait_ms, wall_s(summary))
     if args.summary:
         write_summary(args.summary, summary)
     folder = masks_folder(args)
     if folder:
         write_masks(folder, scorer.extremes.masks(), [r["name"] for r in scorer.records])
-    for line in performance_lines(summary):
-        print(line, flush=True)
-    print(summary_line(result), flush=True)
-    if bad:
-        raise UserError(f"{len(bad)} unreadable image(s), left out of the scores: {', '.join(bad)}")
     return result, summary
 
 
@@ -249,7 +360,7 @@ def add_result_flags(parser):
 def build_parser():
     parser = cli.parser("python3 -m unet_infer.stream", __doc__)
     add = parser.add_argument
-    add("--model", "-m", required=True, help="model file: .onnx or .pth/.pt (a UNet state_dict)")
+    add("--model", "-m", required=True, help="model file: .onnx, .xml (OpenVINO IR) or .pth/.pt (a UNet state_dict)")
     add("--data", required=True, help="Carvana-format folder: train/<stem>.jpg and train_masks/<stem>_mask.gif")
     add("--batchsize", type=cli.int_at_least(1), help="batch size of a dynamic-batch model (without it: 1); "
                                                        "a fixed-batch model uses its own")

@@ -114,7 +114,8 @@ class TorchBackend(Backend):
     source = "pth"
     model_suffixes = (".pth", ".pt")
     options = (
-        Option("torch_compile", "torch backend: torch.compile the model (compiled before the timed runs)"),
+        Option("torch_compile", "torch backend: torch.compile the model (compiled as it loads, before the "
+                                "first batch)"),
         Option("cuda_graph", "torch backend on CUDA: replay the model as a CUDA graph"),
     )
 

@@ -12,7 +12,9 @@ The guide's commands, with this runner in place of ``python3 -m ais_bench``:
     python3 -m unet_infer.bench --model=UNet.pth --loop=10 --batchsize=8 --precision=bf16
 
 The compute time covers only the model run; file reading and writing and the host-device copies
-(H2D, D2H) are timed apart. throughput = 1000 x batchsize / mean compute time (ms).
+(H2D, D2H) are timed apart. throughput = 1000 x batchsize / mean compute time (ms). In openvino's
+throughput mode (``--nireq N``: N runs in flight) the summary adds the wall-clock images/s the N
+requests delivered together.
 """
 
 import logging
