@@ -5,8 +5,18 @@
 - ``carvana``: ``make_carvana(tmp_path / "carvana")`` with the defaults.
 - ``smooth_rgb(width, height, seed)``, ``ellipse_mask(width, height, seed)`` and
   ``write_mask_gif(path, mask)`` for tests that need their own files.
+
+And the machine the suite plays, for what ``backend=auto`` picks (``backends.default_backend``):
+
+- ``--cpu-flags="FLAGS"`` (or ``UNET_INFER_TEST_CPU_FLAGS="FLAGS"`` in the environment, a test hook of
+  ``backends.cpu_flags``): these flags stand in for the CPU's, in the tests and in every process they
+  start, e.g. ``--cpu-flags=avx2`` (an AVX2-only CPU: auto -> onnxruntime) or
+  ``--cpu-flags="avx512_vnni amx_int8 amx_bf16 avx512_bf16"`` (auto -> openvino). Neither: the
+  host's own flags. The header of the run says which, and what auto takes.
+- ``play_cpu(flags)``: a fixture that sets them for one test (and the processes it starts).
 """
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +29,38 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+TEST_CPU_FLAGS_ENV = "UNET_INFER_TEST_CPU_FLAGS"  # backends.TEST_CPU_FLAGS_ENV, without importing it here
+
+
+def pytest_addoption(parser):
+    parser.addoption("--cpu-flags", default=None, metavar="FLAGS",
+                     help=f"CPU flags the suite plays (sets {TEST_CPU_FLAGS_ENV} for it and the processes it "
+                          f"starts), e.g. --cpu-flags=avx2 (default: the host's own, or {TEST_CPU_FLAGS_ENV})")
+
+
+def pytest_configure(config):
+    flags = config.getoption("--cpu-flags")
+    if flags is not None:
+        os.environ[TEST_CPU_FLAGS_ENV] = flags
+
+
+def pytest_report_header(config):
+    from unet_infer.backends import auto_choice, forced_cpu_flags
+    backend, precision, _ = auto_choice()
+    forced = forced_cpu_flags()
+    played = f"{TEST_CPU_FLAGS_ENV}={' '.join(sorted(forced))}" if forced is not None else "the host's"
+    return f"cpu flags: {played}; backend=auto -> {backend} {precision}"
+
+
+@pytest.fixture
+def play_cpu(monkeypatch):
+    """``play_cpu("avx2 fma")``: these flags stand in for the CPU's until the test ends, in this
+    process and in the processes it starts (they inherit ``os.environ``)."""
+    def play(flags):
+        monkeypatch.setenv(TEST_CPU_FLAGS_ENV, flags)
+    return play
 
 
 def _smooth_rgb(width, height, seed=0):

@@ -9,8 +9,10 @@ The one driver run is the expensive part; the tests that read it share it.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +23,7 @@ from unet_infer import summary as summ
 from unet_infer.bench.devices import shard_bounds
 from unet_infer.bench.runner import main as bench_main
 from unet_infer.cli import UserError
-from unet_infer.cluster import pipeline, size_pool
+from unet_infer.cluster import local, pipeline, size_pool
 from unet_infer.cluster.collect import Collector, pack_mask, plan_batches, unpack_mask
 from unet_infer.data import load_image, pair_carvana
 from unet_infer.model import UNet
@@ -39,10 +41,17 @@ KILLED_BATCH = 1  # of 3: batches 0 and 2 are scored by whichever actor, batch 1
 
 @pytest.fixture(scope="module")
 def ray_address():
-    """One local Ray for the module, on 2 CPUs; its address, for the driver to join."""
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    """One new local Ray for the module, on 2 CPUs, as the cluster command starts its own (``local``:
+    its files in a folder of its own, short enough for its sockets, removed after; no token in
+    ~/.ray); its address, for the driver to join."""
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp" if os.path.isdir("/tmp") else None)
+    token = local.provide_token()  # the driver inherits it from os.environ
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", _temp_dir=temp)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+    if token:
+        local.withdraw_token()
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +74,7 @@ def tiny(tmp_path_factory):
 def run_driver(tiny, *args, env=None, wait=True):
     env = {**os.environ, "PYTHON": sys.executable, "UNET_INFER_QUIET": "1", **(env or {})}
     argv = ["bash", str(DRIVER), f"bs={BS}", f"data={tiny / 'data'}", f"weights={tiny / 'unet.pth'}",
-            f"workdir={tiny / 'work'}", f"size={SIZE}", "quiet=1", "loop=0", *args]
+            f"workdir={tiny / 'work'}", f"size={SIZE}", "quiet=1", "loop=0", "backend=onnxruntime", *args]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     return finish(proc) if wait else proc
 

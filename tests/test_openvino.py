@@ -20,6 +20,7 @@ from unet_infer.metrics import relative_error
 from unet_infer.onnxfile import WEIGHTS_KEY, count_ops, load_onnx, save_onnx, set_metadata
 from unet_infer.quantize import main as quantize_main
 
+import unet_infer.backends.openvino_backend  # noqa: F401 - first: its openvino_telemetry_off() before openvino
 openvino = pytest.importorskip("openvino")
 from unet_infer.backends.openvino_backend import OpenVinoBackend, read_model, rt_text, RT_WEIGHTS  # noqa: E402
 
@@ -212,21 +213,15 @@ def test_errors_are_clear(models, tmp_path, capsys):
     assert "name it .xml" in capsys.readouterr().err
 
 
-def test_default_backend_rule():
-    rule = backends.default_backend
-    amx = {"avx512f", "avx512_vnni", "amx_tile", "amx_int8", "amx_bf16"}
-    assert rule(flags=amx, installed={"onnxruntime", "openvino"}, gpu=False) == "openvino"
-    assert rule(flags=amx, installed={"onnxruntime"}, gpu=False) == "onnxruntime"
-    assert rule(flags=amx, installed={"onnxruntime", "openvino"}, gpu=True) == "onnxruntime"
-    assert rule("fp16", flags=amx, installed={"onnxruntime", "openvino", "torch"}, gpu=False) == "torch"
-
-
-def test_the_driver_plan_resolves_auto_and_names_the_backend(tmp_path):
-    from unet_infer.stages import plan
+def test_the_driver_plan_resolves_auto_and_names_the_backend(tmp_path, play_cpu):
+    from unet_infer.stages import plan  # auto's rule itself: tests/test_auto.py
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"x")
+    play_cpu("avx512_vnni amx_int8 amx_bf16 avx512_bf16")
     values = plan(tmp_path, weights, "auto", None, [8])
-    assert values["BACKEND"] == backends.default_backend() and values["PRECISION"] == "fp32"
+    assert values["BACKEND"] == backends.default_backend(flags={"amx_int8"}) and values["PRECISION"] == "fp32"
+    play_cpu("avx2 fma")
+    assert plan(tmp_path, weights, "auto", None, [8])["BACKEND"] == "onnxruntime"
     ov = plan(tmp_path, weights, "openvino", "int8", [8])
     assert (ov["BACKEND"], ov["QUANTIZED"].name, ov["MODEL_8"].name) == ("openvino", "UNet_int8.xml",
                                                                          "UNet_int8_bs8.xml")

@@ -6,6 +6,7 @@ Adding a backend: one new module here, one line in ``REGISTRY``.
 """
 
 import importlib
+import os
 from pathlib import Path
 
 from ..cli import UserError
@@ -20,6 +21,7 @@ DEFAULT_BACKEND = "onnxruntime"
 AUTO = "auto"  # the driver's backend=auto: default_backend() decides
 FAST_CPU_FLAGS = ("amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16")  # what OpenVINO turns into speed
 CPUINFO = "/proc/cpuinfo"
+TEST_CPU_FLAGS_ENV = "UNET_INFER_TEST_CPU_FLAGS"  # a test hook: see cpu_flags
 
 
 def names():
@@ -67,8 +69,27 @@ def describe():
     return "; ".join(f"{cls.name}: {', '.join(cls.precisions)}" for cls in all_backends())
 
 
-def cpu_flags(cpuinfo=CPUINFO):
-    """The CPU's feature flags (``/proc/cpuinfo``), an empty set where there is no such file."""
+def forced_cpu_flags():
+    """The flags ``UNET_INFER_TEST_CPU_FLAGS`` stands in for the CPU's (see :func:`cpu_flags`), or
+    None where it is unset or blank."""
+    forced = os.environ.get(TEST_CPU_FLAGS_ENV, "").replace(",", " ").split()
+    return set(forced) if forced else None
+
+
+def cpu_flags(cpuinfo=None):
+    """The CPU's feature flags: the ``flags`` line of ``cpuinfo`` (default ``/proc/cpuinfo``), an
+    empty set where there is no such file or line.
+
+    Test hook, not an option for users: where ``cpuinfo`` is not given and the environment variable
+    ``UNET_INFER_TEST_CPU_FLAGS`` holds flags (separated by spaces or commas), they stand in for the
+    CPU's, in this process and in every stage the driver starts, so that the test suite can play an
+    AVX2-only or an AMX machine on any host (tests/conftest.py, ``--cpu-flags``). Unset or blank:
+    the host's own flags."""
+    if cpuinfo is None:
+        forced = forced_cpu_flags()
+        if forced is not None:
+            return forced
+        cpuinfo = CPUINFO
     try:
         with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
             for line in fh:
@@ -80,32 +101,58 @@ def cpu_flags(cpuinfo=CPUINFO):
     return set()
 
 
+def installed_backends():
+    """The registered backends whose package is importable here (acl, with no package, is not)."""
+    import importlib.util
+    return {name for name in REGISTRY
+            if (pkg := get_backend(name).package) and importlib.util.find_spec(pkg.replace("-", "_")) is not None}
+
+
 def default_backend(precision=None, flags=None, installed=None, gpu=None):
-    """The backend ``backend=auto`` runs: the fastest one measured for this kind of machine.
+    """The backend ``backend=auto`` runs, by the speed measured on each kind of machine:
 
     1. onnxruntime when it has a CUDA/TensorRT provider here (a GPU beats every CPU path);
-    2. openvino when it is installed and the CPU has AMX or AVX-512 VNNI/BF16 (``FAST_CPU_FLAGS``):
-       there its bf16 and INT8 run on AMX/VNNI, which onnxruntime does not use for convolutions
-       (not measured here: no such machine; docs/openvino.md);
-    3. onnxruntime everywhere else (AVX2-only CPUs such as AMD Zen 3, where OpenVINO's fp32 and
-       INT8 measured no faster than onnxruntime's, and ARM).
+    2. openvino when it is installed and the CPU has any of ``FAST_CPU_FLAGS`` (AMX, AVX-512 VNNI
+       or BF16): its bf16 and INT8 run on AMX/VNNI, which onnxruntime does not use for convolutions;
+    3. onnxruntime everywhere else (AVX2-only CPUs, ARM): as fast, and the lighter dependency.
+
+    What was measured, one line a kind of machine (full UNet w64 at 572, bs 1, ms per image):
+
+    - 2-core Intel Xeon, AVX-512 VNNI + AMX, 2026-12-03, ``scripts/benchmark.sh bs=1,2 rounds=3
+      loop=3`` (shared/SPEC.md): onnxruntime fp32 1,323, int8 399; openvino fp32 1,281, bf16 270,
+      int8 124; torch bf16 469. Rule 2: openvino is ahead at every precision (int8 3.2x onnxruntime's).
+    - 2-core AMD EPYC Zen 3, AVX2 + FMA only, 2026-11-29 (BENCHMARKS.md): onnxruntime fp32 3,467,
+      int8 1,860; openvino fp32 3,503, int8 1,915. Rule 3: openvino 1-3% slower.
+    - 2-core AMD EPYC Zen 4, AVX-512 VNNI + BF16, no AMX: not measured yet; rule 2 takes it by its
+      VNNI/BF16 flags alone.
+
     A ``precision`` the chosen backend does not take moves to the first installed backend of the
     registry that takes it (bf16 without openvino: torch). ``flags``, ``installed`` and ``gpu``
-    stand in for this machine's in tests.
+    stand in for this machine's in tests; :func:`auto_choice` gives the reasons as well.
     """
-    import importlib.util
+    return auto_choice(precision, flags, installed, gpu)[0]
+
+
+def auto_choice(precision=None, flags=None, installed=None, gpu=None):
+    """``(backend, precision, reasons)``: :func:`default_backend`'s choice, the precision it runs in
+    (``precision``, or that backend's default) and the facts of this machine the rule read, in words
+    (``python3 -m unet_infer.backends`` prints them). The arguments as for :func:`default_backend`."""
+    reasons = []
     if flags is None:
         flags = cpu_flags()
-    if installed is None:
-        installed = {name for name in REGISTRY
-                     if (pkg := get_backend(name).package) and importlib.util.find_spec(pkg) is not None}
+        if forced_cpu_flags() is not None:
+            reasons.append(f"CPU flags from {TEST_CPU_FLAGS_ENV}, a test hook")
+    here = installed_backends() if installed is None else set(installed)
     if gpu is None:
-        gpu = "onnxruntime" in installed and get_backend("onnxruntime").has_gpu()
-    choice = DEFAULT_BACKEND
-    if not gpu and "openvino" in installed and flags & set(FAST_CPU_FLAGS):
-        choice = "openvino"
+        gpu = "onnxruntime" in here and get_backend("onnxruntime").has_gpu()
+    fast = [flag for flag in FAST_CPU_FLAGS if flag in flags]
+    reasons += [f"CPU has {', '.join(fast)}" if fast else f"CPU has none of {', '.join(FAST_CPU_FLAGS)}",
+                "openvino installed" if "openvino" in here else "openvino not installed",
+                "a CUDA/TensorRT provider" if gpu else "no CUDA/TensorRT provider"]
+    choice = "openvino" if not gpu and "openvino" in here and fast else DEFAULT_BACKEND
     if precision is not None and precision not in get_backend(choice).precisions:
-        for name in REGISTRY:
-            if name in installed and precision in get_backend(name).precisions:
-                return name
-    return choice
+        taker = next((name for name in REGISTRY if name in here and precision in get_backend(name).precisions), None)
+        reasons.append(f"{choice} has no {precision}, {taker} has" if taker
+                       else f"no installed backend has {precision}: the run stops")
+        choice = taker or choice
+    return choice, precision or get_backend(choice).precisions[0], reasons

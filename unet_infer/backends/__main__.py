@@ -1,14 +1,17 @@
-"""The backends of this installation and what each declares (the registry, as the shell sees it).
+"""The backends of this installation and what each declares (the registry, as the shell sees it),
+and what the driver's backend=auto takes on this machine, and why.
 
-    python3 -m unet_infer.backends            a table: precisions (default first), what the models are
-                                              built from, the model for batch size 8, usable here or not
-    python3 -m unet_infer.backends --json     the same as JSON
+    python3 -m unet_infer.backends                   a line a backend: precisions (default first), what
+                                                     its models are built from, the model for batch size
+                                                     8, usable here or not; then the auto: line
+    python3 -m unet_infer.backends --precision bf16  the auto: line for precision=bf16
+    python3 -m unet_infer.backends --json            the same as JSON: {"backends": [...], "auto": {...}}
 """
 
 import json
 
 from .. import cli
-from . import all_backends
+from . import all_backends, auto_choice, precisions
 
 
 def rows():
@@ -22,19 +25,33 @@ def rows():
     return out
 
 
+def auto(precision=None):
+    """What ``backend=auto`` (and ``precision``) takes here: ``{"backend", "precision", "why"}``."""
+    backend, precision, why = auto_choice(precision)
+    return {"backend": backend, "precision": precision, "why": why}
+
+
+def auto_line(choice):
+    """``auto: openvino fp32 (CPU has avx512_vnni, avx512_bf16; openvino installed; ...)``."""
+    return f"auto: {choice['backend']} {choice['precision']} ({'; '.join(choice['why'])})"
+
+
 def main(argv=None):
     parser = cli.parser("python3 -m unet_infer.backends", __doc__)
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--precision", choices=precisions(), default=None,
+                        help="the precision asked of backend=auto (default: the chosen backend's first)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of lines")
     args = parser.parse_args(argv)
-    table = rows()
+    table, choice = rows(), auto(args.precision)
     if args.json:
-        print(json.dumps(table, indent=2))
+        print(json.dumps({"backends": table, "auto": choice}, indent=2))
         return
     for row in table:
         models = ", ".join(f"{p}: {m}" for p, m in row["model_bs8"].items())
         state = "usable here" if row["available"] else f"not usable here: {row['missing']}"
         print(f"{row['backend']}: precisions {', '.join(row['precisions'])} (default {row['precisions'][0]}); "
               f"built from {row['source']}; bs 8 -> {models}; {state}")
+    print(auto_line(choice))
 
 
 if __name__ == "__main__":
