@@ -13,7 +13,7 @@ from PIL import Image
 from unet_infer import report
 from unet_infer.cli import UserError, run_cli
 from unet_infer.formats import write_bin
-from unet_infer.machine import cpu_model, cuda_index, describe_machine, today
+from unet_infer.machine import cpu_model, cuda_index, describe_machine, today, vector_units
 from unet_infer.data import load_label
 from unet_infer.postprocess import score_folder
 from unet_infer.results import write_results
@@ -423,3 +423,7 @@ def test_describe_machine(tmp_path):
     assert cpu_model(tmp_path / "missing")  # falls back to platform, never empty
     assert [cuda_index(d) for d in ("cuda", "cuda:1", "cpu", None, 0)] == [0, 1, None, None, None]
     assert re.fullmatch(r"\d{4}-\d\d-\d\d", today())
+    assert describe_machine(flags={"avx2", "fma"}).split(", ")[0].endswith(" (AVX2)")
+    assert " (AMX, AVX-512 VNNI, bf16), " in describe_machine(flags={"amx_int8", "avx512_vnni", "avx512_bf16", "avx2"})
+    assert " (AVX-512 VNNI, bf16), " in describe_machine(flags={"avx512f", "avx512_vnni", "avx512_bf16"})
+    assert vector_units(set()) == "" and "(" not in describe_machine(flags=set())

@@ -1,8 +1,11 @@
-"""Where a run happened, in a few words: CPU model, core count and, for CUDA runs, the GPU.
+"""Where a run happened, in a few words: CPU model, its vector units, core count and, for CUDA runs,
+the GPU.
 
-``describe_machine()`` -> ``"Intel(R) Xeon(R) Processor, 2 cores"``;
-``describe_machine("cuda:0")`` -> ``"AMD EPYC 7R13 Processor, 16 cores, NVIDIA H100 80GB HBM3"``
+``describe_machine()`` -> ``"Intel(R) Xeon(R) Processor (AMX, AVX-512 VNNI, bf16), 2 cores"``;
+``describe_machine("cuda:0")`` -> ``"AMD EPYC 7R13 Processor (AVX2), 16 cores, NVIDIA H100 80GB HBM3"``
 (torch is imported only for a ``cuda`` device, and the GPU named only when CUDA is available).
+The vector units tell apart machines that share a model name (an "AMD EPYC" VM may be a Zen 3
+with AVX2 only or a Zen 4 with AVX-512 VNNI and bf16), and they decide the CPU's speed here.
 """
 
 import datetime
@@ -24,6 +27,19 @@ def cpu_model(cpuinfo=CPUINFO):
     except OSError:
         pass
     return " ".join((platform.processor() or platform.machine() or "unknown CPU").split())
+
+
+# (flag, what it is called) in the order a description names them
+VECTOR_UNITS = (("amx_int8", "AMX"), ("avx512_vnni", "AVX-512 VNNI"), ("avx512_bf16", "bf16"))
+
+
+def vector_units(flags):
+    """``"AMX, AVX-512 VNNI, bf16"``, ``"AVX-512"``, ``"AVX2"`` ... from CPU flags; ``""`` when none is known."""
+    units = [name for flag, name in VECTOR_UNITS if flag in flags]
+    if not units:
+        units = next(([name] for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("neon", "NEON"),
+                                                ("asimd", "NEON")) if flag in flags), [])
+    return ", ".join(units)
 
 
 def cuda_index(device):
@@ -49,10 +65,15 @@ def gpu_name(device):
         return None
 
 
-def describe_machine(device=None):
-    """``"<CPU model>, <N> cores"``, plus ``", <GPU name>"`` when ``device`` is a usable CUDA device."""
+def describe_machine(device=None, flags=None):
+    """``"<CPU model> (<vector units>), <N> cores"``, plus ``", <GPU name>"`` when ``device`` is a
+    usable CUDA device. ``flags``: the CPU's (default ``backends.cpu_flags()``)."""
+    if flags is None:
+        from .backends import cpu_flags
+        flags = cpu_flags()
     cores = os.cpu_count() or 1
-    parts = [cpu_model(), f"{cores} core" + ("" if cores == 1 else "s")]
+    units = vector_units(flags)
+    parts = [cpu_model() + (f" ({units})" if units else ""), f"{cores} core" + ("" if cores == 1 else "s")]
     gpu = gpu_name(device)
     if gpu:
         parts.append(gpu)
