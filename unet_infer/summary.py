@@ -10,7 +10,11 @@ batchsize / mean compute time) and ``npu_compute_time_list`` and ``pid``.
 Ours, after those: ``backend``, ``precision`` (what the model computed in), ``machine``,
 ``mode`` (``files``, ``pure``, ``stream`` or ``cluster``), ``wall_s`` (the whole run),
 ``batchsize``, and where they apply ``file_read_ms``/``file_write_ms``, ``decode_wait_ms``,
-``model``, ``weights``.
+``model``, ``weights``. A stream run (which resumes from its record, ``journal.py``) adds
+``attempts`` (the runs that scored its batches, this one included: 1 for a run never stopped) and
+``resumed_images`` (images whose scores came from the record of earlier attempts, 0 for a run
+never stopped); its compute, H2D and D2H times are every batch's, whichever attempt ran it, its
+``decode_wait_ms`` and ``wall_s`` the last attempt's.
 
 A run split over several devices (``--device 0,1``) or Ray actors has one summary per part and
 one merged summary (:func:`merge_summaries`) in the same schema, with three keys more:
@@ -303,3 +307,15 @@ def weights(summary):
 def mode(summary):
     """``files`` (scored outputs written), ``pure`` (timing only) or ``stream``; None when not recorded."""
     return _text(summary, "mode")
+
+
+def attempts(summary):
+    """How many runs scored the batches of a resumed run (1: never stopped; None when not recorded)."""
+    value = summary.get("attempts")
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def resumed_images(summary):
+    """Images of a resumed run whose scores came from earlier attempts' record (None when not recorded)."""
+    value = summary.get("resumed_images")
+    return value if isinstance(value, int) and value >= 0 else None
