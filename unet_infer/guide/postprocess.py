@@ -15,8 +15,8 @@ the mean IoU over all images, then the guide's figure, which leaves out images w
 """
 
 from .. import cli
-from ..formats import DEFAULT_SIZE
 from ..progress import set_quiet
+from . import add_size_and_workers
 
 PROG = "python3 -m unet_infer.guide.postprocess"
 
@@ -27,9 +27,7 @@ def build_parser(prog=PROG):
     add("--output", required=True, help="folder of the model's output .bin files")
     add("--label", required=True, help="folder of the <stem>_mask.gif masks")
     add("--result", required=True, help="per-image result text file; the .json of the same stem goes beside it")
-    add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model output height and width")
-    add("--workers", type=cli.int_at_least(1), help="worker processes (without it: one per CPU)")
-    cli.add_quiet(parser)
+    add_size_and_workers(parser, "model output height and width")
     return parser
 
 

@@ -14,8 +14,8 @@ listing the unreadable ones.
 
 from .. import cli
 from ..cli import UserError
-from ..formats import DEFAULT_SIZE
 from ..progress import set_quiet
+from . import add_size_and_workers
 
 PROG = "python3 -m unet_infer.guide.preprocess"
 
@@ -26,9 +26,7 @@ def build_parser(prog=PROG):
     add(*cli.flag("src_path"), dest="src_path", required=True, help="folder of images (.jpg/.jpeg/.png)")
     add(*cli.flag("save_bin_path"), dest="save_bin_path", required=True,
         help="folder for the <stem>.bin files (created if missing; nothing is deleted)")
-    add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model input height and width")
-    add("--workers", type=cli.int_at_least(1), help="worker processes (without it: one per CPU)")
-    cli.add_quiet(parser)
+    add_size_and_workers(parser, "model input height and width")
     return parser
 
 
