@@ -24,7 +24,7 @@ from unet_infer.benchmark import configs as cfg
 from unet_infer.benchmark.markdown import (COLUMNS, HEADER, LEGACY_COLUMNS, TITLE, merge_section, render_section,
                                            section_heading, split_sections)
 from unet_infer.benchmark.models import make_random_weights, model_workdir, prepare_models
-from unet_infer.benchmark.runs import (BareRunner, Job, LoopPlanner, Run, Runner, benchmark_rows, config_rows, make_row,
+from unet_infer.benchmark.runs import (BareRunner, Job, LoopPlanner, Run, Runner, benchmark_rows, make_row,
                                        plan_loop)
 from unet_infer.cli import UserError
 from unet_infer.machine import describe_machine
@@ -136,7 +136,7 @@ def jobs(*batchsizes, backend="torch", precision="fp32"):
 
 def test_max_seconds_cuts_the_loop(capsys):
     runner = FakeRunner()
-    rows, failures = config_rows(runner, jobs(1, 2, 8), 100, 30, "2026-01-01", "x")
+    rows, failures = benchmark_rows(runner, [jobs(1, 2, 8)], 100, 30, "2026-01-01", "x")
     assert not failures
     # bs 1: a probe with loop 1 (5 s), then the 25 s left allow 1 s + 2 s x (1 + 11); bs 2: planned from the
     # probe's time per image; bs 8: 16 s per batch, so loop 1 (the least) with its warm-up run.
@@ -148,16 +148,16 @@ def test_max_seconds_cuts_the_loop(capsys):
 
 def test_probe_is_the_row_when_one_run_fills_the_budget_and_no_budget_means_no_probe():
     runner = FakeRunner()
-    rows, _ = config_rows(runner, jobs(4), 100, 20, "d", "x")
+    rows, _ = benchmark_rows(runner, [jobs(4)], 100, 20, "d", "x")
     assert runner.loops == [(4, 1)] and rows[0]["loop"] == 1
     runner = FakeRunner()
-    config_rows(runner, jobs(1, 2), 7, None, "d", "x")
+    benchmark_rows(runner, [jobs(1, 2)], 7, None, "d", "x")
     assert runner.loops == [(1, 7), (2, 7)]
 
 
 def test_a_failed_run_is_reported_not_tabled_and_the_next_one_probes_again():
     runner = FakeRunner(fail_bs=(1,))
-    rows, failures = config_rows(runner, jobs(1, 2, precision="fp16"), 100, 30, "d", "x")
+    rows, failures = benchmark_rows(runner, [jobs(1, 2, precision="fp16")], 100, 30, "d", "x")
     assert runner.loops[0] == (1, 1) and runner.loops[1] == (2, 1)   # no time per image yet: bs 2 probes
     assert [r["batchsize"] for r in rows] == [2]
     assert [(f["batchsize"], f["status"]) for f in failures] == [(1, 3)]

@@ -72,7 +72,6 @@ def processes_naming(text):
 
 @pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads the process table in /proc")
 def test_a_local_cluster_run_keeps_ray_in_the_work_folder_despite_a_stale_cluster(root, make_carvana):
-    pytest.importorskip("ray")
     data = make_carvana(root / "data", n=3)
     model = export_tiny(root / "tiny.onnx")
     work, ray_dir = root / "work", root / "work" / local.RAY_DIR
@@ -134,8 +133,6 @@ def test_ray_temp_goes_with_the_local_ray_only(tmp_path, make_carvana):
 
 
 def test_openvino_quantise_and_compile_write_nothing_in_home(root):
-    pytest.importorskip("openvino")
-    pytest.importorskip("nncf")
     work = root / "work"
     export_tiny(work / "UNet_dynamic_bs.onnx")
     (work / "prep_bin").mkdir()

@@ -21,7 +21,7 @@ from unet_infer.onnxfile import WEIGHTS_KEY, count_ops, load_onnx, save_onnx, se
 from unet_infer.quantize import main as quantize_main
 
 import unet_infer.backends.openvino_backend  # noqa: F401 - first: its openvino_telemetry_off() before openvino
-openvino = pytest.importorskip("openvino")
+import openvino  # noqa: E402 - requirements.txt installs it: missing is a failure, not a skip
 from unet_infer.backends.openvino_backend import OpenVinoBackend, read_model, rt_text, RT_WEIGHTS  # noqa: E402
 
 from tiny_unet import SIZE, smooth_images, tiny_unet  # noqa: E402

@@ -25,8 +25,8 @@ from unet_infer.workdir import Workdir
 
 from tiny_unet import smooth_images, tiny_unet
 
-openvino = pytest.importorskip("openvino")
-from unet_infer.backends.openvino_backend import OpenVinoBackend  # noqa: E402
+from unet_infer.backends.openvino_backend import OpenVinoBackend  # noqa: E402 - its telemetry switch first
+import openvino  # noqa: E402 - requirements.txt installs it: missing is a failure, not a skip
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = 44  # 44 -> 22 -> 11 -> 5 -> 2: the up-sampling path pads (constant Pads after onnxsim), as at 572

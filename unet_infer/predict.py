@@ -37,7 +37,7 @@ from PIL import Image
 
 from . import backends, cli
 from .bench.loop import Timings, run_loop
-from .bench.runner import add_backend_flags, backend_options
+from .bench.flags import add_backend_flags, backend_options
 from .cli import UserError, os_error
 from .data import DECODE_ERRORS, MASK_SUFFIX, find_images, image_to_array, load_label, unique_stems
 from .formats import BUNDLED_WEIGHTS, DEFAULT_SIZE, atomic_path, atomic_write_text

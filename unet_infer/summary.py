@@ -304,11 +304,6 @@ def weights(summary):
     return _text(summary, "weights")
 
 
-def mode(summary):
-    """``files`` (scored outputs written), ``pure`` (timing only) or ``stream``; None when not recorded."""
-    return _text(summary, "mode")
-
-
 def attempts(summary):
     """How many runs scored the batches of a resumed run (1: never stopped; None when not recorded)."""
     value = summary.get("attempts")

@@ -15,7 +15,7 @@
       result.txt, result.json        the last batch size's scores
       report/                        stage 7
       .stages/<stage>.json           what each finished stage was made from (see ``stages``)
-      .lock                          held by the run in progress
+      .lock                          held by the run in progress (scripts/run_all.sh's flock)
 """
 
 from pathlib import Path
@@ -27,7 +27,6 @@ SIMPLIFIED = "UNet_dynamic_sim.onnx"
 RESULT_DIR = "result"
 REPORT = "report"
 STAGES = ".stages"
-LOCK = ".lock"
 
 
 class Workdir:
@@ -112,7 +111,3 @@ class Workdir:
     @property
     def stages(self):
         return self.root / STAGES
-
-    @property
-    def lock(self):
-        return self.root / LOCK

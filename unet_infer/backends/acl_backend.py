@@ -53,7 +53,7 @@ class AclBackend(Backend):
         return True, ""
 
     @classmethod
-    def compile(cls, src, dst, batchsize, precision=None, threads=None, size=DEFAULT_SIZE, check=True, chip=None):
+    def compile(cls, src, dst, batchsize, threads=None, size=DEFAULT_SIZE, check=True, chip=None):
         """``scripts/atc.sh`` (atc appends .om to its --output); ``chip`` (e.g. 310P3), else ``npu-smi info``'s."""
         dst = Path(dst)
         if dst.suffix != ".om":

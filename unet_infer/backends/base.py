@@ -107,10 +107,17 @@ class Backend:
         return True, ""
 
     @classmethod
-    def compile(cls, src, dst, batchsize, precision=None, threads=None, size=DEFAULT_SIZE, check=True, chip=None):
+    def compile(cls, src, dst, batchsize, threads=None, size=DEFAULT_SIZE, check=True, chip=None):
         """Build ``dst`` (``artefact``) from the simplified model ``src`` (or its quantised form);
         ``chip``: the target of a backend that compiles for one (atc's SoC)."""
         raise UserError(f"the {cls.name} backend has no compile step")
+
+    @classmethod
+    def model_batchsize(cls, model_path):
+        """The batch size a load of ``model_path`` without ``--batchsize`` runs (``resolve_batchsize``):
+        the model's fixed batch, else 1; read from the file, nothing compiled. Here 1: a backend whose
+        models fix no batch (the checkpoint's); one that reads model files says what they fix."""
+        return 1
 
     @classmethod
     def quantize(cls, src, calib, dst, n_calib=16, size=None, threads=None):
@@ -142,14 +149,6 @@ class Backend:
              **options):
         """Read the model; set ``inputs`` (TensorSpec per input, batch included), ``output_names``, ``batchsize``."""
         raise NotImplementedError
-
-    @property
-    def input_shape(self):
-        return self.inputs[0].shape
-
-    @property
-    def input_dtype(self):
-        return self.inputs[0].dtype
 
     @property
     def input_nbytes(self):

@@ -139,7 +139,7 @@ class OnnxRuntimeBackend(Backend):
     model_suffixes = (".onnx",)
 
     @classmethod
-    def compile(cls, src, dst, batchsize, precision=None, threads=None, size=DEFAULT_SIZE, check=True, chip=None):
+    def compile(cls, src, dst, batchsize, threads=None, size=DEFAULT_SIZE, check=True, chip=None):
         """Write ``dst``: ``src`` fixed at ``batchsize`` and optimised by onnxruntime, atomically."""
         import onnx
         import onnxruntime as ort
@@ -170,6 +170,10 @@ class OnnxRuntimeBackend(Backend):
                 raise os_error(dst, exc) from None
         log.info("wrote %s (batch %d, onnxruntime %s optimisations)", dst, batchsize, ort.__version__)
         return dst
+
+    @classmethod
+    def model_batchsize(cls, model_path):
+        return resolve_batchsize(onnx_batch(load_onnx(model_path, weights=False)), None, model_path)
 
     @staticmethod
     def has_gpu():

@@ -235,7 +235,7 @@ class OpenVinoBackend(Backend):
     )
 
     @classmethod
-    def compile(cls, src, dst, batchsize, precision=None, threads=None, size=DEFAULT_SIZE, check=True, chip=None):
+    def compile(cls, src, dst, batchsize, threads=None, size=DEFAULT_SIZE, check=True, chip=None):
         """Write ``dst``: ``src`` (.onnx or IR) reshaped to a static ``batchsize`` x C x size x size IR."""
         import openvino as ov
         src, dst = Path(src), Path(dst)
@@ -264,6 +264,10 @@ class OpenVinoBackend(Backend):
                 raise
         log.info("wrote %s (batch %d, static shape, OpenVINO %s)", dst, batchsize, ov.__version__)
         return dst
+
+    @classmethod
+    def model_batchsize(cls, model_path):
+        return resolve_batchsize(model_batch(read_model(model_path)), None, model_path)
 
     # ---- a loaded model ----
 
@@ -316,10 +320,6 @@ class OpenVinoBackend(Backend):
         log.info("openvino %s on the CPU: %s, %s thread(s), %s stream(s), %s", ov.__version__, self.precision,
                  self.compiled.get_property("INFERENCE_NUM_THREADS"), streams,
                  f"{self.async_requests} requests in flight" if self.async_requests else "one request (latency)")
-
-    @property
-    def streams(self):
-        return int(self.compiled.get_property("NUM_STREAMS"))
 
     def upload(self, *arrays, wait=True):
         return [np.ascontiguousarray(a, dtype=spec.dtype) for a, spec in zip(arrays, self.inputs)]

@@ -3,9 +3,10 @@
     python3 -m unet_infer.bench --model=UNet_bs8.onnx --input=./prep_bin --output=result \\
         --output_dirname=bs8 --batchsize=8 --device=0,1
 
-The input files are cut into contiguous shards, one per device, at whole batches (so that only
-the last device may pad a short batch); each device's process runs the runner's own ``bench`` on
-its shard at the same time as the others. The outputs all go to ``{output}/{output_dirname}``
+The input files are cut into contiguous shards, one per device, at whole batches of the run's
+batch size (``--batchsize``, else the model's own: ``Backend.model_batchsize``), so that only the
+last device may pad a short batch; each device's process runs the one-device run (``run.bench``)
+on its shard at the same time as the others. The outputs all go to ``{output}/{output_dirname}``
 (names come from the inputs, so shards never clash); each device's summary to
 ``{output}/{output_dirname}_device{d}_summary.json`` and the merged one (``summary.merge_summaries``:
 every file, every batch's times, ais_bench's ``summary throughput`` and the wall-clock images/s)
@@ -34,6 +35,7 @@ from ..summary import merge_summaries, merged_lines, write_summary
 from .batching import first_clash
 from .files import list_inputs
 from .loop import Timings
+from .run import bench, refuse_existing_run, refuse_output_in_input
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,14 @@ def shard_bounds(n_files, n_devices, per_batch):
     return list(zip(cuts[:-1], cuts[1:]))
 
 
+def shard_unit(args, backend_cls):
+    """The files a shard is cut at multiples of: the run's batch size, ``--batchsize`` or else the
+    model's own (read from the model file by the backend class, nothing loaded). Where a file holds
+    one image (the guide's prep_bin) or a whole number of them, a multiple of the batch size is a
+    multiple of the files per batch, so every shard but the last holds whole batches."""
+    return args.batchsize or backend_cls.model_batchsize(args.model)
+
+
 def device_places(args, devices):
     """``(output folder, merged summary, [per-device summary])``; all None without --output."""
     if not args.output:
@@ -56,7 +66,6 @@ def device_places(args, devices):
     base, root = Path(args.output) / dirname, Path(args.output)
     merged = root / f"{dirname}_summary.json"
     per_device = [root / f"{dirname}_device{d}_summary.json" for d in devices]
-    from .runner import refuse_existing_run, refuse_output_in_input
     refuse_existing_run(base, merged)
     for path in per_device:
         if path.exists():
@@ -67,11 +76,10 @@ def device_places(args, devices):
 
 
 def _run_device(args, backend_name, device, out_dir, summary_path, shard, label):
-    """One device's run, in its own process: the runner's ``bench`` on ``shard``; its printout is
+    """One device's run, in its own process: ``run.bench`` on ``shard``; its printout is
     returned (the parent prints the devices' blocks in order) with its summary and copy times."""
     logging.basicConfig(level=logging.INFO, format=f"[%(levelname)s] {label}: %(message)s")
     set_quiet(True)  # N progress bars on one terminal would only garble each other
-    from .runner import bench
     timings, printed = Timings(), io.StringIO()
     with contextlib.redirect_stdout(printed):
         summary = bench(args, backends.get_backend(backend_name), device, out_dir, inputs=shard, timings=timings)
@@ -103,7 +111,7 @@ def run_devices(args, backend_cls):
         if clash:
             raise UserError(f"{clash[0]} and {clash[1]} would write the same output files")
     if inputs:
-        bounds = shard_bounds(len(inputs[0]), len(devices), args.batchsize or 1)
+        bounds = shard_bounds(len(inputs[0]), len(devices), shard_unit(args, backend_cls))
         shards = [[files[a:b] for files in inputs] for a, b in bounds]
     else:
         shards = [None] * len(devices)

@@ -160,8 +160,8 @@ def prepare_models(workdir, weights, width, size, configs, batchsizes, threads=N
                 compiled.add(model)
                 src = work.model_source(cls, precision)
                 step(f"{cls.name}_{model.name}", [src], [model],
-                     lambda cls=cls, src=src, model=model, bs=bs, precision=precision: cls.compile(
-                         src, model, bs, precision=precision, threads=threads, size=size, check=False),
+                     lambda cls=cls, src=src, model=model, bs=bs: cls.compile(
+                         src, model, bs, threads=threads, size=size, check=False),
                      batchsize=bs, size=size)
             models.paths[cls.name, precision, bs] = model
     return models

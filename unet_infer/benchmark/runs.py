@@ -249,11 +249,6 @@ def measure(runner, job, planner):
     return run
 
 
-def config_rows(runner, jobs, loop, max_seconds, date, fallback_machine, rounds=1, bare=None):
-    """The rows of one config (its jobs, one per batch size, in order): ``(rows, failures)``."""
-    return benchmark_rows(runner, [jobs], loop, max_seconds, date, fallback_machine, rounds, bare)
-
-
 def _failure(job, run):
     return {"backend": job.backend, "precision": job.precision, "batchsize": job.batchsize, "status": run.status,
             "log": run.log}
