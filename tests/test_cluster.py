@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import ray
 import torch
 
 from unet_infer import summary as summ
@@ -29,8 +30,6 @@ from unet_infer.data import load_image, pair_carvana
 from unet_infer.model import UNet
 from unet_infer.results import read_mask_png
 from unet_infer.sample import generate
-
-ray = pytest.importorskip("ray")
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "scripts" / "run_all.sh"

@@ -40,7 +40,7 @@ import numpy as np
 
 from . import backends, cli
 from .bench.loop import Timings, run_loop, warm_up, zeros_like_inputs
-from .bench.runner import add_backend_flags, backend_options
+from .bench.flags import add_backend_flags, backend_options
 from .cli import UserError
 from .data import DECODE_ERRORS, load_image, load_label, pair_carvana
 from .journal import Journal, beside, run_key

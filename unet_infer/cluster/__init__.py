@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from .. import backends, cli
-from ..bench.runner import add_backend_flags, backend_options
+from ..bench.flags import add_backend_flags, backend_options
 from ..cli import UserError
 from ..data import pair_carvana
 from ..formats import DEFAULT_SIZE
