@@ -143,6 +143,8 @@ if ! flock -n 9; then  # a run killed a moment ago: its stages may still be endi
     flock -w 5 9 || die "another run is working in $WORK (it holds $WORK/.lock); wait for it to end, or use another workdir="
 fi
 
+# matplotlib's font cache (the report's plots) in the work folder, not in ~/.cache or ~/.config
+export MPLCONFIGDIR="${MPLCONFIGDIR:-$WORK/.matplotlib}"
 QUIET_FLAG=()
 if [[ "$QUIET" == 1 ]]; then QUIET_FLAG=(--quiet); export UNET_INFER_QUIET=1; fi
 THREAD_FLAG=()
