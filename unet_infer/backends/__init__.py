@@ -123,8 +123,11 @@ def default_backend(precision=None, flags=None, installed=None, gpu=None):
       int8 124; torch bf16 469. Rule 2: openvino is ahead at every precision (int8 3.2x onnxruntime's).
     - 2-core AMD EPYC Zen 3, AVX2 + FMA only, 2026-11-29 (BENCHMARKS.md): onnxruntime fp32 3,467,
       int8 1,860; openvino fp32 3,503, int8 1,915. Rule 3: openvino 1-3% slower.
-    - 2-core AMD EPYC Zen 4, AVX-512 VNNI + BF16, no AMX: not measured yet; rule 2 takes it by its
-      VNNI/BF16 flags alone.
+    - 2-core AMD EPYC Zen 4, AVX-512 VNNI + BF16, no AMX, 2026-12-03, ``scripts/benchmark.sh bs=1,2
+      rounds=3 loop=3`` on a shared machine (load 2-2.5; BENCHMARKS.md): onnxruntime fp32 2,544,
+      int8 691; openvino fp32 3,008, bf16 1,779, int8 621; torch bf16 1,459. Rule 2: openvino's
+      int8 1.1x onnxruntime's and its bf16 1.4x onnxruntime fp32; fp32 alike within the noise
+      (one timed run per round). The main job there: openvino fp32, IoU 0.973622, 8.13 images/s.
 
     A ``precision`` the chosen backend does not take moves to the first installed backend of the
     registry that takes it (bf16 without openvino: torch). ``flags``, ``installed`` and ``gpu``
