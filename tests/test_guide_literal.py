@@ -6,8 +6,8 @@ it, in the guide's order, with only the two substitutions the README names: ``py
 ais_bench`` -> ``python3 -m unet_infer.bench`` and ``atc`` -> ``scripts/atc.sh``. The NPU is a
 stand-in: ``atc`` compiles with ``python3 -m unet_infer.compile`` (so the batch that onnxsim
 pinned to 1 must be re-batched), and ``ais_bench`` is the package's runner on ONNX Runtime.
-Then ``scripts/run_all.sh`` runs in the same folder, after the guide's ``mv``, and its scores must
-be the guide flow's, image for image.
+Then ``scripts/run_all.sh bs=8`` runs in the same folder, after the guide's ``mv``, and its scores
+must be the guide flow's, image for image.
 """
 
 import os
@@ -145,11 +145,16 @@ def test_the_guide_literally_then_the_driver_in_the_same_folder(tmp_path):
     assert len(guide) == 4 and all(float(iou) > 0.5 for iou, _ in guide.values()), guide
     assert "throughput 1000*batchsize" in proc.stdout  # the performance command's summary
 
-    proc = subprocess.run(["scripts/run_all.sh", f"bs={BATCH}", "data=./carvana", "weights=./UNet.pth",
+    # The README's main command, with the guide's data and weights, after the guide's mv. Its batch
+    # (8: one padded batch of the 4 images) is not the guide run's (2): the scores agree to float noise.
+    proc = subprocess.run(["scripts/run_all.sh", "bs=8", "data=./carvana", "weights=./UNet.pth",
                            "backend=onnxruntime", "loop=2", "quiet=1"],
                           cwd=folder, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert scores(folder / "work" / "result.txt") == guide
+    driver = scores(folder / "work" / "result.txt")
+    assert driver.keys() == guide.keys()
+    for name, (iou, dice) in guide.items():
+        assert abs(float(driver[name][0]) - float(iou)) < 1e-4 and abs(float(driver[name][1]) - float(dice)) < 1e-4
 
 
 def pinned_batch(path):
