@@ -153,12 +153,14 @@ LABEL_FLAG=()
 if [[ "$LABELS" == none ]]; then LABEL_FLAG=(--no-labels); fi
 stages() { "$PYTHON" -m unet_infer.stages "$@"; }
 
-# The backend's choices and every path, from the package (one place decides them).
+# The backend's choices and every path, from the package (one place decides them, and whether the
+# backend can run in the flow's own process).
+FLOW=files
+if [[ "$STREAM" == 1 ]]; then FLOW=stream; fi
+if [[ "$CLUSTER" == ray ]]; then FLOW=cluster; fi
 PLAN=$(stages plan --work "$WORK" ${WEIGHTS:+--weights "$WEIGHTS"} --backend "$BACKEND" ${PRECISION:+--precision "$PRECISION"} \
-       --bs "$BS") || exit 2
+       --bs "$BS" --flow "$FLOW") || exit 2
 eval "$PLAN"
-if [[ "$CLUSTER" == ray && "$EXTERNAL" == 1 ]]; then die "cluster=ray runs the model in Ray actors; backend=$BACKEND cannot"; fi
-if [[ "$STREAM" == 1 && "$EXTERNAL" == 1 ]]; then die "stream=1 runs the model in this machine's Python; backend=$BACKEND cannot"; fi
 
 # ---- running a stage ----------------------------------------------------------------------------
 fail() {  # fail NAME STATUS: say what to do next
@@ -234,10 +236,10 @@ stage_compile() {
         --output "${!model_var}" --size "$SIZE" ${CHIP:+--chip "$CHIP"} "${THREAD_FLAG[@]}"
 }
 
-run_options() {  # the runner's options for this backend, precision and machine
+run_options() {  # the runner's options for this backend, precision and machine (a backend that another
+    # program runs, acl, gets only that program's flags from the runner)
     RUN=(--backend="$BACKEND" --precision="$PRECISION" --size="$SIZE" --device="$DEVICE" "${THREAD_FLAG[@]}"
          "${QUIET_FLAG[@]}")
-    if [[ "$EXTERNAL" == 1 ]]; then RUN=(--device="$DEVICE"); fi
 }
 
 stage_infer() {  # inference into result/bs$bs, then its outputs renamed (stage 5); recorded once both are done

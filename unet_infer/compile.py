@@ -12,6 +12,9 @@ guide's atc step. The backend decides what compiling means (``--backend``, else 
   batch run as a check;
 - acl (``.om``): the guide's atc command line through scripts/atc.sh (needs CANN; ``--chip``).
 
+A backend's own compile flags (acl's ``--chip``) are its declaration (``Backend.compile_options``):
+each is a flag here, refused with any other backend.
+
 An INT8 model is compiled the same way from the quantised model (``UNet_int8.onnx``; openvino:
 ``UNet_int8.xml``). For openvino:
 
@@ -26,7 +29,7 @@ batch dynamic and needs none of this.
 """
 
 from . import cli
-from .backends import backend_for_model, get_backend, names, usable_backend
+from .backends import all_backends, backend_for_model, get_backend, names, usable_backend
 from .cli import UserError, run_cli
 from .formats import DEFAULT_SIZE
 
@@ -41,11 +44,31 @@ def build_parser():
     add("--backend", choices=names(), help="without it: from the suffix of --output")
     add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="input height = width")
     add("--threads", type=cli.int_at_least(1), help="threads for the check run (without it: the engine's own)")
-    add("--chip", help="acl: the Ascend SoC, e.g. 310P3 (without it: read from npu-smi info)")
+    for option in compile_options():
+        option.add_to(parser)
     add(*cli.flag("no_check"), dest="no_check", action="store_true",
         help="skip the test run of one zero batch (it costs as much as one batch of inference; a re-batched "
              "model's comparison with the batch-1 model is skipped too)")
     return parser
+
+
+def compile_options():
+    """Every backend's ``compile_options``, each flag once (the first backend's declaration of it)."""
+    found = {}
+    for cls in all_backends():
+        for option in cls.compile_options:
+            found.setdefault(option.dest, option)
+    return list(found.values())
+
+
+def chosen_options(args, cls):
+    """``cls``'s compile options from ``args``; one set that only other backends declare is a UserError."""
+    own = {option.dest for option in cls.compile_options}
+    for other in all_backends():
+        for option in other.compile_options:
+            if option.dest not in own and option.is_set(getattr(args, option.dest)):
+                raise UserError(f"--{option.dest} is a compile option of the {other.name} backend, not of {cls.name}")
+    return {dest: getattr(args, dest) for dest in own}
 
 
 def main(argv=None):
@@ -54,11 +77,10 @@ def main(argv=None):
     cls = get_backend(name)
     if cls.source != "onnx":
         raise UserError(f"the {name} backend runs the checkpoint itself; there is nothing to compile")
-    if args.chip and name != "acl":
-        raise UserError("--chip is for the acl backend (atc)")
+    options = chosen_options(args, cls)
     usable_backend(name)
     cls.compile(args.model, args.output, args.batchsize, threads=args.threads, size=args.size,
-                check=not args.no_check, chip=args.chip)
+                check=not args.no_check, **options)
 
 
 if __name__ == "__main__":

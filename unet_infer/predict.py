@@ -253,25 +253,23 @@ def choose_model(args):
         path, name = Path(args.model), args.backend or backends.backend_for_model(args.model)
     else:
         path = Path(args.weights) if args.weights else BUNDLED_WEIGHTS
-        if args.backend not in (None, "torch"):
-            raise UserError(f"--weights is a PyTorch checkpoint, run by the torch backend; for {args.backend}, "
+        name = next(cls.name for cls in backends.all_backends() if cls.source == "pth")  # runs the checkpoint
+        if args.backend not in (None, name):
+            raise UserError(f"--weights is a PyTorch checkpoint, run by the {name} backend; for {args.backend}, "
                             f"pass its model file with --model")
-        name = "torch"
     if not path.is_file():
         raise UserError(f"{path}: model not found" + ("" if args.model or args.weights else
                                                       " (the bundled weights; pass --weights or --model)"))
     return path, name
 
 
-def batch_to_ask(model_path, requested, count):
+def batch_to_ask(cls, model_path, requested, count):
     """--batchsize, else DEFAULT_BATCH (at most ``count`` photos) on a dynamic batch axis, else None
-    (a fixed-batch model's own)."""
+    (a fixed-batch model's own, as the backend ``cls`` reads it: ``fixed_batchsize``)."""
     if requested is not None:
         return requested
-    if model_path.suffix.lower() == ".onnx":
-        from .onnxfile import batch_is_dynamic, load_onnx
-        if not batch_is_dynamic(load_onnx(model_path, weights=False)):
-            return None
+    if cls.fixed_batchsize(model_path) is not None:
+        return None
     return min(DEFAULT_BATCH, count)
 
 
@@ -282,13 +280,11 @@ def predict(args):
     check_outputs(args, photos)
     labels = find_labels(args.labels, photos) if args.labels else {}
     model_path, name = choose_model(args)
-    cls = backends.get_backend(name)
-    if cls.external:
-        raise UserError(f"predict runs a backend in this process, not {name}")
+    cls = backends.in_process(name, "predict")
     backends.usable_backend(name)
     precision = cls.check_precision(args.precision) if args.precision else None
     options = backend_options(args, cls)
-    batchsize = batch_to_ask(model_path, args.batchsize, len(photos))
+    batchsize = batch_to_ask(cls, model_path, args.batchsize, len(photos))
     try:
         Path(args.output).mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -96,10 +96,15 @@ def forget(work, *stages):
 
 # ---- the driver's questions ---------------------------------------------------------------------
 
-def plan(work, weights, backend, precision, batchsizes):
+FLOWS = {"files": None, "stream": "stream=1", "cluster": "cluster=ray (each Ray actor)"}  # --flow: how the model is run
+
+
+def plan(work, weights, backend, precision, batchsizes, flow="files"):
     """``{NAME: value}`` for the driver: the backend (``auto``: ``backends.default_backend``, the
     fastest for this machine and precision), its precision, the weights (default: the bundled
-    ones), what to build and every path."""
+    ones), what to build and every path. ``flow``: one of :data:`FLOWS`; the stream and the
+    cluster run the model in this process, which a backend run by another program cannot
+    (``backends.in_process``)."""
     weights = Path(weights) if weights else BUNDLED_WEIGHTS
     if not weights.is_file():
         raise UserError(f"{weights}: checkpoint not found")
@@ -107,11 +112,13 @@ def plan(work, weights, backend, precision, batchsizes):
     if backend == backends.AUTO:
         backend = backends.default_backend(precision)
     cls = backends.get_backend(backend)
+    if FLOWS[flow]:
+        backends.in_process(backend, FLOWS[flow])
     precision = cls.check_precision(precision)
     backends.usable_backend(backend)
     check_tools(cls, precision)
     w = Workdir(work)
-    values = {"WEIGHTS": weights, "BACKEND": backend, "PRECISION": precision, "SOURCE": cls.source, "EXTERNAL": int(cls.external),
+    values = {"WEIGHTS": weights, "BACKEND": backend, "PRECISION": precision, "SOURCE": cls.source,
               "QUANTIZE": int(precision in cls.quantized), "ONNX": w.onnx, "SIMPLIFIED": w.simplified,
               "PREP": w.prep, "SAMPLE": w.sample, "RESULTS": w.results, "REPORT": w.report,
               "COMPILE_FROM": w.model_source(cls, precision) if cls.source == "onnx" else ""}
@@ -291,6 +298,9 @@ def build_parser():
                                                     "(python3 -m unet_infer.backends lists them)")
     p.add_argument("--precision", default=None, help="what the backend computes in (without it: its first)")
     p.add_argument("--bs", type=cli.int_list_type(), required=True, help=bs_help)
+    p.add_argument("--flow", choices=list(FLOWS), default="files",
+                   help="how the driver runs the model: the runner on files, stream=1 or cluster=ray (these two "
+                        "run it in this process: a backend run by another program is refused)")
     _manifest_args(_sub(sub, "check", "is the stage complete? Exit status 0: yes, made from exactly these "
                         "inputs, weights and options; 1: no, and its record is dropped",
                         "check preprocess --work W --input DATA/train --option size=572"))
@@ -333,7 +343,7 @@ def main(argv=None):
         forget(args.work, args.stage)  # not complete: it runs again, and is recorded when it ends
         return 1
     if args.command == "plan":
-        for key, value in plan(args.work, args.weights, args.backend, args.precision, args.bs).items():
+        for key, value in plan(args.work, args.weights, args.backend, args.precision, args.bs, args.flow).items():
             print(f"{key}={shlex.quote(str(value))}")
     elif args.command == "done":
         record(args.work, args.stage, manifest(args.input, args.weights, _options(args.option)))

@@ -261,10 +261,7 @@ def stream(args):
     """The whole run; returns ``(result summary, ais_bench summary)``."""
     started = time.perf_counter()
     name = args.backend or backends.backend_for_model(args.model)
-    cls = backends.get_backend(name)
-    if cls.external:
-        raise UserError(f"the streaming mode runs a backend in this process, not {name} "
-                        f"(choose one of {', '.join(n for n in backends.names() if not backends.get_backend(n).external)})")
+    cls = backends.in_process(name, "the streaming mode")
     backends.usable_backend(name)
     precision = cls.check_precision(args.precision) if args.precision else None
     options = backend_options(args, cls)

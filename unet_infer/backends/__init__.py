@@ -1,6 +1,8 @@
 """The backend registry: one line per backend (its module in this package), each imported only
 when asked for. A module holds ``BACKEND``, a :class:`base.Backend` subclass that declares its
-precisions, the model file it runs for a batch size and its options (see ``base``).
+precisions, the model file it runs for a batch size and its options (see ``base``). A backend
+whose models another program runs is a :class:`base.ExternalBackend`; :func:`in_process` is what
+the flows that run a model in this process ask.
 
 Adding a backend: one new module here, one line in ``REGISTRY``.
 """
@@ -10,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..cli import UserError
+from .base import ExternalBackend
 
 REGISTRY = {
     "onnxruntime": "onnxruntime_backend",
@@ -39,6 +42,30 @@ def all_backends():
     return [get_backend(name) for name in REGISTRY]
 
 
+def is_external(name):
+    """True when another program runs the models of backend ``name`` (an ``ExternalBackend``)."""
+    return issubclass(get_backend(name), ExternalBackend)
+
+
+def in_process(name, flow):
+    """The backend class ``name``, for ``flow`` (e.g. "the streaming mode"), which runs the model in
+    this process; a backend whose models another program runs is the one :class:`UserError` that
+    names those that can."""
+    cls = get_backend(name)
+    if issubclass(cls, ExternalBackend):
+        takers = ", ".join(other for other in REGISTRY if not is_external(other))
+        raise UserError(f"{flow} runs a backend in this process, not {name}, whose models run in {cls.program}; "
+                        f"choose one of {takers}")
+    return cls
+
+
+def has_gpu(name=None, installed=None):
+    """Whether backend ``name`` (None: any backend) is installed here and runs on a GPU (its
+    ``has_gpu()``, which imports its framework); ``installed``: the names installed, when known."""
+    here = installed_backends() if installed is None else set(installed)
+    return any(get_backend(other).has_gpu() for other in ([name] if name else REGISTRY) if other in here)
+
+
 def usable_backend(name):
     """:func:`get_backend`, and a :class:`UserError` saying what to install when it cannot run here."""
     cls = get_backend(name)
@@ -57,6 +84,11 @@ def backend_for_model(path):
     known = sorted({s for cls in all_backends() for s in cls.model_suffixes})
     raise UserError(f"{path}: cannot tell the backend from the suffix {suffix or '(none)'!r}; "
                     f"expected {', '.join(known)}, or pass --backend")
+
+
+def profilers():
+    """The backends with a per-layer profiler of their own (``can_profile``), in registry order."""
+    return [cls.name for cls in all_backends() if cls.can_profile]
 
 
 def precisions():
@@ -147,7 +179,7 @@ def auto_choice(precision=None, flags=None, installed=None, gpu=None):
             reasons.append(f"CPU flags from {TEST_CPU_FLAGS_ENV}, a test hook")
     here = installed_backends() if installed is None else set(installed)
     if gpu is None:
-        gpu = "onnxruntime" in here and get_backend("onnxruntime").has_gpu()
+        gpu = has_gpu(DEFAULT_BACKEND, here)
     fast = [flag for flag in FAST_CPU_FLAGS if flag in flags]
     reasons += [f"CPU has {', '.join(fast)}" if fast else f"CPU has none of {', '.join(FAST_CPU_FLAGS)}",
                 "openvino installed" if "openvino" in here else "openvino not installed",

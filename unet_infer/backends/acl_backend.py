@@ -6,7 +6,9 @@ The precision is atc's default for inference, fp16 (``--precision_mode``).
 """
 
 import importlib.util
+import logging
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,7 +16,9 @@ from pathlib import Path
 
 from ..cli import UserError
 from ..formats import DEFAULT_SIZE
-from .base import Backend
+from .base import ExternalBackend, Option
+
+log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
 ATC_SCRIPT = ROOT / "scripts" / "atc.sh"
@@ -34,7 +38,7 @@ def has_ais_bench():
     return importlib.util.find_spec("ais_bench") is not None
 
 
-class AclBackend(Backend):
+class AclBackend(ExternalBackend):
     """Not run in this process: ``run_external`` starts ais_bench with the ais_bench flags it was given."""
 
     name = "acl"
@@ -42,7 +46,12 @@ class AclBackend(Backend):
     precisions = ("fp16",)
     source = "onnx"
     model_suffixes = (".om",)
-    external = True
+    program = "Huawei's ais_bench (python3 -m ais_bench)"
+    accelerator = "Ascend NPU"
+    compile_options = (
+        Option("chip", "acl: the Ascend SoC atc compiles for, e.g. 310P3 (without it: read from npu-smi info)",
+               type=str),
+    )
 
     @classmethod
     def available(cls):
@@ -67,13 +76,15 @@ class AclBackend(Backend):
             raise UserError(f"atc failed for batch size {batchsize} (exit status {status}, see above)")
         return dst
 
-    @staticmethod
-    def run_external(argv):
+    @classmethod
+    def run_external(cls, argv):
         """Run ``python3 -m ais_bench <argv>`` and return its exit status."""
         if not has_ais_bench():
             raise UserError(f".om models run on Huawei's ais_bench, which is not installed here; {INSTALL}; "
                             f"{SUBSTITUTES}")
-        return subprocess.call([sys.executable, "-m", "ais_bench", *argv])
+        cmd = [sys.executable, "-m", "ais_bench", *argv]
+        log.info("the .om model runs on ais_bench: %s", shlex.join(["python3", *cmd[1:]]))
+        return subprocess.call(cmd)
 
 
 BACKEND = AclBackend

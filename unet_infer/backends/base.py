@@ -13,12 +13,27 @@ inside its methods, so that reading the declarations (the driver does, through
 - ``artefact(precision, bs)``: the file name of the model the runner loads for one batch size,
   made by its ``compile``; by default derived from ``quantized_name`` and ``model_suffixes``
   (``UNet_bs8.onnx``, ``UNet_int8_bs8.onnx``); a backend that runs the checkpoint returns None;
-- ``options``: its own runner flags (``Option``), passed to ``load`` as keyword arguments.
+- ``options``: its own runner flags (``Option``), passed to ``load`` as keyword arguments;
+- ``compile_options``: its own flags of ``python3 -m unet_infer.compile`` (``Option``; acl's
+  ``--chip``), passed to ``compile`` as keyword arguments;
+- ``fixed_batchsize(model)``: the batch a model file fixes (None: a dynamic batch axis), read
+  from the file; ``model_batchsize`` follows from it;
+- ``has_gpu()``: whether it runs on a GPU here (the base: False, the CPU);
+- ``can_profile``: whether ``load(profile=True)`` records per-layer times, given by ``profile()``
+  (the base refuses both with one message);
+- in-flight runs: ``run_async``/``finished``, one run at a time in the base (synchronous); a
+  backend loaded with ``async_requests`` = N > 0 keeps N in flight (openvino ``--nireq N``).
 
 The run itself: ``load``, then ``download(run(*upload(*arrays)))``: ``run`` is the compute,
 ``upload``/``download`` the H2D/D2H copies, timed apart by the runner.
+
+A backend whose models another program runs (acl: Huawei's ais_bench) is an
+:class:`ExternalBackend`: it has no ``load``, and ``run_external(argv)`` hands the runner's command
+line to that program; the flows that run a model in this process ask ``backends.in_process``.
 """
 
+import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +72,13 @@ class Option:
     def is_set(self, value):
         return value not in (None, False) and value != self.default
 
+    def add_to(self, parser):
+        """This flag on an argparse ``parser``: a store_true flag, or one of ``type`` with its default."""
+        if self.type is None:
+            parser.add_argument(*self.flags, dest=self.dest, action="store_true", help=self.help)
+        else:
+            parser.add_argument(*self.flags, dest=self.dest, type=self.type, default=self.default, help=self.help)
+
 
 class Backend:
     """One inference engine; see the module notes for what a subclass declares."""
@@ -70,9 +92,11 @@ class Backend:
     quantizer = None  # the module that quantises for it, by name (e.g. "unet_infer.quantize.onnxruntime")
     model_suffixes = (".onnx",)
     options = ()
-    external = False  # True: the backend is another program (see ``run_external``)
+    compile_options = ()  # its own flags of python3 -m unet_infer.compile, passed to ``compile``
+    can_profile = False  # True: load(profile=True) records per-layer times, profile() gives them
     async_upload = False  # True: upload(k + 1, wait=False) before run(k) overlaps the copy with compute
     async_requests = 0  # N > 0 once loaded in throughput mode: run_async/finished keep N runs in flight
+    profiled_runs = None  # the runs a profile() averages over, where the backend counts them
 
     # ---- declarations (class level, no framework needed) ----
 
@@ -107,17 +131,23 @@ class Backend:
         return True, ""
 
     @classmethod
-    def compile(cls, src, dst, batchsize, threads=None, size=DEFAULT_SIZE, check=True, chip=None):
+    def compile(cls, src, dst, batchsize, threads=None, size=DEFAULT_SIZE, check=True, **options):
         """Build ``dst`` (``artefact``) from the simplified model ``src`` (or its quantised form);
-        ``chip``: the target of a backend that compiles for one (atc's SoC)."""
+        ``options``: the values of its ``compile_options`` (acl: ``chip``, atc's SoC)."""
         raise UserError(f"the {cls.name} backend has no compile step")
+
+    @classmethod
+    def fixed_batchsize(cls, model_path):
+        """The batch size the model file fixes, None where its batch axis is dynamic; read from the
+        file, nothing compiled. Here None: a backend whose models fix no batch (the checkpoint's);
+        one that reads model files says what they fix."""
+        return None
 
     @classmethod
     def model_batchsize(cls, model_path):
         """The batch size a load of ``model_path`` without ``--batchsize`` runs (``resolve_batchsize``):
-        the model's fixed batch, else 1; read from the file, nothing compiled. Here 1: a backend whose
-        models fix no batch (the checkpoint's); one that reads model files says what they fix."""
-        return 1
+        the model's fixed batch (``fixed_batchsize``), else 1."""
+        return resolve_batchsize(cls.fixed_batchsize(model_path), None, model_path)
 
     @classmethod
     def quantize(cls, src, calib, dst, n_calib=16, size=None, threads=None):
@@ -136,6 +166,15 @@ class Backend:
         """Whether this backend can run on GPUs here (else it runs on the CPU, one device only)."""
         return False
 
+    @classmethod
+    def check_profile(cls, profile=True, instead=()):
+        """Nothing where ``profile`` is off or the backend ``can_profile``; else the one
+        :class:`UserError` of ``--profile`` on a backend without a per-layer profiler, naming the
+        backends ``instead`` that have one (``backends.profilers()``) where given."""
+        if profile and not cls.can_profile:
+            raise UserError(f"--profile: the {cls.name} backend has no per-layer profiler here"
+                            + (f"; profile the ONNX model with --backend {' or '.join(instead)}" if instead else ""))
+
     # ---- a loaded model ----
 
     def __init__(self):
@@ -144,10 +183,12 @@ class Backend:
         self.batchsize = 1
         self.precision = "fp32"  # what the model computes in, as the summary reports it
         self.weights = None  # the checkpoint the model was made from (model.weights_id), when known
+        self._done = deque()  # the runs of run_async not yet handed out by finished
 
     def load(self, model_path, batchsize=None, device=0, precision="fp32", threads=None, size=DEFAULT_SIZE,
-             **options):
-        """Read the model; set ``inputs`` (TensorSpec per input, batch included), ``output_names``, ``batchsize``."""
+             profile=False, **options):
+        """Read the model; set ``inputs`` (TensorSpec per input, batch included), ``output_names``, ``batchsize``.
+        ``profile``: record per-layer times for :meth:`profile` (refused where not ``can_profile``)."""
         raise NotImplementedError
 
     @property
@@ -174,13 +215,48 @@ class Backend:
         """Upload, run and download in one call: a list of numpy outputs."""
         return self.download(self.run(*self.upload(*arrays)))
 
+    def run_async(self, inputs, tag=None, keep=True):
+        """Start one run of uploaded ``inputs``; ``(tag, keep, outputs when keep, compute ms)`` comes
+        back from :meth:`finished`. Here the run is done at once (one run in flight); a backend
+        loaded with ``async_requests`` = N > 0 starts it on the next idle one of N requests."""
+        start = time.perf_counter()
+        outputs = self.run(*inputs)
+        self._done.append((tag, keep, outputs if keep else None, (time.perf_counter() - start) * 1000.0))
+
+    def finished(self, wait=False):
+        """``[(tag, keep, outputs, compute ms)]`` of the runs done since the last call (``wait``: all
+        of them, once they are done)."""
+        done = []
+        while self._done:
+            done.append(self._done.popleft())
+        return done
+
     def profile(self):
         """Per-layer times of the runs so far, ``[{"name", "type", "ms"}]``, when ``load`` was asked
-        to profile (``profile=True``); None when the backend cannot."""
+        to profile (``profile=True``; None when it was not); a backend that cannot (not
+        ``can_profile``) refuses, as ``check_profile`` does."""
+        self.check_profile()
         return None
 
     def close(self):
         """Release the model."""
+
+
+class ExternalBackend(Backend):
+    """A backend whose models another program runs (``program``): nothing is loaded in this process;
+    the runner hands its command line over (``run_external``), and the flows that run a model here
+    (the stream, the cluster, predict) refuse it (``backends.in_process``)."""
+
+    program = ""  # what runs its models, in words (e.g. "Huawei's ais_bench")
+    accelerator = None  # the device its runs use, in words, for a summary that names no machine
+
+    @classmethod
+    def run_external(cls, argv):
+        """Run ``program`` with the runner's command line ``argv``; its exit status."""
+        raise NotImplementedError
+
+    def load(self, model_path, *args, **kwargs):
+        raise UserError(f"{model_path}: the {self.name} backend's models run in {self.program}, not in this process")
 
 
 def resolve_batchsize(model_batch, requested, model_path):

@@ -137,9 +137,10 @@ class OnnxRuntimeBackend(Backend):
     quantized_name = "UNet_int8.onnx"
     quantizer = "unet_infer.quantize.onnxruntime"
     model_suffixes = (".onnx",)
+    can_profile = True  # onnxruntime's enable_profiling trace: each node's kernel time
 
     @classmethod
-    def compile(cls, src, dst, batchsize, threads=None, size=DEFAULT_SIZE, check=True, chip=None):
+    def compile(cls, src, dst, batchsize, threads=None, size=DEFAULT_SIZE, check=True):
         """Write ``dst``: ``src`` fixed at ``batchsize`` and optimised by onnxruntime, atomically."""
         import onnx
         import onnxruntime as ort
@@ -172,8 +173,8 @@ class OnnxRuntimeBackend(Backend):
         return dst
 
     @classmethod
-    def model_batchsize(cls, model_path):
-        return resolve_batchsize(onnx_batch(load_onnx(model_path, weights=False)), None, model_path)
+    def fixed_batchsize(cls, model_path):
+        return onnx_batch(load_onnx(model_path, weights=False))
 
     @staticmethod
     def has_gpu():
@@ -181,7 +182,7 @@ class OnnxRuntimeBackend(Backend):
         return any(p in ort.get_available_providers() for p in GPU_PROVIDERS)
 
     def load(self, model_path, batchsize=None, device=0, precision="fp32", threads=None, size=DEFAULT_SIZE,
-             **options):
+             profile=False):
         import onnxruntime as ort
         model = load_onnx(model_path, weights=False)
         optimized = metadata(model).get(OPTIMIZED_KEY) == "1"
@@ -196,7 +197,7 @@ class OnnxRuntimeBackend(Backend):
         gpu = [p for p in GPU_PROVIDERS if p in ort.get_available_providers()]
         providers = [(p, {"device_id": device}) for p in gpu] + ["CPUExecutionProvider"]
         so = session_options(threads, not optimized)
-        self._profile_dir = tempfile.mkdtemp(prefix="unet_ort_profile.") if options.get("profile") else None
+        self._profile_dir = tempfile.mkdtemp(prefix="unet_ort_profile.") if profile else None
         if self._profile_dir:  # --profile: onnxruntime's trace, read back by profile()
             so.enable_profiling = True
             so.profile_file_prefix = str(Path(self._profile_dir) / "ort")

@@ -233,9 +233,10 @@ class OpenVinoBackend(Backend):
                         "(OpenVINO's THROUGHPUT hint; without it: one request, the LATENCY hint)",
                type=int_at_least(1), default=None),
     )
+    can_profile = True  # the CPU plugin's performance counters (PERF_COUNT)
 
     @classmethod
-    def compile(cls, src, dst, batchsize, threads=None, size=DEFAULT_SIZE, check=True, chip=None):
+    def compile(cls, src, dst, batchsize, threads=None, size=DEFAULT_SIZE, check=True):
         """Write ``dst``: ``src`` (.onnx or IR) reshaped to a static ``batchsize`` x C x size x size IR."""
         import openvino as ov
         src, dst = Path(src), Path(dst)
@@ -266,13 +267,13 @@ class OpenVinoBackend(Backend):
         return dst
 
     @classmethod
-    def model_batchsize(cls, model_path):
-        return resolve_batchsize(model_batch(read_model(model_path)), None, model_path)
+    def fixed_batchsize(cls, model_path):
+        return model_batch(read_model(model_path))
 
     # ---- a loaded model ----
 
     def load(self, model_path, batchsize=None, device=0, precision=None, threads=None, size=DEFAULT_SIZE,
-             nireq=None, profile=False, **options):
+             profile=False, nireq=None):
         import openvino as ov
         model = read_model(model_path)
         self.weights = weights_of(model, model_path)
@@ -337,8 +338,12 @@ class OpenVinoBackend(Backend):
 
     def run_async(self, inputs, tag=None, keep=True):
         """Start one run on the next idle request (waits while all N are busy); its outputs (when
-        ``keep``), ``tag`` and compute time come back from :meth:`finished`."""
+        ``keep``), ``tag`` and compute time come back from :meth:`finished`. Without ``--nireq``:
+        the base's one run at a time."""
+        if self.queue is None:
+            return super().run_async(inputs, tag, keep)
         self.queue.start_async(list(inputs), userdata=(tag, keep, inputs), share_inputs=True)
+        return None
 
     def _finished(self, request, userdata):
         tag, keep, _ = userdata
@@ -349,7 +354,7 @@ class OpenVinoBackend(Backend):
 
     def finished(self, wait=False):
         """``[(tag, keep, outputs, compute ms)]`` of the runs done since the last call (``wait``: all of them)."""
-        if wait:
+        if wait and self.queue is not None:
             self.queue.wait_all()
         done = []
         while self._done:

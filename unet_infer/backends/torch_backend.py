@@ -135,11 +135,12 @@ class TorchBackend(Backend):
         return torch.cuda.is_available()
 
     def load(self, model_path, batchsize=None, device=0, precision="fp32", threads=None, size=DEFAULT_SIZE,
-             torch_compile=False, cuda_graph=False):
+             profile=False, torch_compile=False, cuda_graph=False):
         import torch
 
         from ..formats import weights_id
         from ..model import load_unet
+        self.check_profile(profile)  # no per-layer profiler: refused before any work (the runner says so first)
         precision = self.check_precision(precision)
         cuda_graph = bool(cuda_graph)
         cuda = torch.cuda.is_available()

@@ -10,7 +10,8 @@ caller. On a backend with ``async_upload`` (CUDA), batch k+1 is uploaded before 
 that the copy overlaps the compute; elsewhere each batch is uploaded when its turn comes.
 
 Throughput mode: a loaded backend with ``async_requests`` = N > 0 (openvino ``--nireq N``) keeps
-N runs in flight (``run_async``, results from ``finished``): each run's compute time is its
+N runs in flight (``run_async``, results from ``finished``; every backend has both, one run at a
+time in the base, see ``backends.base``): each run's compute time is its
 request's own (start to finish, as ais_bench times one run), and ``Timings.requests`` /
 ``loop_ms`` record N and the wall-clock time of the whole timed loop, from which the summary
 gives the images/s the N requests delivered together.
@@ -52,10 +53,9 @@ def warm_up(backend, arrays, count):
         inputs = backend.upload(*arrays)
         for _ in range(count):
             backend.run(*inputs)
-        for _ in range(count * getattr(backend, "async_requests", 0)):  # every request and stream too
+        for _ in range(count * backend.async_requests):  # every request and stream too
             backend.run_async(inputs, keep=False)
-        if getattr(backend, "async_requests", 0):
-            backend.finished(wait=True)
+        backend.finished(wait=True)
 
 
 def run_loop(backend, feeds, sink, timings, loop=1, on_run=None):
@@ -65,9 +65,9 @@ def run_loop(backend, feeds, sink, timings, loop=1, on_run=None):
     ``on_run()`` is called after every timed run (a progress bar of runs). Returns the number of
     feeds run.
     """
-    if getattr(backend, "async_requests", 0):
+    if backend.async_requests:
         return run_in_flight(backend, feeds, sink, timings, loop, on_run)
-    overlap = bool(getattr(backend, "async_upload", False))
+    overlap = bool(backend.async_upload)
     feeds = iter(feeds)
 
     def stage(feed, wait):

@@ -4,8 +4,9 @@
 
 What profiles: onnxruntime (its ``enable_profiling`` trace: the kernel time of each node) and
 openvino (the CPU plugin's performance counters, ``PERF_COUNT``); each layer's time is the mean
-over the runs after the first (the first one initialises lazily). A backend without a per-layer
-profiler (torch) is refused before the model is loaded. The file:
+over the runs after the first (the first one initialises lazily). Which backends profile is their
+declaration (``Backend.can_profile``); one without a per-layer profiler (torch) is refused before
+the model is loaded (``Backend.check_profile``). The file:
 
     {"backend", "precision", "model", "batchsize", "runs", "total_ms",
      "layers": [{"name", "type", "ms", "percent", ...}, ...]}   slowest first
@@ -18,7 +19,7 @@ import json
 import logging
 from pathlib import Path
 
-from ..backends.base import Backend
+from .. import backends
 from ..cli import UserError, os_error
 from ..formats import atomic_write_text
 
@@ -27,16 +28,9 @@ log = logging.getLogger(__name__)
 SHOWN = 10  # slowest layers printed
 
 
-def can_profile(backend_cls):
-    """True when the backend has a per-layer profiler of its own (it overrides ``Backend.profile``)."""
-    return backend_cls.profile is not Backend.profile
-
-
 def check_profile_target(path, backend_cls):
     """Before any work: the backend can profile and ``path`` is a .json file in an existing folder."""
-    if not can_profile(backend_cls):
-        raise UserError(f"--profile: the {backend_cls.name} backend has no per-layer profiler here; "
-                        f"profile the ONNX model with --backend onnxruntime or openvino")
+    backend_cls.check_profile(instead=backends.profilers())
     path = Path(path)
     if path.suffix.lower() != ".json" or path.is_dir():
         raise UserError(f"--profile {path}: expected a .json file name")
@@ -82,6 +76,6 @@ def save_profile(path, backend, model):
     if rows is None:
         log.warning("--profile: the %s backend returned no per-layer times; %s not written", backend.name, path)
         return []
-    document = profile_document(rows, backend, model, getattr(backend, "profiled_runs", None))
+    document = profile_document(rows, backend, model, backend.profiled_runs)
     write_profile(path, document)
     return profile_lines(document)

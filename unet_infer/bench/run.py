@@ -97,15 +97,15 @@ def bench(args, backend_cls, device, out_dir=None, summary_path=None, inputs=Non
         inputs = list_inputs(args.input) if args.input else None
     backend = backend_cls()
     backend.load(args.model, batchsize=args.batchsize, device=device, precision=args.precision,
-                 threads=args.threads, size=args.size, **backend_options(args, backend_cls),
-                 **({"profile": True} if getattr(args, "profile", None) else {}))
+                 threads=args.threads, size=args.size, profile=bool(args.profile),
+                 **backend_options(args, backend_cls))
     timings = Timings() if timings is None else timings
     try:
         if inputs:
             filesinfo = run_files(args, backend, inputs, out_dir, timings)
         else:
             filesinfo = run_pure(args, backend, out_dir, timings)
-        profiled = save_profile(args.profile, backend, args.model) if getattr(args, "profile", None) else []
+        profiled = save_profile(args.profile, backend, args.model) if args.profile else []
     finally:
         backend.close()
     extra = {"backend": backend.name, "precision": backend.precision,

@@ -60,8 +60,8 @@ def build_parser():
     add(*cli.flag("display_all_summary"), dest="display_all_summary", type=cli.str2bool, nargs="?", const=True,
         default=False, help="also print the H2D and D2H latencies")
     add_backend_flags(parser)
-    add("--profile", metavar="FILE.json", help="per-layer times from the backend's own profiler (onnxruntime, "
-                                               "openvino) to this file; the slowest layers are printed")
+    add("--profile", metavar="FILE.json", help=f"per-layer times from the backend's own profiler "
+        f"({', '.join(backends.profilers())}) to this file; the slowest layers are printed")
     add("--threads", type=cli.int_at_least(1), default=default_threads(), help="CPU threads for the model")
     add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE,
         help="input height = width for .pth models (and dynamic H, W of an ONNX model)")
@@ -102,7 +102,9 @@ def main(argv=None):
     set_quiet(args.quiet)
     name = args.backend or backends.backend_for_model(args.model)
     backend_cls = backends.get_backend(name)
-    if backend_cls.external:
+    if backends.is_external(name):  # its own program runs the model: ais_bench's flags go over
+        if args.precision is not None:
+            backend_cls.check_precision(args.precision)
         return backend_cls.run_external(ais_bench_argv(args, parser) + unknown)
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")

@@ -145,8 +145,10 @@ def python_command(args, batchsizes, configs, max_seconds):
 
 
 def fallback_machine(backend):
-    """The machine of a row whose summary names none (ais_bench's own summaries)."""
-    return describe_machine() + (", Ascend NPU" if backend == "acl" else "")
+    """The machine of a row whose summary names none (ais_bench's own summaries), with the device
+    an external backend declares (acl: an Ascend NPU)."""
+    device = backends.get_backend(backend).accelerator if backends.is_external(backend) else None
+    return describe_machine() + (f", {device}" if device else "")
 
 
 def main(argv=None):

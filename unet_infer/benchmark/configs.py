@@ -27,7 +27,6 @@ CPU = Defaults("CPU", "1,2,4", "onnxruntime:fp32,onnxruntime:int8,openvino:fp32,
                               "torch:fp32,torch:bf16", 60.0)
 GPU = Defaults("GPU", "1,4,8,16,32,64", "torch:fp32,torch:fp16,torch:bf16,onnxruntime:fp32", 120.0)
 NO_LIMIT = "none"
-GPU_BACKEND = "torch"  # the backend asked whether this machine has a CUDA GPU
 
 
 def parse_configs(text):
@@ -82,9 +81,8 @@ def installed(configs):
 
 
 def has_gpu():
-    """Whether the GPU backend is installed and sees a CUDA GPU (imports its framework)."""
-    cls = backends.get_backend(GPU_BACKEND)
-    return cls.available()[0] and cls.has_gpu()
+    """Whether a backend installed here runs on a GPU (each one's ``has_gpu()``: imports its framework)."""
+    return backends.has_gpu()
 
 
 def cuda_status():

@@ -93,7 +93,7 @@ class Runner:
                f"--output_dirname={dirname}"]
         if self.device is not None:
             cmd.append(f"--device={self.device}")
-        if backends.get_backend(job.backend).external:
+        if backends.is_external(job.backend):
             return cmd  # the .om suffix picks the backend; ais_bench checks the rest
         cmd += [f"--backend={job.backend}", f"--precision={job.precision}", f"--size={self.size}"]
         if self.threads:
