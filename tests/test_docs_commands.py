@@ -45,8 +45,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 # Tools the documents name that this repository does not hold (the Ascend tools, Ray's CLI, pip,
-# the shell's cd and mkdir, the test runner, the guide's onnxsim command).
-EXTERNAL = {"pip", "ray", "atc", "npu-smi", "cd", "mkdir"}
+# the shell's cd, mkdir, export and chmod, ssh, the test runner, the guide's onnxsim command).
+EXTERNAL = {"pip", "ray", "atc", "npu-smi", "cd", "mkdir", "export", "chmod", "ssh"}
 EXTERNAL_MODULES = {"ais_bench", "onnxsim", "pytest"}
 COMMAND_START = re.compile(r"^(scripts/|python3? |pip |ray |atc |npu-smi)")
 # The user's own data, as the documents spell it: a command naming one must say that it needs it.

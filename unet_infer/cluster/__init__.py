@@ -6,7 +6,8 @@
         --result work/result_bs8.txt --summary work/result/bs8_summary.json
 
   on a running cluster (``ray start --head`` on one host, ``ray start --address=HEAD:6379`` on the
-  others), one actor per GPU:
+  others, each with RAY_AUTH_MODE=token and the same ~/.ray/auth_token: docs/cluster.md), one
+  actor per GPU:
     python3 -m unet_infer.cluster --address auto --gpus-per-actor 1 --model UNet_bs8.onnx \\
         --data /shared/carvana --batchsize 8 --result work/result_bs8.txt --summary work/result/bs8_summary.json
 
@@ -20,7 +21,15 @@ Writes what ``python3 -m unet_infer.stream`` writes, with the same per-image IoU
 .json beside it, the worst and best images' masks for the report, and with --summary the ais_bench
 summary: merged over the actors (``summary.merge_summaries``: every batch's compute time, the
 summary throughput, the wall-clock images/s), each actor's own statistics under ``devices``.
-Every image is scored exactly once, also when an actor dies half way (see ``collect``).
+Every image is scored exactly once, also when an actor dies half way (see ``collect``), and when
+a node is lost: a new pool on the live nodes scores the batches it held (see ``rounds``).
+
+Resuming: each planned batch is recorded as its rows come back, in <result stem>.journal beside
+--result (see ``record``). The same command after a stop (the driver killed, Ctrl-C, every node
+lost) scores only the batches not recorded (they are not sent to Ray) and writes the same result
+files, byte for byte, and the same masks; the summary adds attempts and resumed_images. A record
+of another model, other data or other options is set aside as <name>.stale; a finished run
+removes its record.
 """
 
 import logging
@@ -38,17 +47,18 @@ from ..progress import progress, set_quiet
 from ..results import check_writable, select_extremes, summary_line, write_results
 from ..stream import add_result_flags, masks_folder, write_masks
 from ..summary import merge_summaries, merged_lines, write_summary
-from . import local
+from ..journal import Journal, beside, run_key
+from . import local, rounds
 from .collect import Collector, plan_batches, unpack_mask
+from .record import Recorder, made_from
+from .rounds import actors_fitting
 
 log = logging.getLogger(__name__)
 
 
 def check_request(cls, args):
     """What can be checked before any Ray work: the backend, its precision and options, the files."""
-    if cls.external:
-        raise UserError(f"the cluster runs a backend inside Ray actors, not {cls.name} (choose one of "
-                        f"{', '.join(n for n in backends.names() if not backends.get_backend(n).external)})")
+    backends.in_process(cls.name, "each Ray actor of the cluster")
     backends.usable_backend(cls.name)
     precision = cls.check_precision(args.precision) if args.precision else None
     if not Path(args.model).is_file():
@@ -58,18 +68,6 @@ def check_request(cls, args):
         raise UserError("--ray-temp is for the local Ray; a running cluster keeps its own folder "
                         "(ray start --temp-dir)")
     return precision, backend_options(args, cls)
-
-
-def actors_fitting(nodes, threads, gpus_per_actor):
-    """How many actors of ``threads`` CPUs and ``gpus_per_actor`` GPUs the nodes ``[(cpus, gpus)]`` hold
-    (an actor lives on one node)."""
-    total = 0
-    for cpus, gpus in nodes:
-        fit = int(cpus // threads)
-        if gpus_per_actor:
-            fit = min(fit, int(gpus // gpus_per_actor))
-        total += fit
-    return total
 
 
 def size_pool(args, nodes):
@@ -95,55 +93,81 @@ def size_pool(args, nodes):
     return actors, threads, decoders
 
 
-def execute(args, config, plan, n_images):
-    """Run the Ray Data pipeline and collect its rows: ``(Collector, actors, threads, ray_start_s)``."""
+def execute(args, config, recorder, n_images):
+    """Run the Ray Data pipeline on the batches not recorded yet (in rounds: see ``rounds``), collecting
+    and recording their rows: ``{"actors", "threads", "ray_start_s", "lost_nodes", "rounds"}``."""
     from . import pipeline
     temp, why = (None, None) if args.address else local.temp_dir(Path(args.result).parent, args.ray_temp)
     begun = time.perf_counter()
     stop = pipeline.connect(args.address, args.quiet, temp)
     ray_start_s = time.perf_counter() - begun  # joining (or starting) Ray, in wall_s but not the pipeline's
+    collector = recorder.collector
     try:
         logs = pipeline.session_logs()
         if stop and temp:
             log.info("local Ray: its files in %s%s; this run's logs: %s", temp, f" ({why})" if why else "", logs)
-        actors, threads, decoders = size_pool(args, pipeline.node_resources())
-        config["threads"] = threads
-        collector = Collector(Path(p).stem for row in plan for p in row["images"])
-        ds = pipeline.build_dataset(plan, config, actors, args.gpus_per_actor, decoders)
-        try:
-            with progress(total=n_images, desc="cluster", unit="img") as bar:
-                for rows in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                    collector.add(rows)
-                    bar.update(len(rows["name"]))
-        except Exception as exc:  # noqa: BLE001 - Ray wraps everything; a UserError inside is the message
-            error = pipeline.user_error_in(exc) or pipeline.failure_in(exc, logs)
-            if error is None:
-                raise
-            raise error from None
+        nodes = pipeline.live_nodes()
+        pool = size_pool(args, list(nodes.values()))
+        config["threads"] = pool[1]
+        with progress(total=n_images, desc="cluster", unit="img") as bar:
+            bar.update(len(collector.records) + len(collector.bad))
+            done = rounds.run_rounds(pipeline, args, config, recorder, nodes, pool, logs, bar)
+        lost = rounds.lost_at_end(pipeline, nodes, done)
     finally:
         if stop:
             stop()
-    return collector, actors, threads, ray_start_s
+    if lost:
+        log.warning("lost %s during the run; every batch was scored on the others", rounds.describe(lost))
+    return {"actors": pool[0], "threads": pool[1], "ray_start_s": ray_start_s, "lost_nodes": lost, "rounds": done}
 
 
 def run(args):
     """The whole run; returns ``(result summary, merged ais_bench summary)``."""
+    from .pipeline import crash_setting, slow_setting
     begun = time.perf_counter()
     cls = backends.get_backend(args.backend or backends.backend_for_model(args.model))
     precision, options = check_request(cls, args)
     pairs = pair_carvana(args.data)
     plan = plan_batches(pairs, args.batchsize)
-    from .pipeline import crash_setting
     config = {"backend": cls.name, "model": str(Path(args.model).resolve()), "batchsize": args.batchsize,
-              "precision": precision, "size": args.size, "options": options, "crash": crash_setting()}
-    log.info("%d images in %d batches of %d", len(pairs), len(plan), args.batchsize)
-    collector, actors, threads, ray_start_s = execute(args, config, plan, len(pairs))
+              "precision": precision, "size": args.size, "options": options, "crash": crash_setting(),
+              "slow": slow_setting()}
+    key = run_key(args.model, args.data, made_from(cls.name, precision, args, options))
+    with Journal(beside(args.result), key) as journal:
+        collector = Collector(Path(p).stem for row in plan for p in row["images"])
+        recorder = Recorder(journal, plan, collector, args.size)
+        resumed = {"resumed_images": recorder.resume()}  # first: a record set aside starts afresh
+        resumed.update(attempts=journal.attempts, resumed_batches=len(journal.units))
+        log.info("%d images in %d batches of %d%s", len(pairs), len(plan), args.batchsize,
+                 f", {resumed['resumed_batches']} of them recorded" if resumed["resumed_batches"] else "")
+        if recorder.pending():
+            ran = execute(args, config, recorder, len(pairs))
+        else:
+            log.info("%s: every batch is recorded; nothing is left for Ray", journal.path)
+            ran = {"actors": 0, "threads": 0, "ray_start_s": 0.0, "lost_nodes": [], "rounds": []}
+        result, summary = finish(args, cls, config, collector, ran, begun, resumed)
+        journal.remove()  # complete: the same command afterwards runs afresh
+    for line in merged_lines(summary):
+        if resumed["resumed_images"] and line.startswith("[INFO] wall-clock throughput:"):
+            line = (f"[INFO] wall-clock throughput: {summary['images_this_attempt']} images scored by this attempt "
+                    f"({resumed['resumed_images']} resumed from the record) / {summary['wall_s']:.3f} s = "
+                    f"{summary['wall_throughput']:.3f} images/s (attempt {resumed['attempts']})")
+        print(line, flush=True)
+    print(summary_line(result), flush=True)
+    if collector.bad:
+        raise UserError(f"{len(collector.bad)} unreadable image(s), left out of the scores: "
+                        + ", ".join(f"{path} ({why})" for path, why in collector.bad.values()))
+    return result, summary
+
+
+def finish(args, cls, config, collector, ran, begun, resumed):
+    """Check the collection and write the result files, the summary and the report's masks."""
     collector.check()
     if collector.duplicates:
         log.warning("%d record(s) of images scored again after a retry were dropped", collector.duplicates)
     records = collector.ordered_records()
     if not records:
-        raise UserError(f"none of the {len(pairs)} images could be read")
+        raise UserError(f"none of the {len(collector.planned)} images could be read")
     meta = next(iter(collector.meta.values()), {})
     result = write_results(records, args.result,
                            provenance={"model": config["model"], "weights": meta.get("weights"),
@@ -152,12 +176,18 @@ def run(args):
     parts = collector.actor_summaries(vars(args), args.batchsize)
     h2d, d2h = collector.h2d_d2h()
     extra = {key: meta.get(key) for key in ("backend", "precision", "machine", "model", "weights")}
-    extra.update(mode="cluster", cluster={"address": args.address or "local", "actors": actors, "threads": threads,
-                                          "gpus_per_actor": args.gpus_per_actor,
-                                          "restarts": sum(part["restarts"] for part in parts),
-                                          "ray_start_s": ray_start_s,
-                                          "duplicates_dropped": collector.duplicates})
-    summary = merge_summaries(parts, vars(args), h2d, d2h, time.perf_counter() - begun, os.getpid(), extra=extra)
+    extra.update(mode="cluster", attempts=resumed["attempts"], resumed_images=resumed["resumed_images"],
+                 cluster={"address": args.address or "local", "actors": ran["actors"], "threads": ran["threads"],
+                          "gpus_per_actor": args.gpus_per_actor, "restarts": sum(part["restarts"] for part in parts),
+                          "replaced_actors": replaced_actors(collector, parts, ran["lost_nodes"]),
+                          "lost_nodes": ran["lost_nodes"], "rounds": ran["rounds"],
+                          "resumed_batches": resumed["resumed_batches"], "ray_start_s": ran["ray_start_s"],
+                          "duplicates_dropped": collector.duplicates})
+    wall = time.perf_counter() - begun
+    summary = merge_summaries(parts, vars(args), h2d, d2h, wall, os.getpid(), extra=extra)
+    if resumed["resumed_images"]:  # the rate of this attempt: the images it scored over its own wall time
+        summary["images_this_attempt"] = len(records) - resumed["resumed_images"]
+        summary["wall_throughput"] = summary["images_this_attempt"] / wall if wall > 0 else None
     if args.summary:
         write_summary(args.summary, summary)
     folder = masks_folder(args)
@@ -169,13 +199,18 @@ def run(args):
             log.warning("%d of the report's masks did not come back; their overlays will be skipped",
                         len(worst + best) - len(masks))
         write_masks(folder, masks, [r["name"] for r in records])
-    for line in merged_lines(summary):
-        print(line, flush=True)
-    print(summary_line(result), flush=True)
-    if collector.bad:
-        raise UserError(f"{len(collector.bad)} unreadable image(s), left out of the scores: "
-                        + ", ".join(f"{path} ({why})" for path, why in collector.bad.values()))
     return result, summary
+
+
+def replaced_actors(collector, parts, lost):
+    """``{actor: why}`` of the actors whose batches others finished: Ray restarted their process
+    (``restarted N time(s)``), or their node was lost (``node lost``)."""
+    gone = {node["node_id"] for node in lost}
+    replaced = {part["device_label"]: f"restarted {part['restarts']} time(s)" for part in parts if part["restarts"]}
+    for actor, nodes in collector.nodes.items():
+        if gone & set(nodes):
+            replaced[actor] = "node lost" + (f", {replaced[actor]}" if actor in replaced else "")
+    return replaced
 
 
 def gpu_share(text):

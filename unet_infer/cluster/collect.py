@@ -60,7 +60,13 @@ class Collector:
         self.meta = {}  # actor -> metadata of its first process (backend, machine, node, pid, ...)
         self.pids = {}  # actor -> the pids of its processes that returned records
         self.restarted = {}  # actor -> those of them that replaced a process that died
+        self.nodes = {}  # actor -> the Ray node ids of its processes, in the order seen
+        self.scored_by = {}  # batch -> (actor, metadata of the process that scored it)
         self.duplicates = 0
+
+    def reset(self):
+        """Forget every record (a replayed record that turned out not to be this run's)."""
+        self.__init__(self.planned)
 
     def add(self, rows):
         """One block of rows (a dict of equal-length arrays, ``ROW_KEYS``)."""
@@ -82,6 +88,9 @@ class Collector:
         if str(row["meta"]):
             meta = _decode_meta(str(row["meta"]))
             self.meta.setdefault(actor, meta)
+            self.scored_by[int(row["batch"])] = (actor, meta)
+            if meta.get("node_id") and meta["node_id"] not in self.nodes.setdefault(actor, []):
+                self.nodes[actor].append(meta["node_id"])
             self.pids.setdefault(actor, set()).add(int(meta.get("pid", 0)))
             if meta.get("restarted"):  # Ray's replacement of a process of this actor that died
                 self.restarted.setdefault(actor, set()).add(int(meta.get("pid", 0)))
@@ -116,9 +125,11 @@ class Collector:
             pids = sorted(self.pids.get(actor, {0}))
             meta.pop("pid", None)
             meta.pop("restarted", None)
+            meta.pop("node_id", None)
             part = build_summary(filesinfo, args, [t[0] for t in times], [t[1] for t in times],
                                  [t[2] for t in times], batchsize, pids[-1],
                                  extra={"device_label": actor, "mode": "cluster", **meta, "pids": pids,
+                                        "node_ids": self.nodes.get(actor, []),
                                         "restarts": len(self.restarted.get(actor, ()))})
             parts.append(part)
         return parts

@@ -19,6 +19,7 @@ Nothing here applies with --address: a running cluster keeps its own folder and 
 import hashlib
 import os
 import secrets
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +33,7 @@ SOCKET_MAX = 103 if sys.platform == "darwin" else 107  # bytes of an AF_UNIX pat
 SOCKET_TAIL = len("/session_2026-01-01_00-00-00_000000_4194304/sockets/plasma_store.99")
 TOKEN_ENV = "RAY_AUTH_TOKEN"
 TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
+MODE_ENV = "RAY_AUTH_MODE"  # token: this process (and the Ray it starts or joins) authenticates
 
 
 def fits(folder):
@@ -82,3 +84,22 @@ def provide_token(environ=os.environ):
 
 def withdraw_token(environ=os.environ):
     environ.pop(TOKEN_ENV, None)
+
+
+GCS_PORT_ENV = "RAY_GCS_SERVER_PORT"  # Ray's: the local Ray's GCS port (without it: a free one)
+
+
+def check_gcs_port(environ=os.environ):
+    """A GCS port set in RAY_GCS_SERVER_PORT that is taken would fail a local Ray only after about
+    40 s of Ray's retries: a UserError naming the port instead."""
+    value = environ.get(GCS_PORT_ENV)
+    if not value:
+        return
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise UserError(f"{GCS_PORT_ENV}={value!r}: expected a port number")
+    with socket.socket() as sock:
+        try:
+            sock.bind(("", int(value)))
+        except OSError as exc:
+            raise UserError(f"cannot start a local Ray: its GCS port 0.0.0.0:{value} ({GCS_PORT_ENV}) is taken "
+                            f"({exc.strerror or exc}); unset {GCS_PORT_ENV} for a free one") from None

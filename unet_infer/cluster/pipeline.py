@@ -21,6 +21,7 @@ image at 572) from the decoding tasks to the actors, and the small rows to the d
 import json
 import os
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,8 @@ MAX_RESTARTS = 3  # replacements per actor
 MAX_TASK_RETRIES = 3  # re-runs of a batch whose actor died
 
 CRASH_ENV = "UNET_INFER_TEST_KILL_ACTOR"  # tests only: "FLAG_FILE:BATCH", see InferActor.crash_once
+SLOW_ENV = "UNET_INFER_TEST_SLOW_BATCH"  # tests only: seconds each actor waits per batch (to stop a run half way)
+PROBE_S = 5.0  # how long the driver waits for a cluster's port to answer before ray.init
 
 
 def decode_batch(rows, size, batchsize):
@@ -82,7 +85,7 @@ class InferActor:
         self.meta = json.dumps({"backend": self.backend.name, "precision": self.backend.precision,
                                 "machine": describe_machine(device), "model": config["model"],
                                 "weights": self.backend.weights, "node": socket.gethostname(), "pid": os.getpid(),
-                                "device": device,
+                                "node_id": ray.get_runtime_context().get_node_id(), "device": device,
                                 "restarted": ray.get_runtime_context().was_current_actor_reconstructed})
 
     def __call__(self, rows):
@@ -106,6 +109,8 @@ class InferActor:
             done.append((tag[0], tag[1], scorer.records[start:]))
 
         run_loop(self.backend, feeds, sink, self.timings)
+        if self.config.get("slow"):
+            time.sleep(self.config["slow"] * len(done))
         self.crash_once([batch for batch, _, _ in done])
         for j, (batch, items, records) in enumerate(done):
             times = (self.timings.compute[first + j], self.timings.h2d[first + j], self.timings.d2h[first + j])
@@ -150,6 +155,58 @@ def crash_setting():
     return flag, int(batch)
 
 
+def slow_setting():
+    """The test hook's seconds per batch from the environment (``UNET_INFER_TEST_SLOW_BATCH``), or None."""
+    value = os.environ.get(SLOW_ENV)
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        raise UserError(f"{SLOW_ENV}={value!r}: expected seconds") from None
+
+
+def probe(address, timeout=PROBE_S):
+    """A cluster's ``HOST:PORT`` must answer (a TCP connect) before ``ray.init``, which would retry
+    for minutes; ``auto`` is Ray's to find. Anything else is a one-line UserError naming the address."""
+    if address == "auto":
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--address {address}: expected auto or HOST:PORT (the head's `ray start --port`)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        why = "no answer in %g s" % timeout if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise UserError(f"cannot join the Ray cluster at {address}: nothing answers there ({why}); is its head "
+                        f"running (`ray start --head --port={port}`) and the port open?") from None
+
+
+def auth_error(address, exc):
+    """A one-line UserError when joining ``address`` failed on token authentication, else None."""
+    import ray.exceptions as rex
+    seen, texts, missing = set(), [], False
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        texts.append(str(exc))
+        missing |= isinstance(exc, rex.AuthenticationError) and "no authentication token" in str(exc)
+        exc = exc.__cause__ or exc.__context__
+    enabled = os.environ.get(local.MODE_ENV, "").lower() == "token"
+    fix = (f"the cluster's token in ~/.ray/auth_token, or {local.TOKEN_PATH_ENV} naming its file (docs/cluster.md, "
+           f"Two hosts)")
+    if missing:
+        return UserError(f"cannot join the Ray cluster at {address}: {local.MODE_ENV}=token but this host has no "
+                         f"token; put {fix}")
+    if not any("InvalidAuthToken" in text for text in texts):
+        return None
+    if not enabled:
+        return UserError(f"cannot join the Ray cluster at {address}: it requires token authentication "
+                         f"(InvalidAuthToken) and {local.MODE_ENV} is not token here; export "
+                         f"{local.MODE_ENV}=token with {fix}")
+    return UserError(f"cannot join the Ray cluster at {address}: it refused this host's token (InvalidAuthToken); "
+                     f"use {fix}")
+
+
 def connect(address, quiet, temp_dir=None):
     """Join the cluster at ``address``, or start a new local Ray on this machine's cores (None),
     its files in ``temp_dir`` (see ``local``), or use the Ray this process already runs. Returns
@@ -168,9 +225,11 @@ def connect(address, quiet, temp_dir=None):
         return None
     from ..parallel import cpu_count
     if address:
+        probe(address)
         kwargs, token = {"address": address}, False
     else:  # "local": a new Ray, whatever RAY_ADDRESS or the last `ray start` of this machine says
         kwargs = {"address": "local", "num_cpus": cpu_count(), "_temp_dir": str(temp_dir) if temp_dir else None}
+        local.check_gcs_port()
         token = local.provide_token()
 
     def stop():
@@ -184,8 +243,14 @@ def connect(address, quiet, temp_dir=None):
         stop()  # whatever it had started
         if not isinstance(exc, (ConnectionError, RuntimeError, ValueError, OSError)):
             raise
-        raise UserError(f"cannot {'join the Ray cluster at ' + address if address else 'start a local Ray'} "
-                        f"({str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__})") from None
+        error = auth_error(address, exc) if address else None
+        if error is not None:
+            raise error from None
+        why = str(exc).strip().splitlines()[0].strip(" :") if str(exc).strip() else type(exc).__name__
+        if address:
+            raise UserError(f"cannot join the Ray cluster at {address} ({why})") from None
+        raise UserError(f"cannot start a local Ray ({why}); see its logs in "
+                        f"{Path(temp_dir or '/tmp/ray') / 'session_latest' / 'logs'}") from None
     return stop
 
 
@@ -198,9 +263,15 @@ def session_logs():
 
 def node_resources():
     """``[(CPUs, GPUs)]`` of every live node of the cluster."""
+    return [(cpus, gpus) for _, (cpus, gpus) in live_nodes().items()]
+
+
+def live_nodes():
+    """``{(node id, address): (CPUs, GPUs)}`` of every live node of the cluster."""
     import ray
-    return [(float(node["Resources"].get("CPU", 0)), float(node["Resources"].get("GPU", 0)))
-            for node in ray.nodes() if node.get("Alive")]
+    return {(node["NodeID"], node.get("NodeManagerAddress", "")): (float(node["Resources"].get("CPU", 0)),
+                                                                   float(node["Resources"].get("GPU", 0)))
+            for node in ray.nodes() if node.get("Alive")}
 
 
 def build_dataset(plan, config, actors, gpus_per_actor, decoders):
@@ -222,9 +293,11 @@ def build_dataset(plan, config, actors, gpus_per_actor, decoders):
     return ds
 
 
-def failure_in(exc, logs=None):
+def failure_in(exc, logs=None, lost=(), kept=""):
     """A one-line UserError for a Ray system failure inside ``exc`` (an actor, worker or node that
-    died beyond its retries, memory, scheduling), or None. ``logs``: this node's Ray session logs."""
+    died beyond its retries, memory, scheduling), or None. ``logs``: this node's Ray session logs;
+    ``lost``: the nodes lost during the run (``[{"node_id", "address"}]``); ``kept``: what the run's
+    record keeps for the next."""
     import ray.exceptions as rex
     kinds = (rex.RayActorError, rex.WorkerCrashedError, rex.ObjectLostError, rex.OutOfMemoryError,
              rex.NodeDiedError, rex.TaskUnschedulableError, rex.ActorUnschedulableError)
@@ -233,8 +306,11 @@ def failure_in(exc, logs=None):
         seen.add(id(exc))
         if isinstance(exc, kinds):
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            gone = (f"lost {len(lost)} node(s): {', '.join(n['address'] + ' ' + n['node_id'][:8] for n in lost)}; "
+                    if lost else "")
             return UserError(f"the Ray pipeline failed after {MAX_RESTARTS} actor restarts and {MAX_TASK_RETRIES} "
-                             f"retries per batch at most ({type(exc).__name__}: {first}); see the Ray logs in "
+                             f"retries per batch at most ({gone}{type(exc).__name__}: {first}); "
+                             f"{kept + '; ' if kept else ''}see the Ray logs in "
                              f"{logs or 'the Ray session folder'} (on each node of a cluster)")
         exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
     return None
