@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from test_cluster_resume import (BAD, N_BATCHES, check_resumed, cluster_argv, data, ended,  # noqa: F401
+from test_cluster_resume import (BAD, N_BATCHES, check_resumed, cluster_argv, data, ended, kill_by_folder,  # noqa: F401
                                  model, outputs, per_image, reference, start, summary_of, wait_for_units)
 from unet_infer.cluster import pipeline
 from unet_infer.journal import read
@@ -147,15 +147,7 @@ class RayNodes:
     def kill_strays(self):
         """Ray's worker processes run in process groups of their own: those whose output goes to this
         cluster's folder (their logs in its session folder), and only those, are killed by pid."""
-        marker = str(self.root)
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit() or int(entry.name) == os.getpid():
-                continue
-            try:
-                if any(os.readlink(entry / "fd" / fd).startswith(marker) for fd in ("1", "2")):
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except OSError:
-                continue
+        kill_by_folder(self.root)
 
     @property
     def address(self):
