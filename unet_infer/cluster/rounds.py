@@ -16,7 +16,9 @@ from the record.
 """
 
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 
@@ -28,6 +30,8 @@ NODE_WAIT_S = 60.0  # Ray 2.60's health checks declare a dead node in about 15 s
 SETTLE_S = 5.0  # then no other node declared dead for this long: the nodes lost together are all known
 STALL_S = 60.0  # after a node is lost, a round from which no batch came back for this long is ended
 POLL_S = 1.0  # how often the watch asks Ray for the live nodes
+RESEND_S = 3.0  # a SIGINT the main thread has not acted on is sent again after this long
+FORCE_S = 20.0  # and after this long the watch ends the run itself, with the run's one-line message
 # a failure that may be a node's: its actors unreachable, its objects gone
 UNREACHABLE = ("ActorUnavailableError", "NodeDiedError", "ObjectLostError", "ObjectFetchTimedOutError",
                "OwnerDiedError", "Stalled")
@@ -40,8 +44,14 @@ def run_rounds(pipeline, args, config, recorder, nodes, pool, logs, bar):
     rounds = []
     while recorder.pending():
         rounds.append({"actors": actors, "threads": threads, "nodes": len(nodes)})
+        def stuck(reason, alive, nodes=nodes):  # the line that ends a run whose main thread does not answer
+            lost = lost_so_far(rounds) + [{"node_id": node_id, "address": address} for node_id, address in nodes
+                                          if (node_id, address) not in alive]
+            if lost and actors_fitting(alive.values(), threads, args.gpus_per_actor) == 0:
+                return no_room(lost, alive, threads, args, recorder, logs)
+            return f"the Ray pipeline stalled ({reason}); {kept_line(recorder)}; see the Ray logs in {logs}"
         try:
-            one_round(pipeline, args, config, recorder, (actors, threads, decoders), nodes, bar)
+            one_round(pipeline, args, config, recorder, (actors, threads, decoders), nodes, bar, stuck)
         except Exception as exc:  # noqa: BLE001 - Ray wraps everything; a UserError inside is the message
             nodes, actors = after_failure(pipeline, exc, nodes, rounds, args, threads, logs, recorder)
     return rounds
@@ -51,11 +61,12 @@ class Stalled(RuntimeError):
     """A round the watch ended (see :class:`Watch`)."""
 
 
-def one_round(pipeline, args, config, recorder, pool, nodes, bar):
-    """One Ray Data pipeline over the batches not recorded yet, watched by a :class:`Watch`."""
+def one_round(pipeline, args, config, recorder, pool, nodes, bar, stuck=None):
+    """One Ray Data pipeline over the batches not recorded yet, watched by a :class:`Watch`
+    (``stuck(reason, live nodes)``: the one line that ends the run if its SIGINT is not answered)."""
     actors, threads, decoders = pool
     ds = pipeline.build_dataset(recorder.pending(), config, actors, args.gpus_per_actor, decoders)
-    watch = Watch(pipeline, nodes, threads, args.gpus_per_actor)
+    watch = Watch(pipeline, nodes, threads, args.gpus_per_actor, stuck)
     watch.start()
     batches = iter(ds.iter_batches(batch_size=None, batch_format="numpy"))
     try:
@@ -90,11 +101,16 @@ class Watch(threading.Thread):
     live nodes lack the room). The watch asks Ray for the live nodes every ``POLL_S``; once one of
     the round's is gone, and then the live nodes hold no actor (for ``SETTLE_S``) or no batch came
     back for ``STALL_S``, it sends the driver's main thread a SIGINT (as Ctrl-C would), which
-    :func:`one_round` turns into :class:`Stalled`. Only while the round runs (:meth:`finish`)."""
+    :func:`one_round` turns into :class:`Stalled`. Only while the round runs (:meth:`finish`).
+    Ray Data does not always let the main thread see it (seen once in the every-worker-lost test:
+    the wait went on): the SIGINT is sent again every ``RESEND_S``, and after ``FORCE_S`` the watch
+    ends the process itself with ``stuck``'s one line and exit status 2. Nothing recorded is lost:
+    every batch is in the record once its append returned."""
 
-    def __init__(self, pipeline, nodes, threads, gpus_per_actor):
+    def __init__(self, pipeline, nodes, threads, gpus_per_actor, stuck=None):
         super().__init__(name="cluster-watch", daemon=True)
         self.pipeline, self.nodes, self.threads, self.gpus = pipeline, nodes, threads, gpus_per_actor
+        self.stuck, self.sent_at, self.resent_at, self.alive = stuck, None, None, {}
         self.lock, self.active, self.waiting, self.reason = threading.Lock(), True, False, None
         self.last_row, self.stopping = time.monotonic(), threading.Event()
         self.main = threading.current_thread() is threading.main_thread()  # elsewhere: no signal to send
@@ -106,9 +122,13 @@ class Watch(threading.Thread):
                 alive = self.pipeline.live_nodes()
             except Exception:  # noqa: BLE001 - not known now; asked again
                 continue
+            self.alive = alive
+            now = time.monotonic()
+            if self.sent_at is not None:
+                self.unanswered(now)
+                continue
             if all(node in alive for node in self.nodes):
                 continue
-            now = time.monotonic()
             lost_at = lost_at or now
             if now - lost_at >= SETTLE_S and actors_fitting(alive.values(), self.threads, self.gpus) == 0:
                 reason = "no live node holds an actor"
@@ -120,10 +140,25 @@ class Watch(threading.Thread):
                 if self.active and self.waiting and self.main:
                     log.warning("a node of this round is lost and %s: ending the round", reason)
                     self.reason, self.active = reason, False
+                    self.sent_at = self.resent_at = now
                     # a real SIGINT to the main thread: it ends the wait Ray Data's iterator is in, as Ctrl-C does
                     signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-            if not self.active:
+
+    def unanswered(self, now):
+        """After the SIGINT: sent again while the main thread still waits; past ``FORCE_S``, the end."""
+        with self.lock:
+            if not self.waiting:  # the main thread left the wait: the round ends as designed
+                self.stopping.set()
                 return
+            if now - self.sent_at >= FORCE_S and self.stuck is not None:
+                line = f"error: {self.stuck(self.reason, self.alive)}"
+                log.warning("the driver did not answer its SIGINT for %g s: ending the run", FORCE_S)
+                sys.stdout.flush()
+                print(line, file=sys.stderr, flush=True)
+                os._exit(2)
+            if now - self.resent_at >= RESEND_S:
+                self.resent_at = now
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
 
     def finish(self):
         with self.lock:
@@ -150,14 +185,19 @@ def after_failure(pipeline, exc, nodes, rounds, args, threads, logs, recorder):
         raise failure from None
     fit = actors_fitting(alive.values(), threads, args.gpus_per_actor)
     if fit == 0:
-        raise UserError(f"lost {describe(lost_so_far(rounds))} of the Ray cluster, and the live nodes "
-                        f"({', '.join(f'{c:g} CPUs/{g:g} GPUs' for c, g in alive.values()) or 'none'}) hold no actor of "
-                        f"{threads} CPU(s){f' and {args.gpus_per_actor:g} GPU(s)' if args.gpus_per_actor else ''}; "
-                        f"{kept_line(recorder)} once nodes are back; see the Ray logs in {logs}") from None
+        raise UserError(no_room(lost_so_far(rounds), alive, threads, args, recorder, logs)) from None
     actors = min(rounds[-1]["actors"], fit)
     log.warning("lost %s; a new pool of %d actor(s) on the %d live node(s) scores the %d batch(es) not recorded",
                 describe(lost), actors, len(alive), len(recorder.pending()))
     return alive, actors
+
+
+def no_room(lost, alive, threads, args, recorder, logs):
+    """The line that ends a run whose live nodes hold no actor: what was lost, what is recorded."""
+    return (f"lost {describe(lost)} of the Ray cluster, and the live nodes "
+            f"({', '.join(f'{c:g} CPUs/{g:g} GPUs' for c, g in alive.values()) or 'none'}) hold no actor of "
+            f"{threads} CPU(s){f' and {args.gpus_per_actor:g} GPU(s)' if args.gpus_per_actor else ''}; "
+            f"{kept_line(recorder)} once nodes are back; see the Ray logs in {logs}")
 
 
 def actors_fitting(nodes, threads, gpus_per_actor):
