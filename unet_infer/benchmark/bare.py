@@ -35,8 +35,8 @@ def build_parser():
 
 def time_bare(model_path, precision, batchsize=1, size=572, loop=10, warmup=2, threads=None):
     """``(times in ms, precision run)`` of ``loop`` timed runs of a plain OpenVINO session."""
+    from ..backends.openvino_backend import read_model, runtime_precision  # first: telemetry off
     import openvino as ov
-    from ..backends.openvino_backend import read_model, runtime_precision
     core = ov.Core()
     model = read_model(model_path)
     shape = model.input(0).get_partial_shape()
@@ -65,6 +65,8 @@ def time_bare(model_path, precision, batchsize=1, size=572, loop=10, warmup=2, t
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from ..telemetry import openvino_telemetry_off
+    openvino_telemetry_off()  # before openvino is imported
     import openvino as ov
     times, ran = time_bare(args.model, args.precision, args.batchsize, args.size, args.loop, args.warmup,
                            args.threads)
