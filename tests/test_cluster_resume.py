@@ -20,17 +20,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import _make_carvana
-from tiny_unet import tiny_unet
+from tiny_unet import tiny_onnx
 from unet_infer import stream
 from unet_infer.cli import run_cli
 from unet_infer.cluster import pipeline
 from unet_infer.cluster.collect import ROW_KEYS, Collector, pack_mask, plan_batches
 from unet_infer.cluster.record import Recorder
 from unet_infer.data import pair_carvana
-from unet_infer.export import pth_to_onnx
 from unet_infer.journal import Journal, read
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,10 +50,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("cluster_model")
-    torch.save(tiny_unet(size=SIZE).state_dict(), folder / "unet.pth")
-    pth_to_onnx(folder / "unet.pth", folder / "unet.onnx", size=SIZE)
-    return folder / "unet.onnx"
+    return tiny_onnx(tmp_path_factory.mktemp("cluster_model"), size=SIZE)
 
 
 def result_args(work):

@@ -12,14 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import _make_carvana
-from tiny_unet import tiny_unet
+from tiny_unet import tiny_onnx
 from unet_infer import stream
 from unet_infer.cli import run_cli
 from unet_infer.data import pair_carvana
-from unet_infer.export import pth_to_onnx
 from unet_infer.journal import Journal, pack_mask, read, unpack_mask
 from unet_infer.results import select_extremes
 from unet_infer.stream import Extremes, Scorer, main, resume
@@ -45,10 +43,7 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("resume_model")
-    torch.save(tiny_unet(size=SIZE).state_dict(), folder / "unet.pth")
-    pth_to_onnx(folder / "unet.pth", folder / "unet.onnx", size=SIZE)
-    return folder / "unet.onnx"
+    return tiny_onnx(tmp_path_factory.mktemp("resume_model"), size=SIZE)
 
 
 def argv(model, data, work, batchsize=BATCH):

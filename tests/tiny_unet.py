@@ -34,3 +34,11 @@ def tiny_unet(seed=0, size=SIZE):
         logits = model(torch.from_numpy(np.stack(smooth_images(4, seed=100, size=size))))
         model.outc.conv.bias -= logits.median()
     return model
+
+
+def tiny_onnx(folder, size=SIZE):
+    """``folder/unet.onnx``: the tiny UNet's checkpoint (``folder/unet.pth``) exported at ``size``."""
+    from unet_infer.export import pth_to_onnx
+    torch.save(tiny_unet(size=size).state_dict(), folder / "unet.pth")
+    pth_to_onnx(folder / "unet.pth", folder / "unet.onnx", size=size)
+    return folder / "unet.onnx"
