@@ -13,12 +13,12 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tiny_unet import varied_unet, skip_without_cpu_fp16
 from unet_infer.backends import backend_for_model, get_backend
 from unet_infer.backends.base import resolve_batchsize
 from unet_infer.bench.batching import files_per_batch, first_clash, output_name, plan_batches
 from unet_infer.bench.runner import main
 from unet_infer.cli import UserError, run_cli
-from unet_infer.model import UNet
 from unet_infer.summary import REQUIRED_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,13 +36,7 @@ def export(model, path, dynamic=True, batch=1):
 def models(tmp_path_factory):
     """A width-4 UNet with non-trivial BatchNorm: its state_dict, a dynamic ONNX and a fixed batch-2 ONNX."""
     folder = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    model = UNet(width=4).eval()
-    for bn in [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]:
-        bn.running_mean.uniform_(-0.5, 0.5)
-        bn.running_var.uniform_(0.5, 1.5)
-        bn.weight.data.uniform_(0.5, 1.5)
-        bn.bias.data.uniform_(-0.2, 0.2)
+    model = varied_unet(affine=True)
     torch.save(model.state_dict(), folder / "unet.pth")
     export(model, folder / "unet.onnx")
     export(model, folder / "unet_bs2.onnx", dynamic=False, batch=2)
@@ -233,10 +227,7 @@ def test_dashed_aliases_and_help(models, images, tmp_path, capsys):
 @pytest.mark.parametrize("precision, rtol", [("fp32", 1e-4), ("bf16", 2e-2), ("fp16", 5e-3)])
 def test_torch_backend_matches_onnxruntime(models, images, tmp_path, precision, rtol):
     if precision == "fp16":
-        try:
-            torch.nn.functional.conv2d(torch.zeros(1, 1, 3, 3, dtype=torch.half), torch.zeros(1, 1, 1, 1).half())
-        except RuntimeError as exc:
-            pytest.skip(f"this torch build has no fp16 convolution on the CPU ({exc})")
+        skip_without_cpu_fp16()
     bench("--model", models / "unet.pth", "--size", SIZE, "--input", images, "--output", tmp_path,
           "--output_dirname", precision, "--batchsize", 2, "--precision", precision)
     for stem in ("img1", "img10"):

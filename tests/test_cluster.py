@@ -20,6 +20,7 @@ import pytest
 import ray
 import torch
 
+from tiny_unet import varied_unet
 from unet_infer import summary as summ
 from unet_infer.bench.devices import shard_bounds
 from unet_infer.bench.runner import main as bench_main
@@ -58,11 +59,7 @@ def tiny(tmp_path_factory):
     """5 generated images (3 batches of 2, the last padded) and a width-4 UNet whose IoUs vary."""
     root = tmp_path_factory.mktemp("cluster")
     generate(root / "data", cars=1, seed=5, views=5, width=160, height=107, workers=1)
-    torch.manual_seed(0)
-    model = UNet(width=4).eval()
-    for bn in [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]:
-        bn.running_mean.uniform_(-0.5, 0.5)
-        bn.running_var.uniform_(0.5, 1.5)
+    model = varied_unet()
     images = np.stack([load_image(image, SIZE) for _, image, _ in pair_carvana(root / "data")])
     with torch.inference_mode():
         model.outc.conv.bias -= float(model(torch.from_numpy(images)).median())

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from unet_infer.data import load_image, load_label, pair_carvana
-from unet_infer.formats import BUNDLED_WEIGHTS
+from unet_infer.weights import BUNDLED_WEIGHTS
 from unet_infer.model import load_unet
 from unet_infer.postprocess import score_arrays
 from unet_infer.sample import generate

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
+from tiny_unet import varied_unet
 from unet_infer.cli import run_cli
 from unet_infer.data import image_to_array, load_label
 from unet_infer.export import pth_to_onnx
@@ -163,11 +164,7 @@ def photos(tmp_path_factory):
 def tiny(tmp_path_factory, photos):
     """A width-4 UNet checkpoint whose logits on the photos spread around 0 (std 2, median 0)."""
     path = tmp_path_factory.mktemp("tiny") / "tiny.pth"
-    torch.manual_seed(0)
-    model = UNet(width=4).eval()
-    for bn in [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]:
-        bn.running_mean.uniform_(-0.5, 0.5)
-        bn.running_var.uniform_(0.5, 1.5)
+    model = varied_unet()
     x = torch.from_numpy(np.stack([image_to_array(Image.open(p), SIZE) for p in sorted(photos.iterdir())]))
     with torch.inference_mode():
         model.outc.conv.weight *= 2.0 / float(model(x).std())

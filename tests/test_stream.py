@@ -11,19 +11,20 @@ import pytest
 import torch
 from PIL import Image
 
+from tiny_unet import varied_unet
 from unet_infer.bench import runner
 from unet_infer.cli import run_cli
 from unet_infer.export import pth_to_onnx
 from unet_infer.formats import read_bin
 from unet_infer.metrics import logits_to_mask
-from unet_infer.model import UNet
 from unet_infer.postprocess import score_folder
 from unet_infer.data import load_image
 from unet_infer.parallel import Prefetcher
 from unet_infer.preprocess import preprocess_folder
 from unet_infer.rename import rename_outputs
 from unet_infer.results import select_extremes
-from unet_infer.stream import Extremes, main, masks_folder, write_masks
+from unet_infer.scoring import Extremes, masks_folder, write_masks
+from unet_infer.stream import main
 from unet_infer.summary import REQUIRED_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,11 +65,7 @@ def data(tmp_path_factory):
 def models(tmp_path_factory, data):
     """A width-4 UNet whose output bias puts the median logit of the data at 0 (so IoUs vary)."""
     folder = tmp_path_factory.mktemp("stream_models")
-    torch.manual_seed(0)
-    model = UNet(width=4).eval()
-    for bn in [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]:
-        bn.running_mean.uniform_(-0.5, 0.5)
-        bn.running_var.uniform_(0.5, 1.5)
+    model = varied_unet()
     images = np.stack([load_image(p, SIZE) for p in sorted((data[0] / "train").iterdir())])
     with torch.inference_mode():
         logits = model(torch.from_numpy(images))

@@ -20,7 +20,8 @@ from unet_infer.cli import run_cli
 from unet_infer.data import pair_carvana
 from unet_infer.journal import Journal, pack_mask, read, unpack_mask
 from unet_infer.results import select_extremes
-from unet_infer.stream import Extremes, Scorer, main, resume
+from unet_infer.scoring import Extremes, Scorer
+from unet_infer.stream import main, resume
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE, N_IMAGES, BATCH = 32, 40, 2

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from tiny_unet import varied_unet, skip_without_cpu_fp16
 from unet_infer.backends.torch_backend import (CPU_COMPILE_MODE, CUDA_COMPILE_MODE, TorchBackend,
                                                compile_mode)
 from unet_infer.cli import UserError
 from unet_infer.export import relative_error
-from unet_infer.model import UNet
 
 SIZE = 16
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -22,13 +22,7 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 
 def make_checkpoint(path, width=2):
     """A UNet with non-trivial BatchNorm (folded by the backend), saved as a state_dict."""
-    torch.manual_seed(0)
-    model = UNet(width=width).eval()
-    for bn in [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]:
-        bn.running_mean.uniform_(-0.5, 0.5)
-        bn.running_var.uniform_(0.5, 1.5)
-        bn.weight.data.uniform_(0.5, 1.5)
-        bn.bias.data.uniform_(-0.2, 0.2)
+    model = varied_unet(width=width, affine=True)
     torch.save(model.state_dict(), path)
     return path
 
@@ -100,10 +94,7 @@ def test_unknown_option_is_a_programming_error(checkpoint):
 @pytest.mark.parametrize("precision, limit", [("bf16", 2e-2), ("fp16", 1e-2)])
 def test_half_precisions_are_close_to_fp32(checkpoint, batch, eager, precision, limit):
     if precision == "fp16":
-        try:
-            torch.nn.functional.conv2d(torch.zeros(1, 1, 3, 3, dtype=torch.half), torch.zeros(1, 1, 1, 1).half())
-        except RuntimeError as exc:
-            pytest.skip(f"this torch build has no fp16 convolution on the CPU ({exc})")
+        skip_without_cpu_fp16()
     out = infer(checkpoint, batch, precision=precision)
     assert out.dtype == np.float32
     assert relative_error(out, eager) <= limit

@@ -20,6 +20,29 @@ def smooth_images(n, seed=0, size=SIZE):
     return images
 
 
+def varied_unet(width=4, affine=False):
+    """UNet(width) in eval mode (torch seed 0) with random BatchNorm statistics, and with ``affine``
+    a random BatchNorm scale and shift too, so that no BatchNorm is the identity."""
+    torch.manual_seed(0)
+    model = UNet(width=width).eval()
+    for bn in [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]:
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 1.5)
+        if affine:
+            bn.weight.data.uniform_(0.5, 1.5)
+            bn.bias.data.uniform_(-0.2, 0.2)
+    return model
+
+
+def skip_without_cpu_fp16():
+    """Skip the test where this torch build has no fp16 convolution on the CPU."""
+    import pytest
+    try:
+        torch.nn.functional.conv2d(torch.zeros(1, 1, 3, 3, dtype=torch.half), torch.zeros(1, 1, 1, 1).half())
+    except RuntimeError as exc:
+        pytest.skip(f"this torch build has no fp16 convolution on the CPU ({exc})")
+
+
 def tiny_unet(seed=0, size=SIZE):
     """UNet(width=4) whose activations neither die nor explode (He init), so the logits vary, with
     the output bias set so that about half the pixels are "car": the sign checks mean something."""

@@ -82,14 +82,21 @@ def int_list_type(low=1, what="batch size"):
     return parse
 
 
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be above 0")
-    return value
+def float_in(check, why):
+    """argparse type: a number for which ``check(value)`` holds, else ``"<text> <why>"``."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"{text} {why}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+positive_float = float_in(lambda value: value > 0, "must be above 0")
 
 
 def str2bool(text):

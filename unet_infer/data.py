@@ -44,6 +44,15 @@ def load_image(path, size=DEFAULT_SIZE):
         return image_to_array(img, size)
 
 
+def try_load_image(path, size=DEFAULT_SIZE):
+    """:func:`load_image`, or ``(None, why)`` for a file PIL cannot read (``DECODE_ERRORS``):
+    ``(array, None)`` else."""
+    try:
+        return load_image(path, size), None
+    except DECODE_ERRORS as exc:
+        return None, f"{type(exc).__name__}: {exc}"
+
+
 def mask_path(label_dir, stem):
     return Path(label_dir) / f"{stem}{MASK_SUFFIX}"
 

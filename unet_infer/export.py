@@ -16,7 +16,7 @@ import torch
 from .cli import UserError, os_error
 from .formats import atomic_path
 from .metrics import relative_error
-from .formats import weights_id
+from .weights import weights_id
 from .model import count_macs, count_parameters, load_unet
 
 log = logging.getLogger(__name__)

@@ -9,10 +9,11 @@
   would take as whole.
 
 The other files have their own homes: the ais_bench summary ``summary.py``, the scores and the
-predicted mask PNGs ``results.py``, the submission CSV ``rle.py``, ONNX models ``onnxfile.py``.
+predicted mask PNGs ``results.py``, the submission CSV ``rle.py``, ONNX models ``onnxfile.py``,
+the bundled checkpoint and a checkpoint's name ``weights.py``, a name kept inside its folder
+``paths.py``.
 """
 
-import hashlib
 import os
 import re
 import tempfile
@@ -25,7 +26,6 @@ from .cli import UserError
 
 DEFAULT_SIZE = 572
 # The checkpoint this project ships (what the driver, predict and the tests use by default).
-BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "unet_carvana.pth"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 INPUT_SUFFIXES = (".bin", ".npy")
 
@@ -121,29 +121,3 @@ def list_files(folder, suffixes, what="input"):
     if not folder.is_dir():
         raise UserError(f"{folder}: {what} folder not found")
     return [p for p in natural_sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in suffixes]
-
-
-def inside(folder, name):
-    """``folder/name`` if it stays inside ``folder`` (no ``..``, no absolute path, no link out), else None."""
-    folder = Path(folder).resolve()
-    if not name or os.path.isabs(name) or Path(name).name != name or name in (".", ".."):
-        return None
-    candidate = folder / name
-    try:
-        if candidate.resolve().parent != folder:
-            return None
-    except OSError:
-        return None
-    return candidate
-
-
-def weights_id(path):
-    """``"<file name> sha256:<first 16 hex digits>"``: which checkpoint a model was made from.
-
-    Recorded in every model made from it (ONNX metadata ``unet_infer.weights``) and in every
-    summary and result, so that runs of different weights are never mixed unawares."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return f"{Path(path).name} sha256:{digest.hexdigest()[:16]}"

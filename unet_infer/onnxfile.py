@@ -9,7 +9,7 @@ from pathlib import Path
 from .cli import UserError, first_line
 from .workdir import SIMPLIFIED
 
-WEIGHTS_KEY = "unet_infer.weights"  # the checkpoint a model was made from (model.weights_id)
+WEIGHTS_KEY = "unet_infer.weights"  # the checkpoint a model was made from (weights.weights_id)
 PINNED_HINT = (" (onnxsim's --input-shape pins the batch to 1: simplify the export with scripts/onnxsim.sh, "
                "which keeps it dynamic)")
 DRIVER_WORK = "work"  # scripts/run_all.sh's default workdir=

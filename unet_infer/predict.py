@@ -24,7 +24,6 @@ photo) dice.csv (img,dice and a mean row) and the mean Dice on stdout. An unread
 skipped; the others are written, and the run ends with one error line naming it (exit status 2).
 """
 
-import argparse
 import logging
 import math
 import time
@@ -35,18 +34,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from . import backends, cli
-from .bench.loop import Timings, run_loop
-from .bench.flags import add_backend_flags, backend_options
+from . import backends, cli, session
 from .cli import UserError, os_error
 from .data import DECODE_ERRORS, MASK_SUFFIX, find_images, image_to_array, load_label, unique_stems
-from .formats import BUNDLED_WEIGHTS, DEFAULT_SIZE, atomic_path, atomic_write_text
+from .formats import atomic_path, atomic_write_text
+from .decoding import decoded_feeds
+from .loop import Timings, run_loop
 from .metrics import dice
 from .parallel import Prefetcher, default_decoders
 from .postprocess import check_logits
-from .progress import progress, set_quiet
+from .progress import progress
 from .rle import rle_encode, write_submission
-from .stream import add_machine_flags, decoded_feeds
+from .weights import BUNDLED_WEIGHTS
 
 log = logging.getLogger(__name__)
 
@@ -280,11 +279,8 @@ def predict(args):
     check_outputs(args, photos)
     labels = find_labels(args.labels, photos) if args.labels else {}
     model_path, name = choose_model(args)
-    cls = backends.in_process(name, "predict")
-    backends.usable_backend(name)
-    precision = cls.check_precision(args.precision) if args.precision else None
-    options = backend_options(args, cls)
-    batchsize = batch_to_ask(cls, model_path, args.batchsize, len(photos))
+    choice = session.choose(args, "predict", model=model_path, name=name)
+    batchsize = batch_to_ask(choice.cls, model_path, args.batchsize, len(photos))
     try:
         Path(args.output).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -293,26 +289,20 @@ def predict(args):
     workers = min(args.workers or default_decoders(), len(tasks))
     log.info("%d photo(s), %s on %s, %d decoding process(es)", len(tasks), model_path, name, workers)
     bad = []
-    with Prefetcher(decode, tasks, workers, ahead=(batchsize or 1) + 2 * workers) as decoded:
-        backend = cls()
-        backend.load(model_path, batchsize=batchsize, device=args.device[0], precision=precision,
-                     threads=args.threads, size=args.size, **options)
+    with Prefetcher(decode, tasks, workers, ahead=session.prefetch_depth(batchsize, workers)) as decoded:
         writer = None
-        try:
-            spec = backend.inputs[0]
-            if len(backend.inputs) != 1 or spec.shape[1:] != (3, args.size, args.size):
-                raise UserError(f"{model_path}: the model takes {[s.shape for s in backend.inputs]}; predict "
-                                f"feeds one N x 3 x {args.size} x {args.size} input (see --size)")
-            decoded.ahead = backend.batchsize * (2 if backend.async_upload else 1) + 2 * workers
-            writer = Writer(args.output, args.threshold, backend.batchsize, args.size, args.cutout, bool(args.rle))
-            with progress(total=len(tasks), desc="predict", unit="img") as bar:
-                run_loop(backend, decoded_feeds(decoded, tasks, spec, Timings(), bad),
-                         lambda items, outputs: (writer(items, outputs), bar.update(len(items))), Timings())
-                writer.flush()
-        finally:
-            if writer:
-                writer.close()
-            backend.close()
+        with choice.open(batchsize=batchsize, device=args.device[0], threads=args.threads, size=args.size,
+                         image_size=args.size, flow="predict") as opened:
+            try:
+                decoded.ahead = opened.prefetch_depth(workers)
+                writer = Writer(args.output, args.threshold, opened.batchsize, args.size, args.cutout, bool(args.rle))
+                with progress(total=len(tasks), desc="predict", unit="img") as bar:
+                    run_loop(opened.backend, decoded_feeds(decoded, tasks, opened.backend.inputs[0], Timings(), bad),
+                             lambda items, outputs: (writer(items, outputs), bar.update(len(items))), Timings())
+                    writer.flush()
+            finally:
+                if writer:
+                    writer.close()
     return finish(args, writer, bad, len(tasks), time.perf_counter() - started)
 
 
@@ -342,15 +332,9 @@ def finish(args, writer, bad, total, seconds):
     return mean_dice
 
 
-def probability_threshold(text):
-    """argparse type of --threshold: a number strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1 (0 would make all car, 1 none)")
-    return value
+# argparse type of --threshold: a number strictly between 0 and 1
+probability_threshold = cli.float_in(lambda value: 0.0 < value < 1.0,
+                                     "is not between 0 and 1 (0 would make all car, 1 none)")
 
 
 def build_parser():
@@ -371,19 +355,13 @@ def build_parser():
     add("--labels", help="folder of <stem>_mask.gif labels: print the mean Dice, write dice.csv")
     add("--batchsize", type=cli.int_at_least(1),
         help=f"photos per model run (without it: {DEFAULT_BATCH}; a fixed-batch model uses its own)")
-    add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model input height = width")
-    add_backend_flags(parser)
-    add_machine_flags(parser)
+    session.add_model_flags(parser)
     cli.add_quiet(parser)
     return parser
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    set_quiet(args.quiet)
-    if len(args.device) > 1:
-        raise UserError("--device: predict runs on one device")
-    predict(args)
+    session.flow_main(build_parser, predict, argv, one_device="predict runs on one device")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 
 from .cli import UserError, os_error
-from .data import DECODE_ERRORS, find_images, load_image, unique_stems
+from .data import find_images, try_load_image, unique_stems
 from .formats import DEFAULT_SIZE, IMAGE_SUFFIXES, natural_sorted, write_bin
 from .parallel import parallel_map
 
@@ -19,10 +19,9 @@ log = logging.getLogger(__name__)
 def _convert_one(task):
     """Worker: (source, target, size) -> (source, None) or (source, why it could not be read)."""
     src, dst, size = task
-    try:
-        array = load_image(src, size)
-    except DECODE_ERRORS as exc:
-        return src, f"{type(exc).__name__}: {exc}"
+    array, why = try_load_image(src, size)
+    if why:
+        return src, why
     try:
         write_bin(dst, array)
     except OSError as exc:

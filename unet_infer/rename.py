@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from .cli import UserError
-from .formats import inside
+from .paths import inside
 from .summary import filesinfo_entries, read_summary
 
 _MAX_LISTED = 5

@@ -24,10 +24,11 @@ MODELZOO_MIN_IOU = 0.5
 RESULT_KEYS = ("mean_iou", "mean_dice", "n_images", "per_image")
 
 
-def summarise(records, provenance=None):
-    """Means over all images, the ModelZoo figure (IoU >= 0.5 only) and the per-image list."""
+def result_of(records, provenance=None):
+    """The result (``result.json``'s content): means over all images, the ModelZoo figure (IoU >= 0.5
+    only) and the per-image list."""
     if not records:
-        raise ValueError("no records to summarise")
+        raise ValueError("no records to score")
     records = sorted(records, key=lambda r: natural_key(r["name"]))
     ious = np.array([record["iou"] for record in records], dtype=np.float64)
     dices = np.array([record["dice"] for record in records], dtype=np.float64)
@@ -82,18 +83,18 @@ def check_writable(result_txt, inputs=()):
 
 
 def write_results(records, result_txt, provenance=None):
-    """Write ``result_txt`` (``name IoU Dice`` lines) and the JSON beside it; return the summary."""
+    """Write ``result_txt`` (``name IoU Dice`` lines) and the JSON beside it; return the result."""
     result_txt = Path(result_txt)
     result_json = result_json_path(result_txt)
-    summary = summarise(records, provenance)
-    lines = ["name IoU Dice"] + [f"{r['name']} {r['iou']:.6f} {r['dice']:.6f}" for r in summary["per_image"]]
+    result = result_of(records, provenance)
+    lines = ["name IoU Dice"] + [f"{r['name']} {r['iou']:.6f} {r['dice']:.6f}" for r in result["per_image"]]
     try:
         result_txt.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(result_txt, "\n".join(lines) + "\n")
-        atomic_write_text(result_json, json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(result_json, json.dumps(result, indent=2) + "\n")
     except OSError as exc:
         raise os_error(result_txt, exc) from None
-    return summary
+    return result
 
 
 def read_results(path):
@@ -117,6 +118,13 @@ def read_results(path):
     return data
 
 
+def provenance_of(keys, data, size):
+    """The ``provenance`` block a scoring flow records: the model (its summary keys, ``keys``:
+    ``summary.model_keys``), the data folder and the input size."""
+    return {"model": keys.get("model"), "weights": keys.get("weights"), "backend": keys.get("backend"),
+            "precision": keys.get("precision"), "data": str(Path(data).resolve()), "size": size}
+
+
 def provenance(result):
     """The ``provenance`` block of a result (``{}`` when the scoring run did not record one)."""
     value = result.get("provenance")
@@ -128,7 +136,7 @@ def modelzoo_text(result):
     return "n/a" if value is None else f"{value:.6f}"
 
 
-def summary_line(result):
+def iou_line(result):
     """The one line printed at the end of a scoring run."""
     return (f"IOU Average: {result['mean_iou']:.6f} (ModelZoo figure, images with IoU >= "
             f"{MODELZOO_MIN_IOU}: {modelzoo_text(result)}; Dice {result['mean_dice']:.6f}; "

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from . import backends, cli
 from .cli import UserError
-from .formats import BUNDLED_WEIGHTS, atomic_write_text, weights_id
+from .formats import atomic_write_text
+from .weights import BUNDLED_WEIGHTS, weights_id
 from .quantize import recipe_options
 from .workdir import Workdir
 

@@ -1,5 +1,8 @@
 """The ais_bench ``{output}/{output_dirname}_summary.json`` schema: built, written, read and
-queried here only (other modules ask the accessors below, never the raw keys).
+queried here only (other modules ask the accessors below, never the raw keys). Every key a
+summary of this package holds is in ``REQUIRED_KEYS`` (ais_bench's) or :data:`KEYS` (ours, each
+with what it means); :func:`build_summary`, :func:`merge_summaries` and :func:`with_keys` refuse
+any other, so a flow cannot add an undocumented key.
 
 Keys (as ais_bench writes them): ``filesinfo`` (``{"0": {"infiles": [...], "outfiles": [...]}}``,
 one entry per real input sample, keyed by sample id), ``args``, ``NPU_compute_time``,
@@ -7,21 +10,25 @@ one entry per real input sample, keyed by sample id), ``args``, ``NPU_compute_ti
 in milliseconds; we add ``percentile(90%)`` and ``percentile(95%)``), ``throughput`` (1000 x
 batchsize / mean compute time) and ``npu_compute_time_list`` and ``pid``.
 
-Ours, after those: ``backend``, ``precision`` (what the model computed in), ``machine``,
-``mode`` (``files``, ``pure``, ``stream`` or ``cluster``), ``wall_s`` (the whole run),
-``batchsize``, and where they apply ``file_read_ms``/``file_write_ms``, ``decode_wait_ms``,
-``model``, ``weights``. A stream run (which resumes from its record, ``journal.py``) adds
-``attempts`` (the runs that scored its batches, this one included: 1 for a run never stopped) and
-``resumed_images`` (images whose scores came from the record of earlier attempts, 0 for a run
-never stopped); its compute, H2D and D2H times are every batch's, whichever attempt ran it, its
-``decode_wait_ms`` and ``wall_s`` the last attempt's.
+Ours, after those (:data:`KEYS`): what the model was (``backend``, ``precision``, ``machine``,
+``model``, ``weights``: :func:`model_keys`, the same for every flow), ``mode`` (``files``,
+``pure``, ``stream`` or ``cluster``), ``wall_s`` (the whole run), ``batchsize``, and where they
+apply ``file_read_ms``/``file_write_ms``, ``decode_wait_ms``. A stream or cluster run (which
+resumes from its record, ``journal.py``) adds ``attempts`` (the runs that scored its batches,
+this one included: 1 for a run never stopped) and ``resumed_images`` (images whose scores came
+from the record of earlier attempts, 0 for a run never stopped); its compute, H2D and D2H times
+are every batch's, whichever attempt ran it, its ``decode_wait_ms`` and ``wall_s`` the last
+attempt's.
 
 A run split over several devices (``--device 0,1``) or Ray actors has one summary per part and
-one merged summary (:func:`merge_summaries`) in the same schema, with three keys more:
+one merged summary (:func:`merge_summaries`) in the same schema, with keys more:
 ``devices`` (each part's summary without its filesinfo, ``n_images`` instead; a part names
 itself in ``device_label``, e.g. ``device_1`` or a Ray actor's ``host:actor-<id>``),
 ``summary_throughput`` (the sum of the parts' throughputs: ais_bench's "summary throughput") and
-``wall_throughput`` (real images / ``wall_s``: what the whole run delivered).
+``wall_throughput`` (real images / ``wall_s``: what the whole run delivered); the runner's adds
+``device_kind``, the cluster's ``cluster`` (its pool, rounds and losses) and per actor ``node``,
+``device``, ``pids``, ``node_ids`` and ``restarts``; a resumed cluster run counts
+``images_this_attempt`` (its ``wall_throughput`` is theirs over this attempt's ``wall_s``).
 
 A throughput-mode run (openvino ``--nireq N``: N requests in flight) keeps ais_bench's
 ``NPU_compute_time`` as each request's own time (start to finish) and adds ``nireq`` (N),
@@ -40,6 +47,64 @@ from .formats import atomic_write_text, natural_key
 REQUIRED_KEYS = ("filesinfo", "args", "NPU_compute_time", "H2D_latency", "D2H_latency",
                  "throughput", "npu_compute_time_list", "pid")
 PERCENTILES = (50, 90, 95, 99)
+
+KEYS = {  # ours, after REQUIRED_KEYS: every other key a summary may hold, and what it means
+    "batchsize": "images per model run (the model's batch; a short last batch is padded)",
+    "backend": "the backend that ran the model (backends.REGISTRY)",
+    "precision": "what the model computed in, as the backend found it (fp32, bf16, int8, fp16)",
+    "machine": "CPU (vector units), cores and the GPU the run used, in words (machine.describe_machine)",
+    "model": "the model file, absolute path",
+    "weights": "the checkpoint the model was made from, '<name> sha256:<16 hex>' (None: unknown)",
+    "mode": "files (the runner on --input), pure (generated data), stream, or cluster (Ray)",
+    "wall_s": "seconds of the whole run (of this attempt, for a resumed run)",
+    "file_read_ms": "runner: reading the input files, ms in all (not in the compute time)",
+    "file_write_ms": "runner: writing the output files, ms in all (not in the compute time)",
+    "decode_wait_ms": "stream: the model's wait for decoded images, ms in all",
+    "attempts": "stream, cluster: the runs that scored the batches, this one included (1: never stopped)",
+    "resumed_images": "stream, cluster: images whose scores came from earlier attempts' record",
+    "images_this_attempt": "cluster, resumed: images this attempt scored (its wall_throughput's count)",
+    "nireq": "throughput mode: runs in flight",
+    "nireq_loop_ms": "throughput mode: wall-clock ms of the timed loop",
+    "nireq_throughput": "throughput mode: images/s the requests delivered together",
+    "devices": "merged: each part's summary without filesinfo, with n_images",
+    "n_images": "a part of a merged summary: its real images",
+    "device_label": "a part of a merged summary: device_<id>, or a Ray actor's host:actor-<id>",
+    "summary_throughput": "merged: the sum of the parts' throughputs (ais_bench's summary throughput)",
+    "wall_throughput": "merged: real images / wall_s (of this attempt's images, for a resumed cluster run)",
+    "device_kind": "runner, --device 0,1: gpu (one run per GPU) or cpu shards (the inputs split on the CPU)",
+    "cluster": "cluster: {address, actors, threads, gpus_per_actor, restarts, replaced_actors, lost_nodes, "
+               "rounds, resumed_batches, ray_start_s, duplicates_dropped}",
+    "node": "cluster, per actor: the host it ran on",
+    "device": "cluster, per actor: cpu or cuda:N",
+    "pids": "cluster, per actor: the processes that ran it (more than one after a restart)",
+    "node_ids": "cluster, per actor: the Ray nodes it ran on",
+    "restarts": "cluster, per actor: how often Ray restarted its process",
+}
+
+
+def _check_keys(keys):
+    unknown = [key for key in keys if key not in KEYS and key not in REQUIRED_KEYS]
+    if unknown:
+        raise ValueError(f"summary keys {unknown} are not documented in summary.KEYS")
+
+
+def with_keys(summary, **keys):
+    """``summary`` with ``keys`` (each documented in :data:`KEYS`) set; the same dict."""
+    _check_keys(keys)
+    summary.update(keys)
+    return summary
+
+
+def model_keys(backend, model_path, device=0, mode=None):
+    """What every flow's summary says of the model a loaded ``backend`` runs: backend, precision,
+    machine (with the device the run used), the run's ``mode`` where given, model (absolute path)
+    and weights, in the order the summary files have always had them."""
+    from .machine import describe_machine
+    keys = {"backend": backend.name, "precision": backend.precision,
+            "machine": describe_machine(backend.device_name(device))}
+    if mode is not None:
+        keys["mode"] = mode
+    return with_keys(keys, model=str(Path(model_path).resolve()), weights=backend.weights)
 
 
 def stats(times_ms):
@@ -79,9 +144,7 @@ def build_summary(filesinfo, args, compute_times_ms, h2d_ms, d2h_ms, batchsize, 
         "pid": int(pid),
         "batchsize": int(batchsize),
     }
-    if extra:
-        summary.update(extra)
-    return summary
+    return with_keys(summary, **(extra or {}))
 
 
 def merge_summaries(parts, args, h2d_ms, d2h_ms, wall_s, pid, extra=None):
@@ -101,14 +164,11 @@ def merge_summaries(parts, args, h2d_ms, d2h_ms, wall_s, pid, extra=None):
     compute = [t for part in parts for t in part["npu_compute_time_list"]]
     bs = batchsize(parts[0]) or 1
     merged = build_summary(dict(enumerate(entries)), args, compute, h2d_ms, d2h_ms, bs, pid)
-    merged["devices"] = [dict({k: v for k, v in part.items() if k != "filesinfo"}, n_images=len(part["filesinfo"]))
-                         for part in parts]
-    merged["summary_throughput"] = float(sum(throughput(part) for part in parts))
-    merged["wall_throughput"] = len(entries) / wall_s if entries and wall_s > 0 else None  # None: pure inference
-    merged["wall_s"] = float(wall_s)
-    if extra:
-        merged.update(extra)
-    return merged
+    return with_keys(merged, devices=[dict({k: v for k, v in part.items() if k != "filesinfo"},
+                                           n_images=len(part["filesinfo"])) for part in parts],
+                     summary_throughput=float(sum(throughput(part) for part in parts)),
+                     wall_throughput=len(entries) / wall_s if entries and wall_s > 0 else None,  # None: pure inference
+                     wall_s=float(wall_s), **(extra or {}))
 
 
 def in_flight_keys(requests, batchsize, runs, loop_ms):
@@ -189,6 +249,16 @@ def precision(summary):
 
 def machine(summary):
     return _text(summary, "machine")
+
+
+def model(summary):
+    """The model file a run loaded (None when not recorded)."""
+    return _text(summary, "model")
+
+
+def weights(summary):
+    """The checkpoint the run's model was made from, ``"<name> sha256:<16 hex>"`` (None when unknown)."""
+    return _text(summary, "weights")
 
 
 def batchsize(summary):
@@ -292,16 +362,6 @@ def nireq_throughput(summary):
     if isinstance(value, (int, float)) and isinstance(requests, int):
         return requests, float(value)
     return None
-
-
-def model(summary):
-    """The model file a run loaded (None when not recorded)."""
-    return _text(summary, "model")
-
-
-def weights(summary):
-    """The checkpoint the run's model was made from, ``"<name> sha256:<16 hex>"`` (None when unknown)."""
-    return _text(summary, "weights")
 
 
 def attempts(summary):

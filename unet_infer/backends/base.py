@@ -97,6 +97,7 @@ class Backend:
     async_upload = False  # True: upload(k + 1, wait=False) before run(k) overlaps the copy with compute
     async_requests = 0  # N > 0 once loaded in throughput mode: run_async/finished keep N runs in flight
     profiled_runs = None  # the runs a profile() averages over, where the backend counts them
+    accelerator = None  # the device its runs use, in words, where it is not this machine's (acl: "Ascend NPU")
 
     # ---- declarations (class level, no framework needed) ----
 
@@ -161,6 +162,23 @@ class Backend:
         recipe = importlib.import_module(cls.quantizer)
         return recipe.quantize_model(src, calib, dst, n_calib=n_calib, size=size, threads=threads)
 
+    @classmethod
+    def hand_over(cls, argv):
+        """Where another program runs this backend's models, run it with the runner's command line
+        (``argv()``: called only then) and give its exit status; None: the model runs in this process."""
+        return None
+
+    @classmethod
+    def runner_flags(cls, precision, size, threads=None, quiet=False):
+        """The runner's own flags (beyond ais_bench's) for a run of this backend, as
+        ``python3 -m unet_infer.bench`` takes them: its backend, precision, size and threads."""
+        flags = [f"--backend={cls.name}", f"--precision={precision}", f"--size={size}"]
+        if threads:
+            flags.append(f"--threads={threads}")
+        if quiet:
+            flags.append("--quiet")
+        return flags
+
     @staticmethod
     def has_gpu():
         """Whether this backend can run on GPUs here (else it runs on the CPU, one device only)."""
@@ -182,7 +200,7 @@ class Backend:
         self.output_names = []
         self.batchsize = 1
         self.precision = "fp32"  # what the model computes in, as the summary reports it
-        self.weights = None  # the checkpoint the model was made from (model.weights_id), when known
+        self.weights = None  # the checkpoint the model was made from (weights.weights_id), when known
         self._done = deque()  # the runs of run_async not yet handed out by finished
 
     def load(self, model_path, batchsize=None, device=0, precision="fp32", threads=None, size=DEFAULT_SIZE,
@@ -248,7 +266,14 @@ class ExternalBackend(Backend):
     (the stream, the cluster, predict) refuse it (``backends.in_process``)."""
 
     program = ""  # what runs its models, in words (e.g. "Huawei's ais_bench")
-    accelerator = None  # the device its runs use, in words, for a summary that names no machine
+
+    @classmethod
+    def hand_over(cls, argv):
+        return cls.run_external(argv())
+
+    @classmethod
+    def runner_flags(cls, precision, size, threads=None, quiet=False):
+        return []  # the model's suffix picks the backend; the program checks the rest
 
     @classmethod
     def run_external(cls, argv):

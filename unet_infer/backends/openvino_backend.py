@@ -334,7 +334,7 @@ class OpenVinoBackend(Backend):
     def download(self, outputs):
         return [np.array(out, copy=True) for out in outputs]
 
-    # ---- throughput mode: N requests in flight (bench.loop drives these) ----
+    # ---- throughput mode: N requests in flight (loop.py drives these) ----
 
     def run_async(self, inputs, tag=None, keep=True):
         """Start one run on the next idle request (waits while all N are busy); its outputs (when

@@ -138,7 +138,7 @@ class TorchBackend(Backend):
              profile=False, torch_compile=False, cuda_graph=False):
         import torch
 
-        from ..formats import weights_id
+        from ..weights import weights_id
         from ..model import load_unet
         self.check_profile(profile)  # no per-layer profiler: refused before any work (the runner says so first)
         precision = self.check_precision(precision)

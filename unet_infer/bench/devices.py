@@ -27,14 +27,13 @@ import time
 from argparse import Namespace
 from pathlib import Path
 
-from .. import backends
 from ..cli import UserError
-from ..formats import inside
+from ..paths import inside
 from ..progress import set_quiet
-from ..summary import merge_summaries, merged_lines, write_summary
+from ..summary import merge_summaries, merged_lines, with_keys, write_summary
 from .batching import first_clash
+from ..loop import Timings
 from .files import list_inputs
-from .loop import Timings
 from .run import bench, refuse_existing_run, refuse_output_in_input
 
 log = logging.getLogger(__name__)
@@ -75,23 +74,24 @@ def device_places(args, devices):
     return base, merged, per_device
 
 
-def _run_device(args, backend_name, device, out_dir, summary_path, shard, label):
+def _run_device(args, choice, device, out_dir, summary_path, shard, label):
     """One device's run, in its own process: ``run.bench`` on ``shard``; its printout is
     returned (the parent prints the devices' blocks in order) with its summary and copy times."""
     logging.basicConfig(level=logging.INFO, format=f"[%(levelname)s] {label}: %(message)s")
     set_quiet(True)  # N progress bars on one terminal would only garble each other
     timings, printed = Timings(), io.StringIO()
     with contextlib.redirect_stdout(printed):
-        summary = bench(args, backends.get_backend(backend_name), device, out_dir, inputs=shard, timings=timings)
-    summary["device_label"] = label
+        summary = bench(args, choice, device, out_dir, inputs=shard, timings=timings)
+    with_keys(summary, device_label=label)
     if summary_path:
         write_summary(summary_path, summary)
     return summary, timings.h2d, timings.d2h, printed.getvalue()
 
 
-def run_devices(args, backend_cls):
+def run_devices(args, choice):
     """Run every device of ``args.device`` at once, merge, print, write; returns the merged summary."""
     started = time.perf_counter()
+    backend_cls = choice.cls
     devices = list(args.device)
     listing = ",".join(map(str, devices))
     on_gpu = backend_cls.has_gpu()
@@ -123,7 +123,7 @@ def run_devices(args, backend_cls):
             continue
         child = Namespace(**vars(args))
         child.threads, child.device = threads, [device]
-        jobs.append((child, backend_cls.name, device, out_dir, summary_path, shard, f"device_{device}"))
+        jobs.append((child, choice, device, out_dir, summary_path, shard, f"device_{device}"))
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("spawn")  # a clean process per device: no forked framework state
@@ -134,9 +134,9 @@ def run_devices(args, backend_cls):
         print(printed, end="", flush=True)
     merged = merge_summaries(parts, vars(args), [t for r in results for t in r[1]], [t for r in results for t in r[2]],
                              time.perf_counter() - started, os.getpid(),
-                             extra={key: parts[0][key] for key in ("backend", "precision", "machine", "mode",
-                                                                     "model", "weights") if key in parts[0]})
-    merged["device_kind"] = "gpu" if on_gpu else "cpu shards"
+                             extra={**{key: parts[0][key] for key in ("backend", "precision", "machine", "mode",
+                                                                        "model", "weights") if key in parts[0]},
+                                    "device_kind": "gpu" if on_gpu else "cpu shards"})
     if merged_path:
         write_summary(merged_path, merged)
         log.info("outputs in %s, merged summary %s, per device %s", out_dir, merged_path,

@@ -16,13 +16,11 @@ import numpy as np
 
 from .. import cli
 from ..cli import UserError
-from ..machine import describe_machine
 from ..progress import progress
+from ..loop import Timings, run_loop
 from ..summary import build_summary, in_flight_keys, performance_lines, write_summary
 from .batching import first_clash, plan_batches
 from .files import OutputWriter, file_feeds, list_inputs, plan_files_per_batch, pure_data
-from .flags import backend_options
-from .loop import Timings, run_loop, warm_up
 from .profile import save_profile
 
 log = logging.getLogger(__name__)
@@ -51,8 +49,9 @@ def make_dirs(out_dir):
         raise cli.os_error(out_dir, exc, "create the output folder") from None
 
 
-def run_files(args, backend, inputs, out_dir, timings):
+def run_files(args, opened, inputs, out_dir, timings):
     """Every batch of the input folders, ``--loop`` runs each; the filesinfo of what was saved."""
+    backend = opened.backend
     per_batch = plan_files_per_batch(inputs, backend.inputs)
     batches = plan_batches(len(inputs[0]), per_batch)
     log.info("%d files, %d per batch, %d batches", len(inputs[0]), per_batch, len(batches))
@@ -61,7 +60,7 @@ def run_files(args, backend, inputs, out_dir, timings):
         raise UserError(f"{clash[0]} and {clash[1]} would write the same output files")
     feeds = file_feeds(batches, inputs, backend.inputs, per_batch, timings)
     first = next(feeds)
-    warm_up(backend, first[0], args.warmup_count)
+    opened.warm_up(first[0], args.warmup_count)
     if out_dir:
         make_dirs(out_dir)
     writer = OutputWriter(inputs, per_batch, out_dir, args.outfmt, timings)
@@ -78,10 +77,11 @@ def _chain(first, rest):
     yield from rest
 
 
-def run_pure(args, backend, out_dir, timings):
+def run_pure(args, opened, out_dir, timings):
     """``--loop`` runs on generated data of the model's input shape; nothing but the summary is saved."""
+    backend = opened.backend
     arrays = [pure_data(spec, args.pure_data_type, np.random.default_rng()) for spec in backend.inputs]
-    warm_up(backend, arrays, args.warmup_count)
+    opened.warm_up(arrays, args.warmup_count)
     if out_dir:
         make_dirs(out_dir)
     with progress(total=args.loop, desc="Inference", unit="run") as bar:
@@ -90,27 +90,22 @@ def run_pure(args, backend, out_dir, timings):
     return {}
 
 
-def bench(args, backend_cls, device, out_dir=None, summary_path=None, inputs=None, timings=None):
-    """One run on one device: load, warm up, time, save; prints the Performance Summary; returns the summary."""
+def bench(args, choice, device, out_dir=None, summary_path=None, inputs=None, timings=None):
+    """One run on one device of the model ``choice`` (``session.choose``): load, warm up, time, save;
+    prints the Performance Summary; returns the summary."""
     started = time.perf_counter()
     if inputs is None:  # a device of --device 0,1 gets its shard of the input lists
         inputs = list_inputs(args.input) if args.input else None
-    backend = backend_cls()
-    backend.load(args.model, batchsize=args.batchsize, device=device, precision=args.precision,
-                 threads=args.threads, size=args.size, profile=bool(args.profile),
-                 **backend_options(args, backend_cls))
     timings = Timings() if timings is None else timings
-    try:
+    with choice.open(batchsize=args.batchsize, device=device, threads=args.threads, size=args.size,
+                     profile=bool(args.profile)) as opened:
         if inputs:
-            filesinfo = run_files(args, backend, inputs, out_dir, timings)
+            filesinfo = run_files(args, opened, inputs, out_dir, timings)
         else:
-            filesinfo = run_pure(args, backend, out_dir, timings)
-        profiled = save_profile(args.profile, backend, args.model) if args.profile else []
-    finally:
-        backend.close()
-    extra = {"backend": backend.name, "precision": backend.precision,
-             "machine": describe_machine(backend.device_name(device)), "mode": "files" if inputs else "pure",
-             "model": str(Path(args.model).resolve()), "weights": backend.weights,
+            filesinfo = run_pure(args, opened, out_dir, timings)
+        profiled = save_profile(args.profile, opened.backend, args.model) if args.profile else []
+    backend = opened.backend
+    extra = {**opened.summary_keys("files" if inputs else "pure"),
              "file_read_ms": timings.read_ms, "file_write_ms": timings.write_ms,
              "wall_s": time.perf_counter() - started,
              **in_flight_keys(timings.requests, backend.batchsize, len(timings.compute), timings.loop_ms)}

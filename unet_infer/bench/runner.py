@@ -20,14 +20,14 @@ wall-clock images/s the N requests delivered together.
 import time
 from pathlib import Path
 
-from .. import backends, cli
+from .. import backends, cli, session
 from ..cli import UserError
-from ..formats import DEFAULT_SIZE, inside
+from ..formats import DEFAULT_SIZE
+from ..paths import inside
 from ..parallel import default_threads
 from ..progress import set_quiet
 from .batching import OUTFMT_SUFFIX
 from .devices import run_devices
-from .flags import add_backend_flags
 from .profile import check_profile_target
 from .run import bench, refuse_existing_run, refuse_output_in_input
 
@@ -59,7 +59,7 @@ def build_parser():
         help="data of the pure-inference mode")
     add(*cli.flag("display_all_summary"), dest="display_all_summary", type=cli.str2bool, nargs="?", const=True,
         default=False, help="also print the H2D and D2H latencies")
-    add_backend_flags(parser)
+    session.add_backend_flags(parser)
     add("--profile", metavar="FILE.json", help=f"per-layer times from the backend's own profiler "
         f"({', '.join(backends.profilers())}) to this file; the slowest layers are printed")
     add("--threads", type=cli.int_at_least(1), default=default_threads(), help="CPU threads for the model")
@@ -100,25 +100,20 @@ def main(argv=None):
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     set_quiet(args.quiet)
-    name = args.backend or backends.backend_for_model(args.model)
-    backend_cls = backends.get_backend(name)
-    if backends.is_external(name):  # its own program runs the model: ais_bench's flags go over
-        if args.precision is not None:
-            backend_cls.check_precision(args.precision)
-        return backend_cls.run_external(ais_bench_argv(args, parser) + unknown)
+    status = session.hand_over(args, lambda: ais_bench_argv(args, parser) + unknown)  # acl: ais_bench runs it
+    if status is not None:
+        return status
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    backends.usable_backend(name)
+    choice = session.choose(args, "the runner")
     if args.output_dirname and not args.output:
         raise UserError("--output_dirname needs --output")
-    if args.precision is not None:
-        backend_cls.check_precision(args.precision)
     if args.profile:
         if len(args.device) > 1:
             raise UserError("--profile profiles one run: give one --device")
-        check_profile_target(args.profile, backend_cls)
+        check_profile_target(args.profile, choice.cls)
     if len(args.device) > 1:
-        run_devices(args, backend_cls)
+        run_devices(args, choice)
         return None
     for device, out_dir, summary_path in run_places(args):
-        bench(args, backend_cls, device, out_dir, summary_path)
+        bench(args, choice, device, out_dir, summary_path)

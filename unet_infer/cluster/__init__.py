@@ -37,16 +37,14 @@ import os
 import time
 from pathlib import Path
 
-from .. import backends, cli
-from ..bench.flags import add_backend_flags, backend_options
+from .. import cli, session
 from ..cli import UserError
 from ..data import pair_carvana
-from ..formats import DEFAULT_SIZE
 from ..parallel import cpu_count
-from ..progress import progress, set_quiet
-from ..results import check_writable, select_extremes, summary_line, write_results
-from ..stream import add_result_flags, masks_folder, write_masks
-from ..summary import merge_summaries, merged_lines, write_summary
+from ..progress import progress
+from ..results import check_writable, iou_line, provenance_of, select_extremes, write_results
+from ..scoring import add_result_flags, masks_folder, write_masks
+from ..summary import merge_summaries, merged_lines, with_keys, write_summary
 from ..journal import Journal, beside, run_key
 from . import local, rounds
 from .collect import Collector, plan_batches, unpack_mask
@@ -56,18 +54,16 @@ from .rounds import actors_fitting
 log = logging.getLogger(__name__)
 
 
-def check_request(cls, args):
-    """What can be checked before any Ray work: the backend, its precision and options, the files."""
-    backends.in_process(cls.name, "each Ray actor of the cluster")
-    backends.usable_backend(cls.name)
-    precision = cls.check_precision(args.precision) if args.precision else None
-    if not Path(args.model).is_file():
-        raise UserError(f"{args.model}: model not found")
+def check_request(args):
+    """What can be checked before any Ray work: the backend, its precision and options (the
+    model's :class:`session.Choice`), the files."""
+    choice = session.choose(args, "each Ray actor of the cluster")
+    choice.model = str(Path(session.model_exists(args.model)).resolve())  # every node reads it by this path
     check_writable(args.result, inputs=[args.data])
     if args.address and args.ray_temp:
         raise UserError("--ray-temp is for the local Ray; a running cluster keeps its own folder "
                         "(ray start --temp-dir)")
-    return precision, backend_options(args, cls)
+    return choice
 
 
 def size_pool(args, nodes):
@@ -125,14 +121,12 @@ def run(args):
     """The whole run; returns ``(result summary, merged ais_bench summary)``."""
     from .pipeline import crash_setting, slow_setting
     begun = time.perf_counter()
-    cls = backends.get_backend(args.backend or backends.backend_for_model(args.model))
-    precision, options = check_request(cls, args)
+    choice = check_request(args)
     pairs = pair_carvana(args.data)
     plan = plan_batches(pairs, args.batchsize)
-    config = {"backend": cls.name, "model": str(Path(args.model).resolve()), "batchsize": args.batchsize,
-              "precision": precision, "size": args.size, "options": options, "crash": crash_setting(),
-              "slow": slow_setting()}
-    key = run_key(args.model, args.data, made_from(cls.name, precision, args, options))
+    config = {"choice": choice, "model": choice.model, "batchsize": args.batchsize,
+              "size": args.size, "crash": crash_setting(), "slow": slow_setting()}
+    key = run_key(args.model, args.data, made_from(choice.name, choice.precision, args, choice.options))
     with Journal(beside(args.result), key) as journal:
         collector = Collector(Path(p).stem for row in plan for p in row["images"])
         recorder = Recorder(journal, plan, collector, args.size)
@@ -145,7 +139,7 @@ def run(args):
         else:
             log.info("%s: every batch is recorded; nothing is left for Ray", journal.path)
             ran = {"actors": 0, "threads": 0, "ray_start_s": 0.0, "lost_nodes": [], "rounds": []}
-        result, summary = finish(args, cls, config, collector, ran, begun, resumed)
+        result, summary = finish(args, choice, collector, ran, begun, resumed)
         journal.remove()  # complete: the same command afterwards runs afresh
     for line in merged_lines(summary):
         if resumed["resumed_images"] and line.startswith("[INFO] wall-clock throughput:"):
@@ -153,14 +147,14 @@ def run(args):
                     f"({resumed['resumed_images']} resumed from the record) / {summary['wall_s']:.3f} s = "
                     f"{summary['wall_throughput']:.3f} images/s (attempt {resumed['attempts']})")
         print(line, flush=True)
-    print(summary_line(result), flush=True)
+    print(iou_line(result), flush=True)
     if collector.bad:
         raise UserError(f"{len(collector.bad)} unreadable image(s), left out of the scores: "
                         + ", ".join(f"{path} ({why})" for path, why in collector.bad.values()))
     return result, summary
 
 
-def finish(args, cls, config, collector, ran, begun, resumed):
+def finish(args, choice, collector, ran, begun, resumed):
     """Check the collection and write the result files, the summary and the report's masks."""
     collector.check()
     if collector.duplicates:
@@ -169,10 +163,8 @@ def finish(args, cls, config, collector, ran, begun, resumed):
     if not records:
         raise UserError(f"none of the {len(collector.planned)} images could be read")
     meta = next(iter(collector.meta.values()), {})
-    result = write_results(records, args.result,
-                           provenance={"model": config["model"], "weights": meta.get("weights"),
-                                       "backend": meta.get("backend", cls.name), "precision": meta.get("precision"),
-                                       "data": str(Path(args.data).resolve()), "size": args.size})
+    keys = {"backend": choice.name, **meta, "model": str(Path(args.model).resolve())}
+    result = write_results(records, args.result, provenance=provenance_of(keys, args.data, args.size))
     parts = collector.actor_summaries(vars(args), args.batchsize)
     h2d, d2h = collector.h2d_d2h()
     extra = {key: meta.get(key) for key in ("backend", "precision", "machine", "model", "weights")}
@@ -186,8 +178,8 @@ def finish(args, cls, config, collector, ran, begun, resumed):
     wall = time.perf_counter() - begun
     summary = merge_summaries(parts, vars(args), h2d, d2h, wall, os.getpid(), extra=extra)
     if resumed["resumed_images"]:  # the rate of this attempt: the images it scored over its own wall time
-        summary["images_this_attempt"] = len(records) - resumed["resumed_images"]
-        summary["wall_throughput"] = summary["images_this_attempt"] / wall if wall > 0 else None
+        scored = len(records) - resumed["resumed_images"]
+        with_keys(summary, images_this_attempt=scored, wall_throughput=scored / wall if wall > 0 else None)
     if args.summary:
         write_summary(args.summary, summary)
     folder = masks_folder(args)
@@ -226,8 +218,7 @@ def build_parser():
     add("--data", required=True, help="Carvana-format folder: train/<stem>.jpg and train_masks/<stem>_mask.gif, "
                                       "at a path every node reads")
     add("--batchsize", type=cli.int_at_least(1), required=True, help="images per model run")
-    add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model input height = width")
-    add_backend_flags(parser)
+    session.add_model_flags(parser, machine=False)
     add("--address", help="a running Ray cluster: auto (the one this host belongs to) or HOST:PORT; without "
                           f"it: a new local Ray on this machine's {cpu_count()} CPUs, whatever RAY_ADDRESS or "
                           "an earlier `ray start` says, stopped at the end")
@@ -250,7 +241,5 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    set_quiet(args.quiet)
-    run(args)
+    session.flow_main(build_parser, run, argv)
 

@@ -3,14 +3,14 @@ and scores -> the driver. Ray is imported here only, inside the functions.
 
 - ``decode_batch`` (a ``map_batches`` task, no CPU reserved, at most ``decoders`` at a time):
   each row of the plan (one model batch of paths) becomes that batch's images and masks, decoded
-  by ``stream.decode`` (``data.load_image``/``load_label``, the file flow's own), in a fixed-shape
+  by ``decoding.decode`` (``data.load_image``/``load_label``, the file flow's own), in a fixed-shape
   ``batchsize`` x ... array with the count of real images ``n``; unreadable images are left out
   and named in ``bad``.
 - ``InferActor`` (``compute=ActorPoolStrategy(size=actors)``, ``num_cpus=threads`` and
   ``num_gpus``): loads the model once through the backend registry, then for each row packs the
-  batch with ``stream.pack_batch`` (a short batch padded with copies of its first image, as the
-  runner pads), runs it through the one loop (``bench.loop.run_loop``) and scores it with
-  ``stream.Scorer``; it returns one small row per image (name, IoU, Dice, its batch's times, the
+  batch with ``decoding.pack_batch`` (a short batch padded with copies of its first image, as the
+  runner pads), runs it through the one loop (``loop.run_loop``) and scores it with
+  ``scoring.Scorer``; it returns one small row per image (name, IoU, Dice, its batch's times, the
   actor's name) and, only for an image that may be the report's worst or best, its mask packed
   8 pixels a byte.
 
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import backends
-from ..bench.loop import Timings, run_loop, warm_up, zeros_like_inputs
 from ..cli import UserError
-from ..machine import describe_machine
-from ..stream import WARMUP_RUNS, Extremes, Scorer, decode, pack_batch
+from ..decoding import decode, pack_batch
+from ..loop import Timings, run_loop
+from ..scoring import Extremes, Scorer
+from ..session import WARMUP_RUNS
 from . import local
 from .collect import ROW_KEYS, pack_mask
 
@@ -67,25 +67,19 @@ class InferActor:
     """One model on one device (or share of the CPU cores); see the module notes."""
 
     def __init__(self, config):
-        self.config = config
-        cls = backends.get_backend(config["backend"])
-        self.backend = cls()
-        self.backend.load(config["model"], batchsize=config["batchsize"], device=0, precision=config["precision"],
-                          threads=config["threads"], size=config["size"], **config["options"])
-        spec, size = self.backend.inputs[0], config["size"]
-        if len(self.backend.inputs) != 1 or spec.shape[1:] != (3, size, size):
-            raise UserError(f"{config['model']}: the model takes {[s.shape for s in self.backend.inputs]}; the "
-                            f"cluster feeds one N x 3 x {size} x {size} input (see --size)")
-        warm_up(self.backend, zeros_like_inputs(self.backend), WARMUP_RUNS)
+        self.config = config  # its "choice": the driver's session.Choice, checked there
+        self.opened = config["choice"].open(batchsize=config["batchsize"], device=0, threads=config["threads"],
+                                            size=config["size"], image_size=config["size"], warmup=WARMUP_RUNS,
+                                            flow="the cluster")
+        self.backend = self.opened.backend
         self.timings, self.extremes = Timings(), Extremes()
         import ray  # in an actor process, Ray is there already
         # the actor's id survives a restart: one name per actor (per device), whatever its process
         self.name = f"{socket.gethostname()}:actor-{ray.get_runtime_context().get_actor_id()[:8]}"
-        device = self.backend.device_name(0)
-        self.meta = json.dumps({"backend": self.backend.name, "precision": self.backend.precision,
-                                "machine": describe_machine(device), "model": config["model"],
-                                "weights": self.backend.weights, "node": socket.gethostname(), "pid": os.getpid(),
-                                "node_id": ray.get_runtime_context().get_node_id(), "device": device,
+        keys = self.opened.summary_keys()
+        self.meta = json.dumps({**keys, "model": config["model"], "node": socket.gethostname(), "pid": os.getpid(),
+                                "node_id": ray.get_runtime_context().get_node_id(),
+                                "device": self.backend.device_name(0),
                                 "restarted": ray.get_runtime_context().was_current_actor_reconstructed})
 
     def __call__(self, rows):

@@ -35,10 +35,10 @@ def main(argv=None, prog=PROG):
     args = build_parser(prog).parse_args(argv)
     set_quiet(args.quiet)
     from ..postprocess import score_folder
-    from ..results import check_writable, summary_line, write_results
+    from ..results import check_writable, iou_line, write_results
     check_writable(args.result, inputs=[args.output, args.label])  # before the scoring, not after
     records = score_folder(args.output, args.label, size=args.size, workers=args.workers)
-    print(summary_line(write_results(records, args.result)))
+    print(iou_line(write_results(records, args.result)))
 
 
 if __name__ == "__main__":

@@ -71,33 +71,29 @@ def _paint(rng):
     return tuple(255 * np.array(colorsys.hsv_to_rgb(hue, sat, grey / 255)))
 
 
+# Each kind's ranges, drawn in this order: length, width, height, ground clearance, wheel radius,
+# belt line (m); front and rear overhang (m); hood, windshield rake, rear deck and rear-window rake
+# (fractions of the length); how far the tail sits below the belt line (m).
+SHAPES = {
+    "sedan": ((4.4, 5.0), (1.75, 1.88), (1.38, 1.5), (0.13, 0.18), (0.30, 0.34), (0.85, 0.95), (0.8, 1.0),
+              (0.95, 1.15), (0.26, 0.32), (0.16, 0.2), (0.13, 0.18), (0.13, 0.17), (0.0, 0.08)),
+    "hatch": ((3.9, 4.4), (1.70, 1.82), (1.42, 1.56), (0.13, 0.18), (0.29, 0.33), (0.85, 0.95), (0.75, 0.9),
+              (0.6, 0.8), (0.22, 0.27), (0.17, 0.21), (0.03, 0.06), (0.06, 0.1), (0.0, 0.04)),
+    "suv": ((4.4, 5.0), (1.82, 1.98), (1.62, 1.82), (0.19, 0.26), (0.35, 0.40), (0.98, 1.1), (0.8, 1.0),
+            (0.8, 1.0), (0.22, 0.27), (0.12, 0.16), (0.02, 0.05), (0.03, 0.06), (0.0, 0.04)),
+}
+
+
 def make_car(seed, index):
     """The car number ``index`` (from 0) of data set ``seed``: its id, shape, paint and studio."""
     rng = np.random.default_rng([seed, index])
     u = rng.uniform
     car_id = rng.bytes(6).hex()
     kind = ("sedan", "hatch", "suv")[rng.choice(3, p=[0.45, 0.25, 0.3])]
-    if kind == "sedan":
-        length, width, height = u(4.4, 5.0), u(1.75, 1.88), u(1.38, 1.5)
-        clearance, radius, belt = u(0.13, 0.18), u(0.30, 0.34), u(0.85, 0.95)
-        overhang_front, overhang_rear = u(0.8, 1.0), u(0.95, 1.15)
-        hood, rake = u(0.26, 0.32) * length, u(0.16, 0.2) * length
-        deck, rear_rake = u(0.13, 0.18) * length, u(0.13, 0.17) * length
-        tail = belt - u(0.0, 0.08)
-    elif kind == "hatch":
-        length, width, height = u(3.9, 4.4), u(1.70, 1.82), u(1.42, 1.56)
-        clearance, radius, belt = u(0.13, 0.18), u(0.29, 0.33), u(0.85, 0.95)
-        overhang_front, overhang_rear = u(0.75, 0.9), u(0.6, 0.8)
-        hood, rake = u(0.22, 0.27) * length, u(0.17, 0.21) * length
-        deck, rear_rake = u(0.03, 0.06) * length, u(0.06, 0.1) * length
-        tail = belt - u(0.0, 0.04)
-    else:
-        length, width, height = u(4.4, 5.0), u(1.82, 1.98), u(1.62, 1.82)
-        clearance, radius, belt = u(0.19, 0.26), u(0.35, 0.40), u(0.98, 1.1)
-        overhang_front, overhang_rear = u(0.8, 1.0), u(0.8, 1.0)
-        hood, rake = u(0.22, 0.27) * length, u(0.12, 0.16) * length
-        deck, rear_rake = u(0.02, 0.05) * length, u(0.03, 0.06) * length
-        tail = belt - u(0.0, 0.04)
+    (length, width, height, clearance, radius, belt, overhang_front, overhang_rear, hood, rake, deck, rear_rake,
+     drop) = [u(low, high) for low, high in SHAPES[kind]]  # drawn in this order: the data set depends on it
+    hood, rake, deck, rear_rake = hood * length, rake * length, deck * length, rear_rake * length
+    tail = belt - drop
     half = length / 2
     windshield_base = half - hood
     roof_front = windshield_base - rake

@@ -1,0 +1,215 @@
+"""One model opened for a flow that runs it in this process: the runner (``bench``), the stream,
+predict and each Ray actor of the cluster (the speed tables run the runner). Each of them asks
+here, and nowhere else, which backend runs a model, whether it can, and with what:
+
+    choice = session.choose(args, "the streaming mode")   # cheap: before any other work
+    with choice.open(batchsize=8, device=0, threads=2, size=572, image_size=572, warmup=1) as opened:
+        opened.backend                   # loaded, its input checked, warmed up
+        opened.prefetch_depth(workers)   # decoded images to keep ready
+        opened.summary_keys()            # what a summary says of the model (summary.model_keys)
+
+:func:`choose` (no framework imported yet):
+
+- the backend: ``--backend``, else the model file's suffix (``backends.backend_for_model``);
+- one whose models another program runs (``base.ExternalBackend``) is refused in one line that
+  names those that can (``backends.in_process``); the runner hands such a model over first
+  (``Backend.hand_over``), so it never gets here;
+- that it can run on this machine (its package: ``backends.usable_backend``), that it takes the
+  precision asked (``check_precision``), and its own options from the command line, another
+  backend's option refused (:func:`backend_options`).
+
+:meth:`Choice.open` loads the model with the batch size, device, threads, size and profiling
+asked; for a flow that feeds images (``image_size``) checks that the model takes one
+N x 3 x S x S input, else one line naming the model and ``--size``; and runs ``warmup`` untimed
+runs on zeros (the runner warms on its first batch instead: :meth:`Opened.warm_up`).
+
+What a backend can do is its declaration (``backends.base``), read here and in the loop
+(``loop.py``): in-flight requests (``async_requests``, 0 without), an upload that overlaps the
+compute (``async_upload``), a profiler (``can_profile``), the model's fixed batch
+(``fixed_batchsize``). The command-line flags every such flow shares (``--backend``,
+``--precision``, each backend's options) are added by :func:`add_backend_flags`.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import backends, cli
+from .cli import UserError
+from .loop import warm_up
+from .parallel import default_decoders, default_threads
+from .summary import model_keys
+
+WARMUP_RUNS = 1  # untimed runs of a flow that warms on zeros, as the runner's default --warmup_count
+
+
+def add_backend_flags(parser):
+    """--backend, --precision and every backend's own options (each checked against the backend in use)."""
+    add = parser.add_argument
+    add("--backend", choices=backends.names(), help="without it: from the model's suffix")
+    add("--precision", choices=backends.precisions(),
+        help=f"compute precision ({backends.describe()}); without it: the model's own, else the backend's "
+             f"first")
+    for cls in backends.all_backends():
+        for option in cls.options:
+            if option.type is None:
+                add(*option.flags, dest=option.dest, action="store_true", help=option.help)
+            else:
+                add(*option.flags, dest=option.dest, type=option.type, default=option.default, help=option.help)
+
+
+def backend_options(args, cls):
+    """The chosen backend's options from ``args``; another backend's option set is a UserError."""
+    for other in backends.all_backends():
+        if other is cls:
+            continue
+        for option in other.options:
+            if option.is_set(getattr(args, option.dest)) and option.dest not in [o.dest for o in cls.options]:
+                raise UserError(f"--{option.dest} is an option of the {other.name} backend, not of {cls.name}")
+    return {option.dest: getattr(args, option.dest) for option in cls.options}
+
+
+def add_machine_flags(parser):
+    """--device, --threads and --workers of a flow that decodes beside one model (stream, predict)."""
+    add = parser.add_argument
+    add("--device", "-d", type=cli.device_list, default="0", help="device id (CUDA for torch)")
+    add("--threads", type=cli.int_at_least(1), default=default_threads(), help="CPU threads for the model")
+    add("--workers", type=cli.int_at_least(1),
+        help=f"decoding processes (without it: CPUs - 1, here {default_decoders()})")
+
+
+def add_model_flags(parser, machine=True):
+    """--size, the backend flags and (``machine``) the machine flags of a flow that feeds images."""
+    from .formats import DEFAULT_SIZE
+    parser.add_argument("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model input height = width")
+    add_backend_flags(parser)
+    if machine:
+        add_machine_flags(parser)
+
+
+def flow_main(build_parser, run, argv=None, one_device=None):
+    """A flow's ``main``: parse ``argv``, quiet the progress bars where asked, refuse a --device list
+    with the one line ``one_device`` where the flow runs on one device, then ``run(args)``; None
+    (what ``run`` returns is not an exit status)."""
+    from .progress import set_quiet
+    args = build_parser().parse_args(argv)
+    set_quiet(args.quiet)
+    if one_device and len(args.device) > 1:
+        raise UserError(f"--device: {one_device}")
+    run(args)
+
+
+def backend_class(model, name=None):
+    """The backend class ``name`` (``--backend``), else the one ``model``'s suffix calls for."""
+    return backends.get_backend(name or backends.backend_for_model(model))
+
+
+def hand_over(args, argv):
+    """Where another program runs the model's backend (``Backend.hand_over``: acl, ais_bench), check
+    the precision asked and run it with ``argv()``: its exit status; None: the model runs here."""
+    cls = backend_class(args.model, args.backend)
+    if args.precision is not None:
+        cls.check_precision(args.precision)
+    return cls.hand_over(argv)
+
+
+def prefetch_depth(batchsize, workers, overlap=False):
+    """Decoded images to keep ready beside a model of ``batchsize``: its batch (two where the upload
+    overlaps the compute, ``overlap``) and two per decoding process."""
+    return (batchsize or 1) * (2 if overlap else 1) + 2 * workers
+
+
+@dataclass
+class Choice:
+    """A model and the backend that runs it in this process, checked (see :func:`choose`)."""
+
+    model: str
+    cls: type
+    precision: str = None  # as asked (checked), None: the model's own, else the backend's first
+    options: dict = field(default_factory=dict)
+
+    @property
+    def name(self):
+        return self.cls.name
+
+    @property
+    def runs_in(self):
+        """The precision a load without one runs: the one asked, else the backend's default."""
+        return self.cls.check_precision(self.precision)
+
+    def open(self, batchsize=None, device=0, threads=None, size=None, image_size=None, warmup=0, profile=False,
+             flow="this flow"):
+        """Load the model (see the module notes); an :class:`Opened`, closed on leaving its ``with``."""
+        backend = self.cls()
+        backend.load(self.model, batchsize=batchsize, device=device, precision=self.precision, threads=threads,
+                     size=size, profile=profile, **self.options)
+        opened = Opened(self, backend, device)
+        try:
+            if image_size is not None:
+                opened.check_images(image_size, flow)
+            opened.warm_up(count=warmup)
+        except BaseException:
+            opened.close()
+            raise
+        return opened
+
+
+class Opened:
+    """A loaded model: ``backend`` (``inputs``, ``batchsize``, ``precision``, ``weights``) and what the
+    flows ask of it."""
+
+    def __init__(self, choice, backend, device):
+        self.choice, self.backend, self.device = choice, backend, device
+
+    @property
+    def batchsize(self):
+        return self.backend.batchsize
+
+    def check_images(self, size, flow):
+        """The model takes one N x 3 x size x size input, else the one UserError naming it and --size."""
+        specs = self.backend.inputs
+        if len(specs) != 1 or specs[0].shape[1:] != (3, size, size):
+            raise UserError(f"{self.choice.model}: the model takes {[s.shape for s in specs]}; {flow} feeds one "
+                            f"N x 3 x {size} x {size} input (see --size)")
+
+    def warm_up(self, arrays=None, count=1):
+        """``count`` untimed runs of ``arrays`` (one per input; None: zeros of the inputs' shapes)."""
+        if count:
+            import numpy as np
+            if arrays is None:
+                arrays = [np.zeros(spec.shape, spec.dtype) for spec in self.backend.inputs]
+            warm_up(self.backend, arrays, count)
+
+    def prefetch_depth(self, workers):
+        """:func:`prefetch_depth` of this model's batch and upload."""
+        return prefetch_depth(self.backend.batchsize, workers, bool(self.backend.async_upload))
+
+    def summary_keys(self, mode=None):
+        """What a summary says of the model: backend, precision, machine, ``mode``, model, weights."""
+        return model_keys(self.backend, self.choice.model, self.device, mode)
+
+    def close(self):
+        self.backend.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def choose(args, flow, model=None, name=None):
+    """The :class:`Choice` of ``model`` (default ``args.model``) on backend ``name`` (default
+    ``args.backend``, else from the suffix) with ``args.precision`` and the backend's options, for
+    ``flow`` (e.g. "the streaming mode"); every refusal is a one-line :class:`UserError`."""
+    model = str(model if model is not None else args.model)
+    cls = backends.in_process(backend_class(model, name or args.backend).name, flow)
+    backends.usable_backend(cls.name)
+    precision = cls.check_precision(args.precision) if args.precision else None
+    return Choice(model, cls, precision, backend_options(args, cls))
+
+
+def model_exists(path):
+    """``path`` when it is a file, else the one UserError saying the model is not found."""
+    if not Path(path).is_file():
+        raise UserError(f"{path}: model not found")
+    return path

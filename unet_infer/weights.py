@@ -1,0 +1,20 @@
+"""The checkpoint the default run uses (``BUNDLED_WEIGHTS``, shipped in weights/, made by
+scripts/train_bundled.sh) and the name every model, summary and result gives a checkpoint
+(:func:`weights_id`)."""
+
+import hashlib
+from pathlib import Path
+
+BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "unet_carvana.pth"
+
+
+def weights_id(path):
+    """``"<file name> sha256:<first 16 hex digits>"``: which checkpoint a model was made from.
+
+    Recorded in every model made from it (ONNX metadata ``unet_infer.weights``) and in every
+    summary and result, so that runs of different weights are never mixed unawares."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return f"{Path(path).name} sha256:{digest.hexdigest()[:16]}"
