@@ -33,7 +33,7 @@ from test_cluster_resume import (BAD, N_BATCHES, check_resumed, cluster_argv, da
 from unet_infer.cluster import pipeline
 from unet_infer.journal import read
 
-pytest.importorskip("ray")
+import ray  # noqa: E402,F401 - requirements.txt installs it: missing is a failure, not a skip
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER_CPUS = 2  # each worker holds both actors, so that one worker left can finish the run
