@@ -346,8 +346,7 @@ def build_parser():
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", help=f"UNet checkpoint (.pth) for the torch backend (default: the bundled "
                                           f"{BUNDLED_WEIGHTS.parent.name}/{BUNDLED_WEIGHTS.name})")
-    source.add_argument("--model", "-m", help="model file for --backend (.onnx: onnxruntime, .xml: openvino, "
-                                              ".pth: torch)")
+    source.add_argument("--model", "-m", help=f"model file: {session.model_files()}")
     add("--threshold", type=probability_threshold, default=DEFAULT_THRESHOLD,
         help="car where the probability is above it; between 0 and 1")
     add("--cutout", action="store_true", help="also write <stem>_cutout.png: RGBA, alpha = mask")

@@ -98,6 +98,13 @@ def flow_main(build_parser, run, argv=None, one_device=None):
     run(args)
 
 
+def model_files(in_process=True):
+    """The model files the registry's backends run, for help texts: ``.onnx (onnxruntime), ...``;
+    ``in_process``: only those of the backends that run here (not acl's .om)."""
+    return ", ".join(f"{'/'.join(cls.model_suffixes)} ({cls.name})" for cls in backends.all_backends()
+                     if not in_process or not backends.is_external(cls.name))
+
+
 def backend_class(model, name=None):
     """The backend class ``name`` (``--backend``), else the one ``model``'s suffix calls for."""
     return backends.get_backend(name or backends.backend_for_model(model))

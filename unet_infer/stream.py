@@ -163,7 +163,7 @@ def finish(args, opened, scorer, timings, started, earlier, resumed):
 def build_parser():
     parser = cli.parser("python3 -m unet_infer.stream", __doc__)
     add = parser.add_argument
-    add("--model", "-m", required=True, help="model file: .onnx, .xml (OpenVINO IR) or .pth/.pt (a UNet state_dict)")
+    add("--model", "-m", required=True, help=f"model file: {session.model_files()}")
     add("--data", required=True, help="Carvana-format folder: train/<stem>.jpg and train_masks/<stem>_mask.gif")
     add("--batchsize", type=cli.int_at_least(1), help="batch size of a dynamic-batch model (without it: 1); "
                                                        "a fixed-batch model uses its own")

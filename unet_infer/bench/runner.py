@@ -38,8 +38,7 @@ AIS_BENCH_FLAGS = ("model", "input", "output", "output_dirname", "outfmt", "loop
 def build_parser():
     parser = cli.parser("python3 -m unet_infer.bench", __doc__)
     add = parser.add_argument
-    add("--model", "-m", required=True, help="model file: " + ", ".join(
-        f"{'/'.join(cls.model_suffixes)} ({cls.name})" for cls in backends.all_backends()))
+    add("--model", "-m", required=True, help=f"model file: {session.model_files(in_process=False)}")
     add("--input", "-i", help="folder of .bin/.npy inputs, or comma-separated folders, one per model input; "
                               "without it: pure inference on generated data")
     add("--output", "-o", help="folder for the results; nothing is saved without it")

@@ -213,8 +213,7 @@ def gpu_share(text):
 def build_parser():
     parser = cli.parser("python3 -m unet_infer.cluster", __doc__)
     add = parser.add_argument
-    add("--model", "-m", required=True, help="model file: .onnx, .xml (OpenVINO IR) or .pth/.pt (a UNet state_dict), at a path "
-                                             "every node reads")
+    add("--model", "-m", required=True, help=f"model file: {session.model_files()}, at a path every node reads")
     add("--data", required=True, help="Carvana-format folder: train/<stem>.jpg and train_masks/<stem>_mask.gif, "
                                       "at a path every node reads")
     add("--batchsize", type=cli.int_at_least(1), required=True, help="images per model run")
