@@ -35,8 +35,10 @@ from pathlib import Path
 
 from . import backends, cli
 from .cli import UserError
+from .formats import DEFAULT_SIZE
 from .loop import warm_up
 from .parallel import default_decoders, default_threads
+from .progress import set_quiet
 from .summary import model_keys
 
 WARMUP_RUNS = 1  # untimed runs of a flow that warms on zeros, as the runner's default --warmup_count
@@ -79,7 +81,6 @@ def add_machine_flags(parser):
 
 def add_model_flags(parser, machine=True):
     """--size, the backend flags and (``machine``) the machine flags of a flow that feeds images."""
-    from .formats import DEFAULT_SIZE
     parser.add_argument("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model input height = width")
     add_backend_flags(parser)
     if machine:
@@ -90,7 +91,6 @@ def flow_main(build_parser, run, argv=None, one_device=None):
     """A flow's ``main``: parse ``argv``, quiet the progress bars where asked, refuse a --device list
     with the one line ``one_device`` where the flow runs on one device, then ``run(args)``; None
     (what ``run`` returns is not an exit status)."""
-    from .progress import set_quiet
     args = build_parser().parse_args(argv)
     set_quiet(args.quiet)
     if one_device and len(args.device) > 1:
