@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Throughput tables: the runner in pure-inference mode (as `ais_bench --loop=100`) over
 # backend x precision x batch size; the table goes into BENCHMARKS.md, the plot beside it.
-# Every decision is python3 -m unet_infer.benchmark's: this script only maps key=value to its flags.
+# Every decision is python3 -m unet_infer.speed's: this script only maps key=value to its flags.
 set -euo pipefail
 
 usage() {
@@ -18,13 +18,13 @@ after 2 warm-up runs; a row shows its rounds' medians, the range of images/s and
 load average (the CPUs may be shared). Beside each openvino row (fp32, bf16, int8), a bare
 OpenVINO session on the same model, and the runner's speed against it.
 
-options (key=value), each passed to python3 -m unet_infer.benchmark, which checks it:
+options (key=value), each passed to python3 -m unet_infer.speed, which checks it:
   bs=LIST                  batch sizes, e.g. 1,4,8                             (--batchsizes)
   configs=LIST             backend:precision list, e.g. onnxruntime:fp32,torch:bf16 (--configs)
   max_seconds=S|none       about the most seconds one row may take: the loop count is cut
                            (down to 1) to fit; none: no limit                  (--max-seconds)
       without bs=, configs= or max_seconds=: this machine's defaults (one set with a CUDA GPU,
-      one for the CPU only), chosen and printed by python3 -m unet_infer.benchmark; its --help
+      one for the CPU only), chosen and printed by python3 -m unet_infer.speed; its --help
       lists them and every backend's precisions
   loop=100                 timed runs per row and round (ais_bench --loop)     (--loop)
   rounds=3                 interleaved rounds; a row's figures are their medians (--rounds)
@@ -56,7 +56,7 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 die() { echo "error: $*" >&2; exit 2; }
 
-# key -> flag of python3 -m unet_infer.benchmark (empty value: the flag is left out)
+# key -> flag of python3 -m unet_infer.speed (empty value: the flag is left out)
 declare -A FLAG=([bs]=--batchsizes [configs]=--configs [max_seconds]=--max-seconds [loop]=--loop
                  [rounds]=--rounds [warmup]=--warmup
                  [weights]=--weights [width]=--width [size]=--size [workdir]=--workdir [markdown]=--markdown
@@ -78,7 +78,7 @@ done
 [[ "$QUIET" == 0 || "$QUIET" == 1 ]] || die "quiet must be 0 or 1, got '$QUIET'"
 [[ "$BARE" == 0 || "$BARE" == 1 ]] || die "bare must be 0 or 1, got '$BARE'"
 
-cmd=("$PYTHON" -m unet_infer.benchmark)
+cmd=("$PYTHON" -m unet_infer.speed)
 for key in bs configs max_seconds loop rounds warmup weights width size workdir markdown plot threads device; do
     if [[ -n "${VALUE[$key]:-}" ]]; then cmd+=("${FLAG[$key]}" "${VALUE[$key]}"); fi
 done

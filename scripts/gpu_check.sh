@@ -3,7 +3,7 @@
 # need CUDA, the main job with backend=torch precision=fp16, and the benchmark's GPU rows into
 # BENCHMARKS.md. Each step runs under `timeout` with its own share of budget=; a failed step does
 # not stop the later ones. Whether torch sees a CUDA GPU, and which modules are missing, is asked
-# of `python3 -m unet_infer.benchmark --cuda`; each step is a command of its own (pytest,
+# of `python3 -m unet_infer.speed --cuda`; each step is a command of its own (pytest,
 # scripts/run_all.sh, scripts/benchmark.sh). This script only runs them and reads their last lines.
 set -uo pipefail  # no -e: a failed step must not stop the later ones
 
@@ -34,7 +34,7 @@ figures: pytest's counts, the main job's IoU and images/s, the benchmark's rows)
 output is in WORK/steps/<step>.log, and all of it in WORK/gpu_check.log. Exit status 0 when
 every step passed, 1 when one did not, 2 for a bad option.
 
-Without a CUDA GPU (asked of torch: python3 -m unet_infer.benchmark --cuda) it prints one line,
+Without a CUDA GPU (asked of torch: python3 -m unet_infer.speed --cuda) it prints one line,
 "gpu_check: no CUDA here (<reason>); nothing to do", writes nothing and exits 0.
 
 USAGE
@@ -151,7 +151,7 @@ done
 # ---- is there a CUDA GPU? (nothing is written before the answer) ----------------------------------
 ALL_NEEDS=$(for step in "${STEPS_ALL[@]}"; do [[ -n "${WANTED[$step]:-}" ]] && echo "${NEEDS[$step]}"; done \
             | tr , '\n' | awk '!seen[$0]++' | paste -sd,)  # each module once
-PROBE=$(timeout -k "$KILL_AFTER" "${BUDGETS[probe]}" "$PYTHON" -m unet_infer.benchmark --cuda --need "$ALL_NEEDS" 2>&1)
+PROBE=$(timeout -k "$KILL_AFTER" "${BUDGETS[probe]}" "$PYTHON" -m unet_infer.speed --cuda --need "$ALL_NEEDS" 2>&1)
 PROBE_STATUS=$?
 GPU_LINE=$(grep -m1 -E '^(cuda: |no CUDA here \()' <<<"$PROBE")
 MISSING=$(grep -m1 '^missing: ' <<<"$PROBE"); MISSING=${MISSING#missing: }
@@ -162,7 +162,7 @@ fi
 if [[ "$GPU_LINE" != "cuda: "* || "$PROBE_STATUS" != 0 ]]; then
     why=$(tail -n 1 <<<"$PROBE")
     (( PROBE_STATUS == 124 || PROBE_STATUS == 137 )) && why="no answer within ${BUDGETS[probe]} s"
-    echo "gpu_check: error: cannot tell whether there is a CUDA GPU ($PYTHON -m unet_infer.benchmark --cuda, exit status $PROBE_STATUS: ${why:-no output})" >&2
+    echo "gpu_check: error: cannot tell whether there is a CUDA GPU ($PYTHON -m unet_infer.speed --cuda, exit status $PROBE_STATUS: ${why:-no output})" >&2
     exit 1
 fi
 GPU=${GPU_LINE#cuda: }

@@ -136,11 +136,14 @@ fi
 mkdir -p -- "$WORK" 2>/dev/null || die "$WORK: cannot create the work folder"
 WORK=$(cd -P -- "$WORK" && pwd)
 
+stages() { "$PYTHON" -m unet_infer.stages "$@"; }
+
 # ---- one run per work folder --------------------------------------------------------------------
-exec 9>>"$WORK/.lock" || die "$WORK: cannot write in the work folder"
+LOCK=$(stages lock --work "$WORK") || exit 2
+exec 9>>"$LOCK" || die "$WORK: cannot write in the work folder"
 if ! flock -n 9; then  # a run killed a moment ago: its stages may still be ending
-    info "waiting up to 5 s for $WORK/.lock (held by another run, or by the ending stages of a stopped one)"
-    flock -w 5 9 || die "another run is working in $WORK (it holds $WORK/.lock); wait for it to end, or use another workdir="
+    info "waiting up to 5 s for $LOCK (held by another run, or by the ending stages of a stopped one)"
+    flock -w 5 9 || die "another run is working in $WORK (it holds $LOCK); wait for it to end, or use another workdir="
 fi
 
 # matplotlib's font cache (the report's plots) in the work folder, not in ~/.cache or ~/.config
@@ -151,7 +154,6 @@ THREAD_FLAG=()
 if [[ -n "$THREADS" ]]; then THREAD_FLAG=(--threads "$THREADS"); fi
 LABEL_FLAG=()
 if [[ "$LABELS" == none ]]; then LABEL_FLAG=(--no-labels); fi
-stages() { "$PYTHON" -m unet_infer.stages "$@"; }
 
 # The backend's choices and every path, from the package (one place decides them, and whether the
 # backend can run in the flow's own process).
@@ -161,6 +163,16 @@ if [[ "$CLUSTER" == ray ]]; then FLOW=cluster; fi
 PLAN=$(stages plan --work "$WORK" ${WEIGHTS:+--weights "$WEIGHTS"} --backend "$BACKEND" ${PRECISION:+--precision "$PRECISION"} \
        --bs "$BS" --flow "$FLOW") || exit 2
 eval "$PLAN"
+SAMPLED=0
+if [[ -z "$DATA" ]]; then DATA=$SAMPLE SAMPLED=1; fi  # no data=: a generated sample (stage sample)
+# What each stage is made from is declared in the package (unet_infer.manifests.STAGES): every stage is
+# given the same values, and its declaration picks its record, paths and options from them.
+VALUES=(--work "$WORK")
+for value in "backend=$BACKEND" "precision=$PRECISION" "weights=$WEIGHTS" "data=$DATA" "size=$SIZE" "cars=$CARS" \
+             "seed=$SEED" "chip=$CHIP" "device=$DEVICE" "threads=$THREADS" "loop=$LOOP" "actors=$ACTORS" \
+             "gpus_per_actor=$GPUS_PER_ACTOR"; do
+    VALUES+=(--value "$value")
+done
 
 # ---- running a stage ----------------------------------------------------------------------------
 fail() {  # fail NAME STATUS: say what to do next
@@ -171,33 +183,38 @@ fail() {  # fail NAME STATUS: say what to do next
     exit 1
 }
 
-# stage NAME [--input PATH | --output PATH | --weights PTH | --option k=v ...] -- COMMAND...
-# Skipped when the stage's record matches what it is made from now; else (its record dropped by
-# `check`) run, then recorded.
-# --output paths are recorded too, so a stage whose outputs were changed or removed runs again.
+# is_complete STAGE [key=value ...]: 0 (said) when the stage's record matches what it is made from now;
+# else 1, its record dropped. RECORD: the record's name (e.g. compile_onnxruntime_fp32_bs8).
+is_complete() {
+    local name=$1 status=0 value
+    shift
+    MADE=("$name" "${VALUES[@]}")
+    for value in "$@"; do MADE+=(--value "$value"); done
+    RECORD=$(stages check "${MADE[@]}") || status=$?
+    if (( status == 0 )); then info "$RECORD: complete, skipped"; fi
+    if (( status > 1 )); then exit "$status"; fi  # the check said why (2), or was interrupted (130)
+    [[ -n "$RECORD" ]] || die "stages check $name named no record (see above)"
+    return "$status"
+}
+
+# stage STAGE [key=value ...] -- COMMAND...: skipped when complete; else run, then recorded.
 stage() {
-    local name=$1 made=() cmd
+    local values=()
+    while [[ "$1" != -- ]]; do values+=("$1"); shift; done
     shift
-    while [[ "$1" != -- ]]; do
-        case "$1" in --output) made+=(--input "$2") ;; *) made+=("$1" "$2") ;; esac
-        shift 2
-    done
-    shift
-    if stages check "$name" --work "$WORK" "${made[@]}"; then info "$name: complete, skipped"; return 0; fi
-    info "$name: $*"
-    "$@" || fail "$name" $?
-    stages done "$name" --work "$WORK" "${made[@]}"
+    if is_complete "${values[@]}"; then return 0; fi
+    info "$RECORD: $*"
+    "$@" || fail "$RECORD" $?
+    stages done "${MADE[@]}"
 }
 
 # ---- stages -------------------------------------------------------------------------------------
 stage_sample() {
-    if [[ -n "$DATA" ]]; then return 0; fi
-    DATA="$SAMPLE"
-    local made=(--option "cars=$CARS" --option "seed=$SEED" --output "$DATA")
-    if ! stages check sample --work "$WORK" "${made[@]/#--output/--input}"; then
+    if (( SAMPLED == 0 )); then return 0; fi
+    if ! stages check sample "${VALUES[@]}" >/dev/null; then
         stages clear-sample --work "$WORK" || exit 2  # another seed or count: not mixed with the old cars
     fi
-    stage sample "${made[@]}" -- \
+    stage sample -- \
         "$PYTHON" -m unet_infer.sample --output "$DATA" --cars "$CARS" --seed "$SEED" "${QUIET_FLAG[@]}"
 }
 
@@ -207,31 +224,29 @@ stage_preflight() {
 
 stage_preprocess() {
     stages prune-prep --work "$WORK" --data "$DATA" || exit 2
-    stage preprocess --input "$DATA/train" --option "size=$SIZE" --output "$PREP" -- \
+    stage preprocess -- \
         "$PYTHON" -m unet_infer.guide.preprocess --src_path="$DATA/train" --save_bin_path="$PREP" \
         --size "$SIZE" "${QUIET_FLAG[@]}"
 }
 
 stage_export() {
-    stage export --weights "$WEIGHTS" --option "size=$SIZE" --output "$ONNX" -- \
+    stage export -- \
         "$PYTHON" -m unet_infer.guide.export "$WEIGHTS" "$ONNX" --size "$SIZE"
-    stage simplify --input "$ONNX" --option "size=$SIZE" --output "$SIMPLIFIED" -- \
+    stage simplify -- \
         "$PYTHON" -m unet_infer.simplify "$ONNX" "$SIMPLIFIED" "$SIZE"
 }
 
 stage_quantize() {  # calibrates on the preprocessed images, or (stream=1) on the images themselves
     local calib=$PREP
     if [[ "$STREAM" == 1 ]]; then calib="$DATA/train"; fi
-    stage "quantize_$BACKEND" --input "$SIMPLIFIED" --input "$calib" --option "size=$SIZE" \
-        --option "weight_bits=$WEIGHT_BITS" --output "$QUANTIZED" -- \
+    stage quantize "calib=$calib" -- \
         "$PYTHON" -m unet_infer.quantize --backend "$BACKEND" --model "$SIMPLIFIED" --calib "$calib" \
         --output "$QUANTIZED" --size "$SIZE" "${THREAD_FLAG[@]}" "${QUIET_FLAG[@]}"
 }
 
 stage_compile() {
     local bs=$1 model_var="MODEL_$1"
-    stage "compile_${BACKEND}_${PRECISION}_bs$bs" --input "$COMPILE_FROM" --option "size=$SIZE" \
-        --option "chip=$CHIP" --output "${!model_var}" -- \
+    stage compile "bs=$bs" -- \
         "$PYTHON" -m unet_infer.compile --backend "$BACKEND" --model "$COMPILE_FROM" --batchsize "$bs" \
         --output "${!model_var}" --size "$SIZE" ${CHIP:+--chip "$CHIP"} "${THREAD_FLAG[@]}"
 }
@@ -243,30 +258,26 @@ run_options() {  # the runner's options for this backend, precision and machine 
 }
 
 stage_infer() {  # inference into result/bs$bs, then its outputs renamed (stage 5); recorded once both are done
-    local bs=$1 model_var="MODEL_$1" out_var="OUTPUTS_$1" sum_var="SUMMARY_$1" log_var="LOG_$1"
-    local made=(--input "${!model_var}" --input "$PREP" --option "backend=$BACKEND" --option "precision=$PRECISION"
-                --option "size=$SIZE" --option "device=$DEVICE" --input "${!out_var}" --input "${!sum_var}")
-    if stages check "infer_bs$bs" --work "$WORK" "${made[@]}"; then
-        info "infer_bs$bs: complete, skipped"; return 0
-    fi
-    stages forget "score_bs$bs" --work "$WORK"
-    stages clear-run --work "$WORK" --name "bs$bs" || exit 2  # an earlier run of other inputs, or interrupted
+    local bs=$1 model_var="MODEL_$1" out_var="OUTPUTS_$1" log_var="LOG_$1" run_var="RUN_NAME_$1"
+    if is_complete infer "bs=$bs"; then return 0; fi
+    local record=$RECORD made=("${MADE[@]}")
+    stages forget score "${VALUES[@]}" --value "bs=$bs"
+    stages clear-run --work "$WORK" --name "${!run_var}" || exit 2  # an earlier run of other inputs, or interrupted
     run_options
     local cmd=("$PYTHON" -m unet_infer.bench --model="${!model_var}" --input="$PREP" --output="$RESULTS"
-               --output_dirname="bs$bs" --batchsize="$bs" "${RUN[@]}")
-    info "infer_bs$bs: ${cmd[*]}"
+               --output_dirname="${!run_var}" --batchsize="$bs" "${RUN[@]}")
+    info "$record: ${cmd[*]}"
     mkdir -p -- "$RESULTS"
-    "${cmd[@]}" 2>&1 | tee "${!log_var}" || fail "infer_bs$bs" "${PIPESTATUS[0]}"
+    "${cmd[@]}" 2>&1 | tee "${!log_var}" || fail "$record" "${PIPESTATUS[0]}"
     info "rename_bs$bs: $PYTHON -m unet_infer.guide.rename --output=${!out_var}/"
     "$PYTHON" -m unet_infer.guide.rename --output="${!out_var}/" "${QUIET_FLAG[@]}" || fail "rename_bs$bs" $?
-    stages done "infer_bs$bs" --work "$WORK" "${made[@]}"
+    stages done "${made[@]}"
 }
 
 stage_score() {
     local bs=$1 out_var="OUTPUTS_$1" res_var="RESULT_TXT_$1"
     if [[ "$LABELS" == none ]]; then return 0; fi
-    stage "score_bs$bs" --input "${!out_var}" --input "$DATA/train_masks" --option "size=$SIZE" \
-        --output "${!res_var}" -- \
+    stage score "bs=$bs" -- \
         "$PYTHON" -m unet_infer.guide.postprocess --output="${!out_var}" --label="$DATA/train_masks" \
         --result="${!res_var}" --size "$SIZE" "${QUIET_FLAG[@]}"
 }
@@ -274,9 +285,7 @@ stage_score() {
 stage_stream() {
     local bs=$1 model_var="MODEL_$1" sum_var="SUMMARY_$1" res_var="RESULT_TXT_$1"
     run_options
-    stage "stream_bs$bs" --input "${!model_var}" --input "$DATA/train" --input "$DATA/train_masks" \
-        --option "backend=$BACKEND" --option "precision=$PRECISION" --option "size=$SIZE" \
-        --output "${!res_var}" --output "${!sum_var}" -- \
+    stage stream "bs=$bs" -- \
         "$PYTHON" -m unet_infer.stream --model "${!model_var}" --data "$DATA" --batchsize "$bs" \
         --result "${!res_var}" --summary "${!sum_var}" "${RUN[@]}"
 }
@@ -287,37 +296,28 @@ stage_cluster() {  # cluster=ray: the stream flow on Ray Data; the same result a
     if [[ -n "$ADDRESS" ]]; then opts+=(--address "$ADDRESS"); fi
     if [[ -n "$ACTORS" ]]; then opts+=(--actors "$ACTORS"); fi
     if [[ "$GPUS_PER_ACTOR" != 0 ]]; then opts+=(--gpus-per-actor "$GPUS_PER_ACTOR"); fi
-    stage "cluster_bs$bs" --input "${!model_var}" --input "$DATA/train" --input "$DATA/train_masks" \
-        --option "backend=$BACKEND" --option "precision=$PRECISION" --option "size=$SIZE" \
-        --option "actors=$ACTORS" --option "gpus_per_actor=$GPUS_PER_ACTOR" \
-        --output "${!res_var}" --output "${!sum_var}" -- \
+    stage cluster "bs=$bs" -- \
         "$PYTHON" -m unet_infer.cluster --model "${!model_var}" --data "$DATA" --batchsize "$bs" \
         --result "${!res_var}" --summary "${!sum_var}" "${opts[@]}"
 }
 
 stage_perf() {  # the guide's performance command: pure inference, --loop runs, nothing scored
-    local bs=$1 model_var="MODEL_$1" perf_var="PERF_SUMMARY_$1" name_var="PERF_NAME_$1"
+    local bs=$1 model_var="MODEL_$1" name_var="PERF_NAME_$1"
     if (( LOOP == 0 )); then return 0; fi
-    local made=(--input "${!model_var}" --option "backend=$BACKEND" --option "precision=$PRECISION"
-                --option "size=$SIZE" --option "loop=$LOOP" --option "threads=$THREADS" --option "device=$DEVICE")
-    if stages check "perf_bs$bs" --work "$WORK" "${made[@]}" --input "${!perf_var}"; then
-        info "perf_bs$bs: complete, skipped"; return 0
-    fi
+    if is_complete perf "bs=$bs"; then return 0; fi
+    local record=$RECORD made=("${MADE[@]}")
     stages clear-run --work "$WORK" --name "${!name_var}" || exit 2
     run_options
     local cmd=("$PYTHON" -m unet_infer.bench --model="${!model_var}" --loop="$LOOP" --batchsize="$bs"
                --output="$RESULTS" --output_dirname="${!name_var}" "${RUN[@]}")
-    info "perf_bs$bs: ${cmd[*]}"
-    "${cmd[@]}" || fail "perf_bs$bs" $?
-    stages done "perf_bs$bs" --work "$WORK" "${made[@]}" --input "${!perf_var}"
+    info "$record: ${cmd[*]}"
+    "${cmd[@]}" || fail "$record" $?
+    stages done "${made[@]}"
 }
 
 stage_report() {
     if [[ "$LABELS" == none ]]; then return 0; fi
-    local last="RESULT_TXT_${BATCHES[-1]}"
-    for ext in txt json; do
-        cp -f -- "${!last%.txt}.$ext" "$WORK/.result.$ext.tmp" && mv -f -- "$WORK/.result.$ext.tmp" "$WORK/result.$ext"
-    done
+    stages last-result --work "$WORK" --bs "$BS" || exit 2
     "$PYTHON" -m unet_infer.report --work "$WORK" --data "$DATA" --batchsizes "$BS" --backend "$BACKEND" \
         --precision "$PRECISION" --size "$SIZE" || fail report $?
 }

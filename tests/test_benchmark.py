@@ -1,4 +1,4 @@
-"""python3 -m unet_infer.benchmark and scripts/benchmark.sh: configs against the backend registry,
+"""python3 -m unet_infer.speed and scripts/benchmark.sh: configs against the backend registry,
 machine defaults, loop planning, rows read through the summary accessors, BENCHMARKS.md sections,
 the models made once through the stage manifests, and a tiny real benchmark end to end.
 
@@ -17,14 +17,14 @@ import pytest
 from PIL import Image
 
 from unet_infer import backends
-from unet_infer import benchmark, progress
+from unet_infer import progress, speed
 from unet_infer import simplify as simplify_module
 from unet_infer.bench.runner import AIS_BENCH_FLAGS
-from unet_infer.benchmark import configs as cfg
-from unet_infer.benchmark.markdown import (COLUMNS, HEADER, LEGACY_COLUMNS, TITLE, merge_section, render_section,
+from unet_infer.speed import configs as cfg
+from unet_infer.speed.markdown import (COLUMNS, HEADER, LEGACY_COLUMNS, TITLE, merge_section, render_section,
                                            section_heading, split_sections)
-from unet_infer.benchmark.models import make_random_weights, model_workdir, prepare_models
-from unet_infer.benchmark.runs import (BareRunner, Job, LoopPlanner, Run, Runner, benchmark_rows, make_row,
+from unet_infer.speed.models import make_random_weights, model_workdir, prepare_models
+from unet_infer.speed.runs import (BareRunner, Job, LoopPlanner, Run, Runner, benchmark_rows, make_row,
                                        plan_loop)
 from unet_infer.cli import UserError
 from unet_infer.machine import describe_machine
@@ -94,7 +94,7 @@ def test_machine_defaults_are_valid_configs_and_fill_only_what_is_missing():
 
 
 def test_help_shows_each_default_once_and_both_machine_defaults():
-    text = benchmark.build_parser().format_help()
+    text = speed.build_parser().format_help()
     assert "(default: 100)" in text and "(default: None)" not in text and "(default: False)" not in text
     for line in text.splitlines():
         assert line.count("(default:") <= 1, line
@@ -187,7 +187,7 @@ class FakeBare:
 
 def test_rounds_are_interleaved_and_rows_are_their_medians_beside_a_bare_session(monkeypatch, capsys):
     order, loads = [], iter([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    monkeypatch.setattr("unet_infer.benchmark.runs.load_average", lambda: next(loads))
+    monkeypatch.setattr("unet_infer.speed.runs.load_average", lambda: next(loads))
 
     class Recording(FakeRunner):
         def run(self, job, loop):
@@ -213,7 +213,7 @@ def test_rounds_are_interleaved_and_rows_are_their_medians_beside_a_bare_session
 
 def test_bare_runner_command_times_the_rows_own_model():
     cmd = BareRunner(572, 2, threads=2).command(Job("openvino", "int8", 1, Path("UNet_int8_bs1.xml")), 5)
-    assert cmd[1:3] == ["-m", "unet_infer.benchmark.bare"]
+    assert cmd[1:3] == ["-m", "unet_infer.speed.bare"]
     for flag in ("--model=UNet_int8_bs1.xml", "--precision=int8", "--loop=5", "--warmup=2", "--threads=2"):
         assert flag in cmd
 
@@ -277,9 +277,9 @@ def test_the_repository_benchmarks_md_keeps_its_format():
 
 
 def test_python_command_parses_back_to_the_same_run(tmp_path):
-    args = benchmark.build_parser().parse_args([*TINY, "--weights", str(tmp_path / "w.pth"), "--threads", "2"])
-    text = benchmark.python_command(args, [1, 2], [("torch", "bf16")], None)
-    again = benchmark.build_parser().parse_args(text.split()[3:])
+    args = speed.build_parser().parse_args([*TINY, "--weights", str(tmp_path / "w.pth"), "--threads", "2"])
+    text = speed.python_command(args, [1, 2], [("torch", "bf16")], None)
+    again = speed.build_parser().parse_args(text.split()[3:])
     assert again.batchsizes == [1, 2] and again.configs == [("torch", "bf16")] and again.max_seconds == "none"
     assert (again.width, again.size, again.threads, again.weights) == (4, 32, 2, str(tmp_path / "w.pth"))
 
@@ -322,12 +322,12 @@ def _bench_runs(tmp_path_factory):
     markdown.write_text(FOREIGN, encoding="utf-8")
     common = [*TINY, "--weights", str(weights), "--batchsizes", "1", "--loop", "1", "--max-seconds", "none",
               "--workdir", str(work), "--markdown", str(markdown), "--quiet", "--rounds", "1", "--warmup", "1"]
-    assert benchmark.main([*common, "--configs", "onnxruntime:fp32,onnxruntime:int8,openvino:fp32",
-                           "--plot", str(tmp / "plot.png")]) == 0
+    assert speed.main([*common, "--configs", "onnxruntime:fp32,onnxruntime:int8,openvino:fp32",
+                       "--plot", str(tmp / "plot.png")]) == 0
     folder = model_workdir(work, str(weights), 4, 32)
     compiled = {p.name: p.stat().st_mtime_ns for p in folder.root.glob("*.onnx")}
     after_first = markdown.read_text(encoding="utf-8")
-    assert benchmark.main([*common, "--configs", "onnxruntime:fp32"]) == 0
+    assert speed.main([*common, "--configs", "onnxruntime:fp32"]) == 0
     return {"tmp": tmp, "weights": weights, "markdown": markdown, "work": work, "folder": folder,
             "compiled": compiled, "after_first": after_first, "after_second": markdown.read_text(encoding="utf-8")}
 
@@ -376,11 +376,11 @@ def test_models_are_reused_then_rebuilt_when_the_weights_change(bench_runs, monk
     assert prepare_models(*args).built == []
     monkeypatch.setattr(simplify_module, "simplify", copy_model)
     make_random_weights(bench_runs["weights"], 4, seed=4)  # same file name, other weights
-    assert prepare_models(*args).built == ["export", "simplify", "onnxruntime_UNet_bs1.onnx"]
+    assert prepare_models(*args).built == ["export", "simplify", "compile_onnxruntime_fp32_bs1"]
     assert (folder / "UNet_bs1.onnx").stat().st_mtime_ns != compiled["UNet_bs1.onnx"]
     assert prepare_models(*args).built == []
     (folder / "UNet_bs1.onnx").write_bytes(b"")  # a damaged model is made again
-    assert prepare_models(*args).built == ["onnxruntime_UNet_bs1.onnx"]
+    assert prepare_models(*args).built == ["compile_onnxruntime_fp32_bs1"]
 
 
 # ---- the command lines -------------------------------------------------------------------------
@@ -398,7 +398,7 @@ def test_script_maps_keys_to_flags_and_leaves_the_defaults_to_the_module(echo_py
     result = run_script("configs=torch:bf16", "max_seconds=none", "quiet=1", "threads=2", env=echo_python)
     assert result.returncode == 0, result.stderr
     args = result.stdout.splitlines()[1:]
-    assert args[:2] == ["-m", "unet_infer.benchmark"]
+    assert args[:2] == ["-m", "unet_infer.speed"]
     pairs = dict(zip(args[2::2], args[3::2]))
     assert pairs["--configs"] == "torch:bf16" and pairs["--max-seconds"] == "none" and pairs["--threads"] == "2"
     assert "--batchsizes" not in args and args[-1] == "--quiet"
@@ -430,7 +430,7 @@ def test_bad_values_are_clean_errors_before_any_work(tmp_path, key, value):
                                   ["--max-seconds", "soon"], ["--max-seconds", "0"], ["--loop", "x"], ["--size", "8"]])
 def test_bad_flags_are_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as exc:
-        benchmark.build_parser().parse_args(argv)
+        speed.build_parser().parse_args(argv)
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: argument ") and argv[0] in err.splitlines()[0]
@@ -438,19 +438,19 @@ def test_bad_flags_are_usage_errors(argv, capsys):
 
 def test_missing_weights_and_missing_backends_are_clean_errors(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="checkpoint not found"):
-        benchmark.main(["--weights", str(tmp_path / "none.pth"), "--configs", "torch:fp32", "--workdir",
-                        str(tmp_path / "w"), "--markdown", str(tmp_path / "B.md")])
+        speed.main(["--weights", str(tmp_path / "none.pth"), "--configs", "torch:fp32", "--workdir",
+                    str(tmp_path / "w"), "--markdown", str(tmp_path / "B.md")])
     cls = backends.get_backend("onnxruntime")
     monkeypatch.setattr(cls, "available", classmethod(lambda c: (False, "pip install something")))
     with pytest.raises(UserError, match="--configs: pip install something"):
-        benchmark.main([*TINY, "--configs", "onnxruntime:fp32", "--batchsizes", "1", "--max-seconds", "1",
-                        "--workdir", str(tmp_path / "w"), "--markdown", str(tmp_path / "B.md")])
+        speed.main([*TINY, "--configs", "onnxruntime:fp32", "--batchsizes", "1", "--max-seconds", "1",
+                    "--workdir", str(tmp_path / "w"), "--markdown", str(tmp_path / "B.md")])
     assert not (tmp_path / "w").exists() and not (tmp_path / "B.md").exists()
 
 
 def test_package_imports_nothing_heavy():
     """The benchmark itself stays light: torch, onnxruntime and matplotlib are imported where they are used."""
-    code = ("import sys, unet_infer.benchmark; "
+    code = ("import sys, unet_infer.speed; "
             "print(sorted(m for m in ('torch', 'onnxruntime', 'onnx', 'matplotlib') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.stdout.strip() == "[]", result.stderr

@@ -1,5 +1,5 @@
 """scripts/gpu_check.sh: the CUDA paths in one bounded command, and its CUDA probe
-(``python3 -m unet_infer.benchmark --cuda``).
+(``python3 -m unet_infer.speed --cuda``).
 
 This machine has no GPU: the steps are run with stand-ins (``PYTHON`` a script that plays python3
 and logs its arguments, ``timeout`` on PATH a script that logs its own and runs the real one), so
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from unet_infer import benchmark
-from unet_infer.benchmark import configs as cfg
-from unet_infer.benchmark.markdown import merge_section, render_section, section_heading, split_sections
+from unet_infer import speed
+from unet_infer.speed import configs as cfg
+from unet_infer.speed.markdown import merge_section, render_section, section_heading, split_sections
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "gpu_check.sh"
@@ -33,7 +33,7 @@ CPU_SECTION = "## AMD EPYC, 2 cores · UNet w64 modelzoo, random weights (seed 0
 FAKE_PYTHON = r"""#!/usr/bin/env bash
 echo "python $*" >>"$GC_CALLS"
 case "$1 $2" in
-    "-m unet_infer.benchmark")
+    "-m unet_infer.speed")
         if [[ "$3" == --cuda ]]; then
             [[ "${GC_PROBE:-}" == broken ]] && { echo "Traceback: something broke" >&2; exit 1; }
             echo "cuda: Fake GPU 9000 (torch 0.0, CUDA 0.0, 1 device)"
@@ -146,7 +146,7 @@ def test_steps_run_in_order_with_their_budgets_and_a_failed_step_does_not_stop_t
     result = run(f"workdir={stand_in.work}", f"markdown={stand_in.markdown}", env=stand_in.env)
     assert result.returncode == 1, result.stdout + result.stderr  # main failed
     calls = calls_of(stand_in)
-    assert calls[1].startswith("python -m unet_infer.benchmark --cuda --need ")  # the probe, first
+    assert calls[1].startswith("python -m unet_infer.speed --cuda --need ")  # the probe, first
     need = calls[1].split()[-1].split(",")
     assert set(need) >= {"pytest", "torch", "matplotlib"} and len(need) == len(set(need))
     timed = [c for c in calls if c.startswith("timeout ")]
@@ -158,9 +158,9 @@ def test_steps_run_in_order_with_their_budgets_and_a_failed_step_does_not_stop_t
                              "quiet=1")
     assert "scripts/benchmark.sh configs=torch:fp32,torch:fp16,torch:bf16 bs=1,8,32 rounds=1 loop=100 " \
            f"max_seconds=12 workdir={stand_in.work}/bench markdown={stand_in.markdown} quiet=1" in steps[2]
-    order = [i for i, c in enumerate(calls) if re.match(r"python -m (pytest|unet_infer\.stages|unet_infer\.benchmark "
+    order = [i for i, c in enumerate(calls) if re.match(r"python -m (pytest|unet_infer\.stages|unet_infer\.speed "
                                                          r"--batchsizes)", c)]
-    assert [calls[i].split()[2] for i in order] == ["pytest", "unet_infer.stages", "unet_infer.benchmark"]
+    assert [calls[i].split()[2] for i in order] == ["pytest", "unet_infer.stages", "unet_infer.speed"]
     out = result.stdout
     assert summary_line(out, "tests").startswith("  tests: passed in ") and "7 passed, 1 skipped" in out
     assert summary_line(out, "main").startswith("  main: failed (exit status 2)")
@@ -256,11 +256,11 @@ def test_cuda_status_says_why_not(monkeypatch, module, ok, text):
 
 def test_the_probe_cli_prints_one_line_and_the_missing_modules(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "torch", fake_torch())
-    assert benchmark.main(["--cuda", "--need", "pytest,no_such_module_here,numpy"]) == 0
+    assert speed.main(["--cuda", "--need", "pytest,no_such_module_here,numpy"]) == 0
     assert capsys.readouterr().out == "cuda: Fake H200 (torch 9.9, CUDA 12.8, 1 device)\nmissing: no_such_module_here\n"
     monkeypatch.setitem(sys.modules, "torch", None)
-    assert benchmark.main(["--cuda"]) == 1
+    assert speed.main(["--cuda"]) == 1
     assert capsys.readouterr().out == "no CUDA here (torch is not installed)\n"
     with pytest.raises(SystemExit) as exc:
-        benchmark.main(["--need", "pytest"])
+        speed.main(["--need", "pytest"])
     assert exc.value.code == 2 and "--need goes with --cuda" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from unet_infer.benchmark import scale
+from unet_infer.speed import scale
 from unet_infer.cli import UserError
 
 NUMBER = r"[\d,]+(?:\.\d+)?"
@@ -14,7 +14,7 @@ NUMBER = r"[\d,]+(?:\.\d+)?"
 
 def test_tiny_run_prints_its_figures_and_removes_its_folder(tmp_path):
     work = tmp_path / "scale"
-    done = subprocess.run([sys.executable, "-m", "unet_infer.benchmark.scale", "--counts", "40", "--ab-count", "40",
+    done = subprocess.run([sys.executable, "-m", "unet_infer.speed.scale", "--counts", "40", "--ab-count", "40",
                            "--repeats", "1", "--warmup", "0", "--distinct", "16", "--target", "1000",
                            "--workdir", str(work)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -26,7 +26,7 @@ Each unit is written by one ``write`` before :meth:`Journal.append` returns, so 
 an OS crash or power cut loses at most the last few, which a resumed run scores again. The caller
 pays the JSON and the write: 75-100 us per unit of 8 images alone in a process (20,000 units on a
 busy 2-CPU VM, ext4; about 30 us of it JSON), 300-530 us inside a stream run on the same 2 CPUs,
-where it waits for the GIL and a CPU (``python3 -m unet_infer.benchmark.scale``, BENCHMARKS.md):
+where it waits for the GIL and a CPU (``python3 -m unet_infer.speed.scale``, BENCHMARKS.md):
 under 3 % of even a GPU batch of 8 at 572 x 572 (20 ms or more), under 0.1 % of a CPU one; an
 inline fdatasync (0.2-1.3 ms on that disk) would add up to 6 % to the GPU batch. Reopening a record
 of 20,000 units takes about 1.5 s there. One writer per record: a second process that opens it
@@ -77,8 +77,8 @@ class Unit(NamedTuple):
 
 def run_key(model, data, options):
     """A scoring run's key: the model file, the data's images and masks (each: the resolved path and
-    ``stages.fingerprint``, names, sizes and times) and ``options`` (what changes the scores)."""
-    from .stages import fingerprint
+    ``manifests.fingerprint``, names, sizes and times) and ``options`` (what changes the scores)."""
+    from .manifests import fingerprint
     parts = {"model": Path(model), "images": Path(data) / IMAGE_DIR, "masks": Path(data) / MASK_DIR}
     key = {name: [str(path.resolve()), fingerprint(path)] for name, path in parts.items()}
     key["options"] = dict(options)

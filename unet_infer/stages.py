@@ -1,99 +1,34 @@
-"""When a pipeline stage is complete, and the driver's other questions, asked by scripts/run_all.sh.
+"""The driver's questions, asked by scripts/run_all.sh: its plan (the backend's choices and every
+path), whether a stage is complete (each stage's declaration and record: :mod:`unet_infer.manifests`;
+the driver gives every stage the same values, ``--value key=value``, and the declaration picks the
+stage's record, paths and options from them), and its checks and clean-ups.
 
-A stage is complete when the manifest it recorded when it finished (``WORK/.stages/<stage>.json``)
-equals the manifest of what it would be made from now: every input file's name, size and
-modification time (a folder: each of its files; paths resolved, so a symlink to the same data is
-the same data), the content hash of the weights, and the options that change its output. Any
-difference re-runs the stage; a stage's outputs are the next stage's inputs, so the stages after
-it re-run too. The benchmark asks the same question (``complete``/``record``) of its own models.
-
+    python3 -m unet_infer.stages lock --work W                  (the run's lock file, before anything else)
     python3 -m unet_infer.stages plan --work W --weights PTH --backend onnxruntime --precision fp32 --bs 1,8
     python3 -m unet_infer.stages plan --work W --weights PTH --backend auto --bs 8     (BACKEND= says which)
-    python3 -m unet_infer.stages check preprocess --work W --input DATA/train --option size=572
-    python3 -m unet_infer.stages done preprocess --work W --input DATA/train --option size=572
+    python3 -m unet_infer.stages check preprocess --work W --value data=DATA --value size=572
+    python3 -m unet_infer.stages done preprocess --work W --value data=DATA --value size=572
+    python3 -m unet_infer.stages forget score --work W --value bs=8
     python3 -m unet_infer.stages preflight --work W --data DATA --size 572
     python3 -m unet_infer.stages prune-prep --work W --data DATA
     python3 -m unet_infer.stages clear-run --work W --name bs8
     python3 -m unet_infer.stages clear-sample --work W
+    python3 -m unet_infer.stages last-result --work W --bs 1,8
     python3 -m unet_infer.stages result --work W --bs 8 --backend onnxruntime --precision fp32
 """
 
-import json
 import os
 import shlex
+import shutil
 import textwrap
 from pathlib import Path
 
 from . import backends, cli
 from .cli import UserError
-from .formats import atomic_write_text
-from .weights import BUNDLED_WEIGHTS, weights_id
-from .quantize import recipe_options
+from .formats import atomic_path
+from .manifests import STAGES, forget, made_from
+from .weights import BUNDLED_WEIGHTS
 from .workdir import Workdir
-
-MANIFEST_VERSION = 1
-
-
-# ---- manifests ---------------------------------------------------------------------------------
-
-def _stat(path):
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns]
-
-
-def fingerprint(path):
-    """What a path holds now: a file's size and mtime, a folder's files (one level down and their
-    sub-folders' files), or None when it does not exist."""
-    path = Path(path)
-    if path.is_file():
-        return _stat(path)
-    if not path.is_dir():
-        return None
-    entries = {}
-    for child in sorted(path.iterdir()):
-        if child.name.startswith("."):
-            continue  # temporary files of a stage in progress
-        if child.is_file():
-            entries[child.name] = _stat(child)
-        elif child.is_dir():
-            entries[child.name + "/"] = {c.name: _stat(c) for c in sorted(child.iterdir())
-                                         if c.is_file() and not c.name.startswith(".")}
-    return entries
-
-
-def manifest(inputs=(), weights=None, options=None):
-    """The manifest of a stage: its inputs (resolved paths), the weights' content hash, its options."""
-    found = {str(Path(p).resolve()): fingerprint(p) for p in inputs}
-    return {"version": MANIFEST_VERSION, "inputs": found,
-            "weights": weights_id(weights) if weights else None, "options": dict(options or {})}
-
-
-def _path(work, stage):
-    if not stage or "/" in stage or stage.startswith("."):
-        raise UserError(f"{stage!r} is not a stage name")
-    return Workdir(work).stages / f"{stage}.json"
-
-
-def complete(work, stage, wanted):
-    """True when ``stage`` finished from exactly ``wanted`` (a :func:`manifest`)."""
-    path = _path(work, stage)
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) == json.loads(json.dumps(wanted))
-    except (OSError, ValueError):
-        return False
-
-
-def record(work, stage, made_from):
-    """Mark ``stage`` complete, made from ``made_from``; written last, after all its outputs."""
-    path = _path(work, stage)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(made_from, indent=1, sort_keys=True) + "\n")
-
-
-def forget(work, *stages):
-    for stage in stages:
-        _path(work, stage).unlink(missing_ok=True)
-
 
 # ---- the driver's questions ---------------------------------------------------------------------
 
@@ -125,12 +60,12 @@ def plan(work, weights, backend, precision, batchsizes, flow="files"):
               "COMPILE_FROM": w.model_source(cls, precision) if cls.source == "onnx" else ""}
     if precision in cls.quantized:
         values["QUANTIZED"] = w.quantized(cls)
-        values["WEIGHT_BITS"] = recipe_options()["weight_bits"]
     for bs in batchsizes:
         values[f"MODEL_{bs}"] = w.model(cls, precision, bs, weights)
         for key, path in (("OUTPUTS", w.outputs(bs)), ("SUMMARY", w.summary(bs)), ("LOG", w.run_log(bs)),
                           ("PERF_SUMMARY", w.perf_summary(bs)), ("RESULT_TXT", w.result_txt(bs))):
             values[f"{key}_{bs}"] = path
+        values[f"RUN_NAME_{bs}"] = w.run_name(bs)
         values[f"PERF_NAME_{bs}"] = w.perf_name(bs)
     return values
 
@@ -225,6 +160,21 @@ def clear_run(work, name):
     return len(files)
 
 
+def last_result(work, batchsizes):
+    """Copy the last batch size's scores (``result_bs<B>.txt`` and ``.json``) to ``result.txt`` and
+    ``result.json``, each through a temporary file and a rename; returns the two copies."""
+    w, last = Workdir(work), batchsizes[-1]
+    copies = []
+    for src, dst in ((w.result_txt(last), w.result_txt()), (w.result_json(last), w.result_json())):
+        try:
+            with atomic_path(dst) as tmp:
+                shutil.copyfile(src, tmp)
+        except OSError as exc:
+            raise cli.os_error(src, exc, f"copy it to {dst}") from None
+        copies.append(dst)
+    return copies
+
+
 def result_lines(work, batchsizes, backend, precision, labels=True):
     """The driver's closing lines: per batch size, the IoU of the scored run, the pure-inference
     throughput, and the wall time of the run on the images (apart: it includes reading and writing
@@ -254,15 +204,15 @@ def result_lines(work, batchsizes, backend, precision, labels=True):
 
 # ---- the command line ---------------------------------------------------------------------------
 
-def _manifest_args(parser):
-    parser.add_argument("stage", help="the stage's name, e.g. preprocess or infer_bs8 (its record: "
-                                      "WORK/.stages/<stage>.json)")
+def _stage_args(parser):
+    parser.add_argument("stage", choices=list(STAGES), metavar="STAGE",
+                        help=f"the stage: one of {', '.join(STAGES)} (its record: WORK/.stages/<record>.json, "
+                             f"e.g. infer_bs8)")
     _work(parser)
-    parser.add_argument("--input", action="append", default=[],
-                        help="a file or folder the stage is made from (each file's name, size and time); repeatable")
-    parser.add_argument("--weights", help="the checkpoint it is made from (its content hash is recorded)")
-    parser.add_argument("--option", action="append", default=[],
-                        help="key=value: an option that changes its output; repeatable")
+    parser.add_argument("--value", action="append", default=[], metavar="KEY=VALUE",
+                        help="one of the driver's values: its options (size=572, backend=..., precision=..., "
+                             "weights=PTH, data=DIR, ...) and those of this stage (bs=8, calib=DIR); the stage's "
+                             "declaration picks its paths and options from them; repeatable")
 
 
 def _work(parser):
@@ -277,12 +227,12 @@ def _sub(sub, name, summary, example):
                           formatter_class=cli.HelpFormatter, allow_abbrev=False)
 
 
-def _options(pairs):
+def _values(pairs):
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UserError(f"--option {pair!r}: expected key=value")
+            raise UserError(f"--value {pair!r}: expected key=value")
         out[key] = value
     return out
 
@@ -302,14 +252,13 @@ def build_parser():
     p.add_argument("--flow", choices=list(FLOWS), default="files",
                    help="how the driver runs the model: the runner on files, stream=1 or cluster=ray (these two "
                         "run it in this process: a backend run by another program is refused)")
-    _manifest_args(_sub(sub, "check", "is the stage complete? Exit status 0: yes, made from exactly these "
-                        "inputs, weights and options; 1: no, and its record is dropped",
-                        "check preprocess --work W --input DATA/train --option size=572"))
-    _manifest_args(_sub(sub, "done", "mark the stage complete, made from these inputs, weights and options "
-                        "(after its outputs are written)", "done preprocess --work W --input DATA/train --option size=572"))
-    p = _sub(sub, "forget", "mark stages incomplete", "forget score_bs8 --work W")
-    p.add_argument("stages", nargs="+", help="stage names")
-    _work(p)
+    _stage_args(_sub(sub, "check", "is the stage complete? Prints its record's name; exit status 0: yes, made from "
+                     "exactly what it is made from now; 1: no, and its record is dropped",
+                     "check preprocess --work W --value data=DATA --value size=572"))
+    _stage_args(_sub(sub, "done", "mark the stage complete, made from what it is made from now (after its "
+                     "outputs are written)", "done preprocess --work W --value data=DATA --value size=572"))
+    _stage_args(_sub(sub, "forget", "mark the stage incomplete", "forget score --work W --value bs=8"))
+    _work(_sub(sub, "lock", "the file a run holds (flock) while it works in the folder", "lock --work W"))
     p = _sub(sub, "preflight", "check the data, size and work folder before any work",
              "preflight --work W --data DATA --size 572")
     _work(p)
@@ -324,6 +273,10 @@ def build_parser():
     p = _sub(sub, "clear-run", "remove an earlier run's outputs and summary", "clear-run --work W --name bs8")
     _work(p)
     p.add_argument("--name", required=True, help="the run: WORK/result/<name>/ and <name>_summary.json")
+    p = _sub(sub, "last-result", "copy the last batch size's result_bs<B>.txt and .json to result.txt and "
+             "result.json", "last-result --work W --bs 1,8")
+    _work(p)
+    p.add_argument("--bs", type=cli.int_list_type(), required=True, help=bs_help + "; the last one's are copied")
     p = _sub(sub, "result", "the closing lines", "result --work W --bs 8 --backend onnxruntime --precision fp32")
     _work(p)
     p.add_argument("--bs", type=cli.int_list_type(), required=True, help=bs_help)
@@ -338,18 +291,21 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.command == "check":  # the driver asks this before every stage: stay quick
-        made_from = manifest(args.input, args.weights, _options(args.option))
-        if complete(args.work, args.stage, made_from):
+        made = made_from(args.stage, args.work, _values(args.value))
+        print(made.record)
+        if made.complete(args.work):
             return 0
-        forget(args.work, args.stage)  # not complete: it runs again, and is recorded when it ends
+        forget(args.work, made.record)  # not complete: it runs again, and is recorded when it ends
         return 1
     if args.command == "plan":
         for key, value in plan(args.work, args.weights, args.backend, args.precision, args.bs, args.flow).items():
             print(f"{key}={shlex.quote(str(value))}")
     elif args.command == "done":
-        record(args.work, args.stage, manifest(args.input, args.weights, _options(args.option)))
+        made_from(args.stage, args.work, _values(args.value)).record_done(args.work)
     elif args.command == "forget":
-        forget(args.work, *args.stages)
+        forget(args.work, made_from(args.stage, args.work, _values(args.value)).record)
+    elif args.command == "lock":
+        print(Workdir(args.work).lock)
     elif args.command == "preflight":
         from .data import IMAGE_DIR, MASK_DIR
         n = preflight(args.work, args.data, args.size, args.labels)
@@ -369,6 +325,8 @@ def main(argv=None):
         if n is not None:
                 print(f"removed the earlier run {args.name} ({n} output file{'s' if n != 1 else ''}): made from "
                   f"other inputs, or interrupted")
+    elif args.command == "last-result":
+        last_result(args.work, args.bs)
     elif args.command == "result":
         for line in result_lines(args.work, args.bs, args.backend, args.precision, args.labels):
             print(line)

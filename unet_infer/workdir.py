@@ -1,4 +1,5 @@
-"""The work folder of a pipeline run: every path under it, spelled here only.
+"""The work folder of a pipeline run: every path under it, spelled here only (scripts/run_all.sh
+takes them from ``python3 -m unet_infer.stages``: ``plan`` and ``lock``).
 
     WORK/
       sample/                        generated Carvana-format data (when no data= is given)
@@ -27,6 +28,7 @@ SIMPLIFIED = "UNet_dynamic_sim.onnx"
 RESULT_DIR = "result"
 REPORT = "report"
 STAGES = ".stages"
+LOCK = ".lock"
 
 
 class Workdir:
@@ -71,17 +73,21 @@ class Workdir:
     def results(self):
         return self.root / RESULT_DIR
 
+    def run_name(self, batchsize):
+        """The scored run's name: its outputs' folder under ``result/`` (the runner's --output_dirname)."""
+        return f"bs{batchsize}"
+
     def outputs(self, batchsize):
-        return self.results / f"bs{batchsize}"
+        return self.results / self.run_name(batchsize)
 
     def summary(self, batchsize):
-        return self.results / f"bs{batchsize}_summary.json"
+        return self.results / f"{self.run_name(batchsize)}_summary.json"
 
     def run_log(self, batchsize):
-        return self.results / f"bs{batchsize}.log"
+        return self.results / f"{self.run_name(batchsize)}.log"
 
     def masks(self, batchsize):
-        return self.results / f"bs{batchsize}_masks"
+        return self.results / f"{self.run_name(batchsize)}_masks"
 
     def perf_name(self, batchsize):
         return f"perf_bs{batchsize}"
@@ -111,3 +117,8 @@ class Workdir:
     @property
     def stages(self):
         return self.root / STAGES
+
+    @property
+    def lock(self):
+        """Held (flock) by the run in progress: one run at a time per work folder."""
+        return self.root / LOCK

@@ -50,8 +50,9 @@ def int8_saturates(flags=None):
 
 
 def recipe_options(flags=None):
-    """What of the INT8 recipe depends on this machine: part of a quantised model's manifest (the
-    driver and the benchmark re-quantise when it changes)."""
+    """What of the INT8 recipe depends on this machine: part of a quantised model's manifest, decided
+    where the manifest is made (``manifests.STAGES``: the driver and the speed tables re-quantise
+    when it changes)."""
     return {"weight_bits": 7 if int8_saturates(flags) else 8}
 
 

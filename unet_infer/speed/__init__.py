@@ -1,7 +1,7 @@
 """Throughput tables: the runner in pure-inference mode over backend x precision x batch size.
 
     scripts/benchmark.sh                                   # the defaults for this machine (CPU or GPU)
-    python3 -m unet_infer.benchmark --weights random --width 64 --size 572 --batchsizes 1,2,4 \\
+    python3 -m unet_infer.speed --weights random --width 64 --size 572 --batchsizes 1,2,4 \\
         --configs onnxruntime:fp32,onnxruntime:int8,torch:fp32,torch:bf16 --loop 100 --max-seconds 60
 
 Every row is one run of the guide's performance command, with our runner in place of ais_bench:
@@ -15,13 +15,14 @@ time excluded, as ais_bench counts it); p50 and p99 = the compute time of one ba
 --rounds R (3): every row runs once per round, the rounds interleaved (A, B, ..., A, B, ...), each
 run after --warmup (2) untimed runs; a row shows its rounds' medians, the range of images/s over
 the rounds and the 1-minute load average when its runs started (the CPUs may be shared). Beside
-each openvino row, a bare OpenVINO session on the same model (python3 -m unet_infer.benchmark.bare)
+each openvino row, a bare OpenVINO session on the same model (python3 -m unet_infer.speed.bare)
 runs after the runner in each round, and the table gives the runner's speed against it (--no-bare:
 left out).
 
 Without --batchsizes, --configs or --max-seconds, the missing ones are this machine's defaults:
-one set with a CUDA GPU (seen by torch), one for the CPU only (see each option); the choice is printed.
---cuda only says which (one line, exit status 0: a CUDA GPU, 1: none), as scripts/gpu_check.sh asks.
+one set where a backend installed here runs on a GPU (asked of the backend registry), one for the
+CPU only (see each option); the choice is printed. --cuda only says whether torch sees a CUDA GPU
+(one line, exit status 0: it does, 1: it does not), as scripts/gpu_check.sh asks before its torch steps.
 
 The models are made once under WORKDIR/models/<model>/ and reused while what they are made from is
 unchanged (the pipeline driver's rule): the weights (--weights random: UNet(width=W), seed 0, as
@@ -54,7 +55,7 @@ from .markdown import (COLUMNS, HEADER, ROUNDS_NOTE, TITLE, check_markdown, link
 from .models import RANDOM, RANDOM_SEED, describe_model, prepare_models
 from .runs import BareRunner, Job, Runner, benchmark_rows, plan_loop
 
-PROG = "python3 -m unet_infer.benchmark"
+PROG = "python3 -m unet_infer.speed"
 COMMAND_ENV = "UNET_BENCH_COMMAND"  # set by scripts/benchmark.sh: the command line as the user typed it
 
 __all__ = ["COLUMNS", "HEADER", "TITLE", "build_parser", "main", "merge_section", "plan_loop", "python_command",
@@ -97,8 +98,9 @@ def build_parser():
     add("--threads", type=cli.int_at_least(1), help="CPU threads per run; without it: the runner's (every CPU)")
     add("--device", type=cli.int_at_least(0), help="device id of the runs; without it: the runner's (0)")
     cli.add_quiet(parser)
-    add("--cuda", action="store_true", help="only say, in one line, whether torch sees a CUDA GPU here (what picks "
-                                            "the GPU defaults), and exit: 0 it does, 1 it does not; runs nothing")
+    add("--cuda", action="store_true", help="only say, in one line, whether torch sees a CUDA GPU here (scripts/"
+                                            "gpu_check.sh's probe: its steps run torch), and exit: 0 it does, 1 it "
+                                            "does not; runs nothing")
     add("--need", metavar="MODULES",
         help="with --cuda: Python modules (comma list) to look up; a second line 'missing: ...' names those "
              "that are not installed")
@@ -126,7 +128,7 @@ def _show(path):
 
 
 def python_command(args, batchsizes, configs, max_seconds):
-    """The python3 -m unet_infer.benchmark command with every option spelled out (defaults resolved)."""
+    """The python3 -m unet_infer.speed command with every option spelled out (defaults resolved)."""
     parts = [*PROG.split(), "--weights", args.weights if args.weights == RANDOM else _show(args.weights),
              "--width", str(args.width), "--size", str(args.size), "--batchsizes", ",".join(map(str, batchsizes)),
              "--configs", ",".join(f"{b}:{p}" for b, p in configs), "--loop", str(args.loop),
@@ -146,8 +148,8 @@ def python_command(args, batchsizes, configs, max_seconds):
 
 def fallback_machine(backend):
     """The machine of a row whose summary names none (ais_bench's own summaries), with the device
-    an external backend declares (acl: an Ascend NPU)."""
-    device = backends.get_backend(backend).accelerator if backends.is_external(backend) else None
+    the backend declares where its runs use one of their own (``accelerator``)."""
+    device = backends.get_backend(backend).accelerator
     return describe_machine() + (f", {device}" if device else "")
 
 

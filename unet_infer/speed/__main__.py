@@ -1,4 +1,4 @@
-"""``python3 -m unet_infer.benchmark``: see the package's docstring (``--help``)."""
+"""``python3 -m unet_infer.speed``: see the package's docstring (``--help``)."""
 
 import sys
 

@@ -1,7 +1,7 @@
 """A bare OpenVINO session on a model, as a user who knows OpenVINO would time it: the reference
 the benchmark puts beside each openvino row (its "runner / bare" column).
 
-    python3 -m unet_infer.benchmark.bare --model UNet_int8_bs1.xml --precision int8 --loop 10 --warmup 2
+    python3 -m unet_infer.speed.bare --model UNet_int8_bs1.xml --precision int8 --loop 10 --warmup 2
 
 ``core.compile_model(model, "CPU", config)`` with OpenVINO's own defaults, except the precision
 hint of an fp32 or bf16 row (the same IR runs either way) and ``--threads``; one infer request,
@@ -21,7 +21,7 @@ HINTS = {"fp32": "f32", "bf16": "bf16"}
 
 
 def build_parser():
-    parser = cli.parser("python3 -m unet_infer.benchmark.bare", __doc__)
+    parser = cli.parser("python3 -m unet_infer.speed.bare", __doc__)
     add = parser.add_argument
     add("--model", required=True, help="an OpenVINO IR (.xml) or ONNX model")
     add("--precision", choices=["fp32", "bf16", "int8"], required=True, help="the row's precision")

@@ -17,7 +17,7 @@ from .models import slug
 TITLE = "# UNet inference benchmarks"
 HEADER = f"""{TITLE}
 
-Made by `scripts/benchmark.sh` (`python3 -m unet_infer.benchmark`): our ais_bench-compatible runner
+Made by `scripts/benchmark.sh` (`python3 -m unet_infer.speed`): our ais_bench-compatible runner
 in pure-inference mode, as `python3 -m ais_bench --model=UNet_bs8.om --loop=100 --batchsize=8`,
 over backend x precision x batch size.
 
@@ -77,7 +77,7 @@ ROUNDS_NOTE = ("images/s, p50, p99 and ms/image: medians of {rounds} interleaved
                "1-minute load average when each run started (median, max): these CPUs may be shared. "
                "bare OpenVINO: a plain OpenVINO session (core.compile_model with its defaults, the row's "
                "precision hint) on the same model, run after the runner in each round "
-               "(python3 -m unet_infer.benchmark.bare).")
+               "(python3 -m unet_infer.speed.bare).")
 
 
 def section_heading(machine, model, date):

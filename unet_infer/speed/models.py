@@ -1,15 +1,17 @@
 """The models a benchmark runs, made once per model under WORKDIR/models/<tag>/ and reused.
 
 Each backend says what it runs (``source``, ``quantized``, ``artefact``) and how it is built
-(``quantize``, ``compile``); the paths are :class:`~unet_infer.workdir.Workdir`'s and a model is
-remade exactly when the pipeline driver would remake it (:mod:`unet_infer.stages`: its inputs'
-names, sizes and times, the weights' content hash, its options, and the file itself):
+(``quantize``, ``compile``). The stages it shares with the pipeline driver are the driver's own
+declarations (:data:`unet_infer.manifests.STAGES`: the same paths, options and records), so a model
+is remade exactly when the driver would remake it (its inputs' names, sizes and times, the
+weights' content hash, its options, and the file itself):
 
-    weights (--weights random only)  UNet_w<W>_seed0.pth
-    export                           UNet_dynamic_bs.onnx    (unet_infer.export.pth_to_onnx)
-    simplify                         UNet_dynamic_sim.onnx   (unet_infer.simplify.simplify)
-    quantize_<backend>               e.g. UNet_int8.onnx     (its quantize, on WORKDIR/calib_s<S>)
-    <backend>_<artefact>             e.g. UNet_bs8.onnx      (its compile, per batch size)
+    weights (--weights random only)      UNet_w<W>_seed0.pth
+    export                               UNet_dynamic_bs.onnx    (unet_infer.export.pth_to_onnx)
+    simplify                             UNet_dynamic_sim.onnx   (unet_infer.simplify.simplify)
+    quantize_<backend>                   e.g. UNet_int8.onnx     (its quantize, on WORKDIR/calib_s<S>)
+    compile_<backend>_<precision>_bs<B>  e.g. UNet_bs8.onnx      (its compile, per batch size; a model two
+                                                                  precisions share is made once)
 
 A backend whose ``source`` is ``pth`` runs the checkpoint itself. Calibration images: 4 generated
 Carvana-format images (WORKDIR/calib_sample), preprocessed at the model's size (WORKDIR/calib_s<S>).
@@ -21,9 +23,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import backends, stages
+from .. import backends, manifests
 from ..cli import UserError
-from ..quantize import recipe_options
 from ..workdir import Workdir
 
 log = logging.getLogger(__name__)
@@ -52,19 +53,18 @@ def model_workdir(workdir, weights, width, size):
     return Workdir(Path(workdir) / "models" / model_tag(weights, width, size))
 
 
-def build(work, stage, inputs, outputs, make, weights=None, options=None):
-    """Run ``make()`` unless ``stage`` of ``work`` is complete for these inputs, outputs (recorded
-    as inputs, so that a changed or missing output re-runs it), weights and options; True when it ran."""
-    paths = [*inputs, *outputs]
-    if stages.complete(work, stage, stages.manifest(paths, weights, options)):
-        log.info("reusing %s", ", ".join(str(p) for p in outputs))
+def build(work, made, make):
+    """Run ``make(made)`` unless the stage ``made`` (a :class:`~unet_infer.manifests.Made`: its record,
+    inputs, outputs, weights and options) of ``work`` is complete; True when it ran."""
+    if made.complete(work):
+        log.info("reusing %s", ", ".join(str(p) for p in made.outputs))
         return False
-    stages.forget(work, stage)  # interrupted from here on: not complete
-    make()
-    missing = [str(p) for p in outputs if not Path(p).exists()]
+    manifests.forget(work, made.record)  # interrupted from here on: not complete
+    make(made)
+    missing = [str(p) for p in made.outputs if not Path(p).exists()]
     if missing:
-        raise UserError(f"{stage}: finished without writing {', '.join(missing)}")
-    stages.record(work, stage, stages.manifest(paths, weights, options))
+        raise UserError(f"{made.record}: finished without writing {', '.join(missing)}")
+    made.record_done(work)
     return True
 
 
@@ -106,11 +106,12 @@ def calibration_images(workdir, size):
 
     work = Workdir(workdir)
     sample, calib = work / "calib_sample", work / f"calib_s{size}"
-    build(work.root, "calib_sample", [], [sample],
-          lambda: generate(sample, cars=1, seed=CALIB_SEED, views=CALIB_IMAGES),
-          options={"images": CALIB_IMAGES, "seed": CALIB_SEED})
-    build(work.root, f"calib_s{size}", [sample], [calib],
-          lambda: preprocess_folder(sample / "train", calib, size), options={"size": size})
+    build(work.root, manifests.Made("calib_sample", outputs=(sample,),
+                                    options={"images": CALIB_IMAGES, "seed": CALIB_SEED}),
+          lambda made: generate(made.outputs[0], cars=1, seed=CALIB_SEED, views=CALIB_IMAGES))
+    build(work.root, manifests.Made(f"calib_s{size}", inputs=(sample,), outputs=(calib,),
+                                    options={"size": size}),
+          lambda made: preprocess_folder(sample / "train", made.outputs[0], size))
     return calib
 
 
@@ -131,37 +132,37 @@ def prepare_models(workdir, weights, width, size, configs, batchsizes, threads=N
     models = Models(pth=work / f"UNet_w{width}_seed{RANDOM_SEED}.pth" if weights == RANDOM else Path(weights))
     pth = models.pth
 
-    def step(stage, inputs, outputs, make, with_weights=False, **options):
-        if build(work.root, stage, inputs, outputs, make, pth if with_weights else None, options):
-            models.built.append(stage)
+    def step(made, make):
+        if build(work.root, made, make):
+            models.built.append(made.record)
+
+    def declared(stage, **values):  # the driver's declaration of the stage, with this model's values
+        return manifests.made_from(stage, work.root, {"weights": pth, "size": size, **values})
 
     if weights == RANDOM:
-        step("weights", [], [pth], lambda: make_random_weights(pth, width), width=width, seed=RANDOM_SEED)
+        step(manifests.Made("weights", outputs=(pth,), options={"width": width, "seed": RANDOM_SEED}),
+             lambda made: make_random_weights(made.outputs[0], width))
     elif not pth.is_file():
         raise UserError(f"{pth}: checkpoint not found (--weights takes a .pth file or '{RANDOM}')")
     classes = [(backends.get_backend(name), precision) for name, precision in configs]
     if any(cls.source == "onnx" for cls, _ in classes):
         from ..export import pth_to_onnx
         from ..simplify import simplify
-        step("export", [], [work.onnx], lambda: pth_to_onnx(pth, work.onnx, size), with_weights=True, size=size)
-        step("simplify", [work.onnx], [work.simplified], lambda: simplify(work.onnx, work.simplified, size),
-             size=size)
+        step(declared("export"), lambda made: pth_to_onnx(made.weights, made.outputs[0], size))
+        step(declared("simplify"), lambda made: simplify(made.inputs[0], made.outputs[0], size))
     for cls in dict.fromkeys(cls for cls, precision in classes if precision in cls.quantized):
-        calib = calibration_images(workdir, size)
-        step(f"quantize_{cls.name}", [work.simplified, calib], [work.quantized(cls)],
-             lambda cls=cls, calib=calib: cls.quantize(work.simplified, calib, work.quantized(cls),
-                                                       n_calib=CALIB_IMAGES, size=size, threads=threads),
-             n_calib=CALIB_IMAGES, size=size, **recipe_options())
+        calib = calibration_images(workdir, size)  # every image of it (CALIB_IMAGES): the folder says how many
+        step(declared("quantize", backend=cls.name, calib=calib),
+             lambda made, cls=cls: cls.quantize(*made.inputs, made.outputs[0], n_calib=CALIB_IMAGES, size=size,
+                                                threads=threads))
     compiled = set()  # a model two precisions share (openvino fp32 and bf16: one IR) is made once
     for cls, precision in classes:
         for bs in batchsizes:
             model = work.model(cls, precision, bs, pth)
             if cls.source == "onnx" and model not in compiled:
                 compiled.add(model)
-                src = work.model_source(cls, precision)
-                step(f"{cls.name}_{model.name}", [src], [model],
-                     lambda cls=cls, src=src, model=model, bs=bs: cls.compile(
-                         src, model, bs, threads=threads, size=size, check=False),
-                     batchsize=bs, size=size)
+                step(declared("compile", backend=cls.name, precision=precision, bs=bs),
+                     lambda made, cls=cls, bs=bs: cls.compile(made.inputs[0], made.outputs[0], bs, threads=threads,
+                                                              size=size, check=False))
             models.paths[cls.name, precision, bs] = model
     return models

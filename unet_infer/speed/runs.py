@@ -9,7 +9,7 @@ read back through :mod:`unet_infer.summary` only. The rounds are interleaved: ro
 row once, then round 2 every row again, and so on (the CPUs may be shared: a slow spell then
 hits every row alike, not one row's every run); a row's figures are the medians of its rounds,
 with the range of images/s and the 1-minute load average seen when each run started. Beside an
-openvino row, a bare OpenVINO session on the same model (``benchmark.bare``) runs right after
+openvino row, a bare OpenVINO session on the same model (``speed.bare``) runs right after
 the runner in each round. ``--max-seconds`` plans the loop count (:class:`LoopPlanner`, round 1;
 later rounds run the same loop). :func:`measure` chooses the runs of one row in round 1;
 :func:`benchmark_rows` makes every row.
@@ -87,20 +87,15 @@ class Runner:
                 return name
 
     def command(self, job, loop, dirname):
-        """The runner's command line; an external backend (acl: ais_bench itself) gets ais_bench's flags only."""
+        """The runner's command line: ais_bench's flags, then the backend's own (``runner_flags``:
+        none for a backend another program runs, which takes ais_bench's only)."""
         cmd = [sys.executable, "-m", "unet_infer.bench", f"--model={job.model}", f"--loop={loop}",
                f"--batchsize={job.batchsize}", f"--warmup_count={self.warmup}", f"--output={self.out}",
                f"--output_dirname={dirname}"]
         if self.device is not None:
             cmd.append(f"--device={self.device}")
-        if backends.is_external(job.backend):
-            return cmd  # the .om suffix picks the backend; ais_bench checks the rest
-        cmd += [f"--backend={job.backend}", f"--precision={job.precision}", f"--size={self.size}"]
-        if self.threads:
-            cmd.append(f"--threads={self.threads}")
-        if self.quiet:
-            cmd.append("--quiet")
-        return cmd
+        return cmd + backends.get_backend(job.backend).runner_flags(job.precision, self.size, self.threads,
+                                                                    self.quiet)
 
     def run(self, job, loop):
         """One runner process with ``loop`` timed runs: a :class:`Run`."""
@@ -133,7 +128,7 @@ class Runner:
 
 
 class BareRunner:
-    """Starts ``python3 -m unet_infer.benchmark.bare`` beside an openvino row: a bare OpenVINO
+    """Starts ``python3 -m unet_infer.speed.bare`` beside an openvino row: a bare OpenVINO
     session on the row's own model; :meth:`run` gives its compute times (ms) or None."""
 
     backend = "openvino"
@@ -142,7 +137,7 @@ class BareRunner:
         self.size, self.warmup, self.threads = size, warmup, threads
 
     def command(self, job, loop):
-        cmd = [sys.executable, "-m", "unet_infer.benchmark.bare", f"--model={job.model}",
+        cmd = [sys.executable, "-m", "unet_infer.speed.bare", f"--model={job.model}",
                f"--precision={job.precision}", f"--batchsize={job.batchsize}", f"--size={self.size}",
                f"--loop={loop}", f"--warmup={self.warmup}"]
         return cmd + ([f"--threads={self.threads}"] if self.threads else [])

@@ -1,7 +1,7 @@
 """The stream at scale: wall time, images/s, peak memory and the resume record's size and cost.
 
-    python3 -m unet_infer.benchmark.scale                          # 2,000 and 20,000 images, 3 A/B pairs
-    python3 -m unet_infer.benchmark.scale --counts 2000 --repeats 5 --keep --workdir /tmp/scale
+    python3 -m unet_infer.speed.scale                          # 2,000 and 20,000 images, 3 A/B pairs
+    python3 -m unet_infer.speed.scale --counts 2000 --repeats 5 --keep --workdir /tmp/scale
 
 Makes, in a new work folder (removed at the end unless --keep), --distinct generated photos
 (``unet_infer.sample``, --width x --height) and, per count, a Carvana-layout folder of that many
@@ -88,7 +88,7 @@ TARGET_IMAGES = 100_064  # Carvana's test set
 
 
 def build_parser():
-    parser = cli.parser("python3 -m unet_infer.benchmark.scale", __doc__)
+    parser = cli.parser("python3 -m unet_infer.speed.scale", __doc__)
     add = parser.add_argument
     add("--counts", type=cli.int_list_type(1, "image count"), default=[2000, 20000],
         help="image counts of the scale runs, comma-separated")

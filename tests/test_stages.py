@@ -1,0 +1,133 @@
+"""The stages' declarations (``manifests.STAGES``): one record, set of paths and options per stage,
+the same whether the driver asks through ``python3 -m unet_infer.stages`` or the speed tables
+build the model in Python; options the package decides (the INT8 recipe's weight_bits) are
+decided where the manifest is made; a record of another form re-runs the stage, never crashes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from unet_infer import backends, manifests
+from unet_infer.cli import UserError
+from unet_infer.quantize import recipe_options
+from unet_infer.workdir import Workdir
+
+ROOT = Path(__file__).resolve().parents[1]
+DRIVER = ROOT / "scripts" / "run_all.sh"
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "unet_infer.stages", *map(str, args)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, timeout=120)
+
+
+def values_args(values):
+    return [a for key, value in values.items() for a in ("--value", f"{key}={value}")]
+
+
+@pytest.fixture
+def work(tmp_path):
+    w = Workdir(tmp_path / "work")
+    w.root.mkdir()
+    w.simplified.write_bytes(b"onnx")
+    (tmp_path / "calib").mkdir()
+    (tmp_path / "calib" / "a.bin").write_bytes(b"x" * 12)
+    return w
+
+
+def test_every_declared_path_has_a_rule_and_every_record_names_its_values():
+    for name, stage in manifests.STAGES.items():
+        for path in (*stage.inputs, *stage.outputs):
+            assert path in manifests.PATHS, (name, path)
+        assert stage.outputs, name  # every stage makes something, recorded so that its loss re-runs it
+    with pytest.raises(UserError, match="needs the value bs="):
+        manifests.made_from("score", "/w", {"size": 8})
+    with pytest.raises(UserError, match="needs the value calib="):
+        manifests.made_from("quantize", "/w", {"backend": "onnxruntime", "size": 8})
+    with pytest.raises(UserError, match="not a stage"):
+        manifests.made_from("quantise", "/w", {})
+
+
+@pytest.mark.parametrize("flags,bits", [("avx2 fma", "7"), ("avx2 avx512_vnni", "8")])
+def test_the_driver_and_the_speed_tables_make_one_manifest_with_weight_bits_decided_here(work, tmp_path, play_cpu,
+                                                                                        flags, bits):
+    play_cpu(flags)
+    calib = tmp_path / "calib"
+    made = manifests.made_from("quantize", work.root, {"backend": "onnxruntime", "size": 64, "calib": calib})
+    assert made.record == "quantize_onnxruntime"
+    assert made.options == {"size": "64", "weight_bits": bits} == {"size": "64", **{
+        k: str(v) for k, v in recipe_options().items()}}
+    assert made.inputs == (work.simplified, calib) and made.outputs == (work.quantized(backends.get_backend(
+        "onnxruntime")),)
+    made.outputs[0].write_bytes(b"int8")
+    # the driver gives every value it has (the same for every stage) and never weight_bits
+    driver = {"backend": "onnxruntime", "precision": "int8", "weights": tmp_path / "w.pth", "data": tmp_path,
+              "size": 64, "chip": "", "device": 0, "calib": calib}
+    done = cli("done", "quantize", "--work", work.root, *values_args(driver))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((work.stages / "quantize_onnxruntime.json").read_text()) == json.loads(
+        json.dumps(made.manifest()))
+    assert made.complete(work.root)  # what the speed tables ask, in Python
+    check = cli("check", "quantize", "--work", work.root, *values_args(driver))
+    assert (check.returncode, check.stdout) == (0, "quantize_onnxruntime\n"), check.stderr
+    other = "avx2 fma" if bits == "8" else "avx2 avx512_vnni"  # another machine: another recipe, re-quantised
+    again = cli("check", "quantize", "--work", work.root, *values_args(driver),
+                env={backends.TEST_CPU_FLAGS_ENV: other})
+    assert (again.returncode, again.stdout) == (1, "quantize_onnxruntime\n"), again.stderr
+    assert not (work.stages / "quantize_onnxruntime.json").exists()  # dropped: it runs again
+
+
+def test_compile_is_one_record_per_backend_precision_and_batch_size(work, tmp_path):
+    values = {"backend": "openvino", "precision": "bf16", "bs": 8, "size": 64, "weights": tmp_path / "w.pth"}
+    made = manifests.made_from("compile", work.root, values)
+    assert made.record == "compile_openvino_bf16_bs8"
+    assert made.inputs == (work.simplified,) and made.outputs == (work.root / "UNet_bs8.xml",)
+    assert made.options == {"size": "64", "chip": ""}  # not given: the command's default, as the driver records it
+    torch_perf = manifests.made_from("perf", work.root, {**values, "backend": "torch", "precision": "fp32"})
+    assert torch_perf.inputs == (tmp_path / "w.pth",)  # a backend that runs the checkpoint: the .pth is the model
+
+
+def test_a_record_of_another_form_reruns_the_stage(work):
+    values = {"size": 64}
+    made = manifests.made_from("simplify", work.root, values)
+    work.onnx.write_bytes(b"raw")
+    made.record_done(work.root)
+    assert made.complete(work.root)
+    path = work.stages / "simplify.json"
+    old = json.loads(path.read_text())
+    for other in ({**old, "version": 0}, {**old, "options": {"size": 64, "n_calib": 16}}, "not json {"):
+        path.write_text(other if isinstance(other, str) else json.dumps(other))
+        check = cli("check", "simplify", "--work", work.root, "--value", "size=64")
+        assert (check.returncode, check.stdout, check.stderr) == (1, "simplify\n", "")
+        assert not path.exists()
+
+
+def test_lock_and_last_result_are_the_work_folders_names(work):
+    lock = cli("lock", "--work", work.root)
+    assert (lock.returncode, lock.stdout) == (0, f"{work.lock}\n") and work.lock.name == ".lock"
+    for bs, text in ((1, "one"), (8, "eight")):
+        work.result_txt(bs).write_text(f"{text}.txt")
+        work.result_json(bs).write_text(f"{text}.json")
+    done = cli("last-result", "--work", work.root, "--bs", "1,8")
+    assert done.returncode == 0, done.stderr
+    assert (work.result_txt().read_text(), work.result_json().read_text()) == ("eight.txt", "eight.json")
+    work.result_json(8).unlink()
+    failed = cli("last-result", "--work", work.root, "--bs", "8")
+    assert failed.returncode == 2 and str(work.result_json(8)) in failed.stderr, failed.stderr
+    assert not [p for p in work.root.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_driver_spells_no_stage_option_and_no_work_folder_name():
+    """What a stage is made from is the package's (its declaration); the work folder's names too."""
+    text = DRIVER.read_text(encoding="utf-8")
+    code = [line.split("  # ")[0] for line in text[text.index("\nUSAGE\n}"):].splitlines()  # past the help
+            if not line.lstrip().startswith("#")]
+    body = "\n".join(code)
+    for word in ("--option", "--input \"", "weight_bits", "WEIGHT_BITS", ".lock", "result.txt", "result.json",
+                 "compile_", "quantize_", "\"infer_bs", "\"score_bs", "\"perf_bs", "\"stream_bs", "\"cluster_bs",
+                 "\"bs$bs\""):
+        assert word not in body, word

@@ -1,0 +1,212 @@
+"""What each stage of the pipeline is made from and what it makes, declared once (:data:`STAGES`),
+and the record a finished stage leaves: ``WORK/.stages/<record>.json``, its manifest.
+
+A stage is complete when the manifest it recorded when it finished equals the manifest of what it
+would be made from now: every input file's name, size and modification time (a folder: each of
+its files; paths resolved, so a symlink to the same data is the same data), the content hash of
+the weights, and the options that change its output. Any difference re-runs the stage; a stage's
+outputs are the next stage's inputs, so the stages after it re-run too.
+
+The pipeline driver asks through ``python3 -m unet_infer.stages check|done|forget STAGE --value
+key=value ...`` (it gives every stage the same values: its options and paths; the declaration
+picks the stage's record, paths and options from them); the speed tables
+(``unet_infer.speed.models``) build the stages they share with it from the same declarations
+(:func:`made_from`), in Python.
+"""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import backends
+from .cli import UserError
+from .formats import atomic_write_text
+from .weights import weights_id
+from .workdir import Workdir
+
+MANIFEST_VERSION = 1
+
+
+# ---- manifests ---------------------------------------------------------------------------------
+
+def _stat(path):
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def fingerprint(path):
+    """What a path holds now: a file's size and mtime, a folder's files (one level down and their
+    sub-folders' files), or None when it does not exist."""
+    path = Path(path)
+    if path.is_file():
+        return _stat(path)
+    if not path.is_dir():
+        return None
+    entries = {}
+    for child in sorted(path.iterdir()):
+        if child.name.startswith("."):
+            continue  # temporary files of a stage in progress
+        if child.is_file():
+            entries[child.name] = _stat(child)
+        elif child.is_dir():
+            entries[child.name + "/"] = {c.name: _stat(c) for c in sorted(child.iterdir())
+                                         if c.is_file() and not c.name.startswith(".")}
+    return entries
+
+
+def manifest(inputs=(), weights=None, options=None):
+    """The manifest of a stage: its inputs (resolved paths), the weights' content hash, its options."""
+    found = {str(Path(p).resolve()): fingerprint(p) for p in inputs}
+    return {"version": MANIFEST_VERSION, "inputs": found,
+            "weights": weights_id(weights) if weights else None, "options": dict(options or {})}
+
+
+def _path(work, stage):
+    if not stage or "/" in stage or stage.startswith("."):
+        raise UserError(f"{stage!r} is not a stage name")
+    return Workdir(work).stages / f"{stage}.json"
+
+
+def complete(work, stage, wanted):
+    """True when ``stage`` finished from exactly ``wanted`` (a :func:`manifest`)."""
+    path = _path(work, stage)
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) == json.loads(json.dumps(wanted))
+    except (OSError, ValueError):
+        return False
+
+
+def record(work, stage, made_from):
+    """Mark ``stage`` complete, made from ``made_from``; written last, after all its outputs."""
+    path = _path(work, stage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(made_from, indent=1, sort_keys=True) + "\n")
+
+
+def forget(work, *stages):
+    for stage in stages:
+        _path(work, stage).unlink(missing_ok=True)
+
+
+# ---- the stages: what each is made from and what it makes, declared once ----------------------
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage as its record describes it. ``record``: the record's name, a template of the
+    values (``WORK/.stages/<record>.json``); ``inputs`` and ``outputs``: the names of its paths
+    (:data:`PATHS`; an output is recorded as an input, so that a stage whose outputs were changed
+    or removed runs again); ``options``: the values that change its output (one not given is
+    recorded as ``""``: the command's own default); ``weights``: made from the weights' content;
+    ``recipe``: the options of the INT8 recipe that depend on this machine
+    (:func:`unet_infer.quantize.recipe_options`) are options too, decided here where it runs."""
+
+    record: str
+    inputs: tuple = ()
+    outputs: tuple = ()
+    options: tuple = ()
+    weights: bool = False
+    recipe: bool = False
+
+
+STAGES = {
+    "sample": Stage("sample", options=("cars", "seed"), outputs=("sample",)),
+    "preprocess": Stage("preprocess", inputs=("images",), options=("size",), outputs=("prep",)),
+    "export": Stage("export", weights=True, options=("size",), outputs=("onnx",)),
+    "simplify": Stage("simplify", inputs=("onnx",), options=("size",), outputs=("simplified",)),
+    "quantize": Stage("quantize_{backend}", inputs=("simplified", "calib"), options=("size",),
+                      outputs=("quantized",), recipe=True),
+    "compile": Stage("compile_{backend}_{precision}_bs{bs}", inputs=("compile_from",), options=("size", "chip"),
+                     outputs=("model",)),
+    "infer": Stage("infer_bs{bs}", inputs=("model", "prep"), options=("backend", "precision", "size", "device"),
+                   outputs=("outputs", "summary")),
+    "score": Stage("score_bs{bs}", inputs=("outputs", "masks"), options=("size",), outputs=("result_txt",)),
+    "stream": Stage("stream_bs{bs}", inputs=("model", "images", "masks"), options=("backend", "precision", "size"),
+                    outputs=("result_txt", "summary")),
+    "cluster": Stage("cluster_bs{bs}", inputs=("model", "images", "masks"),
+                     options=("backend", "precision", "size", "actors", "gpus_per_actor"),
+                     outputs=("result_txt", "summary")),
+    "perf": Stage("perf_bs{bs}", inputs=("model",),
+                  options=("backend", "precision", "size", "loop", "threads", "device"), outputs=("perf_summary",)),
+}
+
+
+def _data(folder):
+    """The path of a Carvana-format folder of the data (``data.IMAGE_DIR`` or ``MASK_DIR``)."""
+    def path(w, v):
+        from . import data  # only here: it imports Pillow, and the driver's check stays quick
+        return Path(_value(v, "data")) / getattr(data, folder)
+    return path
+
+
+def _cls(v):
+    return backends.get_backend(_value(v, "backend"))
+
+
+def _bs(v):
+    return int(_value(v, "bs"))
+
+
+# a stage's paths by name: from the work folder (``w``, a Workdir) and the values (``v``)
+PATHS = {
+    "sample": lambda w, v: w.sample,
+    "images": _data("IMAGE_DIR"),
+    "masks": _data("MASK_DIR"),
+    "calib": lambda w, v: Path(_value(v, "calib")),
+    "prep": lambda w, v: w.prep,
+    "onnx": lambda w, v: w.onnx,
+    "simplified": lambda w, v: w.simplified,
+    "quantized": lambda w, v: w.quantized(_cls(v)),
+    "compile_from": lambda w, v: w.model_source(_cls(v), _value(v, "precision")),
+    "model": lambda w, v: w.model(_cls(v), _value(v, "precision"), _bs(v), _value(v, "weights")),
+    "outputs": lambda w, v: w.outputs(_bs(v)),
+    "summary": lambda w, v: w.summary(_bs(v)),
+    "perf_summary": lambda w, v: w.perf_summary(_bs(v)),
+    "result_txt": lambda w, v: w.result_txt(_bs(v)),
+}
+
+
+def _value(values, key):
+    if key not in values:
+        raise UserError(f"the stage needs the value {key}= (--value {key}=...)")
+    return values[key]
+
+
+@dataclass(frozen=True)
+class Made:
+    """One stage of one work folder, as :func:`made_from` declares it: its record's name, the paths
+    it is made from and makes, the weights whose content it is made from, and its options."""
+
+    record: str
+    inputs: tuple = ()
+    outputs: tuple = ()
+    weights: object = None
+    options: dict = field(default_factory=dict)
+
+    def manifest(self):
+        return manifest([*self.inputs, *self.outputs], self.weights, self.options)
+
+    def complete(self, work):
+        return complete(work, self.record, self.manifest())
+
+    def record_done(self, work):
+        record(work, self.record, self.manifest())
+
+
+def made_from(name, work, values):
+    """The :class:`Made` of stage ``name`` of :data:`STAGES` in ``work`` for these ``values``
+    (``{key: value}``: the driver's options and what else the stage's paths need, e.g. ``bs``,
+    ``calib``; recorded as text, as the driver gives them)."""
+    if name not in STAGES:
+        raise UserError(f"{name!r} is not a stage; the stages are {', '.join(STAGES)}")
+    stage, values, w = STAGES[name], {k: str(v) for k, v in values.items()}, Workdir(work)
+    options = {key: values.get(key, "") for key in stage.options}
+    if stage.recipe:
+        from .quantize import recipe_options
+        options.update({key: str(value) for key, value in recipe_options().items()})
+    try:
+        record_name = stage.record.format(**values)
+    except KeyError as exc:
+        raise UserError(f"stage {name} needs the value {exc.args[0]}= (--value {exc.args[0]}=...)") from None
+    return Made(record_name, tuple(PATHS[p](w, values) for p in stage.inputs),
+                tuple(PATHS[p](w, values) for p in stage.outputs),
+                _value(values, "weights") if stage.weights else None, options)
