@@ -28,8 +28,8 @@ SIZE, N_IMAGES, BATCH = 32, 40, 2
 BAD = (5, 31)  # unreadable images: one in the recorded half, one in the rest
 N_UNITS = (N_IMAGES - len(BAD)) // BATCH
 # the same command, each batch slowed down so that the test can kill it half way
-SLOW = ("import sys, time; from unet_infer import cli, stream; score = stream.Scorer.__call__; "
-        "stream.Scorer.__call__ = lambda self, *a: (time.sleep(0.2), score(self, *a))[1]; "
+SLOW = ("import sys, time; from unet_infer import cli, scoring, stream; score = scoring.Scorer.__call__; "
+        "scoring.Scorer.__call__ = lambda self, *a: (time.sleep(0.2), score(self, *a))[1]; "
         "sys.exit(cli.run_cli(stream.main))")
 
 
@@ -72,7 +72,7 @@ class Watch:
 
     def __init__(self, monkeypatch, stop_after=None):
         self.decoded, self.scored, self.stop_after = [], 0, stop_after
-        prefetcher, score = stream.Prefetcher, stream.Scorer.__call__
+        prefetcher, score = stream.Prefetcher, Scorer.__call__
         watch = self
 
         def counting_prefetcher(func, tasks, *args, **kwargs):
@@ -87,7 +87,7 @@ class Watch:
             return score(scorer, items, outputs)
 
         monkeypatch.setattr(stream, "Prefetcher", counting_prefetcher)
-        monkeypatch.setattr(stream.Scorer, "__call__", counting_score)
+        monkeypatch.setattr(Scorer, "__call__", counting_score)
 
 
 def test_the_reference_is_worth_comparing(reference, data):
