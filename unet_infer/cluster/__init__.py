@@ -124,7 +124,7 @@ def run(args):
     choice = check_request(args)
     pairs = pair_carvana(args.data)
     plan = plan_batches(pairs, args.batchsize)
-    config = {"choice": choice, "model": choice.model, "batchsize": args.batchsize,
+    config = {"choice": choice, "batchsize": args.batchsize,
               "size": args.size, "crash": crash_setting(), "slow": slow_setting()}
     key = run_key(args.model, args.data, made_from(choice.name, choice.precision, args, choice.options))
     with Journal(beside(args.result), key) as journal:

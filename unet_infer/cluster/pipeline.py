@@ -7,7 +7,7 @@ and scores -> the driver. Ray is imported here only, inside the functions.
   ``batchsize`` x ... array with the count of real images ``n``; unreadable images are left out
   and named in ``bad``.
 - ``InferActor`` (``compute=ActorPoolStrategy(size=actors)``, ``num_cpus=threads`` and
-  ``num_gpus``): loads the model once through the backend registry, then for each row packs the
+  ``num_gpus``): opens the model once (the driver's ``session.Choice``), then for each row packs the
   batch with ``decoding.pack_batch`` (a short batch padded with copies of its first image, as the
   runner pads), runs it through the one loop (``loop.run_loop``) and scores it with
   ``scoring.Scorer``; it returns one small row per image (name, IoU, Dice, its batch's times, the
@@ -77,7 +77,8 @@ class InferActor:
         # the actor's id survives a restart: one name per actor (per device), whatever its process
         self.name = f"{socket.gethostname()}:actor-{ray.get_runtime_context().get_actor_id()[:8]}"
         keys = self.opened.summary_keys()
-        self.meta = json.dumps({**keys, "model": config["model"], "node": socket.gethostname(), "pid": os.getpid(),
+        keys["model"] = config["choice"].model  # the path every node reads, as the driver resolved it
+        self.meta = json.dumps({**keys, "node": socket.gethostname(), "pid": os.getpid(),
                                 "node_id": ray.get_runtime_context().get_node_id(),
                                 "device": self.backend.device_name(0),
                                 "restarted": ray.get_runtime_context().was_current_actor_reconstructed})
