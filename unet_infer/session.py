@@ -36,7 +36,7 @@ from pathlib import Path
 from . import backends, cli
 from .cli import UserError
 from .formats import DEFAULT_SIZE
-from .loop import warm_up
+from .loop import warm_up, zeros_like_inputs
 from .parallel import default_decoders, default_threads
 from .progress import set_quiet
 from .summary import model_keys
@@ -181,10 +181,7 @@ class Opened:
     def warm_up(self, arrays=None, count=1):
         """``count`` untimed runs of ``arrays`` (one per input; None: zeros of the inputs' shapes)."""
         if count:
-            import numpy as np
-            if arrays is None:
-                arrays = [np.zeros(spec.shape, spec.dtype) for spec in self.backend.inputs]
-            warm_up(self.backend, arrays, count)
+            warm_up(self.backend, zeros_like_inputs(self.backend) if arrays is None else arrays, count)
 
     def prefetch_depth(self, workers):
         """:func:`prefetch_depth` of this model's batch and upload."""
