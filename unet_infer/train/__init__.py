@@ -106,6 +106,10 @@ def build_parser():
     add("--threads", type=cli.int_at_least(1), default=None, help="PyTorch threads (default: PyTorch's)")
     add("--init", default=None, metavar="PTH",
         help="start from this checkpoint (fine-tuning; its width wins over --width)")
+    add("--ema", type=float, default=None, metavar="DECAY",
+        help="keep an exponential moving average of the weights (e.g. 0.999); it is validated and saved")
+    add(*cli.flag("bn_images"), dest="bn_images", type=cli.int_at_least(0), default=0, metavar="N",
+        help="at the end, recompute the BatchNorm statistics on N clean whole training images (0: no)")
     amp = parser.add_mutually_exclusive_group()
     amp.add_argument("--amp", dest="amp", action="store_true", default=None,
                      help="bf16 autocast (default: on CUDA and on CPUs with native bf16 (AMX, AVX-512 BF16); "
@@ -148,7 +152,7 @@ def main(argv=None):
                    args.amp, args.init, holdout_cars=args.holdout_cars, extra=args.extra,
                    extra_fraction=args.extra_fraction, augment=augment, checkpoint_dir=args.checkpoint_dir,
                    resume=args.resume, eval_engine=args.eval_engine, pct_start=args.pct_start,
-                   weight_decay=args.weight_decay)
+                   weight_decay=args.weight_decay, ema=args.ema, bn_images=args.bn_images)
     history = result["history"]
     last = history[-1] if history else {}
     state = "already complete" if result["complete_before"] else "trained"
@@ -195,6 +199,7 @@ def main(argv=None):
                    f", {'bf16 autocast' if result['amp'] else 'fp32'}; {platform.system()}",
         "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in history],
         "final_holdout_iou": last.get("holdout_iou"),
+        **({"bn_recomputed": result["bn_recomputed"]} if "bn_recomputed" in result else {}),
         "measured": measured,
         "measure_requests": _requests(measures),
     }

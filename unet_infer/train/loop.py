@@ -1,5 +1,6 @@
 """The training loop: loss, the per-epoch resumable checkpoint and the final plain state_dict."""
 
+import copy
 import hashlib
 import logging
 import math
@@ -54,7 +55,8 @@ def cpu_seconds():
     return t.user + t.system + t.children_user + t.children_system
 
 
-def save_checkpoint(path, model, optimiser, schedule, rng, epoch, history, config, seconds, cpu=0.0):
+def save_checkpoint(path, model, optimiser, schedule, rng, epoch, history, config, seconds, cpu=0.0, ema=None,
+                    final=None):
     state = {
         "format": CHECKPOINT_FORMAT,
         "epoch": epoch,
@@ -68,6 +70,10 @@ def save_checkpoint(path, model, optimiser, schedule, rng, epoch, history, confi
         "train_seconds": float(seconds),
         "train_cpu_seconds": float(cpu),
     }
+    if ema is not None:
+        state["ema"] = {k: v.detach().cpu().contiguous() for k, v in ema.items()}
+    if final is not None:  # the finished model, BatchNorm statistics recomputed, and how that went
+        state["final"], state["bn_recomputed"] = final
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -122,18 +128,64 @@ def file_sha256(path):
 
 
 # ---------------------------------------------------------------------------------------------
+# the average of the weights and the BatchNorm statistics
+
+
+def ema_update(ema, model, decay, step):
+    """One step of the exponential moving average of every floating tensor of ``model`` (weights and
+    BatchNorm buffers); the decay ramps up as (1 + step) / (10 + step) so early weights fade fast."""
+    d = min(decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                ema[k].mul_(d).add_(v.detach(), alpha=1 - d)
+            else:
+                ema[k].copy_(v)
+
+
+def with_weights(model, state):
+    """A copy of ``model`` holding ``state`` (the averaged weights), in eval mode."""
+    shadow = copy.deepcopy(model)
+    shadow.load_state_dict(state)
+    return shadow.eval()
+
+
+def recompute_batchnorm(model, x, device, batch=4):
+    """Re-estimate every BatchNorm's running statistics as the plain average over the clean whole
+    images ``x`` (uint8, N x 3 x S x S): what the deployed model sees, not the augmented crops."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over all the batches
+    was_training = model.training
+    model.train()
+    with torch.no_grad():
+        for start in progress(range(0, len(x), batch), desc="BatchNorm statistics", unit="batch"):
+            model(torch.from_numpy(x[start:start + batch].astype(np.float32) / np.float32(255)).to(device))
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    model.train(was_training)
+
+
+# ---------------------------------------------------------------------------------------------
 # training
 
 
 def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, crop=256, size=DEFAULT_SIZE,
           lr=2e-3, seed=0, device="cpu", val_dir=None, limit=None, workers=None, threads=None, amp=None,
           init=None, *, holdout_cars=0, extra=(), extra_fraction=None, augment=None, checkpoint_dir=None,
-          resume=False, eval_engine="auto", pct_start=0.15, weight_decay=1e-4):
+          resume=False, eval_engine="auto", pct_start=0.15, weight_decay=1e-4, ema=None, bn_images=0):
     """Train and save a state_dict at ``out``.
 
     Returns a dict: ``history`` (per epoch: loss, seconds, ``holdout_iou`` / ``val_iou`` when
     there is validation), ``complete_before`` (True when a finished checkpoint was found and
     nothing was trained), ``data``, ``config``, ``parameters``, ``train_seconds``.
+
+    ``ema`` (a decay such as 0.999): keep an exponential moving average of the weights; it is what
+    is validated (``holdout_iou``; the raw weights' figure is ``holdout_iou_raw``) and saved.
+    ``bn_images`` > 0: at the end, the saved model's BatchNorm statistics are recomputed on that
+    many clean whole training images (``bn_recomputed``: held-out IoU before and after).
     """
     if crop > size:
         raise UserError(f"--crop {crop} is larger than --size {size}")
@@ -146,6 +198,8 @@ def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, cro
         raise UserError(f"--blur {augment.blur}: a probability, from 0 to 1")
     if extra_fraction is not None and not 0.0 <= extra_fraction <= 1.0:
         raise UserError(f"--extra-fraction {extra_fraction}: a fraction, from 0 to 1")
+    if ema is not None and not 0.0 < ema < 1.0:
+        raise UserError(f"--ema {ema}: a decay between 0 and 1, such as 0.999")
     if resume and not checkpoint_dir:
         raise UserError("--resume needs --checkpoint-dir")
     if not Path(out).parent.is_dir():  # before the hours of training, not after
@@ -197,6 +251,8 @@ def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, cro
         "pct_start": pct_start, "weight_decay": weight_decay, "amp": bool(amp),
         "init": str(init) if init else None,
     }
+    if ema is not None or bn_images:  # older records have neither key
+        config.update({"ema": ema, "bn_images": bn_images})
 
     state = load_checkpoint(ckpt_path) if ckpt_path and ckpt_path.exists() else None
     if state is not None:
@@ -210,8 +266,9 @@ def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, cro
         if diff:
             raise UserError(f"{ckpt_path} was made with other settings ({'; '.join(diff[:4])}): run it with its "
                             f"own settings, or use another --checkpoint-dir")
-        if state["epoch"] >= epochs:
-            model, _ = build_from_state_dict(state["model"], source=str(ckpt_path))
+        if state["epoch"] >= epochs and (not bn_images or "final" in state):
+            final_state = state.get("final") or state.get("ema") or state["model"]
+            model, _ = build_from_state_dict(final_state, source=str(ckpt_path))
             final = state_dict_of(model)
             if not _same_weights(out, final):
                 write_state_dict(final, out)
@@ -219,6 +276,7 @@ def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, cro
                      ckpt_path, state["epoch"], epochs, out)
             return {"history": state["history"], "complete_before": True, "data": data, "config": config,
                     "parameters": count_parameters(model), "train_seconds": state["train_seconds"],
+                    **state.get("bn_recomputed", {}),
                     "train_cpu_seconds": state.get("train_cpu_seconds", 0.0), "amp": bool(amp)}
 
     if init_state is not None and state is None:
@@ -243,8 +301,12 @@ def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, cro
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=total, pct_start=pct_start)
     rng = np.random.default_rng(seed)
     history, first_epoch, seconds, cpu = [], 1, 0.0, 0.0
+    averaged = {k: v.detach().clone().float() if v.is_floating_point() else v.detach().clone()
+                for k, v in model.state_dict().items()} if ema is not None else None
     if state is not None:
         model.load_state_dict(state["model"])
+        if averaged is not None:
+            averaged = {k: v.to(device) for k, v in state["ema"].items()}
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["torch_rng"])
@@ -276,15 +338,20 @@ def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, cro
             loss.backward()
             optimiser.step()
             schedule.step()
+            if averaged is not None:
+                ema_update(averaged, model, ema, schedule.last_epoch)
             losses.append(loss.item())
             if hasattr(bar, "set_postfix_str"):
                 bar.set_postfix_str(f"loss={np.mean(losses[-20:]):.4f}")
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": float(schedule.get_last_lr()[0])}
         train_time = time.monotonic() - start
+        scored = with_weights(model, averaged) if averaged is not None else model
         if hold is not None:
-            record["holdout_iou"] = evaluate(model, *hold, device, engine=eval_engine)
+            record["holdout_iou"] = evaluate(scored, *hold, device, engine=eval_engine)
+            if averaged is not None:
+                record["holdout_iou_raw"] = evaluate(model, *hold, device, engine=eval_engine)
         if val is not None:
-            record["val_iou"] = evaluate(model, *val, device, engine=eval_engine)
+            record["val_iou"] = evaluate(scored, *val, device, engine=eval_engine)
         record["train_seconds"] = train_time
         record["seconds"] = time.monotonic() - start
         record["cpu_seconds"] = cpu_seconds() - cpu_start
@@ -296,12 +363,27 @@ def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, cro
                  f", validation IoU {record['val_iou']:.4f}" if "val_iou" in record else "",
                  train_time, record["seconds"] - train_time, record["cpu_seconds"])
         if ckpt_path:
-            save_checkpoint(ckpt_path, model, optimiser, schedule, rng, epoch, history, config, seconds, cpu)
-    model.eval()
-    write_state_dict(state_dict_of(model), out)
+            save_checkpoint(ckpt_path, model, optimiser, schedule, rng, epoch, history, config, seconds, cpu,
+                            averaged)
+    final = with_weights(model, averaged) if averaged is not None else model.eval()
+    extra_record = {}
+    if bn_images:
+        chosen = np.random.default_rng([seed, 0xB4]).permutation(len(x))[:bn_images]
+        before = evaluate(final, *hold, device, engine=eval_engine) if hold is not None else None
+        recompute_batchnorm(final, x[np.sort(chosen)], device)
+        after = evaluate(final, *hold, device, engine=eval_engine) if hold is not None else None
+        extra_record["bn_recomputed"] = {"images": int(len(chosen)), "holdout_iou_before": before,
+                                         "holdout_iou_after": after}
+        log.info("BatchNorm statistics recomputed on %d clean training images%s", len(chosen),
+                 f": held-out IoU {before:.4f} -> {after:.4f}" if hold is not None else "")
+    final_state = state_dict_of(final)
+    if bn_images and ckpt_path:
+        save_checkpoint(ckpt_path, model, optimiser, schedule, rng, epochs, history, config, seconds, cpu,
+                        averaged, (final_state, extra_record))
+    write_state_dict(final_state, out)
     log.info("wrote %s", out)
     return {"history": history, "complete_before": False, "data": data, "config": config,
             "parameters": count_parameters(model), "train_seconds": seconds, "train_cpu_seconds": cpu,
-            "amp": bool(amp)}
+            "amp": bool(amp), **extra_record}
 
 
