@@ -332,3 +332,31 @@ def test_an_output_folder_under_a_file_is_a_clean_error(models, images, tmp_path
                             str(blocker / "r"), "--output_dirname", "x", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and err[0].startswith(f"error: {blocker / 'r' / 'x'}: cannot create")
+
+
+def test_input_takes_files_and_comma_lists_of_files_and_folders_as_ais_bench_does(models, images, tmp_path):
+    one = images / "img2.bin"
+    bench("--model", models / "unet.onnx", f"--input={one}", "--output", tmp_path / "r", "--output_dirname", "one")
+    assert sorted(p.name for p in (tmp_path / "r" / "one").iterdir()) == ["img2_0.bin"]
+    np.testing.assert_allclose(np.fromfile(tmp_path / "r" / "one" / "img2_0.bin", np.float32),
+                               reference(models / "unet.onnx", one).reshape(-1), rtol=1e-5, atol=1e-5)
+    extra = tmp_path / "more"
+    extra.mkdir()
+    (extra / "b7.bin").write_bytes((images / "img1.bin").read_bytes())
+    listing = ",".join(str(p) for p in (images / "img10.bin", images / "img3.bin", extra))  # files, then a folder
+    bench("--model", models / "unet.onnx", "--input", listing, "--output", tmp_path / "r", "--output_dirname", "list",
+          "--batchsize", 2)
+    summary = json.loads((tmp_path / "r" / "list_summary.json").read_text())
+    assert [entry["infiles"] for entry in summary["filesinfo"].values()] == [  # the order given, one padded batch
+        [str(images / "img10.bin")], [str(images / "img3.bin")], [str(extra / "b7.bin")]]
+    assert summary["NPU_compute_time"]["count"] == 2
+    np.testing.assert_allclose(np.fromfile(tmp_path / "r" / "list" / "b7_0.bin", np.float32),
+                               reference(models / "unet.onnx", images / "img1.bin").reshape(-1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, message", [("gone.bin", "input file or folder not found"),
+                                           ("notes.txt", "expected a .bin or .npy input file")])
+def test_input_names_a_missing_or_foreign_file(models, images, tmp_path, name, message):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(UserError, match=rf"{re.escape(str(tmp_path / name))}: {message}"):
+        bench("--model", models / "unet.onnx", "--input", f"{images / 'img1.bin'},{tmp_path / name}")

@@ -1,12 +1,14 @@
-"""The runner's file flow: input folders -> batches (ais_bench's rules) and outputs -> files.
+"""The runner's file flow: input files and folders -> batches (ais_bench's rules) and outputs -> files.
 
-Inputs: each ``--input`` folder's .bin/.npy files in natural order; files per batch = model input
-bytes / the first file's bytes (must divide exactly); a short last batch is padded with copies
+Inputs (``list_inputs``): each ``--input`` folder's .bin/.npy files in natural order, one folder
+per model input, or a comma list of files (and folders) for a one-input model; files per batch =
+model input bytes / the first file's bytes (must divide exactly); a short last batch is padded with copies
 of its first file, and padded slots write nothing. Outputs: ``<stem of the input>_<k>.<bin|npy|txt>``.
 """
 
 import io
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -16,13 +18,28 @@ from .batching import files_per_batch, output_name
 
 
 def list_inputs(spec):
-    """The input files of each comma-separated folder, natural order; an empty folder is a UserError."""
+    """The input files of ``--input``, one list per model input, as ais_bench takes them: comma-
+    separated folders, one per model input (each folder's .bin/.npy files in natural order), or
+    files and folders together, which feed one model input in the order given (a folder's files
+    in natural order). A missing path, a file of another type or an empty folder is a UserError."""
+    parts = [part for part in str(spec).split(",") if part]
+    for part in parts:
+        path = Path(part)
+        if not path.exists():
+            raise UserError(f"{part}: input file or folder not found")
+        if path.is_file() and path.suffix.lower() not in INPUT_SUFFIXES:
+            raise UserError(f"{part}: expected a .bin or .npy input file, or a folder of them")
     lists = []
-    for folder in [part for part in spec.split(",") if part]:
-        files = list_files(folder, INPUT_SUFFIXES)
-        if not files:
-            raise UserError(f"{folder}: no .bin or .npy files in the input folder")
+    for part in parts:
+        if Path(part).is_file():
+            files = [Path(part)]
+        else:
+            files = list_files(part, INPUT_SUFFIXES)
+            if not files:
+                raise UserError(f"{part}: no .bin or .npy files in the input folder")
         lists.append(files)
+    if any(Path(part).is_file() for part in parts):  # files: all of them one input's, as given
+        return [[path for files in lists for path in files]]
     if any(len(files) != len(lists[0]) for files in lists):
         raise UserError(f"--input: the folders hold {[len(f) for f in lists]} files; they must hold as many each")
     return lists
@@ -44,8 +61,8 @@ def plan_files_per_batch(inputs, specs):
     The size is checked against the model first, so a wrong-size first file is named itself
     (not the good files after it)."""
     if len(inputs) != len(specs):
-        raise UserError(f"--input names {len(inputs)} folder(s); the model has {len(specs)} input(s): "
-                        f"{', '.join(s.name for s in specs)}")
+        raise UserError(f"--input gives {len(inputs)} list(s) of files; the model has {len(specs)} input(s): "
+                        f"{', '.join(s.name for s in specs)} (give one folder per input, comma-separated)")
     per_batch = None
     for files, spec in zip(inputs, specs):
         sizes = {path: data_nbytes(path) for path in files}

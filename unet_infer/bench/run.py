@@ -27,8 +27,11 @@ log = logging.getLogger(__name__)
 
 
 def refuse_output_in_input(out_dir, inputs):
-    """Outputs written into an input folder would be read as inputs by the next run: refused."""
+    """Outputs written into an input folder would be read as inputs by the next run: refused
+    (an input named as a file is read alone, whatever lies beside it)."""
     for folder in inputs:
+        if not Path(folder).is_dir():
+            continue
         folder = Path(folder).resolve()
         target = Path(out_dir).resolve()
         if target == folder or folder in target.parents:

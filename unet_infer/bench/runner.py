@@ -39,8 +39,9 @@ def build_parser():
     parser = cli.parser("python3 -m unet_infer.bench", __doc__)
     add = parser.add_argument
     add("--model", "-m", required=True, help=f"model file: {session.model_files(in_process=False)}")
-    add("--input", "-i", help="folder of .bin/.npy inputs, or comma-separated folders, one per model input; "
-                              "without it: pure inference on generated data")
+    add("--input", "-i", help="a .bin/.npy file, a folder of them, or a comma list of files and folders "
+                              "(ais_bench's forms; several folders: one per model input), grouped into batches "
+                              "by size; without it: pure inference on generated data")
     add("--output", "-o", help="folder for the results; nothing is saved without it")
     add(*cli.flag("output_dirname"), dest="output_dirname",
         help="subfolder of --output for this run; without it: a timestamp")
