@@ -360,3 +360,54 @@ def test_input_names_a_missing_or_foreign_file(models, images, tmp_path, name, m
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(UserError, match=rf"{re.escape(str(tmp_path / name))}: {message}"):
         bench("--model", models / "unet.onnx", "--input", f"{images / 'img1.bin'},{tmp_path / name}")
+
+
+def test_a_run_stopped_by_ctrl_c_says_what_is_left_and_the_same_command_replaces_it(models, images, tmp_path,
+                                                                                      monkeypatch, caplog, capsys):
+    from unet_infer.bench.files import OutputWriter
+    argv = ["--model", str(models / "unet.onnx"), "--input", str(images), "--output", str(tmp_path / "r"),
+            "--output_dirname", "bs1", "--quiet"]
+    write, calls = OutputWriter.__call__, []
+
+    def stopped_at_the_third_batch(self, batch, outputs):
+        calls.append(batch)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        write(self, batch, outputs)
+
+    monkeypatch.setattr(OutputWriter, "__call__", stopped_at_the_third_batch)
+    assert run_cli(main, argv) == 130
+    out_dir = tmp_path / "r" / "bs1"
+    assert sorted(p.name for p in out_dir.iterdir()) == ["img1_0.bin", "img2_0.bin"]
+    assert not (tmp_path / "r" / "bs1_summary.json").exists()
+    assert (f"{out_dir}: stopped with 2 output file(s) written and no summary; the same command replaces them, "
+            f"or remove the folder") in caplog.text
+    monkeypatch.setattr(OutputWriter, "__call__", write)
+    assert run_cli(main, argv) == 0  # the same command: the unfinished run replaced, not refused
+    summary = json.loads((tmp_path / "r" / "bs1_summary.json").read_text())
+    assert len(summary["filesinfo"]) == 5 and len(list(out_dir.iterdir())) == 5
+    assert [p.name for p in (tmp_path / "r").iterdir() if p.name.startswith(".")] == []  # the marker is gone
+    with pytest.raises(UserError, match="already holds a run"):  # a finished run stays refused
+        bench(*argv)
+
+
+def test_an_unfinished_run_with_a_file_of_the_user_is_refused_and_kept(models, images, tmp_path, monkeypatch):
+    from unet_infer.bench.files import OutputWriter
+    write = OutputWriter.__call__
+
+    def stop_at_the_second(self, batch, outputs):
+        if batch.index == 1:
+            raise KeyboardInterrupt
+        write(self, batch, outputs)
+
+    argv = ["--model", models / "unet.onnx", "--input", images, "--output", tmp_path, "--output_dirname", "x"]
+    monkeypatch.setattr(OutputWriter, "__call__", stop_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        bench(*argv)
+    monkeypatch.undo()
+    with pytest.raises(UserError, match=r"x holds an unfinished run of other inputs or another --outfmt"):
+        bench(*argv, "--outfmt", "NPY")  # its .bin outputs are not this run's to replace
+    (tmp_path / "x" / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match=r"x holds an unfinished run of other inputs"):
+        bench(*argv)
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["img1_0.bin", "notes.txt"]

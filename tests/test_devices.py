@@ -67,6 +67,7 @@ def test_two_devices_without_batchsize_split_at_the_models_batch(models, tmp_pat
     for device, files in ((0, 4), (1, 1)):
         part = summ.read_summary(tmp_path / f"two_device{device}_summary.json")
         assert len(part["filesinfo"]) == files and part["batchsize"] == BS
+    assert list(tmp_path.glob(".*.unfinished")) == []  # the runner's mark of a run in progress, gone
     one, two = tmp_path / "one", tmp_path / "two"
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
     for path in one.iterdir():

@@ -19,6 +19,7 @@ inference has nothing to divide, and N CPU shards would only compete for the sam
 """
 
 import contextlib
+import glob
 import io
 import logging
 import multiprocessing
@@ -34,7 +35,7 @@ from ..summary import merge_summaries, merged_lines, with_keys, write_summary
 from .batching import first_clash
 from ..loop import Timings
 from .files import list_inputs
-from .run import bench, refuse_existing_run, refuse_output_in_input
+from .run import bench, make_dirs, refuse_existing_run, refuse_output_in_input, say_left, unfinished_marker
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,9 @@ def device_places(args, devices):
     base, root = Path(args.output) / dirname, Path(args.output)
     merged = root / f"{dirname}_summary.json"
     per_device = [root / f"{dirname}_device{d}_summary.json" for d in devices]
-    refuse_existing_run(base, merged)
+    if refuse_existing_run(base, merged, args.input, args.outfmt):  # an unfinished run of ours: replaced
+        for path in root.glob(f"{glob.escape(dirname)}_device*_summary.json"):
+            path.unlink()
     for path in per_device:
         if path.exists():
             raise UserError(f"{path} already holds a run; choose another --output_dirname")
@@ -125,10 +128,14 @@ def run_devices(args, choice):
         child.threads, child.device = threads, [device]
         jobs.append((child, choice, device, out_dir, summary_path, shard, f"device_{device}"))
     if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(out_dir)
     context = multiprocessing.get_context("spawn")  # a clean process per device: no forked framework state
-    with context.Pool(len(jobs)) as pool:
-        results = pool.starmap(_run_device, jobs)
+    try:
+        with context.Pool(len(jobs)) as pool:
+            results = pool.starmap(_run_device, jobs)
+    except KeyboardInterrupt:
+        say_left(out_dir)
+        raise
     parts = [summary for summary, _, _, _ in results]
     for _, _, _, printed in results:
         print(printed, end="", flush=True)
@@ -139,6 +146,7 @@ def run_devices(args, choice):
                                     "device_kind": "gpu" if on_gpu else "cpu shards"})
     if merged_path:
         write_summary(merged_path, merged)
+        unfinished_marker(out_dir).unlink(missing_ok=True)
         log.info("outputs in %s, merged summary %s, per device %s", out_dir, merged_path,
                  ", ".join(str(p) for p in per_device))
     for line in merged_lines(merged, blocks=False):

@@ -9,6 +9,7 @@ device on its shard of the inputs; the CLI (``runner.main``) runs it once.
 
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -16,10 +17,11 @@ import numpy as np
 
 from .. import cli
 from ..cli import UserError
+from ..formats import atomic_write_text
 from ..progress import progress
 from ..loop import Timings, run_loop
 from ..summary import build_summary, in_flight_keys, performance_lines, write_summary
-from .batching import first_clash, plan_batches
+from .batching import OUTFMT_SUFFIX, first_clash, plan_batches
 from .files import OutputWriter, file_feeds, list_inputs, plan_files_per_batch, pure_data
 from .profile import save_profile
 
@@ -38,18 +40,61 @@ def refuse_output_in_input(out_dir, inputs):
             raise UserError(f"{out_dir}: inside the input folder {folder}; write the outputs elsewhere")
 
 
-def refuse_existing_run(out_dir, summary_path):
-    """Never mix two runs: an output folder with files in it, or an existing summary, is a UserError."""
+def unfinished_marker(out_dir):
+    """``{output}/.{output_dirname}.unfinished``: there from the output folder's making until the
+    run's summary is written, so that a run stopped half way (Ctrl-C) is known for the runner's own."""
+    return out_dir.parent / f".{out_dir.name}.unfinished"
+
+
+def _leftovers(out_dir, input_spec, outfmt):
+    """The files of an unfinished run in ``out_dir``, if each is an output (or a temporary file of
+    one) of these inputs in this format; None where any other file is there."""
+    files = list(out_dir.iterdir()) if out_dir.is_dir() else []
+    stems = {path.stem for path in list_inputs(input_spec)[0]} if input_spec else set()
+    for path in files:
+        name = re.sub(r"^\.(.+)\.[^.]+\.tmp$", r"\1", path.name)  # formats.atomic_path's temporary name
+        match = re.fullmatch(r"(.+)_\d+\.([a-z]+)", name)
+        if not (path.is_file() and match and match[1] in stems and match[2] == OUTFMT_SUFFIX[outfmt]):
+            return None
+    return files
+
+
+def refuse_existing_run(out_dir, summary_path, input_spec=None, outfmt="BIN"):
+    """Never mix two runs: an output folder with files in it, or an existing summary, is a UserError.
+    A run this runner left unfinished there (its marker, no summary) is replaced: its output files
+    are removed when they are all outputs of these inputs, else it is refused like any other."""
+    if unfinished_marker(out_dir).exists() and not summary_path.exists():
+        files = _leftovers(out_dir, input_spec, outfmt)
+        if files is None:
+            raise UserError(f"{out_dir} holds an unfinished run of other inputs or another --outfmt; choose "
+                            f"another --output_dirname, or remove {out_dir} and {unfinished_marker(out_dir)}")
+        for path in files:
+            path.unlink()
+        if files:
+            log.info("%s: replacing the unfinished run left there (%d output files removed)", out_dir, len(files))
+        return True
     if summary_path.exists() or (out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir()))):
         raise UserError(f"{out_dir} already holds a run; choose another --output_dirname, or leave it out "
                         f"for a new timestamped folder (as ais_bench does)")
+    return False
 
 
 def make_dirs(out_dir):
+    """Make the output folder and mark it unfinished (:func:`unfinished_marker`) until the summary."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(unfinished_marker(out_dir), "a run of python3 -m unet_infer.bench writes here; "
+                                                     "the same command replaces it if it was stopped\n")
     except OSError as exc:
         raise cli.os_error(out_dir, exc, "create the output folder") from None
+
+
+def say_left(out_dir):
+    """At Ctrl-C: one line saying what the stopped run left and what to do."""
+    if out_dir is not None and out_dir.is_dir():
+        n = sum(1 for path in out_dir.iterdir() if not path.name.startswith("."))
+        log.warning("%s: stopped with %d output file(s) written and no summary; the same command replaces "
+                    "them, or remove the folder", out_dir, n)
 
 
 def run_files(args, opened, inputs, out_dir, timings):
@@ -100,13 +145,18 @@ def bench(args, choice, device, out_dir=None, summary_path=None, inputs=None, ti
     if inputs is None:  # a device of --device 0,1 gets its shard of the input lists
         inputs = list_inputs(args.input) if args.input else None
     timings = Timings() if timings is None else timings
-    with choice.open(batchsize=args.batchsize, device=device, threads=args.threads, size=args.size,
-                     profile=bool(args.profile)) as opened:
-        if inputs:
-            filesinfo = run_files(args, opened, inputs, out_dir, timings)
-        else:
-            filesinfo = run_pure(args, opened, out_dir, timings)
-        profiled = save_profile(args.profile, opened.backend, args.model) if args.profile else []
+    try:
+        with choice.open(batchsize=args.batchsize, device=device, threads=args.threads, size=args.size,
+                         profile=bool(args.profile)) as opened:
+            if inputs:
+                filesinfo = run_files(args, opened, inputs, out_dir, timings)
+            else:
+                filesinfo = run_pure(args, opened, out_dir, timings)
+            profiled = save_profile(args.profile, opened.backend, args.model) if args.profile else []
+    except KeyboardInterrupt:
+        if summary_path:  # the whole run's (a device of --device 0,1: its parent says it)
+            say_left(out_dir)
+        raise
     backend = opened.backend
     extra = {**opened.summary_keys("files" if inputs else "pure"),
              "file_read_ms": timings.read_ms, "file_write_ms": timings.write_ms,
@@ -116,6 +166,7 @@ def bench(args, choice, device, out_dir=None, summary_path=None, inputs=None, ti
                             os.getpid(), extra=extra)
     if summary_path:
         write_summary(summary_path, summary)
+        unfinished_marker(out_dir).unlink(missing_ok=True)
         log.info("outputs in %s, summary %s", out_dir, summary_path)
     for line in performance_lines(summary, args.display_all_summary) + profiled:
         print(line, flush=True)

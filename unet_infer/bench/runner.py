@@ -44,7 +44,7 @@ def build_parser():
                               "by size; without it: pure inference on generated data")
     add("--output", "-o", help="folder for the results; nothing is saved without it")
     add(*cli.flag("output_dirname"), dest="output_dirname",
-        help="subfolder of --output for this run; without it: a timestamp")
+        help="subfolder of --output for this run (a run of the runner stopped there half way is replaced; another that holds files is refused); without it: a timestamp")
     add("--outfmt", default="BIN", choices=list(OUTFMT_SUFFIX), help="output file format")
     add("--loop", "-l", type=cli.int_at_least(1), default=1, help="runs of each batch (all timed)")
     add("--batchsize", type=cli.int_at_least(1), help="batch size of a dynamic-batch model (without it: 1); "
@@ -92,7 +92,7 @@ def run_places(args):
     for _, out_dir, summary_path in places:
         if args.input:
             refuse_output_in_input(out_dir, [p for p in args.input.split(",") if p])
-        refuse_existing_run(out_dir, summary_path)
+        refuse_existing_run(out_dir, summary_path, args.input, args.outfmt)
     return places
 
 
