@@ -276,3 +276,18 @@ def test_simplify_refuses_to_overwrite_its_input(tmp_path):
     proc = _onnxsim(exported, exported, 32)
     assert proc.returncode == 2 and "must not overwrite the source model" in proc.stderr
     assert exported.read_bytes() == before
+
+
+def test_the_simplified_model_follows_the_umask(tmp_path):
+    """Written as every other output is: mode 0644 under umask 022 (not mkstemp's 0600)."""
+    from unet_infer.simplify import simplify
+    pth, exported, sim = tmp_path / "m.pth", tmp_path / "m.onnx", tmp_path / "sim.onnx"
+    save_checkpoint(pth, width=4)
+    pth_to_onnx(pth, exported, size=32, check=False)
+    old = os.umask(0o022)
+    try:
+        simplify(exported, sim, 32)
+    finally:
+        os.umask(old)
+    assert oct(sim.stat().st_mode & 0o777) == oct(0o644)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

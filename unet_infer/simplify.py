@@ -15,15 +15,13 @@ image is counted by the export stage).
 """
 
 import logging
-import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from . import cli
 from .cli import UserError
-from .formats import DEFAULT_SIZE
+from .formats import DEFAULT_SIZE, atomic_path
 from .onnxfile import batch_is_dynamic, graph_inputs, load_onnx, refuse_overwrite
 
 log = logging.getLogger(__name__)
@@ -43,9 +41,7 @@ def simplify(src, dst, size=DEFAULT_SIZE):
     source = load_onnx(src, weights=False)
     names = [v.name for v in graph_inputs(source)], [o.name for o in source.graph.output]
     log_path = Path(f"{dst}.log")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
+    with atomic_path(dst) as tmp:  # renamed to dst at the end of the block, with the umask's mode
         cmd = [sys.executable, "-m", "onnxsim", str(src), tmp, "--test-input-shape", f"1,3,{size},{size}",
                "--external-data-threshold", "2GB"]
         log.info("onnxsim: %s -> %s (test shape 1,3,%d,%d; log in %s)", src, dst, size, size, log_path)
@@ -68,10 +64,6 @@ def simplify(src, dst, size=DEFAULT_SIZE):
         if got != names:
             raise UserError(f"onnxsim renamed the inputs/outputs of {src}: {names} -> {got}")
         log.info("simplified: %d nodes, inputs %s, outputs %s", len(model.graph.node), got[0], got[1])
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return dst
 
 
