@@ -87,3 +87,27 @@ def test_ctrl_c_while_python_imports_is_one_line_and_130():
                           capture_output=True, text=True)
     # Python ends by SIGINT (a shell shows 130), after our one line instead of a traceback
     assert proc.returncode in (130, -signal.SIGINT) and proc.stderr == "error: interrupted\n"
+
+
+def test_a_mistyped_option_is_named_with_the_one_meant(capsys):
+    def main(argv):
+        parser = cli.parser("prog", "Does a thing.")
+        parser.add_argument("--model", required=True, help="a model")
+        parser.add_argument(*cli.flag("warmup_count"), dest="warmup_count", default=1, help="runs")
+        parser.parse_args(argv)
+
+    for argv, typo, meant in ((["--modle=x.onnx"], "--modle", "--model"),  # before "--model is required"
+                              (["--model", "x", "--warmup_cuont", "2"], "--warmup_cuont", "--warmup_count")):
+        assert run_cli(main, argv) == 2
+        assert capsys.readouterr().err == f"error: unknown option {typo}, did you mean {meant}? (see prog --help)\n"
+    assert run_cli(main, ["--frobnicate"]) == 2  # nothing close: argparse's own words
+    assert capsys.readouterr().err == "error: the following arguments are required: --model (see prog --help)\n"
+    assert run_cli(main, ["--model", "x", "--", "--modle"]) == 2  # after "--": not an option
+    assert "unrecognized arguments: -- --modle" in capsys.readouterr().err
+
+
+def test_the_runner_names_a_mistyped_option(capsys):
+    from unet_infer.bench.runner import main
+    assert run_cli(main, ["--modle=x.onnx", "--input=prep_bin"]) == 2
+    assert capsys.readouterr().err == ("error: unknown option --modle, did you mean --model? "
+                                       "(see python3 -m unet_infer.bench --help)\n")

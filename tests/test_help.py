@@ -3,6 +3,7 @@ command and each default once (none on a flag), and exits 0; a shell script's un
 line that says where the help is."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,18 @@ def check_defaults(text):
         assert wrong not in _flat(text), wrong
 
 
+# what a user cannot follow: a module's or class's inner name (``workdir.Workdir``, Backend.compile_options,
+# loop.py, bench/run.py); a command to type (``python3 -m unet_infer.stream``, json_parse.py) is fine
+INTERNAL = re.compile(r"``(?!unet_infer\.)[a-z_]+\.[A-Za-z_]+``|\b(?:unet_infer|bench)/[a-z_/]+\.py\b|\bloop\.py\b"
+                      r"|\b[A-Z][a-z]+\.[a-z_]+\b|\b[a-z]+\.[A-Z][a-z]+\b")
+INTERNAL_LEFT = {("-m", "unet_infer.report"), ("-m", "unet_infer.stages")}  # descriptions still to reword
+
+
+def check_words(text):
+    """The help speaks of options, files and commands, not of the package's inner names."""
+    assert not INTERNAL.findall(_flat(text)), INTERNAL.findall(_flat(text))
+
+
 def check_usage(text, prog):
     """The usage line names the program the user typed (wrapped usage lines included)."""
     first = _flat(text)
@@ -95,6 +108,8 @@ def test_python_help_names_the_program_and_shows_the_example_and_each_default_on
     if default:
         assert default in text
     check_defaults(proc.stdout)
+    if argv not in INTERNAL_LEFT:
+        check_words(proc.stdout)
 
 
 @pytest.mark.parametrize("script,example", sorted(SHELL_TOOLS.items()))
@@ -127,4 +142,9 @@ def test_the_checks_catch_each_mistake():
         with pytest.raises(AssertionError):
             check_usage(bad, "scripts/onnxsim.sh")
     check_usage("usage: scripts/onnxsim.sh [-h] input output [size]\n", "scripts/onnxsim.sh")
+    for bad in ("the one loop (``loop.py``)", "(``Backend.compile_options``)", "(see bench/devices.py)",
+                "``summary.merge_summaries``", "each Journal.append"):
+        with pytest.raises(AssertionError):
+            check_words(f"usage: x\n\n{bad}\n")
+    check_words("python3 -m unet_infer.stream (``python3 -m unet_infer.guide.export``), json_parse.py, UNet_bs8.onnx")
     assert _typed(("-m", "unet_infer.stages", "check")) == "python3 -m unet_infer.stages check"

@@ -3,6 +3,7 @@ help formatter and the flag types, so that each flag reads and fails the same wa
 """
 
 import argparse
+import difflib
 import errno
 import logging
 import os
@@ -30,10 +31,33 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, with a usage error in one line: ``error: <what> (see <prog> --help)``, exit status 2."""
+    """argparse, with a usage error in one line: ``error: <what> (see <prog> --help)``, exit status 2;
+    a mistyped option is named with the one meant (``unknown option --modle, did you mean --model?``),
+    before any complaint about a required option it may have been meant as."""
+
+    _given = ()
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message):
+        if message.startswith(("the following arguments are required", "unrecognized arguments")):
+            message = self.mistyped() or message
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+    def mistyped(self):
+        """``unknown option X, did you mean Y?`` for the first ``--option`` given that this parser
+        does not know and that is close to one it does; None where there is none."""
+        for token in self._given:
+            if token == "--":
+                break
+            name = str(token).split("=", 1)[0]
+            if name.startswith("--") and name not in self._option_string_actions:
+                close = difflib.get_close_matches(name, list(self._option_string_actions), n=1)
+                if close:
+                    return f"unknown option {name}, did you mean {close[0]}?"
+        return None
 
 
 def parser(prog, doc, **kwargs):

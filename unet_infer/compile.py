@@ -12,8 +12,8 @@ guide's atc step. The backend decides what compiling means (``--backend``, else 
   batch run as a check;
 - acl (``.om``): the guide's atc command line through scripts/atc.sh (needs CANN; ``--chip``).
 
-A backend's own compile flags (acl's ``--chip``) are its declaration (``Backend.compile_options``):
-each is a flag here, refused with any other backend.
+A backend's own compile flags (acl's ``--chip``) are listed under options
+below: each is a flag here, refused with any other backend.
 
 An INT8 model is compiled the same way from the quantised model (``UNet_int8.onnx``; openvino:
 ``UNet_int8.xml``). For openvino:
@@ -24,7 +24,7 @@ A model whose batch axis the guide's onnxsim line pinned to 1 (``--input-shape="
 re-batched, as atc takes the batch from its own ``--input_shape``: where the graph allows it (no
 constant shape holding the batch 1), axis 0 is set to ``--batchsize`` and the shapes inferred
 again; the check run then feeds N different random images and compares them with the batch-1
-model's outputs on the first and last (see unet_infer/rebatch.py). scripts/onnxsim.sh keeps the
+model's outputs on the first and last. scripts/onnxsim.sh keeps the
 batch dynamic and needs none of this.
 """
 

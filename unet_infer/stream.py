@@ -3,9 +3,9 @@
 The guide's flow writes every preprocessed image (3.9 MB at 572 x 572) and every output
 (1.3 MB) to disk: 20 GB and 6.7 GB for Carvana's 5,088 images. Here a pool of worker processes
 decodes each image and its mask in order, a bounded number of images ahead of the model, and
-the one loop (``loop.py``) runs the model on the batches while this process scores
-each image. Decoding and scoring are the file flow's own functions (``data.load_image``,
-``data.load_label``, ``postprocess.score_arrays``) and a short last batch is padded with copies
+the runner's own inference loop runs the model on the batches while this process scores
+each image. Decoding and scoring are the file flow's own (those of preprocess_unet_pth.py
+and postprocess_unet_pth.py) and a short last batch is padded with copies
 of its first image, as the runner pads, so the per-image IoU is the same.
 
   the streaming form of stages 1 and 4-6 for batch size 8:
@@ -21,7 +21,7 @@ result/bs8_masks beside result/bs8_summary.json), for its overlays. Prints the P
 then the IoU line.
 
 Resuming: each scored batch is recorded as it finishes in <result stem>.journal beside --result
-(e.g. work/result_bs8.journal; see unet_infer/journal.py). The same command after a stop (kill -9,
+(e.g. work/result_bs8.journal). The same command after a stop (kill -9,
 Ctrl-C, a full disk) scores only the batches not recorded (their images are not even decoded) and
 writes the same result files, byte for byte, and the same masks; the summary adds attempts and
 resumed_images, and its compute times cover every batch, whichever attempt ran it. A record made

@@ -11,7 +11,7 @@ The guide's commands, with this runner in place of ``python3 -m ais_bench``:
   the checkpoint itself on PyTorch, in bf16:
     python3 -m unet_infer.bench --model=UNet.pth --loop=10 --batchsize=8 --precision=bf16
 
-The compute time covers only the model run (bench/run.py); file reading and writing and the
+The compute time covers only the model run; file reading and writing and the
 host-device copies (H2D, D2H) are timed apart. throughput = 1000 x batchsize / mean compute time
 (ms). In openvino's throughput mode (``--nireq N``: N runs in flight) the summary adds the
 wall-clock images/s the N requests delivered together.
@@ -53,7 +53,7 @@ def build_parser():
         help="untimed runs first")
     add("--device", "-d", type=cli.device_list, default="0",
         help="device id, or a comma list: one process per device at once, the --input files divided among them "
-             "(see bench/devices.py); on a backend that runs on the CPU, each is a CPU shard with --threads / N "
+             "(docs/cluster.md); on a backend that runs on the CPU, each is a CPU shard with --threads / N "
              "threads")
     add(*cli.flag("pure_data_type"), dest="pure_data_type", default="zero", choices=["zero", "random"],
         help="data of the pure-inference mode")

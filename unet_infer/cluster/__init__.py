@@ -15,17 +15,17 @@ Every node reads the images, masks and model by the paths given here: keep them 
 every node mounts at the same path, and this package importable on every node.
 
 A local Ray keeps its files (session logs, sockets, spilled objects) in .ray beside --result (the
-driver's work folder; see ``local``), not in /tmp/ray, and its token out of ~/.ray.
+driver's work folder), not in /tmp/ray, and its token out of ~/.ray.
 
 Writes what ``python3 -m unet_infer.stream`` writes, with the same per-image IoU: --result and the
 .json beside it, the worst and best images' masks for the report, and with --summary the ais_bench
-summary: merged over the actors (``summary.merge_summaries``: every batch's compute time, the
+summary: merged over the actors (every batch's compute time, the
 summary throughput, the wall-clock images/s), each actor's own statistics under ``devices``.
-Every image is scored exactly once, also when an actor dies half way (see ``collect``), and when
-a node is lost: a new pool on the live nodes scores the batches it held (see ``rounds``).
+Every image is scored exactly once, also when an actor dies half way, and when
+a node is lost: a new pool on the live nodes scores the batches it held.
 
 Resuming: each planned batch is recorded as its rows come back, in <result stem>.journal beside
---result (see ``record``). The same command after a stop (the driver killed, Ctrl-C, every node
+--result. The same command after a stop (the driver killed, Ctrl-C, every node
 lost) scores only the batches not recorded (they are not sent to Ray) and writes the same result
 files, byte for byte, and the same masks; the summary adds attempts and resumed_images. A record
 of another model, other data or other options is set aside as <name>.stale; a finished run

@@ -6,10 +6,10 @@
 is dynamic). The activation ranges are calibrated on up to --n-calib preprocessed images of
 --calib (``<stem>.bin``, raw float32 CHW, as preprocess_unet_pth.py writes them; or, in a folder
 of images, the images decoded as preprocessing does, so a streamed run writes no .bin files);
-natural order, evenly spaced when there are more. The recipe of each backend is in its module:
-``quantize.onnxruntime`` (QDQ, per-channel weights, up-sampling as Gemm, INT8 padding) and
-``quantize.openvino`` (NNCF post-training quantisation to an OpenVINO IR, ``--output M_int8.xml``).
-Both first fold the shape arithmetic of a raw export (``fold_shape_arithmetic``), so that a model
+natural order, evenly spaced when there are more. The recipe of each backend:
+onnxruntime (QDQ, per-channel weights, up-sampling as Gemm, INT8 padding) and
+openvino (NNCF post-training quantisation to an OpenVINO IR, ``--output M_int8.xml``).
+Both first fold the shape arithmetic of a raw export, so that a model
 straight from unet_pth2onnx.py quantises to the same graph as the simplified one.
 
 After quantising, one calibration image is run through both models: the report gives the node

@@ -16,8 +16,8 @@ compression (quality 85-95). The mask is the car's silhouette (body, cabin, wind
 drawn, before noise and compression. Paints include whites and greys close to the studio's own
 colours, windows are dark and so is the shadow: a colour threshold cannot solve it.
 
-The car and its studio are drawn from the seed in ``car``, built of faces in ``faces`` and
-photographed in ``render``; this module writes the files. Everything is a pure function of the
+The car and its studio are drawn from the seed, built of faces and photographed by a small
+renderer of the package's own. Everything is a pure function of the
 arguments: the same seed gives byte-identical files, whatever the number of workers. Existing
 files of the same names are overwritten; nothing is deleted.
 """

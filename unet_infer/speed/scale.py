@@ -17,10 +17,10 @@ Then runs ``python3 -m unet_infer.stream`` once per count, each in its own proce
 
 The record's cost: after one untimed warm-up run, --repeats pairs at --ab-count images, interleaved
 (with the record, then without it), each giving its wall s; the medians, their ranges and the
-1-minute load average at each start. "Without" is the same process with ``Journal.append``
+1-minute load average at each start. "Without" is the same process with the record's append
 replaced by a no-op (a hook of this benchmark only: the stream itself has no such switch), so the
 record file is opened and removed, nothing is written. The with-record runs also time each
-``Journal.append`` (the JSON and the write, as the stream pays them), in wall time and in the
+append to the record (the JSON and the write, as the stream pays them), in wall time and in the
 calling thread's CPU time (the difference: waits for the GIL, which the decoder pool's result
 thread takes while ``append`` writes, or for a busy CPU). --split-sync adds a third
 run to each pair, the record written but its background ``fdatasync`` thread never started: the
