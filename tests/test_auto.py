@@ -102,7 +102,7 @@ def test_the_backends_listing_says_what_auto_takes_and_why(play_cpu):
         assert proc.returncode == 0, proc.stderr
         line = proc.stdout.splitlines()[-1]
         want = default_backend(flags=flags)
-        assert line.startswith(f"auto: {want} fp32 (CPU flags from {backends.TEST_CPU_FLAGS_ENV}, a test hook; "
+        assert line.startswith(f"backend=auto: {want} fp32 (CPU flags from {backends.TEST_CPU_FLAGS_ENV}, a test hook; "
                                f"{says}; "), line
         assert ("openvino installed" if "openvino" in installed else "openvino not installed") in line
 
@@ -115,3 +115,83 @@ def test_the_json_listing_has_the_auto_choice_for_a_precision(play_cpu, capsys):
     assert [row["backend"] for row in listing["backends"]] == backends.names()
     assert listing["auto"]["backend"] == default_backend("bf16", flags=AVX2)
     assert listing["auto"]["precision"] == "bf16" and listing["auto"]["why"][-1].startswith("onnxruntime has no bf16")
+
+
+# ---- what auto says, and the warning where a precision has no fast path here ----
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch):
+    """Each slow-path warning is logged once per process: a test that looks for one starts afresh."""
+    monkeypatch.setattr(backends, "_WARNED", set())
+    monkeypatch.delenv("UNET_INFER_QUIET", raising=False)
+
+
+def test_a_slow_path_is_read_from_the_backends_declarations():
+    for cls in backends.all_backends():
+        assert set(cls.native_flags) <= set(cls.precisions), cls.name
+    line = backends.slow_path("torch", "fp16", flags=AVX2, gpu=False)
+    assert line.startswith("the torch backend runs fp16 on this CPU without native support (none of avx512_fp16, ")
+    assert "slower than fp32" in line
+    assert backends.slow_path("torch", "bf16", flags=AVX2, gpu=False) is not None
+    assert backends.slow_path("torch", "fp16", flags=AMX | {"avx512_fp16"}, gpu=False) is None
+    assert backends.slow_path("torch", "bf16", flags=ZEN4, gpu=False) is None   # avx512_bf16
+    assert backends.slow_path("torch", "fp16", flags=AVX2, gpu=True) is None    # a GPU runs it
+    assert backends.slow_path("torch", "fp32", flags=set(), gpu=False) is None
+    assert backends.slow_path("onnxruntime", "int8", flags=AVX2, gpu=False) is None
+    assert backends.slow_path("openvino", "bf16", flags=AVX2, gpu=False) is None  # it runs fp32 and says so
+
+
+def test_auto_says_what_it_took_and_why_and_warns_of_a_slow_path(caplog, fresh_warnings):
+    from unet_infer.progress import set_quiet
+    caplog.set_level("INFO", logger="unet_infer.backends")
+    assert default_backend("fp16", flags=AVX2, installed=EVERY, gpu=False) == "torch"
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    none = f"CPU has none of {', '.join(backends.FAST_CPU_FLAGS)}"
+    assert said[0] == ("INFO", f"backend=auto: torch fp16 ({none}; openvino installed; no CUDA/TensorRT provider; "
+                               f"onnxruntime has no fp16, torch has)")
+    assert [level for level, _ in said[1:]] == ["WARNING"] and "without native support" in said[1][1]
+    caplog.clear()
+    default_backend("fp16", flags=AVX2, installed=EVERY, gpu=False)
+    assert [r.levelname for r in caplog.records] == ["INFO"]  # the warning once per process
+    caplog.clear()
+    set_quiet(True)
+    try:
+        assert default_backend(flags=AMX, installed=EVERY, gpu=False) == "openvino"
+    finally:
+        set_quiet(False)
+    assert caplog.records == []  # --quiet: no line; an fp32 choice: no warning
+
+
+def test_a_flow_warns_when_its_backend_has_no_fast_path_here(tmp_path, caplog, play_cpu, monkeypatch, fresh_warnings):
+    """Asked for by name (not through auto): the flows' one choice (session.choose) warns too."""
+    from argparse import Namespace
+    from unet_infer import session
+    monkeypatch.setattr(backends.get_backend("torch"), "has_gpu", staticmethod(lambda: False))
+    args = Namespace(model=str(tmp_path / "UNet.pth"), backend=None, precision="fp16", nireq=None,
+                     torch_compile=False, cuda_graph=False)
+    play_cpu(flags_text(AVX2))
+    session.choose(args, "predict")
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and warned[0].startswith("the torch backend runs fp16 on this CPU without native")
+    caplog.clear()
+    monkeypatch.setattr(backends, "_WARNED", set())
+    play_cpu(flags_text(AMX | {"avx512_fp16"}))
+    session.choose(args, "predict")
+    assert [r for r in caplog.records if r.levelname == "WARNING"] == []
+
+
+def test_the_driver_plan_says_what_auto_took(tmp_path, play_cpu, monkeypatch):
+    """What scripts/run_all.sh prints (stages plan's stderr; its stdout is the plan), and not with quiet=1."""
+    play_cpu(flags_text(AVX2))
+    monkeypatch.delenv("UNET_INFER_QUIET", raising=False)
+    cmd = [sys.executable, "-m", "unet_infer.stages", "plan", "--work", str(tmp_path / "work"), "--backend", "auto",
+           "--bs", "2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+    assert proc.returncode == 0, proc.stderr
+    want = default_backend(flags=AVX2)
+    said = [line for line in proc.stderr.splitlines() if "backend=auto:" in line]
+    assert len(said) == 1 and f"backend=auto: {want} fp32 (CPU flags from {backends.TEST_CPU_FLAGS_ENV}" in said[0]
+    assert "backend=auto" not in proc.stdout
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, UNET_INFER_QUIET="1"))
+    assert proc.returncode == 0 and "backend=auto" not in proc.stderr, proc.stderr

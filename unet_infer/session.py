@@ -16,7 +16,9 @@ here, and nowhere else, which backend runs a model, whether it can, and with wha
   (``Backend.hand_over``), so it never gets here;
 - that it can run on this machine (its package: ``backends.usable_backend``), that it takes the
   precision asked (``check_precision``), and its own options from the command line, another
-  backend's option refused (:func:`backend_options`).
+  backend's option refused (:func:`backend_options`);
+- a precision with no fast path on this machine (``backends.slow_path``: fp16 on a CPU without
+  native fp16) is run, with one warning line.
 
 :meth:`Choice.open` loads the model with the batch size, device, threads, size and profiling
 asked; for a flow that feeds images (``image_size``) checks that the model takes one
@@ -209,7 +211,9 @@ def choose(args, flow, model=None, name=None):
     cls = backends.in_process(backend_class(model, name or args.backend).name, flow)
     backends.usable_backend(cls.name)
     precision = cls.check_precision(args.precision) if args.precision else None
-    return Choice(model, cls, precision, backend_options(args, cls))
+    choice = Choice(model, cls, precision, backend_options(args, cls))
+    backends.warn_if_slow(cls.name, choice.runs_in)  # e.g. fp16 on a CPU without it: one warning line
+    return choice
 
 
 def model_exists(path):

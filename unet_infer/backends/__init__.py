@@ -8,11 +8,15 @@ Adding a backend: one new module here, one line in ``REGISTRY``.
 """
 
 import importlib
+import logging
 import os
 from pathlib import Path
 
 from ..cli import UserError
+from ..progress import is_quiet
 from .base import ExternalBackend
+
+log = logging.getLogger(__name__)
 
 REGISTRY = {
     "onnxruntime": "onnxruntime_backend",
@@ -164,8 +168,48 @@ def default_backend(precision=None, flags=None, installed=None, gpu=None):
     A ``precision`` the chosen backend does not take moves to the first installed backend of the
     registry that takes it (bf16 without openvino: torch). ``flags``, ``installed`` and ``gpu``
     stand in for this machine's in tests; :func:`auto_choice` gives the reasons as well.
+
+    Where backend=auto is resolved for a run (the driver's plan, predict), this says the choice and
+    why in one line (:func:`auto_line`, logged; not under --quiet) and warns where the choice has no
+    fast path on this machine (:func:`warn_if_slow`).
     """
-    return auto_choice(precision, flags, installed, gpu)[0]
+    backend, runs, reasons = auto_choice(precision, flags, installed, gpu)
+    if not is_quiet():
+        log.info("%s", auto_line(backend, runs, reasons))
+    warn_if_slow(backend, runs, flags, gpu)
+    return backend
+
+
+def auto_line(backend, precision, reasons):
+    """``backend=auto: openvino fp32 (CPU has avx512_vnni, avx512_bf16; openvino installed; ...)``."""
+    return f"backend=auto: {backend} {precision} ({'; '.join(reasons)})"
+
+
+def slow_path(name, precision, flags=None, gpu=None):
+    """The one line saying that backend ``name`` has no fast path for ``precision`` on this machine,
+    else None: by its declaration (``native_flags``), the precision needs one of some CPU flags, the
+    CPU has none of them (``flags``: as for :func:`default_backend`) and the backend has no GPU here
+    (``gpu``: a stand-in for its ``has_gpu()``)."""
+    cls = get_backend(name)
+    needs = cls.native_flags.get(precision)
+    if not needs or set(needs) & (cpu_flags() if flags is None else set(flags)):
+        return None
+    if gpu if gpu is not None else cls.available()[0] and cls.has_gpu():
+        return None
+    return (f"the {name} backend runs {precision} on this CPU without native support (none of {', '.join(needs)}): "
+            f"emulated, slower than {cls.default_precision()}; choose {cls.default_precision()} for speed")
+
+
+_WARNED = set()
+
+
+def warn_if_slow(name, precision, flags=None, gpu=None):
+    """Log :func:`slow_path`'s line as a warning, once per process; returns it (None: a fast path)."""
+    line = slow_path(name, precision, flags, gpu)
+    if line and line not in _WARNED:
+        _WARNED.add(line)
+        log.warning("%s", line)
+    return line
 
 
 def auto_choice(precision=None, flags=None, installed=None, gpu=None):

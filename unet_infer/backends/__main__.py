@@ -3,15 +3,15 @@ and what the driver's backend=auto takes on this machine, and why.
 
     python3 -m unet_infer.backends                   a line a backend: precisions (default first), what
                                                      its models are built from, the model for batch size
-                                                     8, usable here or not; then the auto: line
-    python3 -m unet_infer.backends --precision bf16  the auto: line for precision=bf16
+                                                     8, usable here or not; then the backend=auto: line
+    python3 -m unet_infer.backends --precision bf16  the backend=auto: line for precision=bf16
     python3 -m unet_infer.backends --json            the same as JSON: {"backends": [...], "auto": {...}}
 """
 
 import json
 
 from .. import cli
-from . import all_backends, auto_choice, precisions
+from . import all_backends, auto_choice, auto_line, precisions
 
 
 def rows():
@@ -31,11 +31,6 @@ def auto(precision=None):
     return {"backend": backend, "precision": precision, "why": why}
 
 
-def auto_line(choice):
-    """``auto: openvino fp32 (CPU has avx512_vnni, avx512_bf16; openvino installed; ...)``."""
-    return f"auto: {choice['backend']} {choice['precision']} ({'; '.join(choice['why'])})"
-
-
 def main(argv=None):
     parser = cli.parser("python3 -m unet_infer.backends", __doc__)
     parser.add_argument("--precision", choices=precisions(), default=None,
@@ -51,7 +46,7 @@ def main(argv=None):
         state = "usable here" if row["available"] else f"not usable here: {row['missing']}"
         print(f"{row['backend']}: precisions {', '.join(row['precisions'])} (default {row['precisions'][0]}); "
               f"built from {row['source']}; bs 8 -> {models}; {state}")
-    print(auto_line(choice))
+    print(auto_line(choice["backend"], choice["precision"], choice["why"]))
 
 
 if __name__ == "__main__":

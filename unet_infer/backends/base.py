@@ -19,6 +19,9 @@ inside its methods, so that reading the declarations (the driver does, through
 - ``fixed_batchsize(model)``: the batch a model file fixes (None: a dynamic batch axis), read
   from the file; ``model_batchsize`` follows from it;
 - ``has_gpu()``: whether it runs on a GPU here (the base: False, the CPU);
+- ``native_flags``: ``{precision: CPU flags}`` for a precision that runs at speed on a CPU only with
+  one of those flags (torch's fp16 needs AVX512-FP16 or AMX-FP16); without one, and on no GPU, it
+  is emulated, slower than fp32, and the flows say so (``backends.slow_path``);
 - ``can_profile``: whether ``load(profile=True)`` records per-layer times, given by ``profile()``
   (the base refuses both with one message);
 - in-flight runs: ``run_async``/``finished``, one run at a time in the base (synchronous); a
@@ -98,6 +101,7 @@ class Backend:
     async_requests = 0  # N > 0 once loaded in throughput mode: run_async/finished keep N runs in flight
     profiled_runs = None  # the runs a profile() averages over, where the backend counts them
     accelerator = None  # the device its runs use, in words, where it is not this machine's (acl: "Ascend NPU")
+    native_flags = {}  # precision -> CPU flags, one of which it needs to run that precision fast on a CPU
 
     # ---- declarations (class level, no framework needed) ----
 

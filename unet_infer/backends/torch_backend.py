@@ -113,6 +113,7 @@ class TorchBackend(Backend):
     precisions = ("fp32", "fp16", "bf16")
     source = "pth"
     model_suffixes = (".pth", ".pt")
+    native_flags = {"fp16": ("avx512_fp16", "amx_fp16"), "bf16": ("avx512_bf16", "amx_bf16")}  # oneDNN's
     options = (
         Option("torch_compile", "torch backend: torch.compile the model (compiled as it loads, before the "
                                 "first batch)"),
