@@ -239,6 +239,52 @@ def test_onnx_model_gives_the_same_masks(tmp_path, run, photos, tiny):
         assert np.mean(ours == theirs) > 0.99
 
 
+AVX2 = "avx avx2 fma sse4_2"  # an AVX2-only CPU: backend=auto takes onnxruntime (tests/test_auto.py)
+
+
+def test_the_checkpoint_runs_on_what_auto_takes_and_the_line_says_which(tmp_path, photos, tiny, play_cpu, caplog,
+                                                                       capsys):
+    """Without --backend the checkpoint runs where backend=auto runs (exported to ONNX for it, in a
+    temporary folder), with the same masks as torch's; the auto line and the closing line say which."""
+    from unet_infer import backends
+    play_cpu(AVX2)
+    want = backends.default_backend(flags=AVX2.split())
+    caplog.set_level("INFO")
+    out = tmp_path / "out"
+    status = run_cli(main, ["--input", str(photos), "--output", str(out), "--weights", str(tiny), "--size", str(SIZE),
+                            "--threads", "1", "--workers", "1"])
+    assert status == 0
+    said = [r.getMessage() for r in caplog.records]
+    assert any(line.startswith(f"backend=auto: {want} fp32 (CPU flags from") for line in said), said
+    assert f"({want} fp32, batch 3; " in capsys.readouterr().out  # 6 photos at the default 4: two runs of 3
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{Path(name).stem}_mask.png" for name in PHOTOS)
+    assert predict("--input", photos, "--output", tmp_path / "torch", "--weights", tiny, "--backend", "torch") == 0
+    assert "(torch fp32, batch 3; " in capsys.readouterr().out
+    for name in PHOTOS:
+        ours = np.asarray(Image.open(out / f"{Path(name).stem}_mask.png"))
+        theirs = np.asarray(Image.open(tmp_path / "torch" / f"{Path(name).stem}_mask.png"))
+        assert np.mean(ours == theirs) > 0.99
+
+
+def test_a_dynamic_batch_runs_the_photos_it_has_spread_evenly(tmp_path, photos, tiny, capsys):
+    from unet_infer.backends import get_backend
+    from unet_infer.predict import batch_to_ask
+    torch_cls = get_backend("torch")  # a checkpoint: any batch
+    assert [batch_to_ask(torch_cls, tiny, 8, n) for n in (1, 3, 8, 9, 16, 17)] == [1, 3, 8, 5, 8, 6]
+    assert [batch_to_ask(torch_cls, tiny, None, n) for n in (1, 5, 6, 8)] == [1, 3, 3, 4]
+
+    class Fixed:
+        @staticmethod
+        def fixed_batchsize(path):
+            return 4
+    assert batch_to_ask(Fixed, tiny, None, 1) is None and batch_to_ask(Fixed, tiny, 8, 1) == 8  # the load refuses 8
+
+    one = photos / "rgb.jpg"
+    assert predict("--input", one, "--output", tmp_path / "one", "--weights", tiny, "--backend", "torch",
+                   "--batchsize", 8) == 0
+    assert "predict: 1 of 1 photos" in (line := capsys.readouterr().out) and "(torch fp32, batch 1; " in line
+
+
 def test_labels_give_the_mean_dice_at_the_photo_size(tmp_path, photos, tiny, capsys):
     labels = tmp_path / "labels"
     labels.mkdir()
@@ -304,7 +350,10 @@ def test_refusals_come_before_any_work(tmp_path, photos, tiny, capsys):
         "is a file; --output takes a folder": ["--input", photos, "--output", a_file],
         "have the same name car": ["--input", same, "--output", tmp_path / "o1"],
         "mask not found": ["--input", photos, "--output", tmp_path / "o2", "--labels", tmp_path],
-        "run by the torch backend": ["--input", photos, "--output", tmp_path / "o3", "--backend", "onnxruntime"],
+        "predict runs a backend in this process, not acl": ["--input", photos, "--output", tmp_path / "o3",
+                                                            "--backend", "acl"],
+        "runs it from a quantised model, not from a checkpoint": ["--input", photos, "--output", tmp_path / "o6",
+                                                                  "--backend", "onnxruntime", "--precision", "int8"],
         "would overwrite the input": ["--input", photos, "--output", tmp_path / "o4", "--rle", photos / "rgb.jpg"],
         "no such file or folder": ["--input", tmp_path / "nowhere", "--output", tmp_path / "o5"],
     }
@@ -333,6 +382,8 @@ def test_help_shows_the_examples_and_defaults():
     for shown in ("python3 -m unet_infer.predict --input photos/ --output masks/ --cutout",
                   "(default: 0.5)", "(default: 572)", "weights/unet_carvana.pth"):
         assert shown in text
+    assert "--input photos/ --output out --batchsize 8" in text  # a folder: not one photo padded to a batch of 8
+    assert "--input car.jpg" not in text
 
 
 # ---- the bundled weights, end to end ----

@@ -6,8 +6,14 @@
     python3 -m unet_infer.predict --input carvana/test --output pred --rle submission.csv
   the competition's metric (mean Dice at the original resolution) on labelled photos:
     python3 -m unet_infer.predict --input carvana/train --labels carvana/train_masks --output pred
-  an ONNX model on onnxruntime, 8 photos per batch:
-    python3 -m unet_infer.predict --model UNet_dynamic_sim.onnx --input car.jpg --output out --batchsize 8
+  an ONNX model on onnxruntime, up to 8 photos per model run:
+    python3 -m unet_infer.predict --model UNet_dynamic_sim.onnx --input photos/ --output out --batchsize 8
+
+The checkpoint (--weights, or the bundled one) runs on --backend, else on what backend=auto takes
+here for --precision (the line `backend=auto: ...` says which and why): a backend that runs ONNX
+models gets the checkpoint exported to a temporary ONNX file first (a few seconds; --backend torch
+runs it as it is). A model with a dynamic batch axis runs at most --batchsize photos per run, the
+photos spread evenly over the runs (one photo: a batch of 1; 9 at --batchsize 8: 5 + 4).
 
 --input: image files (any suffix) and folders (their .jpg, .jpeg, .png; not recursive): RGB,
 grayscale, RGBA, palette... photos of any size, fed to the model in RGB. The model runs at
@@ -26,6 +32,7 @@ skipped; the others are written, and the run ends with one error line naming it 
 
 import logging
 import math
+import tempfile
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -247,29 +254,42 @@ class Writer:
 
 
 def choose_model(args):
-    """(model file, backend name): --model with --backend (or its suffix), else --weights / the bundled one."""
+    """(model file, backend name): --model with --backend (or its suffix), else --weights / the bundled
+    one on --backend, else on backend=auto's choice for --precision (``backends.default_backend``, which
+    says it); a precision that needs a quantised model is refused for a checkpoint."""
     if args.model:
-        path, name = Path(args.model), args.backend or backends.backend_for_model(args.model)
+        path = Path(args.model)
     else:
         path = Path(args.weights) if args.weights else BUNDLED_WEIGHTS
-        name = next(cls.name for cls in backends.all_backends() if cls.source == "pth")  # runs the checkpoint
-        if args.backend not in (None, name):
-            raise UserError(f"--weights is a PyTorch checkpoint, run by the {name} backend; for {args.backend}, "
-                            f"pass its model file with --model")
     if not path.is_file():
         raise UserError(f"{path}: model not found" + ("" if args.model or args.weights else
                                                       " (the bundled weights; pass --weights or --model)"))
+    if args.model:
+        return path, args.backend or backends.backend_for_model(args.model)
+    name = args.backend or backends.default_backend(args.precision)
+    cls = backends.get_backend(name)
+    if args.precision in cls.quantized:
+        raise UserError(f"--precision {args.precision}: the {name} backend runs it from a quantised model, not "
+                        f"from a checkpoint; pass one with --model (scripts/run_all.sh precision={args.precision} "
+                        f"makes {cls.quantized_name})")
     return path, name
 
 
+def exported(cls, checkpoint, folder):
+    """The model backend ``cls`` loads for ``checkpoint``: the checkpoint itself, or (a backend that runs
+    ONNX models) ``folder/<stem>.onnx``, where the checkpoint is to be exported."""
+    return checkpoint if cls.source == "pth" else Path(folder) / f"{Path(checkpoint).stem}.onnx"
+
+
 def batch_to_ask(cls, model_path, requested, count):
-    """--batchsize, else DEFAULT_BATCH (at most ``count`` photos) on a dynamic batch axis, else None
-    (a fixed-batch model's own, as the backend ``cls`` reads it: ``fixed_batchsize``)."""
-    if requested is not None:
-        return requested
+    """On a dynamic batch axis: at most --batchsize (default DEFAULT_BATCH) photos per run, the
+    ``count`` photos spread evenly over the runs that takes (1 photo: 1; 9 at 8: 5, the last run 4
+    and one padded slot, not 8 + 1 and seven). A fixed-batch model (as the backend ``cls`` reads it:
+    ``fixed_batchsize``): --batchsize as asked (a conflict is the load's error), else None, its own."""
     if cls.fixed_batchsize(model_path) is not None:
-        return None
-    return min(DEFAULT_BATCH, count)
+        return requested
+    runs = -(-count // (requested or DEFAULT_BATCH))
+    return -(-count // runs)
 
 
 def predict(args):
@@ -279,8 +299,21 @@ def predict(args):
     check_outputs(args, photos)
     labels = find_labels(args.labels, photos) if args.labels else {}
     model_path, name = choose_model(args)
-    choice = session.choose(args, "predict", model=model_path, name=name)
-    batchsize = batch_to_ask(choice.cls, model_path, args.batchsize, len(photos))
+    with tempfile.TemporaryDirectory(prefix="unet_predict.") as folder:  # an ONNX export of the checkpoint
+        return segment(args, photos, labels, model_path, name, folder, started)
+
+
+def segment(args, photos, labels, model_path, name, folder, started):
+    """:func:`predict` once its inputs are checked: the model (exported into ``folder`` where the
+    backend ``name`` runs ONNX models and ``model_path`` is a checkpoint) run over the photos."""
+    model = model_path if args.model else exported(backends.get_backend(name), model_path, folder)
+    choice = session.choose(args, "predict", model=model, name=name)
+    if model != model_path:
+        from .export import pth_to_onnx
+        exporting = time.perf_counter()
+        pth_to_onnx(model_path, model, size=args.size)
+        log.info("%s exported to ONNX for %s in %.1f s", model_path, name, time.perf_counter() - exporting)
+    batchsize = batch_to_ask(choice.cls, model, args.batchsize, len(photos))
     try:
         Path(args.output).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -303,10 +336,11 @@ def predict(args):
             finally:
                 if writer:
                     writer.close()
-    return finish(args, writer, bad, len(tasks), time.perf_counter() - started)
+        ran = f"{name} {opened.backend.precision}, batch {opened.batchsize}"
+    return finish(args, writer, bad, len(tasks), time.perf_counter() - started, ran)
 
 
-def finish(args, writer, bad, total, seconds):
+def finish(args, writer, bad, total, seconds, ran=""):
     """Write the submission and dice.csv, print the summary lines; bad photos end in one error line."""
     mean_dice = None
     if writer.written:
@@ -318,7 +352,7 @@ def finish(args, writer, bad, total, seconds):
             atomic_write_text(Path(args.output) / DICE_NAME, dice_text(writer.dices))  # OSError: run_cli
         what = "masks and cut-outs" if args.cutout else "masks"
         print(f"predict: {writer.written} of {total} photos, {what} in {args.output} "
-              f"({seconds:.1f} s, {seconds / writer.written:.2f} s per photo)", flush=True)
+              f"({ran + '; ' if ran else ''}{seconds:.1f} s, {seconds / writer.written:.2f} s per photo)", flush=True)
         if mean_dice is not None:
             print(f"Dice: {mean_dice:.6f} (mean over {len(writer.dices)} photos at their own resolution, "
                   f"the competition's metric)", flush=True)
@@ -344,7 +378,7 @@ def build_parser():
         help="photo files and folders of photos (.jpg, .jpeg, .png)")
     add("--output", "-o", required=True, help="folder for <stem>_mask.png (and cut-outs, dice.csv)")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--weights", help=f"UNet checkpoint (.pth) for the torch backend (default: the bundled "
+    source.add_argument("--weights", help=f"UNet checkpoint (.pth; exported for an ONNX backend; default: the bundled "
                                           f"{BUNDLED_WEIGHTS.parent.name}/{BUNDLED_WEIGHTS.name})")
     source.add_argument("--model", "-m", help=f"model file: {session.model_files()}")
     add("--threshold", type=probability_threshold, default=DEFAULT_THRESHOLD,
@@ -353,7 +387,8 @@ def build_parser():
     add("--rle", help="also write this submission CSV (img,rle_mask)")
     add("--labels", help="folder of <stem>_mask.gif labels: print the mean Dice, write dice.csv")
     add("--batchsize", type=cli.int_at_least(1),
-        help=f"photos per model run (without it: {DEFAULT_BATCH}; a fixed-batch model uses its own)")
+        help=f"at most this many photos per model run, spread evenly over the runs (without it: "
+             f"{DEFAULT_BATCH}; a fixed-batch model uses its own)")
     session.add_model_flags(parser)
     cli.add_quiet(parser)
     return parser
