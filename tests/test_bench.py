@@ -411,3 +411,40 @@ def test_an_unfinished_run_with_a_file_of_the_user_is_refused_and_kept(models, i
     with pytest.raises(UserError, match=r"x holds an unfinished run of other inputs"):
         bench(*argv)
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["img1_0.bin", "notes.txt"]
+
+
+def test_time_runs_at_least_that_long_and_writes_the_outputs_once(models, images, tmp_path):
+    bench("--model", models / "unet.onnx", "--loop", 2, "--time", 0.3, "--output", tmp_path, "--output_dirname", "p")
+    pure = json.loads((tmp_path / "p_summary.json").read_text())
+    assert pure["NPU_compute_time"]["count"] > 2 and pure["wall_s"] >= 0.3 and pure["args"]["time"] == 0.3
+    bench("--model", models / "unet.onnx", "--input", images, "--batchsize", 2, "-t", 0.3, "--output", tmp_path,
+          "--output_dirname", "f")
+    files = json.loads((tmp_path / "f_summary.json").read_text())
+    assert files["NPU_compute_time"]["count"] > 3  # more passes than the one over the 3 batches
+    assert len(files["filesinfo"]) == 5 and len(list((tmp_path / "f").iterdir())) == 5
+    assert files["e2e_latency"]["count"] == 3  # the written pass only
+
+
+def test_end_to_end_latency_and_the_models_inputs_and_outputs_are_printed(models, images, tmp_path, caplog, capsys):
+    caplog.set_level("INFO")
+    bench("--model", models / "unet.onnx", "--input", images, "--batchsize", 2, "--loop", 2, "--output", tmp_path,
+          "--output_dirname", "x")
+    summary = json.loads((tmp_path / "x_summary.json").read_text())
+    e2e, compute = summary["e2e_latency"], summary["NPU_compute_time"]
+    assert e2e["count"] == 3 and e2e["mean"] >= 2 * compute["mean"] > 0  # each batch: its 2 runs and more
+    out = capsys.readouterr().out
+    assert f"[INFO] e2e_latency (ms): min = {e2e['min']}, max = {e2e['max']}, mean = {e2e['mean']}," in out
+    assert "model inputs: actual_input_1 float32 2x3x32x32" in caplog.text
+    assert "model outputs: output 0 float32 2x1x32x32" in caplog.text
+    bench("--model", models / "unet.onnx", "--output", tmp_path, "--output_dirname", "pure")
+    assert "e2e_latency" not in json.loads((tmp_path / "pure_summary.json").read_text())  # nothing read or written
+
+
+def test_a_high_run_to_run_spread_is_said(models, caplog, monkeypatch):
+    from unet_infer.bench import run
+    assert run.spread_warning([10.0, 10.5, 9.5]) is None  # 4%
+    assert "varies by 50% run to run (coefficient of variation, above 10%)" in run.spread_warning([5.0, 15.0])
+    assert run.spread_warning([7.0]) is None
+    monkeypatch.setattr(run, "CV_LIMIT", -1.0)  # any spread is too much
+    bench("--model", models / "unet.onnx", "--loop", 3)
+    assert "coefficient of variation" in caplog.text and "--warmup_count and --loop (or --time)" in caplog.text

@@ -23,13 +23,14 @@ import numpy as np
 
 
 class Timings:
-    """Milliseconds per call: compute (``run``), H2D (``upload``), D2H (``download``); file I/O totals."""
+    """Milliseconds per call: compute (``run``), H2D (``upload``), D2H (``download``); file I/O totals;
+    ``e2e``: the wall time of each batch from end to end, where the caller measures it (the runner)."""
 
     def __init__(self):
-        self.compute, self.h2d, self.d2h = [], [], []
+        self.compute, self.h2d, self.d2h, self.e2e = [], [], [], []
         self.read_ms = self.write_ms = self.wait_ms = 0.0
         self.requests = 0  # runs in flight (throughput mode), 0: one at a time
-        self.loop_ms = None  # wall-clock time of the timed loop in throughput mode
+        self.loop_ms = None  # wall-clock time of the timed loops in throughput mode (all of them)
 
     def time(self, bucket, fn, *args, **kwargs):
         start = time.perf_counter()
@@ -123,5 +124,5 @@ def run_in_flight(backend, feeds, sink, timings, loop=1, on_run=None):
             collect(backend.finished())
         count += 1
     collect(backend.finished(wait=True))
-    timings.loop_ms = (time.perf_counter() - started) * 1000.0
+    timings.loop_ms = (timings.loop_ms or 0.0) + (time.perf_counter() - started) * 1000.0
     return count

@@ -13,7 +13,7 @@ batchsize / mean compute time) and ``npu_compute_time_list`` and ``pid``.
 Ours, after those (:data:`KEYS`): what the model was (``backend``, ``precision``, ``machine``,
 ``model``, ``weights``: :func:`model_keys`, the same for every flow), ``mode`` (``files``,
 ``pure``, ``stream`` or ``cluster``), ``wall_s`` (the whole run), ``batchsize``, and where they
-apply ``file_read_ms``/``file_write_ms``, ``decode_wait_ms``. A stream or cluster run (which
+apply ``file_read_ms``/``file_write_ms``, ``e2e_latency``, ``decode_wait_ms``. A stream or cluster run (which
 resumes from its record, ``journal.py``) adds ``attempts`` (the runs that scored its batches,
 this one included: 1 for a run never stopped) and ``resumed_images`` (images whose scores came
 from the record of earlier attempts, 0 for a run never stopped); its compute, H2D and D2H times
@@ -59,6 +59,9 @@ KEYS = {  # ours, after REQUIRED_KEYS: every other key a summary may hold, and w
     "wall_s": "seconds of the whole run (of this attempt, for a resumed run)",
     "file_read_ms": "runner: reading the input files, ms in all (not in the compute time)",
     "file_write_ms": "runner: writing the output files, ms in all (not in the compute time)",
+    "e2e_latency": "runner on files: end-to-end ms per batch of the written pass, from the previous batch "
+                   "written to this one (its reading, copies, --loop runs and writing), statistics as "
+                   "NPU_compute_time's",
     "decode_wait_ms": "stream: the model's wait for decoded images, ms in all",
     "attempts": "stream, cluster: the runs that scored the batches, this one included (1: never stopped)",
     "resumed_images": "stream, cluster: images whose scores came from earlier attempts' record",
@@ -331,6 +334,9 @@ def performance_lines(summary, display_all=False):
         cells = ", ".join(f"p{p} = {percentile_ms(summary, p):.3f}" for p in PERCENTILES
                           if percentile_ms(summary, p) is not None)
         lines.append(f"[INFO] NPU_compute_time percentiles (ms): {cells}")
+    if isinstance(summary.get("e2e_latency"), dict) and summary["e2e_latency"].get("count"):
+        lines.append(_stat_line("e2e_latency", summary["e2e_latency"]) + " (per batch: reading, copies and "
+                     "writing included)")
     if nireq_throughput(summary):
         requests, rate = nireq_throughput(summary)
         lines.append(f"[INFO] throughput with {requests} requests in flight (wall clock, "

@@ -20,12 +20,14 @@ from ..cli import UserError
 from ..formats import atomic_write_text
 from ..progress import progress
 from ..loop import Timings, run_loop
-from ..summary import build_summary, in_flight_keys, performance_lines, write_summary
+from ..summary import build_summary, in_flight_keys, performance_lines, stats, write_summary
 from .batching import OUTFMT_SUFFIX, first_clash, plan_batches
 from .files import OutputWriter, file_feeds, list_inputs, plan_files_per_batch, pure_data
 from .profile import save_profile
 
 log = logging.getLogger(__name__)
+
+CV_LIMIT = 0.10  # run-to-run spread of the compute time above which the runner warns
 
 
 def refuse_output_in_input(out_dir, inputs):
@@ -97,8 +99,28 @@ def say_left(out_dir):
                     "them, or remove the folder", out_dir, n)
 
 
+def io_line(kind, tensors):
+    """``model inputs: actual_input_1 float32 8x3x572x572``: ``tensors`` are ``(name, shape, dtype)``."""
+    return f"model {kind}: " + "; ".join(f"{name} {np.dtype(dtype).name} {'x'.join(map(str, shape))}"
+                                          for name, shape, dtype in tensors)
+
+
+def log_outputs(outputs):
+    """The outputs of the first batch, as they are written: output k goes to ``<stem>_<k>.<outfmt>``."""
+    log.info("%s", io_line("outputs", [(f"output {k}", out.shape, out.dtype) for k, out in enumerate(outputs)]))
+
+
+def more_passes(args, started, run_pass):
+    """``--time``: passes after the first until the timed runs have taken that many seconds."""
+    while args.time and time.perf_counter() - started < args.time:
+        run_pass()
+
+
 def run_files(args, opened, inputs, out_dir, timings):
-    """Every batch of the input folders, ``--loop`` runs each; the filesinfo of what was saved."""
+    """Every batch of the input folders, ``--loop`` runs each (and with ``--time`` more passes, not
+    written); the filesinfo of what was saved. Each batch's end-to-end time of the written pass goes
+    to ``timings.e2e``: from the previous batch written to this one written (its reading, copies,
+    runs and writing), the first from its reading on."""
     backend = opened.backend
     per_batch = plan_files_per_batch(inputs, backend.inputs)
     batches = plan_batches(len(inputs[0]), per_batch)
@@ -107,14 +129,30 @@ def run_files(args, opened, inputs, out_dir, timings):
     if clash:
         raise UserError(f"{clash[0]} and {clash[1]} would write the same output files")
     feeds = file_feeds(batches, inputs, backend.inputs, per_batch, timings)
+    reading = time.perf_counter()
     first = next(feeds)
+    first_read = time.perf_counter() - reading
     opened.warm_up(first[0], args.warmup_count)
     if out_dir:
         make_dirs(out_dir)
     writer = OutputWriter(inputs, per_batch, out_dir, args.outfmt, timings)
-    with progress(total=len(batches), desc="Inference", unit="batch") as bar:
-        run_loop(backend, _chain(first, feeds), lambda batch, outputs: (writer(batch, outputs), bar.update(1)),
-                 timings, loop=args.loop)
+    with progress(total=None if args.time else len(batches), desc="Inference", unit="batch") as bar:
+        started = time.perf_counter()
+        last = [started - first_read]
+
+        def sink(batch, outputs):
+            if not timings.e2e:
+                log_outputs(outputs)
+            writer(batch, outputs)
+            now = time.perf_counter()
+            timings.e2e.append((now - last[0]) * 1000.0)
+            last[0] = now
+            bar.update(1)
+
+        run_loop(backend, _chain(first, feeds), sink, timings, loop=args.loop)
+        more_passes(args, started, lambda: run_loop(
+            backend, file_feeds(batches, inputs, backend.inputs, per_batch, timings),
+            lambda batch, outputs: bar.update(1), timings, loop=args.loop))
     log.info("file reading %.1f ms, output writing %.1f ms (not in the compute time)",
              timings.read_ms, timings.write_ms)
     return writer.filesinfo
@@ -126,16 +164,34 @@ def _chain(first, rest):
 
 
 def run_pure(args, opened, out_dir, timings):
-    """``--loop`` runs on generated data of the model's input shape; nothing but the summary is saved."""
+    """``--loop`` runs (with ``--time``, more until then) on generated data of the model's input
+    shape; nothing but the summary is saved."""
     backend = opened.backend
     arrays = [pure_data(spec, args.pure_data_type, np.random.default_rng()) for spec in backend.inputs]
     opened.warm_up(arrays, args.warmup_count)
     if out_dir:
         make_dirs(out_dir)
-    with progress(total=args.loop, desc="Inference", unit="run") as bar:
-        run_loop(backend, [(arrays, None)], lambda tag, outputs: None, timings, loop=args.loop,
+    with progress(total=None if args.time else args.loop, desc="Inference", unit="run") as bar:
+        started = time.perf_counter()
+        run_loop(backend, [(arrays, None)], lambda tag, outputs: log_outputs(outputs), timings, loop=args.loop,
                  on_run=lambda: bar.update(1))
+        more_passes(args, started, lambda: run_loop(backend, [(arrays, None)], lambda tag, outputs: None,
+                                                    timings, loop=args.loop, on_run=lambda: bar.update(1)))
     return {}
+
+
+def spread_warning(compute_ms, limit=None):
+    """The line that says the compute times vary too much run to run to quote (trtexec's coefficient
+    of variation: standard deviation / mean), or None."""
+    limit = CV_LIMIT if limit is None else limit
+    if len(compute_ms) < 2 or np.mean(compute_ms) <= 0:
+        return None
+    cv = float(np.std(compute_ms) / np.mean(compute_ms))
+    if cv <= limit:
+        return None
+    return (f"the compute time varies by {100 * cv:.0f}% run to run (coefficient of variation, above "
+            f"{100 * limit:.0f}%): for figures to quote, give more --warmup_count and --loop (or --time), "
+            f"on a machine doing nothing else")
 
 
 def bench(args, choice, device, out_dir=None, summary_path=None, inputs=None, timings=None):
@@ -148,6 +204,7 @@ def bench(args, choice, device, out_dir=None, summary_path=None, inputs=None, ti
     try:
         with choice.open(batchsize=args.batchsize, device=device, threads=args.threads, size=args.size,
                          profile=bool(args.profile)) as opened:
+            log.info("%s", io_line("inputs", [(spec.name, spec.shape, spec.dtype) for spec in opened.backend.inputs]))
             if inputs:
                 filesinfo = run_files(args, opened, inputs, out_dir, timings)
             else:
@@ -161,6 +218,7 @@ def bench(args, choice, device, out_dir=None, summary_path=None, inputs=None, ti
     extra = {**opened.summary_keys("files" if inputs else "pure"),
              "file_read_ms": timings.read_ms, "file_write_ms": timings.write_ms,
              "wall_s": time.perf_counter() - started,
+             **({"e2e_latency": stats(timings.e2e)} if timings.e2e else {}),
              **in_flight_keys(timings.requests, backend.batchsize, len(timings.compute), timings.loop_ms)}
     summary = build_summary(filesinfo, vars(args), timings.compute, timings.h2d, timings.d2h, backend.batchsize,
                             os.getpid(), extra=extra)
@@ -170,4 +228,7 @@ def bench(args, choice, device, out_dir=None, summary_path=None, inputs=None, ti
         log.info("outputs in %s, summary %s", out_dir, summary_path)
     for line in performance_lines(summary, args.display_all_summary) + profiled:
         print(line, flush=True)
+    warning = spread_warning(timings.compute)
+    if warning:
+        log.warning("%s", warning)
     return summary

@@ -47,6 +47,9 @@ def build_parser():
         help="subfolder of --output for this run (a run of the runner stopped there half way is replaced; another that holds files is refused); without it: a timestamp")
     add("--outfmt", default="BIN", choices=list(OUTFMT_SUFFIX), help="output file format")
     add("--loop", "-l", type=cli.int_at_least(1), default=1, help="runs of each batch (all timed)")
+    add("--time", "-t", type=cli.positive_float, metavar="SECONDS",
+        help="run for at least this many seconds (wall clock of the timed runs): after the first pass, more "
+             "passes over the inputs (not written again), or more runs of pure inference")
     add("--batchsize", type=cli.int_at_least(1), help="batch size of a dynamic-batch model (without it: 1); "
                                                        "a fixed-batch model uses its own")
     add(*cli.flag("warmup_count"), dest="warmup_count", type=cli.int_at_least(0), default=1,
