@@ -14,7 +14,10 @@ Runs every stage of the UNet inference guide in order. All artefacts go under on
 A stage is skipped when it is complete: when what it was made from (file names, sizes and
 times, the weights' content, its options) is unchanged; anything else re-runs it and the stages
 after it, so a stopped run resumes with the same command and a changed input is never scored
-with old results. One run at a time per work folder (a second one is refused).
+with old results. One run at a time per work folder (a second one is refused). Another backend=
+or precision= in the same work folder keeps the results of the others: the first one run there
+has the plain names (result/bs8), the others their own (result/onnxruntime_int8_bs8 and the
+like), and the report lists them together.
 
 options (key=value):
   bs=8            batch size, or a comma list (bs=1,8,32) sharing every stage that does not
@@ -170,7 +173,7 @@ if [[ -z "$DATA" ]]; then DATA=$SAMPLE SAMPLED=1; fi  # no data=: a generated sa
 VALUES=(--work "$WORK")
 for value in "backend=$BACKEND" "precision=$PRECISION" "weights=$WEIGHTS" "data=$DATA" "size=$SIZE" "cars=$CARS" \
              "seed=$SEED" "chip=$CHIP" "device=$DEVICE" "threads=$THREADS" "loop=$LOOP" "actors=$ACTORS" \
-             "gpus_per_actor=$GPUS_PER_ACTOR"; do
+             "gpus_per_actor=$GPUS_PER_ACTOR" "run=$RUN_TAG"; do
     VALUES+=(--value "$value")
 done
 
@@ -184,13 +187,16 @@ fail() {  # fail NAME STATUS: say what to do next
 }
 
 # is_complete STAGE [key=value ...]: 0 (said) when the stage's record matches what it is made from now;
-# else 1, its record dropped. RECORD: the record's name (e.g. compile_onnxruntime_fp32_bs8).
+# else 1, its record dropped. RECORD: the record's name (e.g. compile_onnxruntime_fp32_bs8); CHANGED:
+# --changed when the dropped record was of other inputs, else empty (no record: never run, or stopped).
 is_complete() {
     local name=$1 status=0 value
     shift
     MADE=("$name" "${VALUES[@]}")
     for value in "$@"; do MADE+=(--value "$value"); done
     RECORD=$(stages check "${MADE[@]}") || status=$?
+    CHANGED=""
+    if (( status == 3 )); then CHANGED=--changed status=1; fi
     if (( status == 0 )); then info "$RECORD: complete, skipped"; fi
     if (( status > 1 )); then exit "$status"; fi  # the check said why (2), or was interrupted (130)
     [[ -n "$RECORD" ]] || die "stages check $name named no record (see above)"
@@ -262,7 +268,7 @@ stage_infer() {  # inference into result/bs$bs, then its outputs renamed (stage 
     if is_complete infer "bs=$bs"; then return 0; fi
     local record=$RECORD made=("${MADE[@]}")
     stages forget score "${VALUES[@]}" --value "bs=$bs"
-    stages clear-run --work "$WORK" --name "${!run_var}" || exit 2  # an earlier run of other inputs, or interrupted
+    stages clear-run --work "$WORK" --name "${!run_var}" $CHANGED || exit 2  # an earlier run of other inputs, or unfinished
     run_options
     local cmd=("$PYTHON" -m unet_infer.bench --model="${!model_var}" --input="$PREP" --output="$RESULTS"
                --output_dirname="${!run_var}" --batchsize="$bs" "${RUN[@]}")
@@ -306,7 +312,7 @@ stage_perf() {  # the guide's performance command: pure inference, --loop runs, 
     if (( LOOP == 0 )); then return 0; fi
     if is_complete perf "bs=$bs"; then return 0; fi
     local record=$RECORD made=("${MADE[@]}")
-    stages clear-run --work "$WORK" --name "${!name_var}" || exit 2
+    stages clear-run --work "$WORK" --name "${!name_var}" $CHANGED || exit 2
     run_options
     local cmd=("$PYTHON" -m unet_infer.bench --model="${!model_var}" --loop="$LOOP" --batchsize="$bs"
                --output="$RESULTS" --output_dirname="${!name_var}" "${RUN[@]}")
@@ -317,9 +323,9 @@ stage_perf() {  # the guide's performance command: pure inference, --loop runs, 
 
 stage_report() {
     if [[ "$LABELS" == none ]]; then return 0; fi
-    stages last-result --work "$WORK" --bs "$BS" || exit 2
+    stages last-result --work "$WORK" --bs "$BS" --run "$RUN_TAG" || exit 2
     "$PYTHON" -m unet_infer.report --work "$WORK" --data "$DATA" --batchsizes "$BS" --backend "$BACKEND" \
-        --precision "$PRECISION" --size "$SIZE" || fail report $?
+        --precision "$PRECISION" --size "$SIZE" --run "$RUN_TAG" || fail report $?
 }
 
 # ---- run ----------------------------------------------------------------------------------------
@@ -337,4 +343,4 @@ for bs in "${BATCHES[@]}"; do
     stage_perf "$bs"
 done
 stage_report
-stages result --work "$WORK" --bs "$BS" --backend "$BACKEND" --precision "$PRECISION" "${LABEL_FLAG[@]}"
+stages result --work "$WORK" --bs "$BS" --backend "$BACKEND" --precision "$PRECISION" --run "$RUN_TAG" "${LABEL_FLAG[@]}"

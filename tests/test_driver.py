@@ -366,6 +366,38 @@ def test_the_same_data_through_a_symlink_is_the_same_data(tiny_data, finished, t
         assert f"{stage}: complete, skipped" in proc.stdout
 
 
+def test_fp32_then_int8_in_one_workdir_keeps_both_and_reports_both(tmp_path, make_carvana):
+    """A precision change does not replace the earlier results: both kept (the first run under the
+    plain names), both in the report, each run's closing lines its own; a re-run of either skips."""
+    from tiny_unet import tiny_unet
+    data = make_carvana(tmp_path / "carvana")
+    weights = tmp_path / "tiny.pth"
+    torch.save(tiny_unet().state_dict(), weights)
+    work = tmp_path / "work"
+    args = ["bs=1,2", f"data={data.root}", f"weights={weights}", f"workdir={work}", "size=32", "quiet=1", "loop=1",
+            "backend=onnxruntime"]
+    first = run_driver(*args)
+    assert first.returncode == 0, first.stdout + first.stderr
+    fp32 = {name: (work / name).read_bytes() for name in ("result_bs1.json", "result_bs2.json", "result.json")}
+    second = run_driver(*args, "precision=int8")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "removed" not in second.stdout
+    assert {name: (work / name).read_bytes() for name in fp32} == fp32  # the fp32 results untouched
+    for name in ("result_onnxruntime_int8_bs1.json", "result_onnxruntime_int8_bs2.json",
+                 "result_onnxruntime_int8.json", "result/onnxruntime_int8_bs2_summary.json",
+                 "result/perf_onnxruntime_int8_bs1_summary.json"):
+        assert (work / name).is_file(), name
+    closing = second.stdout.strip().splitlines()[-2:]
+    assert all(line.startswith("IoU ") and "onnxruntime int8" in line for line in closing), closing
+    rows = [line for line in (work / "report" / "summary.md").read_text().splitlines() if line.startswith("| ")]
+    assert [(cells[0], cells[10]) for cells in ([c.strip() for c in row.strip("|").split("|")] for row in rows[1:])] \
+        == [("1", "fp32"), ("2", "fp32"), ("1", "int8"), ("2", "int8")]
+    for extra, record in (([], "infer_bs2"), (["precision=int8"], "infer_onnxruntime_int8_bs2")):
+        again = run_driver(*args, *extra)
+        assert again.returncode == 0 and f"{record}: complete, skipped" in again.stdout, again.stdout + again.stderr
+        assert "removed" not in again.stdout
+
+
 def test_help_and_bad_options(tmp_path):
     help_text = run_driver("--help").stdout
     for key in ("bs=", "data=", "weights=", "workdir=", "backend=", "precision=", "stream=", "loop=", "labels=",

@@ -18,6 +18,7 @@ from unet_infer.data import load_label
 from unet_infer.postprocess import score_folder
 from unet_infer.results import write_results
 from unet_infer.summary import build_summary, write_summary
+from unet_infer.workdir import Workdir
 
 S = 64
 N = 6
@@ -66,25 +67,27 @@ W8 = "w16.pth sha256:00000000000000aa"   # the weights of the fixture's run
 W4 = "w4.pth sha256:00000000000000bb"
 
 
-def add_run(work, data, bs, compute_ms=COMPUTE_MS, extra=None, provenance=None, weights=W8, perf_ms=None):
+def add_run(work, data, bs, compute_ms=COMPUTE_MS, extra=None, provenance=None, weights=W8, perf_ms=None, name=""):
     """work/result/bs<B>/<stem>.bin, work/result/bs<B>_summary.json and work/result_bs<B>.json; with
-    ``perf_ms``, the pure-inference run's work/result/perf_bs<B>_summary.json too."""
-    out = work / "result" / f"bs{bs}"
+    ``perf_ms``, the pure-inference run's work/result/perf_bs<B>_summary.json too; ``name``: another
+    run's names (``Workdir(work, name)``: result/<name>_bs<B>/ ...)."""
+    w = Workdir(work, name)
+    out = w.outputs(bs)
     out.mkdir(parents=True)
     for i in range(N):
         write_bin(out / f"{stem_of(i)}.bin", np.where(predicted(data, i), 3.0, -3.0)[None])
     records = score_folder(out, data / "train_masks", size=S, workers=1)
-    summary = write_results(records, work / f"result_bs{bs}.txt", provenance=provenance)
+    summary = write_results(records, w.result_txt(bs), provenance=provenance)
     extra = {"backend": "onnxruntime", "precision": "fp32", "model": str(work / f"UNet_bs{bs}.onnx"),
              "weights": weights, "wall_s": 12.34} if extra is None else extra
     filesinfo = {str(i): {"infiles": [f"prep_bin/{stem_of(i)}.bin"], "outfiles": [str(out / f"{stem_of(i)}_0.bin")]}
                  for i in range(N)}
-    write_summary(work / "result" / f"bs{bs}_summary.json",
+    write_summary(w.summary(bs),
                   build_summary(filesinfo, {"batchsize": bs}, compute_ms, [1.0], [1.0], batchsize=bs, pid=1,
                                 extra={k: v for k, v in extra.items() if v is not None}))
     if perf_ms is not None:
         perf_extra = {"backend": extra.get("backend"), "mode": "pure", "weights": weights}
-        write_summary(work / "result" / f"perf_bs{bs}_summary.json",
+        write_summary(w.perf_summary(bs),
                       build_summary({}, {"batchsize": bs, "loop": len(perf_ms)}, perf_ms, [], [], batchsize=bs,
                                     pid=2, extra={k: v for k, v in perf_extra.items() if v is not None}))
     return summary
@@ -245,6 +248,37 @@ def test_all_lists_every_batch_size_with_its_own_backend(run, capsys, caplog):
     assert png_size(work / "report" / "fps_vs_batch.png") == (800, 500)
     assert report_main(work, data, "--all", "--precision", "fp32") == 0
     assert table_rows(work / "report" / "summary.md")[2]["Precision"] == "fp32"
+
+
+def test_the_results_of_another_precision_in_the_folder_are_rows_too(run, capsys, caplog):
+    """fp32 (the plain names) and INT8 (its own names) kept in one folder: one row each, whichever
+    run the report is for; that run's predictions give the overlays; an older run of other weights
+    is left out with a warning, not a refusal."""
+    work, data, result = run
+    int8 = {"backend": "onnxruntime", "precision": "int8", "model": str(work / "UNet_int8_bs8.onnx"), "weights": W8}
+    add_run(work, data, 8, compute_ms=[50.0], extra=int8, name="onnxruntime_int8")
+    add_run(work, data, 1, compute_ms=[20.0], extra=int8, name="onnxruntime_int8")
+    add_run(work, data, 8, extra={**int8, "backend": "openvino", "weights": W4}, name="openvino_int8")
+    for this in ("onnxruntime_int8", ""):
+        with caplog.at_level(logging.WARNING):
+            assert report_main(work, data, "--batchsizes", "8", "--run", this) == 0
+        assert "(2 rows, 6 overlays)" in capsys.readouterr().out
+        rows = table_rows(work / "report" / "summary.md")
+        assert [(r["Batch Size"], r["Backend"], r["Precision"], r["Model"], r["images/s (scored run)"])
+                for r in rows] == [("8", "onnxruntime", "fp32", "UNet_bs8.onnx", f"{8000 / 110:.2f}"),
+                                   ("8", "onnxruntime", "int8", "UNet_int8_bs8.onnx", "160.00")]
+        assert any("result_openvino_int8_bs8.json: made from other weights" in r.getMessage()
+                   for r in caplog.records)
+        caplog.clear()
+        text = (work / "report" / "summary.md").read_text()
+        assert "Images below 0.5: bs 8 onnxruntime fp32: 1, bs 8 onnxruntime int8: 1." in text
+        assert f"Per-image scores (bs 8 onnxruntime {'int8' if this else 'fp32'})" in text
+    shutil.rmtree(work / "result" / "onnxruntime_int8_bs8")  # the int8 run's predictions: its overlays
+    with caplog.at_level(logging.WARNING):
+        assert report_main(work, data, "--batchsizes", "8", "--run", "onnxruntime_int8") == 0
+    assert "(2 rows, 0 overlays)" in capsys.readouterr().out
+    assert report_main(work, data, "--all", "--run", "onnxruntime_int8") == 0
+    assert "(3 rows, " in capsys.readouterr().out
 
 
 @pytest.fixture

@@ -77,7 +77,7 @@ def test_the_driver_and_the_speed_tables_make_one_manifest_with_weight_bits_deci
     other = "avx2 fma" if bits == "8" else "avx2 avx512_vnni"  # another machine: another recipe, re-quantised
     again = cli("check", "quantize", "--work", work.root, *values_args(driver),
                 env={backends.TEST_CPU_FLAGS_ENV: other})
-    assert (again.returncode, again.stdout) == (1, "quantize_onnxruntime\n"), again.stderr
+    assert (again.returncode, again.stdout) == (3, "quantize_onnxruntime\n"), again.stderr  # 3: other inputs
     assert not (work.stages / "quantize_onnxruntime.json").exists()  # dropped: it runs again
 
 
@@ -102,7 +102,7 @@ def test_a_record_of_another_form_reruns_the_stage(work):
     for other in ({**old, "version": 0}, {**old, "options": {"size": 64, "n_calib": 16}}, "not json {"):
         path.write_text(other if isinstance(other, str) else json.dumps(other))
         check = cli("check", "simplify", "--work", work.root, "--value", "size=64")
-        assert (check.returncode, check.stdout, check.stderr) == (1, "simplify\n", "")
+        assert (check.returncode, check.stdout, check.stderr) == (3, "simplify\n", "")
         assert not path.exists()
 
 
@@ -131,3 +131,60 @@ def test_the_driver_spells_no_stage_option_and_no_work_folder_name():
                  "compile_", "quantize_", "\"infer_bs", "\"score_bs", "\"perf_bs", "\"stream_bs", "\"cluster_bs",
                  "\"bs$bs\""):
         assert word not in body, word
+
+
+def test_another_precision_or_backend_gets_its_own_names_and_the_first_keeps_the_plain_ones(tmp_path):
+    """fp32 then INT8 (or another backend) in one work folder: no path or record of one run is the
+    other's, so neither replaces the other; the first run of the folder keeps today's names."""
+    from unet_infer.stages import plan
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"x")
+    first = plan(tmp_path, weights, "onnxruntime", None, [1, 8])
+    assert (first["RUN_TAG"], first["RUN_NAME_8"], first["PERF_NAME_8"], first["RESULT_TXT_8"].name,
+            first["OUTPUTS_1"].name, first["SUMMARY_8"].name) == ("", "bs8", "perf_bs8", "result_bs8.txt", "bs1",
+                                                                 "bs8_summary.json")
+    assert plan(tmp_path, weights, "torch", "bf16", [8])["RUN_TAG"] == ""  # nothing run yet: the plain names
+
+    def finish(values, backend, precision):  # what the driver records once a run's inference is done
+        common = {"backend": backend, "precision": precision, "weights": weights, "data": tmp_path, "size": 64,
+                  "run": values["RUN_TAG"]}
+        for bs in (1, 8):
+            manifests.made_from("infer", tmp_path, {**common, "bs": bs}).record_done(tmp_path)
+        records = {manifests.made_from(stage, tmp_path, {**common, "bs": bs}).record
+                   for stage in ("infer", "score", "stream", "cluster", "perf") for bs in (1, 8)}
+        paths = {values[f"{name}_{bs}"] for name in ("OUTPUTS", "SUMMARY", "LOG", "PERF_SUMMARY", "RESULT_TXT")
+                 for bs in (1, 8)}
+        return records, paths | {Workdir(tmp_path, values["RUN_TAG"]).result_txt()}
+
+    seen = {("onnxruntime", "fp32"): finish(first, "onnxruntime", "fp32")}
+    for backend, precision in (("onnxruntime", "int8"), ("torch", "fp32")):
+        values = plan(tmp_path, weights, backend, precision, [1, 8])
+        assert values["RUN_TAG"] == f"{backend}_{precision}"
+        records, paths = seen[backend, precision] = finish(values, backend, precision)
+        for other, (their_records, their_paths) in seen.items():
+            assert other == (backend, precision) or not (records & their_records or paths & their_paths), other
+    assert "infer_bs8" in seen["onnxruntime", "fp32"][0]
+    assert "infer_onnxruntime_int8_bs8" in seen["onnxruntime", "int8"][0]
+    assert plan(tmp_path, weights, "onnxruntime", "fp32", [8])["RUN_TAG"] == ""  # each keeps its own names
+    assert plan(tmp_path, weights, "onnxruntime", "int8", [8])["RESULT_TXT_8"].name == "result_onnxruntime_int8_bs8.txt"
+    for path in Workdir(tmp_path).stages.glob("infer_bs*.json"):
+        path.unlink()  # the plain names free again: INT8 keeps the names its results have
+    assert plan(tmp_path, weights, "onnxruntime", "int8", [8])["RUN_TAG"] == "onnxruntime_int8"
+    assert plan(tmp_path, weights, "torch", "bf16", [8])["RUN_TAG"] == ""
+
+
+def test_a_replaced_run_is_said_to_be_outdated_or_unfinished_never_guessed(work):
+    """`check` tells the two apart (1: no record, 3: a record of other inputs); `clear-run` says which."""
+    for changed, why in ((False, "left unfinished by a run that stopped before its end"),
+                         (True, "made from other inputs")):
+        (work.results / "bs8").mkdir(parents=True)
+        (work.results / "bs8" / "a.bin").write_bytes(b"x")
+        proc = cli("clear-run", "--work", work.root, "--name", "bs8", *(["--changed"] if changed else []))
+        assert proc.returncode == 0 and why in proc.stdout and "interrupted" not in proc.stdout, proc
+        assert not (work.results / "bs8").exists()
+    values = ["--value", "size=64"]
+    assert cli("check", "simplify", "--work", work.root, *values).returncode == 1  # never run
+    manifests.made_from("simplify", work.root, {"size": 64}).record_done(work.root)
+    assert cli("check", "simplify", "--work", work.root, *values).returncode == 0
+    assert cli("check", "simplify", "--work", work.root, "--value", "size=32").returncode == 3
+    assert cli("check", "simplify", "--work", work.root, *values).returncode == 1  # its record was dropped

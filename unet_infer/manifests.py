@@ -95,7 +95,9 @@ class Stage:
     """One stage as its record describes it. ``record``: the record's name, a template of the
     values (``WORK/.stages/<record>.json``); ``inputs`` and ``outputs``: the names of its paths
     (:data:`PATHS`; an output is recorded as an input, so that a stage whose outputs were changed
-    or removed runs again); ``options``: the values that change its output (one not given is
+    or removed runs again); ``{run_}`` in ``record``: the run's name and "_" when the value ``run``
+    names one (``stages.run_tag``: another backend or precision's results, kept beside the plain
+    ones), else nothing; ``options``: the values that change its output (one not given is
     recorded as ``""``: the command's own default); ``weights``: made from the weights' content;
     ``recipe``: the options of the INT8 recipe that depend on this machine
     (:func:`unet_infer.quantize.recipe_options`) are options too, decided here where it runs."""
@@ -117,15 +119,15 @@ STAGES = {
                       outputs=("quantized",), recipe=True),
     "compile": Stage("compile_{backend}_{precision}_bs{bs}", inputs=("compile_from",), options=("size", "chip"),
                      outputs=("model",)),
-    "infer": Stage("infer_bs{bs}", inputs=("model", "prep"), options=("backend", "precision", "size", "device"),
-                   outputs=("outputs", "summary")),
-    "score": Stage("score_bs{bs}", inputs=("outputs", "masks"), options=("size",), outputs=("result_txt",)),
-    "stream": Stage("stream_bs{bs}", inputs=("model", "images", "masks"), options=("backend", "precision", "size"),
-                    outputs=("result_txt", "summary")),
-    "cluster": Stage("cluster_bs{bs}", inputs=("model", "images", "masks"),
+    "infer": Stage("infer_{run_}bs{bs}", inputs=("model", "prep"),
+                   options=("backend", "precision", "size", "device"), outputs=("outputs", "summary")),
+    "score": Stage("score_{run_}bs{bs}", inputs=("outputs", "masks"), options=("size",), outputs=("result_txt",)),
+    "stream": Stage("stream_{run_}bs{bs}", inputs=("model", "images", "masks"),
+                    options=("backend", "precision", "size"), outputs=("result_txt", "summary")),
+    "cluster": Stage("cluster_{run_}bs{bs}", inputs=("model", "images", "masks"),
                      options=("backend", "precision", "size", "actors", "gpus_per_actor"),
                      outputs=("result_txt", "summary")),
-    "perf": Stage("perf_bs{bs}", inputs=("model",),
+    "perf": Stage("perf_{run_}bs{bs}", inputs=("model",),
                   options=("backend", "precision", "size", "loop", "threads", "device"), outputs=("perf_summary",)),
 }
 
@@ -195,16 +197,18 @@ class Made:
 def made_from(name, work, values):
     """The :class:`Made` of stage ``name`` of :data:`STAGES` in ``work`` for these ``values``
     (``{key: value}``: the driver's options and what else the stage's paths need, e.g. ``bs``,
-    ``calib``; recorded as text, as the driver gives them)."""
+    ``calib``, ``run``: the results' names, ``stages.run_tag``; recorded as text, as the driver
+    gives them)."""
     if name not in STAGES:
         raise UserError(f"{name!r} is not a stage; the stages are {', '.join(STAGES)}")
-    stage, values, w = STAGES[name], {k: str(v) for k, v in values.items()}, Workdir(work)
+    stage, values = STAGES[name], {k: str(v) for k, v in values.items()}
+    w = Workdir(work, values.get("run", ""))
     options = {key: values.get(key, "") for key in stage.options}
     if stage.recipe:
         from .quantize import recipe_options
         options.update({key: str(value) for key, value in recipe_options().items()})
     try:
-        record_name = stage.record.format(**values)
+        record_name = stage.record.format(**values, run_=w.prefix)
     except KeyError as exc:
         raise UserError(f"stage {name} needs the value {exc.args[0]}= (--value {exc.args[0]}=...)") from None
     return Made(record_name, tuple(PATHS[p](w, values) for p in stage.inputs),

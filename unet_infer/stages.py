@@ -6,18 +6,25 @@ stage's record, paths and options from them), and its checks and clean-ups.
     python3 -m unet_infer.stages lock --work W                  (the run's lock file, before anything else)
     python3 -m unet_infer.stages plan --work W --weights PTH --backend onnxruntime --precision fp32 --bs 1,8
     python3 -m unet_infer.stages plan --work W --weights PTH --backend auto --bs 8     (BACKEND= says which)
-    python3 -m unet_infer.stages check preprocess --work W --value data=DATA --value size=572
+    python3 -m unet_infer.stages check preprocess --work W --value data=DATA --value size=572   (0: complete)
     python3 -m unet_infer.stages done preprocess --work W --value data=DATA --value size=572
     python3 -m unet_infer.stages forget score --work W --value bs=8
     python3 -m unet_infer.stages preflight --work W --data DATA --size 572
     python3 -m unet_infer.stages prune-prep --work W --data DATA
-    python3 -m unet_infer.stages clear-run --work W --name bs8
+    python3 -m unet_infer.stages clear-run --work W --name bs8 --changed
     python3 -m unet_infer.stages clear-sample --work W
-    python3 -m unet_infer.stages last-result --work W --bs 1,8
+    python3 -m unet_infer.stages last-result --work W --bs 1,8 --run onnxruntime_int8
     python3 -m unet_infer.stages result --work W --bs 8 --backend onnxruntime --precision fp32
+
+Results of several backends and precisions live side by side in one work folder: ``plan``'s
+RUN_TAG (:func:`run_tag`) names this run's, "" (the plain names, ``result/bs8``) unless they hold
+another backend's or precision's, else e.g. ``onnxruntime_int8`` (``result/onnxruntime_int8_bs8``);
+the driver gives it to every stage as the value ``run=``.
 """
 
+import json
 import os
+import re
 import shlex
 import shutil
 import textwrap
@@ -53,8 +60,8 @@ def plan(work, weights, backend, precision, batchsizes, flow="files"):
     precision = cls.check_precision(precision)
     backends.usable_backend(backend)
     check_tools(cls, precision)
-    w = Workdir(work)
-    values = {"WEIGHTS": weights, "BACKEND": backend, "PRECISION": precision, "SOURCE": cls.source,
+    w = Workdir(work, run_tag(work, backend, precision))
+    values = {"WEIGHTS": weights, "BACKEND": backend, "PRECISION": precision, "RUN_TAG": w.run, "SOURCE": cls.source,
               "QUANTIZE": int(precision in cls.quantized), "ONNX": w.onnx, "SIMPLIFIED": w.simplified,
               "PREP": w.prep, "SAMPLE": w.sample, "RESULTS": w.results, "REPORT": w.report,
               "COMPILE_FROM": w.model_source(cls, precision) if cls.source == "onnx" else ""}
@@ -68,6 +75,34 @@ def plan(work, weights, backend, precision, batchsizes, flow="files"):
         values[f"RUN_NAME_{bs}"] = w.run_name(bs)
         values[f"PERF_NAME_{bs}"] = w.perf_name(bs)
     return values
+
+
+RUN_STAGES = ("infer", "stream", "cluster", "perf")  # their records say which backend and precision ran
+
+
+def run_tag(work, backend, precision):
+    """The name of this backend and precision's results in ``work`` (``Workdir``'s ``run``): ""
+    (the plain names, ``result/bs8``) when they are free or hold this backend and precision's
+    results; ``<backend>_<precision>`` when they hold another's (by the records of :data:`RUN_STAGES`),
+    or are free but this backend and precision has results under that name already. So the
+    first run of a work folder keeps the plain names, and a run of another backend or precision
+    never replaces an earlier one's results: both are kept and reported together."""
+    tag, stages = f"{backend}_{precision}", Workdir(work).stages
+    names = "|".join(RUN_STAGES)
+    plain = re.compile(rf"(?:{names})_bs[0-9]+\.json")
+    tagged = re.compile(rf"(?:{names})_{re.escape(tag)}_bs[0-9]+\.json")
+    owners, own_names = set(), False
+    for path in stages.iterdir() if stages.is_dir() else ():
+        own_names = own_names or bool(tagged.fullmatch(path.name))
+        if plain.fullmatch(path.name):
+            try:
+                options = json.loads(path.read_text(encoding="utf-8"))["options"]
+                owners.add((options["backend"], options["precision"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a record of another form: it re-runs, and says nothing of its backend
+    if (backend, precision) in owners:
+        return ""
+    return tag if owners or own_names else ""
 
 
 # the Python packages the driver's stages import, by what the backend builds from
@@ -138,7 +173,7 @@ def clear_sample(work):
 
 
 def clear_run(work, name):
-    """Remove an earlier (outdated or interrupted) run ``name`` of the driver's: ``result/<name>``'s
+    """Remove an earlier (outdated or unfinished) run ``name`` of the driver's: ``result/<name>``'s
     output files and ``result/<name>_summary.json``. Anything else in that folder was not written
     by the runner: then nothing is removed and the run is refused."""
     results = Workdir(work).results
@@ -160,10 +195,11 @@ def clear_run(work, name):
     return len(files)
 
 
-def last_result(work, batchsizes):
+def last_result(work, batchsizes, run=""):
     """Copy the last batch size's scores (``result_bs<B>.txt`` and ``.json``) to ``result.txt`` and
-    ``result.json``, each through a temporary file and a rename; returns the two copies."""
-    w, last = Workdir(work), batchsizes[-1]
+    ``result.json`` (``run``'s: ``result_<run>_bs<B>.txt`` to ``result_<run>.txt``), each through a
+    temporary file and a rename; returns the two copies."""
+    w, last = Workdir(work, run), batchsizes[-1]
     copies = []
     for src, dst in ((w.result_txt(last), w.result_txt()), (w.result_json(last), w.result_json())):
         try:
@@ -175,13 +211,13 @@ def last_result(work, batchsizes):
     return copies
 
 
-def result_lines(work, batchsizes, backend, precision, labels=True):
+def result_lines(work, batchsizes, backend, precision, labels=True, run=""):
     """The driver's closing lines: per batch size, the IoU of the scored run, the pure-inference
     throughput, and the wall time of the run on the images (apart: it includes reading and writing
     files), called the scored run, or with ``labels=False`` the inference run, not scored."""
     from . import summary as summ
     from .results import modelzoo_text, read_results
-    w, lines = Workdir(work), []
+    w, lines = Workdir(work, run), []
     for bs in batchsizes:
         parts = []
         if labels:
@@ -219,6 +255,11 @@ def _work(parser):
     parser.add_argument("--work", required=True, help="the driver's work folder (scripts/run_all.sh workdir=)")
 
 
+def _run(parser):
+    parser.add_argument("--run", default="", help="the run's name in the results' file names (plan's RUN_TAG; "
+                                                  "without it: the plain names, result_bs<B>.txt)")
+
+
 def _sub(sub, name, summary, example):
     """A subcommand: ``summary`` in the main help; it and the example ``python3 -m unet_infer.stages
     <example>`` in its own."""
@@ -253,7 +294,9 @@ def build_parser():
                    help="how the driver runs the model: the runner on files, stream=1 or cluster=ray (these two "
                         "run it in this process: a backend run by another program is refused)")
     _stage_args(_sub(sub, "check", "is the stage complete? Prints its record's name; exit status 0: yes, made from "
-                     "exactly what it is made from now; 1: no, and its record is dropped",
+                     "exactly what it is made from now; 1: no, it has no record (never run, or stopped before "
+                     "its end); 3: no, its record is of other inputs (or its files were changed since) and is "
+                     "dropped",
                      "check preprocess --work W --value data=DATA --value size=572"))
     _stage_args(_sub(sub, "done", "mark the stage complete, made from what it is made from now (after its "
                      "outputs are written)", "done preprocess --work W --value data=DATA --value size=572"))
@@ -270,13 +313,17 @@ def build_parser():
     _work(p)
     p.add_argument("--data", required=True, help="Carvana-format folder whose train/ images are kept")
     _work(_sub(sub, "clear-sample", "remove an earlier generated sample", "clear-sample --work W"))
-    p = _sub(sub, "clear-run", "remove an earlier run's outputs and summary", "clear-run --work W --name bs8")
+    p = _sub(sub, "clear-run", "remove an earlier run's outputs and summary", "clear-run --work W --name bs8 --changed")
     _work(p)
     p.add_argument("--name", required=True, help="the run: WORK/result/<name>/ and <name>_summary.json")
+    p.add_argument("--changed", action="store_true",
+                   help="its stage's record was of other inputs (check's status 3): said so; without it the run is "
+                        "said to be one left unfinished")
     p = _sub(sub, "last-result", "copy the last batch size's result_bs<B>.txt and .json to result.txt and "
              "result.json", "last-result --work W --bs 1,8")
     _work(p)
     p.add_argument("--bs", type=cli.int_list_type(), required=True, help=bs_help + "; the last one's are copied")
+    _run(p)
     p = _sub(sub, "result", "the closing lines", "result --work W --bs 8 --backend onnxruntime --precision fp32")
     _work(p)
     p.add_argument("--bs", type=cli.int_list_type(), required=True, help=bs_help)
@@ -285,6 +332,7 @@ def build_parser():
     p.add_argument("--no-labels", dest="labels", action="store_false",
                    help="the run was not scored (labels=none): no IoU; its run on the images is called the "
                         "inference run")
+    _run(p)
     return parser
 
 
@@ -295,8 +343,9 @@ def main(argv=None):
         print(made.record)
         if made.complete(args.work):
             return 0
+        recorded = (Workdir(args.work).stages / f"{made.record}.json").exists()
         forget(args.work, made.record)  # not complete: it runs again, and is recorded when it ends
-        return 1
+        return 3 if recorded else 1
     if args.command == "plan":
         for key, value in plan(args.work, args.weights, args.backend, args.precision, args.bs, args.flow).items():
             print(f"{key}={shlex.quote(str(value))}")
@@ -323,12 +372,13 @@ def main(argv=None):
     elif args.command == "clear-run":
         n = clear_run(args.work, args.name)
         if n is not None:
-                print(f"removed the earlier run {args.name} ({n} output file{'s' if n != 1 else ''}): made from "
-                  f"other inputs, or interrupted")
+            why = ("made from other inputs (or its files were changed since)" if args.changed
+                   else "left unfinished by a run that stopped before its end")
+            print(f"removed the earlier run {args.name} ({n} output file{'s' if n != 1 else ''}): {why}")
     elif args.command == "last-result":
-        last_result(args.work, args.bs)
+        last_result(args.work, args.bs, args.run)
     elif args.command == "result":
-        for line in result_lines(args.work, args.bs, args.backend, args.precision, args.labels):
+        for line in result_lines(args.work, args.bs, args.backend, args.precision, args.labels, args.run):
             print(line)
     return 0
 

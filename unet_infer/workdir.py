@@ -14,11 +14,17 @@ takes them from ``python3 -m unet_infer.stages``: ``plan`` and ``lock``).
       result/perf_bs8_summary.json   the pure-inference (--loop) run: the throughput figure
       result_bs8.txt, .json          stage 6 (score) per batch size
       result.txt, result.json        the last batch size's scores
+      result/<run>_bs8/, result_<run>_bs8.txt, .json, result_<run>.txt, .json, ...
+                                     the results of another backend or precision than the one
+                                     whose results the plain names hold, kept beside them: the
+                                     same names with the run's name (``<backend>_<precision>``,
+                                     ``stages.run_tag``) before the batch size
       report/                        stage 7
       .stages/<stage>.json           what each finished stage was made from (see ``stages``)
       .lock                          held by the run in progress (scripts/run_all.sh's flock)
 """
 
+import re
 from pathlib import Path
 
 SAMPLE = "sample"
@@ -29,13 +35,18 @@ RESULT_DIR = "result"
 REPORT = "report"
 STAGES = ".stages"
 LOCK = ".lock"
+RESULT_RE = re.compile(r"result_(?:(.+)_)?bs([1-9][0-9]*)\.json")  # result_bs8.json, result_<run>_bs8.json
+
 
 
 class Workdir:
-    """Paths of one work folder (nothing is created here)."""
+    """Paths of one work folder (nothing is created here); ``run``: the results' names of one
+    backend and precision (``stages.run_tag``, e.g. onnxruntime_int8; "" the plain names)."""
 
-    def __init__(self, root):
+    def __init__(self, root, run=""):
         self.root = Path(root)
+        self.run = run
+        self.prefix = f"{run}_" if run else ""
 
     def __truediv__(self, name):
         return self.root / name
@@ -75,7 +86,7 @@ class Workdir:
 
     def run_name(self, batchsize):
         """The scored run's name: its outputs' folder under ``result/`` (the runner's --output_dirname)."""
-        return f"bs{batchsize}"
+        return f"{self.prefix}bs{batchsize}"
 
     def outputs(self, batchsize):
         return self.results / self.run_name(batchsize)
@@ -90,24 +101,31 @@ class Workdir:
         return self.results / f"{self.run_name(batchsize)}_masks"
 
     def perf_name(self, batchsize):
-        return f"perf_bs{batchsize}"
+        return f"perf_{self.prefix}bs{batchsize}"
 
     def perf_summary(self, batchsize):
         return self.results / f"{self.perf_name(batchsize)}_summary.json"
 
     def result_txt(self, batchsize=None):
-        return self.root / ("result.txt" if batchsize is None else f"result_bs{batchsize}.txt")
+        if batchsize is None:
+            return self.root / (f"result_{self.run}.txt" if self.run else "result.txt")
+        return self.root / f"result_{self.prefix}bs{batchsize}.txt"
 
     def result_json(self, batchsize=None):
         return self.result_txt(batchsize).with_suffix(".json")
 
     def scored_batchsizes(self):
-        """Batch sizes with a ``result_bs<B>.json``, in increasing order."""
+        """Batch sizes of this run with a ``result_bs<B>.json``, in increasing order."""
+        return sorted(bs for run, bs in self.scored_runs() if run == self.run)
+
+    def scored_runs(self):
+        """``[(run, batch size)]`` of every result of the folder (``result_bs<B>.json`` and
+        ``result_<run>_bs<B>.json``): the plain names' first, then by run and batch size."""
         found = []
-        for path in self.root.glob("result_bs*.json"):
-            digits = path.stem[len("result_bs"):]
-            if digits.isdigit() and int(digits) > 0 and path.is_file():
-                found.append(int(digits))
+        for path in self.root.glob("result_*.json"):
+            match = RESULT_RE.fullmatch(path.name)
+            if match and path.is_file():
+                found.append((match.group(1) or "", int(match.group(2))))
         return sorted(found)
 
     @property

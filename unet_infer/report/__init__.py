@@ -7,12 +7,15 @@ batch sizes of --batchsizes (the run's own; --all: every batch size scored in --
 both their scores and their scored run's ais_bench summary, and, where the pure-inference
 (``--loop``) run of that batch size left its summary, that run's throughput: the figure to quote.
 Rows of different weights are refused (they are two runs, not one), unless --allow-mixed lists
-them under a warning. Every path under --work is ``workdir.Workdir``'s; the scores are read by
-``results``, the summaries by ``summary``. The predictions of the batch size given first in
---batchsizes give the overlays (an image without one gets no overlay: a warning, not a failure).
+them under a warning. The results of other backends and precisions kept in the same work folder
+(``result_onnxruntime_int8_bs8.json`` and the like, beside the plain names' ``result_bs8.json``)
+are rows too, one per run and batch size; --run names the run the report is for (the driver's).
+Every path under --work is ``workdir.Workdir``'s; the scores are read by ``results``, the
+summaries by ``summary``. The predictions of that run's batch size given first in --batchsizes
+give the overlays (an image without one gets no overlay: a warning, not a failure).
 
 It writes WORK/report/:
-  summary.md          one row per batch size: IoU over all images, the ModelZoo IoU (images
+  summary.md          one row per run and batch size: IoU over all images, the ModelZoo IoU (images
                       with IoU >= 0.5 only), Dice, images, images/s (pure inference and scored
                       run), the scored run's wall time, backend, precision, model, weights, machine
   per_image.csv       name,iou,dice per image (6 decimals) and a final mean row
@@ -58,7 +61,7 @@ def _plot_rows(rows):
 
 
 def build_report(work, data, batchsizes, backend=None, precision=None, size=DEFAULT_SIZE, machine=None,
-                 all_batchsizes=False, allow_mixed=False):
+                 all_batchsizes=False, allow_mixed=False, run=""):
     """Write WORK/report/ (see the module notes); return what was written.
 
     Returns ``{"summary_md", "per_image_csv", "iou_hist", "fps_plot" (or None), "overlays",
@@ -73,10 +76,11 @@ def build_report(work, data, batchsizes, backend=None, precision=None, size=DEFA
     if not data.is_dir():
         raise UserError(f"{data}: data folder not found (it must hold {IMAGE_DIR}/ and {MASK_DIR}/)")
     rows = collect_rows(work, data.resolve().name or str(data), None if all_batchsizes else batchsizes,
-                        backend, precision, machine)
+                        backend, precision, machine, run)
     warning = check_weights(rows, work, allow_mixed)
-    by_bs = {row["batchsize"]: row for row in rows}
-    chosen = next((bs for bs in batchsizes if bs in by_bs), rows[0]["batchsize"])
+    mine = [row for row in rows if row["run"] == run] or rows
+    by_bs = {row["batchsize"]: row for row in mine}
+    chosen = next((bs for bs in batchsizes if bs in by_bs), mine[0]["batchsize"])
     records = by_bs[chosen]["per_image"]
 
     out = Workdir(work).report
@@ -91,8 +95,8 @@ def build_report(work, data, batchsizes, backend=None, precision=None, size=DEFA
         points, which = _plot_rows(rows)
         fps_plot = plot_fps_vs_batch(points, out / "fps_vs_batch.png",
                                      title=f"UNet throughput against batch size ({which})")
-    overlays = write_overlays(records, work, data, chosen, size, out / "overlays")
-    summary_md = write_summary_md(rows, out / "summary.md", per_image_bs=chosen, warning=warning)
+    overlays = write_overlays(records, Workdir(work, by_bs[chosen]["run"]), data, chosen, size, out / "overlays")
+    summary_md = write_summary_md(rows, out / "summary.md", warning=warning, per_image_row=by_bs[chosen])
     return {"summary_md": summary_md, "per_image_csv": per_image_csv, "iou_hist": iou_hist,
             "fps_plot": fps_plot, "overlays": overlays, "rows": rows, "batchsize": chosen, "warning": warning}
 
@@ -114,6 +118,10 @@ def build_parser():
         help="backend, for a run whose summary does not say (without it: n/a)")
     add("--precision", default=None, choices=all_precisions(),
         help="precision, for a run whose summary does not say (without it: n/a)")
+    add("--run", default="", help="the run of --work the report is for, by the name in its files "
+                                  "(result_<run>_bs8.json; scripts/run_all.sh gives its own; without it: the "
+                                  "plain names' result_bs8.json): its rows take --backend/--precision where "
+                                  "their summary does not say, and give per_image.csv and the overlays")
     add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model output height and width")
     add("--machine", default=None, help="text of the Machine column, for a run whose summary does not say "
                                         "(without it: this machine's CPU model and core count)")
@@ -125,7 +133,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     set_quiet(args.quiet)
     report = build_report(args.work, args.data, args.batchsizes, args.backend, args.precision, size=args.size,
-                          machine=args.machine, all_batchsizes=args.all_batchsizes, allow_mixed=args.allow_mixed)
+                          machine=args.machine, all_batchsizes=args.all_batchsizes, allow_mixed=args.allow_mixed,
+                          run=args.run)
     print(f"report: {report['summary_md']} ({plural(len(report['rows']), 'row')}, "
           f"{plural(len(report['overlays']), 'overlay')})")
 

@@ -39,13 +39,19 @@ def find_image(data, stem):
     return None
 
 
+def _workdir(work):
+    """``work`` as a :class:`Workdir`: a path (the plain names' run) or a Workdir of one run."""
+    return work if isinstance(work, Workdir) else Workdir(work)
+
+
 def load_prediction(work, batchsize, stem, size=DEFAULT_SIZE):
     """The predicted car mask (bool, size x size) of ``stem``, or None when the run kept none.
 
     From the outputs' ``<stem>.bin`` or ``<stem>_0.bin`` (logits), else from the streaming mode's
-    ``<stem>.png`` (car where the value is > 127). A bad file raises.
+    ``<stem>.png`` (car where the value is > 127). A bad file raises. ``work``: the work folder,
+    or the :class:`Workdir` of one run.
     """
-    w = Workdir(work)
+    w = _workdir(work)
     outputs = w.outputs(batchsize)
     for path in (outputs / f"{stem}.bin", outputs / f"{stem}_0.bin"):
         if path.is_file():
@@ -160,7 +166,7 @@ def _write_overlay(record, work, data, batchsize, size, target):
         return None
     pred = load_prediction(work, batchsize, stem, size)
     if pred is None:
-        w = Workdir(work)
+        w = _workdir(work)
         log.warning("%s: no prediction (neither %s nor %s), overlay skipped", stem,
                     w.outputs(batchsize) / f"{stem}.bin", w.masks(batchsize) / f"{stem}.png")
         return None

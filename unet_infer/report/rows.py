@@ -1,9 +1,12 @@
 """Which runs the report's table lists, and what each row says.
 
-A row is one batch size B of the work folder with both its scores (``results``) and its scored
-run's ais_bench summary (``summary``), plus the pure-inference (``--loop``) run's throughput when
-that run's summary is there; every path comes from ``workdir.Workdir``. Rows of different
-weights are one run beside another, not one run: :func:`check_weights` refuses them.
+A row is one batch size B of one run of the work folder (the plain names' results, or those of
+another backend or precision kept beside them: ``stages.run_tag``) with both its scores
+(``results``) and its scored run's ais_bench summary (``summary``), plus the pure-inference
+(``--loop``) run's throughput when that run's summary is there; every path comes from
+``workdir.Workdir``. Rows of different weights are one run beside another, not one run:
+:func:`check_weights` refuses them; another run's rows of other weights or another number of
+images than this run's (older results) are left out with a warning.
 """
 
 import functools
@@ -54,6 +57,7 @@ def make_row(w, bs, data_name, backend=None, precision=None, machine=None):
     weights = summ.weights(run) or _text(prov.get("weights"))
     model = summ.model(run) or _text(prov.get("model"))
     return {
+        "run": w.run,
         "batchsize": bs,
         "data": data_name,
         "mean_iou": float(result["mean_iou"]),
@@ -75,19 +79,36 @@ def make_row(w, bs, data_name, backend=None, precision=None, machine=None):
     }
 
 
-def collect_rows(work, data_name, batchsizes=None, backend=None, precision=None, machine=None):
-    """One row (:func:`make_row`) per batch size of ``batchsizes`` (None: every scored batch size of
-    WORK) that has both its scores and its run's summary, in increasing batch size.
+def _differs(row, mine):
+    """Why another run's ``row`` is not this run's figures' match (other weights or another number
+    of images than this run's rows ``mine``), or None."""
+    weights = {r["weights"] for r in mine if r["weights"]}
+    if row["weights"] and weights and row["weights"] not in weights:
+        return f"made from other weights ({row['weights']})"
+    images = {r["n_images"] for r in mine}
+    if images and row["n_images"] not in images:
+        return f"scored on {row['n_images']} images, this run on {', '.join(map(str, sorted(images)))}"
+    return None
 
-    A batch size without them is left out with a warning; no row at all is a :class:`UserError`.
+
+def collect_rows(work, data_name, batchsizes=None, backend=None, precision=None, machine=None, run=""):
+    """One row (:func:`make_row`) per run and batch size of ``batchsizes`` (None: every scored batch
+    size) that has both its scores and its run's summary: the plain names' run first, then the
+    others by name, each in increasing batch size. ``run`` is this report's (``stages.run_tag``):
+    ``backend``/``precision`` label its rows where their summary does not say.
+
+    A batch size of ``run`` without them is left out with a warning, and so is another run's row
+    of other weights or another number of images (:func:`_differs`); no row at all is a
+    :class:`UserError`.
     """
-    w = Workdir(work)
+    w = Workdir(work, run)
     if not w.root.is_dir():
         raise UserError(f"{w.root}: work folder not found")
-    scored = w.scored_batchsizes()
-    if not scored:
+    found = w.scored_runs()
+    if not found:
         raise UserError(f"{w.root}: no {w.result_json('<B>').name} files (score a run first: "
                         f"postprocess_unet_pth.py --result={w.result_txt(8)}, or scripts/run_all.sh)")
+    scored = [bs for name, bs in found if name == run]
     wanted = scored if batchsizes is None else sorted(set(batchsizes))
     rows = []
     for bs in wanted:
@@ -98,6 +119,18 @@ def collect_rows(work, data_name, batchsizes=None, backend=None, precision=None,
                         w.result_json(bs), w.summary(bs), bs)
         else:
             rows.append(make_row(w, bs, data_name, backend, precision, machine))
+    mine = list(rows)
+    for name, bs in found:  # the other runs kept in the folder: other backends and precisions
+        other = Workdir(work, name)
+        if name == run or (batchsizes is not None and bs not in wanted) or not other.summary(bs).is_file():
+            continue
+        row = make_row(other, bs, data_name, machine=machine)
+        why = _differs(row, mine)
+        if why:
+            log.warning("%s: %s, not in the report", other.result_json(bs), why)
+        else:
+            rows.append(row)
+    rows.sort(key=lambda row: (row["run"], row["batchsize"]))
     if not rows:
         sizes = ", ".join(map(str, wanted))
         raise UserError(f"{w.root}: no batch size has both {w.result_json('<B>').name} and "
