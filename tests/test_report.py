@@ -461,3 +461,49 @@ def test_describe_machine(tmp_path):
     assert " (AMX, AVX-512 VNNI, bf16), " in describe_machine(flags={"amx_int8", "avx512_vnni", "avx512_bf16", "avx2"})
     assert " (AVX-512 VNNI, bf16), " in describe_machine(flags={"avx512f", "avx512_vnni", "avx512_bf16"})
     assert vector_units(set()) == "" and "(" not in describe_machine(flags=set())
+
+
+def readme_stage_commands():
+    """``{stage: command}`` of README.md's stage table: the "Any machine" column ("same": the guide's)."""
+    from pathlib import Path
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("| Stage | Guide (Ascend) | Any machine | Writes |"):].split("\n\n")[0]
+    commands = {}
+    for line in table.splitlines()[2:]:
+        stage, guide, anywhere = [cell.strip().strip("`") for cell in line.strip("|").split(" | ")][:3]
+        commands[stage] = guide if anywhere == "same" else anywhere
+    return commands
+
+
+def test_the_readme_stage_table_typed_in_order_ends_with_a_report(tmp_path, make_carvana, monkeypatch, capsys):
+    """Stages 1, 4, 5, 6, performance and 7 as the README's table types them, in the guide's layout
+    (a tiny model at 32 x 32 in place of stages 2-3: ``--size 32`` and ``--workers 1`` added):
+    the report finds stage 6's ./result.json, which records what the run was made from, and the
+    performance command's summary gives the pure-inference column."""
+    import shlex
+    import torch
+    from tiny_unet import tiny_unet
+    from unet_infer.bench import runner
+    from unet_infer.guide import postprocess, preprocess, rename
+    data = make_carvana(tmp_path / "carvana")
+    torch.onnx.export(tiny_unet(), torch.zeros(1, 3, 32, 32), str(tmp_path / "UNet_bs8.onnx"), dynamo=False,
+                      opset_version=11, input_names=["actual_input_1"], output_names=["output1"],
+                      dynamic_axes={"actual_input_1": {0: "-1"}, "output1": {0: "-1"}})
+    monkeypatch.chdir(tmp_path)
+    at_32 = ["--size", "32"]
+    tools = {"python3 preprocess_unet_pth.py": (preprocess.main, [*at_32, "--workers", "1"]),
+             "python3 -m unet_infer.bench": (runner.main, at_32), "python3 json_parse.py": (rename.main, []),
+             "python3 postprocess_unet_pth.py": (postprocess.main, [*at_32, "--workers", "1"]),
+             "python3 -m unet_infer.report": (report.main, at_32)}
+    commands = readme_stage_commands()
+    for stage in ("1. preprocess", "4. inference", "5. rename", "6. score", "performance", "7. report"):
+        words = shlex.split(commands[stage])
+        head = 3 if words[1] == "-m" else 2
+        main, extra = tools[" ".join(words[:head])]
+        assert run_cli(main, [*words[head:], *extra]) == 0, (stage, capsys.readouterr().err)
+    made = json.loads((tmp_path / "result.json").read_text())["provenance"]
+    assert made["batchsize"] == 8 and made["model"] == str(tmp_path / "UNet_bs8.onnx") and made["backend"]
+    assert made["masks"] == str(data.masks) and made["outputs"] == str(tmp_path / "result" / "bs8")
+    rows = table_rows(tmp_path / "report" / "summary.md")
+    assert [(r["Batch Size"], r["Images"], r["Model"]) for r in rows] == [("8", "4", "UNet_bs8.onnx")]
+    assert rows[0]["images/s (pure inference)"] != "n/a"

@@ -7,6 +7,7 @@ by the file size. ``<stem>_0.bin`` (the runner's name, json_parse not run) is re
 ``<label>/<stem>_mask.gif`` (``data.load_label``). The results go through ``results``.
 """
 
+import logging
 from pathlib import Path
 
 from .cli import UserError
@@ -16,6 +17,7 @@ from .metrics import iou_dice, logits_to_mask
 from .parallel import parallel_map
 
 CLASSES = (1, 2)
+log = logging.getLogger(__name__)
 
 
 def output_classes(path, size=DEFAULT_SIZE):
@@ -81,6 +83,26 @@ def find_outputs(output_dir, label_dir, size=DEFAULT_SIZE):
         output_classes(path, size)
         found.append((stem, path, label))
     return found
+
+
+def run_provenance(output_dir, label_dir, size=DEFAULT_SIZE):
+    """What the scored outputs were made from (``result.json``'s ``provenance``): the model, its
+    weights, backend, precision and batch size as the runner's summary beside the outputs folder
+    records them (``result/bs8/`` -> ``result/bs8_summary.json``, the runner's name for it; None
+    where there is none), the summary, the outputs and the masks (resolved paths), the size."""
+    from . import summary as summ
+    outputs = Path(output_dir).resolve()
+    path = outputs.with_name(f"{outputs.name}_summary.json")
+    run = {}
+    if path.is_file():
+        try:
+            run = summ.read_summary(path)
+        except UserError as exc:
+            log.warning("%s; the result records no model", exc)
+    return {"model": summ.model(run), "weights": summ.weights(run), "backend": summ.backend(run),
+            "precision": summ.precision(run), "batchsize": summ.batchsize(run) if run else None,
+            "summary": str(path) if run else None, "outputs": str(outputs),
+            "masks": str(Path(label_dir).resolve()), "size": size}
 
 
 def score_folder(output_dir, label_dir, size=DEFAULT_SIZE, workers=None):

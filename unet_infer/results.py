@@ -3,9 +3,10 @@
 - ``result.txt``: a header, then ``name IoU Dice`` per image (6 decimals, natural order of the name).
 - ``result.json`` beside it (same stem): ``mean_iou`` (over all images, the headline),
   ``modelzoo_iou`` (the ModelZoo guide's figure: images with IoU >= 0.5 only), ``mean_dice``,
-  ``n_images``, ``n_below_0_5``, ``per_image`` ([{name, iou, dice}]) and, where the scoring run
-  knew them, ``provenance`` ({weights, model, backend, precision, data, ...}) so that a report
-  never mixes runs unawares.
+  ``n_images``, ``n_below_0_5``, ``per_image`` ([{name, iou, dice}]) and ``provenance``, what the
+  run was made from as far as the scoring run knew it ({weights, model, backend, precision, size,
+  and data for the stream and the cluster; batchsize, summary, outputs and masks for stage 6,
+  ``postprocess.run_provenance``}) so that a report never mixes runs unawares.
 - Predicted masks kept for the report's overlays: ``<folder>/<stem>.png``, mode L, 0 and 255.
 """
 

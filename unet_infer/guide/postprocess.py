@@ -10,7 +10,9 @@ with --label/<stem>_mask.gif (resized with NEAREST to size x size when needed). 
 .bin are skipped with a warning.
 
 Writes --result (a header, then "name IoU Dice" per image, natural order) and a JSON of the
-same stem beside it (means, the ModelZoo figure, per-image values), and prints one line:
+same stem beside it (means, the ModelZoo figure, per-image values, and what the run was made
+from: the model, weights, backend, precision and batch size from the runner's summary beside
+--output, e.g. result/bs8_summary.json, and the folders scored), and prints one line:
 the mean IoU over all images, then the guide's figure, which leaves out images with IoU < 0.5.
 """
 
@@ -34,11 +36,11 @@ def build_parser(prog=PROG):
 def main(argv=None, prog=PROG):
     args = build_parser(prog).parse_args(argv)
     set_quiet(args.quiet)
-    from ..postprocess import score_folder
+    from ..postprocess import run_provenance, score_folder
     from ..results import check_writable, iou_line, write_results
     check_writable(args.result, inputs=[args.output, args.label])  # before the scoring, not after
     records = score_folder(args.output, args.label, size=args.size, workers=args.workers)
-    print(iou_line(write_results(records, args.result)))
+    print(iou_line(write_results(records, args.result, run_provenance(args.output, args.label, args.size))))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
 """Stage 7: the report of a run: summary table, per-image scores, overlays, IoU histogram.
 
     python3 -m unet_infer.report --work work --data work/sample --batchsizes 8
+    python3 -m unet_infer.report --work . --data ./carvana --batchsizes 8      (the guide's layout)
 
-(scripts/run_all.sh runs it last, adding --backend, --precision and --size.) The table lists the
+(scripts/run_all.sh runs it last, adding --backend, --precision, --size and --run.) In the guide's
+layout, scored by hand into ./result.txt (stage 6), the scores are ./result.json, of the batch size
+it records (its runner's summary, result/bs8_summary.json, beside the outputs it scored). The table lists the
 batch sizes of --batchsizes (the run's own; --all: every batch size scored in --work) that have
 both their scores and their scored run's ais_bench summary, and, where the pure-inference
 (``--loop``) run of that batch size left its summary, that run's throughput: the figure to quote.

@@ -44,14 +44,15 @@ def pure_throughput(w, bs, weights):
     return summ.throughput(perf)
 
 
-def make_row(w, bs, data_name, backend=None, precision=None, machine=None):
-    """The row of batch size ``bs``: its scores, its run's summary and its pure-inference throughput.
+def make_row(w, bs, data_name, backend=None, precision=None, machine=None, result_json=None):
+    """The row of batch size ``bs``: its scores (``result_json``, else ``w.result_json(bs)``), its
+    run's summary and its pure-inference throughput.
 
     Backend and precision come from the run's summary, else ``backend``/``precision``, else "n/a"
     (never guessed from a file name); the machine from the summary, else ``machine``, else this one.
     Weights and model from the summary, else from the scores' provenance; None when neither says.
     """
-    result = read_results(w.result_json(bs))
+    result = read_results(result_json or w.result_json(bs))
     run = summ.read_summary(w.summary(bs))
     prov = provenance(result)
     weights = summ.weights(run) or _text(prov.get("weights"))
@@ -91,6 +92,23 @@ def _differs(row, mine):
     return None
 
 
+def guide_result(w, batchsizes=None):
+    """``(batch size, path)`` of ``result.json`` (stage 6 by hand, the guide's ``--result=./result.txt``)
+    in a folder without ``result_bs<B>.json``: its batch size as its provenance records it (the
+    runner's summary, ``postprocess.run_provenance``), else the one of ``batchsizes`` when one is
+    asked for; None without a ``result.json``."""
+    path = w.result_json()
+    if not path.is_file():
+        return None
+    bs = provenance(read_results(path)).get("batchsize")
+    if not (isinstance(bs, int) and bs > 0):
+        if batchsizes is None or len(set(batchsizes)) != 1:
+            raise UserError(f"{path}: records no batch size (scored without the runner's summary beside its "
+                            f"outputs); give its batch size with --batchsizes B")
+        bs = batchsizes[0]
+    return bs, path
+
+
 def collect_rows(work, data_name, batchsizes=None, backend=None, precision=None, machine=None, run=""):
     """One row (:func:`make_row`) per run and batch size of ``batchsizes`` (None: every scored batch
     size) that has both its scores and its run's summary: the plain names' run first, then the
@@ -99,15 +117,18 @@ def collect_rows(work, data_name, batchsizes=None, backend=None, precision=None,
 
     A batch size of ``run`` without them is left out with a warning, and so is another run's row
     of other weights or another number of images (:func:`_differs`); no row at all is a
-    :class:`UserError`.
+    :class:`UserError`. A folder scored by hand into ``result.json`` only: :func:`guide_result`.
     """
     w = Workdir(work, run)
     if not w.root.is_dir():
         raise UserError(f"{w.root}: work folder not found")
-    found = w.scored_runs()
+    found, guide = w.scored_runs(), None
     if not found:
-        raise UserError(f"{w.root}: no {w.result_json('<B>').name} files (score a run first: "
-                        f"postprocess_unet_pth.py --result={w.result_txt(8)}, or scripts/run_all.sh)")
+        guide = guide_result(w, batchsizes)
+        found = [(run, guide[0])] if guide else []
+    if not found:
+        raise UserError(f"{w.root}: no {w.result_json('<B>').name} or {w.result_json().name} files (score a run "
+                        f"first: postprocess_unet_pth.py --result={w.result_txt()}, or scripts/run_all.sh)")
     scored = [bs for name, bs in found if name == run]
     wanted = scored if batchsizes is None else sorted(set(batchsizes))
     rows = []
@@ -118,7 +139,7 @@ def collect_rows(work, data_name, batchsizes=None, backend=None, precision=None,
             log.warning("%s: no run summary %s beside it, batch size %d not in the report",
                         w.result_json(bs), w.summary(bs), bs)
         else:
-            rows.append(make_row(w, bs, data_name, backend, precision, machine))
+            rows.append(make_row(w, bs, data_name, backend, precision, machine, guide and guide[1]))
     mine = list(rows)
     for name, bs in found:  # the other runs kept in the folder: other backends and precisions
         other = Workdir(work, name)
