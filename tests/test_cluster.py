@@ -78,7 +78,7 @@ def run_driver(tiny, *args, env=None, wait=True):
 def finish(proc):
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, out + err
-    return out
+    return out, err
 
 
 @pytest.fixture(scope="module")
@@ -90,15 +90,16 @@ def stream_started(tiny):
 @pytest.fixture(scope="module")
 def driver_run(tiny, stream_started, ray_address):
     """``stream=1``'s results kept aside, then ``cluster=ray actors=2`` in the same work folder, on the
-    module's Ray, one actor killed at batch 1. Returns (work folder, stream results, flag, cluster stdout)."""
+    module's Ray, one actor killed at batch 1. Returns (work folder, stream results, flag, cluster stdout,
+    cluster stderr)."""
     finish(stream_started)
     work, single, flag = tiny / "work", tiny / "single", tiny / "killed.flag"
     single.mkdir()
     for path in (work / f"result_bs{BS}.txt", work / f"result_bs{BS}.json", work / "result" / f"bs{BS}_masks"):
         path.rename(single / path.name)
-    out = run_driver(tiny, "cluster=ray", "actors=2", f"address={ray_address}",
+    out, err = run_driver(tiny, "cluster=ray", "actors=2", f"address={ray_address}",
                      env={pipeline.CRASH_ENV: f"{flag}:{KILLED_BATCH}"})
-    return work, single, flag, out
+    return work, single, flag, out, err
 
 
 def per_image(path):
@@ -106,7 +107,7 @@ def per_image(path):
 
 
 def test_cluster_gives_the_single_process_iou_image_for_image(driver_run):
-    work, single, _, out = driver_run
+    work, single, _, out, _ = driver_run
     assert per_image(work / f"result_bs{BS}.json") == per_image(single / f"result_bs{BS}.json")
     assert (work / f"result_bs{BS}.txt").read_text() == (single / f"result_bs{BS}.txt").read_text()
     for png in (single / f"bs{BS}_masks").iterdir():  # the report's worst and best masks, too
@@ -116,7 +117,7 @@ def test_cluster_gives_the_single_process_iou_image_for_image(driver_run):
 
 
 def test_a_killed_actor_is_replaced_and_every_image_is_scored_once(tiny, driver_run):
-    work, _, flag, _ = driver_run
+    work, _, flag, _, _ = driver_run
     killed = int(flag.read_text())  # the actor's process wrote its pid, then killed itself
     with pytest.raises(ProcessLookupError):
         os.kill(killed, 0)
@@ -130,7 +131,7 @@ def test_a_killed_actor_is_replaced_and_every_image_is_scored_once(tiny, driver_
 
 
 def test_the_padded_last_batch_is_scored_and_the_summary_merges_the_actors(driver_run):
-    work, _, _, out = driver_run
+    work, _, _, out, err = driver_run
     summary = summ.read_summary(work / "result" / f"bs{BS}_summary.json")
     parts = summ.device_summaries(summary)
     assert summary["mode"] == "cluster" and summary["batchsize"] == BS
@@ -139,6 +140,10 @@ def test_the_padded_last_batch_is_scored_and_the_summary_merges_the_actors(drive
     assert summ.summary_throughput(summary) == pytest.approx(sum(summ.throughput(p) for p in parts))
     assert summ.wall_throughput(summary) == pytest.approx(5 / summ.wall_s(summary))
     assert "[INFO] summary throughput:" in out and "wall-clock throughput: 5 images" in out
+    assert "(2 actors" in out and "device(s)" not in out
+    # quiet=1 (the driver's): none of Ray's own lines, no colour codes on a pipe
+    for noise in ("core_worker.cc", "\x1b[", "Deprecat", "RAY_BACKEND_LOG_LEVEL", "Progress bars"):
+        assert noise not in out + err, (noise, err)
 
 
 # ---- the pure parts --------------------------------------------------------------------------
@@ -165,6 +170,64 @@ def test_collection_keeps_each_image_once_and_names_the_missing():
     parts = collector.actor_summaries({"batchsize": 2}, 2)
     assert [p["device_label"] for p in parts] == ["a"] and parts[0]["pids"] == [7]
     assert parts[0]["NPU_compute_time"]["count"] == 2
+
+
+def test_the_closing_line_counts_the_actors_the_run_started():
+    """Two actors, one of them given every batch: "2 actors, batches on 1 of them", not "1 device(s)"."""
+    from unet_infer.cluster import closing_lines
+    from unet_infer.summary import merge_summaries
+    collector = Collector(["img1", "img2", "img3"])
+    for k, name in enumerate(["img1", "img2", "img3"]):
+        collector.add_row(row(name, actor="a", batch=k))
+    parts = collector.actor_summaries({"batchsize": 1}, 1)
+    fresh = {"resumed_images": 0, "attempts": 1}
+
+    def wall_line(actors, parts=parts):
+        summary = merge_summaries(parts, {"batchsize": 1}, [0.1] * 3, [0.2] * 3, 1.5, 1, extra={
+            "cluster": {"actors": actors}})
+        return [line for line in closing_lines(summary, fresh) if "wall-clock" in line]
+
+    assert wall_line(2) == ["[INFO] wall-clock throughput: 3 images / 1.500 s = 2.000 images/s "
+                            "(2 actors, batches on 1 of them, whole run)"]
+    assert wall_line(1)[0].endswith("(1 actor, whole run)")
+    both = Collector(["img1", "img2"])
+    both.add_row(row("img1", actor="a"))
+    both.add_row(row("img2", actor="b", batch=1))
+    assert wall_line(2, both.actor_summaries({"batchsize": 1}, 1))[0].endswith(" images/s (2 actors, whole run)")
+    one = Collector(["img1"])
+    one.add_row(row("img1", actor="a"))
+    assert wall_line(1, one.actor_summaries({"batchsize": 1}, 1))[0].startswith(
+        "[INFO] wall-clock throughput: 1 image / 1.500 s = 0.667 images/s (1 actor, ")
+
+
+def test_quiet_keeps_rays_own_lines_off_stderr_and_a_pipe_gets_no_colour(monkeypatch, capfd):
+    """In process, no Ray started: what connect sets before ray.init, and the quiet start itself."""
+    import logging
+    from ray.data import DataContext
+    monkeypatch.delenv("RAY_BACKEND_LOG_LEVEL", raising=False)
+    with pipeline.quiet_init(True):
+        os.write(2, b"[... I 1 1] logging.cc:303: Set ray log level from environment variable\n")
+        assert os.environ["RAY_BACKEND_LOG_LEVEL"] == "fatal"  # what the processes ray.init starts read
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "after\n" and "RAY_BACKEND_LOG_LEVEL" not in os.environ
+    monkeypatch.setenv("RAY_BACKEND_LOG_LEVEL", "debug")
+    with pipeline.quiet_init(True):
+        assert os.environ["RAY_BACKEND_LOG_LEVEL"] == "debug"  # the user's own setting is kept
+    with pipeline.quiet_init(False):
+        os.write(2, b"not quiet\n")
+    assert capfd.readouterr().err == "not quiet\n"
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)  # connect stops before ray.init
+    monkeypatch.delenv("RAY_COLOR_PREFIX", raising=False)
+    data_log, context = logging.getLogger("ray.data"), DataContext.get_current()
+    level, bars = data_log.level, context.enable_progress_bars
+    try:
+        assert pipeline.connect(None, quiet=True) is None
+        assert os.environ["RAY_COLOR_PREFIX"] == "0"  # stderr is not a terminal here
+        assert data_log.level == logging.ERROR and not context.enable_progress_bars
+    finally:
+        data_log.setLevel(level)
+        context.enable_progress_bars = bars
 
 
 def test_plan_masks_and_errors():

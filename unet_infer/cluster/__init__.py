@@ -44,7 +44,7 @@ from ..parallel import cpu_count
 from ..progress import progress
 from ..results import check_writable, iou_line, provenance_of, select_extremes, write_results
 from ..scoring import add_result_flags, masks_folder, write_masks
-from ..summary import merge_summaries, merged_lines, with_keys, write_summary
+from ..summary import device_summaries, image_count, merge_summaries, merged_lines, with_keys, write_summary
 from ..journal import Journal, beside, run_key
 from . import local, rounds
 from .collect import Collector, plan_batches, unpack_mask
@@ -141,17 +141,40 @@ def run(args):
             ran = {"actors": 0, "threads": 0, "ray_start_s": 0.0, "lost_nodes": [], "rounds": []}
         result, summary = finish(args, choice, collector, ran, begun, resumed)
         journal.remove()  # complete: the same command afterwards runs afresh
-    for line in merged_lines(summary):
-        if resumed["resumed_images"] and line.startswith("[INFO] wall-clock throughput:"):
-            line = (f"[INFO] wall-clock throughput: {summary['images_this_attempt']} images scored by this attempt "
-                    f"({resumed['resumed_images']} resumed from the record) / {summary['wall_s']:.3f} s = "
-                    f"{summary['wall_throughput']:.3f} images/s (attempt {resumed['attempts']})")
+    for line in closing_lines(summary, resumed):
         print(line, flush=True)
     print(iou_line(result), flush=True)
     if collector.bad:
         raise UserError(f"{len(collector.bad)} unreadable image(s), left out of the scores: "
                         + ", ".join(f"{path} ({why})" for path, why in collector.bad.values()))
     return result, summary
+
+
+def counted(n, noun):
+    """``1 actor``, ``2 actors``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def closing_lines(summary, resumed):
+    """The merged summary's printout (``summary.merged_lines``) with the cluster's wall-clock line:
+    the actors the run started (``cluster.actors``; and how many of them were given batches, where
+    fewer), or this attempt's images where some were resumed from the record."""
+    lines = merged_lines(summary)
+    wall = [i for i, line in enumerate(lines) if line.startswith("[INFO] wall-clock throughput:")]
+    if not wall:
+        return lines
+    if resumed["resumed_images"]:
+        said = (f"{counted(summary['images_this_attempt'], 'image')} scored by this attempt "
+                f"({resumed['resumed_images']} resumed from the record) / {summary['wall_s']:.3f} s = "
+                f"{summary['wall_throughput']:.3f} images/s (attempt {resumed['attempts']})")
+    else:
+        given = len(device_summaries(summary))
+        actors = (summary.get("cluster") or {}).get("actors") or given
+        who = counted(actors, "actor") + (f", batches on {given} of them" if given < actors else "")
+        said = (f"{counted(image_count(summary), 'image')} / {summary['wall_s']:.3f} s = "
+                f"{summary['wall_throughput']:.3f} images/s ({who}, whole run)")
+    lines[wall[0]] = f"[INFO] wall-clock throughput: {said}"
+    return lines
 
 
 def finish(args, choice, collector, ran, begun, resumed):

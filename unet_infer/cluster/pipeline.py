@@ -21,7 +21,10 @@ image at 572) from the decoding tasks to the actors, and the small rows to the d
 import json
 import os
 import socket
+import sys
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -78,10 +81,12 @@ class InferActor:
         self.name = f"{socket.gethostname()}:actor-{ray.get_runtime_context().get_actor_id()[:8]}"
         keys = self.opened.summary_keys()
         keys["model"] = config["choice"].model  # the path every node reads, as the driver resolved it
+        with warnings.catch_warnings():  # Ray 2.60's own property reads its deprecated actor_id
+            warnings.simplefilter("ignore", DeprecationWarning)
+            restarted = ray.get_runtime_context().was_current_actor_reconstructed
         self.meta = json.dumps({**keys, "node": socket.gethostname(), "pid": os.getpid(),
                                 "node_id": ray.get_runtime_context().get_node_id(),
-                                "device": self.backend.device_name(0),
-                                "restarted": ray.get_runtime_context().was_current_actor_reconstructed})
+                                "device": self.backend.device_name(0), "restarted": restarted})
 
     def __call__(self, rows):
         spec, size = self.backend.inputs[0], self.config["size"]
@@ -202,11 +207,45 @@ def auth_error(address, exc):
                      f"use {fix}")
 
 
+QUIET_ENV = {"RAY_BACKEND_LOG_LEVEL": "fatal"}  # --quiet: Ray's C++ logging (core_worker.cc ... lines on stderr)
+
+
+@contextmanager
+def quiet_init(quiet):
+    """Around ``ray.init`` with ``quiet``: ``QUIET_ENV`` where the user has not set it (read by the
+    processes it starts; restored on leaving), and this process's stderr (file descriptor 2, where
+    Ray's C++ side writes "Set ray log level from environment variable ...") to /dev/null; a
+    failure is still the one-line error :func:`connect` makes of its exception."""
+    if not quiet:
+        yield
+        return
+    added = {key: value for key, value in QUIET_ENV.items() if key not in os.environ}
+    os.environ.update(added)
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+        for key in added:
+            os.environ.pop(key, None)
+
+
 def connect(address, quiet, temp_dir=None):
     """Join the cluster at ``address``, or start a new local Ray on this machine's cores (None),
     its files in ``temp_dir`` (see ``local``), or use the Ray this process already runs. Returns
     the function that stops the local Ray this call started (for a cluster: leaves it running and
-    disconnects), or None when this process ran Ray already."""
+    disconnects), or None when this process ran Ray already.
+
+    What Ray prints: the actors' output comes to this process's stderr, prefixed with the actor
+    (``log_to_driver``), its prefix without colour codes unless stderr is a terminal
+    (``RAY_COLOR_PREFIX=0``); ``quiet``: none of that, and of Ray's own logging only errors (its
+    Python loggers at ERROR, its C++ logging at fatal: :func:`quiet_init`); an environment variable
+    the user set is kept."""
     import logging
 
     import ray
@@ -214,8 +253,11 @@ def connect(address, quiet, temp_dir=None):
     context = DataContext.get_current()
     context.enable_progress_bars = not quiet
     context.max_consecutive_actor_init_deaths = 0  # a model that cannot load is an error, not a loop
+    if not sys.stderr.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # read as each actor line is printed
+    level = logging.ERROR if quiet else logging.WARNING
     if quiet:
-        logging.getLogger("ray.data").setLevel(logging.WARNING)  # its per-run INFO lines
+        logging.getLogger("ray.data").setLevel(level)  # its per-run INFO lines, "Progress bars disabled"
     if ray.is_initialized():
         return None
     from ..parallel import cpu_count
@@ -233,7 +275,8 @@ def connect(address, quiet, temp_dir=None):
             local.withdraw_token()
 
     try:
-        ray.init(include_dashboard=False, logging_level=logging.WARNING, **kwargs)
+        with quiet_init(quiet):
+            ray.init(include_dashboard=False, logging_level=level, log_to_driver=not quiet, **kwargs)
     except BaseException as exc:
         stop()  # whatever it had started
         if not isinstance(exc, (ConnectionError, RuntimeError, ValueError, OSError)):
