@@ -37,6 +37,10 @@ options (key=value):
   loop=5          timed runs of the pure-inference measurement per batch size (the guide's
                   `--loop`); its throughput is the figure printed; loop=0 skips it
   labels=yes|none none: run without scoring (no masks needed)
+  unreadable=stop|skip  an image that cannot be read: stop (default, the guide's: stage
+                  preprocess fails naming it) or skip (left out of the run and listed by
+                  preprocess; the file flow only: stream=1 and cluster=ray leave it out of the
+                  scores and end with an error naming it)
   device=N        device id for the torch/acl backends (default: 0)
   threads=N       CPU threads for inference (default: all cores)
   size=572        network input size (at least 16)
@@ -74,7 +78,7 @@ trap 'echo "error: interrupted" >&2; exit 130' INT TERM
 export UNET_INFER_SILENT_INTERRUPT=1  # this trap says it: the Python stages end on Ctrl-C without their own line
 
 BS=8 DATA="" WEIGHTS="" WORK="./work" BACKEND=auto PRECISION="" DEVICE=0 THREADS="" LOOP=5
-SIZE=572 STREAM=0 CHIP="" CARS=2 SEED=20261127 QUIET=0 LABELS=yes
+SIZE=572 STREAM=0 CHIP="" CARS=2 SEED=20261127 QUIET=0 LABELS=yes UNREADABLE=stop
 CLUSTER="" ADDRESS="" ACTORS="" GPUS_PER_ACTOR=0
 for arg in "$@"; do
     case "$arg" in
@@ -87,6 +91,7 @@ for arg in "$@"; do
         precision=*) PRECISION=${arg#*=} ;;
         loop=*) LOOP=${arg#*=} ;;
         labels=*) LABELS=${arg#*=} ;;
+        unreadable=*) UNREADABLE=${arg#*=} ;;
         device=*) DEVICE=${arg#*=} ;;
         threads=*) THREADS=${arg#*=} ;;
         size=*) SIZE=${arg#*=} ;;
@@ -126,6 +131,10 @@ if [[ "$CLUSTER" == ray ]]; then
 fi
 [[ "$QUIET" == 0 || "$QUIET" == 1 ]] || die "quiet must be 0 or 1, got '$QUIET'"
 [[ "$LABELS" == yes || "$LABELS" == none ]] || die "labels must be yes or none, got '$LABELS'"
+[[ "$UNREADABLE" == stop || "$UNREADABLE" == skip ]] || die "unreadable must be stop or skip, got '$UNREADABLE'"
+if [[ "$UNREADABLE" == skip && "$STREAM" == 1 ]]; then
+    die "unreadable=skip goes with the file flow (stream=1 and cluster=ray end with an error naming the image)"
+fi
 if [[ "$STREAM" == 1 && "$LABELS" == none ]]; then die "stream=1 scores as it goes: it needs the labels"; fi
 
 if [[ -n "$DATA" ]]; then
@@ -157,6 +166,8 @@ THREAD_FLAG=()
 if [[ -n "$THREADS" ]]; then THREAD_FLAG=(--threads "$THREADS"); fi
 LABEL_FLAG=()
 if [[ "$LABELS" == none ]]; then LABEL_FLAG=(--no-labels); fi
+SKIP_FLAG=()
+if [[ "$UNREADABLE" == skip ]]; then SKIP_FLAG=(--skip_unreadable); fi
 
 # The backend's choices and every path, from the package (one place decides them, and whether the
 # backend can run in the flow's own process).
@@ -232,7 +243,10 @@ stage_preprocess() {
     stages prune-prep --work "$WORK" --data "$DATA" || exit 2
     stage preprocess -- \
         "$PYTHON" -m unet_infer.guide.preprocess --src_path="$DATA/train" --save_bin_path="$PREP" \
-        --size "$SIZE" "${QUIET_FLAG[@]}"
+        --size "$SIZE" "${SKIP_FLAG[@]}" "${QUIET_FLAG[@]}"
+    if [[ "$UNREADABLE" == stop ]]; then  # none left out by an earlier unreadable=skip run
+        stages all-converted --work "$WORK" --data "$DATA" || exit 2
+    fi
 }
 
 stage_export() {

@@ -398,15 +398,35 @@ def test_fp32_then_int8_in_one_workdir_keeps_both_and_reports_both(tmp_path, mak
         assert "removed" not in again.stdout
 
 
+def test_an_unreadable_image_stops_the_run_unless_unreadable_skip(tmp_path, make_carvana):
+    from tiny_unet import tiny_unet
+    data = make_carvana(tmp_path / "carvana")
+    (data.train / "broken.jpg").write_bytes(b"\xff\xd8 not a JPEG")
+    weights = tmp_path / "tiny.pth"
+    torch.save(tiny_unet().state_dict(), weights)
+    args = ["bs=2", f"data={data.root}", f"weights={weights}", f"workdir={tmp_path / 'work'}", "size=32", "quiet=1",
+            "loop=0", "backend=torch", "labels=none"]
+    strict = run_driver(*args)
+    assert strict.returncode == 2 and "unreadable=skip" in strict.stderr and "broken.jpg" in strict.stderr
+    skipped = run_driver(*args, "unreadable=skip")
+    assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+    assert "skipped 1 unreadable image(s)" in skipped.stdout and "broken.jpg" in skipped.stdout
+    assert "for 4 images, not scored" in skipped.stdout.strip().splitlines()[-1]
+    again = run_driver(*args)  # the default does not go on without it, though preprocessing is complete
+    assert again.returncode == 2 and "1 image(s) not converted" in again.stderr, again.stdout + again.stderr
+
+
 def test_help_and_bad_options(tmp_path):
     help_text = run_driver("--help").stdout
     for key in ("bs=", "data=", "weights=", "workdir=", "backend=", "precision=", "stream=", "loop=", "labels=",
-                "scripts/run_all.sh bs=8"):
+                "unreadable=", "scripts/run_all.sh bs=8"):
         assert key in help_text
     for bad, words in ((["bs=0"], "bs must"), (["bs=8", "backend=tpu"], "unknown backend 'tpu'"),
                        (["bs=8", "precision=int8", "backend=torch"], "not available on the torch backend"),
                        (["bs=8", "frobnicate"], "unknown option"), (["bs=8", "size=8"], "at least 16"),
                        (["bs=8", "workdir="], "workdir= needs a folder"),
+                       (["bs=8", "unreadable=maybe"], "unreadable must be stop or skip"),
+                       (["bs=8", "stream=1", "unreadable=skip"], "goes with the file flow"),
                        (["bs=8", f"data={tmp_path}"], "train"),
                        (["bs=8", f"weights={tmp_path}/none.pth"], "checkpoint not found")):
         args = [*bad] if any(b.startswith("workdir=") for b in bad) else [*bad, f"workdir={tmp_path}/w"]

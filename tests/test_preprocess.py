@@ -112,6 +112,36 @@ def test_corrupt_and_truncated_named_others_written(carvana, tmp_path, caplog, c
         assert (dst / f"{stem}.bin").stat().st_size == input_nbytes(S)
 
 
+def test_skip_unreadable_lists_them_and_succeeds_the_default_stays_strict(carvana, tmp_path, capsys):
+    (carvana.train / "broken.jpg").write_bytes(b"\xff\xd8 not a JPEG")
+    dst = tmp_path / "out"
+    args = ["--src_path", str(carvana.train), "--save_bin_path", str(dst), "--size", str(S), "--workers", "1"]
+    assert run(args) == 2
+    err = capsys.readouterr().err
+    assert "1 unreadable image(s), not converted" in err and "--skip_unreadable" in err and "unreadable=skip" in err
+    for flag in ("--skip_unreadable", "--skip-unreadable"):
+        assert run([*args, flag]) == 0
+        out, err = capsys.readouterr()
+        assert f"skipped 1 unreadable image(s), not converted (left out of the next stages): " \
+               f"{carvana.train / 'broken.jpg'}" in out and "error" not in err
+    assert sorted(p.stem for p in dst.iterdir()) == sorted(carvana.stems)
+
+
+def test_the_driver_goes_on_without_an_unreadable_image_only_when_asked(carvana, tmp_path, capsys):
+    """unreadable=stop (the default) does not go on with an image left out by an unreadable=skip run."""
+    from unet_infer import stages
+    (carvana.train / "broken.jpg").write_bytes(b"")
+    work = tmp_path / "work"
+    args = ["--src_path", str(carvana.train), "--save_bin_path", str(work / "prep_bin"), "--size", str(S),
+            "--workers", "1"]
+    assert run([*args, "--skip_unreadable"]) == 0
+    assert run_cli(stages.main, ["all-converted", "--work", str(work), "--data", str(carvana.root)]) == 2
+    err = capsys.readouterr().err
+    assert "1 image(s) not converted" in err and "broken.jpg" in err and "unreadable=skip" in err
+    (carvana.train / "broken.jpg").unlink()
+    assert run_cli(stages.main, ["all-converted", "--work", str(work), "--data", str(carvana.root)]) == 0
+
+
 def test_empty_and_missing_folders(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "readme.txt").write_text("no images here")

@@ -11,6 +11,7 @@ stage's record, paths and options from them), and its checks and clean-ups.
     python3 -m unet_infer.stages forget score --work W --value bs=8
     python3 -m unet_infer.stages preflight --work W --data DATA --size 572
     python3 -m unet_infer.stages prune-prep --work W --data DATA
+    python3 -m unet_infer.stages all-converted --work W --data DATA
     python3 -m unet_infer.stages clear-run --work W --name bs8 --changed
     python3 -m unet_infer.stages clear-sample --work W
     python3 -m unet_infer.stages last-result --work W --bs 1,8 --run onnxruntime_int8
@@ -152,6 +153,20 @@ def prune_prep(work, data):
     for path in stale:
         path.unlink()
     return sorted(p.name for p in stale)
+
+
+def all_converted(work, data):
+    """Every image of ``DATA/train`` has its ``.bin`` in ``WORK/prep_bin``: else a :class:`UserError`
+    naming those without (left out as unreadable by an earlier run with unreadable=skip, whose
+    preprocessing is complete: the default, unreadable=stop, does not go on without them)."""
+    from .data import pair_carvana
+    prep = Workdir(work).prep
+    missing = [image for stem, image, _ in pair_carvana(data, require_masks=False)
+               if not (prep / f"{stem}.bin").is_file()]
+    if missing:
+        raise UserError(f"{len(missing)} image(s) not converted (unreadable, left out by a run with unreadable=skip): "
+                        f"{', '.join(map(str, missing[:5]))}{' ...' if len(missing) > 5 else ''}; fix or remove "
+                        f"them, or pass unreadable=skip to go on without them")
 
 
 def clear_sample(work):
@@ -312,6 +327,10 @@ def build_parser():
              "prune-prep --work W --data DATA")
     _work(p)
     p.add_argument("--data", required=True, help="Carvana-format folder whose train/ images are kept")
+    p = _sub(sub, "all-converted", "check that every image of the data has its prep_bin file (unreadable=stop)",
+             "all-converted --work W --data DATA")
+    _work(p)
+    p.add_argument("--data", required=True, help="Carvana-format folder whose train/ images must all be converted")
     _work(_sub(sub, "clear-sample", "remove an earlier generated sample", "clear-sample --work W"))
     p = _sub(sub, "clear-run", "remove an earlier run's outputs and summary", "clear-run --work W --name bs8 --changed")
     _work(p)
@@ -365,6 +384,8 @@ def main(argv=None):
         if stale:
             print(f"removed {len(stale)} .bin file(s) of images no longer in {args.data}: {', '.join(stale[:5])}"
                   + (" ..." if len(stale) > 5 else ""))
+    elif args.command == "all-converted":
+        all_converted(args.work, args.data)
     elif args.command == "clear-sample":
         n = clear_sample(args.work)
         if n:
