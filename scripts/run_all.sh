@@ -22,7 +22,8 @@ like), and the report lists them together.
 options (key=value):
   bs=8            batch size, or a comma list (bs=1,8,32) sharing every stage that does not
                   depend on the batch size
-  data=DIR        Carvana-format folder with train/ and train_masks/
+  data=DIR        Carvana-format folder with train/ and train_masks/ (<stem>_mask.gif, or
+                  <stem>_mask.png)
                   (default: a generated sample of 2 cars x 16 views in WORK/sample)
   weights=PTH     UNet checkpoint (default: the bundled weights/unet_carvana.pth)
   workdir=DIR     work folder (default: ./work)

@@ -111,6 +111,27 @@ def test_missing_mask_names_the_path(carvana, outputs, tmp_path, capsys):
     assert err.startswith("error:") and str(carvana.masks / "nomask_mask.gif") in err
 
 
+def test_png_masks_are_taken_where_the_gif_is_and_a_missing_one_names_both(carvana, outputs, tmp_path, capsys):
+    """``<stem>_mask.png`` (0/255, as users' own data comes) beside ``<stem>.jpg``: paired by the
+    driver's check, scored by stage 6 as the GIF is; a mask that is neither names both."""
+    from unet_infer.data import pair_carvana
+    for stem in carvana.stems:
+        gif = carvana.mask(stem)
+        Image.fromarray(np.where(load_label(gif, None), 255, 0).astype(np.uint8), "L").save(
+            carvana.masks / f"{stem}_mask.png")
+        gif.unlink()
+    assert [label.name for _, _, label in pair_carvana(carvana.root)] == [f"{s}_mask.png" for s in carvana.stems]
+    assert run([f"--output={outputs}", f"--label={carvana.masks}", f"--result={tmp_path / 'r.txt'}"]) == 0
+    assert capsys.readouterr().out.startswith("IOU Average: 1.000000 ")
+    (carvana.masks / f"{carvana.stems[0]}_mask.png").unlink()
+    for call in (lambda: pair_carvana(carvana.root),
+                 lambda: find_outputs(outputs, carvana.masks, S)):
+        with pytest.raises(UserError) as info:
+            call()
+        assert f"{carvana.masks / carvana.stems[0]}_mask.gif: mask not found (nor {carvana.stems[0]}_mask.png" \
+            in str(info.value)
+
+
 def test_masks_of_another_size_are_resized(carvana, outputs, ellipse_mask, write_mask_gif):
     stem = carvana.stems[0]
     big = ellipse_mask(150, 97, seed=7)

@@ -1,6 +1,7 @@
 """Carvana data: finding images, pairing each with its mask, and decoding both as the model sees them.
 
-Layout (Kaggle's): ``DATA/train/<carid>_<NN>.jpg`` and ``DATA/train_masks/<carid>_<NN>_mask.gif``.
+Layout (Kaggle's): ``DATA/train/<carid>_<NN>.jpg`` and ``DATA/train_masks/<carid>_<NN>_mask.gif``;
+a mask may also be ``<stem>_mask.png`` (users' own data; the GIF is taken when both are there).
 
 - Image, by definition (byte for byte): PIL ``Image.open(p).convert("RGB")``, then
   ``resize((size, size))`` with PIL's default filter (bicubic for RGB; aspect ratio not kept),
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 IMAGE_DIR = "train"
 MASK_DIR = "train_masks"
 MASK_SUFFIX = "_mask.gif"
+MASK_SUFFIXES = (MASK_SUFFIX, "_mask.png")  # Carvana's GIF first, then the PNG of users' own data
 # What PIL (and the codecs under it) raise for a corrupt, truncated or foreign file.
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error,
                  Image.DecompressionBombError)
@@ -54,7 +56,19 @@ def try_load_image(path, size=DEFAULT_SIZE):
 
 
 def mask_path(label_dir, stem):
+    """The mask of ``stem``: ``<stem>_mask.gif``, else ``<stem>_mask.png`` (:data:`MASK_SUFFIXES`);
+    the GIF's path when there is neither."""
+    for suffix in MASK_SUFFIXES:
+        path = Path(label_dir) / f"{stem}{suffix}"
+        if path.is_file():
+            return path
     return Path(label_dir) / f"{stem}{MASK_SUFFIX}"
+
+
+def mask_not_found(label, image):
+    """``"<...>_mask.gif: mask not found (nor <stem>_mask.png; the label of IMAGE)"``, for a missing mask."""
+    other = label.name[: -len(MASK_SUFFIX)] + MASK_SUFFIXES[1]
+    return f"{label}: mask not found (nor {other}; the label of {image})"
 
 
 def load_label(path, size=DEFAULT_SIZE):
@@ -105,7 +119,7 @@ def missing_masks_error(missing, total):
     """The one-line error for images without masks: the first named, the count of the others."""
     label, image = missing[0]
     more = f"; {len(missing) - 1} more of the {total} images have no mask" if len(missing) > 1 else ""
-    return UserError(f"{label}: mask not found (the label of {image}){more}; add the masks, or pass "
+    return UserError(f"{mask_not_found(label, image)}{more}; add the masks, or pass "
                      f"labels=none to the driver to run without scoring")
 
 

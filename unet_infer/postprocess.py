@@ -4,14 +4,14 @@ An output ``<stem>.bin`` holds float32 logits, 1 x S x S (car where logit > 0, i
 sigmoid > 0.5) or 2 x S x S (milesial master: car where class 1 wins the argmax), told apart
 by the file size. ``<stem>_0.bin`` (the runner's name, json_parse not run) is read as
 ``<stem>`` when ``<stem>.bin`` is absent and ``<stem>``'s mask exists. Its label is
-``<label>/<stem>_mask.gif`` (``data.load_label``). The results go through ``results``.
+``<label>/<stem>_mask.gif`` or ``_mask.png`` (``data.mask_path``, ``data.load_label``). The results go through ``results``.
 """
 
 import logging
 from pathlib import Path
 
 from .cli import UserError
-from .data import find_files, load_label, mask_path
+from .data import find_files, load_label, mask_not_found, mask_path
 from .formats import DEFAULT_SIZE, natural_key, output_nbytes, read_bin
 from .metrics import iou_dice, logits_to_mask
 from .parallel import parallel_map
@@ -76,7 +76,7 @@ def find_outputs(output_dir, label_dir, size=DEFAULT_SIZE):
             if mask_path(label_dir, stem[:-2]).is_file():
                 stem, label = stem[:-2], mask_path(label_dir, stem[:-2])
         if not label.is_file():
-            raise UserError(f"{label}: mask not found (the label of {path})")
+            raise UserError(mask_not_found(label, path))
         if stem in stems:
             raise UserError(f"{stems[stem]} and {path} are both outputs for {stem}")
         stems[stem] = path

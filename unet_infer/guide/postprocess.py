@@ -6,8 +6,8 @@ The guide's command:
 
 (the same as ``python3 -m unet_infer.guide.postprocess ...``). Each --output/<stem>.bin (float32
 logits, 1 or 2 x size x size; <stem>_0.bin is accepted when json_parse was not run) is compared
-with --label/<stem>_mask.gif (resized with NEAREST to size x size when needed). Files other than
-.bin are skipped with a warning.
+with --label/<stem>_mask.gif, or <stem>_mask.png where there is no GIF (resized with NEAREST to
+size x size when needed). Files other than .bin are skipped with a warning.
 
 Writes --result (a header, then "name IoU Dice" per image, natural order) and a JSON of the
 same stem beside it (means, the ModelZoo figure, per-image values, and what the run was made
@@ -27,7 +27,7 @@ def build_parser(prog=PROG):
     parser = cli.parser(prog, __doc__)
     add = parser.add_argument
     add("--output", required=True, help="folder of the model's output .bin files")
-    add("--label", required=True, help="folder of the <stem>_mask.gif masks")
+    add("--label", required=True, help="folder of the <stem>_mask.gif (or <stem>_mask.png) masks")
     add("--result", required=True, help="per-image result text file; the .json of the same stem goes beside it")
     add_size_and_workers(parser, "model output height and width")
     return parser
