@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Throughput tables: the runner in pure-inference mode (as `ais_bench --loop=100`) over
-# backend x precision x batch size; the table goes into BENCHMARKS.md, the plot beside it.
+# backend x precision x batch size; the table goes into BENCHMARKS.md in the work folder (the
+# repository's with publish=1), the plot beside it.
 # Every decision is python3 -m unet_infer.speed's: this script only maps key=value to its flags.
 set -euo pipefail
 
@@ -10,8 +11,9 @@ usage: scripts/benchmark.sh [key=value ...]
 
 Runs `python3 -m unet_infer.bench --model=M --loop=L --batchsize=B` (pure inference, no input
 files) for every backend:precision and batch size, and writes the table (images/s, p50 and p99
-ms per batch, ms per image, loop, machine, date) as this machine's section of BENCHMARKS.md,
-plus a PNG plot of images/s against batch size. The models are made once under the work folder
+ms per batch, ms per image, loop, machine, date) as this machine's section of a BENCHMARKS.md
+in the work folder (the repository's own only with publish=1), plus a PNG plot of images/s
+against batch size. The models are made once under the work folder
 and reused. images/s = 1000 x batch size / mean compute time of one batch (ms), as ais_bench.
 Every row runs once per round, the rounds interleaved (row A, row B, ..., then A, B, ... again),
 after 2 warm-up runs; a row shows its rounds' medians, the range of images/s and the 1-minute
@@ -35,7 +37,9 @@ options (key=value), each passed to python3 -m unet_infer.speed, which checks it
   width=64                 width of the random UNet (64: the ModelZoo model)   (--width)
   size=572                 input height = width                                (--size)
   workdir=./work/bench     models, calibration images and the runs' summaries  (--workdir)
-  markdown=BENCHMARKS.md   the file to update (default: the one at the repository root)
+  markdown=FILE            the markdown file to update (default: WORKDIR/BENCHMARKS.md)
+  publish=0|1              1: update the repository's BENCHMARKS.md (its section for this
+                           machine, model and date; the plot in benchmarks/ beside it)
   plot=PNG                 the plot (default: benchmarks/<section>.png beside the markdown)
   threads=N                CPU threads per run (default: all cores)            (--threads)
   device=N                 the runs' device id (CUDA for torch, NPU for acl)   (--device)
@@ -45,6 +49,7 @@ examples:
   scripts/benchmark.sh
   scripts/benchmark.sh bs=1 configs=onnxruntime:fp32 loop=10
   scripts/benchmark.sh weights=./UNet.pth bs=1,4,8,16,32,64
+  scripts/benchmark.sh bs=1,2 rounds=3 loop=3 publish=1
   scripts/benchmark.sh configs=torch:fp32,torch:fp16 max_seconds=none
   scripts/benchmark.sh bs=1 configs=onnxruntime:fp32,openvino:fp32,openvino:bf16,openvino:int8 rounds=5
 USAGE
@@ -61,13 +66,14 @@ declare -A FLAG=([bs]=--batchsizes [configs]=--configs [max_seconds]=--max-secon
                  [rounds]=--rounds [warmup]=--warmup
                  [weights]=--weights [width]=--width [size]=--size [workdir]=--workdir [markdown]=--markdown
                  [plot]=--plot [threads]=--threads [device]=--device)
-declare -A VALUE=([workdir]=./work/bench [markdown]="$ROOT/BENCHMARKS.md")
-QUIET=0 BARE=1
+declare -A VALUE=([workdir]=./work/bench)
+QUIET=0 BARE=1 PUBLISH=0
 for arg in "$@"; do
     case "$arg" in
         -h|--help|help) usage; exit 0 ;;
         quiet=*) QUIET=${arg#*=} ;;
         bare=*) BARE=${arg#*=} ;;
+        publish=*) PUBLISH=${arg#*=} ;;
         *=*)
             key=${arg%%=*}
             [[ -n "${FLAG[$key]+set}" ]] || die "unknown option '$arg' (options are key=value; see scripts/benchmark.sh --help)"
@@ -77,6 +83,11 @@ for arg in "$@"; do
 done
 [[ "$QUIET" == 0 || "$QUIET" == 1 ]] || die "quiet must be 0 or 1, got '$QUIET'"
 [[ "$BARE" == 0 || "$BARE" == 1 ]] || die "bare must be 0 or 1, got '$BARE'"
+[[ "$PUBLISH" == 0 || "$PUBLISH" == 1 ]] || die "publish must be 0 or 1, got '$PUBLISH'"
+if [[ "$PUBLISH" == 1 ]]; then
+    [[ -z "${VALUE[markdown]:-}" ]] || die "publish=1 writes the repository's BENCHMARKS.md, markdown= another file: give one"
+    VALUE[markdown]="$ROOT/BENCHMARKS.md"
+fi
 
 cmd=("$PYTHON" -m unet_infer.speed)
 for key in bs configs max_seconds loop rounds warmup weights width size workdir markdown plot threads device; do

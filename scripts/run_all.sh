@@ -37,6 +37,8 @@ options (key=value):
                   fp32 on a CPU without bf16; int8: NNCF), torch fp32|fp16|bf16, acl fp16
   loop=5          timed runs of the pure-inference measurement per batch size (the guide's
                   `--loop`); its throughput is the figure printed; loop=0 skips it
+  retime=0|1      1: run the pure-inference measurement again even where it is complete (a
+                  fresh figure for the same model, e.g. on a quieter machine); the rest is kept
   labels=yes|none none: run without scoring (no masks needed)
   unreadable=stop|skip  an image that cannot be read: stop (default, the guide's: stage
                   preprocess fails naming it) or skip (left out of the run and listed by
@@ -79,7 +81,7 @@ trap 'echo "error: interrupted" >&2; exit 130' INT TERM
 export UNET_INFER_SILENT_INTERRUPT=1  # this trap says it: the Python stages end on Ctrl-C without their own line
 
 BS=8 DATA="" WEIGHTS="" WORK="./work" BACKEND=auto PRECISION="" DEVICE=0 THREADS="" LOOP=5
-SIZE=572 STREAM=0 CHIP="" CARS=2 SEED=20261127 QUIET=0 LABELS=yes UNREADABLE=stop
+SIZE=572 STREAM=0 CHIP="" CARS=2 SEED=20261127 QUIET=0 LABELS=yes UNREADABLE=stop RETIME=0
 CLUSTER="" ADDRESS="" ACTORS="" GPUS_PER_ACTOR=0
 for arg in "$@"; do
     case "$arg" in
@@ -91,6 +93,7 @@ for arg in "$@"; do
         backend=*) BACKEND=${arg#*=} ;;
         precision=*) PRECISION=${arg#*=} ;;
         loop=*) LOOP=${arg#*=} ;;
+        retime=*) RETIME=${arg#*=} ;;
         labels=*) LABELS=${arg#*=} ;;
         unreadable=*) UNREADABLE=${arg#*=} ;;
         device=*) DEVICE=${arg#*=} ;;
@@ -117,6 +120,7 @@ IFS=, read -r -a BATCHES <<<"$BS"
 [[ "$CARS" =~ ^[1-9][0-9]*$ ]] || die "cars must be a positive whole number, got '$CARS'"
 [[ "$SEED" =~ ^[0-9]+$ ]] || die "seed must be a whole number, got '$SEED'"
 [[ "$LOOP" =~ ^[0-9]+$ ]] || die "loop must be a whole number (0: no timing run), got '$LOOP'"
+[[ "$RETIME" == 0 || "$RETIME" == 1 ]] || die "retime must be 0 or 1, got '$RETIME'"
 [[ "$DEVICE" =~ ^[0-9]+$ ]] || die "device must be a whole number, got '$DEVICE'"
 [[ -z "$THREADS" || "$THREADS" =~ ^[1-9][0-9]*$ ]] || die "threads must be a positive whole number, got '$THREADS'"
 [[ "$STREAM" == 0 || "$STREAM" == 1 ]] || die "stream must be 0 or 1, got '$STREAM'"
@@ -323,11 +327,12 @@ stage_cluster() {  # cluster=ray: the stream flow on Ray Data; the same result a
 }
 
 stage_perf() {  # the guide's performance command: pure inference, --loop runs, nothing scored
-    local bs=$1 model_var="MODEL_$1" name_var="PERF_NAME_$1"
+    local bs=$1 model_var="MODEL_$1" name_var="PERF_NAME_$1" why=()
     if (( LOOP == 0 )); then return 0; fi
+    if (( RETIME == 1 )); then stages forget perf "${VALUES[@]}" --value "bs=$bs"; why=(--retime); fi
     if is_complete perf "bs=$bs"; then return 0; fi
     local record=$RECORD made=("${MADE[@]}")
-    stages clear-run --work "$WORK" --name "${!name_var}" $CHANGED || exit 2
+    stages clear-run --work "$WORK" --name "${!name_var}" $CHANGED "${why[@]}" || exit 2
     run_options
     local cmd=("$PYTHON" -m unet_infer.bench --model="${!model_var}" --loop="$LOOP" --batchsize="$bs"
                --output="$RESULTS" --output_dirname="${!name_var}" "${RUN[@]}")

@@ -402,18 +402,29 @@ def test_script_maps_keys_to_flags_and_leaves_the_defaults_to_the_module(echo_py
     pairs = dict(zip(args[2::2], args[3::2]))
     assert pairs["--configs"] == "torch:bf16" and pairs["--max-seconds"] == "none" and pairs["--threads"] == "2"
     assert "--batchsizes" not in args and args[-1] == "--quiet"
-    assert pairs["--markdown"] == str(REPO / "BENCHMARKS.md")
+    assert "--markdown" not in args  # the module's default: WORKDIR/BENCHMARKS.md, not the repository's
+    published = run_script("publish=1", env=echo_python).stdout.splitlines()[1:]
+    assert dict(zip(published[2::2], published[3::2]))["--markdown"] == str(REPO / "BENCHMARKS.md")
+    both = run_script("publish=1", "markdown=B.md", env=echo_python)
+    assert both.returncode == 2 and "give one" in both.stderr
     text = SCRIPT.read_text()
     assert "import" not in text and " -c " not in text     # the shell calls package CLIs only
+
+
+def test_the_table_goes_into_the_work_folder_unless_a_markdown_is_named(tmp_path):
+    """Without --markdown the section is written to WORKDIR/BENCHMARKS.md, never the repository's."""
+    (tmp_path / "w" / "BENCHMARKS.md").mkdir(parents=True)  # in the way: the error names where it would go
+    with pytest.raises(UserError, match=f"{tmp_path / 'w' / 'BENCHMARKS.md'}: is a folder"):
+        speed.main(["--configs", "torch:fp32", "--workdir", str(tmp_path / "w")])
 
 
 def test_script_help_and_bad_keys():
     result = run_script("--help")
     assert result.returncode == 0, result.stderr
     for key in ("bs=", "configs=", "loop=", "max_seconds=", "weights=", "width=", "size=", "workdir=",
-                "markdown=", "plot=", "threads=", "device=", "quiet=", "examples:", "scripts/benchmark.sh"):
+                "markdown=", "publish=", "plot=", "threads=", "device=", "quiet=", "examples:", "scripts/benchmark.sh"):
         assert key in result.stdout
-    for args in (["nope=1"], ["quiet=2"], ["bs"]):
+    for args in (["nope=1"], ["quiet=2"], ["bs"], ["publish=yes"]):
         result = run_script(*args)
         assert result.returncode == 2 and "error:" in result.stderr, args
 

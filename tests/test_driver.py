@@ -416,16 +416,36 @@ def test_an_unreadable_image_stops_the_run_unless_unreadable_skip(tmp_path, make
     assert again.returncode == 2 and "1 image(s) not converted" in again.stderr, again.stdout + again.stderr
 
 
+def test_retime_runs_the_timing_again_and_keeps_the_rest(tmp_path, make_carvana):
+    from tiny_unet import tiny_unet
+    data = make_carvana(tmp_path / "carvana")
+    weights = tmp_path / "tiny.pth"
+    torch.save(tiny_unet().state_dict(), weights)
+    work = tmp_path / "work"
+    args = ["bs=2", f"data={data.root}", f"weights={weights}", f"workdir={work}", "size=32", "quiet=1", "loop=1",
+            "backend=torch", "labels=none"]
+    assert run_driver(*args).returncode == 0
+    timed = (work / "result" / "perf_bs2_summary.json").read_text()
+    again = run_driver(*args, "retime=1")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "infer_bs2: complete, skipped" in again.stdout and "perf_bs2: complete" not in again.stdout
+    assert any(line.startswith("removed the earlier run perf_bs2 (") and line.endswith(": timed again (retime=1)")
+               for line in again.stdout.splitlines()), again.stdout
+    assert (work / "result" / "perf_bs2_summary.json").read_text() != timed  # a new measurement
+    assert "perf_bs2: complete, skipped" in run_driver(*args).stdout
+
+
 def test_help_and_bad_options(tmp_path):
     help_text = run_driver("--help").stdout
     for key in ("bs=", "data=", "weights=", "workdir=", "backend=", "precision=", "stream=", "loop=", "labels=",
-                "unreadable=", "scripts/run_all.sh bs=8"):
+                "unreadable=", "retime=", "scripts/run_all.sh bs=8"):
         assert key in help_text
     for bad, words in ((["bs=0"], "bs must"), (["bs=8", "backend=tpu"], "unknown backend 'tpu'"),
                        (["bs=8", "precision=int8", "backend=torch"], "not available on the torch backend"),
                        (["bs=8", "frobnicate"], "unknown option"), (["bs=8", "size=8"], "at least 16"),
                        (["bs=8", "workdir="], "workdir= needs a folder"),
                        (["bs=8", "unreadable=maybe"], "unreadable must be stop or skip"),
+                       (["bs=8", "retime=yes"], "retime must be 0 or 1"),
                        (["bs=8", "stream=1", "unreadable=skip"], "goes with the file flow"),
                        (["bs=8", f"data={tmp_path}"], "train"),
                        (["bs=8", f"weights={tmp_path}/none.pth"], "checkpoint not found")):

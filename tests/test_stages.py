@@ -175,11 +175,11 @@ def test_another_precision_or_backend_gets_its_own_names_and_the_first_keeps_the
 
 def test_a_replaced_run_is_said_to_be_outdated_or_unfinished_never_guessed(work):
     """`check` tells the two apart (1: no record, 3: a record of other inputs); `clear-run` says which."""
-    for changed, why in ((False, "left unfinished by a run that stopped before its end"),
-                         (True, "made from other inputs")):
+    for flags, why in (([], "left unfinished by a run that stopped before its end"),
+                       (["--changed"], "made from other inputs"), (["--retime"], "timed again (retime=1)")):
         (work.results / "bs8").mkdir(parents=True)
         (work.results / "bs8" / "a.bin").write_bytes(b"x")
-        proc = cli("clear-run", "--work", work.root, "--name", "bs8", *(["--changed"] if changed else []))
+        proc = cli("clear-run", "--work", work.root, "--name", "bs8", *flags)
         assert proc.returncode == 0 and why in proc.stdout and "interrupted" not in proc.stdout, proc
         assert not (work.results / "bs8").exists()
     values = ["--value", "size=64"]

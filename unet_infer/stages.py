@@ -13,6 +13,7 @@ stage's record, paths and options from them), and its checks and clean-ups.
     python3 -m unet_infer.stages prune-prep --work W --data DATA
     python3 -m unet_infer.stages all-converted --work W --data DATA
     python3 -m unet_infer.stages clear-run --work W --name bs8 --changed
+    python3 -m unet_infer.stages clear-run --work W --name perf_bs8 --retime
     python3 -m unet_infer.stages clear-sample --work W
     python3 -m unet_infer.stages last-result --work W --bs 1,8 --run onnxruntime_int8
     python3 -m unet_infer.stages result --work W --bs 8 --backend onnxruntime --precision fp32
@@ -338,6 +339,8 @@ def build_parser():
     p.add_argument("--changed", action="store_true",
                    help="its stage's record was of other inputs (check's status 3): said so; without it the run is "
                         "said to be one left unfinished")
+    p.add_argument("--retime", action="store_true", help="the timing run is made again, asked for (the driver's "
+                                                         "retime=1): said so")
     p = _sub(sub, "last-result", "copy the last batch size's result_bs<B>.txt and .json to result.txt and "
              "result.json", "last-result --work W --bs 1,8")
     _work(p)
@@ -393,7 +396,8 @@ def main(argv=None):
     elif args.command == "clear-run":
         n = clear_run(args.work, args.name)
         if n is not None:
-            why = ("made from other inputs (or its files were changed since)" if args.changed
+            why = ("timed again (retime=1)" if args.retime
+                   else "made from other inputs (or its files were changed since)" if args.changed
                    else "left unfinished by a run that stopped before its end")
             print(f"removed the earlier run {args.name} ({n} output file{'s' if n != 1 else ''}): {why}")
     elif args.command == "last-result":

@@ -19,8 +19,9 @@ give the overlays (an image without one gets no overlay: a warning, not a failur
 
 It writes WORK/report/:
   summary.md          one row per run and batch size: IoU over all images, the ModelZoo IoU (images
-                      with IoU >= 0.5 only), Dice, images, images/s (pure inference and scored
-                      run), the scored run's wall time, backend, precision, model, weights, machine
+                      with IoU >= 0.5 only), Dice, images, images/s (pure inference, and the
+                      scored run's compute only), the scored run's wall time (files included),
+                      backend, precision, model, weights, machine
   per_image.csv       name,iou,dice per image (6 decimals) and a final mean row
   iou_hist.png        histogram of the per-image IoU (800 x 500)
   overlays/           worst_<k>_<stem>.png and best_<k>_<stem>.png (4 each at most): the input

@@ -34,8 +34,8 @@ checkpoint takes the .pth itself.
 loop count is cut (down to 1) so that the row takes about S seconds; later batch sizes of the
 config are planned from the time per image measured so far. The loop count used is a column.
 
-The table goes into --markdown (BENCHMARKS.md) as one section per machine, model and date, keyed
-by its "## " line: a second run on the same machine, model and date replaces that section and
+The table goes into --markdown (without it: WORKDIR/BENCHMARKS.md, not the repository's) as one
+section per machine, model and date, keyed by its "## " line: a second run on the same machine, model and date replaces that section and
 keeps every other one. The plot (images/s against batch size) goes to --plot.
 """
 
@@ -91,8 +91,9 @@ def build_parser():
         help="about the most seconds one row may take: the loop count is cut (down to 1) to fit; 'none': no "
              f"limit; without it: {_by_machine('max_seconds')}")
     add("--workdir", default="work/bench", help="folder for the models and the runs")
-    add("--markdown", default="BENCHMARKS.md", help="the markdown file whose section for this machine, model "
-                                                   "and date is written")
+    add("--markdown", help="the markdown file whose section for this machine, model and date is written; "
+                           "without it: BENCHMARKS.md in --workdir (the repository's BENCHMARKS.md only when "
+                           "named: scripts/benchmark.sh publish=1)")
     add("--plot", help="the PNG plot of images/s against batch size; without it: benchmarks/<section>.png "
                        "beside --markdown")
     add("--threads", type=cli.int_at_least(1), help="CPU threads per run; without it: the runner's (every CPU)")
@@ -127,6 +128,11 @@ def _show(path):
         return str(path)
 
 
+def markdown_of(args):
+    """The markdown file the section goes into: --markdown, else BENCHMARKS.md in --workdir."""
+    return args.markdown or str(Path(args.workdir) / "BENCHMARKS.md")
+
+
 def python_command(args, batchsizes, configs, max_seconds):
     """The python3 -m unet_infer.speed command with every option spelled out (defaults resolved)."""
     parts = [*PROG.split(), "--weights", args.weights if args.weights == RANDOM else _show(args.weights),
@@ -134,7 +140,7 @@ def python_command(args, batchsizes, configs, max_seconds):
              "--configs", ",".join(f"{b}:{p}" for b, p in configs), "--loop", str(args.loop),
              "--warmup", str(args.warmup), "--rounds", str(args.rounds),
              "--max-seconds", "none" if max_seconds is None else f"{max_seconds:g}",
-             "--workdir", _show(args.workdir), "--markdown", _show(args.markdown)]
+             "--workdir", _show(args.workdir), "--markdown", _show(markdown_of(args))]
     if args.plot:
         parts += ["--plot", _show(args.plot)]
     if args.threads:
@@ -163,6 +169,7 @@ def main(argv=None):
     set_quiet(args.quiet)
     if args.weights != RANDOM and not Path(args.weights).is_file():
         raise UserError(f"{args.weights}: checkpoint not found (--weights takes a .pth file or '{RANDOM}')")
+    args.markdown = markdown_of(args)
     check_markdown(args.markdown)
     batchsizes, configs, max_seconds, note = fill_defaults(args.batchsizes, args.configs, args.max_seconds)
     if note:
