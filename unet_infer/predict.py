@@ -30,6 +30,7 @@ photo) dice.csv (img,dice and a mean row) and the mean Dice on stdout. An unread
 skipped; the others are written, and the run ends with one error line naming it (exit status 2).
 """
 
+import dataclasses
 import logging
 import math
 import tempfile
@@ -266,13 +267,7 @@ def choose_model(args):
                                                       " (the bundled weights; pass --weights or --model)"))
     if args.model:
         return path, args.backend or backends.backend_for_model(args.model)
-    name = args.backend or backends.default_backend(args.precision)
-    cls = backends.get_backend(name)
-    if args.precision in cls.quantized:
-        raise UserError(f"--precision {args.precision}: the {name} backend runs it from a quantised model, not "
-                        f"from a checkpoint; pass one with --model (scripts/run_all.sh precision={args.precision} "
-                        f"makes {cls.quantized_name})")
-    return path, name
+    return path, args.backend or backends.default_backend(args.precision)
 
 
 def exported(cls, checkpoint, folder):
@@ -306,8 +301,14 @@ def predict(args):
 def segment(args, photos, labels, model_path, name, folder, started):
     """:func:`predict` once its inputs are checked: the model (exported into ``folder`` where the
     backend ``name`` runs ONNX models and ``model_path`` is a checkpoint) run over the photos."""
-    model = model_path if args.model else exported(backends.get_backend(name), model_path, folder)
-    choice = session.choose(args, "predict", model=model, name=name)
+    choice = session.choose(args, "predict", model=model_path, name=name)
+    model = model_path if args.model else exported(choice.cls, model_path, folder)
+    if model != model_path:
+        if args.precision in choice.cls.quantized:
+            raise UserError(f"--precision {args.precision}: the {name} backend runs it from a quantised model, not "
+                            f"from a checkpoint; pass one with --model (scripts/run_all.sh "
+                            f"precision={args.precision} makes {choice.cls.quantized_name})")
+        choice = dataclasses.replace(choice, model=str(model))
     if model != model_path:
         from .export import pth_to_onnx
         exporting = time.perf_counter()
