@@ -404,3 +404,42 @@ def test_bundled_weights_cut_out_a_generated_car(tmp_path, capsys):
     assert name == image.name and np.array_equal(rle_decode(text, mask.shape), mask)
     assert np.array_equal(np.asarray(Image.open(out / f"{image.stem}_cutout.png"))[..., 3] > 0, mask)
     assert "Dice: 0.9" in capsys.readouterr().out
+
+
+def test_tta_averages_the_logits_of_the_photo_and_its_mirror():
+    """FlipAveraged over a backend whose output is its input times a left-to-right ramp: the mean of
+    x * ramp and the mirrored run mirrored back is x * (ramp + reversed ramp) / 2, exactly."""
+    from unet_infer.predict import FlipAveraged
+    ramp = np.arange(1, 6, dtype=np.float32)
+
+    class Ramp:
+        async_requests, async_upload, precision = 2, True, "fp32"
+
+        def upload(self, *arrays, wait=True):
+            return list(arrays)
+
+        def run(self, x):
+            self.out = getattr(self, "out", np.empty_like(x))  # one output buffer, reused by every run
+            np.multiply(x, ramp, out=self.out)
+            return [self.out]
+
+        def download(self, outputs):
+            return outputs
+
+    x = np.random.default_rng(0).random((2, 1, 3, 5)).astype(np.float32)
+    flipped = FlipAveraged(Ramp())
+    assert flipped.async_requests == 0 and flipped.precision == "fp32"
+    (out,) = flipped.download(flipped.run(*flipped.upload(x)))
+    np.testing.assert_allclose(out, x * (ramp + ramp[::-1]) / 2, rtol=1e-6)
+
+
+def test_tta_runs_on_a_checkpoint_and_an_onnx_model_alike(tmp_path, photos, tiny, capsys):
+    onnx = tmp_path / "tiny.onnx"
+    pth_to_onnx(tiny, onnx, size=SIZE, check=False)
+    assert predict("--input", photos, "--output", tmp_path / "pth", "--weights", tiny, "--backend", "torch",
+                   "--tta") == 0
+    assert ", flip TTA; " in capsys.readouterr().out
+    assert predict("--input", photos, "--output", tmp_path / "onnx", "--model", onnx, "--tta") == 0
+    for name in PHOTOS:
+        masks = [np.asarray(Image.open(tmp_path / kind / f"{Path(name).stem}_mask.png")) for kind in ("pth", "onnx")]
+        assert np.mean(masks[0] == masks[1]) > 0.99

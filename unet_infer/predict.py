@@ -309,7 +309,6 @@ def segment(args, photos, labels, model_path, name, folder, started):
                             f"from a checkpoint; pass one with --model (scripts/run_all.sh "
                             f"precision={args.precision} makes {choice.cls.quantized_name})")
         choice = dataclasses.replace(choice, model=str(model))
-    if model != model_path:
         from .export import pth_to_onnx
         exporting = time.perf_counter()
         pth_to_onnx(model_path, model, size=args.size)
@@ -330,15 +329,42 @@ def segment(args, photos, labels, model_path, name, folder, started):
             try:
                 decoded.ahead = opened.prefetch_depth(workers)
                 writer = Writer(args.output, args.threshold, opened.batchsize, args.size, args.cutout, bool(args.rle))
+                backend = FlipAveraged(opened.backend) if args.tta else opened.backend
                 with progress(total=len(tasks), desc="predict", unit="img") as bar:
-                    run_loop(opened.backend, decoded_feeds(decoded, tasks, opened.backend.inputs[0], Timings(), bad),
+                    run_loop(backend, decoded_feeds(decoded, tasks, opened.backend.inputs[0], Timings(), bad),
                              lambda items, outputs: (writer(items, outputs), bar.update(len(items))), Timings())
                     writer.flush()
             finally:
                 if writer:
                     writer.close()
-        ran = f"{name} {opened.backend.precision}, batch {opened.batchsize}"
+        ran = f"{name} {opened.backend.precision}, batch {opened.batchsize}{', flip TTA' if args.tta else ''}"
     return finish(args, writer, bad, len(tasks), time.perf_counter() - started, ran)
+
+
+class FlipAveraged:
+    """--tta: every batch runs a second time mirrored left-right; the logits are the mean of the two
+    (the mirrored run's mirrored back). Everything else is the backend's own."""
+
+    async_requests = 0  # one batch at a time: the loop's plain path
+    async_upload = False
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def __getattr__(self, name):
+        return getattr(self.backend, name)
+
+    def upload(self, *arrays, wait=True):
+        mirrored = [np.ascontiguousarray(a[..., ::-1]) for a in arrays]
+        return self.backend.upload(*arrays, wait=wait), self.backend.upload(*mirrored, wait=wait)
+
+    def run(self, plain, mirrored):  # each downloaded (copied) before the next run may reuse its buffers
+        first = [np.array(o) for o in self.backend.download(self.backend.run(*plain))]
+        second = self.backend.download(self.backend.run(*mirrored))
+        return [(a + b[..., ::-1]) / 2 for a, b in zip(first, second)]
+
+    def download(self, outputs):
+        return outputs
 
 
 def finish(args, writer, bad, total, seconds, ran=""):
@@ -385,6 +411,9 @@ def build_parser():
     add("--threshold", type=probability_threshold, default=DEFAULT_THRESHOLD,
         help="car where the probability is above it; between 0 and 1")
     add("--cutout", action="store_true", help="also write <stem>_cutout.png: RGBA, alpha = mask")
+    add("--tta", action="store_true",
+        help="test-time augmentation: each photo also runs mirrored left-right and the logits are averaged "
+             "(twice the model's time)")
     add("--rle", help="also write this submission CSV (img,rle_mask)")
     add("--labels", help="folder of <stem>_mask.gif labels: print the mean Dice, write dice.csv")
     add("--batchsize", type=cli.int_at_least(1),
