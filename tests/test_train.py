@@ -234,6 +234,7 @@ def test_help_names_the_module_and_hides_empty_defaults():
     (["data={cars}", "epochs=zero"], "epochs must be"),
     (["data={cars}", "seed=-1"], "seed must be"),
     (["data={cars}", "out=x.onnx"], "out must name a .pth"),
+    (["data={cars}", "model=large"], "model must be main or predict"),
 ])
 def test_train_bundled_rejects_bad_arguments(argv, message, four_cars, tmp_path):
     argv = [a.replace("{cars}", str(four_cars)) for a in argv]
@@ -250,3 +251,46 @@ def test_train_bundled_help():
                           text=True, timeout=60)
     assert proc.returncode == 0
     assert "data=DIR" in proc.stdout and "examples:" in proc.stdout
+
+
+# ---- the average of the weights, the BatchNorm statistics ---------------------------------------
+
+
+def test_ema_update_ramps_up_then_averages_with_the_decay():
+    model = torch.nn.BatchNorm1d(2)
+    ema = {k: v.clone().float() if v.is_floating_point() else v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    model.num_batches_tracked += 5
+    train_loop.ema_update(ema, model, decay=0.99, step=0)  # first step: decay (1 + 0) / (10 + 0) = 0.1
+    assert torch.allclose(ema["weight"], torch.full((2,), 0.1 * 1.0 + 0.9 * 3.0))
+    assert int(ema["num_batches_tracked"]) == 5  # integers are copied, not averaged
+    train_loop.ema_update(ema, model, decay=0.99, step=10_000)  # late: the decay itself
+    assert torch.allclose(ema["weight"], 0.99 * torch.full((2,), 2.8) + 0.01 * 3.0)
+
+
+def test_recompute_batchnorm_gives_the_mean_over_the_clean_images():
+    model = torch.nn.Sequential(torch.nn.Identity(), torch.nn.BatchNorm2d(3))
+    model.eval()
+    x = np.random.default_rng(0).integers(0, 256, (8, 3, 4, 4), dtype=np.uint8)
+    train_loop.recompute_batchnorm(model, x, "cpu", batch=4)
+    want = torch.from_numpy(x.astype(np.float32) / 255).mean((0, 2, 3))
+    assert torch.allclose(model[1].running_mean, want, atol=1e-6)
+    assert not model.training and model[1].momentum == 0.1  # put back as it was
+
+
+def test_ema_and_batchnorm_are_recorded_and_a_finished_run_resumes_into_the_same_file(four_cars, tmp_path):
+    out, ckpt = tmp_path / "m.pth", tmp_path / "ckpt"
+    kwargs = dict(width=4, epochs=2, steps_per_epoch=2, batch=2, crop=32, size=48, workers=1, holdout_cars=1,
+                  ema=0.9, bn_images=3, checkpoint_dir=ckpt, resume=True)
+    result = train_mod.train(four_cars, out, **kwargs)
+    assert all("holdout_iou_raw" in h for h in result["history"]) and result["config"]["ema"] == 0.9
+    assert result["bn_recomputed"]["images"] == 3
+    first = out.read_bytes()
+    out.unlink()
+    again = train_mod.train(four_cars, out, **kwargs)
+    assert again["complete_before"] and again["bn_recomputed"] == result["bn_recomputed"]
+    assert torch.equal(read_state_dict(out)["inc.double_conv.1.running_mean"],
+                       torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)["final"]
+                       ["inc.double_conv.1.running_mean"])
+    assert len(first) == out.stat().st_size

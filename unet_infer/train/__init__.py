@@ -203,6 +203,12 @@ def main(argv=None):
         "measured": measured,
         "measure_requests": _requests(measures),
     }
+    earlier = Path(args.init).with_suffix(".json") if args.init else None
+    if earlier and earlier.is_file():  # the record of the phase this one started from
+        try:
+            info["init_record"] = json.loads(earlier.read_text())
+        except ValueError:
+            raise UserError(f"{earlier}: the record of --init is not JSON") from None
     path = Path(args.info_json)
     if not path.parent.is_dir():
         raise UserError(f"{path.parent}: folder for --info-json not found")

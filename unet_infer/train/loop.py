@@ -249,7 +249,7 @@ def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, cro
         "holdout_cars": holdout_cars, "held_out": held_cars, "training_images": len(train_idx),
         "extra_images": len(extra_pairs), "extra_fraction": extra_fraction, "augment": asdict(augment),
         "pct_start": pct_start, "weight_decay": weight_decay, "amp": bool(amp),
-        "init": str(init) if init else None,
+        "init": Path(init).name if init else None,
     }
     if ema is not None or bn_images:  # older records have neither key
         config.update({"ema": ema, "bn_images": bn_images})
