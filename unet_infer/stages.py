@@ -18,10 +18,8 @@ stage's record, paths and options from them), and its checks and clean-ups.
     python3 -m unet_infer.stages last-result --work W --bs 1,8 --run onnxruntime_int8
     python3 -m unet_infer.stages result --work W --bs 8 --backend onnxruntime --precision fp32
 
-Results of several backends and precisions live side by side in one work folder: ``plan``'s
-RUN_TAG (:func:`run_tag`) names this run's, "" (the plain names, ``result/bs8``) unless they hold
-another backend's or precision's, else e.g. ``onnxruntime_int8`` (``result/onnxruntime_int8_bs8``);
-the driver gives it to every stage as the value ``run=``.
+Several backends' and precisions' results live side by side in one work folder: ``plan``'s RUN_TAG
+(:func:`run_tag`) names this run's; the driver gives it to every stage as the value ``run=``.
 """
 
 import json
@@ -83,14 +81,10 @@ RUN_STAGES = ("infer", "stream", "cluster", "perf")  # their records say which b
 
 
 def run_tag(work, backend, precision):
-    """The name of this backend and precision's results in ``work`` (``Workdir``'s ``run``): ""
-    (the plain names, ``result/bs8``) when they are free or hold this backend and precision's
-    results; ``<backend>_<precision>`` when they hold another's (by the records of :data:`RUN_STAGES`),
-    or are free but this backend and precision has results under that name already. So the
-    first run of a work folder keeps the plain names, and a run of another backend or precision
-    never replaces an earlier one's results: both are kept and reported together."""
-    tag, stages = f"{backend}_{precision}", Workdir(work).stages
-    names = "|".join(RUN_STAGES)
+    """The name of this backend and precision's results in ``work``: "" (the plain names,
+    ``result/bs8``) when they are free or already this run's, else ``<backend>_<precision>``: the
+    first run of a folder keeps the plain names, a later one of another backend or precision its own."""
+    tag, stages, names = f"{backend}_{precision}", Workdir(work).stages, "|".join(RUN_STAGES)
     plain = re.compile(rf"(?:{names})_bs[0-9]+\.json")
     tagged = re.compile(rf"(?:{names})_{re.escape(tag)}_bs[0-9]+\.json")
     owners, own_names = set(), False
@@ -157,17 +151,16 @@ def prune_prep(work, data):
 
 
 def all_converted(work, data):
-    """Every image of ``DATA/train`` has its ``.bin`` in ``WORK/prep_bin``: else a :class:`UserError`
-    naming those without (left out as unreadable by an earlier run with unreadable=skip, whose
-    preprocessing is complete: the default, unreadable=stop, does not go on without them)."""
+    """Every image of ``DATA/train`` has its ``.bin`` in ``WORK/prep_bin``, else a :class:`UserError`:
+    the default, unreadable=stop, does not go on without those an unreadable=skip run left out."""
     from .data import pair_carvana
     prep = Workdir(work).prep
     missing = [image for stem, image, _ in pair_carvana(data, require_masks=False)
                if not (prep / f"{stem}.bin").is_file()]
     if missing:
         raise UserError(f"{len(missing)} image(s) not converted (unreadable, left out by a run with unreadable=skip): "
-                        f"{', '.join(map(str, missing[:5]))}{' ...' if len(missing) > 5 else ''}; fix or remove "
-                        f"them, or pass unreadable=skip to go on without them")
+                        f"{', '.join(map(str, missing[:5]))}{' ...' * (len(missing) > 5)}; fix or remove them, or "
+                        f"pass unreadable=skip to go on without them")
 
 
 def clear_sample(work):
@@ -272,8 +265,7 @@ def _work(parser):
 
 
 def _run(parser):
-    parser.add_argument("--run", default="", help="the run's name in the results' file names (plan's RUN_TAG; "
-                                                  "without it: the plain names, result_bs<B>.txt)")
+    parser.add_argument("--run", default="", help="the run's name in the results' names (plan's RUN_TAG)")
 
 
 def _sub(sub, name, summary, example):
@@ -309,10 +301,9 @@ def build_parser():
     p.add_argument("--flow", choices=list(FLOWS), default="files",
                    help="how the driver runs the model: the runner on files, stream=1 or cluster=ray (these two "
                         "run it in this process: a backend run by another program is refused)")
-    _stage_args(_sub(sub, "check", "is the stage complete? Prints its record's name; exit status 0: yes, made from "
-                     "exactly what it is made from now; 1: no, it has no record (never run, or stopped before "
-                     "its end); 3: no, its record is of other inputs (or its files were changed since) and is "
-                     "dropped",
+    _stage_args(_sub(sub, "check", "is the stage complete? Prints its record's name; exit status 0: yes; 1: no "
+                     "record (never run, or stopped before its end); 3: its record is of other inputs (or its "
+                     "files changed since) and is dropped",
                      "check preprocess --work W --value data=DATA --value size=572"))
     _stage_args(_sub(sub, "done", "mark the stage complete, made from what it is made from now (after its "
                      "outputs are written)", "done preprocess --work W --value data=DATA --value size=572"))
@@ -328,19 +319,17 @@ def build_parser():
              "prune-prep --work W --data DATA")
     _work(p)
     p.add_argument("--data", required=True, help="Carvana-format folder whose train/ images are kept")
-    p = _sub(sub, "all-converted", "check that every image of the data has its prep_bin file (unreadable=stop)",
+    p = _sub(sub, "all-converted", "check that every image of DATA/train has its prep_bin file (unreadable=stop)",
              "all-converted --work W --data DATA")
     _work(p)
-    p.add_argument("--data", required=True, help="Carvana-format folder whose train/ images must all be converted")
+    p.add_argument("--data", required=True, help="Carvana-format folder")
     _work(_sub(sub, "clear-sample", "remove an earlier generated sample", "clear-sample --work W"))
     p = _sub(sub, "clear-run", "remove an earlier run's outputs and summary", "clear-run --work W --name bs8 --changed")
     _work(p)
     p.add_argument("--name", required=True, help="the run: WORK/result/<name>/ and <name>_summary.json")
-    p.add_argument("--changed", action="store_true",
-                   help="its stage's record was of other inputs (check's status 3): said so; without it the run is "
-                        "said to be one left unfinished")
-    p.add_argument("--retime", action="store_true", help="the timing run is made again, asked for (the driver's "
-                                                         "retime=1): said so")
+    p.add_argument("--changed", action="store_true", help="say: made from other inputs (check's status 3; "
+                                                          "without it: left unfinished)")
+    p.add_argument("--retime", action="store_true", help="say: timed again, as asked (the driver's retime=1)")
     p = _sub(sub, "last-result", "copy the last batch size's result_bs<B>.txt and .json to result.txt and "
              "result.json", "last-result --work W --bs 1,8")
     _work(p)
@@ -352,8 +341,7 @@ def build_parser():
     p.add_argument("--backend", required=True, help="the backend used (shown where a summary does not name it)")
     p.add_argument("--precision", required=True, help="its precision (shown where a summary does not name it)")
     p.add_argument("--no-labels", dest="labels", action="store_false",
-                   help="the run was not scored (labels=none): no IoU; its run on the images is called the "
-                        "inference run")
+                   help="the run was not scored (labels=none): no IoU, and its run is called the inference run")
     _run(p)
     return parser
 
