@@ -42,7 +42,7 @@ import torch
 from .. import cli
 from ..cli import UserError
 from ..formats import DEFAULT_SIZE, atomic_write_text
-from ..machine import describe_machine
+from ..machine import describe_machine, today
 from ..model import build_from_state_dict, count_parameters, read_state_dict
 from ..progress import set_quiet
 from .data import ORIGINAL_SIZE, Augment, car_id, find_pairs, load_dataset, load_pairs, random_batch, split_by_car
@@ -195,6 +195,7 @@ def main(argv=None):
         "train_wall_seconds": round(result["train_seconds"], 1),
         "train_cpu_seconds": round(result["train_cpu_seconds"], 1),
         "measure_wall_seconds": round(time.monotonic() - start, 1),
+        "date": today(),
         "machine": f"{describe_machine(args.device)}; torch {torch.__version__}, {torch.get_num_threads()} threads"
                    f", {'bf16 autocast' if result['amp'] else 'fp32'}; {platform.system()}",
         "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in history],
