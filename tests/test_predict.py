@@ -256,10 +256,10 @@ def test_the_checkpoint_runs_on_what_auto_takes_and_the_line_says_which(tmp_path
     assert status == 0
     said = [r.getMessage() for r in caplog.records]
     assert any(line.startswith(f"backend=auto: {want} fp32 (CPU flags from") for line in said), said
-    assert f"({want} fp32, batch 3; " in capsys.readouterr().out  # 6 photos at the default 4: two runs of 3
+    assert f"(tiny.pth on {want} fp32, batch 3; " in capsys.readouterr().out  # 6 photos at the default 4: two runs of 3
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{Path(name).stem}_mask.png" for name in PHOTOS)
     assert predict("--input", photos, "--output", tmp_path / "torch", "--weights", tiny, "--backend", "torch") == 0
-    assert "(torch fp32, batch 3; " in capsys.readouterr().out
+    assert "(tiny.pth on torch fp32, batch 3; " in capsys.readouterr().out
     for name in PHOTOS:
         ours = np.asarray(Image.open(out / f"{Path(name).stem}_mask.png"))
         theirs = np.asarray(Image.open(tmp_path / "torch" / f"{Path(name).stem}_mask.png"))
@@ -282,7 +282,7 @@ def test_a_dynamic_batch_runs_the_photos_it_has_spread_evenly(tmp_path, photos, 
     one = photos / "rgb.jpg"
     assert predict("--input", one, "--output", tmp_path / "one", "--weights", tiny, "--backend", "torch",
                    "--batchsize", 8) == 0
-    assert "predict: 1 of 1 photos" in (line := capsys.readouterr().out) and "(torch fp32, batch 1; " in line
+    assert "predict: 1 of 1 photos" in (line := capsys.readouterr().out) and "(tiny.pth on torch fp32, batch 1; " in line
 
 
 def test_labels_give_the_mean_dice_at_the_photo_size(tmp_path, photos, tiny, capsys):
@@ -403,7 +403,8 @@ def test_bundled_weights_cut_out_a_generated_car(tmp_path, capsys):
     (name, text), = read_submission(out / "sub.csv")
     assert name == image.name and np.array_equal(rle_decode(text, mask.shape), mask)
     assert np.array_equal(np.asarray(Image.open(out / f"{image.stem}_cutout.png"))[..., 3] > 0, mask)
-    assert "Dice: 0.9" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Dice: 0.9" in printed and "(unet_carvana.pth on " in printed
 
 
 def test_tta_averages_the_logits_of_the_photo_and_its_mirror():

@@ -6,27 +6,29 @@
     python3 -m unet_infer.predict --input carvana/test --output pred --rle submission.csv
   the competition's metric (mean Dice at the original resolution) on labelled photos:
     python3 -m unet_infer.predict --input carvana/train --labels carvana/train_masks --output pred
+  each photo also run mirrored, the logits averaged (twice the model's time):
+    python3 -m unet_infer.predict --input photos/ --output masks/ --tta
   an ONNX model on onnxruntime, up to 8 photos per model run:
     python3 -m unet_infer.predict --model UNet_dynamic_sim.onnx --input photos/ --output out --batchsize 8
 
-The checkpoint (--weights, or the bundled one) runs on --backend, else on what backend=auto takes
-here for --precision (the line `backend=auto: ...` says which and why): a backend that runs ONNX
-models gets the checkpoint exported to a temporary ONNX file first (a few seconds; --backend torch
-runs it as it is). A model with a dynamic batch axis runs at most --batchsize photos per run, the
-photos spread evenly over the runs (one photo: a batch of 1; 9 at --batchsize 8: 5 + 4).
+The checkpoint (--weights, else the bundled weights/unet_carvana.pth; weights/unet_carvana_predict.pth
+is a wider one, better on real photos, docs/training.md) runs on --backend, else on
+what backend=auto takes here for --precision (the line `backend=auto: ...` says which and why): a
+backend that runs ONNX models gets the checkpoint exported to a temporary ONNX file first (a few
+seconds; --backend torch runs it as it is). A model with a dynamic batch axis runs at most
+--batchsize photos per run, the photos spread evenly over the runs (one photo: a batch of 1; 9 at
+--batchsize 8: 5 + 4).
 
 --input: image files (any suffix) and folders (their .jpg, .jpeg, .png; not recursive): RGB,
 grayscale, RGBA, palette... photos of any size, fed to the model in RGB. The model runs at
 --size x --size (572); its probability map (sigmoid of the logit; softmax class 1 of a 2-class
-model), float32, is resized to the photo's own size (bilinear), then thresholded: car where
-probability > --threshold. A photo of the model's own size is not resampled: its mask is
-logit > ln(t / (1 - t)), exact where float32 would round the probability to t (at 0.5: logit > 0,
-as the scoring stage decides). The EXIF orientation tag is not applied: masks fit the stored pixels.
+model) is resized to the photo's own size (bilinear), then thresholded: car where probability >
+--threshold (docs/predict.md). The EXIF orientation tag is not applied: masks fit the stored pixels.
 
 Writes into --output, atomically: <stem>_mask.png (mode L, 0 and 255, the photo's size); with
 --cutout <stem>_cutout.png (RGBA: the photo's RGB pixels, alpha = mask); with --rle the
-submission CSV (img,rle_mask; see unet_infer.rle); with --labels (DIR/<stem>_mask.gif for every
-photo) dice.csv (img,dice and a mean row) and the mean Dice on stdout. An unreadable photo is
+submission CSV (img,rle_mask; docs/predict.md); with --labels (DIR/<stem>_mask.gif or .png for
+every photo) dice.csv (img,dice and a mean row) and the mean Dice on stdout. An unreadable photo is
 skipped; the others are written, and the run ends with one error line naming it (exit status 2).
 """
 
@@ -44,10 +46,10 @@ from PIL import Image
 
 from . import backends, cli, session
 from .cli import UserError, os_error
-from .data import DECODE_ERRORS, MASK_SUFFIX, find_images, image_to_array, load_label, unique_stems
+from .data import DECODE_ERRORS, find_images, mask_not_found, mask_path, image_to_array, load_label, unique_stems
 from .formats import atomic_path, atomic_write_text
 from .decoding import decoded_feeds
-from .loop import Timings, run_loop
+from .loop import FlipAveraged, Timings, run_loop
 from .metrics import dice
 from .parallel import Prefetcher, default_decoders
 from .postprocess import check_logits
@@ -161,17 +163,15 @@ def check_outputs(args, photos):
 
 
 def find_labels(folder, photos):
-    """``{photo: DIR/<stem>_mask.gif}``; a missing folder or mask is a UserError before any work."""
+    """``{photo: DIR/<stem>_mask.gif or .png}``; a missing folder or mask is a UserError before any work."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: label folder not found")
-    labels = {photo: folder / f"{photo.stem}{MASK_SUFFIX}" for photo in photos}
+    labels = {photo: mask_path(folder, photo.stem) for photo in photos}
     missing = [(label, photo) for photo, label in labels.items() if not label.is_file()]
     if missing:
-        label, photo = missing[0]
         more = f"; {len(missing) - 1} more of the {len(photos)} photos have none" if len(missing) > 1 else ""
-        raise UserError(f"{label}: mask not found (the label of {photo}){more}; leave out --labels to "
-                        f"predict without scoring")
+        raise UserError(f"{mask_not_found(*missing[0])}{more}; leave out --labels to predict without scoring")
     return labels
 
 
@@ -255,25 +255,16 @@ class Writer:
 
 
 def choose_model(args):
-    """(model file, backend name): --model with --backend (or its suffix), else --weights / the bundled
-    one on --backend, else on backend=auto's choice for --precision (``backends.default_backend``, which
-    says it); a precision that needs a quantised model is refused for a checkpoint."""
-    if args.model:
-        path = Path(args.model)
-    else:
-        path = Path(args.weights) if args.weights else BUNDLED_WEIGHTS
+    """(model file, backend name): --model on --backend (or its suffix), else --weights (default:
+    the bundled checkpoint) on --backend, else on backend=auto's choice for --precision
+    (``backends.default_backend``, which says it)."""
+    path = Path(args.model or args.weights or BUNDLED_WEIGHTS)
     if not path.is_file():
         raise UserError(f"{path}: model not found" + ("" if args.model or args.weights else
                                                       " (the bundled weights; pass --weights or --model)"))
     if args.model:
         return path, args.backend or backends.backend_for_model(args.model)
     return path, args.backend or backends.default_backend(args.precision)
-
-
-def exported(cls, checkpoint, folder):
-    """The model backend ``cls`` loads for ``checkpoint``: the checkpoint itself, or (a backend that runs
-    ONNX models) ``folder/<stem>.onnx``, where the checkpoint is to be exported."""
-    return checkpoint if cls.source == "pth" else Path(folder) / f"{Path(checkpoint).stem}.onnx"
 
 
 def batch_to_ask(cls, model_path, requested, count):
@@ -302,12 +293,13 @@ def segment(args, photos, labels, model_path, name, folder, started):
     """:func:`predict` once its inputs are checked: the model (exported into ``folder`` where the
     backend ``name`` runs ONNX models and ``model_path`` is a checkpoint) run over the photos."""
     choice = session.choose(args, "predict", model=model_path, name=name)
-    model = model_path if args.model else exported(choice.cls, model_path, folder)
-    if model != model_path:
+    model = model_path
+    if not args.model and choice.cls.source != "pth":  # a backend of ONNX models: the checkpoint exported
         if args.precision in choice.cls.quantized:
             raise UserError(f"--precision {args.precision}: the {name} backend runs it from a quantised model, not "
                             f"from a checkpoint; pass one with --model (scripts/run_all.sh "
                             f"precision={args.precision} makes {choice.cls.quantized_name})")
+        model = Path(folder) / f"{model_path.stem}.onnx"
         choice = dataclasses.replace(choice, model=str(model))
         from .export import pth_to_onnx
         exporting = time.perf_counter()
@@ -337,34 +329,9 @@ def segment(args, photos, labels, model_path, name, folder, started):
             finally:
                 if writer:
                     writer.close()
-        ran = f"{name} {opened.backend.precision}, batch {opened.batchsize}{', flip TTA' if args.tta else ''}"
+        ran = (f"{model_path.name} on {name} {opened.backend.precision}, batch {opened.batchsize}"
+               + (", flip TTA" if args.tta else ""))
     return finish(args, writer, bad, len(tasks), time.perf_counter() - started, ran)
-
-
-class FlipAveraged:
-    """--tta: every batch runs a second time mirrored left-right; the logits are the mean of the two
-    (the mirrored run's mirrored back). Everything else is the backend's own."""
-
-    async_requests = 0  # one batch at a time: the loop's plain path
-    async_upload = False
-
-    def __init__(self, backend):
-        self.backend = backend
-
-    def __getattr__(self, name):
-        return getattr(self.backend, name)
-
-    def upload(self, *arrays, wait=True):
-        mirrored = [np.ascontiguousarray(a[..., ::-1]) for a in arrays]
-        return self.backend.upload(*arrays, wait=wait), self.backend.upload(*mirrored, wait=wait)
-
-    def run(self, plain, mirrored):  # each downloaded (copied) before the next run may reuse its buffers
-        first = [np.array(o) for o in self.backend.download(self.backend.run(*plain))]
-        second = self.backend.download(self.backend.run(*mirrored))
-        return [(a + b[..., ::-1]) / 2 for a, b in zip(first, second)]
-
-    def download(self, outputs):
-        return outputs
 
 
 def finish(args, writer, bad, total, seconds, ran=""):
@@ -405,8 +372,9 @@ def build_parser():
         help="photo files and folders of photos (.jpg, .jpeg, .png)")
     add("--output", "-o", required=True, help="folder for <stem>_mask.png (and cut-outs, dice.csv)")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--weights", help=f"UNet checkpoint (.pth; exported for an ONNX backend; default: the bundled "
-                                          f"{BUNDLED_WEIGHTS.parent.name}/{BUNDLED_WEIGHTS.name})")
+    source.add_argument("--weights", help=f"UNet checkpoint (.pth; exported for an ONNX backend; default: the "
+                                          f"bundled {BUNDLED_WEIGHTS.parent.name}/{BUNDLED_WEIGHTS.name}; "
+                                          f"{BUNDLED_WEIGHTS.parent.name}/unet_carvana_predict.pth is wider)")
     source.add_argument("--model", "-m", help=f"model file: {session.model_files()}")
     add("--threshold", type=probability_threshold, default=DEFAULT_THRESHOLD,
         help="car where the probability is above it; between 0 and 1")
@@ -415,7 +383,7 @@ def build_parser():
         help="test-time augmentation: each photo also runs mirrored left-right and the logits are averaged "
              "(twice the model's time)")
     add("--rle", help="also write this submission CSV (img,rle_mask)")
-    add("--labels", help="folder of <stem>_mask.gif labels: print the mean Dice, write dice.csv")
+    add("--labels", help="folder of <stem>_mask.gif (or .png) labels: print the mean Dice, write dice.csv")
     add("--batchsize", type=cli.int_at_least(1),
         help=f"at most this many photos per model run, spread evenly over the runs (without it: "
              f"{DEFAULT_BATCH}; a fixed-batch model uses its own)")
