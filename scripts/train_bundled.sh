@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuild the shipped checkpoints from real Carvana photos, reproducibly from a seed, resumably:
 # weights/unet_carvana.pth (model=main, the main job's) or weights/unet_carvana_predict.pth
-# (model=predict, predict's). See usage below.
+# (model=predict, the wider one). See usage below.
 set -euo pipefail
 
 usage() {
@@ -13,14 +13,15 @@ checkpoint and a JSON record of how it was made. 12 whole cars of DATA are held 
 after every epoch (loss and held-out IoU are printed per epoch). A checkpoint is saved in WORKDIR
 after every epoch: the same command run again continues where it stopped, and a finished run is
 not trained again. Both recipes end with a phase on whole 572x572 images (what the pipeline
-feeds), an exponential moving average of the weights and BatchNorm statistics recomputed on
-clean whole images. CUDA is used when present.
+feeds) whose saved model is an exponential moving average of the weights (model=main also
+recomputes its BatchNorm statistics on clean whole images: measured neutral, see
+docs/training.md). CUDA is used when present.
 
   model=main     width 12, the main job's model: 8 epochs of 300 steps of 4 crops of 384 with
                  zoom 0.6-1.35 and generated cars (about 85 minutes on 2 cores, AMD EPYC), then
                  300 steps of 4 whole images (about 10 minutes on 2 cores, Intel Xeon with AMX)
-  model=predict  width 22, predict's model: whole images at 286x286 (6 epochs of 400 steps of 8),
-                 then 400 steps of 4 whole images at 572x572
+  model=predict  width 22, the wider model: whole images at 286x286 (6 epochs of 400 steps of 8),
+                 then 300 steps of 4 whole images at 572x572
 
 options (key=value):
   data=DIR        Carvana-format training folder with train/ and train_masks/ (required),
@@ -113,19 +114,19 @@ if [[ "$MODEL" == main ]]; then
     "$PYTHON" -m unet_infer.train "${COMMON[@]}" "${EXTRA[@]}" --width 12 --epochs "$EPOCHS" \
         --steps-per-epoch 300 --batch 4 --crop 384 --scale 0.6 1.35 --lr 2e-3 \
         --checkpoint-dir "$WORK/checkpoint-seed$SEED" --out "$FIRST" --info-json "${FIRST%.pth}.json"
-    WHOLE=(--batch 4 --epochs 2 --steps-per-epoch 150 --lr 3e-4 --ema 0.99)
+    WHOLE=(--batch 4 --epochs 2 --steps-per-epoch 150 --lr 3e-4 --ema 0.99 --bn-images 256)
 else
     FIRST="$WORK/predict-phase1-seed$SEED.pth"
     "$PYTHON" -m unet_infer.train "${COMMON[@]}" --width 22 --epochs "$EPOCHS" --steps-per-epoch 400 --batch 8 \
         --size 286 --crop 286 --scale 1 1 --lr 2e-3 --ema 0.998 \
         --checkpoint-dir "$WORK/predict-phase1-seed$SEED" --out "$FIRST" --info-json "${FIRST%.pth}.json"
-    WHOLE=(--batch 4 --epochs 2 --steps-per-epoch 200 --lr 3e-4 --ema 0.995)
+    WHOLE=(--batch 4 --epochs 2 --steps-per-epoch 150 --lr 3e-4 --ema 0.995)
 fi
 
-# Phase 2: whole 572x572 images from phase 1's model, BatchNorm statistics recomputed, measured.
+# Phase 2: whole 572x572 images from phase 1's model, measured.
 "$PYTHON" -m unet_infer.sample --out "$WORK/sample-$EVAL_SEED" --cars 2 --seed "$EVAL_SEED" "${QUIET_FLAG[@]}"
 MEASURE=(--measure "$WORK/sample-$EVAL_SEED")
 [[ -n "$VAL" ]] && MEASURE+=(--measure "$VAL" --measure-upscaled "$VAL")
 "$PYTHON" -m unet_infer.train "${COMMON[@]}" --init "$FIRST" "${WHOLE[@]}" --size 572 --crop 572 --scale 1 1 \
-    --bn-images 256 --checkpoint-dir "$WORK/$MODEL-whole-seed$SEED" --out "$OUT" \
+    --checkpoint-dir "$WORK/$MODEL-whole-seed$SEED" --out "$OUT" \
     "${MEASURE[@]}" --info-json "${OUT%.pth}.json" --command "$RECORD"
