@@ -369,7 +369,7 @@ def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, cro
     extra_record = {}
     if bn_images:
         chosen = np.random.default_rng([seed, 0xB4]).permutation(len(x))[:bn_images]
-        before = evaluate(final, *hold, device, engine=eval_engine) if hold is not None else None
+        before = history[-1].get("holdout_iou") if history else None  # the last epoch scored these weights
         recompute_batchnorm(final, x[np.sort(chosen)], device)
         after = evaluate(final, *hold, device, engine=eval_engine) if hold is not None else None
         extra_record["bn_recomputed"] = {"images": int(len(chosen)), "holdout_iou_before": before,
