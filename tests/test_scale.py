@@ -1,20 +1,26 @@
-"""The stream-at-scale benchmark at a tiny count: its figures' format and its clean-up."""
+"""The stream-at-scale benchmark (benchmarks/stream_scale.py) at a tiny count: its figures' format and its clean-up."""
 
+import importlib.util
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from unet_infer.speed import scale
 from unet_infer.cli import UserError
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "stream_scale.py"
+spec = importlib.util.spec_from_file_location("stream_scale", SCRIPT)
+scale = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(scale)
 
 NUMBER = r"[\d,]+(?:\.\d+)?"
 
 
 def test_tiny_run_prints_its_figures_and_removes_its_folder(tmp_path):
     work = tmp_path / "scale"
-    done = subprocess.run([sys.executable, "-m", "unet_infer.speed.scale", "--counts", "40", "--ab-count", "40",
+    done = subprocess.run([sys.executable, str(SCRIPT), "--counts", "40", "--ab-count", "40",
                            "--repeats", "1", "--warmup", "0", "--distinct", "16", "--target", "1000",
                            "--workdir", str(work)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr

@@ -1,7 +1,7 @@
 """The stream at scale: wall time, images/s, peak memory and the resume record's size and cost.
 
-    python3 -m unet_infer.speed.scale                          # 2,000 and 20,000 images, 3 A/B pairs
-    python3 -m unet_infer.speed.scale --counts 2000 --repeats 5 --keep --workdir /tmp/scale
+    python3 benchmarks/stream_scale.py                          # 2,000 and 20,000 images, 3 A/B pairs
+    python3 benchmarks/stream_scale.py --counts 2000 --repeats 5 --keep --workdir /tmp/scale
 
 Makes, in a new work folder (removed at the end unless --keep), --distinct generated photos
 (``unet_infer.sample``, --width x --height) and, per count, a Carvana-layout folder of that many
@@ -42,8 +42,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import cli
-from ..cli import UserError
+ROOT = Path(__file__).resolve().parents[1]  # the checkout: this script and the tools it runs import the package from there
+sys.path.insert(0, str(ROOT))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+
+from unet_infer import cli  # noqa: E402
+from unet_infer.cli import UserError  # noqa: E402
 
 # The stream, run by this benchmark: Journal.append timed (or a no-op: UNET_SCALE_RECORD=0), and
 # the record's size taken as the finished run removes it; the figures go to UNET_SCALE_STATS.
@@ -88,7 +92,7 @@ TARGET_IMAGES = 100_064  # Carvana's test set
 
 
 def build_parser():
-    parser = cli.parser("python3 -m unet_infer.speed.scale", __doc__)
+    parser = cli.parser("python3 benchmarks/stream_scale.py", __doc__)
     add = parser.add_argument
     add("--counts", type=cli.int_list_type(1, "image count"), default=[2000, 20000],
         help="image counts of the scale runs, comma-separated")
@@ -157,8 +161,8 @@ def make_data(folder, count, photos):
 def make_model(folder, size, batchsize):
     """A random UNet(width=4), seed 0, exported at ``size`` and compiled for ``batchsize``."""
     import torch
-    from ..export import export_model
-    from ..model import UNet
+    from unet_infer.export import export_model
+    from unet_infer.model import UNet
     torch.manual_seed(0)
     model = UNet(width=4).eval()
     export_model(model, folder / "tiny.onnx", size=size)
@@ -268,7 +272,7 @@ def sizing_line(run, pairs, target, batchsize):
 
 def benchmark(args, root):
     """Make the photos, data folders and model under ``root``, run, print the figures."""
-    from ..machine import describe_machine
+    from unet_infer.machine import describe_machine
     print(f"machine: {describe_machine()}", flush=True)
     photos = make_photos(root / "photos", args.distinct, args.width, args.height)
     model = make_model(root, args.size, args.batchsize)
