@@ -1,10 +1,6 @@
-"""The backend registry: one line per backend (its module in this package), each imported only
-when asked for. A module holds ``BACKEND``, a :class:`base.Backend` subclass that declares its
-precisions, the model file it runs for a batch size and its options (see ``base``). A backend
-whose models another program runs is a :class:`base.ExternalBackend`; :func:`in_process` is what
-the flows that run a model in this process ask.
-
-Adding a backend: one new module here, one line in ``REGISTRY``.
+"""The backend registry: one line per backend (its module in this package, holding ``BACKEND``, a
+:class:`base.Backend` subclass), each imported only when asked for. Adding a backend: one new
+module here, one line in ``REGISTRY``.
 """
 
 import importlib
@@ -52,9 +48,8 @@ def is_external(name):
 
 
 def in_process(name, flow):
-    """The backend class ``name``, for ``flow`` (e.g. "the streaming mode"), which runs the model in
-    this process; a backend whose models another program runs is the one :class:`UserError` that
-    names those that can."""
+    """The backend class ``name`` for ``flow`` (e.g. "the streaming mode"), which runs the model in
+    this process: an external backend is refused."""
     cls = get_backend(name)
     if issubclass(cls, ExternalBackend):
         takers = ", ".join(other for other in REGISTRY if not is_external(other))
@@ -64,8 +59,7 @@ def in_process(name, flow):
 
 
 def has_gpu(name=None, installed=None):
-    """Whether backend ``name`` (None: any backend) is installed here and runs on a GPU (its
-    ``has_gpu()``, which imports its framework); ``installed``: the names installed, when known."""
+    """Whether backend ``name`` (None: any backend) is installed here and runs on a GPU."""
     here = installed_backends() if installed is None else set(installed)
     return any(get_backend(other).has_gpu() for other in ([name] if name else REGISTRY) if other in here)
 
@@ -106,21 +100,16 @@ def describe():
 
 
 def forced_cpu_flags():
-    """The flags ``UNET_INFER_TEST_CPU_FLAGS`` stands in for the CPU's (see :func:`cpu_flags`), or
-    None where it is unset or blank."""
+    """The flags ``UNET_INFER_TEST_CPU_FLAGS`` stands in for the CPU's, or None where it is unset or blank."""
     forced = os.environ.get(TEST_CPU_FLAGS_ENV, "").replace(",", " ").split()
     return set(forced) if forced else None
 
 
 def cpu_flags(cpuinfo=None):
-    """The CPU's feature flags: the ``flags`` line of ``cpuinfo`` (default ``/proc/cpuinfo``), an
-    empty set where there is no such file or line.
-
-    Test hook, not an option for users: where ``cpuinfo`` is not given and the environment variable
-    ``UNET_INFER_TEST_CPU_FLAGS`` holds flags (separated by spaces or commas), they stand in for the
-    CPU's, in this process and in every stage the driver starts, so that the test suite can play an
-    AVX2-only or an AMX machine on any host (tests/conftest.py, ``--cpu-flags``). Unset or blank:
-    the host's own flags."""
+    """The CPU's feature flags: the ``flags`` line of ``cpuinfo`` (default ``/proc/cpuinfo``), or an
+    empty set. Test hook, not an option for users: ``UNET_INFER_TEST_CPU_FLAGS`` (flags separated
+    by spaces or commas) stands in for the CPU's, here and in every stage the driver starts, so
+    that the suite can play an AVX2-only or an AMX machine on any host (tests/conftest.py)."""
     if cpuinfo is None:
         forced = forced_cpu_flags()
         if forced is not None:
@@ -145,33 +134,17 @@ def installed_backends():
 
 
 def default_backend(precision=None, flags=None, installed=None, gpu=None):
-    """The backend ``backend=auto`` runs, by the speed measured on each kind of machine:
+    """The backend ``backend=auto`` runs, by the speed measured on each kind of machine
+    (docs/reference.md, docs/figures.md):
 
     1. onnxruntime when it has a CUDA/TensorRT provider here (a GPU beats every CPU path);
     2. openvino when it is installed and the CPU has any of ``FAST_CPU_FLAGS`` (AMX, AVX-512 VNNI
        or BF16): its bf16 and INT8 run on AMX/VNNI, which onnxruntime does not use for convolutions;
     3. onnxruntime everywhere else (AVX2-only CPUs, ARM): as fast, and the lighter dependency.
 
-    What was measured, one line a kind of machine (full UNet w64 at 572, bs 1, ms per image):
-
-    - 2-core Intel Xeon, AVX-512 VNNI + AMX, 2026-12-03, ``scripts/benchmark.sh bs=1,2 rounds=3
-      loop=3`` (shared/SPEC.md): onnxruntime fp32 1,323, int8 399; openvino fp32 1,281, bf16 270,
-      int8 124; torch bf16 469. Rule 2: openvino is ahead at every precision (int8 3.2x onnxruntime's).
-    - 2-core AMD EPYC Zen 3, AVX2 + FMA only, 2026-11-29 (BENCHMARKS.md): onnxruntime fp32 3,467,
-      int8 1,860; openvino fp32 3,503, int8 1,915. Rule 3: openvino 1-3% slower.
-    - 2-core AMD EPYC Zen 4, AVX-512 VNNI + BF16, no AMX, 2026-12-03, ``scripts/benchmark.sh bs=1,2
-      rounds=3 loop=3`` on a shared machine (load 2-2.5; BENCHMARKS.md): onnxruntime fp32 2,544,
-      int8 691; openvino fp32 3,008, bf16 1,779, int8 621; torch bf16 1,459. Rule 2: openvino's
-      int8 1.1x onnxruntime's and its bf16 1.4x onnxruntime fp32; fp32 alike within the noise
-      (one timed run per round). The main job there: openvino fp32, IoU 0.973622, 8.13 images/s.
-
-    A ``precision`` the chosen backend does not take moves to the first installed backend of the
-    registry that takes it (bf16 without openvino: torch). ``flags``, ``installed`` and ``gpu``
-    stand in for this machine's in tests; :func:`auto_choice` gives the reasons as well.
-
-    Where backend=auto is resolved for a run (the driver's plan, predict), this says the choice and
-    why in one line (:func:`auto_line`, logged; not under --quiet) and warns where the choice has no
-    fast path on this machine (:func:`warn_if_slow`).
+    A ``precision`` the chosen backend does not take moves to the first installed backend that
+    takes it. ``flags``, ``installed`` and ``gpu`` stand in for this machine's in tests. The choice
+    and why are logged in one line (not under --quiet), with a warning where it has no fast path.
     """
     backend, runs, reasons = auto_choice(precision, flags, installed, gpu)
     if not is_quiet():
@@ -186,10 +159,8 @@ def auto_line(backend, precision, reasons):
 
 
 def slow_path(name, precision, flags=None, gpu=None):
-    """The one line saying that backend ``name`` has no fast path for ``precision`` on this machine,
-    else None: by its declaration (``native_flags``), the precision needs one of some CPU flags, the
-    CPU has none of them (``flags``: as for :func:`default_backend`) and the backend has no GPU here
-    (``gpu``: a stand-in for its ``has_gpu()``)."""
+    """The one line saying that backend ``name`` has no fast path for ``precision`` on this machine
+    (none of its ``native_flags`` for it, no GPU), else None."""
     cls = get_backend(name)
     needs = cls.native_flags.get(precision)
     if not needs or set(needs) & (cpu_flags() if flags is None else set(flags)):
@@ -214,8 +185,7 @@ def warn_if_slow(name, precision, flags=None, gpu=None):
 
 def auto_choice(precision=None, flags=None, installed=None, gpu=None):
     """``(backend, precision, reasons)``: :func:`default_backend`'s choice, the precision it runs in
-    (``precision``, or that backend's default) and the facts of this machine the rule read, in words
-    (``python3 -m unet_infer.backends`` prints them). The arguments as for :func:`default_backend`."""
+    and the facts of this machine the rule read, in words."""
     reasons = []
     if flags is None:
         flags = cpu_flags()

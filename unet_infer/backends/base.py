@@ -2,37 +2,11 @@
 
 A backend module holds one ``Backend`` subclass, ``BACKEND``, and imports its framework only
 inside its methods, so that reading the declarations (the driver does, through
-``python3 -m unet_infer.backends``) never needs the framework installed. What a backend declares:
-
-- ``name``, ``package`` (what ``pip install`` gives it; None: nothing on PyPI) and ``available()``;
-- ``precisions``: what ``--precision`` may say for it, the first being its default;
-- ``source``: what its models are built from: ``"pth"`` (it runs the checkpoint itself) or
-  ``"onnx"`` (the simplified ONNX model, ``UNet_dynamic_sim.onnx``);
-- ``quantized``: the precisions that need a quantised model, made from the simplified model and
-  calibration images by its ``quantizer`` module (``UNet_int8.onnx`` style, ``quantized_name``);
-- ``artefact(precision, bs)``: the file name of the model the runner loads for one batch size,
-  made by its ``compile``; by default derived from ``quantized_name`` and ``model_suffixes``
-  (``UNet_bs8.onnx``, ``UNet_int8_bs8.onnx``); a backend that runs the checkpoint returns None;
-- ``options``: its own runner flags (``Option``), passed to ``load`` as keyword arguments;
-- ``compile_options``: its own flags of ``python3 -m unet_infer.compile`` (``Option``; acl's
-  ``--chip``), passed to ``compile`` as keyword arguments;
-- ``fixed_batchsize(model)``: the batch a model file fixes (None: a dynamic batch axis), read
-  from the file; ``model_batchsize`` follows from it;
-- ``has_gpu()``: whether it runs on a GPU here (the base: False, the CPU);
-- ``native_flags``: ``{precision: CPU flags}`` for a precision that runs at speed on a CPU only with
-  one of those flags (torch's fp16 needs AVX512-FP16 or AMX-FP16); without one, and on no GPU, it
-  is emulated, slower than fp32, and the flows say so (``backends.slow_path``);
-- ``can_profile``: whether ``load(profile=True)`` records per-layer times, given by ``profile()``
-  (the base refuses both with one message);
-- in-flight runs: ``run_async``/``finished``, one run at a time in the base (synchronous); a
-  backend loaded with ``async_requests`` = N > 0 keeps N in flight (openvino ``--nireq N``).
-
-The run itself: ``load``, then ``download(run(*upload(*arrays)))``: ``run`` is the compute,
-``upload``/``download`` the H2D/D2H copies, timed apart by the runner.
-
+``python3 -m unet_infer.backends``) never needs the framework installed. The declarations are the
+class attributes below. The run itself: ``load``, then ``download(run(*upload(*arrays)))``:
+``run`` is the compute, ``upload``/``download`` the H2D/D2H copies, timed apart by the runner.
 A backend whose models another program runs (acl: Huawei's ais_bench) is an
-:class:`ExternalBackend`: it has no ``load``, and ``run_external(argv)`` hands the runner's command
-line to that program; the flows that run a model in this process ask ``backends.in_process``.
+:class:`ExternalBackend`: it has no ``load``; the runner hands its command line over.
 """
 
 import time
@@ -87,21 +61,21 @@ class Backend:
     """One inference engine; see the module notes for what a subclass declares."""
 
     name = ""
-    package = None
-    precisions = ("fp32",)
-    source = "onnx"
-    quantized = ()
+    package = None  # what pip install gives it; None: nothing on PyPI
+    precisions = ("fp32",)  # what --precision may say for it, its default first
+    source = "onnx"  # what its models are built from: "pth" (the checkpoint) or "onnx" (the simplified model)
+    quantized = ()  # the precisions that need a quantised model (its name: quantized_name)
     quantized_name = None
     quantizer = None  # the module that quantises for it, by name (e.g. "unet_infer.quantize.onnxruntime")
     model_suffixes = (".onnx",)
-    options = ()
+    options = ()  # its own runner flags (Option), passed to load as keyword arguments
     compile_options = ()  # its own flags of python3 -m unet_infer.compile, passed to ``compile``
     can_profile = False  # True: load(profile=True) records per-layer times, profile() gives them
     async_upload = False  # True: upload(k + 1, wait=False) before run(k) overlaps the copy with compute
     async_requests = 0  # N > 0 once loaded in throughput mode: run_async/finished keep N runs in flight
     profiled_runs = None  # the runs a profile() averages over, where the backend counts them
     accelerator = None  # the device its runs use, in words, where it is not this machine's (acl: "Ascend NPU")
-    native_flags = {}  # precision -> CPU flags, one of which it needs to run that precision fast on a CPU
+    native_flags = {}  # precision -> CPU flags, one of which it needs to run that precision fast on a CPU (backends.slow_path)
 
     # ---- declarations (class level, no framework needed) ----
 
@@ -121,9 +95,7 @@ class Backend:
 
     @classmethod
     def artefact(cls, precision, batchsize):
-        """File name of the model the runner loads for ``batchsize`` (None: the checkpoint itself):
-        the model it is compiled from, ``UNet`` or ``quantized_name``'s stem, with ``_bs<N>`` and the
-        backend's first model suffix (``UNet_bs8.onnx``, ``UNet_int8_bs8.xml``, ``UNet_bs8.om``)."""
+        """File name of the model the runner loads for ``batchsize`` (None: the checkpoint itself)."""
         stem = Path(cls.quantized_name).stem if precision in cls.quantized else "UNet"
         return f"{stem}_bs{batchsize}{cls.model_suffixes[0]}"
 
@@ -137,29 +109,23 @@ class Backend:
 
     @classmethod
     def compile(cls, src, dst, batchsize, threads=None, size=DEFAULT_SIZE, check=True, **options):
-        """Build ``dst`` (``artefact``) from the simplified model ``src`` (or its quantised form);
-        ``options``: the values of its ``compile_options`` (acl: ``chip``, atc's SoC)."""
+        """Build ``dst`` (``artefact``) from the simplified model ``src``; ``options``: its ``compile_options``."""
         raise UserError(f"the {cls.name} backend has no compile step")
 
     @classmethod
     def fixed_batchsize(cls, model_path):
-        """The batch size the model file fixes, None where its batch axis is dynamic; read from the
-        file, nothing compiled. Here None: a backend whose models fix no batch (the checkpoint's);
-        one that reads model files says what they fix."""
+        """The batch size the model file fixes, None where its batch axis is dynamic."""
         return None
 
     @classmethod
     def model_batchsize(cls, model_path):
-        """The batch size a load of ``model_path`` without ``--batchsize`` runs (``resolve_batchsize``):
-        the model's fixed batch (``fixed_batchsize``), else 1."""
+        """The batch size a load of ``model_path`` without ``--batchsize`` runs."""
         return resolve_batchsize(cls.fixed_batchsize(model_path), None, model_path)
 
     @classmethod
     def quantize(cls, src, calib, dst, n_calib=16, size=None, threads=None):
         """Write the quantised model ``dst`` from ``src`` and the images of ``calib``; a report dict.
-
-        The recipe is the module named by ``quantizer`` (its ``quantize_model``), imported by name
-        when used: a quantiser needs its backend (to check the result), never the other way round."""
+        The recipe module is imported by name: a quantiser needs its backend, never the other way round."""
         if not cls.quantizer:
             raise UserError(f"the {cls.name} backend has no quantiser")
         import importlib
@@ -174,8 +140,7 @@ class Backend:
 
     @classmethod
     def runner_flags(cls, precision, size, threads=None, quiet=False):
-        """The runner's own flags (beyond ais_bench's) for a run of this backend, as
-        ``python3 -m unet_infer.bench`` takes them: its backend, precision, size and threads."""
+        """The runner's own flags (beyond ais_bench's) for a run of this backend."""
         flags = [f"--backend={cls.name}", f"--precision={precision}", f"--size={size}"]
         if threads:
             flags.append(f"--threads={threads}")
@@ -190,9 +155,7 @@ class Backend:
 
     @classmethod
     def check_profile(cls, profile=True, instead=()):
-        """Nothing where ``profile`` is off or the backend ``can_profile``; else the one
-        :class:`UserError` of ``--profile`` on a backend without a per-layer profiler, naming the
-        backends ``instead`` that have one (``backends.profilers()``) where given."""
+        """The one :class:`UserError` of ``--profile`` on a backend without a per-layer profiler."""
         if profile and not cls.can_profile:
             raise UserError(f"--profile: the {cls.name} backend has no per-layer profiler here"
                             + (f"; profile the ONNX model with --backend {' or '.join(instead)}" if instead else ""))
@@ -209,8 +172,7 @@ class Backend:
 
     def load(self, model_path, batchsize=None, device=0, precision="fp32", threads=None, size=DEFAULT_SIZE,
              profile=False, **options):
-        """Read the model; set ``inputs`` (TensorSpec per input, batch included), ``output_names``, ``batchsize``.
-        ``profile``: record per-layer times for :meth:`profile` (refused where not ``can_profile``)."""
+        """Read the model; set ``inputs`` (TensorSpec per input, batch included), ``output_names``, ``batchsize``."""
         raise NotImplementedError
 
     @property
@@ -239,8 +201,7 @@ class Backend:
 
     def run_async(self, inputs, tag=None, keep=True):
         """Start one run of uploaded ``inputs``; ``(tag, keep, outputs when keep, compute ms)`` comes
-        back from :meth:`finished`. Here the run is done at once (one run in flight); a backend
-        loaded with ``async_requests`` = N > 0 starts it on the next idle one of N requests."""
+        back from :meth:`finished`. Here the run is done at once (one run in flight)."""
         start = time.perf_counter()
         outputs = self.run(*inputs)
         self._done.append((tag, keep, outputs if keep else None, (time.perf_counter() - start) * 1000.0))
@@ -254,9 +215,7 @@ class Backend:
         return done
 
     def profile(self):
-        """Per-layer times of the runs so far, ``[{"name", "type", "ms"}]``, when ``load`` was asked
-        to profile (``profile=True``; None when it was not); a backend that cannot (not
-        ``can_profile``) refuses, as ``check_profile`` does."""
+        """Per-layer times of the runs so far, ``[{"name", "type", "ms"}]`` (None: not asked to profile)."""
         self.check_profile()
         return None
 
@@ -265,9 +224,8 @@ class Backend:
 
 
 class ExternalBackend(Backend):
-    """A backend whose models another program runs (``program``): nothing is loaded in this process;
-    the runner hands its command line over (``run_external``), and the flows that run a model here
-    (the stream, the cluster, predict) refuse it (``backends.in_process``)."""
+    """A backend whose models another program runs (``program``): the runner hands its command line
+    over (``run_external``); the flows that run a model here refuse it (``backends.in_process``)."""
 
     program = ""  # what runs its models, in words (e.g. "Huawei's ais_bench")
 
