@@ -8,28 +8,10 @@ here, and nowhere else, which backend runs a model, whether it can, and with wha
         opened.prefetch_depth(workers)   # decoded images to keep ready
         opened.summary_keys()            # what a summary says of the model (summary.model_keys)
 
-:func:`choose` (no framework imported yet):
-
-- the backend: ``--backend``, else the model file's suffix (``backends.backend_for_model``);
-- one whose models another program runs (``base.ExternalBackend``) is refused in one line that
-  names those that can (``backends.in_process``); the runner hands such a model over first
-  (``Backend.hand_over``), so it never gets here;
-- that it can run on this machine (its package: ``backends.usable_backend``), that it takes the
-  precision asked (``check_precision``), and its own options from the command line, another
-  backend's option refused (:func:`backend_options`);
-- a precision with no fast path on this machine (``backends.slow_path``: fp16 on a CPU without
-  native fp16) is run, with one warning line.
-
-:meth:`Choice.open` loads the model with the batch size, device, threads, size and profiling
-asked; for a flow that feeds images (``image_size``) checks that the model takes one
-N x 3 x S x S input, else one line naming the model and ``--size``; and runs ``warmup`` untimed
-runs on zeros (the runner warms on its first batch instead: :meth:`Opened.warm_up`).
-
-What a backend can do is its declaration (``backends.base``), read here and in the loop
-(``loop.py``): in-flight requests (``async_requests``, 0 without), an upload that overlaps the
-compute (``async_upload``), a profiler (``can_profile``), the model's fixed batch
-(``fixed_batchsize``). The command-line flags every such flow shares (``--backend``,
-``--precision``, each backend's options) are added by :func:`add_backend_flags`.
+:func:`choose` (no framework imported yet) picks the backend (``--backend``, else the model's
+suffix), refuses one whose models another program runs, one not installed here, a precision it does
+not take and another backend's options; :meth:`Choice.open` loads, checks the input against
+``--size`` and warms up. The flags every such flow shares: :func:`add_backend_flags`.
 """
 
 from dataclasses import dataclass, field
@@ -55,10 +37,7 @@ def add_backend_flags(parser):
              f"first")
     for cls in backends.all_backends():
         for option in cls.options:
-            if option.type is None:
-                add(*option.flags, dest=option.dest, action="store_true", help=option.help)
-            else:
-                add(*option.flags, dest=option.dest, type=option.type, default=option.default, help=option.help)
+            option.add_to(parser)
 
 
 def backend_options(args, cls):
@@ -90,9 +69,8 @@ def add_model_flags(parser, machine=True):
 
 
 def flow_main(build_parser, run, argv=None, one_device=None):
-    """A flow's ``main``: parse ``argv``, quiet the progress bars where asked, refuse a --device list
-    with the one line ``one_device`` where the flow runs on one device, then ``run(args)``; None
-    (what ``run`` returns is not an exit status)."""
+    """A flow's ``main``: parse ``argv``, refuse a --device list where the flow runs on one device
+    (``one_device``: why), then ``run(args)``."""
     args = build_parser().parse_args(argv)
     set_quiet(args.quiet)
     if one_device and len(args.device) > 1:
@@ -101,8 +79,7 @@ def flow_main(build_parser, run, argv=None, one_device=None):
 
 
 def model_files(in_process=True):
-    """The model files the registry's backends run, for help texts: ``.onnx (onnxruntime), ...``;
-    ``in_process``: only those of the backends that run here (not acl's .om)."""
+    """The model files the registry's backends run, for help texts: ``.onnx (onnxruntime), ...``."""
     return ", ".join(f"{'/'.join(cls.model_suffixes)} ({cls.name})" for cls in backends.all_backends()
                      if not in_process or not backends.is_external(cls.name))
 
@@ -113,8 +90,8 @@ def backend_class(model, name=None):
 
 
 def hand_over(args, argv):
-    """Where another program runs the model's backend (``Backend.hand_over``: acl, ais_bench), check
-    the precision asked and run it with ``argv()``: its exit status; None: the model runs here."""
+    """Where another program runs the model's backend (acl), run it with ``argv()``: its exit
+    status; None: the model runs here."""
     cls = backend_class(args.model, args.backend)
     if args.precision is not None:
         cls.check_precision(args.precision)
@@ -122,8 +99,7 @@ def hand_over(args, argv):
 
 
 def prefetch_depth(batchsize, workers, overlap=False):
-    """Decoded images to keep ready beside a model of ``batchsize``: its batch (two where the upload
-    overlaps the compute, ``overlap``) and two per decoding process."""
+    """Decoded images to keep ready: a batch (two where the upload overlaps the compute) and two per decoder."""
     return (batchsize or 1) * (2 if overlap else 1) + 2 * workers
 
 
@@ -205,8 +181,7 @@ class Opened:
 
 def choose(args, flow, model=None, name=None):
     """The :class:`Choice` of ``model`` (default ``args.model``) on backend ``name`` (default
-    ``args.backend``, else from the suffix) with ``args.precision`` and the backend's options, for
-    ``flow`` (e.g. "the streaming mode"); every refusal is a one-line :class:`UserError`."""
+    ``args.backend``, else from the suffix), for ``flow`` (e.g. "the streaming mode")."""
     model = str(model if model is not None else args.model)
     cls = backends.in_process(backend_class(model, name or args.backend).name, flow)
     backends.usable_backend(cls.name)
