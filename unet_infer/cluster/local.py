@@ -12,6 +12,11 @@ go and how it finds its token, so that a run leaves nothing in /tmp/ray or the u
   one to ``~/.ray/auth_token``. When the user has none (no RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH,
   no such file), a fresh token for this run is passed in RAY_AUTH_TOKEN instead, which Ray's
   processes inherit; the variable is removed again when the run stops its Ray.
+- Ray 2.60's servers (the GCS, each raylet, each worker's) listen on the loopback only when the
+  node's address is 127.0.0.1, and on Linux Ray replaces 127.0.0.1 with the host's own address
+  unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (the single-node mode of Windows and macOS); they
+  listen on every interface otherwise. The local Ray is started so (:func:`loopback_only`): on
+  127.0.0.1, reached by no other host.
 
 Nothing here applies with --address: a running cluster keeps its own folder and token.
 """
@@ -34,6 +39,7 @@ SOCKET_TAIL = len("/session_2026-01-01_00-00-00_000000_4194304/sockets/plasma_st
 TOKEN_ENV = "RAY_AUTH_TOKEN"
 TOKEN_PATH_ENV = "RAY_AUTH_TOKEN_PATH"
 MODE_ENV = "RAY_AUTH_MODE"  # token: this process (and the Ray it starts or joins) authenticates
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # Ray's: 0, a single-node Ray on 127.0.0.1
 
 
 def fits(folder):
@@ -67,6 +73,13 @@ def temp_dir(work, requested=None):
                                        f"({longest_folder()} bytes at most)")
     raise UserError(f"no temporary folder short enough for Ray's sockets ({longest_folder()} bytes at "
                     f"most); pass --ray-temp")
+
+
+def loopback_only(environ=os.environ):
+    """Before a local Ray starts: its node address 127.0.0.1, its servers on the loopback only."""
+    environ[LOOPBACK_ENV] = "0"  # read by the processes it starts and by a driver that joins it
+    from ray._private import ray_constants  # the same setting, read when it is imported: ray is
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 def token_home_file():

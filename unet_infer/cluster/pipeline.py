@@ -267,6 +267,7 @@ def connect(address, quiet, temp_dir=None):
     else:  # "local": a new Ray, whatever RAY_ADDRESS or the last `ray start` of this machine says
         kwargs = {"address": "local", "num_cpus": cpu_count(), "_temp_dir": str(temp_dir) if temp_dir else None}
         local.check_gcs_port()
+        local.loopback_only()
         token = local.provide_token()
 
     def stop():
