@@ -22,13 +22,30 @@ from unet_infer.metrics import dice, logits_to_mask
 from unet_infer.model import UNet
 from unet_infer.predict import (BUNDLED_WEIGHTS, cutout, mask_at, main, probabilities, resize_probabilities,
                                 threshold_logit)
-from unet_infer.rle import read_submission, rle_decode, rle_encode, submission_text, write_submission
+from unet_infer.rle import rle_encode, submission_text, write_submission
 from unet_infer.sample import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64  # the tiny model's input size (the bundled-weights test runs at 572)
 
 # ---- RLE ----
+
+
+def rle_decode(text, shape):
+    """The bool mask of ``shape`` that ``text`` (``start length ...``, starts 1-based) encodes."""
+    numbers = [int(n) for n in text.split()]
+    flat = np.zeros(int(np.prod(shape)), bool)
+    for start, length in zip(numbers[0::2], numbers[1::2]):
+        flat[start - 1:start - 1 + length] = True
+    return flat.reshape(shape)
+
+
+def read_submission(path):
+    """``[(img, rle_mask), ...]`` of a submission CSV, under its header."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        lines = list(csv.reader(fh))
+    assert lines[0] == ["img", "rle_mask"]
+    return [tuple(line) for line in lines[1:]]
 
 
 @settings(max_examples=200, deadline=None)
@@ -48,12 +65,6 @@ def test_rle_is_one_based_row_by_row_and_empty_or_full():
     assert rle_encode(np.ones((3, 5), bool)) == "1 15"
     assert not rle_decode("", (3, 5)).any()
     assert rle_decode("1 15", (3, 5)).all()
-
-
-@pytest.mark.parametrize("text", ["1", "0 2", "3 0", "14 3", "5 3 6 1", "5 2 1 1", "a b"])
-def test_rle_decode_refuses_what_is_not_an_rle(text):
-    with pytest.raises(ValueError):
-        rle_decode(text, (3, 5))
 
 
 def test_submission_csv_round_trip(tmp_path):
