@@ -78,12 +78,6 @@ def test_compile_modes():
     assert compile_mode(False, cuda=True) is None and compile_mode(None, cuda=False) is None
     assert compile_mode(True, cuda=False) == CPU_COMPILE_MODE == "default"
     assert compile_mode(True, cuda=True) == CUDA_COMPILE_MODE == "max-autotune-no-cudagraphs"
-    assert compile_mode(True, cuda=True, cuda_graph=True) == CUDA_COMPILE_MODE
-    assert compile_mode("reduce-overhead", cuda=True) == "reduce-overhead"
-    with pytest.raises(UserError, match="captures CUDA graphs of its own"):
-        compile_mode("reduce-overhead", cuda=True, cuda_graph=True)
-    with pytest.raises(UserError, match="choose one of"):
-        compile_mode("fastest", cuda=True)
 
 
 def test_unknown_option_is_a_programming_error(checkpoint):

@@ -15,7 +15,7 @@ under ``torch.inference_mode``. On a CUDA GPU, in addition:
 
 Two options of ``load``, both off by default:
 
-- ``torch_compile=True`` (``--torch_compile``; or a torch.compile mode name): ``torch.compile(dynamic=False)`` in mode
+- ``torch_compile=True`` (``--torch_compile``): ``torch.compile(dynamic=False)`` in mode
   ``max-autotune-no-cudagraphs`` on CUDA and ``default`` on the CPU; compiled during ``load``
   on an input of the run's shape, so that no timed run pays for the compilation.
 - ``cuda_graph=True`` (CUDA only, fixed batch size): after warm-up runs on a side stream, one
@@ -43,10 +43,8 @@ if TYPE_CHECKING:  # the annotations only; torch is imported where the backend r
 log = logging.getLogger(__name__)
 
 DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 CUDA_COMPILE_MODE = "max-autotune-no-cudagraphs"  # CUDA graphs, when wanted, are our own (cuda_graph)
 CPU_COMPILE_MODE = "default"
-OWN_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # these modes capture CUDA graphs themselves
 WARMUP_RUNS = 3  # before a capture: cuDNN benchmarking, autotuning and lazy init all done
 
 
@@ -62,23 +60,11 @@ def fold_batchnorm(model):
     return model
 
 
-def compile_mode(option, cuda, cuda_graph=False):
-    """The torch.compile mode that ``torch_compile=option`` asks for (None: no compilation).
-
-    True picks ``max-autotune-no-cudagraphs`` on CUDA, ``default`` on the CPU; a mode name is
-    taken as it is, except that modes capturing CUDA graphs of their own cannot be combined
-    with ``cuda_graph``.
-    """
-    if option is None or option is False:
+def compile_mode(option, cuda):
+    """The torch.compile mode of ``--torch_compile`` (None: no compilation)."""
+    if not option:
         return None
-    if option is True:
-        return CUDA_COMPILE_MODE if cuda else CPU_COMPILE_MODE
-    if option not in COMPILE_MODES:
-        raise UserError(f"torch.compile mode {option!r}: choose one of {', '.join(COMPILE_MODES)}")
-    if cuda_graph and option in OWN_GRAPH_MODES:
-        raise UserError(f"torch.compile mode {option!r} captures CUDA graphs of its own; with CUDA graphs "
-                        f"on, use {CUDA_COMPILE_MODE!r} or 'default'")
-    return option
+    return CUDA_COMPILE_MODE if cuda else CPU_COMPILE_MODE
 
 
 @dataclass(eq=False)
@@ -147,7 +133,7 @@ class TorchBackend(Backend):
         cuda = torch.cuda.is_available()
         if cuda_graph and not cuda:
             raise UserError("CUDA graphs need a CUDA device; torch sees none here (leave --cuda_graph off)")
-        mode = compile_mode(torch_compile, cuda, cuda_graph)
+        mode = compile_mode(torch_compile, cuda)
         model, layout = load_unet(model_path)
         self.weights = weights_id(model_path)
         if cuda:
