@@ -247,7 +247,7 @@ stage_preflight() {
 stage_preprocess() {
     stages prune-prep --work "$WORK" --data "$DATA" || exit 2
     stage preprocess -- \
-        "$PYTHON" -m unet_infer.guide.preprocess --src_path="$DATA/train" --save_bin_path="$PREP" \
+        "$PYTHON" -m unet_infer.preprocess --src_path="$DATA/train" --save_bin_path="$PREP" \
         --size "$SIZE" "${SKIP_FLAG[@]}" "${QUIET_FLAG[@]}"
     if [[ "$UNREADABLE" == stop ]]; then  # none left out by an earlier unreadable=skip run
         stages all-converted --work "$WORK" --data "$DATA" || exit 2
@@ -256,7 +256,7 @@ stage_preprocess() {
 
 stage_export() {
     stage export -- \
-        "$PYTHON" -m unet_infer.guide.export "$WEIGHTS" "$ONNX" --size "$SIZE"
+        "$PYTHON" -m unet_infer.export "$WEIGHTS" "$ONNX" --size "$SIZE"
     stage simplify -- \
         "$PYTHON" -m unet_infer.simplify "$ONNX" "$SIMPLIFIED" "$SIZE"
 }
@@ -294,8 +294,8 @@ stage_infer() {  # inference into result/bs$bs, then its outputs renamed (stage 
     info "$record: ${cmd[*]}"
     mkdir -p -- "$RESULTS"
     "${cmd[@]}" 2>&1 | tee "${!log_var}" || fail "$record" "${PIPESTATUS[0]}"
-    info "rename_bs$bs: $PYTHON -m unet_infer.guide.rename --output=${!out_var}/"
-    "$PYTHON" -m unet_infer.guide.rename --output="${!out_var}/" "${QUIET_FLAG[@]}" || fail "rename_bs$bs" $?
+    info "rename_bs$bs: $PYTHON -m unet_infer.rename --output=${!out_var}/"
+    "$PYTHON" -m unet_infer.rename --output="${!out_var}/" "${QUIET_FLAG[@]}" || fail "rename_bs$bs" $?
     stages done "${made[@]}"
 }
 
@@ -303,7 +303,7 @@ stage_score() {
     local bs=$1 out_var="OUTPUTS_$1" res_var="RESULT_TXT_$1"
     if [[ "$LABELS" == none ]]; then return 0; fi
     stage score "bs=$bs" -- \
-        "$PYTHON" -m unet_infer.guide.postprocess --output="${!out_var}" --label="$DATA/train_masks" \
+        "$PYTHON" -m unet_infer.postprocess --output="${!out_var}" --label="$DATA/train_masks" \
         --result="${!res_var}" --size "$SIZE" "${QUIET_FLAG[@]}"
 }
 

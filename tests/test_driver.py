@@ -301,9 +301,9 @@ else:
 
 
 @pytest.mark.parametrize("command,mode", [
-    ("unet_infer.guide.preprocess", "run_cli"),  # during a Python stage
-    ("unet_infer.guide.preprocess", "import"),  # while a stage imports
-    ("unet_infer.guide.preprocess", "shell"),  # during a command that is not Python
+    ("unet_infer.preprocess", "run_cli"),  # during a Python stage
+    ("unet_infer.preprocess", "import"),  # while a stage imports
+    ("unet_infer.preprocess", "shell"),  # during a command that is not Python
     ("unet_infer.stages check infer ", "run_cli"),  # between stages: the driver's own question
 ], ids=["python-stage", "python-import", "other-command", "between-stages"])
 def test_ctrl_c_exits_130_interrupted_once(command, mode, tiny_data, tmp_path):

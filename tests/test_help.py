@@ -20,13 +20,13 @@ PYTHON_TOOLS = {
     ("json_parse.py",): ("python3 json_parse.py --output=result/bs8/", None),
     ("postprocess_unet_pth.py",): ("python3 postprocess_unet_pth.py --output=result/bs8 --label=./carvana/train_masks "
                                    "--result=./result.txt", "(default: 572)"),
-    ("-m", "unet_infer.guide.preprocess"): ("python3 preprocess_unet_pth.py --src_path=./carvana/train "
-                                            "--save_bin_path=./prep_bin", "(default: 572)"),
-    ("-m", "unet_infer.guide.export"): ("python3 -m unet_infer.guide.export ./UNet.pth ./UNet_dynamic_bs.onnx",
-                                        "(default: 0.0001)"),
-    ("-m", "unet_infer.guide.rename"): ("python3 -m unet_infer.guide.rename --output=result/bs8/", None),
-    ("-m", "unet_infer.guide.postprocess"): ("python3 postprocess_unet_pth.py --output=result/bs8 "
-                                             "--label=./carvana/train_masks --result=./result.txt", "(default: 572)"),
+    ("-m", "unet_infer.preprocess"): ("python3 preprocess_unet_pth.py --src_path=./carvana/train "
+                                      "--save_bin_path=./prep_bin", "(default: 572)"),
+    ("-m", "unet_infer.export"): ("python3 -m unet_infer.export ./UNet.pth ./UNet_dynamic_bs.onnx",
+                                  "(default: 0.0001)"),
+    ("-m", "unet_infer.rename"): ("python3 -m unet_infer.rename --output=result/bs8/", None),
+    ("-m", "unet_infer.postprocess"): ("python3 postprocess_unet_pth.py --output=result/bs8 "
+                                       "--label=./carvana/train_masks --result=./result.txt", "(default: 572)"),
     ("-m", "unet_infer.bench"): ("python3 -m unet_infer.bench --model=UNet_bs8.onnx --input=./prep_bin --output=result "
                                  "--output_dirname=bs8 --batchsize=8", "(default: BIN)"),
     ("-m", "unet_infer.compile"): ("python3 -m unet_infer.compile --model UNet_dynamic_sim.onnx --batchsize 8",

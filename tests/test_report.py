@@ -484,7 +484,7 @@ def test_the_readme_stage_table_typed_in_order_ends_with_a_report(tmp_path, make
     import torch
     from tiny_unet import tiny_unet
     from unet_infer.bench import runner
-    from unet_infer.guide import postprocess, preprocess, rename
+    from unet_infer import postprocess, preprocess, rename
     data = make_carvana(tmp_path / "carvana")
     torch.onnx.export(tiny_unet(), torch.zeros(1, 3, 32, 32), str(tmp_path / "UNet_bs8.onnx"), dynamo=False,
                       opset_version=11, input_names=["actual_input_1"], output_names=["output1"],

@@ -1,8 +1,14 @@
-"""PyTorch UNet -> ONNX, as the guide's ``unet_pth2onnx.py`` does, plus a parity check.
+"""Stage 2: export the PyTorch UNet checkpoint to ONNX.
 
-Input ``actual_input_1``, output ``output1``, opset 11, batch axis dynamic, traced on a
-1 x 3 x S x S dummy. The exported graph is run with ONNX Runtime on a random input and compared
-with PyTorch: a relative error above ``rtol`` fails the export (nothing is left behind).
+The guide's command:
+
+    python3 unet_pth2onnx.py ./UNet.pth ./UNet_dynamic_bs.onnx
+
+(the same as ``python3 -m unet_infer.export ./UNet.pth ./UNet_dynamic_bs.onnx``; the guide
+moves the script into ./Pytorch_UNet first, which changes nothing). The checkpoint's layout
+(ModelZoo, milesial master, bilinear; any width) is read from the state_dict. The graph has
+input ``actual_input_1``, output ``output1``, opset 11 and a dynamic batch axis; it is checked
+against PyTorch with ONNX Runtime before it is written.
 """
 
 import logging
@@ -11,16 +17,16 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
+from . import cli
 from .cli import UserError, os_error
-from .formats import atomic_path
+from .formats import DEFAULT_SIZE, atomic_path
 from .metrics import relative_error
 from .weights import weights_id
-from .model import count_macs, count_parameters, load_unet
 
 log = logging.getLogger(__name__)
 
+PROG = "python3 -m unet_infer.export"
 INPUT_NAME = "actual_input_1"
 OUTPUT_NAME = "output1"
 OPSET = 11
@@ -28,6 +34,7 @@ OPSET = 11
 
 def export_model(model, onnx_path, size=572, opset=OPSET):
     """Trace ``model`` at 1 x C x size x size and write the ONNX file (batch axis dynamic)."""
+    import torch  # slow to import: not for --help
     dummy = torch.randn(1, model.n_channels, size, size)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter is the one that speaks opset 11
@@ -46,6 +53,7 @@ def check_parity(model, onnx_path, size, batch=1, rtol=1e-4, seed=0, name=None):
     ``name``: the file the user asked for, named in errors (``onnx_path`` may be a temporary file)."""
     name = name or onnx_path
     import onnxruntime as ort
+    import torch
 
     x = torch.from_numpy(np.random.default_rng(seed).random((batch, model.n_channels, size, size),
                                                              dtype=np.float32))
@@ -65,7 +73,9 @@ def check_parity(model, onnx_path, size, batch=1, rtol=1e-4, seed=0, name=None):
 
 
 def pth_to_onnx(pth_path, onnx_path, size=572, check=True, rtol=1e-4):
-    """Load a checkpoint, describe it, export it and check it; returns a dict of what was found."""
+    """Load a checkpoint, describe it, export it and check it (a relative error above ``rtol`` fails
+    the export, and nothing is left behind); returns a dict of what was found."""
+    from .model import count_macs, count_parameters, load_unet
     onnx_path = Path(onnx_path)
     if onnx_path.is_dir():
         raise UserError(f"{onnx_path}: is a folder, expected an .onnx file name")
@@ -114,3 +124,27 @@ def _export_checked(model, tmp, size, check, rtol, onnx_path, info):
     if check:
         info["relative_error"] = check_parity(model, tmp, size, rtol=rtol, name=onnx_path)
         log.info("ONNX Runtime matches PyTorch: relative error %.2e (limit %g)", info["relative_error"], rtol)
+
+
+def build_parser(prog=PROG):
+    parser = cli.parser(prog, __doc__)
+    add = parser.add_argument
+    add("pth", help="checkpoint: a plain UNet state_dict (.pth)")
+    add("onnx", help="ONNX file to write")
+    add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="input height and width")
+    add("--rtol", type=cli.positive_float, default=1e-4,
+        help="largest relative error allowed between ONNX and PyTorch")
+    add(*cli.flag("no_check"), dest="check", action="store_false", help="skip the ONNX Runtime parity check")
+    return parser
+
+
+def main(argv=None, prog=PROG):
+    args = build_parser(prog).parse_args(argv)
+    info = pth_to_onnx(args.pth, args.onnx, size=args.size, check=args.check, rtol=args.rtol)
+    print(f"{args.onnx}: layout {info['layout']}, {info['classes']} classes, width {info['width']}, "
+          f"{info['parameters'] / 1e6:.1f} M parameters, {info['gflop_per_image']:.1f} GFLOP per image "
+          f"at {args.size}x{args.size}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run_cli(main))

@@ -1,27 +1,43 @@
-"""Stage 6: score the model's outputs against the Carvana masks (IoU and Dice of the car class).
+"""Stage 6: score the model's outputs against the Carvana masks.
 
-An output ``<stem>.bin`` holds float32 logits, 1 x S x S (car where logit > 0, i.e.
-sigmoid > 0.5) or 2 x S x S (milesial master: car where class 1 wins the argmax), told apart
-by the file size. ``<stem>_0.bin`` (the runner's name, json_parse not run) is read as
-``<stem>`` when ``<stem>.bin`` is absent and ``<stem>``'s mask exists. Its label is
-``<label>/<stem>_mask.gif`` or ``_mask.png`` (``data.mask_path``, ``data.load_label``). The results go through ``results``.
+The guide's command:
+
+    python3 postprocess_unet_pth.py --output=result/bs8 --label=./carvana/train_masks --result=./result.txt
+
+(the same as ``python3 -m unet_infer.postprocess ...``). Each --output/<stem>.bin (float32
+logits, 1 or 2 x size x size; <stem>_0.bin is accepted when json_parse was not run) is compared
+with --label/<stem>_mask.gif, or <stem>_mask.png where there is no GIF (resized with NEAREST to
+size x size when needed). Files other than .bin are skipped with a warning.
+
+Writes --result (a header, then "name IoU Dice" per image, natural order) and a JSON of the
+same stem beside it (means, the ModelZoo figure, per-image values, and what the run was made
+from: the model, weights, backend, precision and batch size from the runner's summary beside
+--output, e.g. result/bs8_summary.json, and the folders scored), and prints one line:
+the mean IoU over all images, then the guide's figure, which leaves out images with IoU < 0.5.
 """
 
 import logging
 from pathlib import Path
 
+from . import cli
 from .cli import UserError
 from .data import find_files, load_label, mask_not_found, mask_path
 from .formats import DEFAULT_SIZE, natural_key, output_nbytes, read_bin
 from .metrics import iou_dice, logits_to_mask
 from .parallel import parallel_map
+from .preprocess import add_size_and_workers
+from .progress import set_quiet
+from .results import check_writable, iou_line, write_results
+from .workdir import run_paths
 
+PROG = "python3 -m unet_infer.postprocess"
 CLASSES = (1, 2)
 log = logging.getLogger(__name__)
 
 
 def output_classes(path, size=DEFAULT_SIZE):
-    """1 or 2, from the size of the output file; any other size is a :class:`UserError`."""
+    """1 or 2, from the size of the output file (1 x S x S: car where logit > 0; 2 x S x S, milesial
+    master: car where class 1 wins the argmax); any other size is a :class:`UserError`."""
     nbytes = Path(path).stat().st_size
     for classes in CLASSES:
         if nbytes == output_nbytes(size, classes):
@@ -92,7 +108,7 @@ def run_provenance(output_dir, label_dir, size=DEFAULT_SIZE):
     where there is none), the summary, the outputs and the masks (resolved paths), the size."""
     from . import summary as summ
     outputs = Path(output_dir).resolve()
-    path = outputs.with_name(f"{outputs.name}_summary.json")
+    path = run_paths(outputs.parent, outputs.name)[1]
     run = {}
     if path.is_file():
         try:
@@ -111,3 +127,25 @@ def score_folder(output_dir, label_dir, size=DEFAULT_SIZE, workers=None):
             for name, out, label in find_outputs(output_dir, label_dir, size)]
     records = list(parallel_map(_score_job, jobs, workers, desc="postprocess", unit="img"))
     return sorted(records, key=lambda record: natural_key(record["name"]))
+
+
+def build_parser(prog=PROG):
+    parser = cli.parser(prog, __doc__)
+    add = parser.add_argument
+    add("--output", required=True, help="folder of the model's output .bin files")
+    add("--label", required=True, help="folder of the <stem>_mask.gif (or <stem>_mask.png) masks")
+    add("--result", required=True, help="per-image result text file; the .json of the same stem goes beside it")
+    add_size_and_workers(parser, "model output height and width")
+    return parser
+
+
+def main(argv=None, prog=PROG):
+    args = build_parser(prog).parse_args(argv)
+    set_quiet(args.quiet)
+    check_writable(args.result, inputs=[args.output, args.label])  # before the scoring, not after
+    records = score_folder(args.output, args.label, size=args.size, workers=args.workers)
+    print(iou_line(write_results(records, args.result, run_provenance(args.output, args.label, args.size))))
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run_cli(main))

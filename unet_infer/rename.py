@@ -1,24 +1,27 @@
-"""Stage 5: give each runner output its image's name, as the ais_bench summary maps them.
+"""Stage 5: give each output its image's name, from the runner's summary.
 
-ais_bench writes ``<stem>_0.bin`` for the input ``<stem>.bin`` and records the pair in
-``{output}/{output_dirname}_summary.json``. Here ``outfiles[0]`` of every ``filesinfo`` entry is
-renamed to the stem of ``infiles[0]`` with the output's own suffix (``<stem>_0.bin`` ->
-``<stem>.bin``), inside the output folder. Only base names are used, so no name can reach
-outside the folder.
+The guide's command:
 
-Safety: the whole plan is checked before anything is renamed; an existing file is never
-overwritten; a second run changes nothing; a run killed half-way finishes when run again.
-Renames that feed each other (inputs ``a.bin`` and ``a_0.bin``: ``a_0_0 -> a_0 -> a``) are done
-in the order that keeps every file.
+    python3 json_parse.py --output=result/bs8/
+
+(the same as ``python3 -m unet_infer.rename --output=result/bs8/``) reads
+result/bs8_summary.json and renames, inside result/bs8, each entry's outfiles[0] to the stem of
+its infiles[0] (<stem>_0.bin -> <stem>.bin). Base names only: nothing outside the folder is
+touched. The whole plan is checked first; an existing file is never overwritten; running it
+again changes nothing, and a run killed half-way finishes when run again.
 """
 
 import os
 from pathlib import Path
 
+from . import cli
 from .cli import UserError
 from .paths import inside
+from .progress import set_quiet
 from .summary import filesinfo_entries, read_summary
+from .workdir import run_paths
 
+PROG = "python3 -m unet_infer.rename"
 _MAX_LISTED = 5
 
 
@@ -27,7 +30,7 @@ def summary_path(output_dir):
     folder = Path(output_dir)
     if folder.name in ("", ".", ".."):
         folder = Path(os.path.abspath(folder))
-    return folder.parent / f"{folder.name}_summary.json"
+    return run_paths(folder.parent, folder.name)[1]
 
 
 def _base_name(path, what, key):
@@ -154,3 +157,22 @@ def apply_plan(output_dir, plan):
 def rename_outputs(output_dir):
     """Stage 5 as a whole: read ``<output_dir>_summary.json``, rename; ``(renamed, done)``."""
     return apply_plan(output_dir, rename_plan(read_summary(summary_path(output_dir))))
+
+
+def build_parser(prog=PROG):
+    parser = cli.parser(prog, __doc__)
+    parser.add_argument("--output", required=True,
+                        help="the runner's output folder, e.g. result/bs8 (its summary lies beside it)")
+    cli.add_quiet(parser)
+    return parser
+
+
+def main(argv=None, prog=PROG):
+    args = build_parser(prog).parse_args(argv)
+    set_quiet(args.quiet)
+    renamed, done = rename_outputs(args.output)
+    print(f"renamed {renamed} file{'s' if renamed != 1 else ''} ({done} already done) in {args.output}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli.run_cli(main))

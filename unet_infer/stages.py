@@ -35,7 +35,7 @@ from .cli import UserError
 from .formats import atomic_path
 from .manifests import STAGES, forget, made_from
 from .weights import BUNDLED_WEIGHTS
-from .workdir import Workdir
+from .workdir import Workdir, run_paths
 
 # ---- the driver's questions ---------------------------------------------------------------------
 
@@ -185,8 +185,7 @@ def clear_run(work, name):
     """Remove an earlier (outdated or unfinished) run ``name`` of the driver's: ``result/<name>``'s
     output files and ``result/<name>_summary.json``. Anything else in that folder was not written
     by the runner: then nothing is removed and the run is refused."""
-    results = Workdir(work).results
-    folder, summary = results / name, results / f"{name}_summary.json"
+    folder, summary = run_paths(Workdir(work).results, name)
     if not folder.exists() and not summary.exists():
         return None
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):

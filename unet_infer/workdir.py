@@ -38,6 +38,11 @@ LOCK = ".lock"
 RESULT_RE = re.compile(r"result_(?:(.+)_)?bs([1-9][0-9]*)\.json")  # result_bs8.json, result_<run>_bs8.json
 
 
+def run_paths(results, name):
+    """A run's output folder and its summary, as ais_bench names them (its --output and
+    --output_dirname): ``(results/<name>, results/<name>_summary.json)``."""
+    return Path(results) / name, Path(results) / f"{name}_summary.json"
+
 
 class Workdir:
     """Paths of one work folder (nothing is created here); ``run``: the results' names of one
@@ -89,10 +94,10 @@ class Workdir:
         return f"{self.prefix}bs{batchsize}"
 
     def outputs(self, batchsize):
-        return self.results / self.run_name(batchsize)
+        return run_paths(self.results, self.run_name(batchsize))[0]
 
     def summary(self, batchsize):
-        return self.results / f"{self.run_name(batchsize)}_summary.json"
+        return run_paths(self.results, self.run_name(batchsize))[1]
 
     def run_log(self, batchsize):
         return self.results / f"{self.run_name(batchsize)}.log"
@@ -104,7 +109,7 @@ class Workdir:
         return f"perf_{self.prefix}bs{batchsize}"
 
     def perf_summary(self, batchsize):
-        return self.results / f"{self.perf_name(batchsize)}_summary.json"
+        return run_paths(self.results, self.perf_name(batchsize))[1]
 
     def result_txt(self, batchsize=None):
         if batchsize is None:

@@ -26,12 +26,12 @@ import multiprocessing
 import os
 import time
 from argparse import Namespace
-from pathlib import Path
 
 from ..cli import UserError
 from ..paths import inside
 from ..progress import set_quiet
 from ..summary import merge_summaries, merged_lines, with_keys, write_summary
+from ..workdir import run_paths
 from .batching import first_clash
 from ..loop import Timings
 from .files import list_inputs
@@ -63,11 +63,11 @@ def device_places(args, devices):
     dirname = args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")
     if inside(args.output, dirname) is None:
         raise UserError(f"--output_dirname {dirname!r} must be a plain folder name")
-    base, root = Path(args.output) / dirname, Path(args.output)
-    merged = root / f"{dirname}_summary.json"
-    per_device = [root / f"{dirname}_device{d}_summary.json" for d in devices]
+    base, merged = run_paths(args.output, dirname)
+    per_device = [run_paths(args.output, f"{dirname}_device{d}")[1] for d in devices]
     if refuse_existing_run(base, merged, args.input, args.outfmt):  # an unfinished run of ours: replaced
-        for path in root.glob(f"{glob.escape(dirname)}_device*_summary.json"):
+        pattern = run_paths(args.output, f"{glob.escape(dirname)}_device*")[1]
+        for path in pattern.parent.glob(pattern.name):
             path.unlink()
     for path in per_device:
         if path.exists():

@@ -18,7 +18,6 @@ wall-clock images/s the N requests delivered together.
 """
 
 import time
-from pathlib import Path
 
 from .. import backends, cli, session
 from ..cli import UserError
@@ -26,6 +25,7 @@ from ..formats import DEFAULT_SIZE
 from ..paths import inside
 from ..parallel import default_threads
 from ..progress import set_quiet
+from ..workdir import run_paths
 from .batching import OUTFMT_SUFFIX
 from .devices import run_devices
 from .profile import check_profile_target
@@ -90,8 +90,7 @@ def run_places(args):
     dirname = args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")
     if inside(args.output, dirname) is None:
         raise UserError(f"--output_dirname {dirname!r} must be a plain folder name")
-    base = Path(args.output) / dirname
-    places = [(args.device[0], base, Path(args.output) / f"{dirname}_summary.json")]  # several: devices.py
+    places = [(args.device[0], *run_paths(args.output, dirname))]  # several: devices.py
     for _, out_dir, summary_path in places:
         if args.input:
             refuse_output_in_input(out_dir, [p for p in args.input.split(",") if p])

@@ -30,6 +30,7 @@ from pathlib import Path
 from .. import backends
 from .. import summary as summ
 from ..cli import UserError
+from ..workdir import run_paths
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class Runner:
         while True:
             self.count += 1
             name = f"{job.backend}_{job.precision}_bs{job.batchsize}_loop{loop}_{self.stamp}_{self.count}"
-            if not (self.out / name).exists() and not (self.out / f"{name}_summary.json").exists():
+            if not any(path.exists() for path in run_paths(self.out, name)):
                 return name
 
     def command(self, job, loop, dirname):
@@ -118,7 +119,7 @@ class Runner:
                     sys.stdout.flush()
             status = proc.wait()
         wall = time.perf_counter() - start
-        summary_path = self.out / f"{dirname}_summary.json"
+        summary_path = run_paths(self.out, dirname)[1]
         if status or not summary_path.is_file():
             if self.quiet:
                 sys.stderr.write("".join(tail))
