@@ -3,19 +3,13 @@
     python3 -m onnxsim --dynamic-input-shape --input-shape="1,3,572,572" UNet_dynamic_bs.onnx UNet_dynamic_sim.onnx
 
 atc takes the batch from its own ``--input_shape``; the compile step and the runner do the same
-where the graph allows it. After onnxsim, UNet's shape arithmetic is on H and W only (constant
-Pads), so axis 0 of the inputs and outputs is set to N and the shapes are inferred again (ONNX)
-or the model is reshaped (OpenVINO). A graph that keeps the batch 1 elsewhere is refused, naming
-the file and the op: a Reshape, Expand, Tile or ConstantOfShape (OpenVINO: Reshape, Broadcast,
-Tile) whose constant shape starts with 1 and whose output does not carry the new batch, or
-shapes that no longer infer.
-
-Then a numeric check (:class:`BatchCheck`): the re-batched model runs a batch of N different
-random inputs (the compile step's check run of one batch, which would otherwise run zeros), and
-the original batch-1 model, in the same engine, runs the first and the last of them; their
-outputs must agree within ``TOLERANCE`` of the output range (``LOW_PRECISION_TOLERANCE`` for INT8
-and bf16, whose roundings may flip a step where the batch changes the kernels' blocking). Mixing
-samples of a batch, or losing one, is far beyond either.
+where the graph allows it: after onnxsim, UNet's shape arithmetic is on H and W only, so axis 0 of
+the inputs and outputs is set to N and the shapes inferred again (ONNX) or the model reshaped
+(OpenVINO). A graph that keeps the batch 1 elsewhere (a constant shape starting with 1) is refused,
+naming the file and the op. Then :class:`BatchCheck` runs N different random inputs through the
+re-batched model and the first and last through the batch-1 model: their outputs must agree within
+``TOLERANCE`` of the output range (looser for INT8 and bf16, whose roundings may flip a step where
+the batch changes the kernels' blocking). Mixing samples of a batch, or losing one, is far beyond either.
 """
 
 import logging
@@ -35,7 +29,7 @@ OV_SHAPE_OPS = ("Reshape", "Broadcast", "Tile")
 
 
 def tolerance_for(low_precision):
-    """The check's tolerance: ``LOW_PRECISION_TOLERANCE`` for an INT8 or bf16 model, else ``TOLERANCE``."""
+    """The check's tolerance for an INT8 or bf16 model (``low_precision``), else for fp32."""
     return LOW_PRECISION_TOLERANCE if low_precision else TOLERANCE
 
 
@@ -84,9 +78,9 @@ def _shapes(model):
 
 def onnx_pinning_node(model, batchsize, carried=True):
     """The first Reshape/Expand/Tile whose constant shape starts with 1, whose data input has the
-    batch ``batchsize`` and whose inferred output has not (None when there is none); with
-    ``carried=False``, the first Reshape/Expand/Tile/ConstantOfShape whose constant shape starts
-    with 1 (a suspect where shapes do not infer). One applied to a constant (a bias) is no harm."""
+    batch ``batchsize`` and whose inferred output has not (None: none); ``carried=False``: the first
+    such op at all, ConstantOfShape included (a suspect where shapes do not infer).
+    """
     wanted = {node.input[i] for node in model.graph.node
               if (i := ONNX_SHAPE_INPUTS.get(node.op_type)) is not None and len(node.input) > i}
     constants, shapes, computed = _constants(model, wanted), _shapes(model), _carried(model)
@@ -120,8 +114,9 @@ def _describe(node):
 
 
 def rebatch_onnx(model, batchsize, source):
-    """``model`` (batch pinned to 1) with axis 0 of every input and output set to ``batchsize`` and
-    its shapes inferred again (a new model); a graph that keeps the batch 1 is a UserError."""
+    """``model`` (batch pinned to 1) with axis 0 of every input and output set to ``batchsize``, shapes
+    inferred again (a new model); a graph that keeps the batch 1 is a UserError.
+    """
     import onnx
     from onnx.shape_inference import InferenceError
     model = onnx.ModelProto.FromString(model.SerializeToString())
@@ -155,8 +150,7 @@ def rebatch_onnx(model, batchsize, source):
 
 
 def ort_check(original, source, batchsize, tolerance, session):
-    """A :class:`BatchCheck` whose batch-1 reference is ``session(original)`` (an onnxruntime session
-    of the serialized batch-1 model, made when first needed)."""
+    """A :class:`BatchCheck` whose batch-1 reference is ``session(original)``, made when first needed."""
     state = {}
 
     def run_one(arrays):
@@ -176,9 +170,9 @@ def _ov_batch(shape):
 
 
 def ov_pinning_op(model, batchsize):
-    """The first Reshape/Broadcast/Tile of an (already reshaped) ov.Model whose constant shape starts
-    with 1, whose data input is computed from the inputs and has the batch ``batchsize`` and whose
-    output has not (None when there is none)."""
+    """The first Reshape/Broadcast/Tile of a reshaped ov.Model whose constant shape starts with 1,
+    whose computed data input has the batch ``batchsize`` and whose output has not (None: none).
+    """
     carried = set(model.get_parameters())
     for op in model.get_ordered_ops():  # topological order
         if op not in carried and any(op.input_value(i).get_node() in carried for i in range(op.get_input_size())):
@@ -198,18 +192,18 @@ def ov_pinning_op(model, batchsize):
 
 
 def ov_rebatched(model, batchsize, source, tolerance, reshape, compile_model):
-    """Reshape the ov.Model ``model`` (batch pinned to 1) to ``batchsize`` (:func:`ov_rebatch`); its
-    :class:`BatchCheck`, whose reference is a copy of the batch-1 model, ``reshape(copy, 1)``, then
-    ``compile_model(copy)``. ``reshape(model, batch)`` is the backend's own reshape."""
+    """Reshape ``model`` (batch pinned to 1) to ``batchsize`` with ``reshape(model, batch)``; its
+    :class:`BatchCheck` against a copy of the batch-1 model, ``compile_model(reshape(copy, 1))``.
+    """
     original = model.clone()
     ov_rebatch(model, batchsize, source, reshape)
     return ov_check(original, source, batchsize, tolerance, lambda m: compile_model(reshape(m, 1)))
 
 
 def ov_rebatch(model, batchsize, source, reshape):
-    """Reshape the ov.Model ``model`` (batch pinned to 1) with ``reshape(model, batchsize)``; an ONNX
-    source's graph is checked first (:func:`rebatch_onnx` names its ops); a graph that keeps the
-    batch 1 is a UserError."""
+    """Reshape the ov.Model ``model`` (batch pinned to 1) with ``reshape(model, batchsize)``, an ONNX
+    source's graph checked first; a graph that keeps the batch 1 is a UserError.
+    """
     if Path(source).suffix.lower() == ".onnx":
         from .onnxfile import load_onnx
         rebatch_onnx(load_onnx(source, weights=False), batchsize, source)
@@ -229,8 +223,7 @@ def ov_rebatch(model, batchsize, source, reshape):
 
 
 def ov_check(original, source, batchsize, tolerance, compile_model):
-    """A :class:`BatchCheck` whose batch-1 reference is ``compile_model(original)`` (the batch-1
-    ov.Model compiled as the re-batched one is, when first needed)."""
+    """A :class:`BatchCheck` whose batch-1 reference is ``compile_model(original)``, made when first needed."""
     state = {}
 
     def run_one(arrays):
@@ -257,8 +250,9 @@ def random_batch(specs, seed=0):
 
 
 class BatchCheck:
-    """The re-batched model's outputs on N different inputs against the batch-1 model's on the
-    first and the last of them (``run_one``: batch-1 arrays -> outputs)."""
+    """The re-batched model's outputs on N different inputs against the batch-1 model's (``run_one``)
+    on the first and the last of them.
+    """
 
     def __init__(self, source, batchsize, run_one, tolerance=TOLERANCE):
         self.source, self.batchsize, self.run_one, self.tolerance = source, batchsize, run_one, tolerance
