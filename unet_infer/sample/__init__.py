@@ -16,10 +16,8 @@ compression (quality 85-95). The mask is the car's silhouette (body, cabin, wind
 drawn, before noise and compression. Paints include whites and greys close to the studio's own
 colours, windows are dark and so is the shadow: a colour threshold cannot solve it.
 
-The car and its studio are drawn from the seed, built of faces and photographed by a small
-renderer of the package's own. Everything is a pure function of the
-arguments: the same seed gives byte-identical files, whatever the number of workers. Existing
-files of the same names are overwritten; nothing is deleted.
+Everything is a pure function of the arguments: the same seed gives byte-identical files, whatever
+the number of workers. Existing files of the same names are overwritten; nothing is deleted.
 """
 
 import io
@@ -83,14 +81,8 @@ def _write_view(task):
 def generate(out_dir, cars, seed, views=MAX_VIEWS, width=1918, height=1280, workers=None):
     """Write ``cars`` x ``views`` photos and masks under ``out_dir``; return their (image, mask)
     paths, car by car, view by view. ``workers`` processes (None: one per CPU)."""
-    if cars < 1:
-        raise UserError(f"--cars must be at least 1, got {cars}")
-    if not 1 <= views <= MAX_VIEWS:
+    if not 1 <= views <= MAX_VIEWS:  # the command line checks the other numbers
         raise UserError(f"--views must be 1..{MAX_VIEWS}, got {views}")
-    if width < MIN_SIZE or height < MIN_SIZE:
-        raise UserError(f"--width and --height must be at least {MIN_SIZE}, got {width} x {height}")
-    if seed < 0:
-        raise UserError(f"--seed must be 0 or more, got {seed}")
     workers = check_workers(workers)
     out_dir = Path(out_dir)
     try:
