@@ -80,11 +80,6 @@ def installed(configs):
     return [(name, precision) for name, precision in configs if usable[name]]
 
 
-def has_gpu():
-    """Whether a backend installed here runs on a GPU (each one's ``has_gpu()``: imports its framework)."""
-    return backends.has_gpu()
-
-
 def cuda_status():
     """``(True, "<GPU name> (torch V, CUDA C, N device(s))")`` where torch sees a CUDA GPU, else
     ``(False, why not)``: torch missing or failing to import, a CPU-only build, or no usable device
@@ -128,7 +123,7 @@ def missing_modules(names):
 
 def machine_defaults(gpu=None):
     """:data:`GPU` on a machine with a CUDA GPU, else :data:`CPU` (``gpu``: the answer, when known)."""
-    return GPU if (has_gpu() if gpu is None else gpu) else CPU
+    return GPU if (backends.has_gpu() if gpu is None else gpu) else CPU
 
 
 def fill_defaults(batchsizes, configs, max_seconds, gpu=None):
