@@ -3,7 +3,6 @@ installed packages, GPU), the test hook that stands in for the CPU's flags (``UN
 in this process and in the processes it starts (``stages plan``, ``python3 -m unet_infer.backends``),
 and the line that says what auto takes and why. Nothing here depends on the host's CPU."""
 
-import json
 import os
 import subprocess
 import sys
@@ -107,14 +106,14 @@ def test_the_backends_listing_says_what_auto_takes_and_why(play_cpu):
         assert ("openvino installed" if "openvino" in installed else "openvino not installed") in line
 
 
-def test_the_json_listing_has_the_auto_choice_for_a_precision(play_cpu, capsys):
+def test_the_listing_has_a_line_a_backend_and_the_auto_choice_for_a_precision(play_cpu, capsys):
     from unet_infer.backends.__main__ import main
     play_cpu(flags_text(AVX2))
-    main(["--json", "--precision", "bf16"])
-    listing = json.loads(capsys.readouterr().out)
-    assert [row["backend"] for row in listing["backends"]] == backends.names()
-    assert listing["auto"]["backend"] == default_backend("bf16", flags=AVX2)
-    assert listing["auto"]["precision"] == "bf16" and listing["auto"]["why"][-1].startswith("onnxruntime has no bf16")
+    main(["--precision", "bf16"])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines[:-1]] == backends.names()
+    assert lines[-1].startswith(f"backend=auto: {default_backend('bf16', flags=AVX2)} bf16 (")
+    assert "; onnxruntime has no bf16, " in lines[-1]
 
 
 # ---- what auto says, and the warning where a precision has no fast path here ----

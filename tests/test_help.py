@@ -45,7 +45,7 @@ PYTHON_TOOLS = {
     ("-m", "unet_infer.stages", "done"): ("python3 -m unet_infer.stages done preprocess --work W", None),
     ("-m", "unet_infer.predict"): ("python3 -m unet_infer.predict --input photos/ --output masks/ --cutout",
                                    "(default: 0.5)"),
-    ("-m", "unet_infer.backends"): ("python3 -m unet_infer.backends --json", None),
+    ("-m", "unet_infer.backends"): ("python3 -m unet_infer.backends --precision bf16", None),
     ("-m", "unet_infer.cluster"): ("python3 -m unet_infer.cluster --model", "(default: 572)"),
 }
 
