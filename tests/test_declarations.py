@@ -99,11 +99,11 @@ def test_compile_flags_come_from_the_backends_declarations():
     assert declared == {"chip": "acl"}
     parser = compile_cli.build_parser()
     args = parser.parse_args(["--model", "m.onnx", "--batchsize", "2", "--output", "o.om", "--chip", "310P3"])
-    assert compile_cli.chosen_options(args, backends.get_backend("acl")) == {"chip": "310P3"}
+    assert compile_cli.backend_options(args, backends.get_backend("acl"), "compile_options") == {"chip": "310P3"}
     with pytest.raises(UserError, match="--chip is a compile option of the acl backend, not of openvino"):
-        compile_cli.chosen_options(args, backends.get_backend("openvino"))
+        compile_cli.backend_options(args, backends.get_backend("openvino"), "compile_options")
     plain = parser.parse_args(["--model", "m.onnx", "--batchsize", "2", "--output", "o.onnx"])
-    assert compile_cli.chosen_options(plain, backends.get_backend("onnxruntime")) == {}
+    assert compile_cli.backend_options(plain, backends.get_backend("onnxruntime"), "compile_options") == {}
 
 
 def test_chip_is_refused_before_any_work(tmp_path, capsys):

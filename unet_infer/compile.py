@@ -32,6 +32,7 @@ from . import cli
 from .backends import all_backends, backend_for_model, get_backend, names, usable_backend
 from .cli import UserError, run_cli
 from .formats import DEFAULT_SIZE
+from .session import backend_options
 
 
 def build_parser():
@@ -61,23 +62,13 @@ def compile_options():
     return list(found.values())
 
 
-def chosen_options(args, cls):
-    """``cls``'s compile options from ``args``; one set that only other backends declare is a UserError."""
-    own = {option.dest for option in cls.compile_options}
-    for other in all_backends():
-        for option in other.compile_options:
-            if option.dest not in own and option.is_set(getattr(args, option.dest)):
-                raise UserError(f"--{option.dest} is a compile option of the {other.name} backend, not of {cls.name}")
-    return {dest: getattr(args, dest) for dest in own}
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     name = args.backend or backend_for_model(args.output)
     cls = get_backend(name)
     if cls.source != "onnx":
         raise UserError(f"the {name} backend runs the checkpoint itself; there is nothing to compile")
-    options = chosen_options(args, cls)
+    options = backend_options(args, cls, "compile_options")
     usable_backend(name)
     cls.compile(args.model, args.output, args.batchsize, threads=args.threads, size=args.size,
                 check=not args.no_check, **options)

@@ -40,15 +40,16 @@ def add_backend_flags(parser):
             option.add_to(parser)
 
 
-def backend_options(args, cls):
-    """The chosen backend's options from ``args``; another backend's option set is a UserError."""
+def backend_options(args, cls, kind="options"):
+    """The chosen backend's runner options (``kind``: or its ``compile_options``) from ``args``;
+    another backend's option set is a UserError."""
+    own = {option.dest for option in getattr(cls, kind)}
+    what = "a compile option" if kind == "compile_options" else "an option"
     for other in backends.all_backends():
-        if other is cls:
-            continue
-        for option in other.options:
-            if option.is_set(getattr(args, option.dest)) and option.dest not in [o.dest for o in cls.options]:
-                raise UserError(f"--{option.dest} is an option of the {other.name} backend, not of {cls.name}")
-    return {option.dest: getattr(args, option.dest) for option in cls.options}
+        for option in getattr(other, kind):
+            if option.dest not in own and option.is_set(getattr(args, option.dest)):
+                raise UserError(f"--{option.dest} is {what} of the {other.name} backend, not of {cls.name}")
+    return {dest: getattr(args, dest) for dest in own}
 
 
 def add_machine_flags(parser):
