@@ -26,11 +26,14 @@ from unet_infer.bench.devices import shard_bounds
 from unet_infer.bench.runner import main as bench_main
 from unet_infer.cli import UserError
 from unet_infer.cluster import local, pipeline, size_pool
-from unet_infer.cluster.collect import Collector, pack_mask, plan_batches, unpack_mask
+from unet_infer.cluster import actor_summaries
+from unet_infer.cluster.collect import Recorder, plan_batches
 from unet_infer.data import load_image, pair_carvana
+from unet_infer.journal import Journal, pack_mask, unpack_mask
 from unet_infer.model import UNet
 from unet_infer.results import read_mask_png
 from unet_infer.sample import generate
+from unet_infer.scoring import Tally
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIVER = ROOT / "scripts" / "run_all.sh"
@@ -148,55 +151,65 @@ def test_the_padded_last_batch_is_scored_and_the_summary_merges_the_actors(drive
 
 # ---- the pure parts --------------------------------------------------------------------------
 
-def row(name, iou=0.5, actor="a", batch=0, why="", meta="", mask=b""):
+def row(name, iou=0.5, actor="a", batch=0, why="", meta="", mask=""):
     return {"name": name, "path": f"/d/train/{name}.jpg", "iou": iou, "dice": iou, "why": why, "batch": batch,
             "slot": 0, "actor": actor, "compute_ms": 1.0, "h2d_ms": 0.1, "d2h_ms": 0.2, "meta": meta, "mask": mask}
 
 
-def test_collection_keeps_each_image_once_and_names_the_missing():
-    collector = Collector(["img1", "img2", "img3"])
-    collector.add_row(row("img1", meta=json.dumps({"pid": 7, "backend": "onnxruntime"})))
-    collector.add_row(row("img1", actor="b"))  # a retried batch's second record
-    collector.add_row(row("img2", why="OSError: truncated"))
-    assert collector.duplicates == 1 and [r["name"] for r in collector.ordered_records()] == ["img1"]
-    with pytest.raises(UserError, match="1 image.* with no record after the run: img3"):
-        collector.check()
-    collector.add_row(row("img3", batch=1))
-    collector.check()
+def recorder_of(folder, names):
+    """A recorder of the plan of ``names`` (a batch each), its record in ``folder``."""
+    plan = plan_batches([(name, f"/d/train/{name}.jpg", f"/d/train_masks/{name}_mask.gif") for name in names], 1)
+    folder.mkdir(exist_ok=True)
+    return Recorder(Journal(folder / "r.journal", {"k": 1}), plan, Tally([row["images"][0] for row in plan]))
+
+
+def collect(recorder, *rows):
+    for one in rows:
+        recorder.add_row(one)
+    recorder.record({"batch": [one["batch"] for one in rows]})
+
+
+def test_collection_keeps_each_image_once_and_names_the_missing(tmp_path):
+    recorder = recorder_of(tmp_path, ["img1", "img2", "img3"])
+    collect(recorder, row("img1", meta=json.dumps({"pid": 7, "backend": "onnxruntime"})))
+    collect(recorder, row("img1", actor="b"))  # a retried batch's second record
+    collect(recorder, row("img2", batch=1, why="OSError: truncated"))
+    assert recorder.duplicates == 1 and list(recorder.tally.names()) == ["img1"]
+    assert recorder.tally.missing() == ["/d/train/img3.jpg"]
+    collect(recorder, row("img3", batch=2))
+    assert recorder.tally.missing() == [] and recorder.journal.units == {0, 1, 2}
     with pytest.raises(UserError, match="img1 was scored twice with different IoUs"):
-        collector.add_row(row("img1", iou=0.25))
+        recorder.add_row(row("img1", iou=0.25))
     with pytest.raises(UserError, match="img9, which is not an image of this run"):
-        collector.add_row(row("img9"))
-    parts = collector.actor_summaries({"batchsize": 2}, 2)
+        recorder.add_row(row("img9"))
+    parts = actor_summaries(recorder.tally, {"batchsize": 2}, 2)
     assert [p["device_label"] for p in parts] == ["a"] and parts[0]["pids"] == [7]
     assert parts[0]["NPU_compute_time"]["count"] == 2
+    recorder.journal.close()
 
 
-def test_the_closing_line_counts_the_actors_the_run_started():
+def test_the_closing_line_counts_the_actors_the_run_started(tmp_path):
     """Two actors, one of them given every batch: "2 actors, batches on 1 of them", not "1 device(s)"."""
     from unet_infer.cluster import closing_lines
     from unet_infer.summary import merge_summaries
-    collector = Collector(["img1", "img2", "img3"])
-    for k, name in enumerate(["img1", "img2", "img3"]):
-        collector.add_row(row(name, actor="a", batch=k))
-    parts = collector.actor_summaries({"batchsize": 1}, 1)
     fresh = {"resumed_images": 0, "attempts": 1}
 
-    def wall_line(actors, parts=parts):
-        summary = merge_summaries(parts, {"batchsize": 1}, [0.1] * 3, [0.2] * 3, 1.5, 1, extra={
-            "cluster": {"actors": actors}})
+    def wall_line(actors, *rows):
+        recorder = recorder_of(tmp_path / str(len(list(tmp_path.iterdir()))), [one["name"] for one in rows])
+        collect(recorder, *rows)
+        recorder.journal.close()
+        summary = merge_summaries(actor_summaries(recorder.tally, {"batchsize": 1}, 1), {"batchsize": 1},
+                                  [0.1] * 3, [0.2] * 3, 1.5, 1, extra={"cluster": {"actors": actors}},
+                                  filesinfo=recorder.tally.filesinfo())
         return [line for line in closing_lines(summary, fresh) if "wall-clock" in line]
 
-    assert wall_line(2) == ["[INFO] wall-clock throughput: 3 images / 1.500 s = 2.000 images/s "
-                            "(2 actors, batches on 1 of them, whole run)"]
-    assert wall_line(1)[0].endswith("(1 actor, whole run)")
-    both = Collector(["img1", "img2"])
-    both.add_row(row("img1", actor="a"))
-    both.add_row(row("img2", actor="b", batch=1))
-    assert wall_line(2, both.actor_summaries({"batchsize": 1}, 1))[0].endswith(" images/s (2 actors, whole run)")
-    one = Collector(["img1"])
-    one.add_row(row("img1", actor="a"))
-    assert wall_line(1, one.actor_summaries({"batchsize": 1}, 1))[0].startswith(
+    three = [row(name, actor="a", batch=k) for k, name in enumerate(["img1", "img2", "img3"])]
+    assert wall_line(2, *three) == ["[INFO] wall-clock throughput: 3 images / 1.500 s = 2.000 images/s "
+                                    "(2 actors, batches on 1 of them, whole run)"]
+    assert wall_line(1, *three)[0].endswith("(1 actor, whole run)")
+    assert wall_line(2, row("img1", actor="a"), row("img2", actor="b", batch=1))[0].endswith(
+        " images/s (2 actors, whole run)")
+    assert wall_line(1, row("img1", actor="a"))[0].startswith(
         "[INFO] wall-clock throughput: 1 image / 1.500 s = 0.667 images/s (1 actor, ")
 
 
@@ -235,7 +248,7 @@ def test_plan_masks_and_errors():
     plan = plan_batches(pairs, 2)
     assert [len(r["images"]) for r in plan] == [2, 2, 1] and plan[2]["images"] == ["/d/img5.jpg"]
     mask = np.random.default_rng(0).random((SIZE, SIZE)) > 0.5
-    assert np.array_equal(unpack_mask(pack_mask(mask), SIZE), mask)
+    assert np.array_equal(unpack_mask(pack_mask(mask)), mask)
     wrapped = RuntimeError("ray wrapper")
     wrapped.__cause__ = UserError("m.onnx: the model's batch size is fixed at 1")
     assert str(pipeline.user_error_in(wrapped)) == "m.onnx: the model's batch size is fixed at 1"

@@ -26,10 +26,11 @@ from tiny_unet import tiny_onnx
 from unet_infer import stream
 from unet_infer.cli import run_cli
 from unet_infer.cluster import pipeline
-from unet_infer.cluster.collect import ROW_KEYS, Collector, pack_mask, plan_batches
-from unet_infer.cluster.record import Recorder
+from unet_infer.cluster import actor_summaries
+from unet_infer.cluster.collect import ROW_KEYS, Recorder, plan_batches
 from unet_infer.data import pair_carvana
-from unet_infer.journal import Journal, read
+from unet_infer.journal import Journal, pack_mask, read
+from unet_infer.scoring import Tally, resume
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE, N_IMAGES, BATCH = 32, 24, 2
@@ -163,56 +164,59 @@ def rows(*entries):
         values = {"name": name, "path": f"/d/train/{name}.jpg", "iou": 0.1 * (batch + 1) + 0.01 * slot,
                   "dice": 0.2 + 0.01 * batch, "why": why, "batch": batch, "slot": slot, "actor": actor,
                   "compute_ms": 1.0 + batch, "h2d_ms": 0.1, "d2h_ms": 0.2 * batch,
-                  "meta": json.dumps(meta) if meta else "", "mask": pack_mask(mask) if not why else b""}
+                  "meta": json.dumps(meta) if meta else "", "mask": pack_mask(mask) if not why else ""}
         for key in ROW_KEYS:
             out[key].append(values[key])
-    return {key: np.array(value, dtype=object if key == "mask" else None) for key, value in out.items()}
+    return {key: np.array(value) for key, value in out.items()}
 
 
 def test_the_record_replays_the_batches_out_of_order(tmp_path):
     pairs = [(f"img{i}", f"/d/train/img{i}.jpg", f"/d/train_masks/img{i}_mask.gif") for i in range(1, 6)]
     plan = plan_batches(pairs, 2)  # [img1 img2] [img3 img4] [img5]
+    paths = [path for row in plan for path in row["images"]]
     key = {"model": "m", "options": {"batchsize": 2}}
     meta = {"backend": "onnxruntime", "precision": "fp32", "pid": 11, "node_id": "n1", "restarted": False}
-    first = Collector(p[0] for p in pairs)
     with Journal(tmp_path / "r.journal", key) as journal:
-        recorder = Recorder(journal, plan, first, size=8)
+        recorder = Recorder(journal, plan, Tally(paths))
         for block in (rows(("img5", 2, 0, "x", meta, "")),
                       rows(("img1", 0, 0, "y", dict(meta, pid=12, restarted=True), ""),
                            ("img2", 0, -1, "y", None, "OSError: truncated")),
                       rows(("img3", 1, 0, "x", meta, ""))):  # batch 1 incomplete: not recorded
-            first.add(block)
+            recorder.collector.add(block)
             recorder.record(block)
+    first = recorder.tally
     units = read(tmp_path / "r.journal").units
     assert list(units) == [2, 0] and units[0].extra["bad"] == [["img2", "OSError: truncated"]]
 
-    again = Collector(p[0] for p in pairs)
     with Journal(tmp_path / "r.journal", key) as journal:
-        recorder = Recorder(journal, plan, again, size=8)
-        assert recorder.resume() == 2 and [row["batch"] for row in recorder.pending()] == [1]
+        recorder = Recorder(journal, plan, None)
+        again = recorder.tally = resume(journal, paths, recorder.fits)
+        assert again.scored == 2 and [row["batch"] for row in recorder.pending()] == [1]
         assert journal.attempts == 2
-    assert again.records == {n: first.records[n] for n in ("img1", "img5")} and again.bad == first.bad
-    assert again.masks == {n: first.masks[n] for n in ("img1", "img5")}
-    parts = again.actor_summaries({"batchsize": 2}, 2)  # each actor keeps its recorded batches and times
+    assert list(again.state) == list(first.state) == [1, 2, 0, 0, 1] and again.why == first.why == {1: "OSError: truncated"}
+    assert np.array_equal(again.iou, first.iou) and np.array_equal(again.dice, first.dice) and again.iou[4] == 0.1 * 3
+    assert again.extremes.kept == first.extremes.kept and set(again.extremes.kept) == {"img1", "img5"}
+    parts = actor_summaries(again, {"batchsize": 2}, 2)  # each actor keeps its recorded batches and times
     assert [(p["device_label"], p["pids"], p["restarts"], p["node_ids"], p["backend"]) for p in parts] == [
         ("x", [11], 0, ["n1"], "onnxruntime"), ("y", [12], 1, ["n1"], "onnxruntime")]
-    assert [p["npu_compute_time_list"] for p in parts] == [[3.0], [1.0]]
-    assert [[e["infiles"] for e in p["filesinfo"].values()] for p in parts] == [[["/d/train/img5.jpg"]],
-                                                                              [["/d/train/img1.jpg"]]]
+    assert [p["npu_compute_time_list"] for p in parts] == [[3.0], [1.0]] and [len(p["filesinfo"]) for p in parts] == [1, 1]
+    assert [e["infiles"] for _, e in again.filesinfo().items()] == [["/d/train/img1.jpg"], ["/d/train/img5.jpg"]]
 
 
 def test_a_record_of_another_plan_is_set_aside(tmp_path, caplog):
     pairs = [(f"img{i}", f"/d/train/img{i}.jpg", f"/d/train_masks/img{i}_mask.gif") for i in range(1, 5)]
-    key = {"model": "m"}
-    with Journal(tmp_path / "r.journal", key) as journal:
-        journal.append(0, [{"name": "img9", "iou": 0.5, "dice": 0.5}], actor="x", pid=1, ms=[1, 0, 0],
-                       meta={"backend": "onnxruntime"})
-    collector = Collector(p[0] for p in pairs)
-    with Journal(tmp_path / "r.journal", key) as journal:
-        recorder = Recorder(journal, plan_batches(pairs, 2), collector, size=8)
-        assert recorder.resume() == 0 and len(recorder.pending()) == 2 and not collector.records
-    assert (tmp_path / "r.journal.damaged").is_file()
-    assert "unit 0 holds other images than batch 0 of this run" in caplog.text
+    plan, key = plan_batches(pairs, 2), {"model": "m"}
+    for case, span in (("images", [0, 2]), ("span", [1, 3])):
+        with Journal(tmp_path / f"{case}.journal", key) as journal:
+            journal.append(0, [{"name": "img9", "iou": 0.5, "dice": 0.5}], span=span, actor="x", pid=1, ms=[1, 0, 0],
+                           meta={"backend": "onnxruntime"})
+        with Journal(tmp_path / f"{case}.journal", key) as journal:
+            recorder = Recorder(journal, plan, None)
+            recorder.tally = resume(journal, [path for row in plan for path in row["images"]], recorder.fits)
+            assert recorder.tally.scored == 0 and len(recorder.pending()) == 2
+        assert (tmp_path / f"{case}.journal.damaged").is_file()
+    assert "unit 0 holds other images than this run's" in caplog.text
+    assert "unit 0 is no batch of this run's plan" in caplog.text
 
 
 # ---- the driver killed half way ------------------------------------------------------------------

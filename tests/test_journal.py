@@ -12,7 +12,7 @@ import pytest
 
 from unet_infer import journal as journal_module
 from unet_infer.cli import UserError
-from unet_infer.journal import Journal, beside, decode_line, encode_line, read, run_key
+from unet_infer.journal import Journal, beside, decode_line, encode_line, pack_mask, read, run_key, unpack_mask
 
 KEY = {"model": ["/m.onnx", [10, 1]], "options": {"batchsize": 2}}
 
@@ -33,19 +33,20 @@ def test_append_and_reopen(tmp_path):
     path = tmp_path / "r.journal"
     mask = np.random.default_rng(0).random((5, 7)) > 0.5
     with Journal(path, KEY) as journal:
-        assert journal.units == {} and journal.attempts == 1
-        assert journal.append(0, records(0), {"img0_1": mask}, span=[0, 2], ms=[1.5, 0.25, 0.125])
+        assert journal.units == set() and journal.attempts == 1
+        assert journal.append(0, records(0), {"img0_1": pack_mask(mask)}, span=[0, 2], ms=[1.5, 0.25, 0.125])
         assert journal.append(3, records(3))  # any order (the cluster's batches)
         assert not journal.append(0, records(9))  # recorded already: nothing written
     lines = path.read_bytes().splitlines()
     assert len(lines) == 4 and [decode_line(line) is not None for line in lines] == [True] * 4
     assert json.loads(lines[0].rpartition(b"\t")[0])["journal"] == "unet_infer"
     with Journal(path, KEY) as journal:
-        assert list(journal.units) == [0, 3] and journal.attempts == 2
-        unit = journal.units[0]
+        assert journal.units == {0, 3} and journal.attempts == 2
+        unit, other = journal.replay()  # handed over once, in file order
+        assert journal.replay() == [] and journal.units == {0, 3}
         assert unit.records == records(0) and unit.extra == {"span": [0, 2], "ms": [1.5, 0.25, 0.125]}
-        assert set(unit.masks) == {"img0_1"} and np.array_equal(unit.masks["img0_1"], mask)
-        assert unit.masks["img0_1"].dtype == bool and journal.units[3].masks == {}
+        assert set(unit.masks) == {"img0_1"} and np.array_equal(unpack_mask(unit.masks["img0_1"]), mask)
+        assert unpack_mask(unit.masks["img0_1"]).dtype == bool and other.id == 3 and other.masks == {}
         journal.append(1, records(1))
     scan = read(path)
     assert scan.attempts == 2 and list(scan.units) == [0, 3, 1]
@@ -75,7 +76,7 @@ def test_a_torn_last_line_is_dropped_and_truncated(tmp_path, caplog, tail):
     path.write_bytes(good + tail)
     caplog.set_level(logging.INFO)
     with Journal(path, KEY) as journal:
-        assert list(journal.units) == [0, 1, 2]
+        assert sorted(journal.units) == [0, 1, 2]
         assert path.read_bytes() == good
         journal.append(3, records(3))
     assert "dropped a torn last line" in caplog.text
@@ -86,7 +87,7 @@ def test_a_torn_first_write_is_an_empty_record(tmp_path):
     path = tmp_path / "r.journal"
     path.write_bytes(encode_line({"journal": "unet_infer", "version": 1, "key": {}})[:20])
     with Journal(path, KEY) as journal:
-        assert journal.units == {} and journal.attempts == 1
+        assert journal.units == set() and journal.attempts == 1
     assert not path.exists()  # still empty at the end: nothing to keep
 
 
@@ -97,7 +98,7 @@ def test_a_damaged_middle_is_set_aside_never_trusted(tmp_path, caplog):
     damaged = b"".join(lines)
     path.write_bytes(damaged)
     with Journal(path, KEY) as journal:
-        assert journal.units == {} and journal.attempts == 1
+        assert journal.units == set() and journal.attempts == 1
         journal.append(0, records(0))
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and str(path) in warnings[0].message
@@ -122,14 +123,14 @@ def test_foreign_and_edited_records_are_set_aside(tmp_path, caplog, content, why
     path = fill(tmp_path / "r.journal", [0, 1])
     lines = path.read_bytes().splitlines(keepends=True)
     if content == "edited":  # a hand-edited header: valid JSON, its checksum no longer matches
-        content = b"".join([lines[0].replace(b'"version":1', b'"version": 1')] + lines[1:])
+        content = b"".join([lines[0].replace(b'"version":2', b'"version": 2')] + lines[1:])
     elif content in ("kind", "twice", "records"):
         extra = {"kind": {"something": 1}, "twice": {"unit": 0, "records": [], "masks": {}, "extra": {}},
                  "records": {"unit": 2, "records": [["a", 0.5]], "masks": {}, "extra": {}}}[content]
         content = b"".join(lines) + encode_line(extra) + encode_line({"unit": 5, "records": []})
     path.write_bytes(content)
     with Journal(path, KEY) as journal:
-        assert journal.units == {}
+        assert journal.units == set()
     assert why in caplog.text and "damaged record" in caplog.text
     assert (tmp_path / "r.journal.damaged").read_bytes() == content
     assert not path.exists()
@@ -141,7 +142,7 @@ def test_another_key_or_version_is_set_aside_as_stale(tmp_path, caplog):
     old = path.read_bytes()
     other = dict(KEY, options={"batchsize": 4})
     with Journal(path, other) as journal:
-        assert journal.units == {} and journal.attempts == 1
+        assert journal.units == set() and journal.attempts == 1
         journal.append(0, records(0))
     assert "a record of another run (another options)" in caplog.text and "r.journal.stale" in caplog.text
     assert (tmp_path / "r.journal.stale").read_bytes() == old and list(read(path).units) == [0]
@@ -167,7 +168,7 @@ def test_run_key_follows_the_files(tmp_path):
     assert run_key(model, data, {"size": 32}) != key
     path = fill(tmp_path / "r.journal", [0], key=key)
     with Journal(path, run_key(model, data, {"size": 32})) as journal:
-        assert journal.units == {}  # images changed: not reused
+        assert journal.units == set()  # images changed: not reused
     assert (tmp_path / "r.journal.stale").exists()
 
 
@@ -198,7 +199,7 @@ def test_a_full_disk_leaves_no_torn_line(tmp_path, monkeypatch):
         monkeypatch.undo()
         assert path.read_bytes() == good and 1 not in journal.units
     with Journal(path, KEY) as journal:
-        assert list(journal.units) == [0]
+        assert sorted(journal.units) == [0]
 
 
 def test_remove_and_the_record_name(tmp_path):

@@ -16,7 +16,7 @@ from unet_infer.cli import UserError, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOWS = ["bench/runner.py", "bench/run.py", "bench/devices.py", "stream.py", "predict.py", "cluster/__init__.py",
-         "cluster/pipeline.py", "cluster/rounds.py", "cluster/record.py", "cluster/collect.py"]
+         "cluster/pipeline.py", "cluster/rounds.py", "cluster/collect.py", "scoring.py"]
 # what only session.py (and the driver's plan, stages.py) asks of the registry and the backend classes
 OPENING = {"in_process", "is_external", "usable_backend", "check_precision", "backend_options", "get_backend",
            "run_external", "load", "warm_up", "ExternalBackend", "describe_machine"}

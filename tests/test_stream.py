@@ -16,6 +16,7 @@ from unet_infer.bench import runner
 from unet_infer.cli import run_cli
 from unet_infer.export import pth_to_onnx
 from unet_infer.formats import read_bin
+from unet_infer.journal import pack_mask, unpack_mask
 from unet_infer.metrics import logits_to_mask
 from unet_infer.postprocess import score_folder
 from unet_infer.data import load_image
@@ -285,12 +286,13 @@ def test_extremes_are_the_reports_choice(total):
         names = [f"img{i}" for i in rng.permutation(total)]
         extremes = Extremes(n=4)
         for i, (name, iou) in enumerate(zip(names, ious)):
-            bits = (i >> np.arange(6)) & 1  # the image's index, written into its logits
-            extremes.offer(name, float(iou), (bits - 0.5).astype(np.float32).reshape(1, 1, 6))
+            bits = (i >> np.arange(6)) & 1  # the image's index, written into its mask
+            extremes.offer(name, float(iou), pack_mask(bits.astype(bool).reshape(1, 6)))
         worst, best = select_extremes([{"name": n, "iou": float(v)} for n, v in zip(names, ious)], 4)
-        masks = extremes.masks()
-        assert set(masks) == {r["name"] for r in worst + best}
-        for name, mask in masks.items():
+        chosen, masks = extremes.masks()
+        assert chosen == [r["name"] for r in worst + best] and set(masks) == set(chosen)
+        for name, packed in masks.items():
+            mask = unpack_mask(packed)
             assert mask.shape == (1, 6) and int((mask[0] << np.arange(6)).sum()) == names.index(name)
         assert len(extremes.kept) <= 12
 

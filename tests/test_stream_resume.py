@@ -20,8 +20,8 @@ from unet_infer.cli import run_cli
 from unet_infer.data import pair_carvana
 from unet_infer.journal import Journal, pack_mask, read, unpack_mask
 from unet_infer.results import select_extremes
-from unet_infer.scoring import Extremes, Scorer
-from unet_infer.stream import main, resume
+from unet_infer.scoring import Extremes, Scorer, resume
+from unet_infer.stream import in_order, main
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE, N_IMAGES, BATCH = 32, 40, 2
@@ -164,61 +164,58 @@ def test_ctrl_c_then_resume_and_other_options_start_afresh(reference, model, dat
 
 
 def test_a_record_that_is_not_the_runs_first_batches_is_set_aside(tmp_path, caplog):
-    tasks = [(f"d/train/img{i}.jpg", f"d/train_masks/img{i}_mask.gif", SIZE) for i in range(6)]
+    paths = [f"d/train/img{i}.jpg" for i in range(6)]
     scored = [{"name": f"img{i}", "iou": 0.5 + i / 10, "dice": 0.7} for i in range(6)]
-    cases = {"gap": [(0, 0, 2), (2, 4, 6)], "names": [(0, 0, 2), (1, 3, 5)],
-             "fits": [(0, 0, 3, [1]), (1, 3, 5)]}
+    cases = {"gap": [(0, 0, 2), (2, 2, 4)], "skips": [(0, 0, 2), (1, 3, 5)],  # (unit, span, skipped, shift)
+             "names": [(0, 0, 2), (1, 2, 4, [], 1)], "fits": [(0, 0, 3, [1]), (1, 3, 5)]}
     for case, units in cases.items():
         path = tmp_path / f"{case}.journal"
         with Journal(path, {"k": 1}) as journal:
-            for uid, first, end, *skipped in units:
-                skipped = skipped[0] if skipped else []
-                records = [scored[p] for p in range(first, end) if p not in skipped]
-                masks = {r["name"]: np.eye(2, dtype=bool) for r in records}
-                journal.append(uid, records, masks, span=[first, end], bad=skipped, ms=[1.0, 0.0, 0.0])
+            for uid, first, end, skipped, shift in (unit + ([], 0)[len(unit) - 3:] for unit in units):
+                records = [scored[p + shift] for p in range(first, end) if p not in skipped]
+                masks = {r["name"]: pack_mask(np.eye(2, dtype=bool)) for r in records}
+                journal.append(uid, records, masks, span=[first, end], bad=[[f"img{p}", ""] for p in skipped],
+                               ms=[1.0, 0.0, 0.0])
         with Journal(path, {"k": 1}) as journal:
-            scorer, position, bad, times = resume(journal, tasks, SIZE)
+            tally = resume(journal, paths, in_order)
         if case == "fits":
-            assert position == 5 and bad == ["d/train/img1.jpg"] and len(times) == 2
-            assert [r["name"] for r in scorer.records] == ["img0", "img2", "img3", "img4"]
-            assert scorer.filesinfo[1] == {"infiles": ["d/train/img2.jpg"], "outfiles": []}
+            assert tally.end == 5 and tally.why == {1: ""} and sorted(tally.parts[""]["times"]) == [0, 1]
+            assert list(tally.names()) == ["img0", "img2", "img3", "img4"]
+            assert [e for _, e in tally.filesinfo().items()][1] == {"infiles": ["d/train/img2.jpg"], "outfiles": []}
         else:
-            assert position == 0 and scorer.records == [] and (tmp_path / f"{case}.journal.damaged").is_file()
-    assert "gap.journal: its units are not the batches 0..1 of a stream" in caplog.text
-    assert "unit 1 is not the run's next batch" in caplog.text
+            assert tally.units == 0 and not tally.state.any() and (tmp_path / f"{case}.journal.damaged").is_file()
+    assert "gap.journal: unit 2 is not the stream's next batch" in caplog.text
+    assert "skips.journal: unit 1 is not the stream's next batch" in caplog.text
+    assert "names.journal: unit 1 holds other images than this run's" in caplog.text
 
 
 @pytest.mark.parametrize("seed", range(6))
 def test_the_extremes_replayed_from_the_stored_masks_are_the_uninterrupted_ones(seed):
-    """Stop after any batch: only the masks that entered with each batch, replayed in order, give the
-    same final worst and best (with their masks) as the uninterrupted run, ties included."""
+    """Stop after any batch: the masks that entered each attempt's own scorer with each batch (a new
+    attempt's scorer starts empty), replayed in order, give the same final worst and best (with
+    their masks) as the uninterrupted run, ties included."""
     rng = np.random.default_rng(seed)
     total, batch = int(rng.integers(5, 40)), int(rng.integers(1, 5))
     ious = rng.choice([0.2, 0.5, 0.5, 0.9, 1.0], total) if seed % 2 else rng.random(total)
     names = [f"img{i}" for i in rng.permutation(total)]
-    logits = [rng.standard_normal((1, 4, 4)).astype(np.float32) for _ in range(total)]
+    masks = [pack_mask(rng.random((4, 4)) > 0.5) for _ in range(total)]
     batches = [range(k, min(k + batch, total)) for k in range(0, total, batch)]
 
-    def live(extremes, b):
-        return {names[i]: pack_mask(m) for i in b if (m := extremes.offer(names[i], float(ious[i]), logits[i]))
-                is not None}
+    def scored(scorer, b):  # what Scorer does: the masks of the batch's images that entered its extremes
+        return {names[i]: masks[i] for i in b if scorer.offer(names[i], float(ious[i]), masks[i])}
 
     whole = Extremes()
-    stored = [live(whole, b) for b in batches]
+    stored = [scored(whole, b) for b in batches]
     want = whole.masks()
     worst, best = select_extremes([{"name": n, "iou": float(v)} for n, v in zip(names, ious)])
-    assert set(want) == {r["name"] for r in worst + best}
+    assert want[0] == [r["name"] for r in worst + best] and set(want[1]) == set(want[0])
     assert sum(map(len, stored)) < total or total <= 12  # only some of the masks are stored
     for stop in range(len(batches) + 1):
-        resumed = Extremes()
-        for b, masks in zip(batches[:stop], stored):
+        resumed, scorer = Extremes(), Extremes()
+        for b, kept in zip(batches, stored[:stop] + [scored(scorer, b) for b in batches[stop:]]):
             for i in b:
-                resumed.offer(names[i], float(ious[i]), mask=unpack_mask(masks[names[i]]) if names[i] in masks
-                              else None)
-        for b in batches[stop:]:
-            live(resumed, b)
-        got = resumed.masks()
-        assert list(got) == list(want) and all(np.array_equal(got[n], want[n]) for n in want)
+                resumed.offer(names[i], float(ious[i]), kept.get(names[i]))
+        assert resumed.masks() == want
 
 
 def test_scorer_hands_back_each_batchs_records_and_entered_masks():
@@ -227,7 +224,7 @@ def test_scorer_hands_back_each_batchs_records_and_entered_masks():
     logits = np.stack([np.full((1, 4, 4), 1.0), np.where(np.eye(4, dtype=bool), 1.0, -1.0)[None]]).astype(np.float32)
     records, masks = scorer([("x/a.jpg", label), ("x/b.jpg", label)], [logits])
     assert [r["name"] for r in records] == ["a", "b"] and records[0]["iou"] == 1.0 and records[1]["iou"] == 0.25
-    assert set(masks) == {"a", "b"} and np.array_equal(masks["b"], np.eye(4, dtype=bool))
+    assert set(masks) == {"a", "b"} and np.array_equal(unpack_mask(masks["b"]), np.eye(4, dtype=bool))
 
 
 def test_stopped_after_the_last_batch_the_same_command_only_writes(reference, model, data, tmp_path, monkeypatch):

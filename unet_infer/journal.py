@@ -8,10 +8,10 @@ its planned batches, in any order). The record is one append-only file of lines
   made from (:func:`run_key`: the model file, the images and the masks as the stage manifests see
   them, names, sizes and times; the options that change the scores), one sha256 prefix per part;
 - ``{"attempt": n, "pid": ..., "started": ...}``: a run that recorded units (written with its first);
-- ``{"unit": id, "records": [[name, IoU, Dice], ...], "masks": {name: [shape, base64]}, "extra": {...}}``:
+- ``{"unit": id, "records": [[name, IoU, Dice], ...], "masks": {name: packed}, "extra": {...}}``:
   a finished unit, its images' scores (JSON's shortest round-trip floats: read back bit for bit),
-  the packed masks (``np.packbits``, zlib, base64) the caller chose to keep with it, and its own
-  fields (positions, times).
+  the masks the caller chose to keep with it (:func:`pack_mask`: shape, then ``np.packbits``, zlib,
+  base64) and its own fields (positions, times).
 
 Opening (:class:`Journal`) reads what is there. A torn last line (no newline or a wrong checksum
 at the end: what a kill or a full disk leaves) is dropped and truncated away. A record made from
@@ -56,7 +56,7 @@ except ImportError:  # not on Linux or macOS: no lock, one writer by convention
 
 log = logging.getLogger(__name__)
 
-FORMAT, VERSION = "unet_infer", 1
+FORMAT, VERSION = "unet_infer", 2
 HEADER_START = b'{"journal":'
 SUFFIX = ".journal"
 
@@ -66,7 +66,7 @@ class Damaged(ValueError):
 
 
 class Unit(NamedTuple):
-    """A recorded unit: its id, ``[{"name", "iou", "dice"}, ...]``, ``{name: bool mask}``, its own fields."""
+    """A unit: its id, ``[{"name", "iou", "dice"}, ...]``, ``{name: packed mask}`` (:func:`pack_mask`), its own fields."""
     id: int
     records: list
     masks: dict
@@ -111,15 +111,17 @@ def decode_line(line):
 
 
 def pack_mask(mask):
-    """``[shape, base64(zlib(packbits))]`` of a bool mask."""
+    """The one form a mask travels and is kept in (an actor's row, the record, the report's
+    extremes): ``"<shape, x-separated>:" + base64(zlib(packbits))`` of a bool mask."""
     mask = np.asarray(mask, dtype=bool)
-    packed = zlib.compress(np.packbits(mask.reshape(-1)).tobytes(), 1)
-    return [list(mask.shape), base64.b64encode(packed).decode("ascii")]
+    packed = base64.b64encode(zlib.compress(np.packbits(mask.reshape(-1)).tobytes(), 1)).decode("ascii")
+    return f"{'x'.join(map(str, mask.shape))}:{packed}"
 
 
-def unpack_mask(value):
-    shape, text = value
-    bits = np.frombuffer(zlib.decompress(base64.b64decode(text, validate=True)), np.uint8)
+def unpack_mask(text):
+    shape, _, packed = text.partition(":")
+    shape = [int(n) for n in shape.split("x")]
+    bits = np.frombuffer(zlib.decompress(base64.b64decode(packed, validate=True)), np.uint8)
     return np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape).astype(bool)
 
 
@@ -132,11 +134,11 @@ def _unit(value):
         records = [{"name": name, "iou": float(iou), "dice": float(dice)} for name, iou, dice in records]
         if not all(isinstance(r["name"], str) for r in records):
             raise TypeError
-        masks = {str(name): unpack_mask(packed) for name, packed in dict(value.get("masks", {})).items()}
+        masks = dict(value.get("masks", {}))
         extra = value.get("extra", {})
-        if not isinstance(extra, dict):
+        if not isinstance(extra, dict) or not all(isinstance(m, str) for m in masks.values()):
             raise TypeError
-    except (KeyError, TypeError, ValueError, zlib.error) as exc:
+    except (KeyError, TypeError, ValueError) as exc:
         raise Damaged(f"a unit line that is not ours ({type(exc).__name__})") from None
     return Unit(uid, records, masks, extra)
 
@@ -220,8 +222,9 @@ class _Syncer(threading.Thread):
 class Journal:
     """A run's record at ``path``, bound to ``key`` (:func:`run_key`); see the module notes.
 
-    ``units`` (id -> :class:`Unit`) holds what earlier attempts recorded, then what :meth:`append`
-    adds; ``attempts`` counts the runs that recorded units, this one included.
+    ``units`` holds the ids recorded (by earlier attempts, then by :meth:`append`): no unit is kept in
+    memory, those of earlier attempts only until :meth:`replay` hands them over; ``attempts`` counts
+    the runs that recorded units, this one included.
     """
 
     def __init__(self, path, key):
@@ -259,7 +262,7 @@ class Journal:
         if found.good < len(data):
             log.info("%s: dropped a torn last line (%d bytes)", self.path, len(data) - found.good)
             os.ftruncate(self.fd, found.good)
-        self.units, self.earlier = dict(found.units), found.attempts
+        self.units, self.earlier, self.recorded = set(found.units), found.attempts, found.units
         self.size = found.good
 
     def _differs(self, header):
@@ -267,6 +270,11 @@ class Journal:
             return f"record format version {header.get('version')}, this program writes {VERSION}"
         old = header["key"]
         return "another " + ", ".join(p for p in sorted(set(old) | set(self.hashes)) if old.get(p) != self.hashes.get(p))
+
+    def replay(self):
+        """The units earlier attempts recorded, in file order, handed over once."""
+        units, self.recorded = self.recorded, {}
+        return list(units.values())
 
     @property
     def attempts(self):
@@ -290,7 +298,7 @@ class Journal:
 
     def append(self, unit, records, masks=None, **extra):
         """Record a finished unit (``records``: ``[{"name", "iou", "dice"}, ...]``; ``masks``: ``{name:
-        bool mask}``; ``extra``: JSON fields of the caller's). False when ``unit`` is recorded already
+        packed mask}``; ``extra``: JSON fields of the caller's). False when ``unit`` is recorded already
         (nothing written). A failed write (full disk) is undone and raised as a UserError."""
         if unit in self.units:
             return False
@@ -302,13 +310,12 @@ class Journal:
         if not self.started:
             lines.append(encode_line({"attempt": self.attempts, "pid": os.getpid(),
                                       "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}))
-        masks = dict(masks or {})
         value = {"unit": int(unit), "records": [[r["name"], float(r["iou"]), float(r["dice"])] for r in records],
-                 "masks": {name: pack_mask(mask) for name, mask in masks.items()}, "extra": extra}
+                 "masks": dict(masks or {}), "extra": extra}
         lines.append(encode_line(value))
         self._write(b"".join(lines))
         self.started = True
-        self.units[unit] = Unit(int(unit), [dict(r) for r in records], masks, extra)
+        self.units.add(unit)
         return True
 
     def _write(self, data):

@@ -19,28 +19,62 @@ import numpy as np
 from PIL import Image
 
 from .cli import UserError, os_error
-from .formats import atomic_path, atomic_write_text, natural_key
+from .formats import atomic_path, natural_key
 
 MODELZOO_MIN_IOU = 0.5
 RESULT_KEYS = ("mean_iou", "mean_dice", "n_images", "per_image")
 
 
+class Streamed(dict):
+    """A mapping that json's indented writer (``json.dump(..., indent=...)``: its Python encoder)
+    reads entry by entry from ``entries()`` (called at each reading, ``(key, value)`` pairs), so that
+    they are never all in memory; ``len`` is ``count``. For the writers only: it holds nothing."""
+
+    def __init__(self, count, entries=()):
+        super().__init__()
+        self.count, self.entries = count, entries
+
+    def __len__(self):
+        return self.count
+
+    def items(self):
+        return self.entries()
+
+
+class StreamedList(list):
+    """The same for a list: ``entries()`` gives its ``count`` values."""
+
+    def __init__(self, count, entries):
+        super().__init__()
+        self.count, self.entries = count, entries
+
+    def __len__(self):
+        return self.count
+
+    def __iter__(self):
+        return iter(self.entries())
+
+
 def result_of(records, provenance=None):
-    """The result (``result.json``'s content): means over all images, the ModelZoo figure (IoU >= 0.5
-    only) and the per-image list."""
-    if not records:
-        raise ValueError("no records to score")
+    """The result (``result.json``'s content) of ``records`` ({name, iou, dice}, any order): means
+    over all images, the ModelZoo figure (IoU >= 0.5 only) and the per-image list."""
     records = sorted(records, key=lambda r: natural_key(r["name"]))
-    ious = np.array([record["iou"] for record in records], dtype=np.float64)
-    dices = np.array([record["dice"] for record in records], dtype=np.float64)
+    per_image = [{"name": r["name"], "iou": float(r["iou"]), "dice": float(r["dice"])} for r in records]
+    return _result(np.array([r["iou"] for r in per_image], dtype=np.float64),
+                   np.array([r["dice"] for r in per_image], dtype=np.float64), per_image, provenance)
+
+
+def _result(ious, dices, per_image, provenance):
+    if not len(ious):
+        raise ValueError("no records to score")
     kept = ious[ious >= MODELZOO_MIN_IOU]
     result = {
         "mean_iou": float(ious.mean()),
         "mean_dice": float(dices.mean()),
-        "n_images": len(records),
+        "n_images": len(ious),
         "modelzoo_iou": float(kept.mean()) if kept.size else None,
         "n_below_0_5": int(ious.size - kept.size),
-        "per_image": [{"name": r["name"], "iou": float(r["iou"]), "dice": float(r["dice"])} for r in records],
+        "per_image": per_image,
     }
     if provenance:
         result["provenance"] = dict(provenance)
@@ -85,14 +119,29 @@ def check_writable(result_txt, inputs=()):
 
 def write_results(records, result_txt, provenance=None):
     """Write ``result_txt`` (``name IoU Dice`` lines) and the JSON beside it; return the result."""
+    return _write(result_of(records, provenance), result_txt)
+
+
+def write_scores(names, ious, dices, result_txt, provenance=None):
+    """:func:`write_results` of the IoUs and Dices (float64 arrays) of the images ``names()`` gives
+    (in natural order, again at each call), the per-image lines written as they are made."""
+    per_image = StreamedList(len(ious), lambda: ({"name": name, "iou": float(iou), "dice": float(dice)}
+                                                 for name, iou, dice in zip(names(), ious, dices)))
+    return _write(_result(ious, dices, per_image, provenance), result_txt)
+
+
+def _write(result, result_txt):
     result_txt = Path(result_txt)
     result_json = result_json_path(result_txt)
-    result = result_of(records, provenance)
-    lines = ["name IoU Dice"] + [f"{r['name']} {r['iou']:.6f} {r['dice']:.6f}" for r in result["per_image"]]
     try:
         result_txt.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(result_txt, "\n".join(lines) + "\n")
-        atomic_write_text(result_json, json.dumps(result, indent=2) + "\n")
+        with atomic_path(result_txt) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("name IoU Dice\n")
+            for r in result["per_image"]:
+                fh.write(f"{r['name']} {r['iou']:.6f} {r['dice']:.6f}\n")
+        with atomic_path(result_json) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(result, fh, indent=2)
+            fh.write("\n")
     except OSError as exc:
         raise os_error(result_txt, exc) from None
     return result

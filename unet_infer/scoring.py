@@ -1,35 +1,55 @@
-"""Scoring as a flow goes (the stream, each Ray actor of the cluster): per-image IoU and Dice of
-each batch's logits (``Scorer``, with ``postprocess.score_arrays``, the file flow's own), the
-predicted masks of the images the report draws, kept while streaming (``Extremes``), and the
-masks written for the report's overlays (``write_masks``, ``masks_folder``); the command-line
-flags of such a flow's outputs (``add_result_flags``).
+"""The scored run that the stream and the cluster share: they only execute its batches (the stream
+in this process, the cluster on Ray's actors) and say where a recorded batch belongs.
+
+- :class:`Scorer`: per-image IoU and Dice of a batch's logits (``postprocess.score_arrays``, the
+  file flow's own) and, packed (``journal.pack_mask``), the masks of the images that entered its
+  :class:`Extremes` with the batch: what travels with the batch to the record.
+- :class:`Extremes`: the report's worst and best images (``results.select_extremes``) and their
+  packed masks, kept in bounded lists as scores come, in any order.
+- :class:`Tally`: the run's images by position (natural order) and, unit by unit (a scored batch,
+  ``journal.Unit``, whose ``extra`` holds its ``span`` [first, end) of positions, its unreadable
+  images ``bad`` [[name, why]] and its times ``ms``), their scores in two float64 arrays, the
+  extremes and each part's batch times (the stream has one part, the cluster one per actor:
+  ``actor``, ``pid``, ``restarted``, ``node_id``, ``meta``). :meth:`Tally.record` records a unit
+  and takes it; :func:`resume` takes the record's units back after a stop.
+- :func:`finish`: the result files, the summary and the report's masks, each written as it is
+  read, without a per-image list in memory.
 """
 
 import bisect
+import logging
 from pathlib import Path
 
+import numpy as np
+
+from .cli import UserError
 from .formats import natural_key
+from .journal import pack_mask, unpack_mask
 from .metrics import logits_to_mask
 from .postprocess import check_logits, score_arrays
-from .results import N_EXTREMES, select_extremes, write_mask_png
+from .results import N_EXTREMES, Streamed, provenance_of, select_extremes, write_mask_png, write_scores
+from .summary import write_summary
+
+log = logging.getLogger(__name__)
 
 
 class Extremes:
-    """The predicted masks of the images the report draws (``results.select_extremes``), while streaming.
+    """The report's worst and best images (``results.select_extremes``) while scores come, in any order.
 
     Kept: the n lowest images by (IoU, name) and the 2n highest by (-IoU, name), and only their
-    masks. Whatever the final count, the report's worst (at most n of the lowest) and best (at
-    most n of the highest that are not among the worst) lie among them.
+    packed masks. Whatever the final count, the report's worst (at most n of the lowest) and best (at
+    most n of the highest that are not among the worst) lie among them. An image of any subset of
+    the run that is among the run's kept is among the subset's: so the masks that entered a
+    scorer's extremes (an actor's, an attempt's) hold those the run's extremes need.
     """
 
     def __init__(self, n=N_EXTREMES):
         self.n = n
         self.low, self.high = [], []  # sorted [(sort key, name, iou)], at most n and 2n
-        self.kept = {}  # name -> bool mask
+        self.kept = {}  # name -> packed mask
 
-    def offer(self, name, iou, logits=None, mask=None):
-        """Offer a scored image; its mask (``mask``, else from ``logits``) when it entered the kept
-        extremes, else None. A replay (``mask`` only) of an image that enters without one: KeyError."""
+    def offer(self, name, iou, mask=None):
+        """Offer a scored image and its packed mask, if known; True when it entered the kept."""
         entered = False
         for kept, key, limit in ((self.low, (iou, natural_key(name)), self.n),
                                  (self.high, (-iou, natural_key(name)), 2 * self.n)):
@@ -37,21 +57,19 @@ class Extremes:
                 bisect.insort(kept, (key, name, iou))
                 del kept[limit:]
                 entered = True
-        if not entered:
-            return None
-        if mask is None and logits is None:
-            raise KeyError(f"{name} entered the extremes and has no mask")
-        self.kept[name] = mask = logits_to_mask(logits) if mask is None else mask
-        live = {entry[1] for entry in self.low + self.high}
-        for gone in [k for k in self.kept if k not in live]:
-            del self.kept[gone]
-        return mask
+        if entered:
+            live = {entry[1] for entry in self.low + self.high}
+            self.kept = {k: v for k, v in self.kept.items() if k in live}
+            if mask is not None:
+                self.kept[name] = mask
+        return entered
 
     def masks(self):
-        """``{name: bool mask}`` of the report's worst and best images."""
+        """``(report's images, {name: packed mask} of those whose mask came)``."""
         candidates = {name: {"name": name, "iou": iou} for _, name, iou in self.low + self.high}
         worst, best = select_extremes(list(candidates.values()), self.n)
-        return {record["name"]: self.kept[record["name"]] for record in worst + best}
+        names = [record["name"] for record in worst + best]
+        return names, {name: self.kept[name] for name in names if name in self.kept}
 
 
 def write_masks(folder, masks, names):
@@ -77,38 +95,138 @@ def masks_folder(args):
 
 
 class Scorer:
-    """The sink of a scoring flow: per-image IoU and Dice, the filesinfo entries, the extremes."""
+    """Scores batches of logits (``batchsize`` slots at ``size``), with extremes of its own."""
 
-    def __init__(self, batchsize, size, keep_extremes=True):
-        self.batchsize, self.size = batchsize, size
-        self.records, self.filesinfo = [], {}
-        self.extremes = Extremes() if keep_extremes else None
+    def __init__(self, batchsize, size):
+        self.batchsize, self.size, self.extremes = batchsize, size, Extremes()
 
     def __call__(self, items, outputs):
         """``items``: ``[(image path, label mask), ...]`` of the batch's real slots, in slot order.
-        Returns the batch's records and ``{name: mask}`` of its images that entered the extremes."""
+        Returns its records and ``{name: packed mask}`` of its images that entered the extremes."""
         logits = outputs[0]
         check_logits(logits, self.batchsize, self.size)
-        start, entered = len(self.records), {}
+        records, entered = [], {}
         for slot, (path, label) in enumerate(items):
             name = Path(path).stem
             iou, dice = score_arrays(logits[slot], label)
-            self.records.append({"name": name, "iou": iou, "dice": dice})
-            self.filesinfo[len(self.filesinfo)] = {"infiles": [str(path)], "outfiles": []}
-            if self.extremes is not None:
-                mask = self.extremes.offer(name, iou, logits[slot])
-                if mask is not None:
-                    entered[name] = mask
-        return self.records[start:], entered
+            records.append({"name": name, "iou": iou, "dice": dice})
+            if self.extremes.offer(name, iou):
+                entered[name] = self.extremes.kept[name] = pack_mask(logits_to_mask(logits[slot]))
+        return records, entered
 
-    def replay(self, records, paths, masks):
-        """Take a recorded batch as if scored now: its records, their image paths (slot order) and
-        the masks that entered the extremes with it (KeyError when one that enters now has none)."""
-        for record, path in zip(records, paths):
-            self.records.append(dict(record))
-            self.filesinfo[len(self.filesinfo)] = {"infiles": [str(path)], "outfiles": []}
-            if self.extremes is not None:
-                self.extremes.offer(record["name"], record["iou"], mask=masks.get(record["name"]))
+
+class Tally:
+    """A run's scores as its units come, in any order (see the module notes)."""
+
+    def __init__(self, paths):
+        self.paths = paths  # the run's image paths, natural order
+        self.iou, self.dice = np.zeros(len(paths)), np.zeros(len(paths))
+        self.state = np.zeros(len(paths), np.int8)  # 0: not yet, 1: scored, 2: unreadable
+        self.why = {}  # position -> why it is unreadable
+        self.extremes = Extremes()
+        self.parts = {}  # actor ("" for the stream) -> its images, batch times, description, processes
+        self.units = self.end = self.scored = 0  # units taken, the last one's end, images scored
+
+    def record(self, journal, unit):
+        journal.append(unit.id, unit.records, unit.masks, **unit.extra)
+        self.take(unit)
+
+    def take(self, unit):
+        """Take a unit's scores; one that does not hold this run's images of its span: ValueError."""
+        extra, records = unit.extra, unit.records
+        first, end = (int(p) for p in extra["span"])
+        names = [Path(p).stem for p in self.paths[first:end]]
+        bad = {str(name): str(why) for name, why in extra.get("bad", [])}
+        if (not 0 <= first < end or [r["name"] for r in records] != [n for n in names if n not in bad]
+                or not set(bad) <= set(names) or self.state[first:end].any()):
+            raise ValueError(f"unit {unit.id} holds other images than this run's")
+        scores = iter(records)
+        for position, name in enumerate(names, first):
+            if name in bad:
+                self.state[position], self.why[position] = 2, bad[name]
+                continue
+            record = next(scores)
+            self.iou[position], self.dice[position], self.state[position] = record["iou"], record["dice"], 1
+            self.extremes.offer(name, record["iou"], unit.masks.get(name))
+        self.units, self.end, self.scored = self.units + 1, end, self.scored + len(records)
+        if records:
+            self._credit(unit, str(extra.get("actor", "")))
+
+    def _credit(self, unit, actor):
+        extra = unit.extra
+        part = self.parts.setdefault(actor, {"images": 0, "times": {}, "meta": {}, "pids": set(),
+                                             "restarted": set(), "nodes": []})
+        part["images"] += len(unit.records)
+        part["times"][unit.id] = tuple(float(t) for t in extra["ms"][:3])
+        part["meta"] = part["meta"] or dict(extra.get("meta", {}))
+        if "pid" in extra:
+            part["pids"].add(int(extra["pid"]))
+            if extra.get("restarted"):  # Ray's replacement of a process of this actor that died
+                part["restarted"].add(int(extra["pid"]))
+        if extra.get("node_id") and extra["node_id"] not in part["nodes"]:
+            part["nodes"].append(extra["node_id"])
+
+    def unreadable(self, position, why=""):
+        self.state[position], self.why[position] = 2, why
+
+    def missing(self):
+        """The paths of the images neither scored nor found unreadable."""
+        return [self.paths[p] for p in np.flatnonzero(self.state == 0)]
+
+    def names(self):
+        """The scored images' names, natural order (made as they are read)."""
+        return (Path(self.paths[p]).stem for p in np.flatnonzero(self.state == 1))
+
+    def filesinfo(self):
+        """The summary's ``filesinfo`` of the scored images, made as it is written."""
+        return Streamed(self.scored, lambda: ((str(i), {"infiles": [self.paths[p]], "outfiles": []})
+                                              for i, p in enumerate(np.flatnonzero(self.state == 1))))
+
+    def bad_error(self):
+        """The UserError that names the unreadable images, or None."""
+        if not self.why:
+            return None
+        named = [self.paths[p] + (f" ({why})" if why else "") for p, why in sorted(self.why.items())]
+        return UserError(f"{len(named)} unreadable image(s), left out of the scores: {', '.join(named)}")
+
+
+def resume(journal, paths, fits):
+    """A :class:`Tally` of ``paths`` holding the units of the run's record; ``fits(tally, unit)`` (the
+    flow's) raises ValueError for a unit out of place. A record that does not fit is set aside
+    (``.damaged``) and the run starts afresh."""
+    tally = Tally(paths)
+    try:
+        for unit in journal.replay():
+            fits(tally, unit)
+            tally.take(unit)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        log.warning("%s: %s; set aside as %s, starting afresh", journal.path, exc, journal.set_aside("damaged").name)
+        return Tally(paths)
+    if tally.units:
+        log.info("%s: resuming: %d unit(s), %d image(s) scored by %d earlier attempt(s)", journal.path,
+                 tally.units, tally.scored, journal.attempts - 1)
+    return tally
+
+
+def finish(args, tally, keys, summarize):
+    """Write the result files (``keys``: the model's summary keys, for the provenance), the summary
+    (``summarize(filesinfo)``, the flow's) and the report's masks; returns ``(result, summary)``."""
+    if not tally.scored:
+        raise UserError(f"none of the {len(tally.paths)} images could be read")
+    scored = tally.state == 1
+    result = write_scores(tally.names, tally.iou[scored], tally.dice[scored], args.result,
+                          provenance=provenance_of(keys, args.data, args.size))
+    summary = summarize(tally.filesinfo())
+    if args.summary:
+        write_summary(args.summary, summary)
+    folder = masks_folder(args)
+    if folder:
+        names, masks = tally.extremes.masks()
+        if len(masks) < len(names):  # only when an actor saw an image twice (a retry on itself)
+            log.warning("%d of the report's masks did not come back; their overlays will be skipped",
+                        len(names) - len(masks))
+        write_masks(folder, {name: unpack_mask(mask) for name, mask in masks.items()}, tally.names())
+    return result, summary
 
 
 def add_result_flags(parser):

@@ -36,68 +36,23 @@ import time
 from pathlib import Path
 
 from . import cli, session
-from .cli import UserError
 from .data import pair_carvana
 from .decoding import decode, decoded_units
-from .journal import Journal, beside, run_key
+from .journal import Journal, Unit, beside, run_key
 from .loop import Timings, run_loop
 from .parallel import Prefetcher, default_decoders
 from .progress import progress
-from .results import check_writable, iou_line, provenance_of, write_results
-from .scoring import Scorer, add_result_flags, masks_folder, write_masks
-from .summary import build_summary, performance_lines, wall_s, write_summary
+from .results import check_writable, iou_line
+from .scoring import Scorer, add_result_flags, finish, resume
+from .summary import build_summary, performance_lines, wall_s
 
 log = logging.getLogger(__name__)
 
-def replay(units, tasks, scorer):
-    """Replay a stream's record into ``scorer``: its units must be batches 0, 1, ... of these tasks
-    (else ValueError). Returns the first task left, the unreadable paths and each batch's times."""
-    position, bad, times = 0, [], []
-    try:
-        for number in range(len(units)):
-            unit = units.get(number)
-            if unit is None:
-                raise ValueError(f"its units are not the batches 0..{len(units) - 1} of a stream")
-            (first, end), skipped, ms = unit.extra["span"], unit.extra["bad"], unit.extra["ms"]
-            if first != position or not first < end <= len(tasks) or not set(skipped) <= set(range(first, end)):
-                raise ValueError(f"unit {number} is not the run's next batch")
-            paths = [tasks[p][0] for p in range(first, end) if p not in skipped]
-            if [Path(p).stem for p in paths] != [r["name"] for r in unit.records]:
-                raise ValueError(f"unit {number} holds other images than this run's")
-            scorer.replay(unit.records, paths, unit.masks)
-            bad += [tasks[p][0] for p in skipped]
-            times.append([float(t) for t in ms[:3]])
-            position = end
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"a unit that is not a stream's ({type(exc).__name__}: {exc})") from None
-    return position, bad, times
 
-
-def resume(journal, tasks, size):
-    """``(scorer, first task left, unreadable paths, times of the recorded batches)`` from the run's
-    record; a record that does not fit these tasks is set aside and the run starts afresh."""
-    scorer = Scorer(None, size)  # its batch size: the backend's, once loaded
-    try:
-        position, bad, times = replay(journal.units, tasks, scorer)
-    except ValueError as exc:
-        log.warning("%s: %s; set aside as %s, starting afresh", journal.path, exc, journal.set_aside("damaged").name)
-        return resume(journal, tasks, size)
-    if position:
-        log.info("%s: resuming: %d image(s) scored by %d earlier attempt(s); %d task(s) left",
-                 journal.path, len(scorer.records), journal.attempts - 1, len(tasks) - position)
-    return scorer, position, bad, times
-
-
-def recorder(scorer, journal, timings, bar):
-    """The run's sink: score a batch, then record it as the next unit (with its span and times)."""
-    def sink(tag, outputs):
-        items, (first, end, skipped) = tag
-        records, masks = scorer(items, outputs)
-        j = len(timings.d2h) - 1
-        journal.append(len(journal.units), records, masks, span=[first, end], bad=skipped,
-                       ms=[timings.compute[j], timings.h2d[j], timings.d2h[j]])
-        bar.update(len(items))
-    return sink
+def in_order(tally, unit):
+    """The stream's units are its batches 0, 1, ..., each from where the one before ended."""
+    if unit.id != tally.units or unit.extra["span"][0] != tally.end:
+        raise ValueError(f"unit {unit.id} is not the stream's next batch")
 
 
 def stream(args):
@@ -109,55 +64,58 @@ def stream(args):
     made_from = {"batchsize": args.batchsize, "size": args.size, "backend": choice.name, "device": args.device[0],
                  "precision": choice.runs_in, "threads": args.threads, **choice.options}
     with Journal(beside(args.result), run_key(args.model, args.data, made_from)) as journal:
-        scorer, position, bad, earlier = resume(journal, tasks, args.size)
-        resumed, timings = len(scorer.records), Timings()
-        opened = score(args, choice, tasks, journal, scorer, position, timings, bad)
-        if not scorer.records:
-            raise UserError(f"none of the {len(tasks)} images could be read")
-        result, summary = finish(args, opened, scorer, timings, started, earlier,
-                                 {"attempts": journal.attempts, "resumed_images": resumed})
+        tally = resume(journal, [task[0] for task in tasks], in_order)
+        resumed, timings = tally.scored, Timings()
+        opened = score(args, choice, tasks, journal, tally, timings)
+
+        def summarize(filesinfo):
+            times = [tally.parts[""]["times"][k] for k in sorted(tally.parts[""]["times"])]
+            summary = build_summary(filesinfo, vars(args), *([t[i] for t in times] for i in range(3)),
+                                    opened.batchsize, os.getpid(),
+                                    extra={**keys, "decode_wait_ms": timings.wait_ms,
+                                           "wall_s": time.perf_counter() - started,
+                                           "attempts": journal.attempts, "resumed_images": resumed})
+            log.info("waited %.1f ms for decoded images; %.1f s in all", timings.wait_ms, wall_s(summary))
+            return summary
+
+        keys = opened.summary_keys("stream")
+        result, summary = finish(args, tally, keys, summarize)
         journal.remove()  # complete: the same command afterwards runs afresh
     for line in performance_lines(summary):
         print(line, flush=True)
     print(iou_line(result), flush=True)
-    if bad:
-        raise UserError(f"{len(bad)} unreadable image(s), left out of the scores: {', '.join(bad)}")
+    if tally.bad_error():
+        raise tally.bad_error()
     return result, summary
 
 
-def score(args, choice, tasks, journal, scorer, position, timings, bad):
-    """Decode, infer, score and record ``tasks[position:]``; returns the (closed) opened model."""
-    workers = args.workers or default_decoders()
+def score(args, choice, tasks, journal, tally, timings):
+    """Decode, infer, score and record the tasks from ``tally.end`` on; returns the (closed) opened model."""
+    workers, position = args.workers or default_decoders(), tally.end
     log.info("%d images, %d decoding process(es)", len(tasks) - position, workers)
+    scorer = Scorer(None, args.size)  # its batch size: the backend's, once loaded
+
+    def sink(tag, outputs):
+        items, (first, end, skipped) = tag
+        records, masks = scorer(items, outputs)
+        j = len(timings.d2h) - 1
+        tally.record(journal, Unit(tally.units, records, masks, {
+            "span": [first, end], "bad": [[Path(tasks[p][0]).stem, ""] for p in skipped],
+            "ms": [timings.compute[j], timings.h2d[j], timings.d2h[j]]}))
+        bar.update(len(items))
+
     with Prefetcher(decode, tasks[position:], workers, ahead=session.prefetch_depth(args.batchsize, workers)) as decoded:
         with choice.open(batchsize=args.batchsize, device=args.device[0], threads=args.threads, size=args.size,
                          image_size=args.size, warmup=session.WARMUP_RUNS, flow="the stream") as opened:
             decoded.ahead = opened.prefetch_depth(workers)  # the warm-up overlapped the first decoding
             scorer.batchsize = opened.batchsize
             with progress(total=len(tasks), desc="stream", unit="img") as bar:
-                bar.update(len(scorer.records))
-                run_loop(opened.backend, decoded_units(decoded, tasks, opened.backend.inputs[0], timings, bad,
-                                                       position),
-                         recorder(scorer, journal, timings, bar), timings)
+                bar.update(tally.scored)
+                run_loop(opened.backend, decoded_units(decoded, tasks, opened.backend.inputs[0], timings, [],
+                                                       position), sink, timings)
+    for position in range(tally.end, len(tasks)):  # unreadable, after the last batch: in no unit
+        tally.unreadable(position)
     return opened
-
-
-def finish(args, opened, scorer, timings, started, earlier, resumed):
-    """Write the result files, the summary (``earlier``: the recorded batches' times) and the masks."""
-    keys = opened.summary_keys("stream")
-    result = write_results(scorer.records, args.result, provenance=provenance_of(keys, args.data, args.size))
-    times = [[t[i] for t in earlier] for i in range(3)]
-    summary = build_summary(scorer.filesinfo, vars(args), times[0] + timings.compute, times[1] + timings.h2d,
-                            times[2] + timings.d2h, opened.batchsize, os.getpid(),
-                            extra={**keys, "decode_wait_ms": timings.wait_ms, "wall_s": time.perf_counter() - started,
-                                   **resumed})
-    log.info("waited %.1f ms for decoded images; %.1f s in all", timings.wait_ms, wall_s(summary))
-    if args.summary:
-        write_summary(args.summary, summary)
-    folder = masks_folder(args)
-    if folder:
-        write_masks(folder, scorer.extremes.masks(), [r["name"] for r in scorer.records])
-    return result, summary
 
 
 def build_parser():

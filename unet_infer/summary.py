@@ -42,7 +42,8 @@ from pathlib import Path
 import numpy as np
 
 from .cli import UserError, os_error
-from .formats import atomic_write_text, natural_key
+from .formats import atomic_path, natural_key
+from .results import Streamed
 
 REQUIRED_KEYS = ("filesinfo", "args", "NPU_compute_time", "H2D_latency", "D2H_latency",
                  "throughput", "npu_compute_time_list", "pid")
@@ -132,11 +133,12 @@ def throughput_of(batchsize, compute_times_ms):
 
 
 def build_summary(filesinfo, args, compute_times_ms, h2d_ms, d2h_ms, batchsize, pid, extra=None):
-    """The summary dict; ``extra`` keys (ours, beyond ais_bench's) are added after its own."""
+    """The summary dict; ``extra`` keys (ours, beyond ais_bench's) are added after its own. A
+    ``results.Streamed`` filesinfo is kept as it is (written as it is read)."""
     summary = {
-        "filesinfo": {str(k): {"infiles": [str(p) for p in v["infiles"]],
-                               "outfiles": [str(p) for p in v["outfiles"]]}
-                      for k, v in filesinfo.items()},
+        "filesinfo": filesinfo if isinstance(filesinfo, Streamed) else {
+            str(k): {"infiles": [str(p) for p in v["infiles"]], "outfiles": [str(p) for p in v["outfiles"]]}
+            for k, v in filesinfo.items()},
         "args": {k: (v if isinstance(v, (str, int, float, bool, list, type(None))) else str(v))
                  for k, v in dict(args).items()},
         "NPU_compute_time": stats(compute_times_ms),
@@ -150,7 +152,7 @@ def build_summary(filesinfo, args, compute_times_ms, h2d_ms, d2h_ms, batchsize, 
     return with_keys(summary, **(extra or {}))
 
 
-def merge_summaries(parts, args, h2d_ms, d2h_ms, wall_s, pid, extra=None):
+def merge_summaries(parts, args, h2d_ms, d2h_ms, wall_s, pid, extra=None, filesinfo=None):
     """One summary for a run split over devices or actors; ``parts``: their :func:`build_summary` dicts.
 
     ``filesinfo`` holds every part's samples, renumbered in the natural order of their first input
@@ -158,19 +160,22 @@ def merge_summaries(parts, args, h2d_ms, d2h_ms, wall_s, pid, extra=None):
     every part, ``H2D_latency``/``D2H_latency`` the times given (``h2d_ms``, ``d2h_ms``: all parts',
     which a summary keeps only as statistics); ``throughput`` is ais_bench's formula over all
     batches (one device's rate). Then ``devices``, ``summary_throughput``, ``wall_throughput`` and
-    ``wall_s`` (see the module notes) and ``extra``.
+    ``wall_s`` (see the module notes) and ``extra``. ``filesinfo``: the merged one where the caller
+    has it in input order (the parts' then only count their images).
     """
     if not parts:
         raise ValueError("no parts to merge")
-    entries = [entry for part in parts for entry in part["filesinfo"].values()]
-    entries.sort(key=lambda entry: natural_key(entry["infiles"][0]) if entry["infiles"] else [])
+    if filesinfo is None:
+        entries = [entry for part in parts for entry in part["filesinfo"].values()]
+        entries.sort(key=lambda entry: natural_key(entry["infiles"][0]) if entry["infiles"] else [])
+        filesinfo = dict(enumerate(entries))
     compute = [t for part in parts for t in part["npu_compute_time_list"]]
     bs = batchsize(parts[0]) or 1
-    merged = build_summary(dict(enumerate(entries)), args, compute, h2d_ms, d2h_ms, bs, pid)
+    merged = build_summary(filesinfo, args, compute, h2d_ms, d2h_ms, bs, pid)
     return with_keys(merged, devices=[dict({k: v for k, v in part.items() if k != "filesinfo"},
                                            n_images=len(part["filesinfo"])) for part in parts],
                      summary_throughput=float(sum(throughput(part) for part in parts)),
-                     wall_throughput=len(entries) / wall_s if entries and wall_s > 0 else None,  # None: pure inference
+                     wall_throughput=len(filesinfo) / wall_s if filesinfo and wall_s > 0 else None,  # None: pure inference
                      wall_s=float(wall_s), **(extra or {}))
 
 
@@ -185,7 +190,9 @@ def in_flight_keys(requests, batchsize, runs, loop_ms):
 def write_summary(path, summary):
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(summary, indent=4, ensure_ascii=False) + "\n")
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(summary, fh, indent=4, ensure_ascii=False)  # entry by entry: a long filesinfo too
+            fh.write("\n")
     except OSError as exc:
         raise os_error(path, exc, "write the summary") from None
 

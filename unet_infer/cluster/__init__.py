@@ -42,13 +42,13 @@ from ..cli import UserError
 from ..data import pair_carvana
 from ..parallel import cpu_count
 from ..progress import progress
-from ..results import check_writable, iou_line, provenance_of, select_extremes, write_results
-from ..scoring import add_result_flags, masks_folder, write_masks
-from ..summary import device_summaries, image_count, merge_summaries, merged_lines, with_keys, write_summary
+from ..formats import natural_key
+from ..results import Streamed, check_writable, iou_line
+from ..scoring import add_result_flags, finish, resume
+from ..summary import build_summary, device_summaries, image_count, merge_summaries, merged_lines, with_keys
 from ..journal import Journal, beside, run_key
 from . import local, rounds
-from .collect import Collector, plan_batches, unpack_mask
-from .record import Recorder, made_from
+from .collect import Recorder, made_from, missing_error, plan_batches
 from .rounds import actors_fitting
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,6 @@ def execute(args, config, recorder, n_images):
     begun = time.perf_counter()
     stop = pipeline.connect(args.address, args.quiet, temp)
     ray_start_s = time.perf_counter() - begun  # joining (or starting) Ray, in wall_s but not the pipeline's
-    collector = recorder.collector
     try:
         logs = pipeline.session_logs()
         if stop and temp:
@@ -106,7 +105,7 @@ def execute(args, config, recorder, n_images):
         pool = size_pool(args, list(nodes.values()))
         config["threads"] = pool[1]
         with progress(total=n_images, desc="cluster", unit="img") as bar:
-            bar.update(len(collector.records) + len(collector.bad))
+            bar.update(int(recorder.tally.state.astype(bool).sum()))
             done = rounds.run_rounds(pipeline, args, config, recorder, nodes, pool, logs, bar)
         lost = rounds.lost_at_end(pipeline, nodes, done)
     finally:
@@ -128,10 +127,10 @@ def run(args):
               "size": args.size, "crash": crash_setting(), "slow": slow_setting()}
     key = run_key(args.model, args.data, made_from(choice.name, choice.precision, args, choice.options))
     with Journal(beside(args.result), key) as journal:
-        collector = Collector(Path(p).stem for row in plan for p in row["images"])
-        recorder = Recorder(journal, plan, collector, args.size)
-        resumed = {"resumed_images": recorder.resume()}  # first: a record set aside starts afresh
-        resumed.update(attempts=journal.attempts, resumed_batches=len(journal.units))
+        recorder = Recorder(journal, plan, None)
+        recorder.tally = resume(journal, [path for row in plan for path in row["images"]], recorder.fits)
+        resumed = {"resumed_images": recorder.tally.scored, "attempts": journal.attempts,
+                   "resumed_batches": len(journal.units)}  # after the resume: a record set aside starts afresh
         log.info("%d images in %d batches of %d%s", len(pairs), len(plan), args.batchsize,
                  f", {resumed['resumed_batches']} of them recorded" if resumed["resumed_batches"] else "")
         if recorder.pending():
@@ -139,14 +138,13 @@ def run(args):
         else:
             log.info("%s: every batch is recorded; nothing is left for Ray", journal.path)
             ran = {"actors": 0, "threads": 0, "ray_start_s": 0.0, "lost_nodes": [], "rounds": []}
-        result, summary = finish(args, choice, collector, ran, begun, resumed)
+        result, summary = finish_run(args, choice, recorder, ran, begun, resumed)
         journal.remove()  # complete: the same command afterwards runs afresh
     for line in closing_lines(summary, resumed):
         print(line, flush=True)
     print(iou_line(result), flush=True)
-    if collector.bad:
-        raise UserError(f"{len(collector.bad)} unreadable image(s), left out of the scores: "
-                        + ", ".join(f"{path} ({why})" for path, why in collector.bad.values()))
+    if recorder.tally.bad_error():
+        raise recorder.tally.bad_error()
     return result, summary
 
 
@@ -177,53 +175,61 @@ def closing_lines(summary, resumed):
     return lines
 
 
-def finish(args, choice, collector, ran, begun, resumed):
-    """Check the collection and write the result files, the summary and the report's masks."""
-    collector.check()
-    if collector.duplicates:
-        log.warning("%d record(s) of images scored again after a retry were dropped", collector.duplicates)
-    records = collector.ordered_records()
-    if not records:
-        raise UserError(f"none of the {len(collector.planned)} images could be read")
-    meta = next(iter(collector.meta.values()), {})
+def finish_run(args, choice, recorder, ran, begun, resumed):
+    """Check that every planned image came back, then ``scoring.finish`` with the merged summary."""
+    tally = recorder.tally
+    missing = tally.missing()
+    if missing:
+        raise missing_error([Path(path).stem for path in missing])
+    if recorder.duplicates:
+        log.warning("%d record(s) of images scored again after a retry were dropped", recorder.duplicates)
+    meta = next(iter(tally.parts.values()), {"meta": {}})["meta"]
     keys = {"backend": choice.name, **meta, "model": str(Path(args.model).resolve())}
-    result = write_results(records, args.result, provenance=provenance_of(keys, args.data, args.size))
-    parts = collector.actor_summaries(vars(args), args.batchsize)
-    h2d, d2h = collector.h2d_d2h()
-    extra = {key: meta.get(key) for key in ("backend", "precision", "machine", "model", "weights")}
-    extra.update(mode="cluster", attempts=resumed["attempts"], resumed_images=resumed["resumed_images"],
-                 cluster={"address": args.address or "local", "actors": ran["actors"], "threads": ran["threads"],
-                          "gpus_per_actor": args.gpus_per_actor, "restarts": sum(part["restarts"] for part in parts),
-                          "replaced_actors": replaced_actors(collector, parts, ran["lost_nodes"]),
-                          "lost_nodes": ran["lost_nodes"], "rounds": ran["rounds"],
-                          "resumed_batches": resumed["resumed_batches"], "ray_start_s": ran["ray_start_s"],
-                          "duplicates_dropped": collector.duplicates})
-    wall = time.perf_counter() - begun
-    summary = merge_summaries(parts, vars(args), h2d, d2h, wall, os.getpid(), extra=extra)
-    if resumed["resumed_images"]:  # the rate of this attempt: the images it scored over its own wall time
-        scored = len(records) - resumed["resumed_images"]
-        with_keys(summary, images_this_attempt=scored, wall_throughput=scored / wall if wall > 0 else None)
-    if args.summary:
-        write_summary(args.summary, summary)
-    folder = masks_folder(args)
-    if folder:
-        worst, best = select_extremes(records)
-        masks = {r["name"]: unpack_mask(collector.masks[r["name"]], args.size) for r in worst + best
-                 if r["name"] in collector.masks}
-        if len(masks) < len(worst + best):  # only when an actor saw an image twice (a retry on itself)
-            log.warning("%d of the report's masks did not come back; their overlays will be skipped",
-                        len(worst + best) - len(masks))
-        write_masks(folder, masks, [r["name"] for r in records])
-    return result, summary
+
+    def summarize(filesinfo):
+        parts = actor_summaries(tally, vars(args), args.batchsize)
+        times = [t for part in tally.parts.values() for t in part["times"].values()]
+        extra = {key: meta.get(key) for key in ("backend", "precision", "machine", "model", "weights")}
+        extra.update(mode="cluster", attempts=resumed["attempts"], resumed_images=resumed["resumed_images"],
+                     cluster={"address": args.address or "local", "actors": ran["actors"], "threads": ran["threads"],
+                              "gpus_per_actor": args.gpus_per_actor,
+                              "restarts": sum(part["restarts"] for part in parts),
+                              "replaced_actors": replaced_actors(tally, parts, ran["lost_nodes"]),
+                              "lost_nodes": ran["lost_nodes"], "rounds": ran["rounds"],
+                              "resumed_batches": resumed["resumed_batches"], "ray_start_s": ran["ray_start_s"],
+                              "duplicates_dropped": recorder.duplicates})
+        wall = time.perf_counter() - begun
+        summary = merge_summaries(parts, vars(args), [t[1] for t in times], [t[2] for t in times], wall, os.getpid(),
+                                  extra=extra, filesinfo=filesinfo)
+        if resumed["resumed_images"]:  # the rate of this attempt: the images it scored over its own wall time
+            scored = tally.scored - resumed["resumed_images"]
+            with_keys(summary, images_this_attempt=scored, wall_throughput=scored / wall if wall > 0 else None)
+        return summary
+
+    return finish(args, tally, keys, summarize)
 
 
-def replaced_actors(collector, parts, lost):
+def actor_summaries(tally, args, batchsize):
+    """One ais_bench summary per actor: the count of its images and the times of its batches."""
+    parts = []
+    for actor in sorted(tally.parts, key=natural_key):
+        part = tally.parts[actor]
+        times = [part["times"][k] for k in sorted(part["times"])]
+        pids = sorted(part["pids"] or {0})
+        parts.append(build_summary(Streamed(part["images"]), args, *([t[i] for t in times] for i in range(3)),
+                                   batchsize, pids[-1],
+                                   extra={"device_label": actor, "mode": "cluster", **part["meta"], "pids": pids,
+                                          "node_ids": part["nodes"], "restarts": len(part["restarted"])}))
+    return parts
+
+
+def replaced_actors(tally, parts, lost):
     """``{actor: why}`` of the actors whose batches others finished: Ray restarted their process
     (``restarted N time(s)``), or their node was lost (``node lost``)."""
     gone = {node["node_id"] for node in lost}
     replaced = {part["device_label"]: f"restarted {part['restarts']} time(s)" for part in parts if part["restarts"]}
-    for actor, nodes in collector.nodes.items():
-        if gone & set(nodes):
+    for actor, part in tally.parts.items():
+        if gone & set(part["nodes"]):
             replaced[actor] = "node lost" + (f", {replaced[actor]}" if actor in replaced else "")
     return replaced
 

@@ -1,22 +1,31 @@
-"""The driver's side of the cluster run, with no Ray in it: the batch plan, and the collection of
-the actors' records, once per image, checked against the plan.
+"""The driver's side of the cluster run, with no Ray in it: the batch plan, and the actors' rows
+gathered into the run's units (``scoring.Tally``), each planned batch once.
 
 Exactly once: Ray Data re-runs the batches of an actor that died (and a task that failed) on
-another actor, and only a finished task's output reaches the driver; still, records are kept by
-image name, a second record of a name is dropped (and counted; a second one with another IoU is
-an error), and at the end every planned image must be there exactly once, scored or unreadable: a
-missing one is an error that names it.
+another actor, and only a finished task's output reaches the driver; still, a row of a batch
+already taken is dropped (and counted; one with another IoU is an error), and at the end every
+planned image must be there, scored or unreadable: a missing one is an error that names it.
+
+The record (``journal``): one unit per planned batch (unit id = batch index), recorded as soon as
+every image of the batch came back (scored or unreadable), whatever order the actors finish them
+in. Its ``extra``, beside the span, the unreadable images and the times: the actor that scored it
+(``actor``), that process's ``pid``, ``node_id`` and whether it replaced one that died
+(``restarted``), and the actor's description (backend, precision, machine, ...: ``meta``) in the
+first unit of each actor only. What the record is bound to (:func:`made_from`, with
+``journal.run_key``: the model file, the images, the masks): the batch size, the input size, the
+backend, its precision and options, and whether the actors run on GPUs; not the number of actors,
+their threads, or the nodes, which a resumed run may have otherwise (a lost node's actors are gone).
 """
 
-import numpy as np
+import json
+from pathlib import Path
 
 from ..bench.batching import plan_batches as plan
 from ..cli import UserError
-from ..formats import natural_key
-from ..summary import build_summary
+from ..journal import Unit
 
-# One row per image, from the actor to the driver (no logits: a packed mask only for the few
-# images that may be the report's worst or best).
+# One row per image, from the actor to the driver (no logits: a packed mask, journal.pack_mask, only
+# for the few images that entered the actor's extremes).
 ROW_KEYS = ("name", "path", "iou", "dice", "why", "batch", "slot", "actor", "compute_ms", "h2d_ms", "d2h_ms",
             "meta", "mask")
 
@@ -32,13 +41,10 @@ def plan_batches(pairs, batchsize):
     return rows
 
 
-def pack_mask(mask):
-    """A bool mask as bytes, 8 pixels a byte (what crosses the object store for an extreme image)."""
-    return np.packbits(np.asarray(mask, dtype=bool).reshape(-1)).tobytes()
-
-
-def unpack_mask(data, size):
-    return np.unpackbits(np.frombuffer(data, np.uint8), count=size * size).reshape(size, size).astype(bool)
+def made_from(backend, precision, args, options):
+    """The options that change the scores, for ``journal.run_key``."""
+    return {"flow": "cluster", "batchsize": args.batchsize, "size": args.size, "backend": backend,
+            "precision": precision, "gpus": bool(args.gpus_per_actor), **options}
 
 
 def missing_error(names, what="no record"):
@@ -46,27 +52,28 @@ def missing_error(names, what="no record"):
     return UserError(f"{len(names)} image(s) with {what} after the run: {shown}")
 
 
-class Collector:
-    """Records by image name; per actor, the batches it was credited with (their times and metadata)."""
+class Recorder:
+    """Gathers the actors' rows by planned batch (``rounds`` calls ``collector.add(rows)``, then
+    :meth:`record`); a batch whose images all came back is recorded in ``journal`` and taken into
+    ``tally``."""
 
-    def __init__(self, planned):
-        self.planned = set(planned)
-        self.records = {}  # name -> {"name", "iou", "dice"}
-        self.paths = {}  # name -> image path
-        self.bad = {}  # name -> (path, why)
-        self.masks = {}  # name -> packed mask bytes
-        self.batches = {}  # actor -> {batch: (compute, h2d, d2h)}
-        self.images = {}  # actor -> [names]
-        self.meta = {}  # actor -> metadata of its first process (backend, machine, node, pid, ...)
-        self.pids = {}  # actor -> the pids of its processes that returned records
-        self.restarted = {}  # actor -> those of them that replaced a process that died
-        self.nodes = {}  # actor -> the Ray node ids of its processes, in the order seen
-        self.scored_by = {}  # batch -> (actor, metadata of the process that scored it)
-        self.duplicates = 0
+    def __init__(self, journal, plan, tally):
+        self.journal, self.plan, self.tally = journal, plan, tally
+        self.collector = self  # what rounds.py adds the rows through
+        self.spans, first = [], 0
+        for row in plan:
+            self.spans.append([first, first + len(row["images"])])
+            first += len(row["images"])
+        self.rows, self.duplicates = {}, 0  # batch -> {name: row} of the batches not complete yet
 
-    def reset(self):
-        """Forget every record (a replayed record that turned out not to be this run's)."""
-        self.__init__(self.planned)
+    def fits(self, tally, unit):
+        """A recorded unit is its planned batch (for ``scoring.resume``)."""
+        if not 0 <= unit.id < len(self.spans) or unit.extra["span"] != self.spans[unit.id]:
+            raise ValueError(f"unit {unit.id} is no batch of this run's plan")
+
+    def pending(self):
+        """The plan's rows not recorded yet."""
+        return [row for row in self.plan if row["batch"] not in self.journal.units]
 
     def add(self, rows):
         """One block of rows (a dict of equal-length arrays, ``ROW_KEYS``)."""
@@ -74,76 +81,45 @@ class Collector:
             self.add_row({key: rows[key][i] for key in ROW_KEYS})
 
     def add_row(self, row):
-        name = str(row["name"])
-        if name not in self.planned:
+        name, batch = str(row["name"]), int(row["batch"])
+        names = self.names(batch) if 0 <= batch < len(self.plan) else []
+        if name not in names:
             raise UserError(f"an actor returned {name}, which is not an image of this run")
-        if name in self.records or name in self.bad:
-            self.duplicates += 1
-            kept = self.records.get(name)
-            if kept is not None and str(row["why"]) == "" and float(row["iou"]) != kept["iou"]:
-                raise UserError(f"{name} was scored twice with different IoUs ({kept['iou']} and "
-                                f"{float(row['iou'])}): the actors do not compute alike")
+        if batch in self.journal.units:
+            position = self.spans[batch][0] + names.index(name)
+            kept = self.tally.iou[position] if self.tally.state[position] == 1 else None
+        elif name in self.rows.setdefault(batch, {}):
+            kept = None if str(self.rows[batch][name]["why"]) else self.rows[batch][name]["iou"]
+        else:
+            self.rows[batch][name] = row
             return
-        actor = str(row["actor"])
-        if str(row["meta"]):
-            meta = _decode_meta(str(row["meta"]))
-            self.meta.setdefault(actor, meta)
-            self.scored_by[int(row["batch"])] = (actor, meta)
-            if meta.get("node_id") and meta["node_id"] not in self.nodes.setdefault(actor, []):
-                self.nodes[actor].append(meta["node_id"])
-            self.pids.setdefault(actor, set()).add(int(meta.get("pid", 0)))
-            if meta.get("restarted"):  # Ray's replacement of a process of this actor that died
-                self.restarted.setdefault(actor, set()).add(int(meta.get("pid", 0)))
-        if str(row["why"]):
-            self.bad[name] = (str(row["path"]), str(row["why"]))
-            return
-        self.records[name] = {"name": name, "iou": float(row["iou"]), "dice": float(row["dice"])}
-        self.paths[name] = str(row["path"])
-        self.images.setdefault(actor, []).append(name)
-        self.batches.setdefault(actor, {})[int(row["batch"])] = (float(row["compute_ms"]), float(row["h2d_ms"]),
-                                                                 float(row["d2h_ms"]))
-        if len(row["mask"]):
-            self.masks[name] = bytes(row["mask"])
+        self.duplicates += 1  # a retried batch's second record
+        if kept is not None and not str(row["why"]) and float(row["iou"]) != float(kept):
+            raise UserError(f"{name} was scored twice with different IoUs ({float(kept)} and {float(row['iou'])}): "
+                            f"the actors do not compute alike")
 
-    def check(self):
-        """Every planned image exactly once (scored or unreadable); else a UserError naming the missing."""
-        missing = sorted(self.planned - set(self.records) - set(self.bad), key=natural_key)
-        if missing:
-            raise missing_error(missing)
+    def names(self, batch):
+        return [Path(path).stem for path in self.plan[batch]["images"]]
 
-    def ordered_records(self):
-        return sorted(self.records.values(), key=lambda r: natural_key(r["name"]))
+    def record(self, rows):
+        """After :meth:`add`: record and take each batch of ``rows`` that is now complete."""
+        for batch in sorted({int(k) for k in rows["batch"]}):
+            got = self.rows.get(batch, {})
+            if batch not in self.journal.units and len(got) == len(self.plan[batch]["images"]):
+                self.tally.record(self.journal, self.unit(batch, self.rows.pop(batch)))
 
-    def actor_summaries(self, args, batchsize):
-        """One ais_bench summary per actor: its images (filesinfo) and the times of its batches."""
-        parts = []
-        for actor in sorted(self.images, key=natural_key):
-            times = [self.batches[actor][k] for k in sorted(self.batches[actor])]
-            names = sorted(self.images[actor], key=natural_key)
-            filesinfo = {i: {"infiles": [self.paths[n]], "outfiles": []} for i, n in enumerate(names)}
-            meta = dict(self.meta.get(actor, {}))
-            pids = sorted(self.pids.get(actor, {0}))
-            meta.pop("pid", None)
-            meta.pop("restarted", None)
-            meta.pop("node_id", None)
-            part = build_summary(filesinfo, args, [t[0] for t in times], [t[1] for t in times],
-                                 [t[2] for t in times], batchsize, pids[-1],
-                                 extra={"device_label": actor, "mode": "cluster", **meta, "pids": pids,
-                                        "node_ids": self.nodes.get(actor, []),
-                                        "restarts": len(self.restarted.get(actor, ()))})
-            parts.append(part)
-        return parts
-
-    def h2d_d2h(self):
-        """All credited batches' H2D and D2H times (ms), for the merged summary."""
-        times = [t for batches in self.batches.values() for t in batches.values()]
-        return [t[1] for t in times], [t[2] for t in times]
-
-
-def _decode_meta(text):
-    import json
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+    def unit(self, batch, rows):
+        names = self.names(batch)
+        scored = [rows[name] for name in names if not str(rows[name]["why"])]
+        extra = {"span": self.spans[batch], "bad": [[name, str(rows[name]["why"])] for name in names
+                                                    if str(rows[name]["why"])]}
+        if scored:  # the first row: its batch's times and (real actors' rows) its process's description
+            actor, meta = str(scored[0]["actor"]), json.loads(str(scored[0]["meta"]) or "{}")
+            extra.update(actor=actor, ms=[float(scored[0][key]) for key in ("compute_ms", "h2d_ms", "d2h_ms")])
+            if meta:
+                extra.update(pid=int(meta.pop("pid", 0)), restarted=bool(meta.pop("restarted", False)),
+                             node_id=meta.pop("node_id", None))
+            if meta and not self.tally.parts.get(actor, {}).get("meta"):
+                extra["meta"] = meta
+        records = [{"name": str(row["name"]), "iou": float(row["iou"]), "dice": float(row["dice"])} for row in scored]
+        return Unit(batch, records, {str(row["name"]): str(row["mask"]) for row in scored if str(row["mask"])}, extra)

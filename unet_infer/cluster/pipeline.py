@@ -11,8 +11,8 @@ and scores -> the driver. Ray is imported here only, inside the functions.
   batch with ``decoding.pack_batch`` (a short batch padded with copies of its first image, as the
   runner pads), runs it through the one loop (``loop.run_loop``) and scores it with
   ``scoring.Scorer``; it returns one small row per image (name, IoU, Dice, its batch's times, the
-  actor's name) and, only for an image that may be the report's worst or best, its mask packed
-  8 pixels a byte.
+  actor's name) and, only for an image that entered the actor's worst or best, its packed mask
+  (``journal.pack_mask``: the record's own form, 8 pixels a byte and compressed).
 
 What crosses the object store: the decoded batches (float32 images and bool masks, 4.2 MB per
 image at 572) from the decoding tasks to the actors, and the small rows to the driver; never logits.
@@ -32,10 +32,10 @@ import numpy as np
 from ..cli import UserError
 from ..decoding import decode, pack_batch
 from ..loop import Timings, run_loop
-from ..scoring import Extremes, Scorer
+from ..scoring import Scorer
 from ..session import WARMUP_RUNS
 from . import local
-from .collect import ROW_KEYS, pack_mask
+from .collect import ROW_KEYS
 
 # Ray Data's own default is unbounded; a crash that repeats should end the run, not loop.
 MAX_RESTARTS = 3  # replacements per actor
@@ -75,7 +75,8 @@ class InferActor:
                                             size=config["size"], image_size=config["size"], warmup=WARMUP_RUNS,
                                             flow="the cluster")
         self.backend = self.opened.backend
-        self.timings, self.extremes = Timings(), Extremes()
+        self.timings = Timings()
+        self.scorer = Scorer(self.backend.batchsize, config["size"])  # its extremes: this actor's so far
         import ray  # in an actor process, Ray is there already
         # the actor's id survives a restart: one name per actor (per device), whatever its process
         self.name = f"{socket.gethostname()}:actor-{ray.get_runtime_context().get_actor_id()[:8]}"
@@ -89,9 +90,7 @@ class InferActor:
                                 "device": self.backend.device_name(0), "restarted": restarted})
 
     def __call__(self, rows):
-        spec, size = self.backend.inputs[0], self.config["size"]
-        scorer = Scorer(self.backend.batchsize, size, keep_extremes=False)
-        scorer.extremes = self.extremes  # kept across calls: the actor's own worst and best so far
+        spec = self.backend.inputs[0]
         feeds, out = [], {key: [] for key in ROW_KEYS}
         for r in range(len(rows["batch"])):
             batch, n = int(rows["batch"][r]), int(rows["n"][r])
@@ -103,24 +102,18 @@ class InferActor:
                 feeds.append(([pack_batch(spec, rows["image"][r][:n])], (batch, items)))
         first, done = len(self.timings.compute), []
 
-        def sink(tag, outputs):
-            start = len(scorer.records)
-            scorer(tag[1], outputs)
-            done.append((tag[0], tag[1], scorer.records[start:]))
-
-        run_loop(self.backend, feeds, sink, self.timings)
+        run_loop(self.backend, feeds, lambda tag, outputs: done.append((*tag, *self.scorer(tag[1], outputs))),
+                 self.timings)
         if self.config.get("slow"):
             time.sleep(self.config["slow"] * len(done))
-        self.crash_once([batch for batch, _, _ in done])
-        for j, (batch, items, records) in enumerate(done):
+        self.crash_once([batch for batch, *_ in done])
+        for j, (batch, items, records, masks) in enumerate(done):
             times = (self.timings.compute[first + j], self.timings.h2d[first + j], self.timings.d2h[first + j])
             for slot, ((path, _), record) in enumerate(zip(items, records)):
-                kept = self.extremes.kept.get(record["name"])
-                self._row(out, path, batch, slot, record=record, times=times,
-                          mask=pack_mask(kept) if kept is not None else b"")
-        return {key: np.array(value, dtype=object if key == "mask" else None) for key, value in out.items()}
+                self._row(out, path, batch, slot, record=record, times=times, mask=masks.get(record["name"], ""))
+        return {key: np.array(value) for key, value in out.items()}
 
-    def _row(self, out, path, batch, slot, record=None, why="", times=(0.0, 0.0, 0.0), mask=b""):
+    def _row(self, out, path, batch, slot, record=None, why="", times=(0.0, 0.0, 0.0), mask=""):
         values = {"name": Path(path).stem, "path": path, "iou": record["iou"] if record else float("nan"),
                   "dice": record["dice"] if record else float("nan"), "why": why, "batch": batch, "slot": slot,
                   "actor": self.name, "compute_ms": times[0], "h2d_ms": times[1], "d2h_ms": times[2],
