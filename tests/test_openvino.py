@@ -78,7 +78,7 @@ def int8_ir(models):
     """The NNCF INT8 IR of the raw export (its shape arithmetic folded first), and the quantiser's report."""
     from unet_infer.quantize.openvino import quantize_model
     output = models["folder"] / "UNet_int8.xml"
-    return output, quantize_model(models["raw"], models["calib"], output, n_calib=4, quiet=True)
+    return output, quantize_model(models["raw"], models["calib"], output, n_calib=4)
 
 
 def test_declarations_need_no_openvino_and_name_the_files():
@@ -148,7 +148,7 @@ def test_int8_quantised_from_the_raw_export_runs_as_int8_close_to_fp32(models, i
 def test_onnxruntime_quantiser_folds_a_raw_export_first(models, tmp_path):
     from unet_infer.quantize.onnxruntime import quantize_model
     assert count_ops(load_onnx(models["raw"])).get("Shape")
-    report = quantize_model(models["raw"], models["calib"], tmp_path / "UNet_int8.onnx", n_calib=2, quiet=True)
+    report = quantize_model(models["raw"], models["calib"], tmp_path / "UNet_int8.onnx", n_calib=2)
     ops = count_ops(load_onnx(tmp_path / "UNet_int8.onnx"))
     assert report["folded_shapes"] and not ops.get("Shape")  # no DequantizeLinear left feeding shape arithmetic
 

@@ -49,7 +49,7 @@ def calib_dir(tmp_path_factory):
 def quantized(fp32_model, calib_dir, tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("int8")
     output = out_dir / "UNet_int8.onnx"
-    report = quantize_model(fp32_model, calib_dir, output, n_calib=4, quiet=True)
+    report = quantize_model(fp32_model, calib_dir, output, n_calib=4)
     return output, report
 
 
@@ -127,7 +127,7 @@ def test_calibration_files_natural_order_evenly_spaced(tmp_path):
     assert [p.name for p in chosen] == ["img0.bin", "img4.bin", "img7.bin", "img11.bin"]
     assert [p.name for p in calibration_files(folder, 50, 3, SIZE)] == names
     assert select_evenly(range(5), 1) == [0]
-    reader = CalibrationReader(chosen[:2], INPUT, (3, SIZE, SIZE), quiet=True)
+    reader = CalibrationReader(chosen[:2], INPUT, (3, SIZE, SIZE))
     first = reader.get_next()
     assert first[INPUT].shape == (1, 3, SIZE, SIZE) and first[INPUT].dtype == np.float32
     assert reader.get_next() is not None and reader.get_next() is None
@@ -139,7 +139,7 @@ def test_calibration_size_mismatch_names_file_bytes_and_expected(fp32_model, tmp
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(UserError) as err:
-        quantize_model(fp32_model, folder, out / "int8.onnx", quiet=True)
+        quantize_model(fp32_model, folder, out / "int8.onnx")
     message = str(err.value)
     assert "img1.bin" in message and str(3 * 16 * 16 * 4) in message and str(3 * SIZE * SIZE * 4) in message
     assert list(out.iterdir()) == []
@@ -188,7 +188,7 @@ def test_weights_in_7_bits_only_where_int8_dot_products_saturate(fp32_model, cal
     from onnx import numpy_helper
     monkeypatch.setattr(ort_recipe, "int8_saturates", lambda: saturates)
     output = tmp_path / "UNet_int8.onnx"
-    report = quantize_model(fp32_model, calib_dir, output, n_calib=2, quiet=True)
+    report = quantize_model(fp32_model, calib_dir, output, n_calib=2)
     assert report["weight_bits"] == bits
     weights = [numpy_helper.to_array(t) for t in onnx.load(str(output)).graph.initializer
                if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4]

@@ -81,9 +81,9 @@ class _Silent(_PlainProgress):
         pass
 
 
-def progress(iterable=None, total=None, desc="", unit="it", quiet=None):
+def progress(iterable=None, total=None, desc="", unit="it"):
     """Wrap ``iterable`` (or count ``total`` manual updates) with the right kind of progress display."""
-    if quiet if quiet is not None else is_quiet():
+    if is_quiet():
         return _Silent(iterable, total=total, desc=desc)
     if sys.stderr.isatty():
         return tqdm(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True)

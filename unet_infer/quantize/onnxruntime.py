@@ -2,7 +2,7 @@
 
     python3 -m unet_infer.quantize --model UNet_dynamic_sim.onnx --calib prep_bin --output UNet_int8.onnx
 
-(the same as ``--n-calib 16 --method minmax``; add ``--size S`` when the model's input size is dynamic)
+(the same as ``--n-calib 16``; add ``--size S`` when the model's input size is dynamic)
 
 The recipe, chosen by measuring on x86 with VNNI/AMX (onnxruntime's CPU provider, 2 threads):
 - activations QUInt8 (asymmetric), weights QInt8 per output channel (symmetric): the u8 x s8
@@ -51,12 +51,6 @@ from .graph import pad_in_int8, upsampling_as_gemm
 
 log = logging.getLogger(__name__)
 
-METHODS = {
-    "minmax": CalibrationMethod.MinMax,
-    "entropy": CalibrationMethod.Entropy,
-    "percentile": CalibrationMethod.Percentile,
-}
-CALIB_SUFFIXES = (".bin",)
 # Opset 13: DequantizeLinear's axis (per-channel weights) and uint8 MaxPool (kept in INT8 by ORT) need it.
 QUANT_OPSET = 13
 
@@ -67,8 +61,7 @@ PER_CHANNEL = True
 EXTRA_OPTIONS = {
     "ActivationSymmetric": False,
     "WeightSymmetric": True,
-    # One image at a time through the calibration model: the histogram methods otherwise keep every
-    # intermediate tensor of every image in memory (about 2 GB per 572 x 572 image).
+    # One image at a time through the calibration model (about 2 GB of intermediate tensors per 572 x 572 image).
     "CalibStridedMinMax": 1,
 }
 
@@ -76,11 +69,10 @@ EXTRA_OPTIONS = {
 class CalibrationReader(CalibrationDataReader):
     """Feeds one image (1 x C x S x S) per ``get_next``, from a list of .bin or image files."""
 
-    def __init__(self, files, input_name, shape, quiet=None):
+    def __init__(self, files, input_name, shape):
         self.files = list(files)
         self.input_name = input_name
         self.shape = tuple(shape)
-        self.quiet = quiet
         self.start, self.end = 0, len(self.files)
         self.position = 0
         self.bar = None
@@ -97,7 +89,7 @@ class CalibrationReader(CalibrationDataReader):
 
     def get_next(self):
         if self.bar is None:
-            self.bar = progress(total=len(self.files), desc="calibration", unit="image", quiet=self.quiet)
+            self.bar = progress(total=len(self.files), desc="calibration", unit="image")
         if self.position >= self.end:
             return None
         path = self.files[self.position]
@@ -109,11 +101,9 @@ class CalibrationReader(CalibrationDataReader):
         return {self.input_name: array}
 
 
-def quantize_model(model, calib_dir, output, n_calib=16, method="minmax", size=None, threads=None, quiet=None):
-    """Quantise ``model`` to ``output`` (INT8, QDQ), calibrated on ``calib_dir``; returns a report dict."""
+def quantize_model(model, calib_dir, output, n_calib=16, size=None, threads=None):
+    """Quantise ``model`` to ``output`` (INT8, QDQ), calibrated on ``calib_dir`` (min-max); returns a report dict."""
     model_path, output = Path(model), Path(output)
-    if method not in METHODS:
-        raise UserError(f"--method {method}: expected one of {', '.join(METHODS)}")
     refuse_overwrite(model_path, output)
     if not output.parent.is_dir():
         raise UserError(f"{output.parent}: output folder not found")
@@ -123,8 +113,8 @@ def quantize_model(model, calib_dir, output, n_calib=16, method="minmax", size=N
     input_name, channels, size = image_input(fp32, model_path, size)
     files = calibration_files(calib_dir, n_calib, channels, size)
     reduce_range = int8_saturates()
-    log.info("%s: calibrating on %d image(s) of %s (%s), %s activations, %s weights%s, per channel", model_path,
-             len(files), calib_dir, method, ACTIVATION_TYPE.name, WEIGHT_TYPE.name,
+    log.info("%s: calibrating on %d image(s) of %s (minmax), %s activations, %s weights%s, per channel", model_path,
+             len(files), calib_dir, ACTIVATION_TYPE.name, WEIGHT_TYPE.name,
              " in 7 bits (no VNNI/AMX on this CPU)" if reduce_range else "")
 
     with tempfile.TemporaryDirectory(prefix="unet_quantize.") as tmp:
@@ -143,7 +133,7 @@ def quantize_model(model, calib_dir, output, n_calib=16, method="minmax", size=N
             prepared = Path(tmp) / "fp32_prep.onnx"
             quant_pre_process(str(source), str(prepared))
             source = prepared
-        reader = CalibrationReader(files, input_name, (channels, size, size), quiet=quiet)
+        reader = CalibrationReader(files, input_name, (channels, size, size))
         with atomic_path(output) as dst, contextlib.redirect_stdout(sys.stderr):
             quantize_static(
                 str(source), dst, reader,
@@ -152,7 +142,7 @@ def quantize_model(model, calib_dir, output, n_calib=16, method="minmax", size=N
                 weight_type=WEIGHT_TYPE,
                 per_channel=PER_CHANNEL,
                 reduce_range=reduce_range,
-                calibrate_method=METHODS[method],
+                calibrate_method=CalibrationMethod.MinMax,
                 extra_options=EXTRA_OPTIONS,
             )
             int8 = onnx.load(dst)
@@ -170,7 +160,6 @@ def quantize_model(model, calib_dir, output, n_calib=16, method="minmax", size=N
     ops = count_ops(int8)
     report = {
         "output": str(output),
-        "method": method,
         "calibration_images": len(files),
         "size": size,
         "nodes": sum(ops.values()),

@@ -100,7 +100,7 @@ def fake_quantize_after_pads(model):
     return moved
 
 
-def quantize_model(model, calib_dir, output, n_calib=16, size=None, threads=None, quiet=None):
+def quantize_model(model, calib_dir, output, n_calib=16, size=None, threads=None):
     """Quantise the ONNX ``model`` to the INT8 IR ``output`` (.xml), calibrated on ``calib_dir``; a report dict."""
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
@@ -124,7 +124,7 @@ def quantize_model(model, calib_dir, output, n_calib=16, size=None, threads=None
         save_onnx(fp32, source)
         del fp32
         ov_model = fix_shapes(read_model(source), None, size, model_path)
-        bar = progress(total=len(files), desc="calibration", unit="image", quiet=quiet)
+        bar = progress(total=len(files), desc="calibration", unit="image")
 
         def transform(path):
             bar.update(1)
