@@ -246,12 +246,11 @@ def build_from_state_dict(state_dict, source="state_dict"):
     return model, layout
 
 
-def load_unet(path, expect_channels=3):
+def load_unet(path):
     """Load a checkpoint file into an eval-mode UNet; returns (model, layout)."""
     model, layout = build_from_state_dict(read_state_dict(path), source=str(path))
-    if expect_channels is not None and layout.n_channels != expect_channels:
-        raise UserError(f"{path}: the model takes {layout.n_channels} input channels, "
-                        f"the pipeline feeds {expect_channels} (RGB)")
+    if layout.n_channels != 3:
+        raise UserError(f"{path}: the model takes {layout.n_channels} input channels, the pipeline feeds 3 (RGB)")
     return model, layout
 
 
@@ -259,13 +258,12 @@ def count_parameters(model):
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model, size=572, channels=None):
-    """Multiply-adds of the convolutions for one ``channels x size x size`` image.
+def count_macs(model, size=572):
+    """Multiply-adds of the convolutions for one image of ``size`` x ``size``.
 
     Counted by forward hooks on a copy of the model built on the ``meta`` device, so it costs
     no arithmetic and no memory.
     """
-    channels = channels or model.n_channels
     with torch.device("meta"):
         shadow = UNet(model.n_channels, model.n_classes, model.bilinear, model.width,
                       model.inc.double_conv[0].bias is not None).eval()
@@ -283,5 +281,5 @@ def count_macs(model, size=572, channels=None):
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             m.register_forward_hook(conv_hook)
     with torch.no_grad():
-        shadow(torch.zeros(1, channels, size, size, device="meta"))
+        shadow(torch.zeros(1, model.n_channels, size, size, device="meta"))
     return total

@@ -79,10 +79,9 @@ def build_parser(prog=PROG):
     return parser
 
 
-def main(argv=None, prog=None):
-    """The command; ``prog``: the name ``--help`` and errors show (without it: scripts/onnxsim.sh's, when
-    it is the caller, else ``python3 -m unet_infer.simplify``)."""
-    args = build_parser(prog or cli.wrapper_prog(PROG)).parse_args(argv)
+def main(argv=None):
+    """The command, named as scripts/onnxsim.sh names it when that is the caller (``cli.wrapper_prog``)."""
+    args = build_parser(cli.wrapper_prog(PROG)).parse_args(argv)
     simplify(args.input, args.output, args.size)
     print(f"wrote {args.output}")
 

@@ -180,17 +180,16 @@ def run_pure(args, opened, out_dir, timings):
     return {}
 
 
-def spread_warning(compute_ms, limit=None):
+def spread_warning(compute_ms):
     """The line that says the compute times vary too much run to run to quote (trtexec's coefficient
     of variation: standard deviation / mean), or None."""
-    limit = CV_LIMIT if limit is None else limit
     if len(compute_ms) < 2 or np.mean(compute_ms) <= 0:
         return None
     cv = float(np.std(compute_ms) / np.mean(compute_ms))
-    if cv <= limit:
+    if cv <= CV_LIMIT:
         return None
     return (f"the compute time varies by {100 * cv:.0f}% run to run (coefficient of variation, above "
-            f"{100 * limit:.0f}%): for figures to quote, give more --warmup_count and --loop (or --time), "
+            f"{100 * CV_LIMIT:.0f}%): for figures to quote, give more --warmup_count and --loop (or --time), "
             f"on a machine doing nothing else")
 
 

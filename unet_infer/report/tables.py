@@ -51,32 +51,31 @@ def _which(row, rows):
     return f"bs {row['batchsize']}" + (f" {row['backend']} {row['precision']}" if several else "")
 
 
-def summary_markdown(rows, date=None, per_image_bs=None, warning=None, per_image_row=None):
+def summary_markdown(rows, warning=None, per_image_row=None):
     """The text of summary.md; ``warning`` (mixed weights, listed anyway) goes above the table;
-    ``per_image_row``: the row whose scores per_image.csv holds (else batch size ``per_image_bs``'s)."""
+    ``per_image_row``: the row whose scores per_image.csv holds."""
     lines = ["# UNet on Carvana: accuracy and throughput", ""]
     if warning:
         lines += [f"**Warning: {warning}.**", ""]
     lines += ["| " + " | ".join(COLUMNS) + " |",
               "|" + "|".join("---" for _ in COLUMNS) + "|"]
     lines += ["| " + " | ".join(_cell(c) for c in format_row(row)) + " |" for row in rows]
-    lines += ["", f"Generated {date or today()} by `python3 -m unet_infer.report`.", "",
+    lines += ["", f"Generated {today()} by `python3 -m unet_infer.report`.", "",
               f"- {THROUGHPUT_NOTE}",
               f"- IoU of the car class, mean over all images; the ModelZoo figure leaves out the "
               f"\"difficult\" images whose IoU is below {MODELZOO_MIN_IOU}."]
     below = [f"{_which(r, rows)}: {r['n_below_0_5']}" for r in rows if r["n_below_0_5"]]
     if below:
         lines.append(f"- Images below {MODELZOO_MIN_IOU}: " + ", ".join(below) + ".")
-    if per_image_bs is not None or per_image_row is not None:
-        which = f"bs {per_image_bs}" if per_image_row is None else _which(per_image_row, rows)
-        lines.append(f"- Per-image scores ({which}): `per_image.csv`; histogram: `iou_hist.png`; "
+    if per_image_row is not None:
+        lines.append(f"- Per-image scores ({_which(per_image_row, rows)}): `per_image.csv`; histogram: `iou_hist.png`; "
                      f"worst and best images: `overlays/`.")
     return "\n".join(lines) + "\n"
 
 
-def write_summary_md(rows, path, date=None, per_image_bs=None, warning=None, per_image_row=None):
+def write_summary_md(rows, path, warning=None, per_image_row=None):
     """Write :func:`summary_markdown` to ``path`` atomically; return the path."""
-    atomic_write_text(path, summary_markdown(rows, date, per_image_bs, warning, per_image_row))
+    atomic_write_text(path, summary_markdown(rows, warning, per_image_row))
     return Path(path)
 
 
