@@ -103,18 +103,13 @@ def make_overlay(image_path, pred_mask, label_mask, title, size=DEFAULT_SIZE):
     ``label_mask`` may be None (no outline). The caption is ``title`` and, when it fits, a legend.
     """
     pred = np.asarray(pred_mask, dtype=bool)
-    if pred.shape != (size, size):
-        raise ValueError(f"prediction of shape {pred.shape}, expected {(size, size)}")
     with Image.open(image_path) as img:
         rgb = img.convert("RGB").resize((size, size))
     arr = np.asarray(rgb).astype(np.float32)
     arr[pred] = arr[pred] * (1 - PRED_ALPHA) + PRED_COLOUR * PRED_ALPHA
     arr = arr.round().clip(0, 255).astype(np.uint8)
     if label_mask is not None:
-        label = np.asarray(label_mask, dtype=bool)
-        if label.shape != (size, size):
-            raise ValueError(f"label of shape {label.shape}, expected {(size, size)}")
-        arr[edge_mask(label, 2 if size >= 256 else 1)] = LABEL_COLOUR
+        arr[edge_mask(label_mask, 2 if size >= 256 else 1)] = LABEL_COLOUR
     out = Image.fromarray(arr, "RGB")
     lines = [title]
     legend = "cyan: prediction   red: label outline"
