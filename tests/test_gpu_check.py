@@ -1,12 +1,17 @@
-"""scripts/gpu_check.sh: the CUDA paths in one bounded command, and its CUDA probe
-(``python3 -m unet_infer.speed --cuda``).
+"""scripts/gpu_check.sh (python3 -m unet_infer.gpu_check): the CUDA paths in one bounded command, its
+verdicts read from the files the steps write, and its CUDA probe (``python3 -m unet_infer.speed --cuda``).
 
-This machine has no GPU: the steps are run with stand-ins (``PYTHON`` a script that plays python3
-and logs its arguments, ``timeout`` on PATH a script that logs its own and runs the real one), so
-that the order of the steps, their budgets and the report of a failed or timed-out step are seen
-without CUDA. The probe itself is tested against fake torch modules.
+This machine has no GPU, so the CUDA parts are skipped: the probe's answer is a stand-in that names
+this CPU as the device, the main job runs torch fp32 on a tiny data set and checkpoint, and the
+benchmark a width-4 UNet at 32 x 32. Everything else is real: the three steps run as processes
+under their budgets, and their verdicts and figures come from what they wrote (the JUnit report,
+result_bs2.json and the run summary, the section of the markdown), checked here against what
+the steps printed themselves. The probe is tested against fake torch modules.
 """
 
+import contextlib
+import io
+import json
 import os
 import re
 import shutil
@@ -18,70 +23,63 @@ import warnings
 from pathlib import Path
 
 import pytest
+import torch
 
-from unet_infer import speed
+from tiny_unet import tiny_unet
+from unet_infer import cli, gpu_check, speed
+from unet_infer.machine import cpu_model
 from unet_infer.speed import configs as cfg
 from unet_infer.speed.markdown import merge_section, render_section, section_heading, split_sections
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "gpu_check.sh"
-GPU = "Fake GPU 9000"
-SECTION = f"AMD EPYC, 16 cores, {GPU} · UNet w64 modelzoo, random weights (seed 0), 572x572 · 2026-01-02"
 CPU_SECTION = "## AMD EPYC, 2 cores · UNet w64 modelzoo, random weights (seed 0), 572x572 · 2026-01-01"
-
-# python3 as the steps call it: the probe, pytest, the driver's first stage command, the benchmark.
-FAKE_PYTHON = r"""#!/usr/bin/env bash
-echo "python $*" >>"$GC_CALLS"
-case "$1 $2" in
-    "-m unet_infer.speed")
-        if [[ "$3" == --cuda ]]; then
-            [[ "${GC_PROBE:-}" == broken ]] && { echo "Traceback: something broke" >&2; exit 1; }
-            echo "cuda: Fake GPU 9000 (torch 0.0, CUDA 0.0, 1 device)"
-            [[ -n "${GC_MISSING:-}" ]] && echo "missing: $GC_MISSING"
-            exit 0
-        fi
-        md=""; prev=""
-        for arg in "$@"; do [[ "$prev" == --markdown ]] && md=$arg; prev=$arg; done
-        if [[ "${GC_BENCH:-}" == clobber ]]; then echo "# nothing left" >"$md"; fi
-        printf '\n## %s\n' "$GC_SECTION" >>"$md"
-        echo "[benchmark] torch fp16 bs 8: 1234.50 images/s, p50 6.48 ms, p99 6.90 ms per batch, 0.81 ms/image, loop 100"
-        echo "[benchmark] 1 row in $md (section '$GC_SECTION'), plot x.png"
-        exit 0 ;;
-    "-m pytest") sleep "${GC_PYTEST_SLEEP:-0}"; echo "7 passed, 1 skipped in 0.01s"; exit 0 ;;
-    "-m unet_infer.stages") echo "error: the stand-in's stages fail" >&2; exit 2 ;;
-esac
-exit 99
-"""
-FAKE_TIMEOUT = """#!/usr/bin/env bash
-echo "timeout $*" >>"$GC_CALLS"
-exec {real} "$@"
-"""
+TESTS = ("tests/test_torch_backend.py::test_compile_modes,"  # one that runs here, one marked cuda
+         "tests/test_torch_backend.py::test_cuda_uploads_ahead_overlap_and_keep_each_batch")
 
 
-def run(*args, env=None, cwd=None, timeout=120):
-    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, **(env or {})}, timeout=timeout)
+def shim(*args, cwd=None):
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
-@pytest.fixture
-def stand_in(tmp_path):
-    """The environment of a run with stand-ins, its log of calls, and a markdown with a CPU section."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "python").write_text(FAKE_PYTHON)
-    (bin_dir / "timeout").write_text(FAKE_TIMEOUT.format(real=shutil.which("timeout")))
-    for script in bin_dir.iterdir():
-        script.chmod(0o755)
-    markdown = tmp_path / "BENCHMARKS.md"
+def on_the_cpu(patch, gpu, data, weights, missing=()):
+    """The CUDA parts skipped: the probe answers ``gpu`` (and ``missing``), the main job and the
+    benchmark are sized for this CPU."""
+    patch.setattr(gpu_check, "probe", lambda cmd, seconds, env: (f"{gpu} (a stand-in for the probe's GPU)",
+                                                                  list(missing)))
+    patch.setattr(gpu_check, "MAIN", ["bs=2", "backend=torch", "precision=fp32", "size=32", "loop=1",
+                                      f"data={data}", f"weights={weights}"])
+    patch.setattr(gpu_check, "BENCH", ["rounds=1", "loop=2", "width=4", "size=32"])
+
+
+def check(*args):
+    """``(exit status, stdout)`` of the check run in this process."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = cli.run_cli(gpu_check.main, list(args))
+    return status, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from conftest import _make_carvana
+    root = tmp_path_factory.mktemp("tiny")
+    weights = root / "tiny.pth"
+    torch.save(tiny_unet().state_dict(), weights)
+    return types.SimpleNamespace(root=root, data=_make_carvana(root / "carvana").root, weights=weights)
+
+
+@pytest.fixture(scope="module")
+def checked(tiny):
+    """One run of every step on this CPU, shared by the tests that read what it wrote."""
+    markdown = tiny.root / "BENCHMARKS.md"
     markdown.write_text(f"# UNet inference benchmarks\n\n{CPU_SECTION}\n\n| a |\n|---|\n")
-    calls = tmp_path / "calls.txt"
-    env = {"PYTHON": str(bin_dir / "python"), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "GC_CALLS": str(calls), "GC_SECTION": SECTION}
-    return types.SimpleNamespace(env=env, calls=calls, markdown=markdown, work=tmp_path / "work", tmp=tmp_path)
-
-
-def calls_of(stand_in):
-    return stand_in.calls.read_text().splitlines() if stand_in.calls.exists() else []
+    work = tiny.root / "work"
+    with pytest.MonkeyPatch.context() as patch:
+        on_the_cpu(patch, cpu_model(), tiny.data, tiny.weights)
+        status, out = check(f"workdir={work}", f"markdown={markdown}", f"tests={TESTS}", "bs=1,2",
+                            "configs=torch:fp32")
+    return types.SimpleNamespace(status=status, out=out, work=work, markdown=markdown, gpu=cpu_model())
 
 
 def summary_line(stdout, step):
@@ -92,21 +90,20 @@ def summary_line(stdout, step):
 
 @pytest.mark.skipif(cfg.cuda_status()[0], reason="this machine has CUDA: the script would run its steps")
 def test_without_cuda_one_line_exit_0_and_nothing_written(tmp_path):
-    before = sorted(tmp_path.iterdir())
     repo_md = REPO / "BENCHMARKS.md"
     stamp = repo_md.stat().st_mtime_ns if repo_md.exists() else None
-    result = run(cwd=tmp_path)
+    result = shim(cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(r"gpu_check: no CUDA here \(.+\); nothing to do\n", result.stdout), result.stdout
     assert cfg.cuda_status()[1] in result.stdout  # the probe's own reason
-    assert sorted(tmp_path.iterdir()) == before  # no work folder, no log
+    assert list(tmp_path.iterdir()) == []  # no work folder, no log
     assert (repo_md.stat().st_mtime_ns if repo_md.exists() else None) == stamp
 
 
-# ---- help and bad options --------------------------------------------------------------------------
+# ---- help, options and budgets ---------------------------------------------------------------------
 
 def test_help_shows_the_budget_arithmetic_and_the_options():
-    result = run("--help")
+    result = shim("--help")
     assert result.returncode == 0, result.stderr
     text = result.stdout
     shares = {m[1]: int(m[2]) for m in re.finditer(r"^  (probe|tests|main|benchmark|spare|total) +(\d+) s ", text,
@@ -123,6 +120,17 @@ def test_help_shows_the_budget_arithmetic_and_the_options():
         assert option in text, option
 
 
+@pytest.mark.parametrize("args, budgets", [
+    ([], {"probe": 30, "spare": 30, "tests": 150, "main": 110, "benchmark": 160}),
+    (["budget=16"], {"probe": 1, "spare": 1, "tests": 5, "main": 3, "benchmark": 5}),  # 150 x 14 / 420
+    (["steps=benchmark,tests"], {"probe": 30, "spare": 30, "tests": 420 * 150 // 310, "benchmark": 420 * 160 // 310}),
+])
+def test_the_steps_share_the_budget_by_their_shares(args, budgets):
+    _, steps, got = gpu_check.parse(args)
+    assert got == budgets and steps == [s for s in gpu_check.STEPS if s in budgets]  # always in this order
+    assert gpu_check.max_seconds(216, 9) == 18 and gpu_check.max_seconds(5, 9) == 1  # (216 - 20) x 5 / 6 / 9
+
+
 @pytest.mark.parametrize("arg, message", [
     ("colour=red", "unknown option 'colour=red'"),
     ("budget=soon", "budget must be a whole number of seconds, got 'soon'"),
@@ -130,104 +138,188 @@ def test_help_shows_the_budget_arithmetic_and_the_options():
     ("steps=tests,lunch", "unknown step 'lunch'"),
     ("steps=", "steps= needs at least one of"),
     ("bs=1,,8", "bs must be a comma list of batch sizes"),
+    ("configs=torch", "configs must be a comma list of backend:precision"),
     ("tests=tests/no_such_test.py", "no_such_test.py not found"),
 ])
-def test_bad_options_are_one_line_errors_before_anything(tmp_path, arg, message, stand_in):
-    result = run(arg, f"workdir={stand_in.work}", env=stand_in.env)
-    assert result.returncode == 2
-    assert result.stdout == "" and len(result.stderr.splitlines()) == 1, result.stderr
-    assert result.stderr.startswith("error: ") and message in result.stderr
-    assert calls_of(stand_in) == [] and not stand_in.work.exists()  # not even the probe ran
+def test_bad_options_are_one_line_errors_before_anything(tmp_path, monkeypatch, capsys, arg, message):
+    monkeypatch.setattr(gpu_check, "probe", lambda *a: pytest.fail("the probe ran"))
+    assert cli.run_cli(gpu_check.main, [arg, f"workdir={tmp_path / 'work'}"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "work").exists()
 
 
-# ---- the steps, with stand-ins ---------------------------------------------------------------------
+# ---- the steps, on this CPU ------------------------------------------------------------------------
 
-def test_steps_run_in_order_with_their_budgets_and_a_failed_step_does_not_stop_the_next(stand_in):
-    result = run(f"workdir={stand_in.work}", f"markdown={stand_in.markdown}", env=stand_in.env)
-    assert result.returncode == 1, result.stdout + result.stderr  # main failed
-    calls = calls_of(stand_in)
-    assert calls[1].startswith("python -m unet_infer.speed --cuda --need ")  # the probe, first
-    need = calls[1].split()[-1].split(",")
-    assert set(need) >= {"pytest", "torch", "matplotlib"} and len(need) == len(set(need))
-    timed = [c for c in calls if c.startswith("timeout ")]
-    assert [c.split()[1:4] for c in timed] == [["-k", "5", "30"], ["-k", "5", "150"], ["-k", "5", "110"],
-                                              ["-k", "5", "160"]]  # probe, tests, main, benchmark
-    steps = [c for c in calls if c.startswith("timeout ")][1:]
-    assert " -m pytest -q " in steps[0] and steps[0].endswith(str(REPO / "tests" / "test_torch_backend.py"))
-    assert steps[1].endswith(f"scripts/run_all.sh bs=8 backend=torch precision=fp16 workdir={stand_in.work}/main "
-                             "quiet=1")
-    assert "scripts/benchmark.sh configs=torch:fp32,torch:fp16,torch:bf16 bs=1,8,32 rounds=1 loop=100 " \
-           f"max_seconds=12 workdir={stand_in.work}/bench markdown={stand_in.markdown} quiet=1" in steps[2]
-    order = [i for i, c in enumerate(calls) if re.match(r"python -m (pytest|unet_infer\.stages|unet_infer\.speed "
-                                                         r"--batchsizes)", c)]
-    assert [calls[i].split()[2] for i in order] == ["pytest", "unet_infer.stages", "unet_infer.speed"]
-    out = result.stdout
-    assert summary_line(out, "tests").startswith("  tests: passed in ") and "7 passed, 1 skipped" in out
-    assert summary_line(out, "main").startswith("  main: failed (exit status 2)")
-    assert "error: the stand-in's stages fail" in out  # the failed step's last lines
-    assert summary_line(out, "benchmark").startswith("  benchmark: passed in ") and GPU in summary_line(out, "benchmark")
-    assert "torch fp16 bs 8: 1234.50 images/s" in out
-    text = stand_in.markdown.read_text()
-    assert CPU_SECTION in text and f"## {SECTION}" in text
-    log = (stand_in.work / "gpu_check.log").read_text()
-    assert "summary (" in log and "main: failed" in log and "error: the stand-in's stages fail" in log
-    assert {p.name for p in (stand_in.work / "steps").iterdir()} == {"tests.log", "main.log", "benchmark.log"}
+def test_every_step_runs_in_order_and_passes_by_its_files(checked):
+    assert checked.status == 0, checked.out
+    said = [line for line in checked.out.splitlines() if re.match(r"\[gpu_check\] (tests|main|benchmark): ", line)]
+    assert [line.split()[1] for line in said] == ["tests:", "tests:", "main:", "main:", "benchmark:", "benchmark:"]
+    assert " -m pytest -q --durations=5 " in said[0] and said[0].endswith("(budget 150 s)")
+    assert "scripts/run_all.sh bs=2 backend=torch precision=fp32 " in said[2] and said[2].endswith("(budget 110 s)")
+    assert "configs=torch:fp32 bs=1,2 rounds=1 loop=2 width=4 size=32 max_seconds=58 " in said[4]  # 2 rows
+    assert checked.out.splitlines()[-1] == "[gpu_check] every step passed"
+    log = (checked.work / "gpu_check.log").read_text()
+    assert all(line in log for line in said) and "---- main output (" in log and "every step passed" in log
+    assert {p.name for p in (checked.work / "steps").iterdir()} == {"tests.log", "tests.xml", "main.log",
+                                                                     "benchmark.log"}
 
 
-def test_a_step_past_its_budget_is_stopped_and_the_later_steps_still_run(stand_in):
-    start = time.monotonic()
-    result = run("budget=16", f"workdir={stand_in.work}", f"markdown={stand_in.markdown}",
-                 env={**stand_in.env, "GC_PYTEST_SLEEP": "60"})
-    elapsed = time.monotonic() - start
-    assert result.returncode == 1
-    assert summary_line(result.stdout, "tests") == "  tests: timed out after 5 s"  # 150 x 16 / 480
-    assert summary_line(result.stdout, "benchmark").startswith("  benchmark: passed")
-    assert "max_seconds=1 " in next(c for c in calls_of(stand_in) if "benchmark.sh" in c)
-    assert elapsed < 40
+def test_the_figures_read_from_the_files_are_what_the_steps_printed(checked):
+    steps = checked.work / "steps"
+    tests = summary_line(checked.out, "tests")
+    assert re.fullmatch(r"  tests: passed in \d+ s; 1 passed, 1 skipped in [0-9.]+s", tests), tests
+    assert "1 passed, 1 skipped" in (steps / "tests.log").read_text().splitlines()[-1]  # pytest's own count
+    closing = [line for line in (steps / "main.log").read_text().splitlines() if line.startswith("IoU ")]
+    assert summary_line(checked.out, "main").endswith(f"; {closing[-1]}")  # the driver's closing line
+    result = json.loads((checked.work / "main" / "result_bs2.json").read_text())
+    assert closing[-1].startswith(f"IoU {result['mean_iou']:.6f} ")
+    bench = summary_line(checked.out, "benchmark")
+    assert bench.startswith("  benchmark: passed in ") and f"in {checked.markdown}" in bench
+    heading = re.search(r"section '(.+)' in ", bench)[1]
+    assert checked.gpu in heading and f"## {heading}" in checked.markdown.read_text()
+    printed = [line.split("] ", 1)[1] for line in (steps / "benchmark.log").read_text().splitlines()
+               if re.match(r"\[benchmark\] torch fp32 bs \d: ", line)]
+    lines = checked.out.splitlines()
+    rows = lines[lines.index(bench) + 1:lines.index(bench) + 3]
+    assert len(printed) == len(rows) == 2 and all(p.startswith(r.strip()) for p, r in zip(printed, rows)), (printed, rows)
+    assert CPU_SECTION in checked.markdown.read_text()  # the other section kept
 
 
-def test_missing_modules_skip_their_step_and_a_lost_section_fails_the_benchmark(stand_in):
-    result = run("steps=benchmark,tests", f"workdir={stand_in.work}", f"markdown={stand_in.markdown}",
-                 env={**stand_in.env, "GC_MISSING": "pytest, hypothesis", "GC_BENCH": "clobber"})
-    assert result.returncode == 1
-    assert "missing here: pytest, hypothesis" in result.stdout
-    assert summary_line(result.stdout, "tests") == "  tests: not run: needs pytest"
-    assert f"benchmark: failed: section '{CPU_SECTION[3:]}' of {stand_in.markdown} is gone" in result.stdout
-    calls = calls_of(stand_in)
-    assert not any("pytest" in c.split()[:4] or "run_all.sh" in c for c in calls)  # not run, not asked for
-    bench = next(c for c in calls if "benchmark.sh" in c)
-    assert bench.split()[1:4] == ["-k", "5", str(420 * 160 // 310)]  # main's share went to the steps asked for
-    assert "max_seconds=18 " in bench  # (216 - 20) x 5 / 6 / 9 rows
-    assert "  main: " not in result.stdout
+def test_a_test_report_with_a_failure_or_no_test_fails_the_tests_step(tmp_path):
+    (tmp_path / "test_one.py").write_text("def test_fine():\n    pass\n\ndef test_broken():\n    assert 0\n")
+    report = tmp_path / "report.xml"
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
+                    str(tmp_path / "test_one.py")], capture_output=True, cwd=tmp_path, timeout=120)
+    problem, figures = gpu_check.check_tests(report)
+    assert figures.startswith("1 passed, 1 failed in ") and problem == f"the report counts {figures}"
+    report.write_text(report.read_text().replace('failures="1"', 'failures="0"').replace('tests="2"', 'tests="1"'))
+    assert gpu_check.check_tests(report)[0] is None  # the count, not the exit status, decides here
+    problem, _ = gpu_check.check_tests(tmp_path / "none.xml")
+    assert problem.startswith("no test report (") and "none.xml" in problem
 
 
-def test_a_section_that_does_not_name_the_gpu_fails_the_benchmark(stand_in):
-    env = {**stand_in.env, "GC_SECTION": "AMD EPYC, 16 cores · UNet · 2026-01-02"}
-    result = run("steps=benchmark", f"workdir={stand_in.work}", f"markdown={stand_in.markdown}", env=env)
-    assert result.returncode == 1
-    assert f"does not name the GPU ({GPU})" in summary_line(result.stdout, "benchmark")
+def test_a_main_job_not_scored_as_asked_or_not_on_the_gpu_fails(checked, tmp_path):
+    work = tmp_path / "main"
+    shutil.copytree(checked.work / "main", work, symlinks=True)
+    assert gpu_check.MAIN == ["bs=8", "backend=torch", "precision=fp16"]  # what the check asks on the GPU
+    asked = ["bs=2", "backend=torch", "precision=fp32"]
+    assert gpu_check.check_main(work, asked, checked.gpu)[0] is None
+    problem, figures = gpu_check.check_main(work, asked, "NVIDIA H100 80GB HBM3")
+    assert problem.startswith(f"{work / 'result' / 'bs2_summary.json'} ran on '") and "not the GPU (NVIDIA" in problem
+    assert figures.startswith("IoU ")
+    result = json.loads((work / "result_bs2.json").read_text())
+    result["provenance"]["precision"] = "bf16"
+    (work / "result_bs2.json").write_text(json.dumps(result))
+    assert gpu_check.check_main(work, asked, checked.gpu)[0] == f"{work / 'result_bs2.json'} was scored by torch bf16"
+    (work / "result_bs2.json").unlink()
+    assert gpu_check.check_main(work, asked, checked.gpu)[0].startswith("no result (")
 
 
-def test_a_probe_that_breaks_is_an_error_and_nothing_is_written(stand_in):
-    result = run(f"workdir={stand_in.work}", env={**stand_in.env, "GC_PROBE": "broken"})
-    assert result.returncode == 1 and result.stdout == ""
-    assert "cannot tell whether there is a CUDA GPU" in result.stderr and "something broke" in result.stderr
-    assert not stand_in.work.exists()
+def test_a_benchmark_section_without_the_gpu_a_row_or_an_old_section_fails(checked):
+    after = checked.markdown.read_text()
+    before = f"# UNet inference benchmarks\n\n{CPU_SECTION}\n\n| a |\n|---|\n"
+    ok = gpu_check.check_benchmark(checked.markdown, before, checked.gpu, ["torch:fp32"], ["1", "2"])
+    assert ok[0] is None and checked.gpu in ok[1] and len(ok[2]) == 2
+    problem = gpu_check.check_benchmark(checked.markdown, before, "NVIDIA H200", ["torch:fp32"], ["1", "2"])[0]
+    assert problem.endswith(f"does not name the GPU (NVIDIA H200)")
+    problem = gpu_check.check_benchmark(checked.markdown, before, checked.gpu, ["torch:fp32", "torch:bf16"], ["2"])[0]
+    assert problem.endswith("has no row for torch bf16 bs 2")
+    assert gpu_check.check_benchmark(checked.markdown, after, checked.gpu, ["torch:fp32"], ["1"])[0] == \
+        "no section was written"
+    lost = "## Intel Xeon, 2 cores · UNet w64 · 2026-02-02"
+    problem = gpu_check.check_benchmark(checked.markdown, f"{before}\n{lost}\n\n| b |\n", checked.gpu, ["torch:fp32"],
+                                        ["1"])[0]
+    assert problem == f"section '{lost[3:]}' of {checked.markdown} is gone"
 
 
-# ---- the GPU section of BENCHMARKS.md --------------------------------------------------------------
-
-def test_a_gpu_section_is_headed_by_the_gpu_and_the_date_and_keeps_the_cpu_sections():
+def test_the_repository_benchmarks_md_takes_a_gpu_section_and_keeps_the_others(tmp_path):
     old = (REPO / "BENCHMARKS.md").read_text(encoding="utf-8")
-    _, sections = split_sections(old)
     heading = section_heading("AMD EPYC 9R14, 16 cores, NVIDIA H200", "UNet w64 modelzoo", "2026-12-03")
-    merged = merge_section(old, render_section(heading, [], "UNet", ["scripts/gpu_check.sh"], "Python"))
-    headings = [s.splitlines()[0] for s in split_sections(merged)[1]]
-    assert headings == [s.splitlines()[0] for s in sections] + [heading]
-    assert "NVIDIA H200" in heading and heading.endswith("· 2026-12-03")
+    row = {"backend": "torch", "precision": "fp16", "batchsize": 8, "fps": 900.0, "p50": 8.9, "p99": 9.1,
+           "ms_per_image": 1.1, "loop": 100, "machine": "AMD EPYC 9R14, 16 cores, NVIDIA H200", "date": "2026-12-03"}
+    markdown = tmp_path / "BENCHMARKS.md"
+    markdown.write_text(merge_section(old, render_section(heading, [row], "UNet", ["scripts/gpu_check.sh"], "Python")))
+    problem, got, rows = gpu_check.check_benchmark(markdown, old, "NVIDIA H200", ["torch:fp16"], ["8"])
+    assert problem is None and got == heading[3:], problem
+    assert rows == ["torch fp16 bs 8: 900.00 images/s, p50 8.90 ms, p99 9.10 ms per batch, 1.10 ms/image, loop 100"]
+    assert len(split_sections(markdown.read_text())[1]) == len(split_sections(old)[1]) + 1
+
+
+def test_a_failed_step_shows_its_last_lines_and_a_missing_module_skips_its_step(tiny, tmp_path, monkeypatch):
+    on_the_cpu(monkeypatch, cpu_model(), tiny.data, tiny.weights, missing=["pytest", "hypothesis"])
+    monkeypatch.setattr(gpu_check, "MAIN", ["bs=2", "backend=tpu", "precision=fp32"])  # a real error, at once
+    status, out = check("steps=tests,main", f"workdir={tmp_path / 'work'}")
+    assert status == 1 and out.splitlines()[-1].startswith("[gpu_check] some steps did not pass")
+    assert "[gpu_check] missing here: pytest, hypothesis (pip install -r requirements.txt)" in out
+    assert summary_line(out, "tests") == "  tests: not run: needs pytest" and " -m pytest" not in out
+    assert summary_line(out, "main").startswith("  main: failed (exit status 2) after ")
+    assert "    error: unknown backend 'tpu'" in out  # the failed step's last lines
+
+
+def test_a_step_past_its_budget_is_stopped_and_the_later_steps_still_run(tiny, tmp_path, monkeypatch):
+    on_the_cpu(monkeypatch, cpu_model(), tiny.data, tiny.weights)
+    hangs = tmp_path / "python"  # the steps' python3 (run_all.sh's and benchmark.sh's $PYTHON) hangs
+    hangs.write_text("#!/usr/bin/env bash\necho 'a stage that hangs'\nsleep 60\n")
+    hangs.chmod(0o755)
+    monkeypatch.setenv("PYTHON", str(hangs))
+    parse = gpu_check.parse
+    monkeypatch.setattr(gpu_check, "parse", lambda argv: (*parse(argv)[:2], {**parse(argv)[2], "main": 1,
+                                                                               "benchmark": 2}))
+    start = time.monotonic()
+    status, out = check("steps=main,benchmark", f"workdir={tmp_path / 'work'}", f"markdown={tmp_path / 'B.md'}")
+    assert status == 1 and time.monotonic() - start < 30
+    assert summary_line(out, "main") == "  main: timed out after 1 s"
+    assert summary_line(out, "benchmark") == "  benchmark: timed out after 2 s"
+    lines = out.splitlines()  # each stopped step's last lines: the driver's TERM trap, the benchmark's stage
+    assert lines[lines.index("[gpu_check] main: timed out after 1 s") + 1] == "    error: interrupted", out
+    assert lines[lines.index("[gpu_check] benchmark: timed out after 2 s") + 2] == "    a stage that hangs", out
+
+
+def alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"  # a zombie is gone
+    except OSError:
+        return False
+
+
+def test_a_step_is_stopped_with_its_process_group_even_when_it_ignores_term(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check, "KILL_AFTER", 1)
+    pids = tmp_path / "pids"
+    stubborn = f"trap '' TERM; sleep 60 & echo $! > {pids}; wait; sleep 60"  # its child ignores TERM too
+    start = time.monotonic()
+    status = gpu_check.run(["bash", "-c", stubborn], 1, tmp_path / "out.log", dict(os.environ))
+    assert status == 124 and time.monotonic() - start < 10
+    time.sleep(0.2)
+    assert not alive(int(pids.read_text()))
+    assert gpu_check.run(["bash", "-c", "echo hi; exit 3"], 5, tmp_path / "out.log", dict(os.environ)) == 3
+    assert (tmp_path / "out.log").read_text() == "hi\n"
 
 
 # ---- the probe -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("program, expected", [
+    ("print('cuda: Fake H200 (torch 9.9, CUDA 12.8, 1 device)'); print('missing: pytest, hypothesis')",
+     ("Fake H200 (torch 9.9, CUDA 12.8, 1 device)", ["pytest", "hypothesis"])),
+    ("print('no CUDA here (torch is not installed)'); raise SystemExit(1)", None),
+])
+def test_the_probe_reads_the_cuda_line_and_the_missing_modules(program, expected, capsys):
+    assert gpu_check.probe([sys.executable, "-c", program], 30, dict(os.environ)) == expected
+    assert capsys.readouterr().out == ("" if expected else "gpu_check: no CUDA here (torch is not installed); "
+                                                           "nothing to do\n")
+
+
+@pytest.mark.parametrize("program, why", [
+    ("import sys; sys.exit('Traceback: something broke')", "exit status 1: Traceback: something broke"),
+    ("import time; time.sleep(30)", "exit status 124: no answer within 1 s"),
+])
+def test_a_probe_that_breaks_or_hangs_is_an_error(program, why, capsys):
+    with pytest.raises(SystemExit) as exc:
+        gpu_check.probe([sys.executable, "-c", program], 1, dict(os.environ))
+    assert exc.value.code == 1
+    out, err = capsys.readouterr()
+    assert out == "" and "gpu_check: error: cannot tell whether there is a CUDA GPU (" in err and why in err, err
+
 
 def fake_torch(cuda_version="12.8", count=1, warning=None, fails=None):
     def is_available():
