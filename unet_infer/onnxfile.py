@@ -129,8 +129,6 @@ def image_input(model, source, size=None):
         size = shape[2]
     elif size is None:
         raise UserError(f"{source}: input {inputs[0].name} has a dynamic height and width; give --size")
-    if size < 1:
-        raise UserError(f"--size {size}: must be at least 1")
     return inputs[0].name, shape[1], size
 
 

@@ -109,8 +109,6 @@ def select_evenly(items, n):
 def calibration_files(calib_dir, n_calib, channels, size):
     """Up to ``n_calib`` files of ``calib_dir`` (natural order, evenly spaced): its preprocessed
     ``.bin`` images (sizes checked), or when it holds none, its images (decoded as preprocessing does)."""
-    if n_calib < 1:
-        raise UserError(f"--n-calib {n_calib}: must be at least 1")
     nbytes = input_nbytes(size, channels)
     files = list_files(calib_dir, CALIB_SUFFIXES, what="calibration")
     if not files:

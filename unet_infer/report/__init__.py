@@ -72,11 +72,7 @@ def build_report(work, data, batchsizes, backend=None, precision=None, size=DEFA
     "rows", "batchsize", "warning"}``; ``batchsize`` is the one whose per-image scores and
     predictions were used, ``warning`` the mixed-weights warning (None unless ``allow_mixed``).
     """
-    if size < 1:
-        raise UserError(f"--size {size}: must be at least 1")
     work, data = Path(work), Path(data)
-    if not work.is_dir():
-        raise UserError(f"{work}: work folder not found")
     if not data.is_dir():
         raise UserError(f"{data}: data folder not found (it must hold {IMAGE_DIR}/ and {MASK_DIR}/)")
     rows = collect_rows(work, data.resolve().name or str(data), None if all_batchsizes else batchsizes,

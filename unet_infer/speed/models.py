@@ -142,8 +142,6 @@ def prepare_models(workdir, weights, width, size, configs, batchsizes, threads=N
     if weights == RANDOM:
         step(manifests.Made("weights", outputs=(pth,), options={"width": width, "seed": RANDOM_SEED}),
              lambda made: make_random_weights(made.outputs[0], width))
-    elif not pth.is_file():
-        raise UserError(f"{pth}: checkpoint not found (--weights takes a .pth file or '{RANDOM}')")
     classes = [(backends.get_backend(name), precision) for name, precision in configs]
     if any(cls.source == "onnx" for cls, _ in classes):
         from ..export import pth_to_onnx
