@@ -91,8 +91,6 @@ def generate(out_dir, cars, seed, views=MAX_VIEWS, width=1918, height=1280, work
     except OSError as exc:
         raise cli.os_error(out_dir, exc, "create the output folders") from None
     ids = [make_car(seed, index).car_id for index in range(cars)]
-    if len(set(ids)) < cars:
-        raise UserError(f"seed {seed} gives two cars the same id; choose another seed")
     tasks = [(str(out_dir), seed, index, view, width, height)
              for index in range(cars) for view in range(1, views + 1)]
     for _ in parallel_map(_write_view, tasks, workers, desc="sample", unit="img"):
