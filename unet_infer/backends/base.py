@@ -126,8 +126,6 @@ class Backend:
     def quantize(cls, src, calib, dst, n_calib=16, size=None, threads=None):
         """Write the quantised model ``dst`` from ``src`` and the images of ``calib``; a report dict.
         The recipe module is imported by name: a quantiser needs its backend, never the other way round."""
-        if not cls.quantizer:
-            raise UserError(f"the {cls.name} backend has no quantiser")
         import importlib
         recipe = importlib.import_module(cls.quantizer)
         return recipe.quantize_model(src, calib, dst, n_calib=n_calib, size=size, threads=threads)
