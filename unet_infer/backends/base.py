@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import UserError
+from ..cli import UserError, flag
 from ..formats import DEFAULT_SIZE
 
 
@@ -42,19 +42,15 @@ class Option:
     type: object = None  # None: a store_true flag
     default: object = None
 
-    @property
-    def flags(self):
-        return [f"--{self.dest}", f"--{self.dest.replace('_', '-')}"] if "_" in self.dest else [f"--{self.dest}"]
-
     def is_set(self, value):
         return value not in (None, False) and value != self.default
 
     def add_to(self, parser):
         """This flag on an argparse ``parser``: a store_true flag, or one of ``type`` with its default."""
         if self.type is None:
-            parser.add_argument(*self.flags, dest=self.dest, action="store_true", help=self.help)
+            parser.add_argument(*flag(self.dest), dest=self.dest, action="store_true", help=self.help)
         else:
-            parser.add_argument(*self.flags, dest=self.dest, type=self.type, default=self.default, help=self.help)
+            parser.add_argument(*flag(self.dest), dest=self.dest, type=self.type, default=self.default, help=self.help)
 
 
 class Backend:
