@@ -232,7 +232,7 @@ def test_an_int8_model_quantised_from_the_pinned_one_is_re_batched(pinned, tmp_p
     for i, image in enumerate(smooth_images(2, seed=11, size=SIZE)):
         image.tofile(calib / f"img{i}.bin")
     int8 = tmp_path / "UNet_int8.onnx"
-    quantize_model(pinned, calib, int8, n_calib=2, threads=1, quiet=True)
+    quantize_model(pinned, calib, int8, n_calib=2, threads=1)
     assert dims(load_onnx(int8, weights=False).graph.input[0])[0] == 1  # pinned as its source was
     compiled = OnnxRuntimeBackend.compile(int8, tmp_path / "UNet_int8_bs2.onnx", 2, threads=1)
     backend = OnnxRuntimeBackend()

@@ -47,11 +47,6 @@ def save_onnx(model, path):
     _onnx().save(model, str(path))
 
 
-def weights_of(model):
-    """The ``unet_infer.weights`` a model records (None when made elsewhere)."""
-    return metadata(model).get(WEIGHTS_KEY)
-
-
 def metadata(model):
     return {p.key: p.value for p in model.metadata_props}
 

@@ -236,29 +236,18 @@ def ov_check(original, source, batchsize, tolerance, compile_model):
 
 # ---- the numeric check ----
 
-def random_batch(specs, seed=0):
-    """One array per ``(shape, dtype)``: different uniform [0, 1) samples along axis 0 (0/1 for integers)."""
-    rng = np.random.default_rng(seed)
-    arrays = []
-    for shape, dtype in specs:
-        dtype = np.dtype(dtype)
-        if dtype.kind == "f":
-            arrays.append(rng.random(shape, dtype=np.float32).astype(dtype))
-        else:
-            arrays.append(rng.integers(0, 2, shape).astype(dtype))
-    return arrays
-
-
 class BatchCheck:
     """The re-batched model's outputs on N different inputs against the batch-1 model's (``run_one``)
-    on the first and the last of them.
-    """
+    on the first and the last of them."""
 
     def __init__(self, source, batchsize, run_one, tolerance=TOLERANCE):
         self.source, self.batchsize, self.run_one, self.tolerance = source, batchsize, run_one, tolerance
 
     def inputs(self, specs):
-        return random_batch(specs)
+        """One array per ``(shape, dtype)``: different uniform [0, 1) samples along axis 0 (0/1 for integers)."""
+        rng = np.random.default_rng(0)
+        return [rng.random(shape, dtype=np.float32).astype(dtype) if np.dtype(dtype).kind == "f"
+                else rng.integers(0, 2, shape).astype(dtype) for shape, dtype in specs]
 
     def verify(self, inputs, outputs):
         """Raise a UserError unless every output agrees; log the one line that says what was done."""
