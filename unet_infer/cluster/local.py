@@ -112,7 +112,7 @@ def check_gcs_port(environ=os.environ):
         raise UserError(f"{GCS_PORT_ENV}={value!r}: expected a port number")
     with socket.socket() as sock:
         try:
-            sock.bind(("", int(value)))
+            sock.bind(("127.0.0.1", int(value)))  # where the local Ray listens
         except OSError as exc:
-            raise UserError(f"cannot start a local Ray: its GCS port 0.0.0.0:{value} ({GCS_PORT_ENV}) is taken "
+            raise UserError(f"cannot start a local Ray: its GCS port 127.0.0.1:{value} ({GCS_PORT_ENV}) is taken "
                             f"({exc.strerror or exc}); unset {GCS_PORT_ENV} for a free one") from None

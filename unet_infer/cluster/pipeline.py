@@ -37,9 +37,10 @@ from ..session import WARMUP_RUNS
 from . import local
 from .collect import ROW_KEYS
 
-# Ray Data's own default is unbounded; a crash that repeats should end the run, not loop.
+# Ray Data's own default is unbounded; a crash that repeats should end the run, not loop. A batch
+# whose actor died or is unreachable is re-run once the actor is back (Ray Data's default), so
+# within these restarts.
 MAX_RESTARTS = 3  # replacements per actor
-MAX_TASK_RETRIES = 3  # re-runs of a batch whose actor died
 
 CRASH_ENV = "UNET_INFER_TEST_KILL_ACTOR"  # tests only: "FLAG_FILE:BATCH", see InferActor.crash_once
 SLOW_ENV = "UNET_INFER_TEST_SLOW_BATCH"  # tests only: seconds each actor waits per batch (to stop a run half way)
@@ -320,8 +321,7 @@ def build_dataset(plan, config, actors, gpus_per_actor, decoders):
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         ds = ds.map_batches(InferActor, batch_size=1, batch_format="numpy", fn_constructor_args=(config,),
                             compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=config["threads"],
-                            num_gpus=gpus_per_actor or None, max_restarts=MAX_RESTARTS,
-                            max_task_retries=MAX_TASK_RETRIES)
+                            num_gpus=gpus_per_actor or None, max_restarts=MAX_RESTARTS)
     return ds
 
 
@@ -340,8 +340,8 @@ def failure_in(exc, logs=None, lost=(), kept=""):
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
             gone = (f"lost {len(lost)} node(s): {', '.join(n['address'] + ' ' + n['node_id'][:8] for n in lost)}; "
                     if lost else "")
-            return UserError(f"the Ray pipeline failed after {MAX_RESTARTS} actor restarts and {MAX_TASK_RETRIES} "
-                             f"retries per batch at most ({gone}{type(exc).__name__}: {first}); "
+            return UserError(f"the Ray pipeline failed after {MAX_RESTARTS} actor restarts at most "
+                             f"({gone}{type(exc).__name__}: {first}); "
                              f"{kept + '; ' if kept else ''}see the Ray logs in "
                              f"{logs or 'the Ray session folder'} (on each node of a cluster)")
         exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
