@@ -30,10 +30,6 @@ SUBSTITUTES = ("on this machine run the same stages with backend=onnxruntime (an
                "python3 -m unet_infer.compile) or backend=torch (the .pth itself)")
 
 
-def has_atc():
-    return shutil.which("atc") is not None or Path(os.environ.get("ASCEND_SET_ENV", SET_ENV)).is_file()
-
-
 def has_ais_bench():
     return importlib.util.find_spec("ais_bench") is not None
 
@@ -55,7 +51,8 @@ class AclBackend(ExternalBackend):
 
     @classmethod
     def available(cls):
-        missing = [what for what, ok in (("atc (CANN)", has_atc()), ("ais_bench", has_ais_bench())) if not ok]
+        has_atc = shutil.which("atc") is not None or Path(os.environ.get("ASCEND_SET_ENV", SET_ENV)).is_file()
+        missing = [what for what, ok in (("atc (CANN)", has_atc), ("ais_bench", has_ais_bench())) if not ok]
         if missing:
             return False, (f"the acl backend needs {' and '.join(missing)}, not found here; {INSTALL}; "
                            f"{SUBSTITUTES}")

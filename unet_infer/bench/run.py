@@ -7,6 +7,7 @@ The compute time covers only the model run; file reading and writing and the hos
 device on its shard of the inputs; the CLI (``runner.main``) runs it once.
 """
 
+import itertools
 import logging
 import os
 import re
@@ -149,18 +150,13 @@ def run_files(args, opened, inputs, out_dir, timings):
             last[0] = now
             bar.update(1)
 
-        run_loop(backend, _chain(first, feeds), sink, timings, loop=args.loop)
+        run_loop(backend, itertools.chain([first], feeds), sink, timings, loop=args.loop)
         more_passes(args, started, lambda: run_loop(
             backend, file_feeds(batches, inputs, backend.inputs, per_batch, timings),
             lambda batch, outputs: bar.update(1), timings, loop=args.loop))
     log.info("file reading %.1f ms, output writing %.1f ms (not in the compute time)",
              timings.read_ms, timings.write_ms)
     return writer.filesinfo
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
 
 
 def run_pure(args, opened, out_dir, timings):

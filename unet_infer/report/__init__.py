@@ -57,13 +57,6 @@ __all__ = ["COLUMNS", "LABEL_COLOUR", "N_EXTREMES", "build_parser", "build_repor
 
 
 
-def _plot_rows(rows):
-    """The points of fps_vs_batch.png: pure-inference images/s when every row has it, else the scored runs'."""
-    pure = all(row["perf_fps"] is not None for row in rows)
-    points = [dict(row, fps=row["perf_fps"] if pure else row["fps"]) for row in rows]
-    return points, "pure inference" if pure else "scored runs"
-
-
 def build_report(work, data, batchsizes, backend=None, precision=None, size=DEFAULT_SIZE, machine=None,
                  all_batchsizes=False, allow_mixed=False, run=""):
     """Write WORK/report/ (see the module notes); return what was written.
@@ -92,7 +85,9 @@ def build_report(work, data, batchsizes, backend=None, precision=None, size=DEFA
     iou_hist = plot_iou_hist([r["iou"] for r in records], out / "iou_hist.png")
     fps_plot = None
     if len(rows) > 1:
-        points, which = _plot_rows(rows)
+        pure = all(row["perf_fps"] is not None for row in rows)  # pure-inference images/s, else the scored runs'
+        points = [dict(row, fps=row["perf_fps"] if pure else row["fps"]) for row in rows]
+        which = "pure inference" if pure else "scored runs"
         fps_plot = plot_fps_vs_batch(points, out / "fps_vs_batch.png",
                                      title=f"UNet throughput against batch size ({which})")
     overlays = write_overlays(records, Workdir(work, by_bs[chosen]["run"]), data, chosen, size, out / "overlays")

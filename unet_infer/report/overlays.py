@@ -119,12 +119,6 @@ def make_overlay(image_path, pred_mask, label_mask, title, size=DEFAULT_SIZE):
     return _draw_caption(out, lines)
 
 
-def _png_bytes(img):
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def write_overlays(records, work, data, batchsize, size, out_dir):
     """Overlays of the worst and best images into ``out_dir``; return the paths written.
 
@@ -170,5 +164,7 @@ def _write_overlay(record, work, data, batchsize, size, target):
     if label is None:
         log.warning("%s: mask not found, overlay without the label outline", label_path)
     overlay = make_overlay(image, pred, label, f"{stem}  IoU {record['iou']:.4f}", size)
-    atomic_write_bytes(target, _png_bytes(overlay))
+    buf = io.BytesIO()
+    overlay.save(buf, format="PNG")
+    atomic_write_bytes(target, buf.getvalue())
     return target

@@ -160,28 +160,17 @@ def collect_rows(work, data_name, batchsizes=None, backend=None, precision=None,
     return rows
 
 
-def weights_groups(rows):
-    """``{weights: [batch sizes]}`` of the rows that record their weights, in row order."""
-    groups = {}
-    for row in rows:
-        if row["weights"]:
-            groups.setdefault(row["weights"], []).append(row["batchsize"])
-    return groups
-
-
-def mixed_weights_text(groups):
-    """``"w4.pth sha256:... (bs 3) and w16.pth sha256:... (bs 5)"``: the weights and their batch sizes."""
-    parts = [f"{weights} (bs {', '.join(map(str, sizes))})" for weights, sizes in groups.items()]
-    return ", ".join(parts[:-1]) + " and " + parts[-1]
-
-
 def check_weights(rows, work, allow_mixed=False):
     """None when every row that records its weights has the same; otherwise a :class:`UserError`,
     or with ``allow_mixed`` a warning (logged and returned, for summary.md)."""
-    groups = weights_groups(rows)
+    groups = {}  # weights -> batch sizes, in row order
+    for row in rows:
+        if row["weights"]:
+            groups.setdefault(row["weights"], []).append(row["batchsize"])
     if len(groups) < 2:
         return None
-    mixed = mixed_weights_text(groups)
+    parts = [f"{weights} (bs {', '.join(map(str, sizes))})" for weights, sizes in groups.items()]
+    mixed = ", ".join(parts[:-1]) + " and " + parts[-1]  # "w4.pth sha256:... (bs 3) and w16.pth ... (bs 5)"
     if not allow_mixed:
         raise UserError(f"{work}: the table would mix runs of different weights: {mixed}; report one run "
                         f"at a time (another workdir=, or --batchsizes with this run's batch sizes only), "

@@ -121,20 +121,16 @@ def missing_modules(names):
     return missing
 
 
-def machine_defaults(gpu=None):
-    """:data:`GPU` on a machine with a CUDA GPU, else :data:`CPU` (``gpu``: the answer, when known)."""
-    return GPU if (backends.has_gpu() if gpu is None else gpu) else CPU
-
-
 def fill_defaults(batchsizes, configs, max_seconds, gpu=None):
     """``(batchsizes, configs, max_seconds, note)``: the ones not given (None) taken from this
-    machine's defaults, and ``note`` saying which were chosen (None when all were given).
-    ``max_seconds`` :data:`NO_LIMIT` becomes None (no limit)."""
+    machine's defaults (:data:`GPU` with a CUDA GPU, ``gpu``: the answer, when known; else :data:`CPU`),
+    and ``note`` saying which were chosen (None when all were given). ``max_seconds`` :data:`NO_LIMIT`
+    becomes None (no limit)."""
     given = {"batchsizes": batchsizes, "configs": configs, "max_seconds": max_seconds}
     missing = [name for name, value in given.items() if value is None]
     note = None
     if missing:
-        chosen = machine_defaults(gpu)
+        chosen = GPU if (backends.has_gpu() if gpu is None else gpu) else CPU
         filled = {"batchsizes": int_list(chosen.batchsizes), "configs": installed(parse_configs(chosen.configs)),
                   "max_seconds": chosen.max_seconds}
         shown = {"batchsizes": chosen.batchsizes, "configs": chosen.configs, "max_seconds": f"{chosen.max_seconds:g}"}

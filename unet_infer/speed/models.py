@@ -40,17 +40,12 @@ def slug(text, limit=80):
     return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-").lower()[:limit].strip("-")
 
 
-def model_tag(weights, width, size):
-    """The folder name of one model's files: ``random_w64_s572`` or ``<stem>_<path hash>_s572``."""
-    if weights == RANDOM:
-        return f"random_w{width}_s{size}"
-    digest = hashlib.sha1(str(Path(weights).resolve()).encode()).hexdigest()[:8]
-    return f"{slug(Path(weights).stem, 40) or 'weights'}_{digest}_s{size}"
-
-
 def model_workdir(workdir, weights, width, size):
-    """The :class:`Workdir` of one model: WORKDIR/models/<tag>."""
-    return Workdir(Path(workdir) / "models" / model_tag(weights, width, size))
+    """The :class:`Workdir` of one model: WORKDIR/models/``random_w64_s572`` or ``<stem>_<path hash>_s572``."""
+    if weights == RANDOM:
+        return Workdir(Path(workdir) / "models" / f"random_w{width}_s{size}")
+    digest = hashlib.sha1(str(Path(weights).resolve()).encode()).hexdigest()[:8]
+    return Workdir(Path(workdir) / "models" / f"{slug(Path(weights).stem, 40) or 'weights'}_{digest}_s{size}")
 
 
 def build(work, made, make):

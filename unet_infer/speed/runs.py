@@ -242,11 +242,6 @@ def measure(runner, job, planner):
     return run
 
 
-def _failure(job, run):
-    return {"backend": job.backend, "precision": job.precision, "batchsize": job.batchsize, "status": run.status,
-            "log": run.log}
-
-
 def benchmark_rows(runner, config_jobs, loop, max_seconds, date, fallback_machine, rounds=1, bare=None):
     """Every row of every config (``config_jobs``: each config's jobs, in order) over ``rounds``
     interleaved rounds: ``(rows, failures)``. Round 1 plans each row's loop (per config, under
@@ -263,7 +258,8 @@ def benchmark_rows(runner, config_jobs, loop, max_seconds, date, fallback_machin
                 load = load_average()
                 run = measure(runner, job, planner) if not round_no else runner.run(job, loops[job])
                 if not run.summary:
-                    failures.append(_failure(job, run))
+                    failures.append({"backend": job.backend, "precision": job.precision, "batchsize": job.batchsize,
+                                     "status": run.status, "log": run.log})
                     continue
                 loops.setdefault(job, run.loop)
                 times = bare.run(job, run.loop) if bare and job.backend == bare.backend else None
