@@ -38,44 +38,30 @@ def check_profile_target(path, backend_cls):
         raise UserError(f"--profile {path}: folder {path.parent} not found")
 
 
-def profile_document(rows, backend, model, runs=None):
-    """The JSON document of a profile (``rows``: the backend's ``[{"name", "type", "ms"}, ...]``)."""
+def save_profile(path, backend, model):
+    """Ask the loaded backend for its per-layer times, write ``path``, return the lines to print:
+    the slowest layers, one line each."""
+    rows = backend.profile()
+    if rows is None:
+        log.warning("--profile: the %s backend returned no per-layer times; %s not written", backend.name, path)
+        return []
     rows = sorted(rows, key=lambda row: -row["ms"])
     total = sum(row["ms"] for row in rows)
     layers = [dict(row, ms=round(row["ms"], 4), percent=round(100 * row["ms"] / total, 2) if total else 0.0)
               for row in rows]
-    return {"backend": backend.name, "precision": backend.precision, "model": str(model),
-            "batchsize": backend.batchsize, "runs": runs, "total_ms": round(total, 4), "layers": layers}
-
-
-def write_profile(path, document):
+    runs = backend.profiled_runs
+    document = {"backend": backend.name, "precision": backend.precision, "model": str(model),
+                "batchsize": backend.batchsize, "runs": runs, "total_ms": round(total, 4), "layers": layers}
     try:
         atomic_write_text(path, json.dumps(document, indent=1) + "\n")
     except OSError as exc:
         raise os_error(path, exc, "write the profile") from None
-    log.info("per-layer profile (%d layers) in %s", len(document["layers"]), path)
-
-
-def profile_lines(document, shown=SHOWN):
-    """The slowest layers, one line each, for the printout."""
-    layers = document["layers"]
-    runs = f"mean of {document['runs']} run(s)" if document["runs"] else "per run"
-    lines = [f"[INFO] slowest layers ({document['backend']} profiler, {runs}, "
+    log.info("per-layer profile (%d layers) in %s", len(layers), path)
+    lines = [f"[INFO] slowest layers ({backend.name} profiler, {f'mean of {runs} run(s)' if runs else 'per run'}, "
              f"{document['total_ms']:.3f} ms in {len(layers)} layers):"]
-    for row in layers[:shown]:
+    for row in layers[:SHOWN]:
         kind = row.get("type", "")
         if row.get("exec_type"):
             kind = f"{kind}, {row['exec_type']}"
         lines.append(f"[INFO]   {row['ms']:10.3f} ms  {row['percent']:5.1f}%  {row['name']} ({kind})")
     return lines
-
-
-def save_profile(path, backend, model):
-    """Ask the loaded backend for its per-layer times, write ``path``, return the lines to print."""
-    rows = backend.profile()
-    if rows is None:
-        log.warning("--profile: the %s backend returned no per-layer times; %s not written", backend.name, path)
-        return []
-    document = profile_document(rows, backend, model, backend.profiled_runs)
-    write_profile(path, document)
-    return profile_lines(document)
