@@ -96,7 +96,7 @@ def hand_over(args, argv):
     cls = backend_class(args.model, args.backend)
     if args.precision is not None:
         cls.check_precision(args.precision)
-    return cls.hand_over(argv)
+    return cls.run_external(argv()) if backends.is_external(cls.name) else None
 
 
 def prefetch_depth(batchsize, workers, overlap=False):

@@ -127,12 +127,6 @@ class Backend:
         return recipe.quantize_model(src, calib, dst, n_calib=n_calib, size=size, threads=threads)
 
     @classmethod
-    def hand_over(cls, argv):
-        """Where another program runs this backend's models, run it with the runner's command line
-        (``argv()``: called only then) and give its exit status; None: the model runs in this process."""
-        return None
-
-    @classmethod
     def runner_flags(cls, precision, size, threads=None, quiet=False):
         """The runner's own flags (beyond ais_bench's) for a run of this backend."""
         flags = [f"--backend={cls.name}", f"--precision={precision}", f"--size={size}"]
@@ -222,10 +216,6 @@ class ExternalBackend(Backend):
     over (``run_external``); the flows that run a model here refuse it (``backends.in_process``)."""
 
     program = ""  # what runs its models, in words (e.g. "Huawei's ais_bench")
-
-    @classmethod
-    def hand_over(cls, argv):
-        return cls.run_external(argv())
 
     @classmethod
     def runner_flags(cls, precision, size, threads=None, quiet=False):
