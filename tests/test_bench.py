@@ -240,7 +240,7 @@ def test_backend_interface(models):
     backend = get_backend("torch")()
     backend.load(models / "unet.pth", batchsize=3, size=SIZE, threads=1)
     (spec,) = backend.inputs
-    assert spec.shape == (3, 3, SIZE, SIZE) and backend.input_nbytes == 3 * IMAGE_BYTES
+    assert spec.shape == (3, 3, SIZE, SIZE) and backend.inputs[0].nbytes == 3 * IMAGE_BYTES
     (out,) = backend.infer(np.zeros(spec.shape, spec.dtype))
     assert out.shape == (3, 1, SIZE, SIZE) and out.dtype == np.float32
     assert [backend_for_model(n) for n in ("a.onnx", "b.pth", "c.pt", "d.om")] == [

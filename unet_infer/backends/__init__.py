@@ -168,7 +168,7 @@ def slow_path(name, precision, flags=None, gpu=None):
     if gpu if gpu is not None else cls.available()[0] and cls.has_gpu():
         return None
     return (f"the {name} backend runs {precision} on this CPU without native support (none of {', '.join(needs)}): "
-            f"emulated, slower than {cls.default_precision()}; choose {cls.default_precision()} for speed")
+            f"emulated, slower than {cls.precisions[0]}; choose {cls.precisions[0]} for speed")
 
 
 _WARNED = set()

@@ -76,14 +76,10 @@ class Backend:
     # ---- declarations (class level, no framework needed) ----
 
     @classmethod
-    def default_precision(cls):
-        return cls.precisions[0]
-
-    @classmethod
     def check_precision(cls, precision):
         """``precision`` or the default; one this backend does not take is a :class:`UserError`."""
         if precision is None:
-            return cls.default_precision()
+            return cls.precisions[0]
         if precision not in cls.precisions:
             raise UserError(f"precision {precision} is not available on the {cls.name} backend "
                             f"(it takes {', '.join(cls.precisions)})")
@@ -162,10 +158,6 @@ class Backend:
              profile=False, **options):
         """Read the model; set ``inputs`` (TensorSpec per input, batch included), ``output_names``, ``batchsize``."""
         raise NotImplementedError
-
-    @property
-    def input_nbytes(self):
-        return self.inputs[0].nbytes
 
     def device_name(self, device):
         """The device a run used, for the machine description: "cpu" or "cuda:N"."""
