@@ -7,11 +7,6 @@
 - Every file of the package is written atomically (``atomic_path``): a temporary name in the same
   folder, then a rename, so a killed run never leaves a half-written file that a later stage
   would take as whole.
-
-The other files have their own homes: the ais_bench summary ``summary.py``, the scores and the
-predicted mask PNGs ``results.py``, the submission CSV ``rle.py``, ONNX models ``onnxfile.py``,
-the bundled checkpoint and a checkpoint's name ``weights.py``, a name kept inside its folder
-``paths.py``.
 """
 
 import os
@@ -25,7 +20,6 @@ import numpy as np
 from .cli import UserError
 
 DEFAULT_SIZE = 572
-# The checkpoint this project ships (what the driver, predict and the tests use by default).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 INPUT_SUFFIXES = (".bin", ".npy")
 

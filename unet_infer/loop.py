@@ -4,17 +4,11 @@ the compute and the timings.
 
 A feed is ``(arrays, tag)``: one array per model input, each the model's whole batch, and
 whatever the caller needs back with the outputs (``sink(tag, outputs)``). The loop times
-``upload`` as H2D, each of the ``loop`` runs of ``run`` as compute and ``download`` as D2H;
-what it takes to make the feeds (reading files, decoding images) is the caller's, timed by the
-caller. On a backend with ``async_upload`` (CUDA), batch k+1 is uploaded before batch k runs, so
-that the copy overlaps the compute; elsewhere each batch is uploaded when its turn comes.
-
-Throughput mode: a loaded backend with ``async_requests`` = N > 0 (openvino ``--nireq N``) keeps
-N runs in flight (``run_async``, results from ``finished``; every backend has both, one run at a
-time in the base, see ``backends.base``): each run's compute time is its
-request's own (start to finish, as ais_bench times one run), and ``Timings.requests`` /
-``loop_ms`` record N and the wall-clock time of the whole timed loop, from which the summary
-gives the images/s the N requests delivered together.
+``upload`` as H2D, each run as compute and ``download`` as D2H; making the feeds is the caller's
+to time. On a backend with ``async_upload`` (CUDA), batch k+1 is uploaded before batch k runs.
+In throughput mode (``async_requests`` = N > 0, openvino ``--nireq N``) each run's compute time
+is its request's own (as ais_bench times one run), and ``Timings.loop_ms`` the wall-clock time of
+the whole timed loop, from which the summary gives the images/s the N requests delivered together.
 """
 
 import time

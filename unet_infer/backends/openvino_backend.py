@@ -1,25 +1,14 @@
 """OpenVINO backend: Intel's CPU runtime, which runs bf16 and INT8 convolutions on AMX (and INT8 on
 AVX-512 VNNI / AVX2) where the CPU has them.
 
-Models: OpenVINO IR (``.xml`` with its weights in the ``.bin`` beside it), made by
-``python3 -m unet_infer.compile --backend openvino`` with a static shape per batch size, as atc
-writes an .om: ``UNet_bs<B>.xml`` for fp32 and bf16 (one IR: bf16 is a hint when the model is
-compiled for the CPU, at load) and ``UNet_int8_bs<B>.xml`` (compiled from ``UNet_int8.xml``, the
-simplified model quantised by NNCF: ``python3 -m unet_infer.quantize --backend openvino``). An
-``.onnx`` model given with ``--backend openvino`` loads too (read, reshaped and compiled at load).
-
-- ``--precision fp32|bf16`` sets ``INFERENCE_PRECISION_HINT`` (f32 / bf16); an INT8 IR
-  (FakeQuantize nodes) runs as INT8, its remaining float layers at OpenVINO's default precision
-  for the CPU (the same as a bare OpenVINO session). The precision recorded is what the compiled
-  model runs its convolutions in (its runtime model), not what was asked: a CPU without bf16
-  (no AVX512_BF16 / AMX) runs fp32, and says so.
-- ``--nireq N``: throughput mode, as benchmark_app's ``-hint throughput``: the THROUGHPUT
-  performance hint (OpenVINO picks the streams, at most N) and N asynchronous infer requests in
-  flight (``run_async``); without it, one request and the LATENCY hint (one stream on all threads).
-- ``load(profile=True)`` (the runner's ``--profile``) turns on ``PERF_COUNT``; ``profile()``
-  gives the mean per-layer time of the runs after the first (OpenVINO's own performance counters).
-- The checkpoint a model was made from travels in the IR's rt_info (``unet_infer/weights``), as
-  the ONNX files carry it in their metadata.
+Models: OpenVINO IR (``.xml``, its weights in the ``.bin`` beside it) with a static shape per batch
+size, as atc writes an .om (``python3 -m unet_infer.compile --backend openvino``); one IR serves
+fp32 and bf16 (``INFERENCE_PRECISION_HINT``, given at load); an INT8 IR (NNCF's FakeQuantize
+nodes) runs as INT8. The precision recorded is what the compiled model runs its convolutions in,
+not what was asked: a CPU without bf16 runs fp32, and says so. An ``.onnx`` model loads too.
+``--nireq N``: throughput mode, as benchmark_app's ``-hint throughput`` (N requests in flight);
+without it, one request and the LATENCY hint. The checkpoint a model was made from travels in the
+IR's rt_info, as the ONNX files carry it in their metadata.
 """
 
 import logging

@@ -1,27 +1,17 @@
 """PyTorch backend: a UNet checkpoint (.pth) on the CPU or a CUDA GPU, in fp32, fp16 or bf16.
 
 The model runs in eval mode with its BatchNorms folded into the convolutions, channels_last,
-under ``torch.inference_mode``. On a CUDA GPU, in addition:
+under ``torch.inference_mode``. On a CUDA GPU, in addition: cuDNN benchmark mode; inputs go
+through pinned host buffers, allocated once, copied on a copy stream of their own, the compute
+waiting for the copy on the GPU (an event), so that a caller that uploads batch k+1
+(``wait=False``) before it runs batch k overlaps that copy with the compute (``async_upload``);
+``run`` waits for its own compute only, so its time is the model's compute time.
 
-- cuDNN benchmark mode (each convolution's fastest algorithm is picked on the first run);
-- inputs go through pinned host buffers, allocated once, and are copied to the GPU on a copy
-  stream of their own, and ``run`` makes the compute wait for the copy on the GPU (an event).
-  ``upload`` waits for its copy (so that the H2D time is the copy's), unless called with
-  ``wait=False``: then it returns once the copy is queued, and a caller that uploads batch k+1
-  before it runs batch k overlaps that copy with the compute of batch k (``async_upload`` is
-  True where this helps);
-- ``run`` waits for its own compute to finish (not for a queued copy), so its time is the
-  model's compute time.
-
-Two options of ``load``, both off by default:
-
-- ``torch_compile=True`` (``--torch_compile``): ``torch.compile(dynamic=False)`` in mode
-  ``max-autotune-no-cudagraphs`` on CUDA and ``default`` on the CPU; compiled during ``load``
-  on an input of the run's shape, so that no timed run pays for the compilation.
-- ``cuda_graph=True`` (CUDA only, fixed batch size): after warm-up runs on a side stream, one
-  model run (compiled or not) is captured as a CUDA graph on a static input; ``run`` copies
-  its input into the static input and replays the graph. Its outputs are the graph's static
-  output tensor: valid until the next ``run``.
+- ``--torch_compile``: ``torch.compile(dynamic=False)`` (``max-autotune-no-cudagraphs`` on CUDA,
+  ``default`` on the CPU), compiled during ``load`` so that no timed run pays for it.
+- ``--cuda_graph`` (CUDA only, fixed batch size): after warm-up runs on a side stream, one model
+  run is captured as a CUDA graph on a static input, which ``run`` fills and replays; its outputs
+  are valid until the next ``run``.
 """
 
 from __future__ import annotations

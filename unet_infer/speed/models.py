@@ -1,10 +1,8 @@
 """The models a benchmark runs, made once per model under WORKDIR/models/<tag>/ and reused.
 
-Each backend says what it runs (``source``, ``quantized``, ``artefact``) and how it is built
-(``quantize``, ``compile``). The stages it shares with the pipeline driver are the driver's own
-declarations (:data:`unet_infer.manifests.STAGES`: the same paths, options and records), so a model
-is remade exactly when the driver would remake it (its inputs' names, sizes and times, the
-weights' content hash, its options, and the file itself):
+The stages it shares with the pipeline driver are the driver's own declarations
+(:data:`unet_infer.manifests.STAGES`: the same paths, options and records), so a model is remade
+exactly when the driver would remake it:
 
     weights (--weights random only)      UNet_w<W>_seed0.pth
     export                               UNet_dynamic_bs.onnx    (unet_infer.export.pth_to_onnx)
@@ -13,8 +11,7 @@ weights' content hash, its options, and the file itself):
     compile_<backend>_<precision>_bs<B>  e.g. UNet_bs8.onnx      (its compile, per batch size; a model two
                                                                   precisions share is made once)
 
-A backend whose ``source`` is ``pth`` runs the checkpoint itself. Calibration images: 4 generated
-Carvana-format images (WORKDIR/calib_sample), preprocessed at the model's size (WORKDIR/calib_s<S>).
+Calibration images: 4 generated Carvana-format images, preprocessed at the model's size.
 """
 
 import hashlib

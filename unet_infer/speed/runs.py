@@ -1,18 +1,8 @@
-"""The runs: ``python3 -m unet_infer.bench`` in pure-inference mode, one row per config and batch size.
-
-A row is ``--rounds`` runs of the guide's performance command with our runner in place of ais_bench,
-
-    python3 -m unet_infer.bench --model=UNet_bs8.onnx --loop=100 --batchsize=8 --warmup_count=2 \\
-        --output=WORKDIR/runs --output_dirname=<config>_bs8_<stamp> --backend=onnxruntime --precision=fp32
-
-read back through :mod:`unet_infer.summary` only. The rounds are interleaved: round 1 runs every
-row once, then round 2 every row again, and so on (the CPUs may be shared: a slow spell then
-hits every row alike, not one row's every run); a row's figures are the medians of its rounds,
-with the range of images/s and the 1-minute load average seen when each run started. Beside an
-openvino row, a bare OpenVINO session on the same model (``speed.bare``) runs right after
-the runner in each round. ``--max-seconds`` plans the loop count (:class:`LoopPlanner`, round 1;
-later rounds run the same loop). :func:`measure` chooses the runs of one row in round 1;
-:func:`benchmark_rows` makes every row.
+"""The runs: ``python3 -m unet_infer.bench`` in pure-inference mode, one row per config and batch size,
+each summary read back through :mod:`unet_infer.summary` only. The rounds are interleaved (the CPUs
+may be shared: a slow spell then hits every row alike, not one row's every run); a row's figures
+are the medians of its rounds. :func:`measure` chooses the runs of one row in round 1 (under
+``--max-seconds``: :class:`LoopPlanner`); :func:`benchmark_rows` makes every row.
 """
 
 import json
@@ -228,8 +218,8 @@ def make_row(summary, job, loop, date, fallback_machine, rounds=None):
 
 def measure(runner, job, planner):
     """The run a row is made of: under ``--max-seconds``, a config's first row is a ``--loop=1`` probe,
-    then (when more than one timed run fits what is left of the budget) the planned run. This is the
-    one place that decides which runs make a row (rounds, a reference session, would go here)."""
+    then (when more than one timed run fits what is left of the budget) the planned run.
+    """
     if not planner.needs_probe:
         run = runner.run(job, planner.loop_for(job.batchsize))
     else:
