@@ -17,9 +17,6 @@ import numpy as np
 from .. import cli
 from ..cli import UserError
 
-HINTS = {"fp32": "f32", "bf16": "bf16"}
-
-
 def build_parser():
     parser = cli.parser("python3 -m unet_infer.speed.bare", __doc__)
     add = parser.add_argument
@@ -35,7 +32,7 @@ def build_parser():
 
 def time_bare(model_path, precision, batchsize=1, size=572, loop=10, warmup=2, threads=None):
     """``(times in ms, precision run)`` of ``loop`` timed runs of a plain OpenVINO session."""
-    from ..backends.openvino_backend import read_model, runtime_precision  # first: telemetry off
+    from ..backends.openvino_backend import HINTS, read_model, runtime_precision  # first: telemetry off
     import openvino as ov
     core = ov.Core()
     model = read_model(model_path)
@@ -65,11 +62,9 @@ def time_bare(model_path, precision, batchsize=1, size=572, loop=10, warmup=2, t
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    from ..telemetry import openvino_telemetry_off
-    openvino_telemetry_off()  # before openvino is imported
-    import openvino as ov
     times, ran = time_bare(args.model, args.precision, args.batchsize, args.size, args.loop, args.warmup,
                            args.threads)
+    import openvino as ov  # imported by time_bare, after the telemetry is off
     print(json.dumps({"times_ms": times, "precision": ran, "openvino": ov.__version__}), flush=True)
 
 
