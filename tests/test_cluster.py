@@ -56,35 +56,6 @@ def ray_address():
     shutil.rmtree(temp, ignore_errors=True)
 
 
-def listening(pids):
-    """``[(address, port)]`` of the TCP sockets that the processes ``pids`` listen on (/proc/net/tcp, tcp6)."""
-    inodes = set()
-    for pid in pids:
-        try:
-            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
-        except OSError:
-            continue  # a process that ended
-        inodes.update(link[len("socket:["):-1] for link in links if link.startswith("socket:["))
-    found = []
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
-                hexaddr, port = fields[1].split(":")
-                raw = b"".join(bytes.fromhex(hexaddr[i:i + 8])[::-1] for i in range(0, len(hexaddr), 8))
-                found.append((ipaddress.ip_address(raw), int(port, 16)))
-    return found
-
-
-@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the sockets in /proc")
-def test_the_local_ray_listens_on_the_loopback_only(ray_address):
-    found = listening([os.getpid(), *processes_naming(ray.get_runtime_context().get_temp_dir())])
-    assert int(ray_address.rpartition(":")[2]) in [port for _, port in found]  # the GCS's own, among them
-    outside = [(str(ip), port) for ip, port in found
-               if not (ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped and ip.ipv4_mapped.is_loopback))]
-    assert outside == [], outside
-
-
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """5 generated images (3 batches of 2, the last padded) and a width-4 UNet whose IoUs vary."""
@@ -175,6 +146,35 @@ def test_the_padded_last_batch_is_scored_and_the_summary_merges_the_actors(drive
     # quiet=1 (the driver's): none of Ray's own lines, no colour codes on a pipe
     for noise in ("core_worker.cc", "\x1b[", "Deprecat", "RAY_BACKEND_LOG_LEVEL", "Progress bars"):
         assert noise not in out + err, (noise, err)
+
+
+def listening(pids):
+    """``[(address, port)]`` of the TCP sockets that the processes ``pids`` listen on (/proc/net/tcp, tcp6)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue  # a process that ended
+        inodes.update(link[len("socket:["):-1] for link in links if link.startswith("socket:["))
+    found = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                hexaddr, port = fields[1].split(":")
+                raw = b"".join(bytes.fromhex(hexaddr[i:i + 8])[::-1] for i in range(0, len(hexaddr), 8))
+                found.append((ipaddress.ip_address(raw), int(port, 16)))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the sockets in /proc")
+def test_the_local_ray_listens_on_the_loopback_only(ray_address):
+    found = listening([os.getpid(), *processes_naming(ray.get_runtime_context().get_temp_dir())])
+    assert int(ray_address.rpartition(":")[2]) in [port for _, port in found]  # the GCS's own, among them
+    outside = [(str(ip), port) for ip, port in found
+               if not (ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped and ip.ipv4_mapped.is_loopback))]
+    assert outside == [], outside
 
 
 # ---- the pure parts --------------------------------------------------------------------------
