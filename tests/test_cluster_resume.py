@@ -30,7 +30,6 @@ from unet_infer.cluster import actor_summaries
 from unet_infer.cluster.collect import ROW_KEYS, Recorder, plan_batches
 from unet_infer.data import pair_carvana
 from unet_infer.journal import Journal, pack_mask, read
-from unet_infer.scoring import Tally, resume
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE, N_IMAGES, BATCH = 32, 24, 2
@@ -173,11 +172,10 @@ def rows(*entries):
 def test_the_record_replays_the_batches_out_of_order(tmp_path):
     pairs = [(f"img{i}", f"/d/train/img{i}.jpg", f"/d/train_masks/img{i}_mask.gif") for i in range(1, 6)]
     plan = plan_batches(pairs, 2)  # [img1 img2] [img3 img4] [img5]
-    paths = [path for row in plan for path in row["images"]]
     key = {"model": "m", "options": {"batchsize": 2}}
     meta = {"backend": "onnxruntime", "precision": "fp32", "pid": 11, "node_id": "n1", "restarted": False}
     with Journal(tmp_path / "r.journal", key) as journal:
-        recorder = Recorder(journal, plan, Tally(paths))
+        recorder = Recorder(journal, plan)
         for block in (rows(("img5", 2, 0, "x", meta, "")),
                       rows(("img1", 0, 0, "y", dict(meta, pid=12, restarted=True), ""),
                            ("img2", 0, -1, "y", None, "OSError: truncated")),
@@ -189,8 +187,8 @@ def test_the_record_replays_the_batches_out_of_order(tmp_path):
     assert list(units) == [2, 0] and units[0].extra["bad"] == [["img2", "OSError: truncated"]]
 
     with Journal(tmp_path / "r.journal", key) as journal:
-        recorder = Recorder(journal, plan, None)
-        again = recorder.tally = resume(journal, paths, recorder.fits)
+        recorder = Recorder(journal, plan)
+        again = recorder.tally
         assert again.scored == 2 and [row["batch"] for row in recorder.pending()] == [1]
         assert journal.attempts == 2
     assert list(again.state) == list(first.state) == [1, 2, 0, 0, 1] and again.why == first.why == {1: "OSError: truncated"}
@@ -211,8 +209,7 @@ def test_a_record_of_another_plan_is_set_aside(tmp_path, caplog):
             journal.append(0, [{"name": "img9", "iou": 0.5, "dice": 0.5}], span=span, actor="x", pid=1, ms=[1, 0, 0],
                            meta={"backend": "onnxruntime"})
         with Journal(tmp_path / f"{case}.journal", key) as journal:
-            recorder = Recorder(journal, plan, None)
-            recorder.tally = resume(journal, [path for row in plan for path in row["images"]], recorder.fits)
+            recorder = Recorder(journal, plan)
             assert recorder.tally.scored == 0 and len(recorder.pending()) == 2
         assert (tmp_path / f"{case}.journal.damaged").is_file()
     assert "unit 0 holds other images than this run's" in caplog.text

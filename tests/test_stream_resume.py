@@ -177,7 +177,7 @@ def test_a_record_that_is_not_the_runs_first_batches_is_set_aside(tmp_path, capl
                 journal.append(uid, records, masks, span=[first, end], bad=[[f"img{p}", ""] for p in skipped],
                                ms=[1.0, 0.0, 0.0])
         with Journal(path, {"k": 1}) as journal:
-            tally = resume(journal, paths, in_order)
+            tally = resume(journal, len(paths), paths.__getitem__, in_order)
         if case == "fits":
             assert tally.end == 5 and tally.why == {1: ""} and sorted(tally.parts[""]["times"]) == [0, 1]
             assert list(tally.names()) == ["img0", "img2", "img3", "img4"]

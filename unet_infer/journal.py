@@ -4,7 +4,7 @@ A unit is what a run scores at once and records as one: a batch (the stream: in 
 its planned batches, in any order). The record is one append-only file of lines
 ``<json>\\t<crc32 of the json, 8 hex digits>\\n``:
 
-- first a header, ``{"journal": "unet_infer", "version": 1, "key": {part: hash}}``: what the run is
+- first a header, ``{"journal": "unet_infer", "version": 2, "key": {part: hash}}``: what the run is
   made from (:func:`run_key`: the model file, the images and the masks as the stage manifests see
   them, names, sizes and times; the options that change the scores), one sha256 prefix per part;
 - ``{"attempt": n, "pid": ..., "started": ...}``: a run that recorded units (written with its first);

@@ -26,12 +26,11 @@ RESULT_KEYS = ("mean_iou", "mean_dice", "n_images", "per_image")
 
 
 class Streamed(dict):
-    """A mapping that json's indented writer (``json.dump(..., indent=...)``: its Python encoder)
-    reads entry by entry from ``entries()`` (called at each reading, ``(key, value)`` pairs), so that
-    they are never all in memory; ``len`` is ``count``. For the writers only: it holds nothing."""
+    """A mapping that json's indented writer (``json.dump(..., indent=...)``, its Python encoder)
+    writes entry by entry from ``entries()`` (called at each writing), never holding them all;
+    ``len`` is ``count``. It holds nothing itself: for the writers and ``len`` only."""
 
-    def __init__(self, count, entries=()):
-        super().__init__()
+    def __init__(self, count, entries=tuple):
         self.count, self.entries = count, entries
 
     def __len__(self):
@@ -42,14 +41,8 @@ class Streamed(dict):
 
 
 class StreamedList(list):
-    """The same for a list: ``entries()`` gives its ``count`` values."""
-
-    def __init__(self, count, entries):
-        super().__init__()
-        self.count, self.entries = count, entries
-
-    def __len__(self):
-        return self.count
+    """The same for a list: ``entries()`` gives its values."""
+    __init__, __len__ = Streamed.__init__, Streamed.__len__
 
     def __iter__(self):
         return iter(self.entries())

@@ -1,19 +1,18 @@
-"""The scored run that the stream and the cluster share: they only execute its batches (the stream
-in this process, the cluster on Ray's actors) and say where a recorded batch belongs.
+"""The scored run that the stream and the cluster share; each flow only executes its batches (the
+stream in this process, the cluster on Ray's actors) and says where a recorded batch belongs.
 
 - :class:`Scorer`: per-image IoU and Dice of a batch's logits (``postprocess.score_arrays``, the
-  file flow's own) and, packed (``journal.pack_mask``), the masks of the images that entered its
-  :class:`Extremes` with the batch: what travels with the batch to the record.
-- :class:`Extremes`: the report's worst and best images (``results.select_extremes``) and their
-  packed masks, kept in bounded lists as scores come, in any order.
+  file flow's own), and the packed masks (``journal.pack_mask``) of the images that entered its
+  :class:`Extremes` with the batch: what the batch carries to the record.
+- :class:`Extremes`: the report's worst and best images and their masks, bounded, in any order.
 - :class:`Tally`: the run's images by position (natural order) and, unit by unit (a scored batch,
-  ``journal.Unit``, whose ``extra`` holds its ``span`` [first, end) of positions, its unreadable
-  images ``bad`` [[name, why]] and its times ``ms``), their scores in two float64 arrays, the
-  extremes and each part's batch times (the stream has one part, the cluster one per actor:
-  ``actor``, ``pid``, ``restarted``, ``node_id``, ``meta``). :meth:`Tally.record` records a unit
-  and takes it; :func:`resume` takes the record's units back after a stop.
+  ``journal.Unit``: its ``extra`` holds its ``span`` [first, end) of positions, its unreadable
+  images ``bad`` [[name, why]], its times ``ms`` and, from an actor, ``actor``, ``pid``,
+  ``restarted``, ``node_id``, ``meta``), the scores in two float64 arrays, the extremes and each
+  part's batch times (the stream is one part, each actor one). :meth:`Tally.record` records a
+  unit and takes it; :func:`resume` takes the record's units back after a stop.
 - :func:`finish`: the result files, the summary and the report's masks, each written as it is
-  read, without a per-image list in memory.
+  read, with no per-image list in memory.
 """
 
 import bisect
@@ -118,10 +117,10 @@ class Scorer:
 class Tally:
     """A run's scores as its units come, in any order (see the module notes)."""
 
-    def __init__(self, paths):
-        self.paths = paths  # the run's image paths, natural order
-        self.iou, self.dice = np.zeros(len(paths)), np.zeros(len(paths))
-        self.state = np.zeros(len(paths), np.int8)  # 0: not yet, 1: scored, 2: unreadable
+    def __init__(self, count, path):
+        self.count, self.path = count, path  # the run's images, natural order: path(position)
+        self.iou, self.dice = np.zeros(count), np.zeros(count)
+        self.state = np.zeros(count, np.int8)  # 0: not yet, 1: scored, 2: unreadable
         self.why = {}  # position -> why it is unreadable
         self.extremes = Extremes()
         self.parts = {}  # actor ("" for the stream) -> its images, batch times, description, processes
@@ -135,9 +134,9 @@ class Tally:
         """Take a unit's scores; one that does not hold this run's images of its span: ValueError."""
         extra, records = unit.extra, unit.records
         first, end = (int(p) for p in extra["span"])
-        names = [Path(p).stem for p in self.paths[first:end]]
+        names = [Path(self.path(p)).stem for p in range(first, min(end, self.count))]
         bad = {str(name): str(why) for name, why in extra.get("bad", [])}
-        if (not 0 <= first < end or [r["name"] for r in records] != [n for n in names if n not in bad]
+        if (not 0 <= first < end <= self.count or [r["name"] for r in records] != [n for n in names if n not in bad]
                 or not set(bad) <= set(names) or self.state[first:end].any()):
             raise ValueError(f"unit {unit.id} holds other images than this run's")
         scores = iter(records)
@@ -166,42 +165,47 @@ class Tally:
         if extra.get("node_id") and extra["node_id"] not in part["nodes"]:
             part["nodes"].append(extra["node_id"])
 
+    def times(self, part):
+        """A part's batch times in batch order: ``(compute, H2D, D2H)`` lists, ms."""
+        times = self.parts[part]["times"]
+        return tuple([times[k][i] for k in sorted(times)] for i in range(3))
+
     def unreadable(self, position, why=""):
         self.state[position], self.why[position] = 2, why
 
     def missing(self):
         """The paths of the images neither scored nor found unreadable."""
-        return [self.paths[p] for p in np.flatnonzero(self.state == 0)]
+        return [self.path(p) for p in np.flatnonzero(self.state == 0)]
 
     def names(self):
         """The scored images' names, natural order (made as they are read)."""
-        return (Path(self.paths[p]).stem for p in np.flatnonzero(self.state == 1))
+        return (Path(self.path(p)).stem for p in np.flatnonzero(self.state == 1))
 
     def filesinfo(self):
         """The summary's ``filesinfo`` of the scored images, made as it is written."""
-        return Streamed(self.scored, lambda: ((str(i), {"infiles": [self.paths[p]], "outfiles": []})
+        return Streamed(self.scored, lambda: ((str(i), {"infiles": [self.path(p)], "outfiles": []})
                                               for i, p in enumerate(np.flatnonzero(self.state == 1))))
 
     def bad_error(self):
         """The UserError that names the unreadable images, or None."""
         if not self.why:
             return None
-        named = [self.paths[p] + (f" ({why})" if why else "") for p, why in sorted(self.why.items())]
+        named = [self.path(p) + (f" ({why})" if why else "") for p, why in sorted(self.why.items())]
         return UserError(f"{len(named)} unreadable image(s), left out of the scores: {', '.join(named)}")
 
 
-def resume(journal, paths, fits):
-    """A :class:`Tally` of ``paths`` holding the units of the run's record; ``fits(tally, unit)`` (the
-    flow's) raises ValueError for a unit out of place. A record that does not fit is set aside
-    (``.damaged``) and the run starts afresh."""
-    tally = Tally(paths)
+def resume(journal, count, path, fits):
+    """A :class:`Tally` of the ``count`` images (``path(position)``) holding the units of the run's
+    record; ``fits(tally, unit)`` (the flow's) raises ValueError for a unit out of place. A record
+    that does not fit is set aside (``.damaged``) and the run starts afresh."""
+    tally = Tally(count, path)
     try:
         for unit in journal.replay():
             fits(tally, unit)
             tally.take(unit)
     except (ValueError, KeyError, TypeError, IndexError) as exc:
         log.warning("%s: %s; set aside as %s, starting afresh", journal.path, exc, journal.set_aside("damaged").name)
-        return Tally(paths)
+        return Tally(count, path)
     if tally.units:
         log.info("%s: resuming: %d unit(s), %d image(s) scored by %d earlier attempt(s)", journal.path,
                  tally.units, tally.scored, journal.attempts - 1)
@@ -211,8 +215,12 @@ def resume(journal, paths, fits):
 def finish(args, tally, keys, summarize):
     """Write the result files (``keys``: the model's summary keys, for the provenance), the summary
     (``summarize(filesinfo)``, the flow's) and the report's masks; returns ``(result, summary)``."""
+    missing = [Path(path).stem for path in tally.missing()]  # a batch that no actor brought back
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise UserError(f"{len(missing)} image(s) with no record after the run: {shown}")
     if not tally.scored:
-        raise UserError(f"none of the {len(tally.paths)} images could be read")
+        raise UserError(f"none of the {tally.count} images could be read")
     scored = tally.state == 1
     result = write_scores(tally.names, tally.iou[scored], tally.dice[scored], args.result,
                           provenance=provenance_of(keys, args.data, args.size))

@@ -30,13 +30,17 @@ from another model, other data or other options (--batchsize, --size, --backend,
 run removes its record: the same command afterwards scores (and times) everything again.
 """
 
+import ctypes
+import gc
 import logging
 import os
 import time
 from pathlib import Path
 
+import numpy as np
+
 from . import cli, session
-from .data import pair_carvana
+from .data import IMAGE_DIR, MASK_DIR, mask_path, pair_carvana
 from .decoding import decode, decoded_units
 from .journal import Journal, Unit, beside, run_key
 from .loop import Timings, run_loop
@@ -47,6 +51,36 @@ from .scoring import Scorer, add_result_flags, finish, resume
 from .summary import build_summary, performance_lines, wall_s
 
 log = logging.getLogger(__name__)
+
+
+class Images:
+    """The run's images (``pair_carvana``'s, natural order) as one array of file names: a list of
+    paths and tasks would hold about 300 bytes an image, counted again in every decoder (forked
+    from this process). ``images[i]``: the decoder's task (image path, mask path, size)."""
+
+    def __init__(self, data, size):
+        self.names = np.array([image.name for _, image, _ in pair_carvana(data)])
+        self.folder, self.masks, self.size = str(Path(data) / IMAGE_DIR), Path(data) / MASK_DIR, size
+
+    def __len__(self):
+        return len(self.names)
+
+    def path(self, i):
+        return os.path.join(self.folder, self.names[i])
+
+    def __getitem__(self, i):
+        path = self.path(i)
+        return path, str(mask_path(self.masks, Path(path).stem)), self.size
+
+
+def release_freed_memory():
+    """Free what listing the images and the record's key left (their cycles too) and give it back
+    to the system before the decoders are forked: each would count it again (glibc keeps it)."""
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to give back
+        pass
 
 
 def in_order(tally, unit):
@@ -60,25 +94,24 @@ def stream(args):
     started = time.perf_counter()
     choice = session.choose(args, "the streaming mode")
     check_writable(args.result, inputs=[args.data])
-    tasks = [(str(image), str(label), args.size) for _, image, label in pair_carvana(args.data)]
+    tasks = Images(args.data, args.size)
     made_from = {"batchsize": args.batchsize, "size": args.size, "backend": choice.name, "device": args.device[0],
                  "precision": choice.runs_in, "threads": args.threads, **choice.options}
     with Journal(beside(args.result), run_key(args.model, args.data, made_from)) as journal:
-        tally = resume(journal, [task[0] for task in tasks], in_order)
+        tally = resume(journal, len(tasks), tasks.path, in_order)
         resumed, timings = tally.scored, Timings()
         opened = score(args, choice, tasks, journal, tally, timings)
 
-        def summarize(filesinfo):
-            times = [tally.parts[""]["times"][k] for k in sorted(tally.parts[""]["times"])]
-            summary = build_summary(filesinfo, vars(args), *([t[i] for t in times] for i in range(3)),
-                                    opened.batchsize, os.getpid(),
+        keys = opened.summary_keys("stream")
+
+        def summarize(filesinfo):  # the times of every batch, whichever attempt ran it
+            summary = build_summary(filesinfo, vars(args), *tally.times(""), opened.batchsize, os.getpid(),
                                     extra={**keys, "decode_wait_ms": timings.wait_ms,
                                            "wall_s": time.perf_counter() - started,
                                            "attempts": journal.attempts, "resumed_images": resumed})
             log.info("waited %.1f ms for decoded images; %.1f s in all", timings.wait_ms, wall_s(summary))
             return summary
 
-        keys = opened.summary_keys("stream")
         result, summary = finish(args, tally, keys, summarize)
         journal.remove()  # complete: the same command afterwards runs afresh
     for line in performance_lines(summary):
@@ -100,11 +133,13 @@ def score(args, choice, tasks, journal, tally, timings):
         records, masks = scorer(items, outputs)
         j = len(timings.d2h) - 1
         tally.record(journal, Unit(tally.units, records, masks, {
-            "span": [first, end], "bad": [[Path(tasks[p][0]).stem, ""] for p in skipped],
+            "span": [first, end], "bad": [[Path(tasks.path(p)).stem, ""] for p in skipped],
             "ms": [timings.compute[j], timings.h2d[j], timings.d2h[j]]}))
         bar.update(len(items))
 
-    with Prefetcher(decode, tasks[position:], workers, ahead=session.prefetch_depth(args.batchsize, workers)) as decoded:
+    release_freed_memory()
+    with Prefetcher(decode, map(tasks.__getitem__, range(position, len(tasks))), workers,
+                    ahead=session.prefetch_depth(args.batchsize, workers)) as decoded:
         with choice.open(batchsize=args.batchsize, device=args.device[0], threads=args.threads, size=args.size,
                          image_size=args.size, warmup=session.WARMUP_RUNS, flow="the stream") as opened:
             decoded.ahead = opened.prefetch_depth(workers)  # the warm-up overlapped the first decoding

@@ -44,11 +44,11 @@ from ..parallel import cpu_count
 from ..progress import progress
 from ..formats import natural_key
 from ..results import Streamed, check_writable, iou_line
-from ..scoring import add_result_flags, finish, resume
+from ..scoring import add_result_flags, finish
 from ..summary import build_summary, device_summaries, image_count, merge_summaries, merged_lines, with_keys
 from ..journal import Journal, beside, run_key
 from . import local, rounds
-from .collect import Recorder, made_from, missing_error, plan_batches
+from .collect import Recorder, made_from, plan_batches
 from .rounds import actors_fitting
 
 log = logging.getLogger(__name__)
@@ -127,8 +127,7 @@ def run(args):
               "size": args.size, "crash": crash_setting(), "slow": slow_setting()}
     key = run_key(args.model, args.data, made_from(choice.name, choice.precision, args, choice.options))
     with Journal(beside(args.result), key) as journal:
-        recorder = Recorder(journal, plan, None)
-        recorder.tally = resume(journal, [path for row in plan for path in row["images"]], recorder.fits)
+        recorder = Recorder(journal, plan)
         resumed = {"resumed_images": recorder.tally.scored, "attempts": journal.attempts,
                    "resumed_batches": len(journal.units)}  # after the resume: a record set aside starts afresh
         log.info("%d images in %d batches of %d%s", len(pairs), len(plan), args.batchsize,
@@ -176,11 +175,8 @@ def closing_lines(summary, resumed):
 
 
 def finish_run(args, choice, recorder, ran, begun, resumed):
-    """Check that every planned image came back, then ``scoring.finish`` with the merged summary."""
+    """``scoring.finish`` with the merged summary."""
     tally = recorder.tally
-    missing = tally.missing()
-    if missing:
-        raise missing_error([Path(path).stem for path in missing])
     if recorder.duplicates:
         log.warning("%d record(s) of images scored again after a retry were dropped", recorder.duplicates)
     meta = next(iter(tally.parts.values()), {"meta": {}})["meta"]
@@ -214,10 +210,8 @@ def actor_summaries(tally, args, batchsize):
     parts = []
     for actor in sorted(tally.parts, key=natural_key):
         part = tally.parts[actor]
-        times = [part["times"][k] for k in sorted(part["times"])]
         pids = sorted(part["pids"] or {0})
-        parts.append(build_summary(Streamed(part["images"]), args, *([t[i] for t in times] for i in range(3)),
-                                   batchsize, pids[-1],
+        parts.append(build_summary(Streamed(part["images"]), args, *tally.times(actor), batchsize, pids[-1],
                                    extra={"device_label": actor, "mode": "cluster", **part["meta"], "pids": pids,
                                           "node_ids": part["nodes"], "restarts": len(part["restarted"])}))
     return parts

@@ -23,6 +23,7 @@ from pathlib import Path
 from ..bench.batching import plan_batches as plan
 from ..cli import UserError
 from ..journal import Unit
+from ..scoring import resume
 
 # One row per image, from the actor to the driver (no logits: a packed mask, journal.pack_mask, only
 # for the few images that entered the actor's extremes).
@@ -47,24 +48,19 @@ def made_from(backend, precision, args, options):
             "precision": precision, "gpus": bool(args.gpus_per_actor), **options}
 
 
-def missing_error(names, what="no record"):
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    return UserError(f"{len(names)} image(s) with {what} after the run: {shown}")
-
-
 class Recorder:
-    """Gathers the actors' rows by planned batch (``rounds`` calls ``collector.add(rows)``, then
-    :meth:`record`); a batch whose images all came back is recorded in ``journal`` and taken into
-    ``tally``."""
+    """The run's tally (``scoring.Tally``, the record's batches replayed into it), and the actors'
+    rows gathered by planned batch (``rounds`` calls ``collector.add(rows)``, then :meth:`record`):
+    a batch whose images all came back is recorded in ``journal`` and taken into the tally."""
 
-    def __init__(self, journal, plan, tally):
-        self.journal, self.plan, self.tally = journal, plan, tally
-        self.collector = self  # what rounds.py adds the rows through
-        self.spans, first = [], 0
+    def __init__(self, journal, plan):
+        self.journal, self.plan, self.collector = journal, plan, self  # rounds.py adds the rows through collector
+        paths, self.spans = [], []  # the run's images; [first, end) of each batch's among them
         for row in plan:
-            self.spans.append([first, first + len(row["images"])])
-            first += len(row["images"])
+            self.spans.append([len(paths), len(paths) + len(row["images"])])
+            paths += row["images"]
         self.rows, self.duplicates = {}, 0  # batch -> {name: row} of the batches not complete yet
+        self.tally = resume(journal, len(paths), paths.__getitem__, self.fits)  # a record set aside: afresh
 
     def fits(self, tally, unit):
         """A recorded unit is its planned batch (for ``scoring.resume``)."""

@@ -294,11 +294,6 @@ def session_logs():
     return Path(context.get_temp_dir()) / context.get_session_name() / "logs"
 
 
-def node_resources():
-    """``[(CPUs, GPUs)]`` of every live node of the cluster."""
-    return [(cpus, gpus) for _, (cpus, gpus) in live_nodes().items()]
-
-
 def live_nodes():
     """``{(node id, address): (CPUs, GPUs)}`` of every live node of the cluster."""
     import ray
