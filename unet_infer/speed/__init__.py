@@ -50,16 +50,13 @@ from ..machine import describe_machine, today
 from ..progress import set_quiet
 from .configs import (CPU, GPU, check_available, configs_type, cuda_status, fill_defaults, max_seconds_type,
                       missing_modules)
-from .markdown import (COLUMNS, HEADER, ROUNDS_NOTE, TITLE, check_markdown, link, merge_section, plot_path,
-                       render_section, section_heading, software_line, split_sections, write_markdown)
+from .markdown import (ROUNDS_NOTE, check_markdown, link, plot_path, render_section, section_heading, software_line,
+                       write_markdown)
 from .models import RANDOM, RANDOM_SEED, describe_model, prepare_models
-from .runs import BareRunner, Job, Runner, benchmark_rows, plan_loop
+from .runs import BareRunner, Job, Runner, benchmark_rows
 
 PROG = "python3 -m unet_infer.speed"
 COMMAND_ENV = "UNET_BENCH_COMMAND"  # set by scripts/benchmark.sh: the command line as the user typed it
-
-__all__ = ["COLUMNS", "HEADER", "TITLE", "build_parser", "main", "merge_section", "plan_loop", "python_command",
-           "section_heading", "split_sections"]
 
 
 def _by_machine(name):
