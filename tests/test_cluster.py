@@ -2,11 +2,13 @@
 single-process stream, every image exactly once when an actor is killed half way, a padded last
 batch, the merged summary; and the pure parts (batch plan, collection, shards, merge) directly.
 
-One local Ray (``ray.init(num_cpus=2)``) serves the module: the driver joins it with ``address=``.
+One local Ray, started as the cluster command starts its own (``pipeline.connect``), serves the
+module: the driver joins it with ``address=``; none of its processes listens beyond the loopback.
 The one driver run is the expensive part; the tests that read it share it.
 """
 
 import argparse
+import ipaddress
 import json
 import os
 import shutil
@@ -20,12 +22,13 @@ import pytest
 import ray
 import torch
 
+from test_footprint import processes_naming
 from tiny_unet import varied_unet
 from unet_infer import summary as summ
 from unet_infer.bench.devices import shard_bounds
 from unet_infer.bench.runner import main as bench_main
 from unet_infer.cli import UserError
-from unet_infer.cluster import local, pipeline, size_pool
+from unet_infer.cluster import pipeline, size_pool
 from unet_infer.cluster import actor_summaries
 from unet_infer.cluster.collect import Recorder, plan_batches
 from unet_infer.data import load_image, pair_carvana
@@ -43,16 +46,13 @@ KILLED_BATCH = 1  # of 3: batches 0 and 2 are scored by whichever actor, batch 1
 
 @pytest.fixture(scope="module")
 def ray_address():
-    """One new local Ray for the module, on 2 CPUs, as the cluster command starts its own (``local``:
-    its files in a folder of its own, short enough for its sockets, removed after; no token in
-    ~/.ray); its address, for the driver to join."""
+    """One new local Ray for the module, started by the cluster command's own ``pipeline.connect``
+    (its files in a folder of its own, short enough for its sockets, removed after; its token and
+    its loopback setting in os.environ, which the driver inherits); its address, for the driver to join."""
     temp = tempfile.mkdtemp(prefix="ray", dir="/tmp" if os.path.isdir("/tmp") else None)
-    token = local.provide_token()  # the driver inherits it from os.environ
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", _temp_dir=temp)
+    stop = pipeline.connect(None, quiet=True, temp_dir=temp)
     yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
-    if token:
-        local.withdraw_token()
+    stop()
     shutil.rmtree(temp, ignore_errors=True)
 
 
@@ -146,6 +146,35 @@ def test_the_padded_last_batch_is_scored_and_the_summary_merges_the_actors(drive
     # quiet=1 (the driver's): none of Ray's own lines, no colour codes on a pipe
     for noise in ("core_worker.cc", "\x1b[", "Deprecat", "RAY_BACKEND_LOG_LEVEL", "Progress bars"):
         assert noise not in out + err, (noise, err)
+
+
+def listening(pids):
+    """``[(address, port)]`` of the TCP sockets that the processes ``pids`` listen on (/proc/net/tcp, tcp6)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:
+            continue  # a process that ended
+        inodes.update(link[len("socket:["):-1] for link in links if link.startswith("socket:["))
+    found = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                hexaddr, port = fields[1].split(":")
+                raw = b"".join(bytes.fromhex(hexaddr[i:i + 8])[::-1] for i in range(0, len(hexaddr), 8))
+                found.append((ipaddress.ip_address(raw), int(port, 16)))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads the sockets in /proc")
+def test_the_local_ray_listens_on_the_loopback_only(ray_address):
+    found = listening([os.getpid(), *processes_naming(ray.get_runtime_context().get_temp_dir())])
+    assert int(ray_address.rpartition(":")[2]) in [port for _, port in found]  # the GCS's own, among them
+    outside = [(str(ip), port) for ip, port in found
+               if not (ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped and ip.ipv4_mapped.is_loopback))]
+    assert outside == [], outside
 
 
 # ---- the pure parts --------------------------------------------------------------------------
