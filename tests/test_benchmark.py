@@ -21,7 +21,7 @@ from unet_infer import progress, speed
 from unet_infer import simplify as simplify_module
 from unet_infer.bench.runner import AIS_BENCH_FLAGS
 from unet_infer.speed import configs as cfg
-from unet_infer.speed.markdown import (COLUMNS, HEADER, LEGACY_COLUMNS, TITLE, merge_section, render_section,
+from unet_infer.speed.markdown import (COLUMNS, HEADER, TITLE, merge_section, render_section,
                                            section_heading, split_sections)
 from unet_infer.speed.models import make_random_weights, model_workdir, prepare_models
 from unet_infer.speed.runs import (BareRunner, Job, LoopPlanner, Run, Runner, benchmark_rows, make_row,
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "benchmark.sh"
 TINY = ["--width", "4", "--size", "32"]
 TITLES = [c.title for c in COLUMNS]
-LEGACY_TITLES = [c.title for c in LEGACY_COLUMNS]  # sections written before the rounds and the bare column
+LEGACY_TITLES = [c.title for c in COLUMNS[:10]]  # sections written before the rounds and the bare column
 FOREIGN = """## NVIDIA H100 80GB HBM3 · UNet w64 modelzoo, random weights (seed 0), 572x572 · 2020-01-01
 
 | Backend | Precision | Batch size | images/s | p50 ms/batch | p99 ms/batch | ms/image | loop | Machine | Date |

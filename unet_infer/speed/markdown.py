@@ -71,7 +71,6 @@ COLUMNS = (
     Column("bare OpenVINO images/s", lambda r: f"{r['bare_fps']:.2f}" if r.get("bare_fps") else ""),
     Column("runner / bare", lambda r: f"{r['vs_bare']:.2f}" if r.get("vs_bare") else ""),
 )
-LEGACY_COLUMNS = COLUMNS[:10]  # the table of sections written before the rounds (still read as they are)
 ROUNDS_NOTE = ("images/s, p50, p99 and ms/image: medians of {rounds} interleaved round(s) (every row once per "
                "round, {warmup} warm-up run(s) each); images/s range: lowest-highest round; load 1 min: the "
                "1-minute load average when each run started (median, max): these CPUs may be shared. "
