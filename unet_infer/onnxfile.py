@@ -128,9 +128,11 @@ def image_input(model, source, size=None):
 
 
 def refuse_overwrite(src, dst):
-    """An output that is its own input (or a folder) is a :class:`UserError`, before any work."""
+    """An output that is its own input, a folder, or in no folder is a :class:`UserError`, before any work."""
     src, dst = Path(src), Path(dst)
     if dst.is_dir():
         raise UserError(f"{dst}: is a folder, expected a model file name")
     if dst.exists() and dst.resolve() == src.resolve():
         raise UserError(f"{dst}: the output must not overwrite the source model")
+    if not dst.parent.is_dir():
+        raise UserError(f"{dst.parent}: output folder not found")

@@ -34,8 +34,6 @@ def simplify(src, dst, size=DEFAULT_SIZE):
     if not src.is_file():
         raise UserError(f"{src}: ONNX model not found")
     refuse_overwrite(src, dst)
-    if not dst.parent.is_dir():
-        raise UserError(f"{dst.parent}: output folder not found")
     if importlib.util.find_spec("onnxsim") is None:
         raise UserError("onnxsim is not installed (pip install -r requirements.txt)")
     source = load_onnx(src, weights=False)

@@ -146,8 +146,6 @@ class OnnxRuntimeBackend(Backend):
         import onnxruntime as ort
         src, dst = Path(src), Path(dst)
         refuse_overwrite(src, dst)
-        if not dst.parent.is_dir():
-            raise UserError(f"{dst.parent}: output folder not found")
         model, batch_check = fix_or_rebatch(load_onnx(src), batchsize, src, check,
                                             lambda m: cpu_session(m, threads, source=src))
         kept = metadata(model)  # onnxruntime's optimised file keeps no metadata: carried over below

@@ -174,8 +174,6 @@ def save_ir(model, dst):
     dst = Path(dst)
     if dst.suffix.lower() != ".xml":
         raise UserError(f"{dst}: an OpenVINO IR is an .xml file (with its .bin beside it)")
-    if not dst.parent.is_dir():
-        raise UserError(f"{dst.parent}: output folder not found")
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.") as tmp:
         staged = Path(tmp) / dst.name
         try:

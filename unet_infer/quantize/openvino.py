@@ -108,8 +108,6 @@ def quantize_model(model, calib_dir, output, n_calib=16, size=None, threads=None
     refuse_overwrite(model_path, output)
     if output.suffix.lower() != ".xml":
         raise UserError(f"{output}: the openvino backend writes an OpenVINO IR: name it .xml (e.g. UNet_int8.xml)")
-    if not output.parent.is_dir():
-        raise UserError(f"{output.parent}: output folder not found")
     fp32 = load_onnx(model_path)
     weights = metadata(fp32).get(WEIGHTS_KEY)
     input_name, channels, size = image_input(fp32, model_path, size)
