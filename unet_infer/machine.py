@@ -14,19 +14,45 @@ import platform
 import re
 
 CPUINFO = "/proc/cpuinfo"
+TEST_CPU_FLAGS_ENV = "UNET_INFER_TEST_CPU_FLAGS"  # a test hook: see cpu_flags
+
+
+def cpuinfo_value(key, cpuinfo=CPUINFO):
+    """The value of the first ``key`` line of ``cpuinfo`` (None: no such file or line)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                name, sep, value = line.partition(":")
+                if sep and name.strip() == key:
+                    return value.strip()
+    except OSError:
+        pass
+    return None
 
 
 def cpu_model(cpuinfo=CPUINFO):
     """The CPU's model name (``/proc/cpuinfo`` "model name", else ``platform``), or ``"unknown CPU"``."""
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key, sep, value = line.partition(":")
-                if sep and key.strip() == "model name" and value.strip():
-                    return " ".join(value.split())
-    except OSError:
-        pass
-    return " ".join((platform.processor() or platform.machine() or "unknown CPU").split())
+    return " ".join((cpuinfo_value("model name", cpuinfo) or platform.processor() or platform.machine()
+                     or "unknown CPU").split())
+
+
+def forced_cpu_flags():
+    """The flags ``UNET_INFER_TEST_CPU_FLAGS`` stands in for the CPU's, or None where it is unset or blank."""
+    forced = os.environ.get(TEST_CPU_FLAGS_ENV, "").replace(",", " ").split()
+    return set(forced) if forced else None
+
+
+def cpu_flags(cpuinfo=None):
+    """The CPU's feature flags: the ``flags`` line of ``cpuinfo`` (default ``/proc/cpuinfo``), or an
+    empty set. Test hook, not an option for users: ``UNET_INFER_TEST_CPU_FLAGS`` (flags separated
+    by spaces or commas) stands in for the CPU's, here and in every stage the driver starts, so
+    that the suite can play an AVX2-only or an AMX machine on any host (tests/conftest.py)."""
+    if cpuinfo is None:
+        forced = forced_cpu_flags()
+        if forced is not None:
+            return forced
+        cpuinfo = CPUINFO
+    return set((cpuinfo_value("flags", cpuinfo) or "").split())
 
 
 # (flag, what it is called) in the order a description names them
@@ -67,9 +93,8 @@ def gpu_name(device):
 
 def describe_machine(device=None, flags=None):
     """``"<CPU model> (<vector units>), <N> cores"``, plus ``", <GPU name>"`` when ``device`` is a
-    usable CUDA device. ``flags``: the CPU's (default ``backends.cpu_flags()``)."""
+    usable CUDA device. ``flags``: the CPU's (default :func:`cpu_flags`)."""
     if flags is None:
-        from .backends import cpu_flags
         flags = cpu_flags()
     cores = os.cpu_count() or 1
     units = vector_units(flags)

@@ -5,10 +5,10 @@ module here, one line in ``REGISTRY``.
 
 import importlib
 import logging
-import os
 from pathlib import Path
 
 from ..cli import UserError
+from ..machine import CPUINFO, TEST_CPU_FLAGS_ENV, cpu_flags, forced_cpu_flags  # noqa: F401 (the registry's too)
 from ..progress import is_quiet
 from .base import ExternalBackend
 
@@ -23,8 +23,6 @@ REGISTRY = {
 DEFAULT_BACKEND = "onnxruntime"
 AUTO = "auto"  # the driver's backend=auto: default_backend() decides
 FAST_CPU_FLAGS = ("amx_int8", "amx_bf16", "avx512_vnni", "avx512_bf16")  # what OpenVINO turns into speed
-CPUINFO = "/proc/cpuinfo"
-TEST_CPU_FLAGS_ENV = "UNET_INFER_TEST_CPU_FLAGS"  # a test hook: see cpu_flags
 
 
 def names():
@@ -97,33 +95,6 @@ def precisions():
 def describe():
     """``backend: p1 (default), p2; ...``: the precisions of every backend, for help texts and errors."""
     return "; ".join(f"{cls.name}: {', '.join(cls.precisions)}" for cls in all_backends())
-
-
-def forced_cpu_flags():
-    """The flags ``UNET_INFER_TEST_CPU_FLAGS`` stands in for the CPU's, or None where it is unset or blank."""
-    forced = os.environ.get(TEST_CPU_FLAGS_ENV, "").replace(",", " ").split()
-    return set(forced) if forced else None
-
-
-def cpu_flags(cpuinfo=None):
-    """The CPU's feature flags: the ``flags`` line of ``cpuinfo`` (default ``/proc/cpuinfo``), or an
-    empty set. Test hook, not an option for users: ``UNET_INFER_TEST_CPU_FLAGS`` (flags separated
-    by spaces or commas) stands in for the CPU's, here and in every stage the driver starts, so
-    that the suite can play an AVX2-only or an AMX machine on any host (tests/conftest.py)."""
-    if cpuinfo is None:
-        forced = forced_cpu_flags()
-        if forced is not None:
-            return forced
-        cpuinfo = CPUINFO
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key, sep, value = line.partition(":")
-                if sep and key.strip() == "flags":
-                    return set(value.split())
-    except OSError:
-        pass
-    return set()
 
 
 def installed_backends():
