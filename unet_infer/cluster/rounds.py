@@ -54,7 +54,7 @@ def run_rounds(pipeline, args, config, recorder, nodes, pool, logs, bar):
         if isinstance(block, BaseException):
             raise failure(pipeline, block, nodes, recorder, logs) from None
         last_row = time.monotonic()
-        recorder.collector.add(block)
+        recorder.add(block)
         recorder.record(block)
         bar.update(len(block["name"]))
     return [{"actors": actors, "threads": threads, "nodes": len(nodes)}]
