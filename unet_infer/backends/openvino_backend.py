@@ -343,10 +343,7 @@ class OpenVinoBackend(Backend):
         """``[(tag, keep, outputs, compute ms)]`` of the runs done since the last call (``wait``: all of them)."""
         if wait and self.queue is not None:
             self.queue.wait_all()
-        done = []
-        while self._done:
-            done.append(self._done.popleft())
-        return done
+        return super().finished(wait)
 
     # ---- profiling ----
 
