@@ -140,7 +140,7 @@ def test_existing_files_overwritten_never_deleted(tmp_path):
     assert files(train) == sorted(["notes.txt", name])
 
 
-@pytest.mark.parametrize("kwargs", [dict(views=0), dict(views=17), dict(workers=0)])
+@pytest.mark.parametrize("kwargs", [dict(views=0), dict(views=17)])
 def test_refusals(tmp_path, kwargs):
     args = dict(out_dir=tmp_path, cars=1, seed=0, views=1, width=96, height=64, workers=1) | kwargs
     with pytest.raises(UserError):

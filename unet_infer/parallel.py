@@ -12,7 +12,6 @@ import os
 import signal
 from collections import deque
 
-from .cli import UserError
 from .progress import progress
 
 _PR_SET_PDEATHSIG = 1
@@ -34,15 +33,6 @@ def default_threads():
 def default_decoders():
     """Decoding processes beside a running model: one per CPU but the model's, at least one."""
     return max(1, cpu_count() - 1)
-
-
-def check_workers(workers):
-    """``workers`` as a count (None -> every CPU); a count below 1 is a :class:`UserError`."""
-    if workers is None:
-        return cpu_count()
-    if workers < 1:
-        raise UserError(f"--workers must be at least 1, got {workers}")
-    return workers
 
 
 def _unwind(signum, frame):
@@ -80,7 +70,7 @@ def parallel_map(func, items, workers=None, desc="", unit="file"):
     few enough that the workers finish together.
     """
     items = list(items)
-    workers = max(1, min(check_workers(workers), len(items)))
+    workers = max(1, min(workers or cpu_count(), len(items)))  # None: every CPU
     pool = new_pool(workers) if workers > 1 else None  # forked before the progress bar starts a thread
     finished = False
     try:

@@ -30,7 +30,7 @@ from PIL import Image
 from .. import cli
 from ..cli import UserError, run_cli
 from ..formats import atomic_write_bytes
-from ..parallel import check_workers, parallel_map
+from ..parallel import parallel_map
 from ..progress import set_quiet
 from .car import Car, make_car
 from .render import MAX_VIEWS, render_view
@@ -83,7 +83,6 @@ def generate(out_dir, cars, seed, views=MAX_VIEWS, width=1918, height=1280, work
     paths, car by car, view by view. ``workers`` processes (None: one per CPU)."""
     if not 1 <= views <= MAX_VIEWS:  # the command line checks the other numbers
         raise UserError(f"--views must be 1..{MAX_VIEWS}, got {views}")
-    workers = check_workers(workers)
     out_dir = Path(out_dir)
     try:
         for sub in ("train", "train_masks"):
