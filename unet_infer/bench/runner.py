@@ -83,19 +83,18 @@ def ais_bench_argv(args, parser):
     return argv
 
 
-def run_places(args):
-    """``[(device, output folder, summary path)]`` of a one-device run (several: ``devices.device_places``)."""
+def run_place(args):
+    """``(output folder, summary path)`` of a one-device run, checked; ``(None, None)`` without --output."""
     if not args.output:
-        return [(device, None, None) for device in args.device]
+        return None, None
     dirname = args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")
     if inside(args.output, dirname) is None:
         raise UserError(f"--output_dirname {dirname!r} must be a plain folder name")
-    places = [(args.device[0], *run_paths(args.output, dirname))]  # several: devices.py
-    for _, out_dir, summary_path in places:
-        if args.input:
-            refuse_output_in_input(out_dir, [p for p in args.input.split(",") if p])
-        refuse_existing_run(out_dir, summary_path, args.input, args.outfmt)
-    return places
+    out_dir, summary_path = run_paths(args.output, dirname)
+    if args.input:
+        refuse_output_in_input(out_dir, [p for p in args.input.split(",") if p])
+    refuse_existing_run(out_dir, summary_path, args.input, args.outfmt)
+    return out_dir, summary_path
 
 
 def main(argv=None):
@@ -117,5 +116,4 @@ def main(argv=None):
     if len(args.device) > 1:
         run_devices(args, choice)
         return None
-    for device, out_dir, summary_path in run_places(args):
-        bench(args, choice, device, out_dir, summary_path)
+    bench(args, choice, args.device[0], *run_place(args))
