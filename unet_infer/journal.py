@@ -77,18 +77,23 @@ class Unit(NamedTuple):
 
 def run_key(model, data, options):
     """A scoring run's key: the model file, the data's images and masks (each: the resolved path and
-    ``manifests.fingerprint``, names, sizes and times) and ``options`` (what changes the scores)."""
+    the digest of its ``manifests.fingerprint``, names, sizes and times) and ``options`` (what
+    changes the scores)."""
     from .manifests import fingerprint
     parts = {"model": Path(model), "images": Path(data) / IMAGE_DIR, "masks": Path(data) / MASK_DIR}
-    key = {name: [str(path.resolve()), fingerprint(path)] for name, path in parts.items()}
+    key = {name: [str(path.resolve()), digest(fingerprint(path))] for name, path in parts.items()}
     key["options"] = dict(options)
     return key
 
 
+def digest(value):
+    """The first 16 hex digits of the sha256 of ``value``'s canonical JSON."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def key_hashes(key):
-    """``{part: first 16 hex digits of the sha256 of its canonical JSON}``: what the header holds."""
-    return {part: hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
-            for part, value in sorted(key.items())}
+    """``{part: digest}``: what the header holds."""
+    return {part: digest(value) for part, value in sorted(key.items())}
 
 
 # ---- lines and masks -------------------------------------------------------------------------------

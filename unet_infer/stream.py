@@ -30,9 +30,8 @@ from another model, other data or other options (--batchsize, --size, --backend,
 run removes its record: the same command afterwards scores (and times) everything again.
 """
 
-import ctypes
-import gc
 import logging
+import multiprocessing
 import os
 import time
 from pathlib import Path
@@ -53,14 +52,19 @@ from .summary import build_summary, performance_lines, wall_s
 log = logging.getLogger(__name__)
 
 
-class Images:
-    """The run's images (``pair_carvana``'s, natural order) as one array of file names: a list of
-    paths and tasks would hold about 300 bytes an image, counted again in every decoder (forked
-    from this process). ``images[i]``: the decoder's task (image path, mask path, size)."""
+def survey(data, model, made_from):
+    """The run's image file names (natural order, ``pair_carvana``'s) and its record's key."""
+    return np.array([image.name for _, image, _ in pair_carvana(data)]), run_key(model, data, made_from)
 
-    def __init__(self, data, size):
-        self.names = np.array([image.name for _, image, _ in pair_carvana(data)])
-        self.folder, self.masks, self.size = str(Path(data) / IMAGE_DIR), Path(data) / MASK_DIR, size
+
+class Images:
+    """The run's images as one array of file names, not a list of paths and tasks (about 300 bytes
+    an image, counted again in each decoder forked from this process): ``images[i]`` is the
+    decoder's task (image path, mask path, size)."""
+
+    def __init__(self, data, names, size):
+        self.names, self.size = names, size
+        self.folder, self.masks = str(Path(data) / IMAGE_DIR), Path(data) / MASK_DIR
 
     def __len__(self):
         return len(self.names)
@@ -71,16 +75,6 @@ class Images:
     def __getitem__(self, i):
         path = self.path(i)
         return path, str(mask_path(self.masks, Path(path).stem)), self.size
-
-
-def release_freed_memory():
-    """Free what listing the images and the record's key left (their cycles too) and give it back
-    to the system before the decoders are forked: each would count it again (glibc keeps it)."""
-    gc.collect()
-    try:
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to give back
-        pass
 
 
 def in_order(tally, unit):
@@ -94,10 +88,12 @@ def stream(args):
     started = time.perf_counter()
     choice = session.choose(args, "the streaming mode")
     check_writable(args.result, inputs=[args.data])
-    tasks = Images(args.data, args.size)
     made_from = {"batchsize": args.batchsize, "size": args.size, "backend": choice.name, "device": args.device[0],
                  "precision": choice.runs_in, "threads": args.threads, **choice.options}
-    with Journal(beside(args.result), run_key(args.model, args.data, made_from)) as journal:
+    with multiprocessing.Pool(1) as pool:  # listing many files leaves memory that this process would keep
+        names, key = pool.apply(survey, (args.data, args.model, made_from))  # and each decoder count again
+    tasks = Images(args.data, names, args.size)
+    with Journal(beside(args.result), key) as journal:
         tally = resume(journal, len(tasks), tasks.path, in_order)
         resumed, timings = tally.scored, Timings()
         opened = score(args, choice, tasks, journal, tally, timings)
@@ -137,7 +133,6 @@ def score(args, choice, tasks, journal, tally, timings):
             "ms": [timings.compute[j], timings.h2d[j], timings.d2h[j]]}))
         bar.update(len(items))
 
-    release_freed_memory()
     with Prefetcher(decode, map(tasks.__getitem__, range(position, len(tasks))), workers,
                     ahead=session.prefetch_depth(args.batchsize, workers)) as decoded:
         with choice.open(batchsize=args.batchsize, device=args.device[0], threads=args.threads, size=args.size,
