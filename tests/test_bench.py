@@ -391,6 +391,17 @@ def test_a_run_stopped_by_ctrl_c_says_what_is_left_and_the_same_command_replaces
         bench(*argv)
 
 
+def test_replacing_an_unfinished_run_removes_its_per_device_summaries(tmp_path):
+    from unet_infer.bench.run import refuse_existing_run, unfinished_marker
+    out_dir, summary = tmp_path / "x", tmp_path / "x_summary.json"
+    out_dir.mkdir()
+    unfinished_marker(out_dir).write_text("")
+    (tmp_path / "x_device1_summary.json").write_text("{}")  # left by a stopped --device 0,1 run
+    (tmp_path / "xy_device1_summary.json").write_text("{}")  # another run's
+    refuse_existing_run(out_dir, summary)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["x", "xy_device1_summary.json"]
+
+
 def test_an_unfinished_run_with_a_file_of_the_user_is_refused_and_kept(models, images, tmp_path, monkeypatch):
     from unet_infer.bench.files import OutputWriter
     write = OutputWriter.__call__

@@ -19,7 +19,6 @@ inference has nothing to divide, and N CPU shards would only compete for the sam
 """
 
 import contextlib
-import glob
 import io
 import logging
 import multiprocessing
@@ -28,14 +27,13 @@ import time
 from argparse import Namespace
 
 from ..cli import UserError
-from ..paths import inside
 from ..progress import set_quiet
 from ..summary import merge_summaries, merged_lines, with_keys, write_summary
 from ..workdir import run_paths
 from .batching import first_clash
 from ..loop import Timings
 from .files import list_inputs
-from .run import bench, make_dirs, refuse_existing_run, refuse_output_in_input, say_left, unfinished_marker
+from .run import bench, make_dirs, run_place, say_left, unfinished_marker
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +58,11 @@ def device_places(args, devices):
     """``(output folder, merged summary, [per-device summary])``; all None without --output."""
     if not args.output:
         return None, None, [None] * len(devices)
-    dirname = args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")
-    if inside(args.output, dirname) is None:
-        raise UserError(f"--output_dirname {dirname!r} must be a plain folder name")
-    base, merged = run_paths(args.output, dirname)
-    per_device = [run_paths(args.output, f"{dirname}_device{d}")[1] for d in devices]
-    if refuse_existing_run(base, merged, args.input, args.outfmt):  # an unfinished run of ours: replaced
-        pattern = run_paths(args.output, f"{glob.escape(dirname)}_device*")[1]
-        for path in pattern.parent.glob(pattern.name):
-            path.unlink()
+    base, merged = run_place(args)
+    per_device = [run_paths(args.output, f"{base.name}_device{d}")[1] for d in devices]
     for path in per_device:
         if path.exists():
             raise UserError(f"{path} already holds a run; choose another --output_dirname")
-    if args.input:
-        refuse_output_in_input(base, [p for p in args.input.split(",") if p])
     return base, merged, per_device
 
 

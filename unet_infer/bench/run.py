@@ -7,6 +7,7 @@ The compute time covers only the model run; file reading and writing and the hos
 device on its shard of the inputs; the CLI (``runner.main``) runs it once.
 """
 
+import glob
 import itertools
 import logging
 import os
@@ -19,9 +20,11 @@ import numpy as np
 from .. import cli
 from ..cli import UserError
 from ..formats import atomic_write_text
+from ..paths import inside
 from ..progress import progress
 from ..loop import Timings, run_loop
 from ..summary import build_summary, in_flight_keys, performance_lines, stats, write_summary
+from ..workdir import run_paths
 from .batching import OUTFMT_SUFFIX, first_clash, plan_batches
 from .files import OutputWriter, file_feeds, list_inputs, plan_files_per_batch, pure_data
 from .profile import save_profile
@@ -65,7 +68,8 @@ def _leftovers(out_dir, input_spec, outfmt):
 def refuse_existing_run(out_dir, summary_path, input_spec=None, outfmt="BIN"):
     """Never mix two runs: an output folder with files in it, or an existing summary, is a UserError.
     A run this runner left unfinished there (its marker, no summary) is replaced: its output files
-    are removed when they are all outputs of these inputs, else it is refused like any other."""
+    (and a ``--device`` run's per-device summaries) are removed when they are all outputs of these
+    inputs, else it is refused like any other."""
     if unfinished_marker(out_dir).exists() and not summary_path.exists():
         files = _leftovers(out_dir, input_spec, outfmt)
         if files is None:
@@ -75,11 +79,26 @@ def refuse_existing_run(out_dir, summary_path, input_spec=None, outfmt="BIN"):
             path.unlink()
         if files:
             log.info("%s: replacing the unfinished run left there (%d output files removed)", out_dir, len(files))
-        return True
-    if summary_path.exists() or (out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir()))):
+        pattern = run_paths(out_dir.parent, f"{glob.escape(out_dir.name)}_device*")[1]
+        for path in pattern.parent.glob(pattern.name):
+            path.unlink()
+    elif summary_path.exists() or (out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir()))):
         raise UserError(f"{out_dir} already holds a run; choose another --output_dirname, or leave it out "
                         f"for a new timestamped folder (as ais_bench does)")
-    return False
+
+
+def run_place(args):
+    """``(output folder, summary path)`` of a one-device run, checked; ``(None, None)`` without --output."""
+    if not args.output:
+        return None, None
+    dirname = args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")
+    if inside(args.output, dirname) is None:
+        raise UserError(f"--output_dirname {dirname!r} must be a plain folder name")
+    out_dir, summary_path = run_paths(args.output, dirname)
+    if args.input:
+        refuse_output_in_input(out_dir, [p for p in args.input.split(",") if p])
+    refuse_existing_run(out_dir, summary_path, args.input, args.outfmt)
+    return out_dir, summary_path
 
 
 def make_dirs(out_dir):

@@ -17,19 +17,15 @@ host-device copies (H2D, D2H) are timed apart. throughput = 1000 x batchsize / m
 wall-clock images/s the N requests delivered together.
 """
 
-import time
-
 from .. import backends, cli, session
 from ..cli import UserError
 from ..formats import DEFAULT_SIZE
-from ..paths import inside
 from ..parallel import default_threads
 from ..progress import set_quiet
-from ..workdir import run_paths
 from .batching import OUTFMT_SUFFIX
 from .devices import run_devices
 from .profile import check_profile_target
-from .run import bench, refuse_existing_run, refuse_output_in_input
+from .run import bench, run_place
 
 AIS_BENCH_FLAGS = ("model", "input", "output", "output_dirname", "outfmt", "loop", "batchsize", "warmup_count",
                    "device", "pure_data_type", "display_all_summary")
@@ -81,20 +77,6 @@ def ais_bench_argv(args, parser):
         if dest == "model" or value != defaults[dest]:
             argv.append(f"--{dest}={','.join(map(str, value)) if isinstance(value, list) else value}")
     return argv
-
-
-def run_place(args):
-    """``(output folder, summary path)`` of a one-device run, checked; ``(None, None)`` without --output."""
-    if not args.output:
-        return None, None
-    dirname = args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")
-    if inside(args.output, dirname) is None:
-        raise UserError(f"--output_dirname {dirname!r} must be a plain folder name")
-    out_dir, summary_path = run_paths(args.output, dirname)
-    if args.input:
-        refuse_output_in_input(out_dir, [p for p in args.input.split(",") if p])
-    refuse_existing_run(out_dir, summary_path, args.input, args.outfmt)
-    return out_dir, summary_path
 
 
 def main(argv=None):
