@@ -75,14 +75,14 @@ def test_the_test_hook_stands_in_for_the_cpu_and_only_when_set(tmp_path, monkeyp
 
 
 def plan_backend(work):
-    proc = subprocess.run([sys.executable, "-m", "unet_infer.stages", "plan", "--work", str(work),
-                           "--backend", "auto", "--bs", "2"], capture_output=True, text=True, env=dict(os.environ))
+    proc = subprocess.run([sys.executable, "-m", "unet_infer.driver", "plan", f"workdir={work}", "backend=auto"],
+                          capture_output=True, text=True, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     return dict(line.split("=", 1) for line in proc.stdout.splitlines())["BACKEND"]
 
 
 def test_the_driver_plan_takes_the_played_cpu(tmp_path, play_cpu):
-    """``stages plan --backend auto`` (what scripts/run_all.sh asks) in a process of its own: the
+    """``python3 -m unet_infer.driver plan backend=auto`` (scripts/run_all.sh's) in a process of its own: the
     flags reach it through the environment and decide as the rule does for them."""
     for flags in (AVX2, AMX):
         play_cpu(flags_text(flags))
@@ -181,11 +181,10 @@ def test_a_flow_warns_when_its_backend_has_no_fast_path_here(tmp_path, caplog, p
 
 
 def test_the_driver_plan_says_what_auto_took(tmp_path, play_cpu, monkeypatch):
-    """What scripts/run_all.sh prints (stages plan's stderr; its stdout is the plan), and not with quiet=1."""
+    """What scripts/run_all.sh prints (the driver's plan's stderr; its stdout is the plan), and not with quiet=1."""
     play_cpu(flags_text(AVX2))
     monkeypatch.delenv("UNET_INFER_QUIET", raising=False)
-    cmd = [sys.executable, "-m", "unet_infer.stages", "plan", "--work", str(tmp_path / "work"), "--backend", "auto",
-           "--bs", "2"]
+    cmd = [sys.executable, "-m", "unet_infer.driver", "plan", f"workdir={tmp_path / 'work'}", "backend=auto", "bs=2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
     assert proc.returncode == 0, proc.stderr
     want = default_backend(flags=AVX2)

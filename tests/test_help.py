@@ -40,7 +40,7 @@ PYTHON_TOOLS = {
     ("-m", "unet_infer.stream"): ("python3 -m unet_infer.stream --model", "(default: 572)"),
     ("-m", "unet_infer.report"): ("python3 -m unet_infer.report --work work", "(default: "),
     ("-m", "unet_infer.speed"): ("python3 -m unet_infer.speed --weights", "(default: "),
-    ("-m", "unet_infer.stages"): ("python3 -m unet_infer.stages plan --work W", None),
+    ("-m", "unet_infer.stages"): ("python3 -m unet_infer.stages check preprocess --work W", None),
     ("-m", "unet_infer.stages", "check"): ("python3 -m unet_infer.stages check preprocess --work W", None),
     ("-m", "unet_infer.stages", "done"): ("python3 -m unet_infer.stages done preprocess --work W", None),
     ("-m", "unet_infer.predict"): ("python3 -m unet_infer.predict --input photos/ --output masks/ --cutout",

@@ -5,6 +5,7 @@ decided where the manifest is made; a record of another form re-runs the stage, 
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -106,9 +107,10 @@ def test_a_record_of_another_form_reruns_the_stage(work):
         assert not path.exists()
 
 
-def test_lock_and_last_result_are_the_work_folders_names(work):
-    lock = cli("lock", "--work", work.root)
-    assert (lock.returncode, lock.stdout) == (0, f"{work.lock}\n") and work.lock.name == ".lock"
+def test_the_drivers_lock_and_last_result_are_the_work_folders_names(work):
+    proc = subprocess.run([sys.executable, "-m", "unet_infer.driver", "options", f"workdir={work.root}"],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert proc.returncode == 0 and f"\nLOCK={work.lock}\n" in proc.stdout and work.lock.name == ".lock", proc
     for bs, text in ((1, "one"), (8, "eight")):
         work.result_txt(bs).write_text(f"{text}.txt")
         work.result_json(bs).write_text(f"{text}.json")
@@ -123,8 +125,7 @@ def test_lock_and_last_result_are_the_work_folders_names(work):
 
 def test_the_driver_spells_no_stage_option_and_no_work_folder_name():
     """What a stage is made from is the package's (its declaration); the work folder's names too."""
-    text = DRIVER.read_text(encoding="utf-8")
-    code = [line.split("  # ")[0] for line in text[text.index("\nUSAGE\n}"):].splitlines()  # past the help
+    code = [line.split("  # ")[0] for line in DRIVER.read_text(encoding="utf-8").splitlines()
             if not line.lstrip().startswith("#")]
     body = "\n".join(code)
     for word in ("--option", "--input \"", "weight_bits", "WEIGHT_BITS", ".lock", "result.txt", "result.json",
@@ -188,3 +189,26 @@ def test_a_replaced_run_is_said_to_be_outdated_or_unfinished_never_guessed(work)
     assert cli("check", "simplify", "--work", work.root, *values).returncode == 0
     assert cli("check", "simplify", "--work", work.root, "--value", "size=32").returncode == 3
     assert cli("check", "simplify", "--work", work.root, *values).returncode == 1  # its record was dropped
+
+
+@pytest.mark.parametrize("args,words", [
+    (["frobnicate"], "unknown option 'frobnicate' (options are key=value; see scripts/run_all.sh --help)"),
+    (["bs=8,0"], "bs must be a batch size or a comma list of them, got '8,0'"), (["workdir="], "workdir= needs a folder"),
+    (["size=15"], "size=15: the UNet needs at least 16 x 16"), (["threads=0"], "threads must be a positive whole"),
+    (["gpus_per_actor=1"], "go with cluster=ray"), (["cluster=ray", "labels=none"], "cluster=ray scores as it goes"),
+    (["stream=1", "unreadable=skip"], "unreadable=skip goes with the file flow")])
+def test_the_driver_checks_each_option_once_in_one_line(args, words):
+    from unet_infer.driver import check_options
+    with pytest.raises(UserError) as error:
+        check_options(args)
+    assert words in str(error.value) and "\n" not in str(error.value)
+
+
+def test_every_option_of_the_drivers_help_is_checked_and_the_driver_checks_none():
+    from unet_infer.driver import OPTIONS, USAGE, check_options
+    helped = re.findall(r"^  ([a-z_]+)=", USAGE[:USAGE.index("examples:")], re.MULTILINE)
+    assert sorted(helped) == sorted(OPTIONS)
+    assert check_options(["cluster=ray"])["flow"] == "cluster" and check_options([])["flow"] == "files"
+    text = DRIVER.read_text(encoding="utf-8")
+    for check in ("=~", "must be", "(( SIZE", "-d \"$DATA"):
+        assert check not in text, check

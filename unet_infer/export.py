@@ -76,6 +76,7 @@ def pth_to_onnx(pth_path, onnx_path, size=572, check=True, rtol=1e-4):
     """Load a checkpoint, describe it, export it and check it (a relative error above ``rtol`` fails
     the export, and nothing is left behind); returns a dict of what was found."""
     from .model import count_macs, count_parameters, load_unet
+    from .onnxfile import WEIGHTS_KEY, load_onnx, save_onnx, set_metadata
     onnx_path = Path(onnx_path)
     if onnx_path.is_dir():
         raise UserError(f"{onnx_path}: is a folder, expected an .onnx file name")
@@ -83,47 +84,26 @@ def pth_to_onnx(pth_path, onnx_path, size=572, check=True, rtol=1e-4):
         raise UserError(f"{onnx_path}: the output must not overwrite the checkpoint; name another .onnx file")
     if not onnx_path.parent.is_dir():
         raise UserError(f"{onnx_path.parent}: output folder not found")
-    if size < 16:
-        raise UserError(f"--size {size}: the UNet needs at least 16 x 16 (four 2x poolings)")
     model, layout = load_unet(pth_path)
-    info = {
-        "layout": layout.name,
-        "bilinear": layout.bilinear,
-        "conv_bias": layout.bias,
-        "input_channels": layout.n_channels,
-        "classes": layout.n_classes,
-        "width": layout.width,
-        "parameters": count_parameters(model),
-        "gflop_per_image": 2 * count_macs(model, size) / 1e9,
-        "size": size,
-        "weights": weights_id(pth_path),
-    }
+    info = {"layout": layout.name, "bilinear": layout.bilinear, "conv_bias": layout.bias,
+            "input_channels": layout.n_channels, "classes": layout.n_classes, "width": layout.width,
+            "parameters": count_parameters(model), "gflop_per_image": 2 * count_macs(model, size) / 1e9,
+            "size": size, "weights": weights_id(pth_path)}
     log.info("%s: %s", pth_path, layout.describe())
     log.info("%.1f M parameters, %.1f GFLOP per %dx%d image", info["parameters"] / 1e6,
              info["gflop_per_image"], size, size)
     try:
-        with atomic_path(onnx_path) as tmp:
-            _export_checked(model, tmp, size, check, rtol, onnx_path, info)
+        with atomic_path(onnx_path) as tmp:  # errors name onnx_path, the file asked for
+            export_model(model, tmp, size)
+            graph = load_onnx(tmp)
+            set_metadata(graph, {WEIGHTS_KEY: info["weights"]})  # which checkpoint it was made from
+            save_onnx(graph, tmp)
+            if check:
+                info["relative_error"] = check_parity(model, tmp, size, rtol=rtol, name=onnx_path)
+                log.info("ONNX Runtime matches PyTorch: relative error %.2e (limit %g)", info["relative_error"], rtol)
     except OSError as exc:
         raise os_error(onnx_path, exc) from None
     return info
-
-
-def stamp_weights(onnx_path, weights):
-    """Record which checkpoint the ONNX file was made from (metadata ``unet_infer.weights``)."""
-    from .onnxfile import WEIGHTS_KEY, load_onnx, save_onnx, set_metadata
-    model = load_onnx(onnx_path)
-    set_metadata(model, {WEIGHTS_KEY: weights})
-    save_onnx(model, onnx_path)
-
-
-def _export_checked(model, tmp, size, check, rtol, onnx_path, info):
-    """Export to ``tmp`` and, with ``check``, compare it with PyTorch (errors name ``onnx_path``)."""
-    export_model(model, tmp, size)
-    stamp_weights(tmp, info["weights"])
-    if check:
-        info["relative_error"] = check_parity(model, tmp, size, rtol=rtol, name=onnx_path)
-        log.info("ONNX Runtime matches PyTorch: relative error %.2e (limit %g)", info["relative_error"], rtol)
 
 
 def build_parser(prog=PROG):

@@ -57,8 +57,6 @@ def preprocess_folder(src, dst, size=DEFAULT_SIZE, workers=None):
     """Convert every image in ``src`` to ``dst/<stem>.bin`` over a process pool; return
     ``(n_written, bad_files)``: the files that could not be decoded (each also named in a warning).
     Nothing in ``dst`` is deleted, and nothing but ``<stem>.bin`` is written there."""
-    if size < 16:
-        raise UserError(f"--size {size}: the UNet needs at least 16 x 16 (four 2x poolings)")
     targets = plan_folder(src, dst)
     dst = Path(dst)
     try:
@@ -75,7 +73,7 @@ def preprocess_folder(src, dst, size=DEFAULT_SIZE, workers=None):
 
 
 def add_size_and_workers(parser, size_help):
-    """``--size`` (default 572) and ``--workers``, as preprocess and postprocess both take them, and ``--quiet``."""
+    """``--size``, ``--workers`` and ``--quiet``, as preprocess and postprocess take them."""
     parser.add_argument("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help=size_help)
     parser.add_argument("--workers", type=cli.int_at_least(1), help="worker processes (without it: one per CPU)")
     cli.add_quiet(parser)

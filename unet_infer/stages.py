@@ -1,21 +1,13 @@
 """The driver's questions, asked by scripts/run_all.sh: its plan (the backend's choices and every
-path), whether a stage is complete (each stage's declaration and record: :mod:`unet_infer.manifests`;
-the driver gives every stage the same values, ``--value key=value``, and the declaration picks the
-stage's record, paths and options from them), and its checks and clean-ups.
+path, printed by ``python3 -m unet_infer.driver``), whether a stage is complete (each stage's
+declaration and record: :mod:`unet_infer.manifests`; the driver gives every stage the same values,
+``--value key=value``, and the declaration picks the stage's record, paths and options from them),
+and its checks and clean-ups.
 
-    python3 -m unet_infer.stages lock --work W                  (the run's lock file, before anything else)
-    python3 -m unet_infer.stages plan --work W --weights PTH --backend onnxruntime --precision fp32 --bs 1,8
-    python3 -m unet_infer.stages plan --work W --weights PTH --backend auto --bs 8     (BACKEND= says which)
     python3 -m unet_infer.stages check preprocess --work W --value data=DATA --value size=572   (0: complete)
     python3 -m unet_infer.stages done preprocess --work W --value data=DATA --value size=572
-    python3 -m unet_infer.stages forget score --work W --value bs=8
-    python3 -m unet_infer.stages preflight --work W --data DATA --size 572
-    python3 -m unet_infer.stages prune-prep --work W --data DATA
-    python3 -m unet_infer.stages all-converted --work W --data DATA
+    python3 -m unet_infer.stages preflight --work W --data DATA
     python3 -m unet_infer.stages clear-run --work W --name bs8 --changed
-    python3 -m unet_infer.stages clear-run --work W --name perf_bs8 --retime
-    python3 -m unet_infer.stages clear-sample --work W
-    python3 -m unet_infer.stages last-result --work W --bs 1,8 --run onnxruntime_int8
     python3 -m unet_infer.stages result --work W --bs 8 --backend onnxruntime --precision fp32
 
 Several backends' and precisions' results live side by side in one work folder: ``plan``'s RUN_TAG
@@ -25,7 +17,6 @@ Several backends' and precisions' results live side by side in one work folder: 
 import json
 import os
 import re
-import shlex
 import shutil
 import textwrap
 from pathlib import Path
@@ -39,7 +30,7 @@ from .workdir import Workdir, run_paths
 
 # ---- the driver's questions ---------------------------------------------------------------------
 
-FLOWS = {"files": None, "stream": "stream=1", "cluster": "cluster=ray (each Ray actor)"}  # --flow: how the model is run
+FLOWS = {"files": None, "stream": "stream=1", "cluster": "cluster=ray (each Ray actor)"}  # how the model is run
 
 
 def plan(work, weights, backend, precision, batchsizes, flow="files"):
@@ -120,10 +111,8 @@ def check_tools(cls, precision):
         raise UserError(f"not installed: {', '.join(missing)}; run `pip install -r requirements.txt`")
 
 
-def preflight(work, data, size, labels=True):
-    """Checks before any expensive work: the data pairs up, the size is valid, WORK is writable."""
-    if size < 16:
-        raise UserError(f"size={size}: the UNet needs at least 16 x 16 (four 2x poolings)")
+def preflight(work, data, labels=True):
+    """Checks before any expensive work: the data pairs up, WORK is writable."""
     from .data import pair_carvana
     pairs = pair_carvana(data, require_masks=labels)
     work = Path(work)
@@ -289,17 +278,6 @@ def build_parser():
     parser = cli.parser("python3 -m unet_infer.stages", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     bs_help = "batch size, or a comma list of them (e.g. 1,8)"
-    p = _sub(sub, "plan", "the driver's paths and choices, as shell assignments",
-             "plan --work W --backend auto --bs 8")
-    _work(p)
-    p.add_argument("--weights", help="the checkpoint (without it: the bundled one)")
-    p.add_argument("--backend", required=True, help="auto (the fastest here) or a backend's name "
-                                                    "(python3 -m unet_infer.backends lists them)")
-    p.add_argument("--precision", default=None, help="what the backend computes in (without it: its first)")
-    p.add_argument("--bs", type=cli.int_list_type(), required=True, help=bs_help)
-    p.add_argument("--flow", choices=list(FLOWS), default="files",
-                   help="how the driver runs the model: the runner on files, stream=1 or cluster=ray (these two "
-                        "run it in this process: a backend run by another program is refused)")
     _stage_args(_sub(sub, "check", "is the stage complete? Prints its record's name; exit status 0: yes; 1: no "
                      "record (never run, or stopped before its end); 3: its record is of other inputs (or its "
                      "files changed since) and is dropped",
@@ -307,12 +285,9 @@ def build_parser():
     _stage_args(_sub(sub, "done", "mark the stage complete, made from what it is made from now (after its "
                      "outputs are written)", "done preprocess --work W --value data=DATA --value size=572"))
     _stage_args(_sub(sub, "forget", "mark the stage incomplete", "forget score --work W --value bs=8"))
-    _work(_sub(sub, "lock", "the file a run holds (flock) while it works in the folder", "lock --work W"))
-    p = _sub(sub, "preflight", "check the data, size and work folder before any work",
-             "preflight --work W --data DATA --size 572")
+    p = _sub(sub, "preflight", "check the data and work folder before any work", "preflight --work W --data DATA")
     _work(p)
     p.add_argument("--data", required=True, help="Carvana-format folder: train/ and train_masks/")
-    p.add_argument("--size", type=int, required=True, help="network input size (at least 16)")
     p.add_argument("--no-labels", dest="labels", action="store_false", help="no masks needed (labels=none)")
     p = _sub(sub, "prune-prep", "remove prep_bin files of images no longer in the data",
              "prune-prep --work W --data DATA")
@@ -355,18 +330,13 @@ def main(argv=None):
         recorded = (Workdir(args.work).stages / f"{made.record}.json").exists()
         forget(args.work, made.record)  # not complete: it runs again, and is recorded when it ends
         return 3 if recorded else 1
-    if args.command == "plan":
-        for key, value in plan(args.work, args.weights, args.backend, args.precision, args.bs, args.flow).items():
-            print(f"{key}={shlex.quote(str(value))}")
-    elif args.command == "done":
+    if args.command == "done":
         made_from(args.stage, args.work, _values(args.value)).record_done(args.work)
     elif args.command == "forget":
         forget(args.work, made_from(args.stage, args.work, _values(args.value)).record)
-    elif args.command == "lock":
-        print(Workdir(args.work).lock)
     elif args.command == "preflight":
         from .data import IMAGE_DIR, MASK_DIR
-        n = preflight(args.work, args.data, args.size, args.labels)
+        n = preflight(args.work, args.data, args.labels)
         print(f"{n} image{'s' if n != 1 else ''} in {Path(args.data) / IMAGE_DIR}"
               + (f", each with its mask in {Path(args.data) / MASK_DIR}" if args.labels else ""))
     elif args.command == "prune-prep":

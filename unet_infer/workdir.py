@@ -119,10 +119,6 @@ class Workdir:
     def result_json(self, batchsize=None):
         return self.result_txt(batchsize).with_suffix(".json")
 
-    def scored_batchsizes(self):
-        """Batch sizes of this run with a ``result_bs<B>.json``, in increasing order."""
-        return sorted(bs for run, bs in self.scored_runs() if run == self.run)
-
     def scored_runs(self):
         """``[(run, batch size)]`` of every result of the folder (``result_bs<B>.json`` and
         ``result_<run>_bs<B>.json``): the plain names' first, then by run and batch size."""
