@@ -1,21 +1,15 @@
 """``--device 0,1``: one process per device, as ais_bench runs them, the inputs divided among them.
 
-    python3 -m unet_infer.bench --model=UNet_bs8.onnx --input=./prep_bin --output=result \\
+    python3 -m unet_infer.bench --model=UNet_bs8.onnx --input=./prep_bin --output=result \
         --output_dirname=bs8 --batchsize=8 --device=0,1
 
-The input files are cut into contiguous shards, one per device, at whole batches of the run's
-batch size (``--batchsize``, else the model's own: ``Backend.model_batchsize``), so that only the
-last device may pad a short batch; each device's process runs the one-device run (``run.bench``)
-on its shard at the same time as the others. The outputs all go to ``{output}/{output_dirname}``
-(names come from the inputs, so shards never clash); each device's summary to
-``{output}/{output_dirname}_device{d}_summary.json`` and the merged one (``summary.merge_summaries``:
-every file, every batch's times, ais_bench's ``summary throughput`` and the wall-clock images/s)
-to ``{output}/{output_dirname}_summary.json``, which the rename and score stages read as usual.
-
-What a device is: a GPU where the backend has them (CUDA for onnxruntime and torch). On a backend
-that runs on the CPU, each device is a CPU shard: a process with ``--threads`` / N threads (at
-least 1), so that N shards share the cores one run would use; this needs ``--input`` (pure
-inference has nothing to divide, and N CPU shards would only compete for the same cores).
+The input files are cut into contiguous shards at whole batches, so that only the last device may
+pad a short batch; each device's process runs ``run.bench`` on its shard. The outputs all go to
+``{output}/{output_dirname}``; each device's summary to ``{output}/{output_dirname}_device{d}_summary.json``
+and the merged one (``summary.merge_summaries``) to ``{output}/{output_dirname}_summary.json``, which
+the rename and score stages read as usual. A device is a GPU where the backend has them; on the CPU,
+a process with ``--threads`` / N threads, so that N shards share the cores one run would use (this
+needs ``--input``: pure inference has nothing to divide).
 """
 
 import contextlib
@@ -47,10 +41,9 @@ def shard_bounds(n_files, n_devices, per_batch):
 
 
 def shard_unit(args, backend_cls):
-    """The files a shard is cut at multiples of: the run's batch size, ``--batchsize`` or else the
-    model's own (read from the model file by the backend class, nothing loaded). Where a file holds
-    one image (the guide's prep_bin) or a whole number of them, a multiple of the batch size is a
-    multiple of the files per batch, so every shard but the last holds whole batches."""
+    """The files a shard is cut at multiples of: ``--batchsize``, else the model's own (read from the
+    model file, nothing loaded), so that every shard but the last holds whole batches.
+    """
     return args.batchsize or backend_cls.model_batchsize(args.model)
 
 

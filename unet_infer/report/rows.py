@@ -1,12 +1,9 @@
 """Which runs the report's table lists, and what each row says.
 
-A row is one batch size B of one run of the work folder (the plain names' results, or those of
-another backend or precision kept beside them: ``stages.run_tag``) with both its scores
-(``results``) and its scored run's ais_bench summary (``summary``), plus the pure-inference
-(``--loop``) run's throughput when that run's summary is there; every path comes from
-``workdir.Workdir``. Rows of different weights are one run beside another, not one run:
-:func:`check_weights` refuses them; another run's rows of other weights or another number of
-images than this run's (older results) are left out with a warning.
+A row is one batch size of one run of the work folder (the plain names' results, or those of
+another backend or precision kept beside them: ``stages.run_tag``) with both its scores and its
+scored run's summary, plus the pure-inference run's throughput when that run's summary is there.
+Rows of different weights are one run beside another, not one run: :func:`check_weights` refuses them.
 """
 
 import functools
@@ -46,11 +43,8 @@ def pure_throughput(w, bs, weights):
 
 def make_row(w, bs, data_name, backend=None, precision=None, machine=None, result_json=None):
     """The row of batch size ``bs``: its scores (``result_json``, else ``w.result_json(bs)``), its
-    run's summary and its pure-inference throughput.
-
-    Backend and precision come from the run's summary, else ``backend``/``precision``, else "n/a"
-    (never guessed from a file name); the machine from the summary, else ``machine``, else this one.
-    Weights and model from the summary, else from the scores' provenance; None when neither says.
+    run's summary and its pure-inference throughput. What the summary does not say comes from the
+    arguments, else the scores' provenance, else "n/a" (never guessed from a file name).
     """
     result = read_results(result_json or w.result_json(bs))
     run = summ.read_summary(w.summary(bs))
@@ -111,13 +105,9 @@ def guide_result(w, batchsizes=None):
 
 def collect_rows(work, data_name, batchsizes=None, backend=None, precision=None, machine=None, run=""):
     """One row (:func:`make_row`) per run and batch size of ``batchsizes`` (None: every scored batch
-    size) that has both its scores and its run's summary: the plain names' run first, then the
-    others by name, each in increasing batch size. ``run`` is this report's (``stages.run_tag``):
-    ``backend``/``precision`` label its rows where their summary does not say.
-
-    A batch size of ``run`` without them is left out with a warning, and so is another run's row
-    of other weights or another number of images (:func:`_differs`); no row at all is a
-    :class:`UserError`. A folder scored by hand into ``result.json`` only: :func:`guide_result`.
+    size) that has both its scores and its run's summary: the plain names' run first, then the others
+    by name. A batch size of ``run`` without them is left out with a warning, and so is another run's
+    row of other weights or another number of images; no row at all is a :class:`UserError`.
     """
     w = Workdir(work, run)
     if not w.root.is_dir():
