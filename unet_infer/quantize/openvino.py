@@ -2,32 +2,14 @@
 
     python3 -m unet_infer.quantize --backend openvino --model UNet_dynamic_sim.onnx --calib prep_bin --output UNet_int8.xml
 
-(the same as ``--n-calib 16``; ``--backend`` may be left out: the .xml of --output names it).
-
-The recipe (``nncf.quantize``, defaults measured on this UNet):
-- the shape arithmetic of a raw export is folded first (``fold_shape_arithmetic``);
-- preset PERFORMANCE: symmetric INT8 weights (per output channel) and activations, the form the
-  CPU plugin runs on AMX / VNNI without zero-point work; every Conv and ConvTranspose is
-  quantised, and the FakeQuantize nodes NNCF inserts are fused into them by OpenVINO at load;
-- target device CPU, fast bias correction (the bias shift that quantising the weights causes is
-  measured on the calibration images and put back);
-- on a CPU without VNNI or AMX (AVX2 only: ``u8 x s8`` pairs are summed in 16 bits and can
-  saturate), weights in 7 bits on every layer (NNCF's overflow fix ``enable``); with VNNI/AMX,
-  NNCF's default (the first layer only). Like a compiled model, the IR suits the machine that
-  made it; on a 2-core AMD EPYC (AVX2) this raised the tiny test model's sign agreement with
-  fp32 from 95.6% to 98.1%;
-- afterwards, the FakeQuantize that NNCF puts before the zero Pad of up1 and up2 is moved after
-  it (``fake_quantize_after_pads``), so that their Concat and the convolution after it run in
-  INT8 (left as NNCF makes them, both run in float: 30% of the INT8 time at 572 on AVX2);
-- the activation ranges (min-max) from up to --n-calib images of --calib: the preprocessed
-  ``<stem>.bin`` files, or a folder of images decoded as preprocessing does (stream mode);
-  ``subset_size`` is their number, one image per step.
-The IR keeps a dynamic batch axis and the checkpoint's id in its rt_info; ``python3 -m
-unet_infer.compile --backend openvino`` makes the static per-batch-size IR from it.
-
-After quantising, one calibration image is run through ONNX Runtime on the fp32 model and
-through OpenVINO on the INT8 IR: the report gives the node count, the relative error of the INT8
-logits (max |int8 - fp32| / max |fp32|) and the fraction of pixels whose class agrees.
+The recipe and why (docs/openvino.md, "INT8 recipe"): ``nncf.quantize`` with preset PERFORMANCE,
+target CPU, fast bias correction and min-max ranges from up to --n-calib images of --calib; a raw
+export's shape arithmetic folded first; 7-bit weights on a CPU without VNNI or AMX
+(:func:`overflow_fix`); the FakeQuantize before up1's and up2's zero Pad moved after it
+(:func:`fake_quantize_after_pads`). The IR keeps a dynamic batch axis and the checkpoint's id in
+its rt_info. After quantising, one calibration image is run through ONNX Runtime on the fp32 model
+and through OpenVINO on the INT8 IR: the report gives the relative error of the INT8 logits and
+the fraction of pixels whose class agrees.
 """
 
 import contextlib
