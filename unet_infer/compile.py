@@ -2,30 +2,19 @@
 guide's atc step. The backend decides what compiling means (``--backend``, else the output's suffix):
 
     python3 -m unet_infer.compile --model UNet_dynamic_sim.onnx --batchsize 8 --output UNet_bs8.onnx
+    python3 -m unet_infer.compile --model UNet_dynamic_sim.onnx --batchsize 8 --output UNet_bs8.xml
 
 - onnxruntime (``.onnx``): the batch axis fixed, shapes inferred, onnxruntime's full graph
   optimisations saved in the file (tuned to this machine's CPU and onnxruntime version, like an
   .om file), then one zero batch run as a check;
-- openvino (``.xml``): the .onnx (or an IR) written as an OpenVINO IR (the .xml and its .bin) with
-  a static batch x C x size x size shape, float weights kept in fp32 (one IR serves fp32 and bf16:
-  bf16 is a hint given when the model loads), then loaded as the runner loads it and one zero
-  batch run as a check;
+- openvino (``.xml``): an OpenVINO IR (the .xml and its .bin) with a static batch x C x size x size
+  shape, float weights kept in fp32 (one IR serves fp32 and bf16), then one zero batch run as a check;
 - acl (``.om``): the guide's atc command line through scripts/atc.sh (needs CANN; ``--chip``).
 
-A backend's own compile flags (acl's ``--chip``) are listed under options
-below: each is a flag here, refused with any other backend.
-
-An INT8 model is compiled the same way from the quantised model (``UNet_int8.onnx``; openvino:
-``UNet_int8.xml``). For openvino:
-
-    python3 -m unet_infer.compile --model UNet_dynamic_sim.onnx --batchsize 8 --output UNet_bs8.xml
-
-A model whose batch axis the guide's onnxsim line pinned to 1 (``--input-shape="1,3,572,572"``) is
-re-batched, as atc takes the batch from its own ``--input_shape``: where the graph allows it (no
-constant shape holding the batch 1), axis 0 is set to ``--batchsize`` and the shapes inferred
-again; the check run then feeds N different random images and compares them with the batch-1
-model's outputs on the first and last. scripts/onnxsim.sh keeps the
-batch dynamic and needs none of this.
+An INT8 model is compiled the same way from the quantised model (``UNet_int8.onnx`` or ``.xml``).
+A model whose batch axis the guide's onnxsim line pinned to 1 is re-batched, as atc takes the batch
+from its own ``--input_shape``: where the graph allows it, axis 0 is set to ``--batchsize`` and the
+check run compares N different random images with the batch-1 model's outputs on the first and last.
 """
 
 from . import cli
