@@ -23,14 +23,9 @@ is named in one warning and set aside as ``<name>.damaged`` (``.1``, ``.2``... w
 Each unit is written by one ``write`` before :meth:`Journal.append` returns, so a killed process
 (kill -9, Ctrl-C) loses no unit it recorded; a background thread then syncs the file to the disk
 (``fdatasync``, one per unit, or one for several when units come faster than the disk syncs), so
-an OS crash or power cut loses at most the last few, which a resumed run scores again. The caller
-pays the JSON and the write: 75-100 us per unit of 8 images alone in a process (20,000 units on a
-busy 2-CPU VM, ext4; about 30 us of it JSON), 300-530 us inside a stream run on the same 2 CPUs,
-where it waits for the GIL and a CPU (``python3 benchmarks/stream_scale.py``, BENCHMARKS.md):
-under 3 % of even a GPU batch of 8 at 572 x 572 (20 ms or more), under 0.1 % of a CPU one; an
-inline fdatasync (0.2-1.3 ms on that disk) would add up to 6 % to the GPU batch. Reopening a record
-of 20,000 units takes about 1.5 s there. One writer per record: a second process that opens it
-while the first holds it is refused.
+an OS crash or power cut loses at most the last few, which a resumed run scores again (the caller
+pays the JSON and the write, an inline fdatasync would cost far more: BENCHMARKS.md, "Stream at
+scale"). One writer per record: a second process that opens it while the first holds it is refused.
 """
 
 import base64
