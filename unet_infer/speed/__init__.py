@@ -1,42 +1,25 @@
 """Throughput tables: the runner in pure-inference mode over backend x precision x batch size.
 
     scripts/benchmark.sh                                   # the defaults for this machine (CPU or GPU)
-    python3 -m unet_infer.speed --weights random --width 64 --size 572 --batchsizes 1,2,4 \\
+    python3 -m unet_infer.speed --weights random --width 64 --size 572 --batchsizes 1,2,4 \
         --configs onnxruntime:fp32,onnxruntime:int8,torch:fp32,torch:bf16 --loop 100 --max-seconds 60
 
 Every row is one run of the guide's performance command, with our runner in place of ais_bench:
 
-    python3 -m unet_infer.bench --model=UNet_bs8.onnx --loop=100 --batchsize=8 --warmup_count=1 \\
+    python3 -m unet_infer.bench --model=UNet_bs8.onnx --loop=100 --batchsize=8 --warmup_count=1 \
         --output=WORKDIR/runs --output_dirname=<config>_bs8_<stamp> --backend=onnxruntime --precision=fp32
 
 images/s = the summary's throughput (1000 x batch size / mean compute time of one batch, ms: host
-time excluded, as ais_bench counts it); p50 and p99 = the compute time of one batch (ms).
-
---rounds R (3): every row runs once per round, the rounds interleaved (A, B, ..., A, B, ...), each
-run after --warmup (2) untimed runs; a row shows its rounds' medians, the range of images/s over
-the rounds and the 1-minute load average when its runs started (the CPUs may be shared). Beside
-each openvino row, a bare OpenVINO session on the same model (python3 -m unet_infer.speed.bare)
-runs after the runner in each round, and the table gives the runner's speed against it (--no-bare:
-left out).
-
-Without --batchsizes, --configs or --max-seconds, the missing ones are this machine's defaults:
-one set where a backend installed here runs on a GPU (asked of the backend registry), one for the
-CPU only (see each option); the choice is printed. --cuda only says whether torch sees a CUDA GPU
-(one line, exit status 0: it does, 1: it does not), as scripts/gpu_check.sh asks before its torch steps.
+time excluded, as ais_bench counts it); p50 and p99 = the compute time of one batch (ms). The rows
+run in --rounds interleaved rounds (the CPUs may be shared) and show their rounds' medians, the
+range of images/s and the load average; beside each openvino row, a bare OpenVINO session on the
+same model (python3 -m unet_infer.speed.bare) gives the runner's speed against it. Options not
+given take this machine's defaults (a CUDA GPU, or the CPU only); the choice is printed.
 
 The models are made once under WORKDIR/models/<model>/ and reused while what they are made from is
-unchanged (the pipeline driver's rule): the weights (--weights random: UNet(width=W), seed 0, as
-fast as trained weights), UNet_dynamic_bs.onnx, UNet_dynamic_sim.onnx, a backend's quantised model
-(calibrated on 4 generated images) and its model per batch size; a backend that runs the
-checkpoint takes the .pth itself.
-
---max-seconds S caps the time of one row: a config's first row is probed with --loop=1 and the
-loop count is cut (down to 1) so that the row takes about S seconds; later batch sizes of the
-config are planned from the time per image measured so far. The loop count used is a column.
-
-The table goes into --markdown (without it: WORKDIR/BENCHMARKS.md, not the repository's) as one
-section per machine, model and date, keyed by its "## " line: a second run on the same machine, model and date replaces that section and
-keeps every other one. The plot (images/s against batch size) goes to --plot.
+unchanged (the pipeline driver's rule). The table goes into --markdown as one section per machine,
+model and date, keyed by its "## " line: a second run on the same machine, model and date replaces
+that section and keeps every other one.
 """
 
 import os
