@@ -28,6 +28,7 @@ from unet_infer.speed.runs import (BareRunner, Job, LoopPlanner, Run, Runner, be
                                        plan_loop)
 from unet_infer.cli import UserError
 from unet_infer.machine import describe_machine
+from unet_infer import summary as summ
 from unet_infer.summary import build_summary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -225,7 +226,7 @@ def test_a_row_says_when_the_backend_ran_another_precision():
         "bf16 (ran fp32)"
 
 
-def test_row_is_read_through_the_summary_accessors():
+def test_row_is_read_through_the_summary_accessors(monkeypatch):
     summary = fake_summary(4, 200.0, loop=3, machine="CPU Y, 8 cores, GPU Z", precision="bf16")
     row = make_row(summary, Job("torch", "bf16", 4, Path("w.pth")), 3, "2026-02-03", "fallback")
     assert row["fps"] == pytest.approx(20.0) and row["ms_per_image"] == pytest.approx(50.0)
@@ -233,6 +234,16 @@ def test_row_is_read_through_the_summary_accessors():
     assert row["machine"] == "CPU Y, 8 cores, GPU Z"
     del summary["machine"]
     assert make_row(summary, Job("acl", "fp16", 4, Path("m.om")), 3, "d", "fallback")["machine"] == "fallback"
+    # every figure comes from unet_infer.summary's accessors: given other answers, the row shows them
+    # (a row that read the summary's keys itself would show the summary's own figures above)
+    answers = {"throughput": lambda s: 7.0, "compute_ms": lambda s, stat="mean": 36.0,
+               "percentile_ms": lambda s, p: float(p), "machine": lambda s: "the accessor's machine",
+               "precision": lambda s: "fp16"}
+    for name, answer in answers.items():
+        monkeypatch.setattr(summ, name, answer)
+    row = make_row(summary, Job("torch", "bf16", 4, Path("w.pth")), 3, "d", "fallback")
+    assert (row["fps"], row["p50"], row["p99"], row["ms_per_image"]) == (7.0, 50.0, 99.0, 9.0)
+    assert (row["machine"], row["ran"]) == ("the accessor's machine", "fp16")
 
 
 def test_runner_command_passes_precision_and_gives_ais_bench_only_its_own_flags(tmp_path):

@@ -257,6 +257,19 @@ def test_a_failed_step_shows_its_last_lines_and_a_missing_module_skips_its_step(
     assert "    error: unknown backend 'tpu'" in out  # the failed step's last lines
 
 
+def test_steps_that_exit_0_but_wrote_nothing_fail(tiny, tmp_path, monkeypatch):
+    """The verdict is the files': a step whose command ends well but leaves no report, result or
+    section did not pass."""
+    on_the_cpu(monkeypatch, cpu_model(), tiny.data, tiny.weights)
+    monkeypatch.setattr(gpu_check, "run", lambda cmd, seconds, out, env: out.write_text("fine\n") and 0)
+    (tmp_path / "B.md").write_text(f"# UNet inference benchmarks\n\n{CPU_SECTION}\n\n| a |\n|---|\n")
+    status, out = check(f"workdir={tmp_path / 'work'}", f"markdown={tmp_path / 'B.md'}")
+    assert status == 1
+    assert summary_line(out, "tests").startswith(f"  tests: failed: no test report ({tmp_path / 'work'}")
+    assert summary_line(out, "main").startswith("  main: failed: no result (")
+    assert summary_line(out, "benchmark") == "  benchmark: failed: no section was written"
+
+
 def test_a_step_past_its_budget_is_stopped_and_the_later_steps_still_run(tiny, tmp_path, monkeypatch):
     on_the_cpu(monkeypatch, cpu_model(), tiny.data, tiny.weights)
     hangs = tmp_path / "python"  # the steps' python3 (run_all.sh's and benchmark.sh's $PYTHON) hangs

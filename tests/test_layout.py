@@ -1,8 +1,11 @@
-"""The package's shape: small modules, no import cycles, no logic inside the shell scripts."""
+"""The package's shape: small modules, no import cycles, no logic inside the shell scripts, and
+the driver and the GPU check short."""
 
 import ast
 import re
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "unet_infer"
@@ -168,3 +171,14 @@ def test_the_shell_scripts_hold_no_logic():
     found = {script.name: hits for script in sorted((ROOT / "scripts").glob("*.sh"))
              if (hits := logic_in_shell(script.read_text()))}
     assert not found, found
+
+
+# The shell scripts that only chain the package's commands stay short: the driver one function per
+# stage in the guide's order, the GPU check a shim over python3 -m unet_infer.gpu_check.
+SCRIPT_LINES = {"run_all.sh": 250, "gpu_check.sh": 40}
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPT_LINES))
+def test_the_driver_and_the_gpu_check_stay_short(name):
+    lines = len((ROOT / "scripts" / name).read_text().splitlines())
+    assert lines <= SCRIPT_LINES[name], f"scripts/{name}: {lines} lines, at most {SCRIPT_LINES[name]}"
