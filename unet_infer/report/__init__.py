@@ -5,17 +5,10 @@
 
 (scripts/run_all.sh runs it last, adding --backend, --precision, --size and --run.) In the guide's
 layout, scored by hand into ./result.txt (stage 6), the scores are ./result.json, of the batch size
-it records (its runner's summary, result/bs8_summary.json, beside the outputs it scored). The table lists the
-batch sizes of --batchsizes (the run's own; --all: every batch size scored in --work) that have
-both their scores and their scored run's ais_bench summary, and, where the pure-inference
-(``--loop``) run of that batch size left its summary, that run's throughput: the figure to quote.
-Rows of different weights are refused (they are two runs, not one), unless --allow-mixed lists
-them under a warning. The results of other backends and precisions kept in the same work folder
-(``result_onnxruntime_int8_bs8.json`` and the like, beside the plain names' ``result_bs8.json``)
-are rows too, one per run and batch size; --run names the run the report is for (the driver's).
-Every path under --work is ``workdir.Workdir``'s; the scores are read by ``results``, the
-summaries by ``summary``. The predictions of that run's batch size given first in --batchsizes
-give the overlays (an image without one gets no overlay: a warning, not a failure).
+it records. The table lists the batch sizes that have both their scores and their scored run's
+ais_bench summary, and, where the pure-inference (``--loop``) run of that batch size left its
+summary, that run's throughput: the figure to quote. The results of other backends and precisions
+kept in the same work folder (``result_onnxruntime_int8_bs8.json`` and the like) are rows too.
 
 It writes WORK/report/:
   summary.md          one row per run and batch size: IoU over all images, the ModelZoo IoU (images
