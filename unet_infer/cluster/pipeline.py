@@ -92,12 +92,12 @@ class InferActor:
 
     def __call__(self, rows):
         spec = self.backend.inputs[0]
-        feeds, out = [], {key: [] for key in ROW_KEYS}
+        feeds, out = [], []
         for r in range(len(rows["batch"])):
             batch, n = int(rows["batch"][r]), int(rows["n"][r])
             for line in str(rows["bad"][r]).splitlines():
                 path, _, why = line.partition("\t")
-                self._row(out, path, batch, -1, why=why)
+                out.append(self._row(path, batch, -1, why=why))
             if n:
                 items = [(str(path), rows["label"][r][slot]) for slot, path in enumerate(rows["paths"][r][:n])]
                 feeds.append(([pack_batch(spec, rows["image"][r][:n])], (batch, items)))
@@ -110,17 +110,15 @@ class InferActor:
         self.crash_once([batch for batch, *_ in done])
         for j, (batch, items, records, masks) in enumerate(done):
             times = (self.timings.compute[first + j], self.timings.h2d[first + j], self.timings.d2h[first + j])
-            for slot, ((path, _), record) in enumerate(zip(items, records)):
-                self._row(out, path, batch, slot, record=record, times=times, mask=masks.get(record["name"], ""))
-        return {key: np.array(value) for key, value in out.items()}
+            out += [self._row(path, batch, slot, record=record, times=times, mask=masks.get(record["name"], ""))
+                    for slot, ((path, _), record) in enumerate(zip(items, records))]
+        return {key: np.array([row[key] for row in out]) for key in ROW_KEYS}
 
-    def _row(self, out, path, batch, slot, record=None, why="", times=(0.0, 0.0, 0.0), mask=""):
-        values = {"name": Path(path).stem, "path": path, "iou": record["iou"] if record else float("nan"),
-                  "dice": record["dice"] if record else float("nan"), "why": why, "batch": batch, "slot": slot,
-                  "actor": self.name, "compute_ms": times[0], "h2d_ms": times[1], "d2h_ms": times[2],
-                  "meta": self.meta if slot == 0 else "", "mask": mask}
-        for key in ROW_KEYS:
-            out[key].append(values[key])
+    def _row(self, path, batch, slot, record=None, why="", times=(0.0, 0.0, 0.0), mask=""):
+        return {"name": Path(path).stem, "path": path, "iou": record["iou"] if record else float("nan"),
+                "dice": record["dice"] if record else float("nan"), "why": why, "batch": batch, "slot": slot,
+                "actor": self.name, "compute_ms": times[0], "h2d_ms": times[1], "d2h_ms": times[2],
+                "meta": self.meta if slot == 0 else "", "mask": mask}
 
     def crash_once(self, batches):
         """Tests only (``UNET_INFER_TEST_KILL_ACTOR=FLAG:K``): the first actor to finish scoring batch K
