@@ -77,6 +77,11 @@ def dims(value):
     return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
 
 
+def shapes(model):
+    """``{tensor name: dims}`` of every value the graph records a shape for."""
+    return {v.name: dims(v) for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]}
+
+
 def batch_is_dynamic(model):
     """True when axis 0 of the first graph input and output is not a fixed number."""
     values = graph_inputs(model)[:1] + list(model.graph.output[:1])

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli import UserError, first_line
-from .onnxfile import PINNED_HINT, dims, graph_inputs
+from .onnxfile import PINNED_HINT, dims, graph_inputs, shapes as graph_shapes
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,6 @@ def _carried(model):
     return carried
 
 
-def _shapes(model):
-    return {v.name: dims(v) for v in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)}
-
-
 def onnx_pinning_node(model, batchsize, carried=True):
     """The first Reshape/Expand/Tile whose constant shape starts with 1, whose data input has the
     batch ``batchsize`` and whose inferred output has not (None: none); ``carried=False``: the first
@@ -83,7 +79,7 @@ def onnx_pinning_node(model, batchsize, carried=True):
     """
     wanted = {node.input[i] for node in model.graph.node
               if (i := ONNX_SHAPE_INPUTS.get(node.op_type)) is not None and len(node.input) > i}
-    constants, shapes, computed = _constants(model, wanted), _shapes(model), _carried(model)
+    constants, shapes, computed = _constants(model, wanted), graph_shapes(model), _carried(model)
     for node in model.graph.node:
         index = ONNX_SHAPE_INPUTS.get(node.op_type)
         shape = constants.get(node.input[index]) if index is not None and len(node.input) > index else None
@@ -100,7 +96,7 @@ def onnx_pinning_node(model, batchsize, carried=True):
 
 def _batch_loser(model, batchsize):
     """The first node with a computed input of batch ``batchsize`` and an output of another batch, or None."""
-    shapes, carried = _shapes(model), _carried(model)
+    shapes, carried = graph_shapes(model), _carried(model)
     for node in model.graph.node:
         ins = [shapes.get(name) for name in node.input if name in carried]
         outs = [shapes.get(name) for name in node.output]

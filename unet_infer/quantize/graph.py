@@ -11,6 +11,8 @@ import logging
 import numpy as np
 import onnx
 
+from ..onnxfile import shapes as graph_shapes
+
 log = logging.getLogger(__name__)
 
 
@@ -36,14 +38,6 @@ def _plain_upsampling(node, weight):
     return k
 
 
-def _static_shapes(model):
-    """{tensor name: [dims]} after ONNX shape inference (None for a dynamic dim)."""
-    inferred = onnx.shape_inference.infer_shapes(model)
-    values = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
-    return {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
-            for v in values}
-
-
 def upsampling_as_gemm(model):
     """Rewrite UNet's up-sampling ConvTranspose (k x k kernel, stride k) as a Gemm on channels-last
     pixels; returns how many were rewritten (those whose input height and width are known).
@@ -66,7 +60,7 @@ def upsampling_as_gemm(model):
             weight = onnx.numpy_helper.to_array(weights[node.input[1]])
             k = _plain_upsampling(node, weight)
         if k is not None:
-            shapes = shapes if shapes is not None else _static_shapes(model)
+            shapes = shapes if shapes is not None else graph_shapes(onnx.shape_inference.infer_shapes(model))
             dims = shapes.get(node.input[0], [])
             if len(dims) != 4 or dims[2] is None or dims[3] is None:
                 log.info("%s: input height and width unknown, ConvTranspose left as it is", node.name)
