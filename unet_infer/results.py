@@ -26,9 +26,8 @@ RESULT_KEYS = ("mean_iou", "mean_dice", "n_images", "per_image")
 
 
 class Streamed(dict):
-    """A mapping that json's indented writer (``json.dump(..., indent=...)``, its Python encoder)
-    writes entry by entry from ``entries()`` (called at each writing), never holding them all;
-    ``len`` is ``count``. It holds nothing itself: for the writers and ``len`` only."""
+    """A mapping that ``json.dump(..., indent=...)`` (its Python encoder) writes entry by entry from
+    ``entries()``, called at each writing, never holding them all; ``len`` is ``count``."""
 
     def __init__(self, count, entries=tuple):
         self.count, self.entries = count, entries

@@ -33,14 +33,10 @@ log = logging.getLogger(__name__)
 
 
 class Extremes:
-    """The report's worst and best images (``results.select_extremes``) while scores come, in any order.
-
-    Kept: the n lowest images by (IoU, name) and the 2n highest by (-IoU, name), and only their
-    packed masks. Whatever the final count, the report's worst (at most n of the lowest) and best (at
-    most n of the highest that are not among the worst) lie among them. An image of any subset of
-    the run that is among the run's kept is among the subset's: so the masks that entered a
-    scorer's extremes (an actor's, an attempt's) hold those the run's extremes need.
-    """
+    """The report's worst and best images (``results.select_extremes``) while scores come, in any
+    order: the n lowest by (IoU, name) and the 2n highest by (-IoU, name), whatever the final count
+    a superset of the report's, and only their packed masks. An image among the run's kept is among
+    any subset's: the masks that entered a scorer's extremes (an actor's, an attempt's) suffice."""
 
     def __init__(self, n=N_EXTREMES):
         self.n = n
@@ -186,12 +182,11 @@ class Tally:
         return Streamed(self.scored, lambda: ((str(i), {"infiles": [self.path(p)], "outfiles": []})
                                               for i, p in enumerate(np.flatnonzero(self.state == 1))))
 
-    def bad_error(self):
-        """The UserError that names the unreadable images, or None."""
-        if not self.why:
-            return None
+    def check_readable(self):
+        """A UserError that names the unreadable images, if any (after the results are written)."""
         named = [self.path(p) + (f" ({why})" if why else "") for p, why in sorted(self.why.items())]
-        return UserError(f"{len(named)} unreadable image(s), left out of the scores: {', '.join(named)}")
+        if named:
+            raise UserError(f"{len(named)} unreadable image(s), left out of the scores: {', '.join(named)}")
 
 
 def resume(journal, count, path, fits):

@@ -113,8 +113,7 @@ def stream(args):
     for line in performance_lines(summary):
         print(line, flush=True)
     print(iou_line(result), flush=True)
-    if tally.bad_error():
-        raise tally.bad_error()
+    tally.check_readable()
     return result, summary
 
 

@@ -142,8 +142,7 @@ def run(args):
     for line in closing_lines(summary, resumed):
         print(line, flush=True)
     print(iou_line(result), flush=True)
-    if recorder.tally.bad_error():
-        raise recorder.tally.bad_error()
+    recorder.tally.check_readable()
     return result, summary
 
 

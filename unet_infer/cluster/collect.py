@@ -1,20 +1,13 @@
 """The driver's side of the cluster run, with no Ray in it: the batch plan, and the actors' rows
-gathered into the run's units (``scoring.Tally``), each planned batch once.
-
-Exactly once: Ray Data re-runs the batches of an actor that died (and a task that failed) on
-another actor, and only a finished task's output reaches the driver; still, a row of a batch
-already taken is dropped (and counted; one with another IoU is an error), and at the end every
-planned image must be there, scored or unreadable: a missing one is an error that names it.
-
-The record (``journal``): one unit per planned batch (unit id = batch index), recorded as soon as
-every image of the batch came back (scored or unreadable), whatever order the actors finish them
-in. Its ``extra``, beside the span, the unreadable images and the times: the actor that scored it
-(``actor``), that process's ``pid``, ``node_id`` and whether it replaced one that died
-(``restarted``), and the actor's description (backend, precision, machine, ...: ``meta``) in the
-first unit of each actor only. What the record is bound to (:func:`made_from`, with
-``journal.run_key``: the model file, the images, the masks): the batch size, the input size, the
-backend, its precision and options, and whether the actors run on GPUs; not the number of actors,
-their threads, or the nodes, which a resumed run may have otherwise (a lost node's actors are gone).
+gathered into units (one per planned batch, unit id = batch index), each recorded (``journal``) and
+taken into the run's ``scoring.Tally`` once all its images came back, in whatever order the actors
+finish. Ray Data re-runs the batches of an actor that died; a row of a batch already taken is
+dropped (and counted; one with another IoU is an error). A unit's ``extra`` names the actor, its
+process (``pid``, ``node_id``, ``restarted``: Ray replaced one that died) and, in each actor's
+first unit, its description (``meta``). The record is bound to (:func:`made_from`, with
+``journal.run_key``) the batch size, the input size, the backend, its precision and options, and
+whether the actors run on GPUs; not to the actors, their threads or the nodes, which a resumed run
+may have otherwise (a lost node's actors are gone).
 """
 
 import json
