@@ -146,16 +146,9 @@ def rebatch_onnx(model, batchsize, source):
 
 
 def ort_check(original, source, batchsize, tolerance, session):
-    """A :class:`BatchCheck` whose batch-1 reference is ``session(original)``, made when first needed."""
-    state = {}
-
-    def run_one(arrays):
-        if "session" not in state:
-            state["session"] = session(original)
-        ref = state["session"]
-        return ref.run(None, {arg.name: a for arg, a in zip(ref.get_inputs(), arrays)})
-
-    return BatchCheck(source, batchsize, run_one, tolerance)
+    """A :class:`BatchCheck` whose batch-1 reference is ``session(original)``, an onnxruntime session."""
+    return BatchCheck(source, batchsize, tolerance, lambda: session(original), lambda ref, arrays: ref.run(
+        None, {arg.name: a for arg, a in zip(ref.get_inputs(), arrays)}))
 
 
 # ---- OpenVINO ----
@@ -193,7 +186,8 @@ def ov_rebatched(model, batchsize, source, tolerance, reshape, compile_model):
     """
     original = model.clone()
     ov_rebatch(model, batchsize, source, reshape)
-    return ov_check(original, source, batchsize, tolerance, lambda m: compile_model(reshape(m, 1)))
+    return BatchCheck(source, batchsize, tolerance, lambda: compile_model(reshape(original, 1)), lambda ref, arrays: (
+        list(ref.create_infer_request().infer(list(arrays)).to_tuple())))
 
 
 def ov_rebatch(model, batchsize, source, reshape):
@@ -218,26 +212,20 @@ def ov_rebatch(model, batchsize, source, reshape):
     return model
 
 
-def ov_check(original, source, batchsize, tolerance, compile_model):
-    """A :class:`BatchCheck` whose batch-1 reference is ``compile_model(original)``, made when first needed."""
-    state = {}
-
-    def run_one(arrays):
-        if "compiled" not in state:
-            state["compiled"] = compile_model(original)
-        return list(state["compiled"].create_infer_request().infer(list(arrays)).to_tuple())
-
-    return BatchCheck(source, batchsize, run_one, tolerance)
-
-
 # ---- the numeric check ----
 
 class BatchCheck:
-    """The re-batched model's outputs on N different inputs against the batch-1 model's (``run_one``)
-    on the first and the last of them."""
+    """The re-batched model's outputs on N different inputs against the batch-1 model's on the first
+    and the last of them: ``run(make(), arrays)``, the reference made when first needed."""
 
-    def __init__(self, source, batchsize, run_one, tolerance=TOLERANCE):
-        self.source, self.batchsize, self.run_one, self.tolerance = source, batchsize, run_one, tolerance
+    def __init__(self, source, batchsize, tolerance, make, run):
+        self.source, self.batchsize, self.tolerance, self.make, self.run = source, batchsize, tolerance, make, run
+        self.reference = None
+
+    def run_one(self, arrays):
+        if self.reference is None:
+            self.reference = self.make()
+        return self.run(self.reference, arrays)
 
     def inputs(self, specs):
         """One array per ``(shape, dtype)``: different uniform [0, 1) samples along axis 0 (0/1 for integers)."""
