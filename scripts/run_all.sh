@@ -91,7 +91,7 @@ stage_sample() {
 }
 
 stage_preflight() {
-    stages preflight --work "$WORKDIR" --data "$DATA" "${LABEL_FLAG[@]}" || exit 2
+    stages preflight --data "$DATA" "${LABEL_FLAG[@]}" || exit 2
 }
 
 stage_preprocess() {

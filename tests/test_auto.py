@@ -1,6 +1,6 @@
 """``backend=auto``: the rule (``backends.default_backend``) on machines the tests make up (flags,
 installed packages, GPU), the test hook that stands in for the CPU's flags (``UNET_INFER_TEST_CPU_FLAGS``)
-in this process and in the processes it starts (``stages plan``, ``python3 -m unet_infer.backends``),
+in this process and in the processes it starts (the driver's plan, ``python3 -m unet_infer.backends``),
 and the line that says what auto takes and why. Nothing here depends on the host's CPU."""
 
 import os

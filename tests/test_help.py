@@ -146,5 +146,5 @@ def test_the_checks_catch_each_mistake():
                 "``summary.merge_summaries``", "each Journal.append"):
         with pytest.raises(AssertionError):
             check_words(f"usage: x\n\n{bad}\n")
-    check_words("python3 -m unet_infer.stream (``python3 -m unet_infer.guide.export``), json_parse.py, UNet_bs8.onnx")
+    check_words("python3 -m unet_infer.stream (``python3 -m unet_infer.export``), json_parse.py, UNet_bs8.onnx")
     assert _typed(("-m", "unet_infer.stages", "check")) == "python3 -m unet_infer.stages check"

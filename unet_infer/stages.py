@@ -6,7 +6,7 @@ and its checks and clean-ups.
 
     python3 -m unet_infer.stages check preprocess --work W --value data=DATA --value size=572   (0: complete)
     python3 -m unet_infer.stages done preprocess --work W --value data=DATA --value size=572
-    python3 -m unet_infer.stages preflight --work W --data DATA
+    python3 -m unet_infer.stages preflight --data DATA
     python3 -m unet_infer.stages clear-run --work W --name bs8 --changed
     python3 -m unet_infer.stages result --work W --bs 8 --backend onnxruntime --precision fp32
 
@@ -15,7 +15,6 @@ Several backends' and precisions' results live side by side in one work folder: 
 """
 
 import json
-import os
 import re
 import shutil
 import textwrap
@@ -109,20 +108,6 @@ def check_tools(cls, precision):
     missing = [f"{pkg} (stage {stage})" for stage, pkg in needed if importlib.util.find_spec(pkg) is None]
     if missing:
         raise UserError(f"not installed: {', '.join(missing)}; run `pip install -r requirements.txt`")
-
-
-def preflight(work, data, labels=True):
-    """Checks before any expensive work: the data pairs up, WORK is writable."""
-    from .data import pair_carvana
-    pairs = pair_carvana(data, require_masks=labels)
-    work = Path(work)
-    probe = work / f".probe-{os.getpid()}"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise cli.os_error(work, exc, "write in the work folder") from None
-    return len(pairs)
 
 
 def prune_prep(work, data):
@@ -285,8 +270,7 @@ def build_parser():
     _stage_args(_sub(sub, "done", "mark the stage complete, made from what it is made from now (after its "
                      "outputs are written)", "done preprocess --work W --value data=DATA --value size=572"))
     _stage_args(_sub(sub, "forget", "mark the stage incomplete", "forget score --work W --value bs=8"))
-    p = _sub(sub, "preflight", "check the data and work folder before any work", "preflight --work W --data DATA")
-    _work(p)
+    p = _sub(sub, "preflight", "check the data before any work", "preflight --data DATA")
     p.add_argument("--data", required=True, help="Carvana-format folder: train/ and train_masks/")
     p.add_argument("--no-labels", dest="labels", action="store_false", help="no masks needed (labels=none)")
     p = _sub(sub, "prune-prep", "remove prep_bin files of images no longer in the data",
@@ -334,9 +318,9 @@ def main(argv=None):
         made_from(args.stage, args.work, _values(args.value)).record_done(args.work)
     elif args.command == "forget":
         forget(args.work, made_from(args.stage, args.work, _values(args.value)).record)
-    elif args.command == "preflight":
-        from .data import IMAGE_DIR, MASK_DIR
-        n = preflight(args.work, args.data, args.labels)
+    elif args.command == "preflight":  # before any expensive work: the data pairs up (the work folder: the lock)
+        from .data import IMAGE_DIR, MASK_DIR, pair_carvana
+        n = len(pair_carvana(args.data, require_masks=args.labels))
         print(f"{n} image{'s' if n != 1 else ''} in {Path(args.data) / IMAGE_DIR}"
               + (f", each with its mask in {Path(args.data) / MASK_DIR}" if args.labels else ""))
     elif args.command == "prune-prep":

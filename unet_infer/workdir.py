@@ -1,5 +1,5 @@
 """The work folder of a pipeline run: every path under it, spelled here only (scripts/run_all.sh
-takes them from ``python3 -m unet_infer.stages``: ``plan`` and ``lock``).
+takes them from ``python3 -m unet_infer.driver``).
 
     WORK/
       sample/                        generated Carvana-format data (when no data= is given)
