@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -162,17 +163,6 @@ def test_openvino_int8_gives_the_reference_iou_within_the_int8_tolerance(tiny_da
         assert got[stem] == pytest.approx(iou, abs=0.15), stem
 
 
-def test_torch_backend_runs_the_checkpoint_itself(tiny_data, expected, tmp_path):
-    work = tmp_path / "work"
-    proc = run_driver("bs=4", *common(tiny_data, work, "backend=torch"))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert not list(work.glob("*.onnx"))  # nothing exported or compiled
-    got = per_image(work)
-    for stem, iou in expected.items():
-        assert got[stem] == pytest.approx(iou, abs=2e-3), stem
-    assert json.loads((work / "result" / "bs4_summary.json").read_text())["backend"] == "torch"
-
-
 def _killing_python(tmp_path, pattern, action):
     """A stand-in interpreter that runs the real one and then dies (exit 137) the first time its
     command line contains ``pattern``, after ``action`` (shell code) damaged the stage's outputs."""
@@ -191,38 +181,44 @@ exec {sys.executable} "$@"
     return script
 
 
-def test_a_stage_killed_half_way_is_redone(tiny_data, tmp_path):
+def test_a_torch_run_killed_half_way_is_redone_and_scores_the_checkpoint_itself(tiny_data, expected, tmp_path):
     work = tmp_path / "work"
     python = _killing_python(tmp_path, "unet_infer.bench --model", f'ls {work}/result/bs2/*.bin | head -n 1 | xargs rm -f')
-    first = run_driver("bs=2", *common(tiny_data, work, "backend=torch"), python=python)
+    first = run_driver("bs=2", *common(tiny_data, work, "backend=torch", "loop=0"), python=python)
     assert first.returncode == 1 and "stage infer_bs2 failed" in first.stderr and "resume" in first.stderr
-    second = run_driver("bs=2", *common(tiny_data, work, "backend=torch"), python=python)
+    second = run_driver("bs=2", *common(tiny_data, work, "backend=torch", "loop=0"), python=python)
     assert second.returncode == 0, second.stderr
     assert "removed the earlier run bs2" in second.stdout
     assert len(list((work / "result" / "bs2").glob("*.bin"))) == 5
     assert sorted(p.name for p in (work / "result").iterdir() if p.name.startswith("bs2")) == [
         "bs2", "bs2.log", "bs2_summary.json"]  # nothing set aside to pile up
     assert json.loads((work / "result.json").read_text())["n_images"] == 5
+    # the torch backend runs the checkpoint itself: nothing exported or compiled, the reference's IoU
+    assert not list(work.glob("*.onnx"))
+    got = per_image(work)
+    for stem, iou in expected.items():
+        assert got[stem] == pytest.approx(iou, abs=2e-3), stem
+    assert json.loads((work / "result" / "bs2_summary.json").read_text())["backend"] == "torch"
 
 
-def test_results_follow_the_data_in_the_folder_now(tmp_path, finished):
+def test_results_follow_the_data_in_the_folder_now(tmp_path):
     data = make_data(tmp_path / "data", seed=21, views=3)
-    work = tmp_path / "work"
-    assert run_driver("bs=2", *common(data, work, "backend=torch")).returncode == 0
+    work = tmp_path / "work"  # no timing run (loop=0): what follows the data is the scored run
+    assert run_driver("bs=2", *common(data, work, "backend=torch", "loop=0")).returncode == 0
     assert json.loads((work / "result.json").read_text())["n_images"] == 3
     # an image and its mask added: every stage from preprocess on runs again, and counts it
     extra = make_data(tmp_path / "extra", seed=22, views=1)
     (stem, image, mask), = pair_carvana(extra)
     shutil.copy(image, data / "train")
     shutil.copy(mask, data / "train_masks")
-    added = run_driver("bs=2", *common(data, work, "backend=torch"))
+    added = run_driver("bs=2", *common(data, work, "backend=torch", "loop=0"))
     assert added.returncode == 0, added.stderr
     assert "preprocess: complete, skipped" not in added.stdout and "infer_bs2: complete, skipped" not in added.stdout
     assert stem in per_image(work) and len(per_image(work)) == 4
     # an image removed (its mask kept): its preprocessed file goes too, and it is not scored
     gone = sorted(per_image(work))[0]
     (data / "train" / f"{gone}.jpg").unlink()
-    removed = run_driver("bs=2", *common(data, work, "backend=torch"))
+    removed = run_driver("bs=2", *common(data, work, "backend=torch", "loop=0"))
     assert removed.returncode == 0, removed.stderr
     assert gone not in per_image(work) and not (work / "prep_bin" / f"{gone}.bin").exists()
     assert removed.stdout.strip().splitlines()[-1].split(" images)")[0].endswith("3")
@@ -240,19 +236,29 @@ def test_another_seed_replaces_the_generated_sample(tmp_path):
     assert len(list((work / "sample" / "train").iterdir())) == 16
 
 
-def test_a_missing_mask_fails_before_any_work_and_labels_none_runs(tmp_path):
-    data = make_data(tmp_path / "data", seed=31, views=2)
+@pytest.fixture(scope="module")
+def unscored(tmp_path_factory):
+    """Data with a mask missing: the run that needs it refused, then one with labels=none (torch, bs 2,
+    loop 1), shared by the tests that read it and by the one that times it again."""
+    root = tmp_path_factory.mktemp("unscored")
+    data = make_data(root / "data", seed=31, views=2)
     next((data / "train_masks").iterdir()).unlink()
-    work = tmp_path / "work"
-    proc = run_driver("bs=2", *common(data, work, "backend=torch"))
-    assert proc.returncode == 2 and "mask not found" in proc.stderr and "labels=none" in proc.stderr
-    assert "resume" not in proc.stderr and not (work / "prep_bin").exists()
+    work = root / "work"
+    refused = run_driver("bs=2", *common(data, work, "backend=torch"))
+    unprepared = not (work / "prep_bin").exists()
     unscored = run_driver("bs=2", *common(data, work, "labels=none", "backend=torch"))
-    assert unscored.returncode == 0, unscored.stderr
-    closing = unscored.stdout.strip().splitlines()[-1]
+    return types.SimpleNamespace(data=data, work=work, refused=refused, unprepared=unprepared, run=unscored)
+
+
+def test_a_missing_mask_fails_before_any_work_and_labels_none_runs(unscored):
+    proc = unscored.refused
+    assert proc.returncode == 2 and "mask not found" in proc.stderr and "labels=none" in proc.stderr
+    assert "resume" not in proc.stderr and unscored.unprepared
+    assert unscored.run.returncode == 0, unscored.run.stderr
+    closing = unscored.run.stdout.strip().splitlines()[-1]
     assert closing.startswith("throughput ") and "scored run" not in closing, closing
     assert "inference run" in closing and closing.endswith("for 2 images, not scored"), closing
-    assert len(list((work / "result" / "bs2").glob("*.bin"))) == 2
+    assert len(list((unscored.work / "result" / "bs2").glob("*.bin"))) == 2
 
 
 def test_acl_without_the_ascend_tools_fails_before_any_work(tiny_data, tmp_path):
@@ -370,33 +376,28 @@ def test_the_same_data_through_a_symlink_is_the_same_data(tiny_data, finished, t
         assert f"{stage}: complete, skipped" in proc.stdout
 
 
-def test_fp32_then_int8_in_one_workdir_keeps_both_and_reports_both(tmp_path, make_carvana):
+def test_fp32_then_int8_in_one_workdir_keeps_both_and_reports_both(tiny_data, finished):
     """A precision change does not replace the earlier results: both kept (the first run under the
-    plain names), both in the report, each run's closing lines its own; a re-run of either skips."""
-    from tiny_unet import tiny_unet
-    data = make_carvana(tmp_path / "carvana")
-    weights = tmp_path / "tiny.pth"
-    torch.save(tiny_unet().state_dict(), weights)
-    work = tmp_path / "work"
-    args = ["bs=1,2", f"data={data.root}", f"weights={weights}", f"workdir={work}", "size=32", "quiet=1", "loop=1",
-            "backend=onnxruntime"]
-    first = run_driver(*args)
-    assert first.returncode == 0, first.stdout + first.stderr
-    fp32 = {name: (work / name).read_bytes() for name in ("result_bs1.json", "result_bs2.json", "result.json")}
+    plain names), both in the report, each run's closing lines its own; a re-run of either skips.
+    The fp32 run is the shared one (``finished``): the int8 run adds its own names beside it."""
+    work, _ = finished
+    args = ["bs=2,4", *common(tiny_data, work, "backend=onnxruntime")]
+    fp32 = {name: (work / name).read_bytes() for name in ("result_bs2.json", "result_bs4.json", "result.json",
+                                                            "result/bs4_summary.json")}
     second = run_driver(*args, "precision=int8")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "removed" not in second.stdout
     assert {name: (work / name).read_bytes() for name in fp32} == fp32  # the fp32 results untouched
-    for name in ("result_onnxruntime_int8_bs1.json", "result_onnxruntime_int8_bs2.json",
-                 "result_onnxruntime_int8.json", "result/onnxruntime_int8_bs2_summary.json",
-                 "result/perf_onnxruntime_int8_bs1_summary.json"):
+    for name in ("result_onnxruntime_int8_bs2.json", "result_onnxruntime_int8_bs4.json",
+                 "result_onnxruntime_int8.json", "result/onnxruntime_int8_bs4_summary.json",
+                 "result/perf_onnxruntime_int8_bs2_summary.json"):
         assert (work / name).is_file(), name
     closing = second.stdout.strip().splitlines()[-2:]
     assert all(line.startswith("IoU ") and "onnxruntime int8" in line for line in closing), closing
     rows = [line for line in (work / "report" / "summary.md").read_text().splitlines() if line.startswith("| ")]
     assert [(cells[0], cells[10]) for cells in ([c.strip() for c in row.strip("|").split("|")] for row in rows[1:])] \
-        == [("1", "fp32"), ("2", "fp32"), ("1", "int8"), ("2", "int8")]
-    for extra, record in (([], "infer_bs2"), (["precision=int8"], "infer_onnxruntime_int8_bs2")):
+        == [("2", "fp32"), ("4", "fp32"), ("2", "int8"), ("4", "int8")]
+    for extra, record in (([], "infer_bs4"), (["precision=int8"], "infer_onnxruntime_int8_bs4")):
         again = run_driver(*args, *extra)
         assert again.returncode == 0 and f"{record}: complete, skipped" in again.stdout, again.stdout + again.stderr
         assert "removed" not in again.stdout
@@ -420,15 +421,9 @@ def test_an_unreadable_image_stops_the_run_unless_unreadable_skip(tmp_path, make
     assert again.returncode == 2 and "1 image(s) not converted" in again.stderr, again.stdout + again.stderr
 
 
-def test_retime_runs_the_timing_again_and_keeps_the_rest(tmp_path, make_carvana):
-    from tiny_unet import tiny_unet
-    data = make_carvana(tmp_path / "carvana")
-    weights = tmp_path / "tiny.pth"
-    torch.save(tiny_unet().state_dict(), weights)
-    work = tmp_path / "work"
-    args = ["bs=2", f"data={data.root}", f"weights={weights}", f"workdir={work}", "size=32", "quiet=1", "loop=1",
-            "backend=torch", "labels=none"]
-    assert run_driver(*args).returncode == 0
+def test_retime_runs_the_timing_again_and_keeps_the_rest(unscored):
+    work, args = unscored.work, ["bs=2", *common(unscored.data, unscored.work, "labels=none", "backend=torch")]
+    assert unscored.run.returncode == 0
     timed = (work / "result" / "perf_bs2_summary.json").read_text()
     again = run_driver(*args, "retime=1")
     assert again.returncode == 0, again.stdout + again.stderr
