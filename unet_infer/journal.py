@@ -29,6 +29,7 @@ scale"). One writer per record: a second process that opens it while the first h
 """
 
 import base64
+import fcntl
 import hashlib
 import json
 import logging
@@ -43,11 +44,6 @@ import numpy as np
 
 from .cli import UserError, os_error
 from .data import IMAGE_DIR, MASK_DIR
-
-try:
-    import fcntl
-except ImportError:  # not on Linux or macOS: no lock, one writer by convention
-    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +80,6 @@ def run_key(model, data, options):
 def digest(value):
     """The first 16 hex digits of the sha256 of ``value``'s canonical JSON."""
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def key_hashes(key):
-    """``{part: digest}``: what the header holds."""
-    return {part: digest(value) for part, value in sorted(key.items())}
 
 
 # ---- lines and masks -------------------------------------------------------------------------------
@@ -200,7 +191,6 @@ class _Syncer(threading.Thread):
     def __init__(self, fd):
         super().__init__(name="journal-sync", daemon=True)
         self.fd, self.wake, self.stopping, self.error = fd, threading.Event(), False, None
-        self.syncs = 0
 
     def run(self):
         while not self.stopping:
@@ -208,7 +198,6 @@ class _Syncer(threading.Thread):
             self.wake.clear()
             try:
                 os.fdatasync(self.fd) if hasattr(os, "fdatasync") else os.fsync(self.fd)
-                self.syncs += 1
             except OSError as exc:
                 self.error = exc
                 return
@@ -228,7 +217,7 @@ class Journal:
     """
 
     def __init__(self, path, key):
-        self.path, self.hashes = Path(path), key_hashes(key)
+        self.path, self.hashes = Path(path), {part: digest(value) for part, value in sorted(key.items())}
         self.fd, self.syncer, self.started = None, None, False
         try:
             self._open()
@@ -238,14 +227,13 @@ class Journal:
 
     def _open(self):
         self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o666)
-        if fcntl is not None:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(self.fd)
-                self.fd = None
-                raise UserError(f"{self.path}: another run is writing this record (the same --result); "
-                                f"wait for it to end") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            raise UserError(f"{self.path}: another run is writing this record (the same --result); "
+                            f"wait for it to end") from None
         with open(self.fd, "rb", closefd=False) as fh:
             data = fh.read()
         try:
