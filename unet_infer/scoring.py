@@ -138,19 +138,16 @@ class Tally:
         scores = iter(records)
         for position, name in enumerate(names, first):
             if name in bad:
-                self.state[position], self.why[position] = 2, bad[name]
+                self.unreadable(position, bad[name])
                 continue
             record = next(scores)
             self.iou[position], self.dice[position], self.state[position] = record["iou"], record["dice"], 1
             self.extremes.offer(name, record["iou"], unit.masks.get(name))
         self.units, self.end, self.scored = self.units + 1, end, self.scored + len(records)
-        if records:
-            self._credit(unit, str(extra.get("actor", "")))
-
-    def _credit(self, unit, actor):
-        extra = unit.extra
-        part = self.parts.setdefault(actor, {"images": 0, "times": {}, "meta": {}, "pids": set(),
-                                             "restarted": set(), "nodes": []})
+        if not records:
+            return
+        part = self.parts.setdefault(str(extra.get("actor", "")), {"images": 0, "times": {}, "meta": {}, "pids": set(),
+                                                                   "restarted": set(), "nodes": []})
         part["images"] += len(unit.records)
         part["times"][unit.id] = tuple(float(t) for t in extra["ms"][:3])
         part["meta"] = part["meta"] or dict(extra.get("meta", {}))
