@@ -260,9 +260,3 @@ def log_rebatched(source, batchsize, diff=None):
     log.info("%s: the model's batch was pinned to 1 (onnxsim --input-shape); re-batched to %d (%s)",
              source, batchsize, checked)
 
-
-def ov_verify(compiled, batch_check):
-    """Run ``batch_check``'s random batch through the compiled ov model (a request of its own) and verify it."""
-    arrays = batch_check.inputs([(tuple(port.get_shape()), port.get_element_type().to_dtype())
-                                 for port in compiled.inputs])
-    batch_check.verify(arrays, list(compiled.create_infer_request().infer(arrays).to_tuple()))

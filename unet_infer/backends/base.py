@@ -9,6 +9,7 @@ A backend whose models another program runs (acl: Huawei's ais_bench) is an
 :class:`ExternalBackend`: it has no ``load``; the runner hands its command line over.
 """
 
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import numpy as np
 from ..cli import UserError, flag
 from ..formats import DEFAULT_SIZE
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -220,6 +222,29 @@ class ExternalBackend(Backend):
 
     def load(self, model_path, *args, **kwargs):
         raise UserError(f"{model_path}: the {self.name} backend's models run in {self.program}, not in this process")
+
+
+def run_shape(dims, batchsize, size, source, name):
+    """An input's shape for a run: ``batchsize`` on axis 0, ``size`` on a 4-D input's dynamic H and W
+    (``dims``: the model's, None where dynamic); any other dynamic axis is a UserError."""
+    shape = [batchsize]
+    for axis, dim in enumerate(dims[1:], start=1):
+        if dim is None and not (len(dims) == 4 and axis >= 2):
+            raise UserError(f"{source}: input {name} has a dynamic axis {axis} ({list(dims)}); "
+                            f"fix it with python3 -m unet_infer.compile or onnxsim")
+        shape.append(size if dim is None else dim)
+    return tuple(shape)
+
+
+def check_outputs(source, batchsize, names, arrays, outputs, batch_check=None):
+    """A compiled model's check run: every output has the batch ``batchsize``, and a re-batched
+    model's outputs on ``batch_check``'s random batch agree with the batch-1 model's."""
+    for name, out in zip(names, outputs):
+        if out.ndim == 0 or out.shape[0] != batchsize:
+            raise UserError(f"{source}: output {name} has shape {out.shape}, expected batch {batchsize}")
+        log.info("checked: output %s %s", name, out.shape)
+    if batch_check:
+        batch_check.verify(arrays, outputs)
 
 
 def resolve_batchsize(model_batch, requested, model_path):

@@ -20,7 +20,7 @@ from ..cli import UserError, first_line, os_error
 from ..formats import DEFAULT_SIZE
 from ..onnxfile import WEIGHTS_KEY, fix_batch, is_quantized, load_onnx, metadata, refuse_overwrite, set_metadata
 from ..rebatch import is_pinned, log_rebatched, onnx_batch, ort_check, rebatch_onnx, tolerance_for
-from .base import Backend, TensorSpec, resolve_batchsize
+from .base import Backend, TensorSpec, check_outputs, resolve_batchsize, run_shape
 
 log = logging.getLogger(__name__)
 
@@ -62,22 +62,6 @@ def cpu_session(model, threads=None, optimize=True, source=None):
         raise UserError(f"{source or model}: onnxruntime cannot load it ({first_line(exc)})") from None
 
 
-def _input_spec(arg, batchsize, size, path):
-    """The shape of one input for a run: dynamic batch from ``batchsize``, dynamic H, W from ``size``."""
-    if arg.type not in DTYPES:
-        raise UserError(f"{path}: input {arg.name} has type {arg.type}, which the runner cannot feed")
-    shape = [batchsize]
-    for axis, dim in enumerate(arg.shape[1:], start=1):
-        if isinstance(dim, int) and dim > 0:
-            shape.append(dim)
-        elif len(arg.shape) == 4 and axis >= 2:
-            shape.append(size)
-        else:
-            raise UserError(f"{path}: input {arg.name} has a dynamic axis {axis} ({arg.shape}); "
-                            f"fix it with python3 -m unet_infer.compile or onnxsim")
-    return TensorSpec(arg.name, tuple(shape), np.dtype(DTYPES[arg.type]))
-
-
 def check_compiled(path, batchsize, threads, batch_check=None):
     """Load the compiled model as the runner does and run one zero batch; the output batch must match.
     A re-batched model runs ``batch_check``'s random batch instead, compared with the batch-1 model."""
@@ -86,12 +70,7 @@ def check_compiled(path, batchsize, threads, batch_check=None):
     arrays = (batch_check.inputs([(arg.shape, DTYPES[arg.type]) for arg in args]) if batch_check
               else [np.zeros(arg.shape, DTYPES[arg.type]) for arg in args])
     outputs = session.run(None, {arg.name: a for arg, a in zip(args, arrays)})
-    for name, out in zip([o.name for o in session.get_outputs()], outputs):
-        if out.ndim == 0 or out.shape[0] != batchsize:
-            raise UserError(f"{path}: output {name} has shape {out.shape}, expected batch {batchsize}")
-        log.info("checked: output %s %s", name, out.shape)
-    if batch_check:
-        batch_check.verify(arrays, outputs)
+    check_outputs(path, batchsize, [o.name for o in session.get_outputs()], arrays, outputs, batch_check)
 
 
 def fix_or_rebatch(model, batchsize, source, check, session):
@@ -214,7 +193,13 @@ class OnnxRuntimeBackend(Backend):
         first = args[0].shape[0] if args[0].shape else None
         model_batch = first if isinstance(first, int) and first > 0 else None
         self.batchsize = resolve_batchsize(model_batch, batchsize, model_path)
-        self.inputs = [_input_spec(arg, self.batchsize, size, model_path) for arg in args]
+        self.inputs = []
+        for arg in args:
+            if arg.type not in DTYPES:
+                raise UserError(f"{model_path}: input {arg.name} has type {arg.type}, which the runner cannot feed")
+            dims = [dim if isinstance(dim, int) and dim > 0 else None for dim in arg.shape]
+            self.inputs.append(TensorSpec(arg.name, run_shape(dims, self.batchsize, size, model_path, arg.name),
+                                          np.dtype(DTYPES[arg.type])))
         self.output_names = [out.name for out in self.session.get_outputs()]
         if batch_check:
             arrays = batch_check.inputs([(spec.shape, spec.dtype) for spec in self.inputs])

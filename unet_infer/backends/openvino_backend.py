@@ -11,11 +11,11 @@ without it, one request and the LATENCY hint. The checkpoint a model was made fr
 IR's rt_info, as the ONNX files carry it in their metadata.
 """
 
+import functools
 import logging
 import os
 import tempfile
 import threading
-from collections import deque
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +23,9 @@ import numpy as np
 from ..cli import UserError, first_line, int_at_least, os_error
 from ..formats import DEFAULT_SIZE
 from ..onnxfile import WEIGHTS_KEY, model_not_found, refuse_overwrite
-from ..rebatch import is_pinned, log_rebatched, ov_rebatched, ov_verify, tolerance_for
+from ..rebatch import is_pinned, log_rebatched, ov_rebatched, tolerance_for
 from ..telemetry import openvino_telemetry_off
-from .base import Backend, Option, TensorSpec, resolve_batchsize
+from .base import Backend, Option, TensorSpec, check_outputs, resolve_batchsize, run_shape
 
 openvino_telemetry_off()  # before the package imports openvino or nncf
 
@@ -38,15 +38,11 @@ INT8_TYPES = ("u8", "i8")
 COMPUTE_LAYERS = ("Convolution", "Deconvolution", "FullyConnected", "MatMul")
 
 
+@functools.cache
 def core():
     """One ``ov.Core`` per process (reading a plugin is not free)."""
-    global _CORE
-    try:
-        return _CORE
-    except NameError:
-        import openvino as ov
-        _CORE = ov.Core()
-        return _CORE
+    import openvino as ov
+    return ov.Core()
 
 
 def read_model(path):
@@ -105,25 +101,16 @@ def model_batch(model):
 
 
 def fix_shapes(model, batchsize, size, source):
-    """Reshape every input to ``batchsize`` (None: keep the batch axis as it is), H = W = ``size``
-    where they are dynamic; a fixed H, W other than ``size`` is kept (the model's own)."""
+    """Reshape every input to ``batchsize`` (None: keep the batch axis as it is) by base.run_shape's
+    rule; a fixed H, W other than ``size`` is kept (the model's own)."""
     import openvino as ov
     shapes = {}
     for port in model.inputs:
         shape = port.get_partial_shape()
         if shape.rank.is_dynamic:
             raise UserError(f"{source}: input {port.any_name} has no fixed rank")
-        dims = []
-        for axis, dim in enumerate(shape):
-            if axis == 0:
-                dims.append(batchsize if batchsize else (dim.get_length() if dim.is_static else -1))
-            elif dim.is_static:
-                dims.append(dim.get_length())
-            elif len(shape) == 4 and axis >= 2:
-                dims.append(size)
-            else:
-                raise UserError(f"{source}: input {port.any_name} has a dynamic axis {axis} ({shape})")
-        shapes[port] = ov.PartialShape(dims)
+        dims = [dim.get_length() if dim.is_static else None for dim in shape]
+        shapes[port] = ov.PartialShape(list(run_shape(dims, batchsize or dims[0] or -1, size, source, port.any_name)))
     try:
         model.reshape(shapes)
     except RuntimeError as exc:
@@ -186,20 +173,14 @@ def save_ir(model, dst):
 
 
 def check_compiled(path, batchsize, threads=None, batch_check=None):
-    """Load the written IR as the runner does and run one zero batch; the output batch must match.
-    A re-batched model runs ``batch_check``'s random batch instead, compared with the batch-1 model."""
+    """Load the written IR as the runner does and run one zero batch (a re-batched model:
+    ``batch_check``'s random batch): :func:`base.check_outputs`."""
     backend = OpenVinoBackend()
     backend.load(path, threads=threads, precision=None)
     try:
         arrays = (batch_check.inputs([(s.shape, s.dtype) for s in backend.inputs]) if batch_check
                   else [np.zeros(s.shape, s.dtype) for s in backend.inputs])
-        outputs = backend.infer(*arrays)
-        for name, out in zip(backend.output_names, outputs):
-            if out.ndim == 0 or out.shape[0] != batchsize:
-                raise UserError(f"{path}: output {name} has shape {out.shape}, expected batch {batchsize}")
-            log.info("checked: output %s %s", name, out.shape)
-        if batch_check:
-            batch_check.verify(arrays, outputs)
+        check_outputs(path, batchsize, backend.output_names, arrays, backend.infer(*arrays), batch_check)
     finally:
         backend.close()
 
@@ -282,8 +263,6 @@ class OpenVinoBackend(Backend):
             fix_shapes(model, self.batchsize, size, model_path)
         self.compiled = compile_for_cpu(model, config, model_path)
         del model
-        if batch_check:
-            ov_verify(self.compiled, batch_check)
         self.precision = runtime_precision(self.compiled)
         asked = "int8" if int8 else (precision or "fp32")
         if self.precision != asked:
@@ -294,12 +273,14 @@ class OpenVinoBackend(Backend):
                        for port in self.compiled.inputs]
         self.output_names = [port.any_name for port in self.compiled.outputs]
         self.request = self.compiled.create_infer_request()
+        if batch_check:  # before any run is counted
+            arrays = batch_check.inputs([(spec.shape, spec.dtype) for spec in self.inputs])
+            batch_check.verify(arrays, list(self.request.infer(arrays).to_tuple()))
         self.profiling = bool(profile)
         self._layers = {}
         self._runs = self._seen = 0
         self._lock = threading.Lock()  # the counters of requests finishing at once (throughput mode)
         self.async_requests = int(nireq or 0)
-        self._done = deque()
         self.queue = None
         if self.async_requests:
             self.queue = ov.AsyncInferQueue(self.compiled, self.async_requests)
