@@ -99,9 +99,7 @@ def describe():
 
 def installed_backends():
     """The registered backends whose package is importable here (acl, with no package, is not)."""
-    import importlib.util
-    return {name for name in REGISTRY
-            if (pkg := get_backend(name).package) and importlib.util.find_spec(pkg.replace("-", "_")) is not None}
+    return {cls.name for cls in all_backends() if cls.package and cls.available()[0]}
 
 
 def default_backend(precision=None, flags=None, installed=None, gpu=None):

@@ -52,12 +52,16 @@ def session_options(threads, optimize=True):
     return so
 
 
-def cpu_session(model, threads=None, optimize=True, source=None):
-    """An InferenceSession on the CPU provider (``model``: a path or serialized bytes)."""
+def cpu_session(model, threads=None, optimize=True, source=None, save_to=None):
+    """An InferenceSession on the CPU provider (``model``: a path or serialized bytes); ``save_to``:
+    where onnxruntime writes the graph it optimised."""
     import onnxruntime as ort
+    options = session_options(threads, optimize)
+    if save_to:
+        options.optimized_model_filepath = str(save_to)
     try:
-        return ort.InferenceSession(model if isinstance(model, bytes) else str(model),
-                                    session_options(threads, optimize), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
+                                    providers=["CPUExecutionProvider"])
     except ort_errors() as exc:
         raise UserError(f"{source or model}: onnxruntime cannot load it ({first_line(exc)})") from None
 
@@ -130,12 +134,7 @@ class OnnxRuntimeBackend(Backend):
         kept = metadata(model)  # onnxruntime's optimised file keeps no metadata: carried over below
         with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.") as tmp:
             optimized = Path(tmp) / "optimized.onnx"
-            options = session_options(threads)
-            options.optimized_model_filepath = str(optimized)
-            try:
-                ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-            except ort_errors() as exc:
-                raise UserError(f"{src}: onnxruntime cannot load it at batch {batchsize} ({first_line(exc)})") from None
+            cpu_session(model.SerializeToString(), threads, source=f"{src} at batch {batchsize}", save_to=optimized)
             model = onnx.load(str(optimized))
             set_metadata(model, dict(kept, **{OPTIMIZED_KEY: "1", BATCHSIZE_KEY: str(batchsize)}))
             final = Path(tmp) / dst.name
