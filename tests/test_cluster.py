@@ -30,7 +30,7 @@ from unet_infer.bench.runner import main as bench_main
 from unet_infer.cli import UserError
 from unet_infer.cluster import pipeline, size_pool
 from unet_infer.cluster import actor_summaries
-from unet_infer.cluster.collect import Recorder, plan_batches
+from unet_infer.cluster.collect import ROW_KEYS, Recorder, plan_batches
 from unet_infer.data import load_image, pair_carvana
 from unet_infer.journal import Journal, pack_mask, unpack_mask
 from unet_infer.model import UNet
@@ -192,9 +192,7 @@ def recorder_of(folder, names):
 
 
 def collect(recorder, *rows):
-    for one in rows:
-        recorder.add_row(one)
-    recorder.record({"batch": [one["batch"] for one in rows]})
+    recorder.add({key: [one[key] for one in rows] for key in ROW_KEYS})
 
 
 def test_collection_keeps_each_image_once_and_names_the_missing(tmp_path):
@@ -207,9 +205,9 @@ def test_collection_keeps_each_image_once_and_names_the_missing(tmp_path):
     collect(recorder, row("img3", batch=2))
     assert recorder.tally.missing() == [] and recorder.journal.units == {0, 1, 2}
     with pytest.raises(UserError, match="img1 was scored twice with different IoUs"):
-        recorder.add_row(row("img1", iou=0.25))
+        collect(recorder, row("img1", iou=0.25))
     with pytest.raises(UserError, match="img9, which is not an image of this run"):
-        recorder.add_row(row("img9"))
+        collect(recorder, row("img9"))
     parts = actor_summaries(recorder.tally, {"batchsize": 2}, 2)
     assert [p["device_label"] for p in parts] == ["a"] and parts[0]["pids"] == [7]
     assert parts[0]["NPU_compute_time"]["count"] == 2

@@ -180,8 +180,7 @@ def test_the_record_replays_the_batches_out_of_order(tmp_path):
                       rows(("img1", 0, 0, "y", dict(meta, pid=12, restarted=True), ""),
                            ("img2", 0, -1, "y", None, "OSError: truncated")),
                       rows(("img3", 1, 0, "x", meta, ""))):  # batch 1 incomplete: not recorded
-            recorder.collector.add(block)
-            recorder.record(block)
+            recorder.add(block)
     first = recorder.tally
     units = read(tmp_path / "r.journal").units
     assert list(units) == [2, 0] and units[0].extra["bad"] == [["img2", "OSError: truncated"]]

@@ -107,7 +107,7 @@ def execute(args, config, recorder, n_images):
         with progress(total=n_images, desc="cluster", unit="img") as bar:
             bar.update(int(recorder.tally.state.astype(bool).sum()))
             done = rounds.run_rounds(pipeline, args, config, recorder, nodes, pool, logs, bar)
-        lost = rounds.lost_at_end(pipeline, nodes, done)
+        lost = rounds.lost_at_end(pipeline, nodes)
     finally:
         if stop:
             stop()

@@ -43,11 +43,11 @@ def made_from(backend, precision, args, options):
 
 class Recorder:
     """The run's tally (``scoring.Tally``, the record's batches replayed into it), and the actors'
-    rows gathered by planned batch (``rounds`` calls ``collector.add(rows)``, then :meth:`record`):
-    a batch whose images all came back is recorded in ``journal`` and taken into the tally."""
+    rows gathered by planned batch (:meth:`add`): a batch whose images all came back is recorded in
+    ``journal`` and taken into the tally."""
 
     def __init__(self, journal, plan):
-        self.journal, self.plan, self.collector = journal, plan, self  # rounds.py adds the rows through collector
+        self.journal, self.plan = journal, plan
         paths, self.spans = [], []  # the run's images; [first, end) of each batch's among them
         for row in plan:
             self.spans.append([len(paths), len(paths) + len(row["images"])])
@@ -65,9 +65,13 @@ class Recorder:
         return [row for row in self.plan if row["batch"] not in self.journal.units]
 
     def add(self, rows):
-        """One block of rows (a dict of equal-length arrays, ``ROW_KEYS``)."""
+        """One block of rows (a dict of equal-length arrays, ``ROW_KEYS``); each of its batches that is
+        now complete is recorded and taken."""
         for i in range(len(rows["name"])):
             self.add_row({key: rows[key][i] for key in ROW_KEYS})
+        for batch in sorted({int(k) for k in rows["batch"]}):
+            if batch not in self.journal.units and len(self.rows.get(batch, {})) == len(self.plan[batch]["images"]):
+                self.tally.record(self.journal, self.unit(batch, self.rows.pop(batch)))
 
     def add_row(self, row):
         name, batch = str(row["name"]), int(row["batch"])
@@ -89,13 +93,6 @@ class Recorder:
 
     def names(self, batch):
         return [Path(path).stem for path in self.plan[batch]["images"]]
-
-    def record(self, rows):
-        """After :meth:`add`: record and take each batch of ``rows`` that is now complete."""
-        for batch in sorted({int(k) for k in rows["batch"]}):
-            got = self.rows.get(batch, {})
-            if batch not in self.journal.units and len(got) == len(self.plan[batch]["images"]):
-                self.tally.record(self.journal, self.unit(batch, self.rows.pop(batch)))
 
     def unit(self, batch, rows):
         names = self.names(batch)

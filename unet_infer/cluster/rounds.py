@@ -55,7 +55,6 @@ def run_rounds(pipeline, args, config, recorder, nodes, pool, logs, bar):
             raise failure(pipeline, block, nodes, recorder, logs) from None
         last_row = time.monotonic()
         recorder.add(block)
-        recorder.record(block)
         bar.update(len(block["name"]))
     return [{"actors": actors, "threads": threads, "nodes": len(nodes)}]
 
@@ -67,7 +66,7 @@ def check_nodes(pipeline, args, nodes, threads, recorder, logs, lost_at, last_ro
         alive = pipeline.live_nodes()
     except Exception:  # noqa: BLE001 - not known now; asked again
         return lost_at
-    lost = [{"node_id": node_id, "address": address} for node_id, address in nodes if (node_id, address) not in alive]
+    lost = gone(nodes, alive)
     if not lost:
         return lost_at
     now = time.monotonic()
@@ -89,8 +88,7 @@ def failure(pipeline, exc, nodes, recorder, logs):
         alive = pipeline.live_nodes()
     except Exception:  # noqa: BLE001 - the head itself unreachable: nothing is known to be alive
         alive = {}
-    lost = [{"node_id": node_id, "address": address} for node_id, address in nodes if (node_id, address) not in alive]
-    return pipeline.failure_in(exc, logs, lost=lost, kept=kept_line(recorder)) or exc
+    return pipeline.failure_in(exc, logs, lost=gone(nodes, alive), kept=kept_line(recorder)) or exc
 
 
 def no_room(lost, alive, threads, args, recorder, logs):
@@ -113,14 +111,18 @@ def actors_fitting(nodes, threads, gpus_per_actor):
     return total
 
 
-def lost_at_end(pipeline, before, rounds):
-    """The nodes of ``before`` (those at the start) that are gone now (``rounds``: the run's, which
-    name none: a run that lost its room ended before this)."""
+def gone(nodes, alive):
+    """``[{"node_id", "address"}]`` of the run's ``nodes`` that are not among the ``alive``."""
+    return [{"node_id": node_id, "address": address} for node_id, address in nodes if (node_id, address) not in alive]
+
+
+def lost_at_end(pipeline, nodes):
+    """The run's nodes (those at the start) that are gone now."""
     try:
         alive = pipeline.live_nodes()
     except Exception:  # noqa: BLE001 - asked at the end: what cannot be asked is not reported
         return []
-    return [{"node_id": node_id, "address": address} for node_id, address in before if (node_id, address) not in alive]
+    return gone(nodes, alive)
 
 
 def describe(lost):
