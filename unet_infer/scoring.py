@@ -1,18 +1,13 @@
 """The scored run that the stream and the cluster share; each flow only executes its batches (the
 stream in this process, the cluster on Ray's actors) and says where a recorded batch belongs.
 
-- :class:`Scorer`: per-image IoU and Dice of a batch's logits (``postprocess.score_arrays``, the
-  file flow's own), and the packed masks (``journal.pack_mask``) of the images that entered its
-  :class:`Extremes` with the batch: what the batch carries to the record.
-- :class:`Extremes`: the report's worst and best images and their masks, bounded, in any order.
-- :class:`Tally`: the run's images by position (natural order) and, unit by unit (a scored batch,
-  ``journal.Unit``: its ``extra`` holds its ``span`` [first, end) of positions, its unreadable
-  images ``bad`` [[name, why]], its times ``ms`` and, from an actor, ``actor``, ``pid``,
-  ``restarted``, ``node_id``, ``meta``), the scores in two float64 arrays, the extremes and each
-  part's batch times (the stream is one part, each actor one). :meth:`Tally.record` records a
-  unit and takes it; :func:`resume` takes the record's units back after a stop.
-- :func:`finish`: the result files, the summary and the report's masks, each written as it is
-  read, with no per-image list in memory.
+A unit (``journal.Unit``) is a scored batch; its ``extra`` holds its ``span`` [first, end) of the
+run's positions (natural order), its unreadable images ``bad`` [[name, why]], its times ``ms`` and,
+from an actor, ``actor``, ``pid``, ``restarted``, ``node_id``, ``meta``. A :class:`Tally` takes the
+units in any order (:meth:`Tally.record`; :func:`resume`: the record's, after a stop) into two
+float64 arrays of scores, the report's :class:`Extremes` and each part's batch times (the stream is
+one part, each actor one); :func:`finish` writes the result files, the summary and the report's
+masks from it, each as it is read, with no per-image list in memory.
 """
 
 import bisect

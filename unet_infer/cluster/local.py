@@ -82,14 +82,10 @@ def loopback_only(environ=os.environ):
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
-def token_home_file():
-    return Path.home() / ".ray" / "auth_token"
-
-
 def provide_token(environ=os.environ):
     """Give a new local Ray a token in RAY_AUTH_TOKEN when the user has none (see the module notes);
     returns whether it did (then :func:`withdraw_token` removes it)."""
-    if environ.get(TOKEN_ENV) or environ.get(TOKEN_PATH_ENV) or token_home_file().is_file():
+    if environ.get(TOKEN_ENV) or environ.get(TOKEN_PATH_ENV) or (Path.home() / ".ray" / "auth_token").is_file():
         return False
     environ[TOKEN_ENV] = secrets.token_hex(32)
     return True

@@ -174,15 +174,21 @@ def probe(address, timeout=PROBE_S):
                         f"running (`ray start --head --port={port}`) and the port open?") from None
 
 
+def chain(exc):
+    """``exc`` and the exceptions behind it (a Ray error's ``cause``, then Python's), each once."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+
+
 def auth_error(address, exc):
     """A one-line UserError when joining ``address`` failed on token authentication, else None."""
     import ray.exceptions as rex
-    seen, texts, missing = set(), [], False
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        texts.append(str(exc))
-        missing |= isinstance(exc, rex.AuthenticationError) and "no authentication token" in str(exc)
-        exc = exc.__cause__ or exc.__context__
+    texts = [str(one) for one in chain(exc)]
+    missing = any(isinstance(one, rex.AuthenticationError) and "no authentication token" in str(one)
+                  for one in chain(exc))
     enabled = os.environ.get(local.MODE_ENV, "").lower() == "token"
     fix = (f"the cluster's token in ~/.ray/auth_token, or {local.TOKEN_PATH_ENV} naming its file (docs/cluster.md, "
            f"Two hosts)")
@@ -302,8 +308,6 @@ def live_nodes():
 
 def build_dataset(plan, config, actors, gpus_per_actor, decoders):
     """The lazy dataset of the module notes; iterating it runs the pipeline."""
-    import warnings
-
     import ray
     ds = ray.data.from_items(plan, override_num_blocks=len(plan))  # one model batch per block
     ds = ds.map_batches(decode_batch, batch_size=1, batch_format="numpy", num_cpus=0,
@@ -326,31 +330,26 @@ def failure_in(exc, logs=None, lost=(), kept=""):
     import ray.exceptions as rex
     kinds = (rex.RayActorError, rex.WorkerCrashedError, rex.ObjectLostError, rex.OutOfMemoryError,
              rex.NodeDiedError, rex.TaskUnschedulableError, rex.ActorUnschedulableError)
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, kinds):
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+    for one in chain(exc):
+        if isinstance(one, kinds):
+            first = (str(one).strip().splitlines() or [type(one).__name__])[0][:300]
             gone = (f"lost {len(lost)} node(s): {', '.join(n['address'] + ' ' + n['node_id'][:8] for n in lost)}; "
                     if lost else "")
             return UserError(f"the Ray pipeline failed after {MAX_RESTARTS} actor restarts at most "
-                             f"({gone}{type(exc).__name__}: {first}); "
+                             f"({gone}{type(one).__name__}: {first}); "
                              f"{kept + '; ' if kept else ''}see the Ray logs in "
                              f"{logs or 'the Ray session folder'} (on each node of a cluster)")
-        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
     return None
 
 
 def user_error_in(exc):
     """The UserError inside an exception that Ray wrapped (task or actor error), or None. An actor
     whose constructor raised reaches the driver as ActorDiedError with the error only in its text."""
-    seen, marker = set(), f"{UserError.__module__}.{UserError.__name__}: "
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        for line in reversed(str(exc).splitlines()):  # a traceback's last line: the error itself
+    marker = f"{UserError.__module__}.{UserError.__name__}: "
+    for one in chain(exc):
+        for line in reversed(str(one).splitlines()):  # a traceback's last line: the error itself
             if line.startswith(marker):
                 return UserError(line[len(marker):])
-        if isinstance(exc, UserError):
-            return UserError(str(exc))
-        exc = getattr(exc, "cause", None) or exc.__cause__ or exc.__context__
+        if isinstance(one, UserError):
+            return UserError(str(one))
     return None
