@@ -122,25 +122,21 @@ def stats(times_ms):
     return block
 
 
-def throughput_of(batchsize, compute_times_ms):
-    """Images per second as ais_bench defines it: 1000 x batchsize / mean compute time (ms)."""
-    mean = float(np.mean(compute_times_ms)) if len(compute_times_ms) else 0.0
-    return 1000.0 * batchsize / mean if mean > 0 else 0.0
-
-
 def build_summary(filesinfo, args, compute_times_ms, h2d_ms, d2h_ms, batchsize, pid, extra=None):
     """The summary dict; ``extra`` keys (ours, beyond ais_bench's) are added after its own. A
-    ``results.Streamed`` filesinfo is kept as it is (written as it is read)."""
+    ``results.Streamed`` filesinfo is kept as it is (written as it is read). ``throughput`` is
+    ais_bench's: 1000 x batchsize / mean compute time (ms)."""
+    compute = stats(compute_times_ms)
     summary = {
         "filesinfo": filesinfo if isinstance(filesinfo, Streamed) else {
             str(k): {"infiles": [str(p) for p in v["infiles"]], "outfiles": [str(p) for p in v["outfiles"]]}
             for k, v in filesinfo.items()},
         "args": {k: (v if isinstance(v, (str, int, float, bool, list, type(None))) else str(v))
                  for k, v in dict(args).items()},
-        "NPU_compute_time": stats(compute_times_ms),
+        "NPU_compute_time": compute,
         "H2D_latency": stats(h2d_ms),
         "D2H_latency": stats(d2h_ms),
-        "throughput": throughput_of(batchsize, compute_times_ms),
+        "throughput": 1000.0 * batchsize / compute["mean"] if compute["mean"] > 0 else 0.0,
         "npu_compute_time_list": [float(t) for t in compute_times_ms],
         "pid": int(pid),
         "batchsize": int(batchsize),
@@ -371,15 +367,3 @@ def nireq_throughput(summary):
     if isinstance(value, (int, float)) and isinstance(requests, int):
         return requests, float(value)
     return None
-
-
-def attempts(summary):
-    """How many runs scored the batches of a resumed run (1: never stopped; None when not recorded)."""
-    value = summary.get("attempts")
-    return value if isinstance(value, int) and value > 0 else None
-
-
-def resumed_images(summary):
-    """Images of a resumed run whose scores came from earlier attempts' record (None when not recorded)."""
-    value = summary.get("resumed_images")
-    return value if isinstance(value, int) and value >= 0 else None
