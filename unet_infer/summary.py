@@ -155,8 +155,6 @@ def merge_summaries(parts, args, h2d_ms, d2h_ms, wall_s, pid, extra=None, filesi
     ``wall_s`` (see the module notes) and ``extra``. ``filesinfo``: the merged one where the caller
     has it in input order (the parts' then only count their images).
     """
-    if not parts:
-        raise ValueError("no parts to merge")
     if filesinfo is None:
         entries = [entry for part in parts for entry in part["filesinfo"].values()]
         entries.sort(key=lambda entry: natural_key(entry["infiles"][0]) if entry["infiles"] else [])
