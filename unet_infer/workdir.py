@@ -53,6 +53,9 @@ class Workdir:
         self.run = run
         self.prefix = f"{run}_" if run else ""
 
+    def __truediv__(self, name):
+        return self.root / name
+
     @property
     def sample(self):
         return self.root / SAMPLE
