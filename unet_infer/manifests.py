@@ -54,38 +54,10 @@ def fingerprint(path):
     return entries
 
 
-def manifest(inputs=(), weights=None, options=None):
-    """The manifest of a stage: its inputs (resolved paths), the weights' content hash, its options."""
-    found = {str(Path(p).resolve()): fingerprint(p) for p in inputs}
-    return {"version": MANIFEST_VERSION, "inputs": found,
-            "weights": weights_id(weights) if weights else None, "options": dict(options or {})}
-
-
 def _path(work, stage):
     if not stage or "/" in stage or stage.startswith("."):
         raise UserError(f"{stage!r} is not a stage name")
     return Workdir(work).stages / f"{stage}.json"
-
-
-def complete(work, stage, wanted):
-    """True when ``stage`` finished from exactly ``wanted`` (a :func:`manifest`)."""
-    path = _path(work, stage)
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) == json.loads(json.dumps(wanted))
-    except (OSError, ValueError):
-        return False
-
-
-def record(work, stage, made_from):
-    """Mark ``stage`` complete, made from ``made_from``; written last, after all its outputs."""
-    path = _path(work, stage)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(made_from, indent=1, sort_keys=True) + "\n")
-
-
-def forget(work, *stages):
-    for stage in stages:
-        _path(work, stage).unlink(missing_ok=True)
 
 
 # ---- the stages: what each is made from and what it makes, declared once ----------------------
@@ -185,13 +157,28 @@ class Made:
     options: dict = field(default_factory=dict)
 
     def manifest(self):
-        return manifest([*self.inputs, *self.outputs], self.weights, self.options)
+        """Its paths' fingerprints (resolved), the weights' content hash and its options."""
+        return {"version": MANIFEST_VERSION,
+                "inputs": {str(Path(p).resolve()): fingerprint(p) for p in (*self.inputs, *self.outputs)},
+                "weights": weights_id(self.weights) if self.weights else None, "options": dict(self.options)}
 
     def complete(self, work):
-        return complete(work, self.record, self.manifest())
+        """True when its record says it finished from exactly what it is made from now."""
+        try:
+            recorded = json.loads(_path(work, self.record).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return recorded == json.loads(json.dumps(self.manifest()))
 
     def record_done(self, work):
-        record(work, self.record, self.manifest())
+        """Mark it complete, made from what it is made from now: written last, after all its outputs."""
+        path = _path(work, self.record)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(self.manifest(), indent=1, sort_keys=True) + "\n")
+
+    def forget(self, work):
+        """Mark it incomplete."""
+        _path(work, self.record).unlink(missing_ok=True)
 
 
 def made_from(name, work, values):

@@ -23,7 +23,7 @@ from pathlib import Path
 from . import backends, cli
 from .cli import UserError
 from .formats import atomic_path
-from .manifests import STAGES, forget, made_from
+from .manifests import STAGES, made_from
 from .weights import BUNDLED_WEIGHTS
 from .workdir import Workdir, run_paths
 
@@ -312,12 +312,12 @@ def main(argv=None):
         if made.complete(args.work):
             return 0
         recorded = (Workdir(args.work).stages / f"{made.record}.json").exists()
-        forget(args.work, made.record)  # not complete: it runs again, and is recorded when it ends
+        made.forget(args.work)  # not complete: it runs again, and is recorded when it ends
         return 3 if recorded else 1
     if args.command == "done":
         made_from(args.stage, args.work, _values(args.value)).record_done(args.work)
     elif args.command == "forget":
-        forget(args.work, made_from(args.stage, args.work, _values(args.value)).record)
+        made_from(args.stage, args.work, _values(args.value)).forget(args.work)
     elif args.command == "preflight":  # before any expensive work: the data pairs up (the work folder: the lock)
         from .data import IMAGE_DIR, MASK_DIR, pair_carvana
         n = len(pair_carvana(args.data, require_masks=args.labels))

@@ -51,7 +51,7 @@ def build(work, made, make):
     if made.complete(work):
         log.info("reusing %s", ", ".join(str(p) for p in made.outputs))
         return False
-    manifests.forget(work, made.record)  # interrupted from here on: not complete
+    made.forget(work)  # interrupted from here on: not complete
     make(made)
     missing = [str(p) for p in made.outputs if not Path(p).exists()]
     if missing:
