@@ -34,8 +34,8 @@ from unet_infer.summary import build_summary
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "benchmark.sh"
 TINY = ["--width", "4", "--size", "32"]
-TITLES = [c.title for c in COLUMNS]
-LEGACY_TITLES = [c.title for c in COLUMNS[:10]]  # sections written before the rounds and the bare column
+TITLES = list(COLUMNS)
+LEGACY_TITLES = TITLES[:10]  # sections written before the rounds and the bare column
 FOREIGN = """## NVIDIA H100 80GB HBM3 · UNet w64 modelzoo, random weights (seed 0), 572x572 · 2020-01-01
 
 | Backend | Precision | Batch size | images/s | p50 ms/batch | p99 ms/batch | ms/image | loop | Machine | Date |

@@ -5,7 +5,6 @@ and the merge that replaces a section of the same heading and keeps every other 
 import importlib.metadata
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from .. import backends
@@ -44,33 +43,25 @@ An older version of the guide, bs 1: Ascend 310 44.40, 310P 78.64, NVIDIA T4 38.
 """
 
 
-@dataclass(frozen=True)
-class Column:
-    """A table column: its title and the cell it shows for a row (a dict of :func:`runs.make_row`)."""
-
-    title: str
-    cell: object
-
-
-COLUMNS = (
-    Column("Backend", lambda r: r["backend"]),
-    Column("Precision", lambda r: r["precision"] + (f" (ran {r['ran']})" if r.get("ran") not in (None, r["precision"])
-                                                    else "")),
-    Column("Batch size", lambda r: r["batchsize"]),
-    Column("images/s", lambda r: f"{r['fps']:.2f}"),
-    Column("p50 ms/batch", lambda r: f"{r['p50']:.2f}"),
-    Column("p99 ms/batch", lambda r: f"{r['p99']:.2f}"),
-    Column("ms/image", lambda r: f"{r['ms_per_image']:.2f}"),
-    Column("loop", lambda r: r["loop"]),
-    Column("Machine", lambda r: r["machine"]),
-    Column("Date", lambda r: r["date"]),
-    Column("images/s range", lambda r: f"{r['fps_min']:.2f}-{r['fps_max']:.2f}" if "fps_min" in r else ""),
-    Column("rounds", lambda r: r.get("rounds", 1)),
-    Column("load 1 min", lambda r: "" if r.get("load") is None else f"{r['load']:.1f}" + (
-        f" (max {r['load_max']:.1f})" if r.get("load_max") not in (None, r["load"]) else "")),
-    Column("bare OpenVINO images/s", lambda r: f"{r['bare_fps']:.2f}" if r.get("bare_fps") else ""),
-    Column("runner / bare", lambda r: f"{r['vs_bare']:.2f}" if r.get("vs_bare") else ""),
-)
+COLUMNS = {  # a table column's title: the cell it shows for a row (a dict of runs.make_row)
+    "Backend": lambda r: r["backend"],
+    "Precision": lambda r: r["precision"] + (f" (ran {r['ran']})" if r.get("ran") not in (None, r["precision"])
+                                             else ""),
+    "Batch size": lambda r: r["batchsize"],
+    "images/s": lambda r: f"{r['fps']:.2f}",
+    "p50 ms/batch": lambda r: f"{r['p50']:.2f}",
+    "p99 ms/batch": lambda r: f"{r['p99']:.2f}",
+    "ms/image": lambda r: f"{r['ms_per_image']:.2f}",
+    "loop": lambda r: r["loop"],
+    "Machine": lambda r: r["machine"],
+    "Date": lambda r: r["date"],
+    "images/s range": lambda r: f"{r['fps_min']:.2f}-{r['fps_max']:.2f}" if "fps_min" in r else "",
+    "rounds": lambda r: r.get("rounds", 1),
+    "load 1 min": lambda r: "" if r.get("load") is None else f"{r['load']:.1f}" + (
+        f" (max {r['load_max']:.1f})" if r.get("load_max") not in (None, r["load"]) else ""),
+    "bare OpenVINO images/s": lambda r: f"{r['bare_fps']:.2f}" if r.get("bare_fps") else "",
+    "runner / bare": lambda r: f"{r['vs_bare']:.2f}" if r.get("vs_bare") else "",
+}
 ROUNDS_NOTE = ("images/s, p50, p99 and ms/image: medians of {rounds} interleaved round(s) (every row once per "
                "round, {warmup} warm-up run(s) each); images/s range: lowest-highest round; load 1 min: the "
                "1-minute load average when each run started (median, max): these CPUs may be shared. "
@@ -93,17 +84,12 @@ def _cell(value):
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def table_lines(rows, columns=COLUMNS):
-    lines = ["| " + " | ".join(c.title for c in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(c.cell(row)) for c in columns) + " |")
-    return lines
-
-
 def render_section(heading, rows, model_long, commands, software, plot_link=None, failures=(), note=None):
     """The markdown of one section (heading, model, software, commands, note, table, failures, plot)."""
     lines = [heading, "", f"Model: {model_long}.", "", f"Software: {software}.", "", "Command:", "", "```bash"]
-    lines += list(commands) + ["```", ""] + ([note, ""] if note else []) + table_lines(rows)
+    lines += list(commands) + ["```", ""] + ([note, ""] if note else [])
+    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(_cell(cell(row)) for cell in COLUMNS.values()) + " |" for row in rows]
     if failures:
         lines += ["", "Failed runs (no row): " + "; ".join(
             f"{f['backend']} {f['precision']} bs {f['batchsize']} (exit status {f['status']})" for f in failures) + "."]
