@@ -106,7 +106,7 @@ def profile_rows(events):
         entry[2].append(event.get("dur", 0) / 1000.0)
     rows = [{"name": name, "type": op, "exec_type": provider, "ms": sum(durs[1:] or durs) / len(durs[1:] or durs)}
             for name, (op, provider, durs) in times.items()]
-    return sorted(rows, key=lambda row: -row["ms"]), max(runs - 1, 1) if runs else 0
+    return rows, max(runs - 1, 1) if runs else 0
 
 
 class OnnxRuntimeBackend(Backend):

@@ -278,7 +278,7 @@ class OpenVinoBackend(Backend):
             batch_check.verify(arrays, list(self.request.infer(arrays).to_tuple()))
         self.profiling = bool(profile)
         self._layers = {}
-        self._runs = self._seen = 0
+        self.profiled_runs = self._seen = 0
         self._lock = threading.Lock()  # the counters of requests finishing at once (throughput mode)
         self.async_requests = int(nireq or 0)
         self.queue = None
@@ -334,22 +334,17 @@ class OpenVinoBackend(Backend):
             self._seen += 1
             if self._seen == 1:
                 return
-            self._runs += 1
+            self.profiled_runs += 1
             for info in infos:
                 row = self._layers.setdefault(info.node_name, {"name": info.node_name, "type": info.node_type,
                                                                "exec_type": info.exec_type, "ms": 0.0})
                 row["ms"] += info.real_time.total_seconds() * 1000.0
 
-    @property
-    def profiled_runs(self):
-        return self._runs
-
     def profile(self):
         if not self.profiling:
             return None
-        runs = max(self._runs, 1)
-        rows = [dict(row, ms=row["ms"] / runs) for row in self._layers.values() if row["ms"] > 0]
-        return sorted(rows, key=lambda row: -row["ms"])
+        runs = max(self.profiled_runs, 1)
+        return [dict(row, ms=row["ms"] / runs) for row in self._layers.values() if row["ms"] > 0]
 
     def close(self):
         self.queue = self.request = self.compiled = None
