@@ -113,6 +113,10 @@ def test_same_iou_as_the_file_based_flow_and_no_bin_files(streamed, models, data
         assert got["dice"] == pytest.approx(want["dice"], abs=1e-12)
     text = (streamed / "result_bs3.txt").read_text().splitlines()
     assert text[0] == "name IoU Dice" and len(text) == N_IMAGES + 1
+    made = result["provenance"]  # what a report checks before it sets runs side by side
+    assert list(made) == ["model", "weights", "backend", "precision", "data", "size"]
+    assert (made["model"], made["backend"], made["precision"], made["data"], made["size"]) == (
+        str((models / "unet.onnx").resolve()), "onnxruntime", "fp32", str(data[0].resolve()), SIZE)
 
 
 def test_summary_in_the_ais_bench_schema(streamed, data):

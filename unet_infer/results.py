@@ -160,13 +160,6 @@ def read_results(path):
     return data
 
 
-def provenance_of(keys, data, size):
-    """The ``provenance`` block a scoring flow records: the model (its summary keys, ``keys``:
-    ``summary.model_keys``), the data folder and the input size."""
-    return {"model": keys.get("model"), "weights": keys.get("weights"), "backend": keys.get("backend"),
-            "precision": keys.get("precision"), "data": str(Path(data).resolve()), "size": size}
-
-
 def provenance(result):
     """The ``provenance`` block of a result (``{}`` when the scoring run did not record one)."""
     value = result.get("provenance")

@@ -21,7 +21,7 @@ from .formats import natural_key
 from .journal import pack_mask, unpack_mask
 from .metrics import logits_to_mask
 from .postprocess import check_logits, score_arrays
-from .results import N_EXTREMES, Streamed, provenance_of, select_extremes, write_mask_png, write_scores
+from .results import N_EXTREMES, Streamed, select_extremes, write_mask_png, write_scores
 from .summary import write_summary
 
 log = logging.getLogger(__name__)
@@ -209,8 +209,9 @@ def finish(args, tally, keys, summarize):
     if not tally.scored:
         raise UserError(f"none of the {tally.count} images could be read")
     scored = tally.state == 1
+    made = {key: keys.get(key) for key in ("model", "weights", "backend", "precision")}
     result = write_scores(tally.names, tally.iou[scored], tally.dice[scored], args.result,
-                          provenance=provenance_of(keys, args.data, args.size))
+                          provenance={**made, "data": str(Path(args.data).resolve()), "size": args.size})
     summary = summarize(tally.filesinfo())
     if args.summary:
         write_summary(args.summary, summary)
