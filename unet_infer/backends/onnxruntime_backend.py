@@ -163,6 +163,7 @@ class OnnxRuntimeBackend(Backend):
         model = load_onnx(model_path, weights=False)
         optimized = metadata(model).get(OPTIMIZED_KEY) == "1"
         pinned = not optimized and is_pinned(onnx_batch(model), batchsize)
+        self.batchsize = batchsize if pinned else resolve_batchsize(onnx_batch(model), batchsize, model_path)
         self.weights = metadata(model).get(WEIGHTS_KEY)
         self.precision = "int8" if is_quantized(model) else "fp32"
         if precision is not None and precision != self.precision:
@@ -188,12 +189,8 @@ class OnnxRuntimeBackend(Backend):
         except ort_errors() as exc:
             raise UserError(f"{model_path}: onnxruntime cannot load it ({first_line(exc)})") from None
         self.device = ("cuda", device) if self.session.get_providers()[0] in GPU_PROVIDERS else ("cpu", 0)
-        args = self.session.get_inputs()
-        first = args[0].shape[0] if args[0].shape else None
-        model_batch = first if isinstance(first, int) and first > 0 else None
-        self.batchsize = resolve_batchsize(model_batch, batchsize, model_path)
         self.inputs = []
-        for arg in args:
+        for arg in self.session.get_inputs():
             if arg.type not in DTYPES:
                 raise UserError(f"{model_path}: input {arg.name} has type {arg.type}, which the runner cannot feed")
             dims = [dim if isinstance(dim, int) and dim > 0 else None for dim in arg.shape]
