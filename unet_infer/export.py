@@ -12,7 +12,6 @@ against PyTorch with ONNX Runtime before it is written.
 """
 
 import logging
-import os
 import warnings
 from pathlib import Path
 
@@ -51,18 +50,15 @@ def check_parity(model, onnx_path, size, batch=1, rtol=1e-4, seed=0, name=None):
     """Run PyTorch and ONNX Runtime on the same random input; return the relative error.
 
     ``name``: the file the user asked for, named in errors (``onnx_path`` may be a temporary file)."""
-    name = name or onnx_path
-    import onnxruntime as ort
     import torch
 
+    from .backends.onnxruntime_backend import cpu_session
+    name = name or onnx_path
     x = torch.from_numpy(np.random.default_rng(seed).random((batch, model.n_channels, size, size),
                                                              dtype=np.float32))
     with torch.inference_mode():
         ref = model(x).numpy()
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = os.cpu_count() or 1
-    sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-    got = sess.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
+    got = cpu_session(onnx_path, source=name).run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
     if got.shape != ref.shape:
         raise UserError(f"{name}: ONNX output shape {got.shape} differs from PyTorch's {ref.shape}")
     err = relative_error(got, ref)
@@ -76,14 +72,9 @@ def pth_to_onnx(pth_path, onnx_path, size=572, check=True, rtol=1e-4):
     """Load a checkpoint, describe it, export it and check it (a relative error above ``rtol`` fails
     the export, and nothing is left behind); returns a dict of what was found."""
     from .model import count_macs, count_parameters, load_unet
-    from .onnxfile import WEIGHTS_KEY, load_onnx, save_onnx, set_metadata
+    from .onnxfile import WEIGHTS_KEY, load_onnx, refuse_overwrite, save_onnx, set_metadata
     onnx_path = Path(onnx_path)
-    if onnx_path.is_dir():
-        raise UserError(f"{onnx_path}: is a folder, expected an .onnx file name")
-    if onnx_path.exists() and Path(pth_path).exists() and onnx_path.resolve() == Path(pth_path).resolve():
-        raise UserError(f"{onnx_path}: the output must not overwrite the checkpoint; name another .onnx file")
-    if not onnx_path.parent.is_dir():
-        raise UserError(f"{onnx_path.parent}: output folder not found")
+    refuse_overwrite(pth_path, onnx_path, "the checkpoint")
     model, layout = load_unet(pth_path)
     info = {"layout": layout.name, "bilinear": layout.bilinear, "conv_bias": layout.bias,
             "input_channels": layout.n_channels, "classes": layout.n_classes, "width": layout.width,

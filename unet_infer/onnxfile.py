@@ -132,12 +132,12 @@ def image_input(model, source, size=None):
     return inputs[0].name, shape[1], size
 
 
-def refuse_overwrite(src, dst):
+def refuse_overwrite(src, dst, source="the source model"):
     """An output that is its own input, a folder, or in no folder is a :class:`UserError`, before any work."""
     src, dst = Path(src), Path(dst)
     if dst.is_dir():
         raise UserError(f"{dst}: is a folder, expected a model file name")
     if dst.exists() and dst.resolve() == src.resolve():
-        raise UserError(f"{dst}: the output must not overwrite the source model")
+        raise UserError(f"{dst}: the output must not overwrite {source}")
     if not dst.parent.is_dir():
         raise UserError(f"{dst.parent}: output folder not found")
