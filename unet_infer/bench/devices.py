@@ -24,7 +24,6 @@ from ..cli import UserError
 from ..progress import set_quiet
 from ..summary import merge_summaries, merged_lines, with_keys, write_summary
 from ..workdir import run_paths
-from .batching import first_clash
 from ..loop import Timings
 from .files import list_inputs
 from .run import bench, make_dirs, run_place, say_left, unfinished_marker
@@ -91,10 +90,6 @@ def run_devices(args, choice):
                  listing, len(devices), threads, args.threads)
     inputs = list_inputs(args.input) if args.input else None
     out_dir, merged_path, per_device = device_places(args, devices)
-    if inputs and out_dir:
-        clash = first_clash(inputs[0], args.outfmt)
-        if clash:
-            raise UserError(f"{clash[0]} and {clash[1]} would write the same output files")
     if inputs:
         bounds = shard_bounds(len(inputs[0]), len(devices), shard_unit(args, backend_cls))
         shards = [[files[a:b] for files in inputs] for a, b in bounds]

@@ -97,6 +97,9 @@ def run_place(args):
     out_dir, summary_path = run_paths(args.output, dirname)
     if args.input:
         refuse_output_in_input(out_dir, [p for p in args.input.split(",") if p])
+        clash = first_clash(list_inputs(args.input)[0], args.outfmt)
+        if clash:
+            raise UserError(f"{clash[0]} and {clash[1]} would write the same output files")
     refuse_existing_run(out_dir, summary_path, args.input, args.outfmt)
     return out_dir, summary_path
 
@@ -145,9 +148,6 @@ def run_files(args, opened, inputs, out_dir, timings):
     per_batch = plan_files_per_batch(inputs, backend.inputs)
     batches = plan_batches(len(inputs[0]), per_batch)
     log.info("%d files, %d per batch, %d batches", len(inputs[0]), per_batch, len(batches))
-    clash = first_clash(inputs[0], args.outfmt) if out_dir else None
-    if clash:
-        raise UserError(f"{clash[0]} and {clash[1]} would write the same output files")
     feeds = file_feeds(batches, inputs, backend.inputs, per_batch, timings)
     reading = time.perf_counter()
     first = next(feeds)
