@@ -31,7 +31,7 @@ OUTPUT_NAME = "output1"
 OPSET = 11
 
 
-def export_model(model, onnx_path, size=572, opset=OPSET):
+def export_model(model, onnx_path, size=572):
     """Trace ``model`` at 1 x C x size x size and write the ONNX file (batch axis dynamic)."""
     import torch  # slow to import: not for --help
     dummy = torch.randn(1, model.n_channels, size, size)
@@ -41,21 +41,19 @@ def export_model(model, onnx_path, size=572, opset=OPSET):
             model, dummy, str(onnx_path),
             input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "-1"}, OUTPUT_NAME: {0: "-1"}},
-            opset_version=opset, do_constant_folding=True, dynamo=False,
+            opset_version=OPSET, do_constant_folding=True, dynamo=False,
             training=torch.onnx.TrainingMode.EVAL,
         )
 
 
-def check_parity(model, onnx_path, size, batch=1, rtol=1e-4, seed=0, name=None):
+def check_parity(model, onnx_path, size, rtol, name):
     """Run PyTorch and ONNX Runtime on the same random input; return the relative error.
 
-    ``name``: the file the user asked for, named in errors (``onnx_path`` may be a temporary file)."""
+    ``name``: the file the user asked for, named in errors (``onnx_path`` is a temporary file)."""
     import torch
 
     from .backends.onnxruntime_backend import cpu_session
-    name = name or onnx_path
-    x = torch.from_numpy(np.random.default_rng(seed).random((batch, model.n_channels, size, size),
-                                                             dtype=np.float32))
+    x = torch.from_numpy(np.random.default_rng(0).random((1, model.n_channels, size, size), dtype=np.float32))
     with torch.inference_mode():
         ref = model(x).numpy()
     got = cpu_session(onnx_path, source=name).run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
@@ -90,7 +88,7 @@ def pth_to_onnx(pth_path, onnx_path, size=572, check=True, rtol=1e-4):
             set_metadata(graph, {WEIGHTS_KEY: info["weights"]})  # which checkpoint it was made from
             save_onnx(graph, tmp)
             if check:
-                info["relative_error"] = check_parity(model, tmp, size, rtol=rtol, name=onnx_path)
+                info["relative_error"] = check_parity(model, tmp, size, rtol, onnx_path)
                 log.info("ONNX Runtime matches PyTorch: relative error %.2e (limit %g)", info["relative_error"], rtol)
     except OSError as exc:
         raise os_error(onnx_path, exc) from None
