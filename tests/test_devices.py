@@ -1,5 +1,5 @@
 """``--device 0,1`` cuts the inputs at whole batches of the model's own batch when --batchsize is
-not given: the backend class reads the fixed batch from the model file (``model_batchsize``), so
+not given: the backend class reads the fixed batch from the model file (``fixed_batchsize``), so
 only the last device pads. A width-4 UNet at 32 x 32, compiled at batch 2."""
 
 import argparse
@@ -33,18 +33,19 @@ def models(tmp_path_factory):
 
 def test_the_backend_reads_the_models_own_batch(models, tmp_path):
     dynamic, compiled = models
-    assert OnnxRuntimeBackend.model_batchsize(compiled) == BS
-    assert OnnxRuntimeBackend.model_batchsize(dynamic) == 1  # a dynamic batch runs 1 without --batchsize
-    assert get_backend("torch").model_batchsize(tmp_path / "UNet.pth") == 1  # the checkpoint fixes none
+    assert OnnxRuntimeBackend.fixed_batchsize(compiled) == BS
+    assert OnnxRuntimeBackend.fixed_batchsize(dynamic) is None
+    assert get_backend("torch").fixed_batchsize(tmp_path / "UNet.pth") is None  # the checkpoint fixes none
     openvino = get_backend("openvino")
     ir = openvino.compile(dynamic, tmp_path / "UNet_bs4.xml", 4, threads=1, size=SIZE, check=False)
-    assert openvino.model_batchsize(ir) == 4
+    assert openvino.fixed_batchsize(ir) == 4
 
 
 def test_the_shard_unit_is_batchsize_else_the_models_batch(models):
     dynamic, compiled = models
     assert shard_unit(argparse.Namespace(batchsize=None, model=str(compiled)), OnnxRuntimeBackend) == BS
     assert shard_unit(argparse.Namespace(batchsize=4, model=str(dynamic)), OnnxRuntimeBackend) == 4
+    assert shard_unit(argparse.Namespace(batchsize=None, model=str(dynamic)), OnnxRuntimeBackend) == 1
     # the issue's case: a bs-8 model, 32 files, 3 devices: whole batches of 8 each, not 11/10/11
     assert [b - a for a, b in shard_bounds(32, 3, 8)] == [8, 16, 8]
 

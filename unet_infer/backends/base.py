@@ -112,11 +112,6 @@ class Backend:
         return None
 
     @classmethod
-    def model_batchsize(cls, model_path):
-        """The batch size a load of ``model_path`` without ``--batchsize`` runs."""
-        return resolve_batchsize(cls.fixed_batchsize(model_path), None, model_path)
-
-    @classmethod
     def quantize(cls, src, calib, dst, n_calib=16, size=None, threads=None):
         """Write the quantised model ``dst`` from ``src`` and the images of ``calib``; a report dict.
         The recipe module is imported by name: a quantiser needs its backend, never the other way round."""

@@ -41,9 +41,9 @@ def shard_bounds(n_files, n_devices, per_batch):
 
 def shard_unit(args, backend_cls):
     """The files a shard is cut at multiples of: ``--batchsize``, else the model's own (read from the
-    model file, nothing loaded), so that every shard but the last holds whole batches.
-    """
-    return args.batchsize or backend_cls.model_batchsize(args.model)
+    model file, nothing loaded; 1 where its batch is dynamic), so that every shard but the last holds
+    whole batches."""
+    return args.batchsize or backend_cls.fixed_batchsize(args.model) or 1
 
 
 def device_places(args, devices):
