@@ -91,18 +91,17 @@ def run_tag(work, backend, precision):
     return tag if owners or own_names else ""
 
 
-# the Python packages the driver's stages import, by what the backend builds from
-STAGE_TOOLS = {"onnx": (("export", "torch"), ("export", "onnx"), ("export's check", "onnxruntime"),
-                        ("simplify", "onnxsim")),
-               "pth": ()}
-QUANTIZE_TOOLS = {"unet_infer.quantize.openvino": ("nncf",), "unet_infer.quantize.onnxruntime": ()}
+# the Python packages the driver's stages import for a backend that builds from the ONNX model, and
+# those of an INT8 recipe beyond its backend's
+ONNX_TOOLS = (("export", "torch"), ("export", "onnx"), ("export's check", "onnxruntime"), ("simplify", "onnxsim"))
+QUANTIZE_TOOLS = {"unet_infer.quantize.openvino": ("nncf",)}
 
 
 def check_tools(cls, precision):
     """Before any work: every package the planned stages import is installed (a :class:`UserError`
     naming the missing ones, and the stage that needs each, otherwise)."""
     import importlib.util
-    needed = list(STAGE_TOOLS.get(cls.source, ()))
+    needed = list(ONNX_TOOLS) if cls.source == "onnx" else []
     if precision in cls.quantized:
         needed += [("quantize", pkg) for pkg in QUANTIZE_TOOLS.get(cls.quantizer, ())]
     missing = [f"{pkg} (stage {stage})" for stage, pkg in needed if importlib.util.find_spec(pkg) is None]
