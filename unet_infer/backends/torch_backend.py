@@ -102,7 +102,6 @@ class TorchBackend(Backend):
 
     def __init__(self):
         super().__init__()
-        self.async_upload = False  # True on CUDA: upload(k + 1, wait=False) before run(k) overlaps them
         self._slots = {}  # (input index, shape) -> deque of _Slot
         self._graph = self._static_in = self._static_out = None
 
