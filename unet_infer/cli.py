@@ -84,25 +84,25 @@ def int_at_least(low):
     return parse
 
 
-def int_list(text):
-    """``"1,4,8"`` -> ``[1, 4, 8]`` (batch sizes: duplicates dropped, order kept); anything else is a UserError."""
+def int_list(text, low=1, what="batch size"):
+    """``"1,4,8"`` -> ``[1, 4, 8]`` (duplicates dropped, order kept); anything else is a UserError."""
     try:
         values = [int(part) for part in str(text).split(",")]
     except ValueError:
         values = []
-    if not values or any(v < 1 for v in values):
-        raise UserError(f"expected a batch size or a comma list of them (e.g. 1,4,8), got {text!r}")
+    if not values or any(v < low for v in values):
+        raise UserError(f"expected a {what} or a comma list of them (e.g. 1,4,8), got {text!r}")
     return list(dict.fromkeys(values))
 
 
-def int_list_type():
+def int_list_type(low=1, what="batch size"):
     """argparse type of :func:`int_list`."""
     def parse(text):
         try:
-            return int_list(text)
+            return int_list(text, low, what)
         except UserError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
-    parse.__name__ = "batch size list"
+    parse.__name__ = f"{what} list"
     return parse
 
 
