@@ -20,6 +20,7 @@ from unet_infer.backends.onnxruntime_backend import OnnxRuntimeBackend
 from unet_infer.bench.runner import main as bench_main
 from unet_infer.cli import UserError, run_cli
 from unet_infer.compile import main as compile_main
+from unet_infer.driver import OPTIONS
 from unet_infer.onnxfile import DRIVER_MODELS, DRIVER_WORK, dims, load_onnx, model_not_found
 from unet_infer.workdir import Workdir
 
@@ -212,7 +213,7 @@ def test_the_missing_model_hint_spells_the_drivers_own_names():
     assert [str(work / name) for name in DRIVER_MODELS] == [
         str(work.simplified), str(work.model(OnnxRuntimeBackend, "fp32", 8, None)),
         str(work.model(OpenVinoBackend, "int8", 1, None))]
-    assert re.search(rf'^BS=.* WORK="\./{DRIVER_WORK}" ', (REPO / "scripts" / "run_all.sh").read_text(), re.M)
+    assert OPTIONS["workdir"][0] == f"./{DRIVER_WORK}"  # the driver's default workdir=
 
 
 def test_an_ir_compiled_for_batch_1_is_not_re_batched(pinned, tmp_path):
