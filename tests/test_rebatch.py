@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -29,7 +28,6 @@ from tiny_unet import smooth_images, tiny_unet
 from unet_infer.backends.openvino_backend import OpenVinoBackend  # noqa: E402 - its telemetry switch first
 import openvino  # noqa: E402 - requirements.txt installs it: missing is a failure, not a skip
 
-REPO = Path(__file__).resolve().parents[1]
 SIZE = 44  # 44 -> 22 -> 11 -> 5 -> 2: the up-sampling path pads (constant Pads after onnxsim), as at 572
 INPUT, OUTPUT = "actual_input_1", "output1"
 RTOL = 1e-4  # of the output range: fp32 against onnxruntime's batch-1 run
