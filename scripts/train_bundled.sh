@@ -20,8 +20,9 @@ docs/training.md). CUDA is used when present.
   model=main     width 12, the main job's model: 8 epochs of 300 steps of 4 crops of 384 with
                  zoom 0.6-1.35 and generated cars (about 85 minutes on 2 cores, AMD EPYC), then
                  300 steps of 4 whole images (about 10 minutes on 2 cores, Intel Xeon with AMX)
-  model=predict  width 22, the wider model: whole images at 286x286 (6 epochs of 400 steps of 8),
-                 then 300 steps of 4 whole images at 572x572
+  model=predict  width 22, predict's model: whole images at 286x286 (6 epochs of 400 steps of 8),
+                 then 300 steps of 4 whole images at 572x572, then 1,000 more with generated cars
+                 (Intel Xeon with AMX, 2 cores shared with other work: 100, 20 and 125 minutes)
 
 options (key=value):
   data=DIR        Carvana-format training folder with train/ and train_masks/ (required),
@@ -37,8 +38,9 @@ options (key=value):
                   (default: 0)
   epochs=N        epochs of the first phase (default: 8 for main, 6 for predict; changing it
                   changes the schedule, so a stopped run must be resumed with the same value)
-  gen_cars=N      model=main: generated cars mixed into the first phase, 16 views each, 10% of
-                  the crops (default: 6; seed 101, never the driver's evaluation seed 20261127)
+  gen_cars=N      generated cars mixed into model=main's first phase and model=predict's last,
+                  16 views each, 10% of the images (default: 6; seed 101, never the driver's
+                  evaluation seed 20261127)
   threads=N       PyTorch threads (default: all cores)
   quiet=0|1       1: no progress bars
 
@@ -101,32 +103,39 @@ RECORD="scripts/train_bundled.sh data=<$(basename -- "$DATA")> model=$MODEL"
 [[ -n "$VAL" ]] && RECORD+=" val=<$(basename -- "$VAL")>"
 RECORD+=" seed=$SEED epochs=$EPOCHS"
 
-# Phase 1, each model its own: a checkpoint and its record in WORKDIR.
+# Generated cars (deterministic from their seed: made again, the same files), 10% of the images of
+# model=main's first phase and of model=predict's last: they keep the default sample in the regime.
+EXTRA=()
+if [[ "$GEN_CARS" -gt 0 ]]; then
+    "$PYTHON" -m unet_infer.sample --out "$WORK/gen-train-s101-c$GEN_CARS" --cars "$GEN_CARS" --seed 101 \
+        "${QUIET_FLAG[@]}"
+    EXTRA=(--extra "$WORK/gen-train-s101-c$GEN_CARS" --extra-fraction 0.1)
+fi
+RECORD+=" gen_cars=$GEN_CARS"
+WHOLE=(--size 572 --crop 572 --scale 1 1 --batch 4)
+
+# The phases before the last, each model its own: checkpoints and records in WORKDIR.
 if [[ "$MODEL" == main ]]; then
-    RECORD+=" gen_cars=$GEN_CARS"
-    FIRST="$WORK/main-phase1-seed$SEED.pth"
-    EXTRA=()
-    if [[ "$GEN_CARS" -gt 0 ]]; then  # deterministic from their seed: made again, the same files
-        "$PYTHON" -m unet_infer.sample --out "$WORK/gen-train-s101-c$GEN_CARS" --cars "$GEN_CARS" --seed 101 \
-            "${QUIET_FLAG[@]}"
-        EXTRA=(--extra "$WORK/gen-train-s101-c$GEN_CARS" --extra-fraction 0.1)
-    fi
+    INIT="$WORK/main-phase1-seed$SEED.pth"
     "$PYTHON" -m unet_infer.train "${COMMON[@]}" "${EXTRA[@]}" --width 12 --epochs "$EPOCHS" \
         --steps-per-epoch 300 --batch 4 --crop 384 --scale 0.6 1.35 --lr 2e-3 \
-        --checkpoint-dir "$WORK/checkpoint-seed$SEED" --out "$FIRST" --info-json "${FIRST%.pth}.json"
-    WHOLE=(--batch 4 --epochs 2 --steps-per-epoch 150 --lr 3e-4 --ema 0.99 --bn-images 256)
+        --checkpoint-dir "$WORK/checkpoint-seed$SEED" --out "$INIT" --info-json "${INIT%.pth}.json"
+    LAST=(--epochs 2 --steps-per-epoch 150 --lr 3e-4 --ema 0.99 --bn-images 256
+          --checkpoint-dir "$WORK/main-whole-seed$SEED")
 else
-    FIRST="$WORK/predict-phase1-seed$SEED.pth"
+    FIRST="$WORK/predict-phase1-seed$SEED.pth" INIT="$WORK/predict-phase2-seed$SEED.pth"
     "$PYTHON" -m unet_infer.train "${COMMON[@]}" --width 22 --epochs "$EPOCHS" --steps-per-epoch 400 --batch 8 \
         --size 286 --crop 286 --scale 1 1 --lr 2e-3 --ema 0.998 \
         --checkpoint-dir "$WORK/predict-phase1-seed$SEED" --out "$FIRST" --info-json "${FIRST%.pth}.json"
-    WHOLE=(--batch 4 --epochs 2 --steps-per-epoch 150 --lr 3e-4 --ema 0.995)
+    "$PYTHON" -m unet_infer.train "${COMMON[@]}" --init "$FIRST" "${WHOLE[@]}" --epochs 2 --steps-per-epoch 150 \
+        --lr 3e-4 --ema 0.995 --checkpoint-dir "$WORK/predict-whole-seed$SEED" --out "$INIT" --info-json "${INIT%.pth}.json"
+    LAST=("${EXTRA[@]}" --epochs 4 --steps-per-epoch 250 --lr 4e-4 --ema 0.998
+          --checkpoint-dir "$WORK/predict-long-seed$SEED")
 fi
 
-# Phase 2: whole 572x572 images from phase 1's model, measured.
+# The last phase: whole 572x572 images from the model before, measured.
 "$PYTHON" -m unet_infer.sample --out "$WORK/sample-$EVAL_SEED" --cars 2 --seed "$EVAL_SEED" "${QUIET_FLAG[@]}"
 MEASURE=(--measure "$WORK/sample-$EVAL_SEED")
 [[ -n "$VAL" ]] && MEASURE+=(--measure "$VAL" --measure-upscaled "$VAL")
-"$PYTHON" -m unet_infer.train "${COMMON[@]}" --init "$FIRST" "${WHOLE[@]}" --size 572 --crop 572 --scale 1 1 \
-    --checkpoint-dir "$WORK/$MODEL-whole-seed$SEED" --out "$OUT" \
+"$PYTHON" -m unet_infer.train "${COMMON[@]}" --init "$INIT" "${WHOLE[@]}" "${LAST[@]}" --out "$OUT" \
     "${MEASURE[@]}" --info-json "${OUT%.pth}.json" --command "$RECORD"

@@ -1,11 +1,12 @@
-"""The bundled checkpoint: small enough to ship, in the ModelZoo layout, described by its JSON record,
-and accurate on freshly generated cars."""
+"""The bundled checkpoints (the main job's and predict's): small enough to ship, in the ModelZoo
+layout, described by their JSON records, and accurate on freshly generated cars."""
 
 import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from unet_infer.data import load_image, load_label
@@ -15,24 +16,26 @@ from unet_infer.sample import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "weights" / "unet_carvana.pth"
-RECORD = WEIGHTS.with_suffix(".json")
+SHIPPED = [WEIGHTS, WEIGHTS.with_name("unet_carvana_predict.pth")]
 EVAL_SEED = 20261127  # the driver's evaluation sample; training used generated cars of seed 101 only
 
 
-def test_bundled_checkpoint_is_small_and_in_the_modelzoo_layout():
-    assert WEIGHTS.stat().st_size <= 16 * 1024 * 1024
-    state = torch.load(WEIGHTS, map_location="cpu", weights_only=True)
+@pytest.mark.parametrize("weights", SHIPPED, ids=lambda path: path.name)
+def test_bundled_checkpoint_is_small_and_in_the_modelzoo_layout(weights):
+    assert weights.stat().st_size <= 16 * 1024 * 1024
+    state = torch.load(weights, map_location="cpu", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values()) and len(state) == 136
     assert all(v.dtype in (torch.float32, torch.int64) for v in state.values())
-    model, layout = load_unet(WEIGHTS)
+    model, layout = load_unet(weights)
     assert (layout.name, layout.n_channels, layout.n_classes, layout.bilinear, layout.bias) == \
         ("modelzoo", 3, 1, False, True)
 
 
-def test_the_record_describes_the_bundled_checkpoint():
-    record = json.loads(RECORD.read_text())
-    model, layout = load_unet(WEIGHTS)
-    assert record["checkpoint_sha256"] == hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()
+@pytest.mark.parametrize("weights", SHIPPED, ids=lambda path: path.name)
+def test_the_record_describes_the_bundled_checkpoint(weights):
+    record = json.loads(weights.with_suffix(".json").read_text())
+    model, layout = load_unet(weights)
+    assert record["checkpoint_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert record["width"] == layout.width and record["parameters"] == count_parameters(model)
     assert record["command"].startswith("scripts/train_bundled.sh data=")
     assert record["epochs"] == len(record["history"]) >= 1

@@ -20,7 +20,7 @@ from unet_infer.data import image_to_array, load_label
 from unet_infer.export import pth_to_onnx
 from unet_infer.metrics import dice, logits_to_mask
 from unet_infer.model import UNet
-from unet_infer.predict import (BUNDLED_WEIGHTS, cutout, mask_at, main, probabilities, resize_probabilities,
+from unet_infer.predict import (PREDICT_WEIGHTS, cutout, mask_at, main, probabilities, resize_probabilities,
                                 threshold_logit)
 from unet_infer.rle import rle_encode, submission_text, write_submission
 from unet_infer.sample import generate
@@ -407,7 +407,7 @@ def test_bundled_weights_cut_out_a_generated_car(tmp_path, capsys):
     status = run_cli(main, ["--input", str(image), "--output", str(out), "--cutout", "--rle", str(out / "sub.csv"),
                             "--labels", str(label.parent), "--threads", "2", "--workers", "1", "--quiet"])
     assert status == 0
-    assert BUNDLED_WEIGHTS.is_file()
+    assert PREDICT_WEIGHTS.is_file()
     mask = np.asarray(Image.open(out / f"{image.stem}_mask.png")) > 0
     assert mask.shape == (641, 961)
     assert dice(mask, load_label(label, size=None)) >= 0.95
@@ -415,7 +415,7 @@ def test_bundled_weights_cut_out_a_generated_car(tmp_path, capsys):
     assert name == image.name and np.array_equal(rle_decode(text, mask.shape), mask)
     assert np.array_equal(np.asarray(Image.open(out / f"{image.stem}_cutout.png"))[..., 3] > 0, mask)
     printed = capsys.readouterr().out
-    assert "Dice: 0.9" in printed and "(unet_carvana.pth on " in printed
+    assert "Dice: 0.9" in printed and "(unet_carvana_predict.pth on " in printed
 
 
 def test_tta_averages_the_logits_of_the_photo_and_its_mirror():

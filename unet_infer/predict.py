@@ -11,13 +11,13 @@
   an ONNX model on onnxruntime, up to 8 photos per model run:
     python3 -m unet_infer.predict --model UNet_dynamic_sim.onnx --input photos/ --output out --batchsize 8
 
-The checkpoint (--weights, else the bundled weights/unet_carvana.pth; weights/unet_carvana_predict.pth
-is a wider one, better on real photos, docs/training.md) runs on --backend, else on
-what backend=auto takes here for --precision (the line `backend=auto: ...` says which and why): a
-backend that runs ONNX models gets the checkpoint exported to a temporary ONNX file first (a few
-seconds; --backend torch runs it as it is). A model with a dynamic batch axis runs at most
---batchsize photos per run, the photos spread evenly over the runs (one photo: a batch of 1; 9 at
---batchsize 8: 5 + 4).
+The checkpoint (--weights, else the bundled weights/unet_carvana_predict.pth, width 22, made for
+this; weights/unet_carvana.pth, the main job's, is narrower and faster, docs/predict.md) runs on
+--backend, else on what backend=auto takes here for --precision (the line `backend=auto: ...` says
+which and why): a backend that runs ONNX models gets the checkpoint exported to a temporary ONNX
+file first (a few seconds; --backend torch runs it as it is). A model with a dynamic batch axis
+runs at most --batchsize photos per run, the photos spread evenly over the runs (one photo: a batch
+of 1; 9 at --batchsize 8: 5 + 4).
 
 --input: image files (any suffix) and folders (their .jpg, .jpeg, .png; not recursive): RGB,
 grayscale, RGBA, palette... photos of any size, fed to the model in RGB. The model runs at
@@ -55,7 +55,7 @@ from .parallel import Prefetcher, default_decoders
 from .postprocess import check_logits
 from .progress import progress
 from .rle import rle_encode, write_submission
-from .weights import BUNDLED_WEIGHTS
+from .weights import PREDICT_WEIGHTS
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ def choose_model(args):
     """(model file, backend name): --model on --backend (or its suffix), else --weights (default:
     the bundled checkpoint) on --backend, else on backend=auto's choice for --precision
     (``backends.default_backend``, which says it)."""
-    path = Path(args.model or args.weights or BUNDLED_WEIGHTS)
+    path = Path(args.model or args.weights or PREDICT_WEIGHTS)
     if not path.is_file():
         raise UserError(f"{path}: model not found" + ("" if args.model or args.weights else
                                                       " (the bundled weights; pass --weights or --model)"))
@@ -373,8 +373,8 @@ def build_parser():
     add("--output", "-o", required=True, help="folder for <stem>_mask.png (and cut-outs, dice.csv)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--weights", help=f"UNet checkpoint (.pth; exported for an ONNX backend; default: the "
-                                          f"bundled {BUNDLED_WEIGHTS.parent.name}/{BUNDLED_WEIGHTS.name}; "
-                                          f"{BUNDLED_WEIGHTS.parent.name}/unet_carvana_predict.pth is wider)")
+                                          f"bundled {PREDICT_WEIGHTS.parent.name}/{PREDICT_WEIGHTS.name}; "
+                                          f"{PREDICT_WEIGHTS.parent.name}/unet_carvana.pth is narrower and faster)")
     source.add_argument("--model", "-m", help=f"model file: {session.model_files()}")
     add("--threshold", type=probability_threshold, default=DEFAULT_THRESHOLD,
         help="car where the probability is above it; between 0 and 1")

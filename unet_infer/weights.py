@@ -1,11 +1,12 @@
-"""The checkpoint the default run uses (``BUNDLED_WEIGHTS``, shipped in weights/, made by
-scripts/train_bundled.sh) and the name every model, summary and result gives a checkpoint
+"""The checkpoints shipped in weights/, made by scripts/train_bundled.sh: the main job's
+(``BUNDLED_WEIGHTS``, width 12) and predict's (``PREDICT_WEIGHTS``, width 22), and the name every model, summary and result gives a checkpoint
 (:func:`weights_id`)."""
 
 import hashlib
 from pathlib import Path
 
 BUNDLED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "unet_carvana.pth"
+PREDICT_WEIGHTS = BUNDLED_WEIGHTS.with_name("unet_carvana_predict.pth")
 
 
 def weights_id(path):
