@@ -203,6 +203,15 @@ def test_info_json_and_measuring(four_cars, tmp_path, capsys):
     capsys.readouterr()
     assert run_cli(train_mod.main, args) == 0
     assert "up to date" in capsys.readouterr().out
+    # measured again on other folders by another command line: the record keeps how it was trained
+    record["machine"] = "the machine that trained it"
+    info.write_text(json.dumps(record))
+    assert run_cli(train_mod.main, args[:args.index("--measure-upscaled")] + args[args.index("--info-json"):-1]
+                   + ["another command"]) == 0
+    again = json.loads(info.read_text())
+    assert [m["upscaled_to"] for m in again["measured"]] == [None]
+    assert again["command"] == "scripts/train_bundled.sh data=<cars>"
+    assert again["machine"] == "the machine that trained it"
 
 
 def test_evaluate_engines_agree(four_cars):

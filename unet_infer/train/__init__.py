@@ -213,6 +213,13 @@ def main(argv=None):
     path = Path(args.info_json)
     if not path.parent.is_dir():
         raise UserError(f"{path.parent}: folder for --info-json not found")
+    if result["complete_before"]:  # nothing trained now: how and where it was trained stays the record's
+        try:
+            before = json.loads(path.read_text())
+        except (OSError, ValueError):
+            before = {}
+        if before.get("checkpoint_sha256") == info["checkpoint_sha256"]:
+            info.update({key: before[key] for key in ("command", "date", "machine") if key in before})
     atomic_write_text(path, json.dumps(info, indent=2) + "\n")
     print(f"wrote {path}")
     return 0
