@@ -3,7 +3,6 @@ layout, described by their JSON records, and accurate on freshly generated cars.
 
 import hashlib
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,10 +12,9 @@ from unet_infer.data import load_image, load_label
 from unet_infer.model import count_parameters, load_unet
 from unet_infer.postprocess import score_arrays
 from unet_infer.sample import generate
+from unet_infer.weights import BUNDLED_WEIGHTS, PREDICT_WEIGHTS
 
-ROOT = Path(__file__).resolve().parents[1]
-WEIGHTS = ROOT / "weights" / "unet_carvana.pth"
-SHIPPED = [WEIGHTS, WEIGHTS.with_name("unet_carvana_predict.pth")]
+SHIPPED = [BUNDLED_WEIGHTS, PREDICT_WEIGHTS]
 EVAL_SEED = 20261127  # the driver's evaluation sample; training used generated cars of seed 101 only
 
 
@@ -46,7 +44,7 @@ def test_the_record_describes_the_bundled_checkpoint(weights):
 
 def test_bundled_checkpoint_reaches_iou_0_97_on_generated_cars(tmp_path):
     pairs = generate(tmp_path, cars=2, seed=EVAL_SEED, views=4)  # full size, 1918 x 1280
-    model, _ = load_unet(WEIGHTS)
+    model, _ = load_unet(BUNDLED_WEIGHTS)
     x = np.stack([load_image(image, 572) for image, _ in pairs])
     with torch.inference_mode():
         logits = model(torch.from_numpy(x)).numpy()

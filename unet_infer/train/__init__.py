@@ -126,14 +126,13 @@ def parse_args(argv=None):
     return args
 
 
-def _info_is_current(path, out, measures):
-    """True when ``path`` already records measurements of this very ``out`` file."""
+def _record_of(path, out):
+    """The record at ``path`` when it describes this very ``out`` file, else {}."""
     try:
         info = json.loads(Path(path).read_text())
     except (OSError, ValueError):
-        return False
-    return (info.get("checkpoint_sha256") == file_sha256(out)
-            and info.get("measure_requests") == _requests(measures))
+        return {}
+    return info if info.get("checkpoint_sha256") == file_sha256(out) else {}
 
 
 def _requests(measures):
@@ -168,7 +167,8 @@ def main(argv=None):
             print(f"{m['folder']}{' (upscaled)' if kind == 'upscaled' else ''}: mean IoU {m['mean_iou']:.4f} "
                   f"({m['images']} images)")
         return 0
-    if result["complete_before"] and _info_is_current(args.info_json, args.out, measures):
+    before = _record_of(args.info_json, args.out) if result["complete_before"] else {}
+    if before.get("measure_requests") == _requests(measures):
         print(f"{args.info_json}: up to date")
         return 0
     measured = []
@@ -213,13 +213,8 @@ def main(argv=None):
     path = Path(args.info_json)
     if not path.parent.is_dir():
         raise UserError(f"{path.parent}: folder for --info-json not found")
-    if result["complete_before"]:  # nothing trained now: how and where it was trained stays the record's
-        try:
-            before = json.loads(path.read_text())
-        except (OSError, ValueError):
-            before = {}
-        if before.get("checkpoint_sha256") == info["checkpoint_sha256"]:
-            info.update({key: before[key] for key in ("command", "date", "machine") if key in before})
+    # nothing trained now: how and where it was trained stays the record's
+    info.update({key: before[key] for key in ("command", "date", "machine") if key in before})
     atomic_write_text(path, json.dumps(info, indent=2) + "\n")
     print(f"wrote {path}")
     return 0
