@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tiny_unet import varied_unet, skip_without_cpu_fp16
 from unet_infer.backends import backend_for_model, get_backend
 from unet_infer.backends.base import resolve_batchsize
-from unet_infer.bench.batching import files_per_batch, first_clash, output_name, plan_batches
+from unet_infer.bench.files import files_per_batch, first_clash, output_name, plan_batches
 from unet_infer.bench.runner import main
 from unet_infer.cli import UserError, run_cli
 from unet_infer.summary import REQUIRED_KEYS

@@ -1,1 +1,1 @@
-"""The ais_bench-compatible runner ``python3 -m unet_infer.bench``: batching (pure) and the run itself."""
+"""The ais_bench-compatible runner ``python3 -m unet_infer.bench``."""

@@ -32,17 +32,14 @@ log = logging.getLogger(__name__)
 
 
 def shard_bounds(n_files, n_devices, per_batch):
-    """``[(start, stop), ...]``: contiguous shards of ``n_files`` cut at multiples of ``per_batch``,
-    as even as whole batches allow (a device may get none when there are fewer batches than devices)."""
+    """``[(start, stop), ...]``: contiguous shards of ``n_files``, as even as whole batches allow."""
     n_batches = -(-n_files // per_batch)
     cuts = [min(n_files, round(i * n_batches / n_devices) * per_batch) for i in range(n_devices + 1)]
     return list(zip(cuts[:-1], cuts[1:]))
 
 
 def shard_unit(args, backend_cls):
-    """The files a shard is cut at multiples of: ``--batchsize``, else the model's own (read from the
-    model file, nothing loaded; 1 where its batch is dynamic), so that every shard but the last holds
-    whole batches."""
+    """The files a shard is cut at multiples of: ``--batchsize``, else the model file's own, else 1."""
     return args.batchsize or backend_cls.fixed_batchsize(args.model) or 1
 
 
@@ -59,8 +56,7 @@ def device_places(args, devices):
 
 
 def _run_device(args, choice, device, out_dir, summary_path, shard, label):
-    """One device's run, in its own process: ``run.bench`` on ``shard``; its printout is
-    returned (the parent prints the devices' blocks in order) with its summary and copy times."""
+    """One device's run in its own process: its summary, copy times and printout (the parent prints it)."""
     logging.basicConfig(level=logging.INFO, format=f"[%(levelname)s] {label}: %(message)s")
     set_quiet(True)  # N progress bars on one terminal would only garble each other
     timings, printed = Timings(), io.StringIO()
@@ -73,7 +69,7 @@ def _run_device(args, choice, device, out_dir, summary_path, shard, label):
 
 
 def run_devices(args, choice):
-    """Run every device of ``args.device`` at once, merge, print, write; returns the merged summary."""
+    """Run every device of ``args.device`` at once, merge, print, write; the merged summary."""
     started = time.perf_counter()
     backend_cls = choice.cls
     devices = list(args.device)
@@ -90,13 +86,12 @@ def run_devices(args, choice):
                  listing, len(devices), threads, args.threads)
     inputs = list_inputs(args.input) if args.input else None
     out_dir, merged_path, per_device = device_places(args, devices)
+    shards = [None] * len(devices)
     if inputs:
         bounds = shard_bounds(len(inputs[0]), len(devices), shard_unit(args, backend_cls))
         shards = [[files[a:b] for files in inputs] for a, b in bounds]
-    else:
-        shards = [None] * len(devices)
     jobs = []
-    for i, (device, shard, summary_path) in enumerate(zip(devices, shards, per_device)):
+    for device, shard, summary_path in zip(devices, shards, per_device):
         if shard is not None and not shard[0]:
             log.warning("device %d gets no input files (%d files, fewer batches than devices)", device,
                         len(inputs[0]))

@@ -1,27 +1,74 @@
-"""The runner's file flow: input files and folders -> batches (ais_bench's rules) and outputs -> files.
+"""The runner's file flow, by ais_bench's rules: input files and folders -> batches, outputs -> files.
 
 Inputs (``list_inputs``): each ``--input`` folder's .bin/.npy files in natural order, one folder
 per model input, or a comma list of files (and folders) for a one-input model; files per batch =
-model input bytes / the first file's bytes (must divide exactly); a short last batch is padded with copies
+model input bytes / the files' bytes (must divide exactly); a short last batch is padded with copies
 of its first file, and padded slots write nothing. Outputs: ``<stem of the input>_<k>.<bin|npy|txt>``.
 """
 
 import io
 import time
-from pathlib import Path
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path, PurePath
 
 import numpy as np
 
 from ..cli import UserError, os_error
 from ..formats import INPUT_SUFFIXES, atomic_write_bytes, list_files, read_array
-from .batching import files_per_batch, output_name
+
+OUTFMT_SUFFIX = {"BIN": "bin", "NPY": "npy", "TXT": "txt"}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One model run: ``files`` holds file indices, the slots from ``real`` on are padding."""
+
+    index: int
+    files: tuple
+    real: int
+
+    def samples(self):
+        """``(sample_id, slot)`` of the real slots: id = index * per_batch + slot."""
+        return [(self.index * len(self.files) + slot, slot) for slot in range(self.real)]
+
+
+def plan_batches(n_files, per_batch):
+    """Consecutive batches of ``per_batch`` files; a short last batch is padded with its own first file."""
+    batches = []
+    for index, start in enumerate(range(0, n_files, per_batch)):
+        real = min(per_batch, n_files - start)
+        files = tuple(range(start, start + real)) + (start,) * (per_batch - real)
+        batches.append(Batch(index, files, real))
+    return batches
+
+
+def files_per_batch(batch_nbytes, file_nbytes, path):
+    """Input files that fill one batch of the model's input; a size that does not divide is a UserError."""
+    if file_nbytes <= 0 or batch_nbytes % file_nbytes:
+        raise UserError(f"{path}: {file_nbytes} bytes, expected {batch_nbytes} bytes (one batch of the "
+                        f"model input) or an exact fraction of it")
+    return batch_nbytes // file_nbytes
+
+
+def output_name(input_path, k, outfmt):
+    """The file that output ``k`` of this input goes to."""
+    return f"{PurePath(input_path).stem}_{k}.{OUTFMT_SUFFIX[outfmt]}"
+
+
+def first_clash(paths, outfmt):
+    """The first two input paths whose outputs would share a name, or None."""
+    seen = {}
+    for path in paths:
+        name = output_name(path, 0, outfmt)
+        if name in seen:
+            return seen[name], path
+        seen[name] = path
+    return None
 
 
 def list_inputs(spec):
-    """The input files of ``--input``, one list per model input, as ais_bench takes them: comma-
-    separated folders, one per model input (each folder's .bin/.npy files in natural order), or
-    files and folders together, which feed one model input in the order given (a folder's files
-    in natural order). A missing path, a file of another type or an empty folder is a UserError."""
+    """The input files of ``--input``, one list per model input (see the module notes)."""
     parts = [part for part in str(spec).split(",") if part]
     for part in parts:
         path = Path(part)
@@ -56,10 +103,7 @@ def data_nbytes(path):
 
 
 def plan_files_per_batch(inputs, specs):
-    """Files per batch from input 0; every file must have the size that fits the model's input.
-
-    The size is checked against the model first, so a wrong-size first file is named itself
-    (not the good files after it)."""
+    """Files per batch, from the commonest size of input 0's files; a file of another size is named."""
     if len(inputs) != len(specs):
         raise UserError(f"--input gives {len(inputs)} list(s) of files; the model has {len(specs)} input(s): "
                         f"{', '.join(s.name for s in specs)} (give one folder per input, comma-separated)")
@@ -67,10 +111,7 @@ def plan_files_per_batch(inputs, specs):
     for files, spec in zip(inputs, specs):
         sizes = {path: data_nbytes(path) for path in files}
         if per_batch is None:
-            # the most common size decides; a file of another size is named as the odd one out
-            counts = {}
-            for nbytes in sizes.values():
-                counts[nbytes] = counts.get(nbytes, 0) + 1
+            counts = Counter(sizes.values())
             common = max(counts, key=lambda n: (counts[n], -n))
             first = next(p for p, n in sizes.items() if n == common)
             per_batch = files_per_batch(spec.nbytes, common, first)

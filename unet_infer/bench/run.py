@@ -1,14 +1,21 @@
-"""One run of the runner on one device: load the model, warm up, time every batch (or the pure-
-inference loop), save the outputs and the summary, print the Performance Summary (``bench``); and
-the checks of the output folder a run writes to.
+"""One run of the runner on one device (``bench``): load the model, warm up, time every batch (or the
+pure-inference loop), save the outputs and the summary, print the Performance Summary; the checks of
+the output folder it writes to; and ``--profile FILE.json``.
 
-The compute time covers only the model run; file reading and writing and the host-device copies
-(H2D, D2H) are timed apart. ``--device 0,1`` (``devices.run_devices``) runs ``bench`` once per
-device on its shard of the inputs; the CLI (``runner.main``) runs it once.
+``--profile``: per-layer times from the backend's own profiler (``Backend.can_profile``: onnxruntime's
+``enable_profiling`` trace, openvino's ``PERF_COUNT`` counters), each layer's the mean over the runs
+after the first (which initialises lazily); a backend without one is refused before the model loads.
+The file, the slowest layers first, whose first ten are printed after the Performance Summary:
+
+    {"backend", "precision", "model", "batchsize", "runs", "total_ms",
+     "layers": [{"name", "type", "ms", "percent", ...}, ...]}
+
+Profiling costs time of its own: the compute times of a profiled run are not the figures to quote.
 """
 
 import glob
 import itertools
+import json
 import logging
 import os
 import re
@@ -17,44 +24,39 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import cli
-from ..cli import UserError
+from .. import backends
+from ..cli import UserError, os_error
 from ..formats import atomic_write_text
 from ..paths import inside
 from ..progress import progress
 from ..loop import Timings, run_loop
 from ..summary import build_summary, in_flight_keys, performance_lines, stats, write_summary
 from ..workdir import run_paths
-from .batching import OUTFMT_SUFFIX, first_clash, plan_batches
-from .files import OutputWriter, file_feeds, list_inputs, plan_files_per_batch, pure_data
-from .profile import save_profile
+from .files import OUTFMT_SUFFIX, OutputWriter, file_feeds, first_clash, list_inputs, plan_batches, \
+    plan_files_per_batch, pure_data
 
 log = logging.getLogger(__name__)
 
 CV_LIMIT = 0.10  # run-to-run spread of the compute time above which the runner warns
+SHOWN = 10  # slowest layers printed
 
 
 def refuse_output_in_input(out_dir, inputs):
-    """Outputs written into an input folder would be read as inputs by the next run: refused
-    (an input named as a file is read alone, whatever lies beside it)."""
-    for folder in inputs:
-        if not Path(folder).is_dir():
-            continue
-        folder = Path(folder).resolve()
-        target = Path(out_dir).resolve()
-        if target == folder or folder in target.parents:
+    """Outputs in an input folder would be read as inputs by the next run: refused."""
+    target = Path(out_dir).resolve()
+    for folder in map(Path, inputs):
+        folder = folder.resolve()
+        if folder.is_dir() and (target == folder or folder in target.parents):
             raise UserError(f"{out_dir}: inside the input folder {folder}; write the outputs elsewhere")
 
 
 def unfinished_marker(out_dir):
-    """``{output}/.{output_dirname}.unfinished``: there from the output folder's making until the
-    run's summary is written, so that a run stopped half way (Ctrl-C) is known for the runner's own."""
+    """``{output}/.{output_dirname}.unfinished``: there from the folder's making until the summary."""
     return out_dir.parent / f".{out_dir.name}.unfinished"
 
 
 def _leftovers(out_dir, input_spec, outfmt):
-    """The files of an unfinished run in ``out_dir``, if each is an output (or a temporary file of
-    one) of these inputs in this format; None where any other file is there."""
+    """The files in ``out_dir`` if each is an output (or its temporary file) of these inputs, else None."""
     files = list(out_dir.iterdir()) if out_dir.is_dir() else []
     stems = {path.stem for path in list_inputs(input_spec)[0]} if input_spec else set()
     for path in files:
@@ -66,10 +68,8 @@ def _leftovers(out_dir, input_spec, outfmt):
 
 
 def refuse_existing_run(out_dir, summary_path, input_spec=None, outfmt="BIN"):
-    """Never mix two runs: an output folder with files in it, or an existing summary, is a UserError.
-    A run this runner left unfinished there (its marker, no summary) is replaced: its output files
-    (and a ``--device`` run's per-device summaries) are removed when they are all outputs of these
-    inputs, else it is refused like any other."""
+    """Never mix two runs: a folder with files in it, or a summary, is refused; a run this runner left
+    unfinished (its marker, no summary) of these inputs is replaced, per-device summaries included."""
     if unfinished_marker(out_dir).exists() and not summary_path.exists():
         files = _leftovers(out_dir, input_spec, outfmt)
         if files is None:
@@ -88,7 +88,7 @@ def refuse_existing_run(out_dir, summary_path, input_spec=None, outfmt="BIN"):
 
 
 def run_place(args):
-    """``(output folder, summary path)`` of a one-device run, checked; ``(None, None)`` without --output."""
+    """``(output folder, summary path)``, checked; ``(None, None)`` without --output."""
     if not args.output:
         return None, None
     dirname = args.output_dirname or time.strftime("%Y_%m_%d-%H_%M_%S")
@@ -105,13 +105,13 @@ def run_place(args):
 
 
 def make_dirs(out_dir):
-    """Make the output folder and mark it unfinished (:func:`unfinished_marker`) until the summary."""
+    """Make the output folder, marked unfinished until the summary."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(unfinished_marker(out_dir), "a run of python3 -m unet_infer.bench writes here; "
                                                      "the same command replaces it if it was stopped\n")
     except OSError as exc:
-        raise cli.os_error(out_dir, exc, "create the output folder") from None
+        raise os_error(out_dir, exc, "create the output folder") from None
 
 
 def say_left(out_dir):
@@ -123,13 +123,12 @@ def say_left(out_dir):
 
 
 def io_line(kind, tensors):
-    """``model inputs: actual_input_1 float32 8x3x572x572``: ``tensors`` are ``(name, shape, dtype)``."""
+    """``model inputs: actual_input_1 float32 8x3x572x572`` of ``(name, shape, dtype)``."""
     return f"model {kind}: " + "; ".join(f"{name} {np.dtype(dtype).name} {'x'.join(map(str, shape))}"
                                           for name, shape, dtype in tensors)
 
 
 def log_outputs(outputs):
-    """The outputs of the first batch, as they are written: output k goes to ``<stem>_<k>.<outfmt>``."""
     log.info("%s", io_line("outputs", [(f"output {k}", out.shape, out.dtype) for k, out in enumerate(outputs)]))
 
 
@@ -140,10 +139,8 @@ def more_passes(args, started, run_pass):
 
 
 def run_files(args, opened, inputs, out_dir, timings):
-    """Every batch of the input folders, ``--loop`` runs each (and with ``--time`` more passes, not
-    written); the filesinfo of what was saved. Each batch's end-to-end time of the written pass goes
-    to ``timings.e2e``: from the previous batch written to this one written (its reading, copies,
-    runs and writing), the first from its reading on."""
+    """Every batch, ``--loop`` runs each (``--time``: more passes, not written); the filesinfo. A batch's
+    end-to-end time (``timings.e2e``) runs from the previous batch written (the first: its reading) to its own."""
     backend = opened.backend
     per_batch = plan_files_per_batch(inputs, backend.inputs)
     batches = plan_batches(len(inputs[0]), per_batch)
@@ -179,8 +176,7 @@ def run_files(args, opened, inputs, out_dir, timings):
 
 
 def run_pure(args, opened, out_dir, timings):
-    """``--loop`` runs (with ``--time``, more until then) on generated data of the model's input
-    shape; nothing but the summary is saved."""
+    """``--loop`` runs (``--time``: more until then) on generated data; nothing but the summary is saved."""
     backend = opened.backend
     arrays = [pure_data(spec, args.pure_data_type, np.random.default_rng()) for spec in backend.inputs]
     opened.warm_up(arrays, args.warmup_count)
@@ -195,9 +191,42 @@ def run_pure(args, opened, out_dir, timings):
     return {}
 
 
+def check_profile_target(path, backend_cls):
+    """Before any work: the backend can profile and ``path`` is a .json file in an existing folder."""
+    backend_cls.check_profile(instead=backends.profilers())
+    path = Path(path)
+    if path.suffix.lower() != ".json" or path.is_dir():
+        raise UserError(f"--profile {path}: expected a .json file name")
+    if not path.parent.is_dir():
+        raise UserError(f"--profile {path}: folder {path.parent} not found")
+
+
+def save_profile(path, backend, model):
+    """Write the loaded backend's per-layer times to ``path``; the lines to print, the slowest layers."""
+    rows = sorted(backend.profile(), key=lambda row: -row["ms"])
+    total = sum(row["ms"] for row in rows)
+    layers = [dict(row, ms=round(row["ms"], 4), percent=round(100 * row["ms"] / total, 2) if total else 0.0)
+              for row in rows]
+    runs = backend.profiled_runs
+    document = {"backend": backend.name, "precision": backend.precision, "model": str(model),
+                "batchsize": backend.batchsize, "runs": runs, "total_ms": round(total, 4), "layers": layers}
+    try:
+        atomic_write_text(path, json.dumps(document, indent=1) + "\n")
+    except OSError as exc:
+        raise os_error(path, exc, "write the profile") from None
+    log.info("per-layer profile (%d layers) in %s", len(layers), path)
+    lines = [f"[INFO] slowest layers ({backend.name} profiler, {f'mean of {runs} run(s)' if runs else 'per run'}, "
+             f"{document['total_ms']:.3f} ms in {len(layers)} layers):"]
+    for row in layers[:SHOWN]:
+        kind = row.get("type", "")
+        if row.get("exec_type"):
+            kind = f"{kind}, {row['exec_type']}"
+        lines.append(f"[INFO]   {row['ms']:10.3f} ms  {row['percent']:5.1f}%  {row['name']} ({kind})")
+    return lines
+
+
 def spread_warning(compute_ms):
-    """The line that says the compute times vary too much run to run to quote (trtexec's coefficient
-    of variation: standard deviation / mean), or None."""
+    """The warning that the compute times vary too much to quote (trtexec's std / mean), or None."""
     if len(compute_ms) < 2 or np.mean(compute_ms) <= 0:
         return None
     cv = float(np.std(compute_ms) / np.mean(compute_ms))
@@ -209,8 +238,7 @@ def spread_warning(compute_ms):
 
 
 def bench(args, choice, device, out_dir=None, summary_path=None, inputs=None, timings=None):
-    """One run on one device of the model ``choice`` (``session.choose``): load, warm up, time, save;
-    prints the Performance Summary; returns the summary."""
+    """One run of ``choice`` (``session.choose``) on one device: load, warm up, time, save, print; the summary."""
     started = time.perf_counter()
     if inputs is None:  # a device of --device 0,1 gets its shard of the input lists
         inputs = list_inputs(args.input) if args.input else None

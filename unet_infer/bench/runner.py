@@ -22,10 +22,9 @@ from ..cli import UserError
 from ..formats import DEFAULT_SIZE
 from ..parallel import default_threads
 from ..progress import set_quiet
-from .batching import OUTFMT_SUFFIX
+from .files import OUTFMT_SUFFIX
 from .devices import run_devices
-from .profile import check_profile_target
-from .run import bench, run_place
+from .run import bench, check_profile_target, run_place
 
 AIS_BENCH_FLAGS = ("model", "input", "output", "output_dirname", "outfmt", "loop", "batchsize", "warmup_count",
                    "device", "pure_data_type", "display_all_summary")

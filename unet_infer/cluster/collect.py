@@ -4,16 +4,13 @@ taken into the run's ``scoring.Tally`` once all its images came back, in whateve
 finish. Ray Data re-runs the batches of an actor that died; a row of a batch already taken is
 dropped (and counted; one with another IoU is an error). A unit's ``extra`` names the actor, its
 process (``pid``, ``node_id``, ``restarted``: Ray replaced one that died) and, in each actor's
-first unit, its description (``meta``). The record is bound to (:func:`made_from`, with
-``journal.run_key``) the batch size, the input size, the backend, its precision and options, and
-whether the actors run on GPUs; not to the actors, their threads or the nodes, which a resumed run
-may have otherwise (a lost node's actors are gone).
+first unit, its description (``meta``).
 """
 
 import json
 from pathlib import Path
 
-from ..bench.batching import plan_batches as plan
+from ..bench.files import plan_batches as plan
 from ..cli import UserError
 from ..journal import Unit
 from ..scoring import resume
@@ -26,19 +23,13 @@ ROW_KEYS = ("name", "path", "iou", "dice", "why", "batch", "slot", "actor", "com
 
 def plan_batches(pairs, batchsize):
     """The dataset's rows: ``{"batch": k, "images": [...], "labels": [...]}``, the real slots of the
-    runner's batches (``bench.batching.plan_batches``: natural order, the last one short)."""
+    runner's batches (``bench.files.plan_batches``: natural order, the last one short)."""
     rows = []
     for batch in plan(len(pairs), batchsize):
         chunk = [pairs[i] for i in batch.files[:batch.real]]
         rows.append({"batch": batch.index, "images": [str(image) for _, image, _ in chunk],
                      "labels": [str(label) for _, _, label in chunk]})
     return rows
-
-
-def made_from(backend, precision, args, options):
-    """The options that change the scores, for ``journal.run_key``."""
-    return {"flow": "cluster", "batchsize": args.batchsize, "size": args.size, "backend": backend,
-            "precision": precision, "gpus": bool(args.gpus_per_actor), **options}
 
 
 class Recorder:
