@@ -56,9 +56,13 @@ def test_logits_to_mask_two_classes_is_argmax():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(2, 16, 16)).astype(np.float32)
     logits[:, 0, 0] = 0.5  # a tie goes to class 0, as argmax does
+    logits[:, 0, 1] = [-np.inf, np.inf]
+    logits[:, 0, 2] = [np.inf, np.inf]  # a tie
+    logits[:, 0, 3] = [0.0, np.float32(1e-45)]  # the smallest float32 above 0 still wins
+    logits[:, 0, 4] = [3e38, -3e38]
     mask = logits_to_mask(logits)
     assert np.array_equal(mask, np.argmax(logits, axis=0) == 1)
-    assert not mask[0, 0]
+    assert not mask[0, 0] and mask[0, 1] and not mask[0, 2] and mask[0, 3] and not mask[0, 4]
 
 
 @pytest.mark.parametrize("shape", [(3, 4, 4), (4,), (1, 1, 4, 4), (2, 2, 4, 4)])

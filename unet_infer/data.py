@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from .cli import UserError
-from .formats import DEFAULT_SIZE, IMAGE_SUFFIXES, list_files, natural_sorted
+from .formats import DEFAULT_SIZE, IMAGE_SUFFIXES, list_files, natural_key
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,7 @@ def mask_not_found(label, image):
 
 
 def load_label(path, size=DEFAULT_SIZE):
-    """The car mask (bool, size x size) of a label image; see the module notes for its modes.
-
-    ``size=None`` keeps the mask's own size.
-    """
+    """The car mask (bool, size x size; ``size=None``: its own) of a label image (module notes)."""
     try:
         with Image.open(path) as img:
             img.load()
@@ -94,15 +91,19 @@ def find_files(folder, suffixes, what):
     """:func:`formats.list_files`, and a warning for every other file (sub-folders pass silently)."""
     files = list_files(folder, suffixes, what)
     chosen = set(files)
-    for path in natural_sorted(Path(folder).iterdir()):
+    for path in sorted(Path(folder).iterdir(), key=natural_key):
         if path.is_file() and path not in chosen:
             log.warning("%s: not an %s file (%s), skipped", path, what, "/".join(suffixes))
     return files
 
 
-def find_images(src):
-    """Images in ``src`` (not recursive), natural order; other files are skipped with a warning."""
-    return find_files(src, IMAGE_SUFFIXES, "image")
+def find_images(folder):
+    """``{stem: image path}`` of ``folder``'s images, natural order (other files are skipped with a
+    warning); no image, or two with one stem, is a :class:`UserError`."""
+    stems = unique_stems(find_files(folder, IMAGE_SUFFIXES, "image"))
+    if not stems:
+        raise UserError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    return stems
 
 
 def unique_stems(paths):
@@ -115,20 +116,9 @@ def unique_stems(paths):
     return stems
 
 
-def missing_masks_error(missing, total):
-    """The one-line error for images without masks: the first named, the count of the others."""
-    label, image = missing[0]
-    more = f"; {len(missing) - 1} more of the {total} images have no mask" if len(missing) > 1 else ""
-    return UserError(f"{mask_not_found(label, image)}{more}; add the masks, or pass "
-                     f"labels=none to the driver to run without scoring")
-
-
 def pair_carvana(data, require_masks=True):
-    """``[(stem, image path, mask path), ...]`` for every image of ``DATA/train``, natural order.
-
-    Every image must have its mask (else a :class:`UserError` naming the first missing one);
-    with ``require_masks=False`` an image without a mask gets ``None``.
-    """
+    """``[(stem, image path, mask path), ...]`` for every image of ``DATA/train``, natural order; a
+    missing mask is a :class:`UserError` (with ``require_masks=False``: None)."""
     data = Path(data)
     if not data.is_dir():
         raise UserError(f"{data}: data folder not found (it must hold {IMAGE_DIR}/ and {MASK_DIR}/)")
@@ -139,9 +129,7 @@ def pair_carvana(data, require_masks=True):
     if require_masks and not label_dir.is_dir():
         raise UserError(f"{label_dir}: mask folder not found (the data folder must hold {IMAGE_DIR}/ "
                         f"and {MASK_DIR}/)")
-    stems = unique_stems(find_images(image_dir))
-    if not stems:
-        raise UserError(f"{image_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    stems = find_images(image_dir)
     pairs, missing = [], []
     for stem, image in stems.items():
         label = mask_path(label_dir, stem)
@@ -150,5 +138,7 @@ def pair_carvana(data, require_masks=True):
             label = None
         pairs.append((stem, image, label))
     if missing and require_masks:
-        raise missing_masks_error(missing, len(pairs))
+        more = f"; {len(missing) - 1} more of the {len(pairs)} images have no mask" if len(missing) > 1 else ""
+        raise UserError(f"{mask_not_found(*missing[0])}{more}; add the masks, or pass labels=none to the "
+                        f"driver to run without scoring")
     return pairs

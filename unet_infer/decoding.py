@@ -2,7 +2,7 @@
 cluster's decoding tasks): a worker decodes an image and its mask (``decode``: ``data.load_image``,
 ``data.load_label``, the file flow's own); the batches are the model's whole batch, a short last
 one padded with copies of its first image as the runner pads (``pack_batch``); an unreadable image
-is logged, listed and left out, the next ones filling its slot (``decoded_feeds``, ``decoded_units``).
+is logged, listed and left out, the next ones filling its slot (``decoded_units``).
 """
 
 import logging
@@ -31,17 +31,10 @@ def pack_batch(spec, images):
     return array
 
 
-def decoded_feeds(decoded, tasks, spec, timings, bad):
-    """``([array], [(path, label), ...])`` per batch from the decoder; unreadable images are logged,
-    listed in ``bad`` and left out (the next images fill their slots)."""
-    for arrays, (items, _) in decoded_units(decoded, tasks, spec, timings, bad):
-        yield arrays, items
-
-
 def decoded_units(decoded, tasks, spec, timings, bad, position=0):
-    """:func:`decoded_feeds` of ``tasks[position:]`` (what ``decoded`` decodes) with the batch's unit
-    as the tag: ``(items, (first, end, [unreadable positions]))``, the task positions first..end-1
-    it took (so a unit is well defined whatever is unreadable)."""
+    """``([batch array], (items, (first, end, [unreadable positions])))`` per batch of ``tasks[position:]``
+    (what ``decoded`` decodes): ``items`` ``[(path, label), ...]``; the unit, the task positions
+    first..end-1 it took, is well defined whatever is unreadable (logged, listed in ``bad``, left out)."""
     batchsize = spec.shape[0]
     while position < len(tasks):
         items, images, first, skipped = [], [], position, []

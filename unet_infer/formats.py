@@ -29,10 +29,6 @@ def natural_key(name):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(name))]
 
 
-def natural_sorted(names):
-    return sorted(names, key=natural_key)
-
-
 def input_nbytes(size=DEFAULT_SIZE, channels=3):
     """Bytes of one preprocessed image."""
     return channels * size * size * 4
@@ -114,4 +110,4 @@ def list_files(folder, suffixes, what="input"):
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: {what} folder not found")
-    return [p for p in natural_sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in suffixes]
+    return [p for p in sorted(folder.iterdir(), key=natural_key) if p.is_file() and p.suffix.lower() in suffixes]

@@ -3,58 +3,44 @@
 import numpy as np
 
 
-def logits_to_mask(logits):
-    """Car mask (bool, S x S) from the model's logits.
-
-    ``S x S`` or ``1 x S x S``: logit > 0, i.e. sigmoid(logit) > 0.5 (exact in real numbers;
-    float32 sigmoid rounds |logit| < 6e-8 to 0.5, which changes nothing in practice).
-    ``2 x S x S`` (milesial master): argmax over the classes is class 1, i.e. logit1 > logit0
-    (a tie goes to class 0, as ``argmax`` does). NaN logits count as background.
-    """
-    logits = np.asarray(logits)
+def car_log_odds(logits):
+    """float64 log-odds of the car class: the logit (``S x S`` or ``1 x S x S``), or logit1 - logit0
+    (``2 x S x S``, milesial master: softmax class 1 = sigmoid(l1 - l0))."""
+    logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim == 3 and logits.shape[0] == 1:
-        logits = logits[0]
-    if logits.ndim == 2:
-        return logits > 0
+        return logits[0]
     if logits.ndim == 3 and logits.shape[0] == 2:
-        return logits[1] > logits[0]
+        return logits[1] - logits[0]
+    if logits.ndim == 2:
+        return logits
     raise ValueError(f"logits of shape {logits.shape}: expected S x S, 1 x S x S or 2 x S x S")
 
 
-def _counts(pred, label):
-    """(|P and L|, |P|, |L|) of two boolean masks of one shape (non-bool: nonzero is true)."""
+def logits_to_mask(logits):
+    """Car mask (bool, S x S): log-odds > 0, i.e. sigmoid > 0.5 or class 1 wins the argmax (a tie,
+    or NaN, is background)."""
+    return car_log_odds(logits) > 0
+
+
+def iou_dice(pred, label):
+    """(|P and L| / |P or L|, 2 |P and L| / (|P| + |L|)) of two masks of one shape (non-bool: nonzero
+    is true); each 1.0 when both masks are empty."""
     pred = np.asarray(pred).astype(bool, copy=False)
     label = np.asarray(label).astype(bool, copy=False)
     if pred.shape != label.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from label shape {label.shape}")
-    return (int(np.count_nonzero(pred & label)), int(np.count_nonzero(pred)),
-            int(np.count_nonzero(label)))
-
-
-def _iou(both, n_pred, n_label):
-    union = n_pred + n_label - both
-    return both / union if union else 1.0
-
-
-def _dice(both, n_pred, n_label):
-    total = n_pred + n_label
-    return 2.0 * both / total if total else 1.0
+    both = int(np.count_nonzero(pred & label))
+    total = int(np.count_nonzero(pred)) + int(np.count_nonzero(label))
+    union = total - both
+    return (both / union if union else 1.0), (2.0 * both / total if total else 1.0)
 
 
 def iou(pred, label):
-    """|P and L| / |P or L|; 1.0 when both masks are empty."""
-    return _iou(*_counts(pred, label))
+    return iou_dice(pred, label)[0]
 
 
 def dice(pred, label):
-    """2 |P and L| / (|P| + |L|); 1.0 when both masks are empty."""
-    return _dice(*_counts(pred, label))
-
-
-def iou_dice(pred, label):
-    """``(iou(pred, label), dice(pred, label))`` from one pass over the masks."""
-    counts = _counts(pred, label)
-    return _iou(*counts), _dice(*counts)
+    return iou_dice(pred, label)[1]
 
 
 def relative_error(actual, reference):

@@ -46,11 +46,11 @@ from PIL import Image
 
 from . import backends, cli, session
 from .cli import UserError, os_error
-from .data import DECODE_ERRORS, find_images, mask_not_found, mask_path, image_to_array, load_label, unique_stems
-from .formats import atomic_path, atomic_write_text
-from .decoding import decoded_feeds
+from .data import DECODE_ERRORS, find_files, mask_not_found, mask_path, image_to_array, load_label, unique_stems
+from .formats import IMAGE_SUFFIXES, atomic_path, atomic_write_text
+from .decoding import decoded_units
 from .loop import FlipAveraged, Timings, run_loop
-from .metrics import dice
+from .metrics import car_log_odds, dice
 from .parallel import Prefetcher, default_decoders
 from .postprocess import check_logits
 from .progress import progress
@@ -65,18 +65,6 @@ CUTOUT_LEVEL = 3  # zlib level of the RGBA cut-outs: at 1918 x 1280, 2.5x faster
 MASK_NAME, CUTOUT_NAME, DICE_NAME = "{}_mask.png", "{}_cutout.png", "dice.csv"
 
 # ---- the maths: pure functions ----
-
-
-def car_log_odds(logits):
-    """float64 log-odds of the car class: the logit (``S x S`` or ``1 x S x S``), or logit1 - logit0."""
-    logits = np.asarray(logits, dtype=np.float64)
-    if logits.ndim == 3 and logits.shape[0] == 1:
-        return logits[0]
-    if logits.ndim == 3 and logits.shape[0] == 2:
-        return logits[1] - logits[0]  # softmax class 1 = sigmoid(l1 - l0)
-    if logits.ndim == 2:
-        return logits
-    raise ValueError(f"logits of shape {logits.shape}: expected S x S, 1 x S x S or 2 x S x S")
 
 
 def probabilities(logits):
@@ -133,7 +121,7 @@ def gather_inputs(inputs):
         path = Path(item)
         if not path.exists():
             raise UserError(f"{path}: no such file or folder")
-        found = find_images(path) if path.is_dir() else [path]
+        found = find_files(path, IMAGE_SUFFIXES, "image") if path.is_dir() else [path]
         for photo in found:
             photos.setdefault(photo.resolve(), photo)
     if not photos:
@@ -285,56 +273,50 @@ def predict(args):
     check_outputs(args, photos)
     labels = find_labels(args.labels, photos) if args.labels else {}
     model_path, name = choose_model(args)
-    with tempfile.TemporaryDirectory(prefix="unet_predict.") as folder:  # an ONNX export of the checkpoint
-        return segment(args, photos, labels, model_path, name, folder, started)
-
-
-def segment(args, photos, labels, model_path, name, folder, started):
-    """:func:`predict` once its inputs are checked: the model (exported into ``folder`` where the
-    backend ``name`` runs ONNX models and ``model_path`` is a checkpoint) run over the photos."""
     choice = session.choose(args, "predict", model=model_path, name=name)
     model = model_path
-    if not args.model and choice.cls.source != "pth":  # a backend of ONNX models: the checkpoint exported
-        if args.precision in choice.cls.quantized:
-            raise UserError(f"--precision {args.precision}: the {name} backend runs it from a quantised model, not "
-                            f"from a checkpoint; pass one with --model (scripts/run_all.sh "
-                            f"precision={args.precision} makes {choice.cls.quantized_name})")
-        model = Path(folder) / f"{model_path.stem}.onnx"
-        choice = dataclasses.replace(choice, model=str(model))
-        from .export import pth_to_onnx
-        exporting = time.perf_counter()
-        pth_to_onnx(model_path, model, size=args.size)
-        log.info("%s exported to ONNX for %s in %.1f s", model_path, name, time.perf_counter() - exporting)
-    batchsize = batch_to_ask(choice.cls, model, args.batchsize, len(photos))
-    try:
-        Path(args.output).mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise os_error(args.output, exc, "create the output folder") from None
-    tasks = [(str(p), args.size, args.cutout, str(labels[p]) if labels else None) for p in photos]
-    workers = min(args.workers or default_decoders(), len(tasks))
-    log.info("%d photo(s), %s on %s, %d decoding process(es)", len(tasks), model_path, name, workers)
-    bad = []
-    with Prefetcher(decode, tasks, workers, ahead=session.prefetch_depth(batchsize, workers)) as decoded:
-        writer = None
-        with choice.open(batchsize=batchsize, device=args.device[0], threads=args.threads, size=args.size,
-                         image_size=args.size, flow="predict") as opened:
+    with tempfile.TemporaryDirectory(prefix="unet_predict.") as folder:
+        if not args.model and choice.cls.source != "pth":  # a backend of ONNX models: the checkpoint exported
+            if args.precision in choice.cls.quantized:
+                raise UserError(f"--precision {args.precision}: the {name} backend runs it from a quantised model, "
+                                f"not from a checkpoint; pass one with --model (scripts/run_all.sh "
+                                f"precision={args.precision} makes {choice.cls.quantized_name})")
+            model = Path(folder) / f"{model_path.stem}.onnx"
+            choice = dataclasses.replace(choice, model=str(model))
+            from .export import pth_to_onnx
+            exporting = time.perf_counter()
+            pth_to_onnx(model_path, model, size=args.size)
+            log.info("%s exported to ONNX for %s in %.1f s", model_path, name, time.perf_counter() - exporting)
+        batchsize = batch_to_ask(choice.cls, model, args.batchsize, len(photos))
+        try:
+            Path(args.output).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise os_error(args.output, exc, "create the output folder") from None
+        tasks = [(str(p), args.size, args.cutout, str(labels[p]) if labels else None) for p in photos]
+        workers = min(args.workers or default_decoders(), len(tasks))
+        log.info("%d photo(s), %s on %s, %d decoding process(es)", len(tasks), model_path, name, workers)
+        bad = []
+        with (Prefetcher(decode, tasks, workers, ahead=session.prefetch_depth(batchsize, workers)) as decoded,
+              choice.open(batchsize=batchsize, device=args.device[0], threads=args.threads, size=args.size,
+                          image_size=args.size, flow="predict") as opened):
+            decoded.ahead = opened.prefetch_depth(workers)
+            writer = Writer(args.output, args.threshold, opened.batchsize, args.size, args.cutout, bool(args.rle))
+            backend = FlipAveraged(opened.backend) if args.tta else opened.backend
+            spec = opened.backend.inputs[0]
             try:
-                decoded.ahead = opened.prefetch_depth(workers)
-                writer = Writer(args.output, args.threshold, opened.batchsize, args.size, args.cutout, bool(args.rle))
-                backend = FlipAveraged(opened.backend) if args.tta else opened.backend
                 with progress(total=len(tasks), desc="predict", unit="img") as bar:
-                    run_loop(backend, decoded_feeds(decoded, tasks, opened.backend.inputs[0], Timings(), bad),
+                    run_loop(backend, ((arrays, items) for arrays, (items, _) in
+                                       decoded_units(decoded, tasks, spec, Timings(), bad)),
                              lambda items, outputs: (writer(items, outputs), bar.update(len(items))), Timings())
                     writer.flush()
             finally:
-                if writer:
-                    writer.close()
-        ran = (f"{model_path.name} on {name} {opened.backend.precision}, batch {opened.batchsize}"
-               + (", flip TTA" if args.tta else ""))
+                writer.close()
+    ran = (f"{model_path.name} on {name} {opened.backend.precision}, batch {opened.batchsize}"
+           + (", flip TTA" if args.tta else ""))
     return finish(args, writer, bad, len(tasks), time.perf_counter() - started, ran)
 
 
-def finish(args, writer, bad, total, seconds, ran=""):
+def finish(args, writer, bad, total, seconds, ran):
     """Write the submission and dice.csv, print the summary lines; bad photos end in one error line."""
     mean_dice = None
     if writer.written:
@@ -346,7 +328,7 @@ def finish(args, writer, bad, total, seconds, ran=""):
             atomic_write_text(Path(args.output) / DICE_NAME, dice_text(writer.dices))  # OSError: run_cli
         what = "masks and cut-outs" if args.cutout else "masks"
         print(f"predict: {writer.written} of {total} photos, {what} in {args.output} "
-              f"({ran + '; ' if ran else ''}{seconds:.1f} s, {seconds / writer.written:.2f} s per photo)", flush=True)
+              f"({ran}; {seconds:.1f} s, {seconds / writer.written:.2f} s per photo)", flush=True)
         if mean_dice is not None:
             print(f"Dice: {mean_dice:.6f} (mean over {len(writer.dices)} photos at their own resolution, "
                   f"the competition's metric)", flush=True)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from . import cli
 from .cli import UserError, os_error
-from .data import find_images, try_load_image, unique_stems
-from .formats import DEFAULT_SIZE, IMAGE_SUFFIXES, natural_sorted, write_bin
+from .data import find_images, try_load_image
+from .formats import DEFAULT_SIZE, natural_key, write_bin
 from .parallel import parallel_map
 from .progress import set_quiet
 
@@ -40,36 +40,25 @@ def _convert_one(task):
     return src, None
 
 
-def plan_folder(src, dst):
-    """``{target .bin path: image path}`` for every image of ``src``; an output that would land in
-    the source folder, or two images with one name, is a :class:`UserError`."""
+def preprocess_folder(src, dst, size=DEFAULT_SIZE, workers=None):
+    """Convert every image in ``src`` to ``dst/<stem>.bin`` over a process pool; return
+    ``(n_written, bad_files)``: those that could not be decoded (each also named in a warning)."""
     src, dst = Path(src), Path(dst)
-    stems = unique_stems(find_images(src))
-    if not stems:
-        raise UserError(f"{src}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    stems = find_images(src)
     if dst.resolve() == src.resolve():
         raise UserError(f"{dst}: the output folder must not be the image folder (the .bin files would mix "
                         f"with the images)")
-    return {dst / f"{stem}.bin": path for stem, path in stems.items()}
-
-
-def preprocess_folder(src, dst, size=DEFAULT_SIZE, workers=None):
-    """Convert every image in ``src`` to ``dst/<stem>.bin`` over a process pool; return
-    ``(n_written, bad_files)``: the files that could not be decoded (each also named in a warning).
-    Nothing in ``dst`` is deleted, and nothing but ``<stem>.bin`` is written there."""
-    targets = plan_folder(src, dst)
-    dst = Path(dst)
     try:
         dst.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise os_error(dst, exc, "create the output folder") from None
-    tasks = [(str(path), str(target), size) for target, path in targets.items()]
+    tasks = [(str(path), str(dst / f"{stem}.bin"), size) for stem, path in stems.items()]
     bad = []
     for source, why in parallel_map(_convert_one, tasks, workers, desc="preprocess", unit="img"):
         if why is not None:
             log.warning("%s: cannot read the image (%s)", source, why)
             bad.append(source)
-    return len(tasks) - len(bad), natural_sorted(bad)
+    return len(tasks) - len(bad), sorted(bad, key=natural_key)
 
 
 def add_size_and_workers(parser, size_help):
