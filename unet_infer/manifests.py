@@ -108,41 +108,32 @@ def _data(folder):
     """The path of a Carvana-format folder of the data (``data.IMAGE_DIR`` or ``MASK_DIR``)."""
     def path(w, v):
         from . import data  # only here: it imports Pillow, and the driver's check stays quick
-        return Path(_value(v, "data")) / getattr(data, folder)
+        return Path(v["data"]) / getattr(data, folder)
     return path
 
 
 def _cls(v):
-    return backends.get_backend(_value(v, "backend"))
+    return backends.get_backend(v["backend"])
 
 
-def _bs(v):
-    return int(_value(v, "bs"))
-
-
-# a stage's paths by name: from the work folder (``w``, a Workdir) and the values (``v``)
+# a stage's paths by name: from the work folder (``w``, a Workdir) and the values (``v``; a missing
+# one is a KeyError, which made_from reports)
 PATHS = {
     "sample": lambda w, v: w.sample,
     "images": _data("IMAGE_DIR"),
     "masks": _data("MASK_DIR"),
-    "calib": lambda w, v: Path(_value(v, "calib")),
+    "calib": lambda w, v: Path(v["calib"]),
     "prep": lambda w, v: w.prep,
     "onnx": lambda w, v: w.onnx,
     "simplified": lambda w, v: w.simplified,
     "quantized": lambda w, v: w.quantized(_cls(v)),
-    "compile_from": lambda w, v: w.model_source(_cls(v), _value(v, "precision")),
-    "model": lambda w, v: w.model(_cls(v), _value(v, "precision"), _bs(v), _value(v, "weights")),
-    "outputs": lambda w, v: w.outputs(_bs(v)),
-    "summary": lambda w, v: w.summary(_bs(v)),
-    "perf_summary": lambda w, v: w.perf_summary(_bs(v)),
-    "result_txt": lambda w, v: w.result_txt(_bs(v)),
+    "compile_from": lambda w, v: w.model_source(_cls(v), v["precision"]),
+    "model": lambda w, v: w.model(_cls(v), v["precision"], int(v["bs"]), v["weights"]),
+    "outputs": lambda w, v: w.outputs(int(v["bs"])),
+    "summary": lambda w, v: w.summary(int(v["bs"])),
+    "perf_summary": lambda w, v: w.perf_summary(int(v["bs"])),
+    "result_txt": lambda w, v: w.result_txt(int(v["bs"])),
 }
-
-
-def _value(values, key):
-    if key not in values:
-        raise UserError(f"the stage needs the value {key}= (--value {key}=...)")
-    return values[key]
 
 
 @dataclass(frozen=True)
@@ -195,9 +186,8 @@ def made_from(name, work, values):
         from .quantize import recipe_options
         options.update({key: str(value) for key, value in recipe_options().items()})
     try:
-        record_name = stage.record.format(**values, run_=w.prefix)
+        return Made(stage.record.format(**values, run_=w.prefix), tuple(PATHS[p](w, values) for p in stage.inputs),
+                    tuple(PATHS[p](w, values) for p in stage.outputs), values["weights"] if stage.weights else None,
+                    options)
     except KeyError as exc:
         raise UserError(f"stage {name} needs the value {exc.args[0]}= (--value {exc.args[0]}=...)") from None
-    return Made(record_name, tuple(PATHS[p](w, values) for p in stage.inputs),
-                tuple(PATHS[p](w, values) for p in stage.outputs),
-                _value(values, "weights") if stage.weights else None, options)

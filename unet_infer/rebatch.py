@@ -181,19 +181,11 @@ def ov_pinning_op(model, batchsize):
 
 
 def ov_rebatched(model, batchsize, source, tolerance, reshape, compile_model):
-    """Reshape ``model`` (batch pinned to 1) to ``batchsize`` with ``reshape(model, batch)``; its
+    """Reshape the ov.Model ``model`` (batch pinned to 1) to ``batchsize`` with ``reshape(model, batch)``,
+    an ONNX source's graph checked first (a graph that keeps the batch 1 is a UserError); its
     :class:`BatchCheck` against a copy of the batch-1 model, ``compile_model(reshape(copy, 1))``.
     """
     original = model.clone()
-    ov_rebatch(model, batchsize, source, reshape)
-    return BatchCheck(source, batchsize, tolerance, lambda: compile_model(reshape(original, 1)), lambda ref, arrays: (
-        list(ref.create_infer_request().infer(list(arrays)).to_tuple())))
-
-
-def ov_rebatch(model, batchsize, source, reshape):
-    """Reshape the ov.Model ``model`` (batch pinned to 1) with ``reshape(model, batchsize)``, an ONNX
-    source's graph checked first; a graph that keeps the batch 1 is a UserError.
-    """
     if Path(source).suffix.lower() == ".onnx":
         from .onnxfile import load_onnx
         rebatch_onnx(load_onnx(source, weights=False), batchsize, source)
@@ -209,23 +201,18 @@ def ov_rebatch(model, batchsize, source, reshape):
         shape = port.get_partial_shape()
         if shape.rank.is_dynamic or not shape[0].is_static or shape[0].get_length() != batchsize:
             raise cannot(source, batchsize, f"output {port.any_name} has shape {shape}")
-    return model
+    return BatchCheck(source, batchsize, tolerance, lambda: compile_model(reshape(original, 1)), lambda ref, arrays: (
+        list(ref.create_infer_request().infer(list(arrays)).to_tuple())))
 
 
 # ---- the numeric check ----
 
 class BatchCheck:
     """The re-batched model's outputs on N different inputs against the batch-1 model's on the first
-    and the last of them: ``run(make(), arrays)``, the reference made when first needed."""
+    and the last of them: ``run(make(), arrays)``."""
 
     def __init__(self, source, batchsize, tolerance, make, run):
         self.source, self.batchsize, self.tolerance, self.make, self.run = source, batchsize, tolerance, make, run
-        self.reference = None
-
-    def run_one(self, arrays):
-        if self.reference is None:
-            self.reference = self.make()
-        return self.run(self.reference, arrays)
 
     def inputs(self, specs):
         """One array per ``(shape, dtype)``: different uniform [0, 1) samples along axis 0 (0/1 for integers)."""
@@ -235,9 +222,9 @@ class BatchCheck:
 
     def verify(self, inputs, outputs):
         """Raise a UserError unless every output agrees; log the one line that says what was done."""
-        worst = 0.0
+        worst, reference = 0.0, self.make()
         for i in sorted({0, self.batchsize - 1}):
-            want = self.run_one([np.ascontiguousarray(a[i:i + 1]) for a in inputs])
+            want = self.run(reference, [np.ascontiguousarray(a[i:i + 1]) for a in inputs])
             for k, (got, ref) in enumerate(zip(outputs, want)):
                 got, ref = np.asarray(got, np.float64)[i:i + 1], np.asarray(ref, np.float64)
                 if got.shape != ref.shape:

@@ -108,18 +108,14 @@ def model_keys(backend, model_path, device=0, mode=None):
 
 
 def stats(times_ms):
-    """ais_bench's statistics block for a list of times in milliseconds (plus p90 and p95)."""
+    """ais_bench's statistics block for a list of times in milliseconds (plus p90 and p95; zeros for none)."""
     arr = np.asarray(list(times_ms), dtype=np.float64)
-    if arr.size == 0:
-        block = {"min": 0.0, "max": 0.0, "mean": 0.0, "median": 0.0, "percentile(99%)": 0.0, "count": 0}
-        block.update({"percentile(90%)": 0.0, "percentile(95%)": 0.0})
-        return block
-    block = {"min": float(arr.min()), "max": float(arr.max()), "mean": float(arr.mean()),
-             "median": float(np.median(arr)), "percentile(99%)": float(np.percentile(arr, 99)),
-             "count": int(arr.size)}
-    block.update({"percentile(90%)": float(np.percentile(arr, 90)),
-                  "percentile(95%)": float(np.percentile(arr, 95))})
-    return block
+    count = arr.size
+    if not count:
+        arr = np.zeros(1)
+    p99, p90, p95 = np.percentile(arr, [99, 90, 95])
+    return {"min": float(arr.min()), "max": float(arr.max()), "mean": float(arr.mean()), "median": float(np.median(arr)),
+            "percentile(99%)": float(p99), "count": count, "percentile(90%)": float(p90), "percentile(95%)": float(p95)}
 
 
 def build_summary(filesinfo, args, compute_times_ms, h2d_ms, d2h_ms, batchsize, pid, extra=None):
@@ -211,11 +207,32 @@ def read_summary(path):
     return data
 
 
-# ---- accessors: what a run was, as its summary records it -----------------------------------
+# ---- accessors: what a run was, as its summary records it (None: not recorded) ---------------
 
-def _text(summary, key):
-    value = summary.get(key)
-    return value if isinstance(value, str) and value else None
+def _text(key):
+    """The accessor of a text key (None where absent or empty: a summary of another tool)."""
+    def value(summary):
+        found = summary.get(key)
+        return found if isinstance(found, str) and found else None
+    return value
+
+
+def _number(key):
+    """The accessor of a numeric key, as a float."""
+    def value(summary):
+        found = summary.get(key)
+        return float(found) if isinstance(found, (int, float)) else None
+    return value
+
+
+backend = _text("backend")
+precision = _text("precision")  # as the runner found it
+machine = _text("machine")
+model = _text("model")
+weights = _text("weights")  # "<name> sha256:<16 hex>"
+wall_s = _number("wall_s")
+summary_throughput = _number("summary_throughput")  # a merged summary's: the sum of its parts' throughputs
+wall_throughput = _number("wall_throughput")  # real images per second of wall time over the whole run
 
 
 def throughput(summary):
@@ -237,30 +254,6 @@ def percentile_ms(summary, p):
     return float(value) if isinstance(value, (int, float)) else None
 
 
-def backend(summary):
-    """The backend a run used (None for a summary of another tool)."""
-    return _text(summary, "backend")
-
-
-def precision(summary):
-    """The precision the model computed in, as the runner found it (None when not recorded)."""
-    return _text(summary, "precision")
-
-
-def machine(summary):
-    return _text(summary, "machine")
-
-
-def model(summary):
-    """The model file a run loaded (None when not recorded)."""
-    return _text(summary, "model")
-
-
-def weights(summary):
-    """The checkpoint the run's model was made from, ``"<name> sha256:<16 hex>"`` (None when unknown)."""
-    return _text(summary, "weights")
-
-
 def batchsize(summary):
     value = summary.get("batchsize")
     if isinstance(value, int) and value > 0:
@@ -268,11 +261,6 @@ def batchsize(summary):
     args = summary.get("args")
     value = args.get("batchsize") if isinstance(args, dict) else None
     return value if isinstance(value, int) and value > 0 else None
-
-
-def wall_s(summary):
-    value = summary.get("wall_s")
-    return float(value) if isinstance(value, (int, float)) else None
 
 
 def timed_runs(summary):
@@ -294,18 +282,6 @@ def device_summaries(summary):
     """The parts of a merged summary (one per device or actor), ``[]`` for a single-device run."""
     value = summary.get("devices")
     return [part for part in value if isinstance(part, dict)] if isinstance(value, list) else []
-
-
-def summary_throughput(summary):
-    """ais_bench's "summary throughput" of a merged summary: the sum of its parts' throughputs."""
-    value = summary.get("summary_throughput")
-    return float(value) if isinstance(value, (int, float)) else None
-
-
-def wall_throughput(summary):
-    """Real images per second of wall time over the whole run (None when not recorded)."""
-    value = summary.get("wall_throughput")
-    return float(value) if isinstance(value, (int, float)) else None
 
 
 # ---- the printout ------------------------------------------------------------------------------
@@ -334,22 +310,21 @@ def performance_lines(summary, display_all=False):
     if isinstance(summary.get("e2e_latency"), dict) and summary["e2e_latency"].get("count"):
         lines.append(_stat_line("e2e_latency", summary["e2e_latency"]) + " (per batch: reading, copies and "
                      "writing included)")
-    if nireq_throughput(summary):
-        requests, rate = nireq_throughput(summary)
-        lines.append(f"[INFO] throughput with {requests} requests in flight (wall clock, "
-                     f"{summary['nireq_loop_ms'] / 1000:.3f} s): {rate}")
+    if isinstance(summary.get("nireq_throughput"), (int, float)) and isinstance(summary.get("nireq"), int):
+        lines.append(f"[INFO] throughput with {summary['nireq']} requests in flight (wall clock, "
+                     f"{summary['nireq_loop_ms'] / 1000:.3f} s): {float(summary['nireq_throughput'])}")
     lines.append("[INFO] ------------------------------------------------------")
     return lines
 
 
-def merged_lines(summary, display_all=False, blocks=True):
+def merged_lines(summary, blocks=True):
     """A merged run's printout: each part's Performance Summary (as ais_bench prints one per device;
     ``blocks=False``: left out), ais_bench's per-device throughput lines and ``summary throughput``,
     then the wall-clock rate."""
     lines = []
     parts = device_summaries(summary)
     for part in parts if blocks else []:
-        lines += performance_lines(part, display_all)
+        lines += performance_lines(part)
     for i, part in enumerate(parts):
         lines.append(f"i:{i} {part.get('device_label', f'device_{i}')} throughput:{part['throughput']}")
     lines.append(f"[INFO] summary throughput:{summary_throughput(summary)}")
@@ -357,11 +332,3 @@ def merged_lines(summary, display_all=False, blocks=True):
         lines.append(f"[INFO] wall-clock throughput: {image_count(summary)} images / {wall_s(summary):.3f} s = "
                      f"{wall_throughput(summary):.3f} images/s ({len(parts)} device(s) or actor(s), whole run)")
     return lines
-
-
-def nireq_throughput(summary):
-    """``(N, images/s)`` of a throughput-mode run with N requests in flight (wall clock); None for others."""
-    value, requests = summary.get("nireq_throughput"), summary.get("nireq")
-    if isinstance(value, (int, float)) and isinstance(requests, int):
-        return requests, float(value)
-    return None

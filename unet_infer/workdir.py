@@ -52,25 +52,17 @@ class Workdir:
         self.root = Path(root)
         self.run = run
         self.prefix = f"{run}_" if run else ""
+        self.sample = self.root / SAMPLE
+        self.prep = self.root / PREP
+        self.onnx = self.root / ONNX
+        self.simplified = self.root / SIMPLIFIED
+        self.results = self.root / RESULT_DIR
+        self.report = self.root / REPORT
+        self.stages = self.root / STAGES
+        self.lock = self.root / LOCK  # held (flock) by the run in progress: one run at a time per work folder
 
     def __truediv__(self, name):
         return self.root / name
-
-    @property
-    def sample(self):
-        return self.root / SAMPLE
-
-    @property
-    def prep(self):
-        return self.root / PREP
-
-    @property
-    def onnx(self):
-        return self.root / ONNX
-
-    @property
-    def simplified(self):
-        return self.root / SIMPLIFIED
 
     def quantized(self, backend_cls):
         """The backend's dynamic-batch quantised model, e.g. UNet_int8.onnx."""
@@ -84,10 +76,6 @@ class Workdir:
     def model_source(self, backend_cls, precision):
         """What the batch-size models are compiled from: the quantised or the simplified model."""
         return self.quantized(backend_cls) if precision in backend_cls.quantized else self.simplified
-
-    @property
-    def results(self):
-        return self.root / RESULT_DIR
 
     def run_name(self, batchsize):
         """The scored run's name: its outputs' folder under ``result/`` (the runner's --output_dirname)."""
@@ -128,16 +116,3 @@ class Workdir:
             if match and path.is_file():
                 found.append((match.group(1) or "", int(match.group(2))))
         return sorted(found)
-
-    @property
-    def report(self):
-        return self.root / REPORT
-
-    @property
-    def stages(self):
-        return self.root / STAGES
-
-    @property
-    def lock(self):
-        """Held (flock) by the run in progress: one run at a time per work folder."""
-        return self.root / LOCK
