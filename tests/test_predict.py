@@ -21,8 +21,7 @@ from unet_infer.export import pth_to_onnx
 from unet_infer.metrics import dice, logits_to_mask
 from unet_infer.model import UNet
 from unet_infer.predict import (PREDICT_WEIGHTS, cutout, mask_at, main, probabilities, resize_probabilities,
-                                threshold_logit)
-from unet_infer.rle import rle_encode, submission_text, write_submission
+                                rle_encode, submission_text, threshold_logit)
 from unet_infer.sample import generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,7 +68,8 @@ def test_rle_is_one_based_row_by_row_and_empty_or_full():
 
 def test_submission_csv_round_trip(tmp_path):
     rows = [("0004d4463b50_01.jpg", "1 3 10 2"), ("empty.png", ""), ("a,b.jpg", "2 1")]
-    path = write_submission(tmp_path / "sub.csv", rows)
+    path = tmp_path / "sub.csv"
+    path.write_text(submission_text(rows))
     assert path.read_text().startswith("img,rle_mask\n0004d4463b50_01.jpg,1 3 10 2\nempty.png,\n")
     assert read_submission(path) == rows
     assert submission_text([]) == "img,rle_mask\n"

@@ -18,6 +18,11 @@ def test_plain_lines_when_stderr_is_not_a_terminal(capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert err and err[-1].startswith("work: 5/5")  # the closing line, once
     assert len([line for line in err if line.startswith("work: 5/5")]) == 1
+    with progress_mod.progress(total=2, desc="steps") as bar:  # counted by hand, with tqdm's postfix
+        bar.set_postfix_str("loss=0.5")
+        bar.update(2)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("steps: 2/2 (") and err[0].endswith(" loss=0.5")
 
 
 def test_tqdm_on_a_terminal(monkeypatch):

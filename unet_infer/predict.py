@@ -32,7 +32,9 @@ every photo) dice.csv (img,dice and a mean row) and the mean Dice on stdout. An 
 skipped; the others are written, and the run ends with one error line naming it (exit status 2).
 """
 
+import csv
 import dataclasses
+import io
 import logging
 import math
 import tempfile
@@ -54,7 +56,6 @@ from .metrics import car_log_odds, dice
 from .parallel import Prefetcher, default_decoders
 from .postprocess import check_logits
 from .progress import progress
-from .rle import rle_encode, write_submission
 from .weights import PREDICT_WEIGHTS
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,25 @@ def cutout(pixels, mask):
     """RGBA uint8 H x W x 4: the photo's RGB pixels, alpha 255 on the car and 0 elsewhere."""
     alpha = np.where(mask, 255, 0).astype(np.uint8)
     return np.dstack([np.asarray(pixels, dtype=np.uint8), alpha])
+
+
+def rle_encode(mask):
+    """Carvana's RLE of a mask (nonzero is car): ``start length`` for every run of car pixels of the
+    mask flattened row by row, starts 1-based, space-separated; "" for an empty mask."""
+    flat = np.asarray(mask).astype(bool, copy=False).reshape(-1)
+    padded = np.concatenate([[False], flat, [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1]) + 1  # 1-based: run starts, then one past each run
+    edges[1::2] -= edges[0::2]  # ends -> lengths
+    return " ".join(map(str, edges.tolist()))
+
+
+def submission_text(rows):
+    """The --rle CSV: ``img,rle_mask``, then a row per (file name with its extension, RLE) pair."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(("img", "rle_mask"))
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def dice_text(rows):
@@ -321,7 +341,11 @@ def finish(args, writer, bad, total, seconds, ran):
     mean_dice = None
     if writer.written:
         if args.rle:
-            write_submission(args.rle, writer.rows)
+            try:
+                Path(args.rle).parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(args.rle, submission_text(writer.rows))
+            except OSError as exc:
+                raise os_error(args.rle, exc) from None
             log.info("wrote %s (%d rows)", args.rle, len(writer.rows))
         if writer.dices:
             mean_dice = float(np.mean([value for _, value in writer.dices]))

@@ -24,17 +24,13 @@ def is_quiet():
 
 
 class _PlainProgress:
-    """A minimal tqdm stand-in that logs ``desc: n/total`` lines at most every ``interval`` s."""
+    """The part of tqdm the package uses, as ``desc: n/total (t s)`` lines on stderr: at most one
+    every 10 s, and one at the end."""
 
-    def __init__(self, iterable=None, total=None, desc="", interval=10.0, stream=None):
-        self.iterable = iterable
+    def __init__(self, iterable=None, total=None, desc=""):
+        self.iterable, self.desc, self.n, self.postfix, self._printed = iterable, desc, 0, "", None
         self.total = total if total is not None else (len(iterable) if hasattr(iterable, "__len__") else None)
-        self.desc = desc
-        self.n = 0
-        self.interval = interval
-        self.stream = stream or sys.stderr
         self._start = self._last = time.monotonic()
-        self.postfix = ""
 
     def __iter__(self):
         for item in self.iterable:
@@ -48,43 +44,29 @@ class _PlainProgress:
     def __exit__(self, *exc):
         self.close()
 
-    def set_postfix_str(self, text, refresh=True):
+    def set_postfix_str(self, text):
         self.postfix = text
-
-    def _line(self):
-        total = f"/{self.total}" if self.total is not None else ""
-        elapsed = time.monotonic() - self._start
-        extra = f" {self.postfix}" if self.postfix else ""
-        return f"{self.desc}: {self.n}{total} ({elapsed:.1f} s){extra}"
 
     def update(self, n=1):
         self.n += n
-        now = time.monotonic()
-        if now - self._last >= self.interval:
+        if time.monotonic() - self._last >= 10.0:
             self._print()
 
     def _print(self):
-        self._last = time.monotonic()
-        self._printed = self.n
-        print(self._line(), file=self.stream, flush=True)
+        self._last, self._printed = time.monotonic(), self.n
+        total = f"/{self.total}" if self.total is not None else ""
+        extra = f" {self.postfix}" if self.postfix else ""
+        print(f"{self.desc}: {self.n}{total} ({self._last - self._start:.1f} s){extra}", file=sys.stderr, flush=True)
 
     def close(self):
-        if self.n and self.n != getattr(self, "_printed", None):
+        if self.n and self.n != self._printed:
             self._print()
-
-
-class _Silent(_PlainProgress):
-    def update(self, n=1):
-        self.n += n
-
-    def close(self):
-        pass
 
 
 def progress(iterable=None, total=None, desc="", unit="it"):
     """Wrap ``iterable`` (or count ``total`` manual updates) with the right kind of progress display."""
     if is_quiet():
-        return _Silent(iterable, total=total, desc=desc)
+        return tqdm(iterable, total=total, disable=True)
     if sys.stderr.isatty():
         return tqdm(iterable, total=total, desc=desc, unit=unit, dynamic_ncols=True)
     return _PlainProgress(iterable, total=total, desc=desc)
