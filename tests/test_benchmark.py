@@ -24,8 +24,7 @@ from unet_infer.speed import configs as cfg
 from unet_infer.speed.markdown import (COLUMNS, HEADER, TITLE, merge_section, render_section,
                                            section_heading, split_sections)
 from unet_infer.speed.models import make_random_weights, model_workdir, prepare_models
-from unet_infer.speed.runs import (BareRunner, Job, LoopPlanner, Run, Runner, benchmark_rows, make_row,
-                                       plan_loop)
+from unet_infer.speed.runs import Job, Run, Runner, benchmark_rows, make_row, measure, plan_loop
 from unet_infer.cli import UserError
 from unet_infer.machine import describe_machine
 from unet_infer import summary as summ
@@ -58,6 +57,10 @@ def table_rows(section):
     return [dict(zip(titles, [c.strip() for c in line.strip("|").split("|")])) for line in lines[1:]]
 
 
+def x_machine(backend):
+    return "x"
+
+
 def fake_summary(bs, per_batch_ms, loop=1, machine="Test CPU, 2 cores", precision=None):
     """A summary as the runner writes it (built by summary.py itself)."""
     extra = {"machine": machine, "precision": precision} if precision else {"machine": machine}
@@ -79,18 +82,21 @@ def test_configs_accept_exactly_what_each_backend_declares():
             cfg.parse_configs(bad)
 
 
-def test_machine_defaults_are_valid_configs_and_fill_only_what_is_missing():
+def test_machine_defaults_are_valid_configs_and_fill_only_what_is_missing(monkeypatch):
     for defaults, gpu in ((cfg.CPU, False), (cfg.GPU, True)):
-        bs, configs, seconds, note = cfg.fill_defaults(None, None, None, gpu=gpu)
+        monkeypatch.setattr(backends, "has_gpu", lambda: gpu)
+        bs, configs, seconds, note = cfg.fill_defaults(None, None, None)
         assert bs == [int(b) for b in defaults.batchsizes.split(",")]
         assert configs == cfg.parse_configs(defaults.configs) and configs
-        assert seconds == defaults.max_seconds
-        assert note.startswith("a CUDA GPU is available: GPU" if gpu else "no CUDA GPU: CPU")
-    assert cfg.CPU != cfg.GPU
-    bs, configs, seconds, note = cfg.fill_defaults([3], None, "none", gpu=True)
+        assert seconds == float(defaults.max_seconds)
+        assert note == (f"a CUDA GPU is available: GPU defaults --batchsizes 1,4,8,16,32,64 --configs "
+                        f"{cfg.GPU.configs} --max-seconds 120" if gpu else
+                        f"no CUDA GPU: CPU defaults --batchsizes 1,2,4 --configs {cfg.CPU.configs} --max-seconds 60")
+    bs, configs, seconds, note = cfg.fill_defaults([3], None, "none")
     assert (bs, configs, seconds) == ([3], cfg.parse_configs(cfg.GPU.configs), None)
     assert "--configs" in note and "--batchsizes" not in note and "--max-seconds" not in note
-    given = cfg.fill_defaults([1], [("torch", "fp32")], 5.0, gpu="never asked")
+    monkeypatch.setattr(backends, "has_gpu", lambda: pytest.fail("asked though every option was given"))
+    given = cfg.fill_defaults([1], [("torch", "fp32")], 5.0)
     assert given == ([1], [("torch", "fp32")], 5.0, None)
 
 
@@ -115,12 +121,17 @@ def test_plan_loop():
 
 
 class FakeRunner:
-    """Stands in for Runner: each run 'takes' 2 s per image of compute plus 1 s to start."""
+    """Stands in for Runner: each run 'takes' 2 s per image of compute plus 1 s to start; a bare
+    session runs 4 images/s."""
 
     warmup = 1
 
     def __init__(self, fail_bs=()):
-        self.loops, self.fail_bs = [], fail_bs
+        self.loops, self.fail_bs, self.bare_calls = [], fail_bs, []
+
+    def bare(self, job, loop):
+        self.bare_calls.append((str(job), loop))
+        return [250.0 * job.batchsize] * loop
 
     def run(self, job, loop):
         self.loops.append((job.batchsize, loop))
@@ -137,7 +148,7 @@ def jobs(*batchsizes, backend="torch", precision="fp32"):
 
 def test_max_seconds_cuts_the_loop(capsys):
     runner = FakeRunner()
-    rows, failures = benchmark_rows(runner, [jobs(1, 2, 8)], 100, 30, "2026-01-01", "x")
+    rows, failures = benchmark_rows(runner, [jobs(1, 2, 8)], 100, 30, "2026-01-01", x_machine)
     assert not failures
     # bs 1: a probe with loop 1 (5 s), then the 25 s left allow 1 s + 2 s x (1 + 11); bs 2: planned from the
     # probe's time per image; bs 8: 16 s per batch, so loop 1 (the least) with its warm-up run.
@@ -149,16 +160,16 @@ def test_max_seconds_cuts_the_loop(capsys):
 
 def test_probe_is_the_row_when_one_run_fills_the_budget_and_no_budget_means_no_probe():
     runner = FakeRunner()
-    rows, _ = benchmark_rows(runner, [jobs(4)], 100, 20, "d", "x")
+    rows, _ = benchmark_rows(runner, [jobs(4)], 100, 20, "d", x_machine)
     assert runner.loops == [(4, 1)] and rows[0]["loop"] == 1
     runner = FakeRunner()
-    benchmark_rows(runner, [jobs(1, 2)], 7, None, "d", "x")
+    benchmark_rows(runner, [jobs(1, 2)], 7, None, "d", x_machine)
     assert runner.loops == [(1, 7), (2, 7)]
 
 
 def test_a_failed_run_is_reported_not_tabled_and_the_next_one_probes_again():
     runner = FakeRunner(fail_bs=(1,))
-    rows, failures = benchmark_rows(runner, [jobs(1, 2, precision="fp16")], 100, 30, "d", "x")
+    rows, failures = benchmark_rows(runner, [jobs(1, 2, precision="fp16")], 100, 30, "d", x_machine)
     assert runner.loops[0] == (1, 1) and runner.loops[1] == (2, 1)   # no time per image yet: bs 2 probes
     assert [r["batchsize"] for r in rows] == [2]
     assert [(f["batchsize"], f["status"]) for f in failures] == [(1, 3)]
@@ -166,41 +177,29 @@ def test_a_failed_run_is_reported_not_tabled_and_the_next_one_probes_again():
     assert "Failed runs (no row): torch fp16 bs 1 (exit status 3)." in section
 
 
-def test_loop_planner_learns_time_per_image_and_fixed_cost():
-    planner = LoopPlanner(100, 1, 30)
-    assert planner.needs_probe
-    planner.learn(Run(fake_summary(2, 500.0, loop=4), 4.5, 0, Path("x"), 4), 2)  # 5 x 0.5 s + 2 s to start
-    assert planner.per_image_s == pytest.approx(0.25) and planner.overhead_s == pytest.approx(2.0)
-    assert not planner.needs_probe
-    assert planner.loop_for(4) == 27                    # 2 s + (1 + 27) x 1 s <= 30 s
-
-
-class FakeBare:
-    backend = "openvino"
-
-    def __init__(self):
-        self.calls = []
-
-    def run(self, job, loop):
-        self.calls.append((str(job), loop))
-        return [250.0 * job.batchsize] * loop  # 4 images/s
+def test_measure_learns_time_per_image_and_fixed_cost():
+    runner, learned = FakeRunner(), []
+    measure(runner, jobs(2)[0], 100, None, learned)  # no budget: the loop as asked, no probe
+    assert runner.loops == [(2, 100)] and learned == pytest.approx([2.0, 1.0])  # 4 s per batch, 1 s to start
+    measure(runner, jobs(4)[0], 100, 30, learned)    # planned from them, no probe: 1 s + (1 + 2) x 8 s <= 30 s
+    assert runner.loops[1:] == [(4, 2)] and learned == pytest.approx([2.0, 1.0])
 
 
 def test_rounds_are_interleaved_and_rows_are_their_medians_beside_a_bare_session(monkeypatch, capsys):
     order, loads = [], iter([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
-    monkeypatch.setattr("unet_infer.speed.runs.load_average", lambda: next(loads))
+    monkeypatch.setattr(os, "getloadavg", lambda: (next(loads), 0.0, 0.0))
 
     class Recording(FakeRunner):
         def run(self, job, loop):
             order.append(str(job))
             return super().run(job, loop)
 
-    runner, bare = Recording(), FakeBare()
+    runner = Recording()
     a, b = jobs(1, backend="onnxruntime"), jobs(1, backend="openvino")
-    rows, failures = benchmark_rows(runner, [a, b], 3, None, "d", lambda backend: f"m-{backend}", rounds=3, bare=bare)
+    rows, failures = benchmark_rows(runner, [a, b], 3, None, "d", x_machine, rounds=3, bare=True)
     assert not failures
     assert order == ["onnxruntime fp32 bs 1", "openvino fp32 bs 1"] * 3  # A, B, A, B, A, B
-    assert bare.calls == [("openvino fp32 bs 1", 3)] * 3               # after the runner, in each round
+    assert runner.bare_calls == [("openvino fp32 bs 1", 3)] * 3        # after the runner, in each round
     ort_row, ov_row = rows
     assert ort_row["rounds"] == 3 and ort_row["fps"] == pytest.approx(0.5) and ort_row["bare_fps"] is None
     assert (ort_row["load"], ort_row["load_max"]) == (3.0, 5.0)          # the loads at rows A: 1, 3, 5
@@ -212,8 +211,8 @@ def test_rounds_are_interleaved_and_rows_are_their_medians_beside_a_bare_session
     assert "rounds note" in section and "0.12x a bare OpenVINO session" in capsys.readouterr().out
 
 
-def test_bare_runner_command_times_the_rows_own_model():
-    cmd = BareRunner(572, 2, threads=2).command(Job("openvino", "int8", 1, Path("UNet_int8_bs1.xml")), 5)
+def test_bare_command_times_the_rows_own_model(tmp_path):
+    cmd = Runner(tmp_path, 572, 2, threads=2).bare_command(Job("openvino", "int8", 1, Path("UNet_int8_bs1.xml")), 5)
     assert cmd[1:3] == ["-m", "unet_infer.speed.bare"]
     for flag in ("--model=UNet_int8_bs1.xml", "--precision=int8", "--loop=5", "--warmup=2", "--threads=2"):
         assert flag in cmd
@@ -221,19 +220,20 @@ def test_bare_runner_command_times_the_rows_own_model():
 
 def test_a_row_says_when_the_backend_ran_another_precision():
     summary = fake_summary(1, 100.0, precision="fp32")  # openvino bf16 on a CPU without bf16
-    row = make_row(summary, Job("openvino", "bf16", 1, Path("UNet_bs1.xml")), 1, "d", "m")
+    row = make_row(Job("openvino", "bf16", 1, Path("UNet_bs1.xml")), [(summary, None, 0.5)], 1, "d", x_machine)
     assert table_rows(render_section("## m · x · d", [row], "a UNet", ["cmd"], "sw"))[0]["Precision"] == \
         "bf16 (ran fp32)"
 
 
 def test_row_is_read_through_the_summary_accessors(monkeypatch):
     summary = fake_summary(4, 200.0, loop=3, machine="CPU Y, 8 cores, GPU Z", precision="bf16")
-    row = make_row(summary, Job("torch", "bf16", 4, Path("w.pth")), 3, "2026-02-03", "fallback")
+    row = make_row(Job("torch", "bf16", 4, Path("w.pth")), [(summary, None, 0.5)], 3, "2026-02-03", x_machine)
     assert row["fps"] == pytest.approx(20.0) and row["ms_per_image"] == pytest.approx(50.0)
     assert row["p50"] == row["p99"] == pytest.approx(200.0)
     assert row["machine"] == "CPU Y, 8 cores, GPU Z"
     del summary["machine"]
-    assert make_row(summary, Job("acl", "fp16", 4, Path("m.om")), 3, "d", "fallback")["machine"] == "fallback"
+    machine = make_row(Job("acl", "fp16", 4, Path("m.om")), [(summary, None, 0.5)], 3, "d", speed.fallback_machine)
+    assert machine["machine"] == describe_machine() + ", Ascend NPU"
     # every figure comes from unet_infer.summary's accessors: given other answers, the row shows them
     # (a row that read the summary's keys itself would show the summary's own figures above)
     answers = {"throughput": lambda s: 7.0, "compute_ms": lambda s, stat="mean": 36.0,
@@ -241,7 +241,7 @@ def test_row_is_read_through_the_summary_accessors(monkeypatch):
                "precision": lambda s: "fp16"}
     for name, answer in answers.items():
         monkeypatch.setattr(summ, name, answer)
-    row = make_row(summary, Job("torch", "bf16", 4, Path("w.pth")), 3, "d", "fallback")
+    row = make_row(Job("torch", "bf16", 4, Path("w.pth")), [(summary, None, 0.5)], 3, "d", x_machine)
     assert (row["fps"], row["p50"], row["p99"], row["ms_per_image"]) == (7.0, 50.0, 99.0, 9.0)
     assert (row["machine"], row["ran"]) == ("the accessor's machine", "fp16")
 
@@ -288,7 +288,8 @@ def test_the_repository_benchmarks_md_keeps_its_format():
 
 
 def test_python_command_parses_back_to_the_same_run(tmp_path):
-    args = speed.build_parser().parse_args([*TINY, "--weights", str(tmp_path / "w.pth"), "--threads", "2"])
+    args = speed.build_parser().parse_args([*TINY, "--weights", str(tmp_path / "w.pth"), "--threads", "2",
+                                            "--markdown", "B.md"])
     text = speed.python_command(args, [1, 2], [("torch", "bf16")], None)
     again = speed.build_parser().parse_args(text.split()[3:])
     assert again.batchsizes == [1, 2] and again.configs == [("torch", "bf16")] and again.max_seconds == "none"

@@ -4,22 +4,15 @@
     python3 -m unet_infer.speed --weights random --width 64 --size 572 --batchsizes 1,2,4 \
         --configs onnxruntime:fp32,onnxruntime:int8,torch:fp32,torch:bf16 --loop 100 --max-seconds 60
 
-Every row is one run of the guide's performance command, with our runner in place of ais_bench:
-
-    python3 -m unet_infer.bench --model=UNet_bs8.onnx --loop=100 --batchsize=8 --warmup_count=1 \
-        --output=WORKDIR/runs --output_dirname=<config>_bs8_<stamp> --backend=onnxruntime --precision=fp32
-
-images/s = the summary's throughput (1000 x batch size / mean compute time of one batch, ms: host
-time excluded, as ais_bench counts it); p50 and p99 = the compute time of one batch (ms). The rows
-run in --rounds interleaved rounds (the CPUs may be shared) and show their rounds' medians, the
-range of images/s and the load average; beside each openvino row, a bare OpenVINO session on the
-same model (python3 -m unet_infer.speed.bare) gives the runner's speed against it. Options not
-given take this machine's defaults (a CUDA GPU, or the CPU only); the choice is printed.
-
-The models are made once under WORKDIR/models/<model>/ and reused while what they are made from is
-unchanged (the pipeline driver's rule). The table goes into --markdown as one section per machine,
-model and date, keyed by its "## " line: a second run on the same machine, model and date replaces
-that section and keeps every other one.
+Every row is one run of the guide's performance command with our runner in place of ais_bench
+(python3 -m unet_infer.bench --model=UNet_bs8.onnx --loop=100 --batchsize=8 ...). images/s = 1000 x
+batch size / mean compute time of one batch (ms), host time excluded, as ais_bench counts it; p50
+and p99: the compute time of one batch (ms). The rows run in --rounds interleaved rounds (the CPUs
+may be shared) and show their medians; beside each openvino row, a bare OpenVINO session on the
+same model (python3 -m unet_infer.speed.bare). Options not given take this machine's defaults,
+printed. The models are made once under WORKDIR/models/ and reused while what they are made from
+is unchanged. The table goes into --markdown as one section per machine, model and date: a second
+run with the same three replaces that section and keeps every other one.
 """
 
 import os
@@ -36,7 +29,7 @@ from .configs import (CPU, GPU, check_available, configs_type, cuda_status, fill
 from .markdown import (ROUNDS_NOTE, check_markdown, link, plot_path, render_section, section_heading, software_line,
                        write_markdown)
 from .models import RANDOM, RANDOM_SEED, describe_model, prepare_models
-from .runs import BareRunner, Job, Runner, benchmark_rows
+from .runs import BARE_BACKEND, Job, Runner, benchmark_rows
 
 PROG = "python3 -m unet_infer.speed"
 COMMAND_ENV = "UNET_BENCH_COMMAND"  # set by scripts/benchmark.sh: the command line as the user typed it
@@ -44,10 +37,7 @@ COMMAND_ENV = "UNET_BENCH_COMMAND"  # set by scripts/benchmark.sh: the command l
 
 def _by_machine(name):
     """A default that depends on the machine, as the help shows it."""
-    def show(defaults):
-        value = getattr(defaults, name)
-        return f"{value:g}" if isinstance(value, float) else value
-    return f"{show(CPU)} on the CPU, {show(GPU)} with a CUDA GPU"
+    return f"{getattr(CPU, name)} on the CPU, {getattr(GPU, name)} with a CUDA GPU"
 
 
 def build_parser():
@@ -108,11 +98,6 @@ def _show(path):
         return str(path)
 
 
-def markdown_of(args):
-    """The markdown file the section goes into: --markdown, else BENCHMARKS.md in --workdir."""
-    return args.markdown or str(Path(args.workdir) / "BENCHMARKS.md")
-
-
 def python_command(args, batchsizes, configs, max_seconds):
     """The python3 -m unet_infer.speed command with every option spelled out (defaults resolved)."""
     parts = [*PROG.split(), "--weights", args.weights if args.weights == RANDOM else _show(args.weights),
@@ -120,7 +105,7 @@ def python_command(args, batchsizes, configs, max_seconds):
              "--configs", ",".join(f"{b}:{p}" for b, p in configs), "--loop", str(args.loop),
              "--warmup", str(args.warmup), "--rounds", str(args.rounds),
              "--max-seconds", "none" if max_seconds is None else f"{max_seconds:g}",
-             "--workdir", _show(args.workdir), "--markdown", _show(markdown_of(args))]
+             "--workdir", _show(args.workdir), "--markdown", _show(args.markdown)]
     if args.plot:
         parts += ["--plot", _show(args.plot)]
     if args.threads:
@@ -149,7 +134,7 @@ def main(argv=None):
     set_quiet(args.quiet)
     if args.weights != RANDOM and not Path(args.weights).is_file():
         raise UserError(f"{args.weights}: checkpoint not found (--weights takes a .pth file or '{RANDOM}')")
-    args.markdown = markdown_of(args)
+    args.markdown = args.markdown or str(Path(args.workdir) / "BENCHMARKS.md")
     check_markdown(args.markdown)
     batchsizes, configs, max_seconds, note = fill_defaults(args.batchsizes, args.configs, args.max_seconds)
     if note:
@@ -165,8 +150,7 @@ def main(argv=None):
     model_short, model_long = describe_model(models.pth, args.weights, args.size)
     runner = Runner(workdir, args.size, args.warmup, args.threads, args.device, args.quiet)
     date = today()
-    bare = BareRunner(args.size, args.warmup, args.threads) if args.bare and any(
-        backend == BareRunner.backend for backend, _ in configs) else None
+    bare = args.bare and any(backend == BARE_BACKEND for backend, _ in configs)
     config_jobs = [[Job(backend, precision, bs, models.paths[backend, precision, bs]) for bs in batchsizes]
                    for backend, precision in configs]
     rows, failures = benchmark_rows(runner, config_jobs, args.loop, max_seconds, date,

@@ -3,29 +3,26 @@ and this machine's defaults (a CUDA GPU or the CPU only) for what the user did n
 """
 
 import argparse
-import logging
 import warnings
 from dataclasses import dataclass
 
 from .. import backends
 from ..cli import UserError, int_list, positive_float
 
-log = logging.getLogger(__name__)
-
 
 @dataclass(frozen=True)
 class Defaults:
-    """The batch sizes, configs and seconds per row used where the user gave none."""
+    """The batch sizes, configs and seconds per row used where the user gave none, as typed."""
 
     name: str
     batchsizes: str
     configs: str
-    max_seconds: float
+    max_seconds: str
 
 
 CPU = Defaults("CPU", "1,2,4", "onnxruntime:fp32,onnxruntime:int8,openvino:fp32,openvino:bf16,openvino:int8,"
-                              "torch:fp32,torch:bf16", 60.0)
-GPU = Defaults("GPU", "1,4,8,16,32,64", "torch:fp32,torch:fp16,torch:bf16,onnxruntime:fp32", 120.0)
+                              "torch:fp32,torch:bf16", "60")
+GPU = Defaults("GPU", "1,4,8,16,32,64", "torch:fp32,torch:fp16,torch:bf16,onnxruntime:fp32", "120")
 NO_LIMIT = "none"
 
 
@@ -121,21 +118,20 @@ def missing_modules(names):
     return missing
 
 
-def fill_defaults(batchsizes, configs, max_seconds, gpu=None):
+def fill_defaults(batchsizes, configs, max_seconds):
     """``(batchsizes, configs, max_seconds, note)``: the ones not given (None) taken from this
-    machine's defaults (:data:`GPU` with a CUDA GPU, ``gpu``: the answer, when known; else :data:`CPU`),
-    and ``note`` saying which were chosen (None when all were given). ``max_seconds`` :data:`NO_LIMIT`
-    becomes None (no limit)."""
+    machine's defaults (:data:`GPU` with a CUDA GPU, else :data:`CPU`; of the configs, those whose
+    backend can run here), ``note`` saying which (None when all were given); ``max_seconds``
+    :data:`NO_LIMIT` becomes None."""
     given = {"batchsizes": batchsizes, "configs": configs, "max_seconds": max_seconds}
     missing = [name for name, value in given.items() if value is None]
     note = None
     if missing:
-        chosen = GPU if (backends.has_gpu() if gpu is None else gpu) else CPU
-        filled = {"batchsizes": int_list(chosen.batchsizes), "configs": installed(parse_configs(chosen.configs)),
-                  "max_seconds": chosen.max_seconds}
-        shown = {"batchsizes": chosen.batchsizes, "configs": chosen.configs, "max_seconds": f"{chosen.max_seconds:g}"}
-        given.update({name: filled[name] for name in missing})
+        chosen = GPU if backends.has_gpu() else CPU
+        parse = {"batchsizes": int_list, "configs": lambda text: installed(parse_configs(text)), "max_seconds": float}
+        given.update({name: parse[name](getattr(chosen, name)) for name in missing})
         why = "a CUDA GPU is available" if chosen is GPU else "no CUDA GPU"
-        note = f"{why}: {chosen.name} defaults " + " ".join(f"--{n.replace('_', '-')} {shown[n]}" for n in missing)
+        note = f"{why}: {chosen.name} defaults " + " ".join(f"--{n.replace('_', '-')} {getattr(chosen, n)}"
+                                                            for n in missing)
     seconds = None if given["max_seconds"] == NO_LIMIT else given["max_seconds"]
     return given["batchsizes"], given["configs"], seconds, note

@@ -117,16 +117,8 @@ def merge_section(text, section):
     """``text`` (a BENCHMARKS.md, or "") with ``section`` in place of the one with the same heading
     (or appended), under our header; every other section is kept as it was."""
     heading = section.splitlines()[0].rstrip()
-    _, sections = split_sections(text or "")
-    kept, replaced = [], False
-    for old in sections:
-        if old.splitlines()[0].rstrip() == heading:
-            if not replaced:
-                kept.append(section)
-            replaced = True
-        else:
-            kept.append(old)
-    if not replaced:
+    kept = [section if old.splitlines()[0].rstrip() == heading else old for old in split_sections(text)[1]]
+    if section not in kept:
         kept.append(section)
     return HEADER.rstrip() + "\n\n" + "\n".join(s.rstrip() + "\n" for s in kept)
 
