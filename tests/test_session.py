@@ -95,12 +95,7 @@ def test_a_summary_refuses_a_key_it_does_not_document():
     with pytest.raises(ValueError):
         summary.with_keys(built, pids=[1], colour="red")
     assert "pids" not in built  # refused whole, nothing half set
-
-
-def test_every_key_is_documented_in_the_module_notes():
-    notes = summary.__doc__
-    assert [key for key in summary.KEYS if f"``{key}``" not in notes] == []
-    assert all(text.strip() for text in summary.KEYS.values())
+    assert [key for key, meaning in summary.KEYS.items() if not meaning.strip()] == []  # each says what it means
 
 
 def test_the_runners_summaries_hold_documented_keys_only(model, tmp_path):

@@ -52,21 +52,17 @@ def backend_options(args, cls, kind="options"):
     return {dest: getattr(args, dest) for dest in own}
 
 
-def add_machine_flags(parser):
-    """--device, --threads and --workers of a flow that decodes beside one model (stream, predict)."""
-    add = parser.add_argument
-    add("--device", "-d", type=cli.device_list, default="0", help="device id (CUDA for torch)")
-    add("--threads", type=cli.int_at_least(1), default=default_threads(), help="CPU threads for the model")
-    add("--workers", type=cli.int_at_least(1),
-        help=f"decoding processes (without it: CPUs - 1, here {default_decoders()})")
-
-
 def add_model_flags(parser, machine=True):
-    """--size, the backend flags and (``machine``) the machine flags of a flow that feeds images."""
-    parser.add_argument("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model input height = width")
+    """--size and the backend flags of a flow that feeds images; ``machine``: with --device, --threads
+    and --workers, of a flow that decodes beside one model (stream, predict)."""
+    add = parser.add_argument
+    add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="model input height = width")
     add_backend_flags(parser)
     if machine:
-        add_machine_flags(parser)
+        add("--device", "-d", type=cli.device_list, default="0", help="device id (CUDA for torch)")
+        add("--threads", type=cli.int_at_least(1), default=default_threads(), help="CPU threads for the model")
+        add("--workers", type=cli.int_at_least(1),
+            help=f"decoding processes (without it: CPUs - 1, here {default_decoders()})")
 
 
 def flow_main(build_parser, run, argv=None, one_device=None):
@@ -124,14 +120,16 @@ class Choice:
 
     def open(self, batchsize=None, device=0, threads=None, size=None, image_size=None, warmup=0, profile=False,
              flow="this flow"):
-        """Load the model (see the module notes); an :class:`Opened`, closed on leaving its ``with``."""
+        """Load, check the input against ``image_size`` and warm up: an :class:`Opened`, a ``with`` closes it."""
         backend = self.cls()
         backend.load(self.model, batchsize=batchsize, device=device, precision=self.precision, threads=threads,
                      size=size, profile=profile, **self.options)
         opened = Opened(self, backend, device)
         try:
-            if image_size is not None:
-                opened.check_images(image_size, flow)
+            specs = backend.inputs
+            if image_size is not None and (len(specs) != 1 or specs[0].shape[1:] != (3, image_size, image_size)):
+                raise UserError(f"{self.model}: the model takes {[s.shape for s in specs]}; {flow} feeds one "
+                                f"N x 3 x {image_size} x {image_size} input (see --size)")
             opened.warm_up(count=warmup)
         except BaseException:
             opened.close()
@@ -150,24 +148,15 @@ class Opened:
     def batchsize(self):
         return self.backend.batchsize
 
-    def check_images(self, size, flow):
-        """The model takes one N x 3 x size x size input, else the one UserError naming it and --size."""
-        specs = self.backend.inputs
-        if len(specs) != 1 or specs[0].shape[1:] != (3, size, size):
-            raise UserError(f"{self.choice.model}: the model takes {[s.shape for s in specs]}; {flow} feeds one "
-                            f"N x 3 x {size} x {size} input (see --size)")
-
     def warm_up(self, arrays=None, count=1):
         """``count`` untimed runs of ``arrays`` (one per input; None: zeros of the inputs' shapes)."""
         if count:
             warm_up(self.backend, zeros_like_inputs(self.backend) if arrays is None else arrays, count)
 
     def prefetch_depth(self, workers):
-        """:func:`prefetch_depth` of this model's batch and upload."""
         return prefetch_depth(self.backend.batchsize, workers, bool(self.backend.async_upload))
 
     def summary_keys(self, mode=None):
-        """What a summary says of the model: backend, precision, machine, ``mode``, model, weights."""
         return model_keys(self.backend, self.choice.model, self.device, mode)
 
     def close(self):

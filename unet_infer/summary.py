@@ -1,39 +1,19 @@
 """The ais_bench ``{output}/{output_dirname}_summary.json`` schema: built, written, read and
-queried here only (other modules ask the accessors below, never the raw keys). Every key a
-summary of this package holds is in ``REQUIRED_KEYS`` (ais_bench's) or :data:`KEYS` (ours, each
-with what it means); :func:`build_summary`, :func:`merge_summaries` and :func:`with_keys` refuse
-any other, so a flow cannot add an undocumented key.
+queried here only (other modules ask the accessors below, never the raw keys).
 
-Keys (as ais_bench writes them): ``filesinfo`` (``{"0": {"infiles": [...], "outfiles": [...]}}``,
-one entry per real input sample, keyed by sample id), ``args``, ``NPU_compute_time``,
-``H2D_latency``, ``D2H_latency`` (each ``{min, max, mean, median, "percentile(99%)", count}``
-in milliseconds; we add ``percentile(90%)`` and ``percentile(95%)``), ``throughput`` (1000 x
-batchsize / mean compute time) and ``npu_compute_time_list`` and ``pid``.
+ais_bench's keys (:data:`REQUIRED_KEYS`): ``filesinfo`` (``{"0": {"infiles": [...], "outfiles":
+[...]}}``, one entry per real input sample, keyed by sample id), ``args``, ``NPU_compute_time``,
+``H2D_latency``, ``D2H_latency`` (each ``{min, max, mean, median, "percentile(99%)", count}`` in
+milliseconds; we add ``percentile(90%)`` and ``percentile(95%)``), ``throughput`` (1000 x batchsize
+/ mean compute time), ``npu_compute_time_list`` and ``pid``. Every other key is ours, after those,
+and documented in :data:`KEYS`; :func:`build_summary`, :func:`merge_summaries` and
+:func:`with_keys` refuse any other, so a flow cannot add an undocumented key.
 
-Ours, after those (:data:`KEYS`): what the model was (``backend``, ``precision``, ``machine``,
-``model``, ``weights``: :func:`model_keys`, the same for every flow), ``mode`` (``files``,
-``pure``, ``stream`` or ``cluster``), ``wall_s`` (the whole run), ``batchsize``, and where they
-apply ``file_read_ms``/``file_write_ms``, ``e2e_latency``, ``decode_wait_ms``. A stream or cluster run (which
-resumes from its record, ``journal.py``) adds ``attempts`` (the runs that scored its batches,
-this one included: 1 for a run never stopped) and ``resumed_images`` (images whose scores came
-from the record of earlier attempts, 0 for a run never stopped); its compute, H2D and D2H times
-are every batch's, whichever attempt ran it, its ``decode_wait_ms`` and ``wall_s`` the last
-attempt's.
-
-A run split over several devices (``--device 0,1``) or Ray actors has one summary per part and
-one merged summary (:func:`merge_summaries`) in the same schema, with keys more:
-``devices`` (each part's summary without its filesinfo, ``n_images`` instead; a part names
-itself in ``device_label``, e.g. ``device_1`` or a Ray actor's ``host:actor-<id>``),
-``summary_throughput`` (the sum of the parts' throughputs: ais_bench's "summary throughput") and
-``wall_throughput`` (real images / ``wall_s``: what the whole run delivered); the runner's adds
-``device_kind``, the cluster's ``cluster`` (its pool, rounds and losses) and per actor ``node``,
-``device``, ``pids``, ``node_ids`` and ``restarts``; a resumed cluster run counts
-``images_this_attempt`` (its ``wall_throughput`` is theirs over this attempt's ``wall_s``).
-
-A throughput-mode run (openvino ``--nireq N``: N requests in flight) keeps ais_bench's
-``NPU_compute_time`` as each request's own time (start to finish) and adds ``nireq`` (N),
-``nireq_loop_ms`` (the wall-clock time of the timed loop) and ``nireq_throughput`` (batchsize x
-timed runs / that time, images/s: what the N requests delivered together); see :func:`in_flight_keys`.
+A resumed stream or cluster run (``journal.py``) counts every batch in its compute, H2D and D2H
+times, whichever attempt ran it. A run split over several devices (``--device 0,1``) or Ray actors
+has one summary per part and one merged summary (:func:`merge_summaries`) in the same schema. A
+throughput-mode run (openvino ``--nireq N``: N requests in flight) keeps ``NPU_compute_time`` as
+each request's own time, start to finish.
 """
 
 import json
@@ -63,7 +43,8 @@ KEYS = {  # ours, after REQUIRED_KEYS: every other key a summary may hold, and w
     "e2e_latency": "runner on files: end-to-end ms per batch of the written pass, from the previous batch "
                    "written to this one (its reading, copies, --loop runs and writing), statistics as "
                    "NPU_compute_time's",
-    "decode_wait_ms": "stream: the model's wait for decoded images, ms in all",
+    "decode_wait_ms": "stream: the model's wait for decoded images, ms in all (of this attempt, for a resumed "
+                      "run)",
     "attempts": "stream, cluster: the runs that scored the batches, this one included (1: never stopped)",
     "resumed_images": "stream, cluster: images whose scores came from earlier attempts' record",
     "images_this_attempt": "cluster, resumed: images this attempt scored (its wall_throughput's count)",
@@ -114,8 +95,9 @@ def stats(times_ms):
     if not count:
         arr = np.zeros(1)
     p99, p90, p95 = np.percentile(arr, [99, 90, 95])
-    return {"min": float(arr.min()), "max": float(arr.max()), "mean": float(arr.mean()), "median": float(np.median(arr)),
-            "percentile(99%)": float(p99), "count": count, "percentile(90%)": float(p90), "percentile(95%)": float(p95)}
+    return {"min": float(arr.min()), "max": float(arr.max()), "mean": float(arr.mean()),
+            "median": float(np.median(arr)), "percentile(99%)": float(p99), "count": count,
+            "percentile(90%)": float(p90), "percentile(95%)": float(p95)}
 
 
 def build_summary(filesinfo, args, compute_times_ms, h2d_ms, d2h_ms, batchsize, pid, extra=None):
