@@ -57,19 +57,17 @@ class Damaged(ValueError):
 
 
 class Unit(NamedTuple):
-    """A unit: its id, ``[{"name", "iou", "dice"}, ...]``, ``{name: packed mask}`` (:func:`pack_mask`), its own fields."""
     id: int
-    records: list
-    masks: dict
-    extra: dict
+    records: list  # [{"name", "iou", "dice"}, ...]
+    masks: dict  # {name: packed mask} (pack_mask)
+    extra: dict  # its own fields
 
 
 # ---- what a run is made from ---------------------------------------------------------------------
 
 def run_key(model, data, options):
     """A scoring run's key: the model file, the data's images and masks (each: the resolved path and
-    the digest of its ``manifests.fingerprint``, names, sizes and times) and ``options`` (what
-    changes the scores)."""
+    the digest of its ``manifests.fingerprint``) and ``options`` (what changes the scores)."""
     from .manifests import fingerprint
     parts = {"model": Path(model), "images": Path(data) / IMAGE_DIR, "masks": Path(data) / MASK_DIR}
     key = {name: [str(path.resolve()), digest(fingerprint(path))] for name, path in parts.items()}
@@ -179,7 +177,7 @@ def scan(data):
 
 
 def read(path):
-    """:func:`scan` of a file (read only: for tests and reports)."""
+    """:func:`scan` of a file, read only."""
     return scan(Path(path).read_bytes())
 
 
@@ -209,12 +207,8 @@ class _Syncer(threading.Thread):
 
 
 class Journal:
-    """A run's record at ``path``, bound to ``key`` (:func:`run_key`); see the module notes.
-
-    ``units`` holds the ids recorded (by earlier attempts, then by :meth:`append`): no unit is kept in
-    memory, those of earlier attempts only until :meth:`replay` hands them over; ``attempts`` counts
-    the runs that recorded units, this one included.
-    """
+    """A run's record at ``path``, bound to ``key`` (:func:`run_key`); see the module notes. ``units``:
+    the ids recorded (the units themselves only until :meth:`replay` hands them over)."""
 
     def __init__(self, path, key):
         self.path, self.hashes = Path(path), {part: digest(value) for part, value in sorted(key.items())}
@@ -266,12 +260,12 @@ class Journal:
 
     @property
     def attempts(self):
+        """The runs that recorded units, this one included."""
         return self.earlier + 1
 
     def set_aside(self, why):
         """Rename the record to ``<name>.<why>`` (a free ``.1``, ``.2``... when taken) and start an
-        empty one; returns the new name of the old record. For callers too: a record that does not
-        fit the run (e.g. units that are not the stream's first batches) is set aside this way."""
+        empty one (also a caller's way with a record that does not fit the run); the old one's new name."""
         self.stop_sync()
         aside = self.path.with_name(f"{self.path.name}.{why}")
         n = 0

@@ -64,22 +64,15 @@ def _path(work, stage):
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage as its record describes it. ``record``: the record's name, a template of the
-    values (``WORK/.stages/<record>.json``); ``inputs`` and ``outputs``: the names of its paths
-    (:data:`PATHS`; an output is recorded as an input, so that a stage whose outputs were changed
-    or removed runs again); ``{run_}`` in ``record``: the run's name and "_" when the value ``run``
-    names one (``stages.run_tag``: another backend or precision's results, kept beside the plain
-    ones), else nothing; ``options``: the values that change its output (one not given is
-    recorded as ``""``: the command's own default); ``weights``: made from the weights' content;
-    ``recipe``: the options of the INT8 recipe that depend on this machine
-    (:func:`unet_infer.quantize.recipe_options`) are options too, decided here where it runs."""
+    """One stage as its record describes it; an output is recorded as an input too, so that a stage
+    whose outputs were changed or removed runs again."""
 
-    record: str
-    inputs: tuple = ()
+    record: str  # WORK/.stages/<record>.json, a template of the values; {run_}: "<run>_" or nothing
+    inputs: tuple = ()  # names of PATHS
     outputs: tuple = ()
-    options: tuple = ()
-    weights: bool = False
-    recipe: bool = False
+    options: tuple = ()  # the values that change its output (one not given: "", the command's default)
+    weights: bool = False  # made from the weights' content
+    recipe: bool = False  # the INT8 recipe's options that depend on this machine (quantize.recipe_options) too
 
 
 STAGES = {
@@ -173,10 +166,8 @@ class Made:
 
 
 def made_from(name, work, values):
-    """The :class:`Made` of stage ``name`` of :data:`STAGES` in ``work`` for these ``values``
-    (``{key: value}``: the driver's options and what else the stage's paths need, e.g. ``bs``,
-    ``calib``, ``run``: the results' names, ``stages.run_tag``; recorded as text, as the driver
-    gives them)."""
+    """The :class:`Made` of stage ``name`` in ``work`` for these ``values`` (the driver's options and
+    what else the stage's paths need, e.g. ``bs``, ``calib``, ``run``; recorded as text)."""
     if name not in STAGES:
         raise UserError(f"{name!r} is not a stage; the stages are {', '.join(STAGES)}")
     stage, values = STAGES[name], {k: str(v) for k, v in values.items()}

@@ -77,9 +77,8 @@ def with_keys(summary, **keys):
 
 
 def model_keys(backend, model_path, device=0, mode=None):
-    """What every flow's summary says of the model a loaded ``backend`` runs: backend, precision,
-    machine (with the device the run used), the run's ``mode`` where given, model (absolute path)
-    and weights, in the order the summary files have always had them."""
+    """What every flow's summary says of the model a loaded ``backend`` runs, in the order the summary
+    files have always had them."""
     from .machine import describe_machine
     keys = {"backend": backend.name, "precision": backend.precision,
             "machine": describe_machine(backend.device_name(device))}
@@ -101,9 +100,8 @@ def stats(times_ms):
 
 
 def build_summary(filesinfo, args, compute_times_ms, h2d_ms, d2h_ms, batchsize, pid, extra=None):
-    """The summary dict; ``extra`` keys (ours, beyond ais_bench's) are added after its own. A
-    ``results.Streamed`` filesinfo is kept as it is (written as it is read). ``throughput`` is
-    ais_bench's: 1000 x batchsize / mean compute time (ms)."""
+    """The summary dict, ``extra`` keys after ais_bench's; a ``results.Streamed`` filesinfo is kept as it
+    is (written as it is read)."""
     compute = stats(compute_times_ms)
     summary = {
         "filesinfo": filesinfo if isinstance(filesinfo, Streamed) else {
@@ -123,16 +121,11 @@ def build_summary(filesinfo, args, compute_times_ms, h2d_ms, d2h_ms, batchsize, 
 
 
 def merge_summaries(parts, args, h2d_ms, d2h_ms, wall_s, pid, extra=None, filesinfo=None):
-    """One summary for a run split over devices or actors; ``parts``: their :func:`build_summary` dicts.
-
-    ``filesinfo`` holds every part's samples, renumbered in the natural order of their first input
-    file (the input order); ``NPU_compute_time`` and ``npu_compute_time_list`` cover every batch of
-    every part, ``H2D_latency``/``D2H_latency`` the times given (``h2d_ms``, ``d2h_ms``: all parts',
-    which a summary keeps only as statistics); ``throughput`` is ais_bench's formula over all
-    batches (one device's rate). Then ``devices``, ``summary_throughput``, ``wall_throughput`` and
-    ``wall_s`` (see the module notes) and ``extra``. ``filesinfo``: the merged one where the caller
-    has it in input order (the parts' then only count their images).
-    """
+    """One summary for a run split over devices or actors (``parts``: their :func:`build_summary` dicts):
+    ``filesinfo`` every part's samples in input order (the natural order of their first input file,
+    unless the caller gives it), the compute times of every batch of every part (``throughput``: one
+    device's rate), the H2D and D2H times given, then ``devices``, ``summary_throughput``,
+    ``wall_throughput``, ``wall_s`` and ``extra``."""
     if filesinfo is None:
         entries = [entry for part in parts for entry in part["filesinfo"].values()]
         entries.sort(key=lambda entry: natural_key(entry["infiles"][0]) if entry["infiles"] else [])
