@@ -13,10 +13,16 @@ import postprocess_unet_pth
 from unet_infer.cli import UserError, run_cli
 from unet_infer.formats import output_nbytes, write_bin
 from unet_infer.data import load_label
-from unet_infer.postprocess import find_outputs, score_arrays, score_file, score_folder
+from unet_infer.postprocess import _score_job, find_outputs, score_arrays, score_folder
 from unet_infer.results import result_of, iou_line, write_results
 
 S = 64
+
+
+def score_file(out, label, size):
+    """(IoU, Dice) of one output file against its mask, as the scoring worker gives them."""
+    record = _score_job((out.stem, str(out), str(label), size))
+    return record["iou"], record["dice"]
 
 
 def label_of(mask_path, size=S):

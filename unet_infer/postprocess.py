@@ -59,25 +59,17 @@ def score_arrays(logits, label_mask):
     return iou_dice(logits_to_mask(logits), label_mask)
 
 
-def score_file(out_path, label_path, size=DEFAULT_SIZE):
-    """(IoU, Dice) of one output file against its mask file."""
-    classes = output_classes(out_path, size)
-    logits = read_bin(out_path, shape=(classes, size, size))
-    return score_arrays(logits, load_label(label_path, size))
-
-
 def _score_job(job):
+    """Worker: (name, output file, mask file, size) -> ``{"name", "iou", "dice"}``."""
     name, out_path, label_path, size = job
-    iou, dice = score_file(out_path, label_path, size)
+    logits = read_bin(out_path, shape=(output_classes(out_path, size), size, size))
+    iou, dice = score_arrays(logits, load_label(label_path, size))
     return {"name": name, "iou": iou, "dice": dice}
 
 
 def find_outputs(output_dir, label_dir, size=DEFAULT_SIZE):
-    """``[(name, output path, mask path), ...]`` in natural order, every one checked.
-
-    Files other than ``.bin`` are skipped with a warning. No ``.bin`` file, a missing mask or
-    an output of the wrong size is a :class:`UserError`.
-    """
+    """``[(name, output path, mask path), ...]`` in natural order (other files than ``.bin`` skipped with
+    a warning); no ``.bin`` file, a missing mask or an output of the wrong size is a :class:`UserError`."""
     outputs = find_files(output_dir, (".bin",), "output")
     label_dir = Path(label_dir)
     if not label_dir.is_dir():
@@ -102,10 +94,9 @@ def find_outputs(output_dir, label_dir, size=DEFAULT_SIZE):
 
 
 def run_provenance(output_dir, label_dir, size=DEFAULT_SIZE):
-    """What the scored outputs were made from (``result.json``'s ``provenance``): the model, its
-    weights, backend, precision and batch size as the runner's summary beside the outputs folder
-    records them (``result/bs8/`` -> ``result/bs8_summary.json``, the runner's name for it; None
-    where there is none), the summary, the outputs and the masks (resolved paths), the size."""
+    """``result.json``'s ``provenance``: the model, weights, backend, precision and batch size as the
+    runner's summary beside the outputs folder records them (None without one), the summary, the
+    outputs and the masks (resolved paths), the size."""
     from . import summary as summ
     outputs = Path(output_dir).resolve()
     path = run_paths(outputs.parent, outputs.name)[1]

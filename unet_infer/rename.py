@@ -22,7 +22,6 @@ from .summary import filesinfo_entries, read_summary
 from .workdir import run_paths
 
 PROG = "python3 -m unet_infer.rename"
-_MAX_LISTED = 5
 
 
 def summary_path(output_dir):
@@ -45,12 +44,8 @@ def _base_name(path, what, key):
 
 
 def rename_plan(summary):
-    """``[(output name, new name), ...]`` from an ais_bench summary, base names only.
-
-    The new name is the stem of ``infiles[0]`` plus the suffix of ``outfiles[0]``. The plan is
-    one-to-one: an output listed twice, two outputs given one name, or renames that form a
-    cycle are a :class:`UserError`.
-    """
+    """``[(output name, stem of infiles[0] + suffix of outfiles[0]), ...]`` of an ais_bench summary, base
+    names only, one-to-one (else a :class:`UserError`: an output twice, one name twice, a cycle)."""
     plan = []
     for key, entry in filesinfo_entries(summary):
         if not entry["infiles"] or not entry["outfiles"]:
@@ -78,11 +73,8 @@ def _check_one_to_one(plan):
 
 
 def _chains(plan):
-    """Split a checked plan into chains ``[n0, n1, ..., nk]`` (rename n(i) -> n(i+1)).
-
-    A one-element chain is a name that keeps its name. Files are renamed from the end of a
-    chain backwards so that no file is overwritten. Renames that form a cycle are left out.
-    """
+    """A checked plan as chains ``[n0, ..., nk]`` (rename n(i) -> n(i+1), done from the end backwards
+    so that no file is overwritten; ``[n0]``: keeps its name); renames in a cycle are left out."""
     moves = {src: dst for src, dst in plan if src != dst}
     targets = set(moves.values())
     chains = [[src] for src, dst in plan if src == dst]
@@ -97,11 +89,8 @@ def _chains(plan):
 
 
 def _chain_state(folder, chain):
-    """(renames to do as (src, dst) pairs, renames already done, problem or None).
-
-    A chain n0..nk passes through states with exactly one missing name: none done (nk
-    missing) ... all done (n0 missing). Any other state is a problem.
-    """
+    """(renames to do, renames already done, problem or None): a chain n0..nk has exactly one name
+    missing, nk (none done) ... n0 (all done); any other state is a problem."""
     exists = [os.path.lexists(folder / name) for name in chain]
     missing = [i for i, here in enumerate(exists) if not here]
     last = len(chain) - 1
@@ -122,11 +111,8 @@ def _chain_state(folder, chain):
 
 
 def apply_plan(output_dir, plan):
-    """Carry out ``plan`` in ``output_dir``; return ``(n_renamed, n_already_done)``.
-
-    Every name is checked (stays inside the folder, no overwrite, output present or already
-    renamed) before the first rename; problems are reported together as a :class:`UserError`.
-    """
+    """Carry out ``plan`` in ``output_dir``: ``(n_renamed, n_already_done)``; every name is checked
+    before the first rename, the problems reported together as a :class:`UserError`."""
     folder = Path(output_dir)
     if not folder.is_dir():
         raise UserError(f"{folder}: output folder not found")
@@ -144,8 +130,8 @@ def apply_plan(output_dir, plan):
             todo.extend(moves)
             done += finished
     if problems:
-        more = f" (and {len(problems) - _MAX_LISTED} more)" if len(problems) > _MAX_LISTED else ""
-        raise UserError("; ".join(problems[:_MAX_LISTED]) + more + "; nothing renamed")
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise UserError("; ".join(problems[:5]) + more + "; nothing renamed")
     for src, dst in todo:
         try:
             os.rename(folder / src, folder / dst)

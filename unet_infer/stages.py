@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import backends, cli
 from .cli import UserError
+from .data import IMAGE_DIR, MASK_DIR, pair_carvana
 from .formats import atomic_path
 from .manifests import STAGES, made_from
 from .weights import BUNDLED_WEIGHTS
@@ -33,11 +34,9 @@ FLOWS = {"files": None, "stream": "stream=1", "cluster": "cluster=ray (each Ray 
 
 
 def plan(work, weights, backend, precision, batchsizes, flow="files"):
-    """``{NAME: value}`` for the driver: the backend (``auto``: ``backends.default_backend``, the
-    fastest for this machine and precision), its precision, the weights (default: the bundled
-    ones), what to build and every path. ``flow``: one of :data:`FLOWS`; the stream and the
-    cluster run the model in this process, which a backend run by another program cannot
-    (``backends.in_process``)."""
+    """``{NAME: value}`` for the driver: the backend (``auto``: the fastest here for the precision), its
+    precision, the weights (default: the bundled ones), what to build and every path. ``flow``: one of
+    :data:`FLOWS`, of which the stream and the cluster need a backend run in this process."""
     weights = Path(weights) if weights else BUNDLED_WEIGHTS
     if not weights.is_file():
         raise UserError(f"{weights}: checkpoint not found")
@@ -71,9 +70,8 @@ RUN_STAGES = ("infer", "stream", "cluster", "perf")  # their records say which b
 
 
 def run_tag(work, backend, precision):
-    """The name of this backend and precision's results in ``work``: "" (the plain names,
-    ``result/bs8``) when they are free or already this run's, else ``<backend>_<precision>``: the
-    first run of a folder keeps the plain names, a later one of another backend or precision its own."""
+    """The name of this backend and precision's results in ``work``: "" (the plain names, ``result/bs8``)
+    when they are free or already this run's, else ``<backend>_<precision>``."""
     tag, stages, names = f"{backend}_{precision}", Workdir(work).stages, "|".join(RUN_STAGES)
     plain = re.compile(rf"(?:{names})_bs[0-9]+\.json")
     tagged = re.compile(rf"(?:{names})_{re.escape(tag)}_bs[0-9]+\.json")
@@ -98,8 +96,7 @@ QUANTIZE_TOOLS = {"unet_infer.quantize.openvino": ("nncf",)}
 
 
 def check_tools(cls, precision):
-    """Before any work: every package the planned stages import is installed (a :class:`UserError`
-    naming the missing ones, and the stage that needs each, otherwise)."""
+    """Before any work: every package the planned stages import is installed, else a :class:`UserError`."""
     import importlib.util
     needed = list(ONNX_TOOLS) if cls.source == "onnx" else []
     if precision in cls.quantized:
@@ -110,12 +107,10 @@ def check_tools(cls, precision):
 
 
 def prune_prep(work, data):
-    """Delete the ``.bin`` files of ``WORK/prep_bin`` whose image is no longer in ``DATA/train``
-    (the driver's own files: it made them from images that are gone); returns their names."""
+    """Delete (and name) the ``.bin`` files of ``WORK/prep_bin`` whose image is no longer in ``DATA/train``."""
     prep = Workdir(work).prep
     if not prep.is_dir():
         return []
-    from .data import pair_carvana
     wanted = {stem for stem, _, _ in pair_carvana(data, require_masks=False)}
     stale = [p for p in prep.iterdir() if p.is_file() and p.suffix == ".bin" and p.stem not in wanted]
     for path in stale:
@@ -124,9 +119,8 @@ def prune_prep(work, data):
 
 
 def all_converted(work, data):
-    """Every image of ``DATA/train`` has its ``.bin`` in ``WORK/prep_bin``, else a :class:`UserError`:
-    the default, unreadable=stop, does not go on without those an unreadable=skip run left out."""
-    from .data import pair_carvana
+    """Every image of ``DATA/train`` has its ``.bin`` in ``WORK/prep_bin`` (unreadable=stop), else a
+    :class:`UserError`."""
     prep = Workdir(work).prep
     missing = [image for stem, image, _ in pair_carvana(data, require_masks=False)
                if not (prep / f"{stem}.bin").is_file()]
@@ -137,9 +131,8 @@ def all_converted(work, data):
 
 
 def clear_sample(work):
-    """Remove the generated sample's images and masks (the driver's own files) before another is
-    generated, so that two samples never mix; any other file there is refused, nothing removed."""
-    from .data import IMAGE_DIR, MASK_DIR
+    """Remove the generated sample's images and masks before another is generated, so that two samples
+    never mix; any other file there is refused, nothing removed."""
     sample = Workdir(work).sample
     files = []
     for sub, suffix in ((IMAGE_DIR, ".jpg"), (MASK_DIR, "_mask.gif")):
@@ -155,9 +148,8 @@ def clear_sample(work):
 
 
 def clear_run(work, name):
-    """Remove an earlier (outdated or unfinished) run ``name`` of the driver's: ``result/<name>``'s
-    output files and ``result/<name>_summary.json``. Anything else in that folder was not written
-    by the runner: then nothing is removed and the run is refused."""
+    """Remove an earlier (outdated or unfinished) run ``name``: ``result/<name>``'s output files and its
+    summary; anything else in that folder is refused, nothing removed."""
     folder, summary = run_paths(Workdir(work).results, name)
     if not folder.exists() and not summary.exists():
         return None
@@ -177,25 +169,20 @@ def clear_run(work, name):
 
 
 def last_result(work, batchsizes, run=""):
-    """Copy the last batch size's scores (``result_bs<B>.txt`` and ``.json``) to ``result.txt`` and
-    ``result.json`` (``run``'s: ``result_<run>_bs<B>.txt`` to ``result_<run>.txt``), each through a
-    temporary file and a rename; returns the two copies."""
+    """Copy the last batch size's ``result_bs<B>.txt`` and ``.json`` to ``result.txt`` and ``.json``
+    (``run``'s: ``result_<run>_bs<B>.txt`` to ``result_<run>.txt``), atomically."""
     w, last = Workdir(work, run), batchsizes[-1]
-    copies = []
     for src, dst in ((w.result_txt(last), w.result_txt()), (w.result_json(last), w.result_json())):
         try:
             with atomic_path(dst) as tmp:
                 shutil.copyfile(src, tmp)
         except OSError as exc:
             raise cli.os_error(src, exc, f"copy it to {dst}") from None
-        copies.append(dst)
-    return copies
 
 
 def result_lines(work, batchsizes, backend, precision, labels=True, run=""):
-    """The driver's closing lines: per batch size, the IoU of the scored run, the pure-inference
-    throughput, and the wall time of the run on the images (apart: it includes reading and writing
-    files), called the scored run, or with ``labels=False`` the inference run, not scored."""
+    """The driver's closing lines: per batch size, the IoU, the pure-inference throughput, and the wall
+    time of the scored run (with ``labels=False``: the inference run, not scored)."""
     from . import summary as summ
     from .results import modelzoo_text, read_results
     w, lines = Workdir(work, run), []
@@ -241,8 +228,7 @@ def _run(parser):
 
 
 def _sub(sub, name, summary, example):
-    """A subcommand: ``summary`` in the main help; it and the example ``python3 -m unet_infer.stages
-    <example>`` in its own."""
+    """A subcommand: ``summary`` in the main help; it and ``python3 -m unet_infer.stages <example>`` in its own."""
     text = textwrap.fill(summary[0].upper() + summary[1:] + ".", 100)
     return sub.add_parser(name, help=summary, description=f"{text}\n\n    python3 -m unet_infer.stages {example}",
                           formatter_class=cli.HelpFormatter, allow_abbrev=False)
@@ -318,7 +304,6 @@ def main(argv=None):
     elif args.command == "forget":
         made_from(args.stage, args.work, _values(args.value)).forget(args.work)
     elif args.command == "preflight":  # before any expensive work: the data pairs up (the work folder: the lock)
-        from .data import IMAGE_DIR, MASK_DIR, pair_carvana
         n = len(pair_carvana(args.data, require_masks=args.labels))
         print(f"{n} image{'s' if n != 1 else ''} in {Path(args.data) / IMAGE_DIR}"
               + (f", each with its mask in {Path(args.data) / MASK_DIR}" if args.labels else ""))
