@@ -12,11 +12,13 @@ from PIL import Image
 
 from unet_infer import report
 from unet_infer.cli import UserError, run_cli
+from unet_infer.report.overlays import LABEL_COLOUR, edge_mask
+from unet_infer.report.plots import plot_fps_vs_batch, plot_iou_hist
 from unet_infer.formats import write_bin
 from unet_infer.machine import cpu_model, cuda_index, describe_machine, today, vector_units
 from unet_infer.data import load_label
 from unet_infer.postprocess import score_folder
-from unet_infer.results import write_results
+from unet_infer.results import select_extremes, write_results
 from unet_infer.summary import build_summary, write_summary
 from unet_infer.workdir import Workdir
 
@@ -160,10 +162,10 @@ def test_overlay_shows_prediction_and_label_outline(run):
     assert report_main(work, data) == 0
     arr = np.asarray(Image.open(work / "report" / "overlays" / f"best_1_{stem_of(0)}.png").convert("RGB"))
     label = load_label(data / "train_masks" / f"{stem_of(0)}_mask.gif", S)
-    edge = report.edge_mask(label)
+    edge = edge_mask(label)
     below_caption = np.zeros_like(label)
     below_caption[S // 2:] = True
-    assert (arr[edge & below_caption] == report.LABEL_COLOUR).all()
+    assert (arr[edge & below_caption] == LABEL_COLOUR).all()
     inside = label & ~edge & below_caption
     outside = ~label & below_caption
     # cyan fill: inside the car, blue+green rise against red compared with the background
@@ -299,7 +301,7 @@ def test_mixed_weights_are_refused(mixed, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith(f"error: {work}: the table would mix runs of different weights")
         assert f"{W4} (bs 3) and {W8} (bs 5)" in err
-        assert "workdir=" in err and "--batchsizes" in err and "--allow-mixed" in err
+        assert "workdir=" in err and "--batchsizes" in err
     assert not (work / "report" / "summary.md").exists()
 
 
@@ -307,21 +309,6 @@ def test_a_runs_own_batch_size_is_reported_alone(mixed, capsys):
     work, data = mixed
     assert report_main(work, data, "--batchsizes", "3") == 0
     assert [(r["Batch Size"], r["Weights"]) for r in table_rows(work / "report" / "summary.md")] == [("3", W4)]
-
-
-def test_allow_mixed_lists_them_under_a_warning(mixed, capsys, caplog):
-    work, data = mixed
-    with caplog.at_level(logging.WARNING):
-        assert report_main(work, data, "--all", "--allow-mixed", "--batchsizes", "3") == 0
-    assert [(r["Batch Size"], r["Weights"]) for r in table_rows(work / "report" / "summary.md")] == [
-        ("3", W4), ("5", W8)]
-    text = (work / "report" / "summary.md").read_text()
-    assert f"**Warning: these rows come from different weights: {W4} (bs 3) and {W8} (bs 5);" in text
-    assert text.index("**Warning") < text.index("| Batch Size")
-    assert any("different weights" in r.getMessage() for r in caplog.records)
-    both = [report.build_parser().parse_args(["--work", "w", "--data", "d", flag]).allow_mixed
-            for flag in ("--allow-mixed", "--allow_mixed")]
-    assert both == [True, True]
 
 
 def test_weights_fall_back_to_the_results_provenance(tmp_path):
@@ -410,7 +397,7 @@ def test_bad_batchsizes_is_a_usage_error(tmp_path, capsys):
 @pytest.mark.parametrize("n, n_worst, n_best", [(1, 1, 0), (2, 1, 1), (5, 3, 2), (8, 4, 4), (11, 4, 4)])
 def test_select_extremes_never_repeats(n, n_worst, n_best):
     records = [{"name": f"img{i}", "iou": 1.0 - ((i * 7) % n) / 100} for i in range(n)]
-    worst, best = report.select_extremes(records)
+    worst, best = select_extremes(records)
     assert (len(worst), len(best)) == (n_worst, n_best)
     assert not {r["name"] for r in worst} & {r["name"] for r in best}
     ious = sorted(r["iou"] for r in records)
@@ -421,29 +408,29 @@ def test_select_extremes_never_repeats(n, n_worst, n_best):
 def test_edge_mask_is_the_inner_outline():
     mask = np.zeros((8, 8), bool)
     mask[2:6, 1:7] = True
-    edge = report.edge_mask(mask)
+    edge = edge_mask(mask)
     inner = np.zeros_like(mask)
     inner[3:5, 2:6] = True
     assert np.array_equal(edge, mask & ~inner)
-    assert report.edge_mask(mask, 2).sum() == mask.sum()  # 4 rows: two layers take everything
+    assert edge_mask(mask, 2).sum() == mask.sum()  # 4 rows: two layers take everything
 
 
 def test_plot_fps_vs_batch(tmp_path):
     rows = [{"backend": "onnxruntime", "precision": "fp32", "batchsize": b, "fps": f} for b, f in [(1, 5.0), (8, 7.5)]]
     rows += [{"backend": "torch", "precision": "bf16", "batchsize": 32, "fps": 40.0}]
-    out = report.plot_fps_vs_batch(rows, tmp_path / "fps.png")
+    out = plot_fps_vs_batch(rows, tmp_path / "fps.png")
     assert png_size(out) == (800, 500)
-    single = report.plot_fps_vs_batch(rows[:1], tmp_path / "one.png")
+    single = plot_fps_vs_batch(rows[:1], tmp_path / "one.png")
     assert png_size(single) == (800, 500)
 
 
 def test_iou_hist_without_difficult_images(tmp_path):
-    assert png_size(report.plot_iou_hist([0.99, 0.98, 0.985], tmp_path / "h.png")) == (800, 500)
-    assert png_size(report.plot_iou_hist([1.0], tmp_path / "one.png")) == (800, 500)
+    assert png_size(plot_iou_hist([0.99, 0.98, 0.985], tmp_path / "h.png")) == (800, 500)
+    assert png_size(plot_iou_hist([1.0], tmp_path / "one.png")) == (800, 500)
 
 
 def test_plural():
-    assert [report.tables.plural(n, "row") for n in (0, 1, 2)] == ["0 rows", "1 row", "2 rows"]
+    assert [report.plural(n, "row") for n in (0, 1, 2)] == ["0 rows", "1 row", "2 rows"]
 
 
 def test_describe_machine(tmp_path):

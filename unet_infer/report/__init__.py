@@ -27,66 +27,90 @@ precision come from each run's summary where it records them, else from --backen
 else "n/a"; they are never guessed from a file name.
 """
 
-import sys
+import csv
+import io
 from pathlib import Path
+
+import numpy as np
 
 from .. import cli
 from ..backends import names as backend_names, precisions as all_precisions
-from ..cli import UserError, run_cli
+from ..cli import UserError
 from ..data import IMAGE_DIR, MASK_DIR
-from ..formats import DEFAULT_SIZE
+from ..formats import DEFAULT_SIZE, atomic_write_text
+from ..machine import today
 from ..progress import set_quiet
-from ..results import N_EXTREMES, select_extremes
+from ..results import MODELZOO_MIN_IOU
 from ..workdir import Workdir
-from .overlays import LABEL_COLOUR, edge_mask, load_prediction, make_overlay, write_overlays
+from .overlays import write_overlays
 from .plots import plot_fps_vs_batch, plot_iou_hist
-from .rows import check_weights, collect_rows
-from .tables import COLUMNS, plural, summary_markdown, write_per_image_csv, write_summary_md
+from .rows import NA, check_weights, collect_rows
 
-__all__ = ["COLUMNS", "LABEL_COLOUR", "N_EXTREMES", "build_parser", "build_report", "check_weights",
-           "collect_rows", "edge_mask", "load_prediction", "main", "make_overlay", "plot_fps_vs_batch",
-           "plot_iou_hist", "select_extremes", "summary_markdown", "write_overlays", "write_per_image_csv",
-           "write_summary_md"]
+SCORED_FPS = "images/s (scored run, compute only)"  # not images / wall s: the wall time beside it has the files
+COLUMNS = ("Batch Size", "Data set", "IoU (all images)", f"IoU (ModelZoo: images >= {MODELZOO_MIN_IOU})",
+           "Dice", "Images", "images/s (pure inference)", SCORED_FPS, "Wall s (scored run)",
+           "Backend", "Precision", "Model", "Weights", "Machine")
+THROUGHPUT_NOTE = ("images/s = 1000 x batch size / mean compute time of one batch (ms), as ais_bench "
+                   "reports it: the model's compute only; host time (reading files, pre- and "
+                   "postprocessing, copies to and from the device) is not counted. \"pure inference\" is "
+                   "the timing run (`--loop`, no files), the figure to quote; \"scored run, compute only\" "
+                   "is the model's compute in the run whose outputs were scored, while its wall time covers "
+                   "the whole run, files included (images / wall time is lower).")
 
 
+def plural(n, word):
+    """``"1 row"``, ``"2 rows"``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
-def build_report(work, data, batchsizes, backend=None, precision=None, size=DEFAULT_SIZE, machine=None,
-                 all_batchsizes=False, allow_mixed=False, run=""):
-    """Write WORK/report/ (see the module notes); return what was written.
 
-    Returns ``{"summary_md", "per_image_csv", "iou_hist", "fps_plot" (or None), "overlays",
-    "rows", "batchsize", "warning"}``; ``batchsize`` is the one whose per-image scores and
-    predictions were used, ``warning`` the mixed-weights warning (None unless ``allow_mixed``).
-    """
-    work, data = Path(work), Path(data)
-    if not data.is_dir():
-        raise UserError(f"{data}: data folder not found (it must hold {IMAGE_DIR}/ and {MASK_DIR}/)")
-    rows = collect_rows(work, data.resolve().name or str(data), None if all_batchsizes else batchsizes,
-                        backend, precision, machine, run)
-    warning = check_weights(rows, work, allow_mixed)
-    mine = [row for row in rows if row["run"] == run] or rows
-    by_bs = {row["batchsize"]: row for row in mine}
-    chosen = next((bs for bs in batchsizes if bs in by_bs), mine[0]["batchsize"])
-    records = by_bs[chosen]["per_image"]
+def _number(value, fmt):
+    return NA if value is None else format(value, fmt)
 
-    out = Workdir(work).report
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise cli.os_error(out, exc, "create the report folder") from None
-    per_image_csv = write_per_image_csv(records, out / "per_image.csv")
-    iou_hist = plot_iou_hist([r["iou"] for r in records], out / "iou_hist.png")
-    fps_plot = None
-    if len(rows) > 1:
-        pure = all(row["perf_fps"] is not None for row in rows)  # pure-inference images/s, else the scored runs'
-        points = [dict(row, fps=row["perf_fps"] if pure else row["fps"]) for row in rows]
-        which = "pure inference" if pure else "scored runs"
-        fps_plot = plot_fps_vs_batch(points, out / "fps_vs_batch.png",
-                                     title=f"UNet throughput against batch size ({which})")
-    overlays = write_overlays(records, Workdir(work, by_bs[chosen]["run"]), data, chosen, size, out / "overlays")
-    summary_md = write_summary_md(rows, out / "summary.md", warning=warning, per_image_row=by_bs[chosen])
-    return {"summary_md": summary_md, "per_image_csv": per_image_csv, "iou_hist": iou_hist,
-            "fps_plot": fps_plot, "overlays": overlays, "rows": rows, "batchsize": chosen, "warning": warning}
+
+def _cells(row):
+    """The cells of one table row, formatted (in the order of :data:`COLUMNS`)."""
+    cells = [row["batchsize"], row["data"], f"{row['mean_iou']:.6f}", _number(row["modelzoo_iou"], ".6f"),
+             f"{row['mean_dice']:.6f}", row["n_images"], _number(row["perf_fps"], ".2f"), f"{row['fps']:.2f}",
+             _number(row["wall_s"], ".1f"), row["backend"], row["precision"], row["model"] or NA,
+             row["weights"] or NA, row["machine"]]
+    return [str(cell).replace("|", "\\|").replace("\n", " ") for cell in cells]
+
+
+def _which(row, rows):
+    """``"bs 8"``, and its backend and precision where the rows are of several runs."""
+    several = len({r["run"] for r in rows}) > 1
+    return f"bs {row['batchsize']}" + (f" {row['backend']} {row['precision']}" if several else "")
+
+
+def write_summary_md(rows, path, per_image_row):
+    """summary.md: the table, then notes; ``per_image_row``: the row whose scores per_image.csv holds."""
+    lines = ["# UNet on Carvana: accuracy and throughput", "", "| " + " | ".join(COLUMNS) + " |",
+             "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
+    lines += ["", f"Generated {today()} by `python3 -m unet_infer.report`.", "",
+              f"- {THROUGHPUT_NOTE}",
+              f"- IoU of the car class, mean over all images; the ModelZoo figure leaves out the "
+              f"\"difficult\" images whose IoU is below {MODELZOO_MIN_IOU}."]
+    below = [f"{_which(r, rows)}: {r['n_below_0_5']}" for r in rows if r["n_below_0_5"]]
+    if below:
+        lines.append(f"- Images below {MODELZOO_MIN_IOU}: " + ", ".join(below) + ".")
+    lines.append(f"- Per-image scores ({_which(per_image_row, rows)}): `per_image.csv`; histogram: `iou_hist.png`; "
+                 f"worst and best images: `overlays/`.")
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return Path(path)
+
+
+def write_per_image_csv(records, path):
+    """``name,iou,dice`` per record (6 decimals), then ``mean,<mean iou>,<mean dice>``."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["name", "iou", "dice"])
+    for record in records:
+        writer.writerow([record["name"], f"{record['iou']:.6f}", f"{record['dice']:.6f}"])
+    ious = np.array([r["iou"] for r in records], dtype=np.float64)
+    dices = np.array([r["dice"] for r in records], dtype=np.float64)
+    writer.writerow(["mean", f"{ious.mean():.6f}", f"{dices.mean():.6f}"])
+    atomic_write_text(path, buf.getvalue())
 
 
 def build_parser():
@@ -100,8 +124,6 @@ def build_parser():
              "per_image.csv and the overlays")
     add("--all", dest="all_batchsizes", action="store_true",
         help="list every batch size scored in --work, not only those of --batchsizes")
-    add(*cli.flag("allow_mixed"), dest="allow_mixed", action="store_true",
-        help="list rows of different weights anyway, under a warning (without it: an error)")
     add("--backend", default=None, choices=backend_names(),
         help="backend, for a run whose summary does not say (without it: n/a)")
     add("--precision", default=None, choices=all_precisions(),
@@ -118,14 +140,33 @@ def build_parser():
 
 
 def main(argv=None):
+    """Write WORK/report/ (see the module notes)."""
     args = build_parser().parse_args(argv)
     set_quiet(args.quiet)
-    report = build_report(args.work, args.data, args.batchsizes, args.backend, args.precision, size=args.size,
-                          machine=args.machine, all_batchsizes=args.all_batchsizes, allow_mixed=args.allow_mixed,
-                          run=args.run)
-    print(f"report: {report['summary_md']} ({plural(len(report['rows']), 'row')}, "
-          f"{plural(len(report['overlays']), 'overlay')})")
+    work, data = Path(args.work), Path(args.data)
+    if not data.is_dir():
+        raise UserError(f"{data}: data folder not found (it must hold {IMAGE_DIR}/ and {MASK_DIR}/)")
+    rows = collect_rows(work, data.resolve().name or str(data), None if args.all_batchsizes else args.batchsizes,
+                        args.backend, args.precision, args.machine, args.run)
+    check_weights(rows, work)
+    mine = [row for row in rows if row["run"] == args.run] or rows
+    by_bs = {row["batchsize"]: row for row in mine}
+    chosen = by_bs[next((bs for bs in args.batchsizes if bs in by_bs), mine[0]["batchsize"])]
+    records = chosen["per_image"]
 
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))
+    out = Workdir(work).report
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise cli.os_error(out, exc, "create the report folder") from None
+    write_per_image_csv(records, out / "per_image.csv")
+    plot_iou_hist([r["iou"] for r in records], out / "iou_hist.png")
+    if len(rows) > 1:
+        pure = all(row["perf_fps"] is not None for row in rows)  # pure-inference images/s, else the scored runs'
+        points = [dict(row, fps=row["perf_fps"] if pure else row["fps"]) for row in rows]
+        plot_fps_vs_batch(points, out / "fps_vs_batch.png",
+                          title=f"UNet throughput against batch size ({'pure inference' if pure else 'scored runs'})")
+    overlays = write_overlays(records, Workdir(work, chosen["run"]), data, chosen["batchsize"], args.size,
+                              out / "overlays")
+    summary_md = write_summary_md(rows, out / "summary.md", chosen)
+    print(f"report: {summary_md} ({plural(len(rows), 'row')}, {plural(len(overlays), 'overlay')})")

@@ -15,11 +15,10 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..cli import UserError
 from ..data import DECODE_ERRORS, IMAGE_DIR, MASK_DIR, load_label, mask_path
-from ..formats import DEFAULT_SIZE, IMAGE_SUFFIXES, atomic_write_bytes, read_bin
+from ..formats import IMAGE_SUFFIXES, atomic_write_bytes, read_bin
 from ..metrics import logits_to_mask
 from ..postprocess import output_classes
 from ..results import read_mask_png, select_extremes
-from ..workdir import Workdir
 
 log = logging.getLogger(__name__)
 
@@ -39,19 +38,9 @@ def find_image(data, stem):
     return None
 
 
-def _workdir(work):
-    """``work`` as a :class:`Workdir`: a path (the plain names' run) or a Workdir of one run."""
-    return work if isinstance(work, Workdir) else Workdir(work)
-
-
-def load_prediction(work, batchsize, stem, size=DEFAULT_SIZE):
-    """The predicted car mask (bool, size x size) of ``stem``, or None when the run kept none.
-
-    From the outputs' ``<stem>.bin`` or ``<stem>_0.bin`` (logits), else from the streaming mode's
-    ``<stem>.png`` (car where the value is > 127). A bad file raises. ``work``: the work folder,
-    or the :class:`Workdir` of one run.
-    """
-    w = _workdir(work)
+def load_prediction(w, batchsize, stem, size):
+    """The predicted car mask (bool, size x size) of ``stem`` in the run ``w`` (a :class:`Workdir`),
+    or None when the run kept none; a bad file raises."""
     outputs = w.outputs(batchsize)
     for path in (outputs / f"{stem}.bin", outputs / f"{stem}_0.bin"):
         if path.is_file():
@@ -97,11 +86,9 @@ def _draw_caption(img, lines):
     return out.convert("RGB")
 
 
-def make_overlay(image_path, pred_mask, label_mask, title, size=DEFAULT_SIZE):
-    """The input image resized to size x size, the prediction filled cyan, the label outlined red.
-
-    ``label_mask`` may be None (no outline). The caption is ``title`` and, when it fits, a legend.
-    """
+def make_overlay(image_path, pred_mask, label_mask, title, size):
+    """The input image resized to size x size, the prediction filled cyan, the label (None: none)
+    outlined red; the caption is ``title`` and, when it fits, a legend."""
     pred = np.asarray(pred_mask, dtype=bool)
     with Image.open(image_path) as img:
         rgb = img.convert("RGB").resize((size, size))
@@ -120,11 +107,9 @@ def make_overlay(image_path, pred_mask, label_mask, title, size=DEFAULT_SIZE):
 
 
 def write_overlays(records, work, data, batchsize, size, out_dir):
-    """Overlays of the worst and best images into ``out_dir``; return the paths written.
-
-    An image whose input, prediction or files cannot be read is skipped with a warning. Earlier
-    ``worst_*``/``best_*`` PNGs in ``out_dir`` that this call did not write are removed.
-    """
+    """Overlays of the worst and best images of the run ``work`` (a :class:`Workdir`) into ``out_dir``:
+    the paths written. An image whose files cannot be read is skipped with a warning; earlier
+    ``worst_*``/``best_*`` PNGs that this call did not write are removed."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     worst, best = select_extremes(records)
@@ -155,9 +140,8 @@ def _write_overlay(record, work, data, batchsize, size, target):
         return None
     pred = load_prediction(work, batchsize, stem, size)
     if pred is None:
-        w = _workdir(work)
         log.warning("%s: no prediction (neither %s nor %s), overlay skipped", stem,
-                    w.outputs(batchsize) / f"{stem}.bin", w.masks(batchsize) / f"{stem}.png")
+                    work.outputs(batchsize) / f"{stem}.bin", work.masks(batchsize) / f"{stem}.png")
         return None
     label_path = mask_path(Path(data) / MASK_DIR, stem)
     label = load_label(label_path, size) if label_path.is_file() else None

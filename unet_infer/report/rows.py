@@ -6,7 +6,6 @@ scored run's summary, plus the pure-inference run's throughput when that run's s
 Rows of different weights are one run beside another, not one run: :func:`check_weights` refuses them.
 """
 
-import functools
 import logging
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from ..workdir import Workdir
 log = logging.getLogger(__name__)
 
 NA = "n/a"
-_this_machine = functools.cache(describe_machine)
 
 
 def _text(value):
@@ -66,7 +64,7 @@ def make_row(w, bs, data_name, backend=None, precision=None, machine=None, resul
         "compute_ms": summ.compute_ms(run),
         "backend": summ.backend(run) or backend or NA,
         "precision": summ.precision(run) or precision or NA,
-        "machine": summ.machine(run) or machine or _this_machine(),
+        "machine": summ.machine(run) or machine or describe_machine(),
         "model": Path(model).name if model else None,
         "weights": weights,
         "per_image": [{"name": str(r["name"]), "iou": float(r["iou"]), "dice": float(r["dice"])}
@@ -150,21 +148,14 @@ def collect_rows(work, data_name, batchsizes=None, backend=None, precision=None,
     return rows
 
 
-def check_weights(rows, work, allow_mixed=False):
-    """None when every row that records its weights has the same; otherwise a :class:`UserError`,
-    or with ``allow_mixed`` a warning (logged and returned, for summary.md)."""
+def check_weights(rows, work):
+    """A :class:`UserError` unless every row that records its weights has the same."""
     groups = {}  # weights -> batch sizes, in row order
     for row in rows:
         if row["weights"]:
             groups.setdefault(row["weights"], []).append(row["batchsize"])
-    if len(groups) < 2:
-        return None
-    parts = [f"{weights} (bs {', '.join(map(str, sizes))})" for weights, sizes in groups.items()]
-    mixed = ", ".join(parts[:-1]) + " and " + parts[-1]  # "w4.pth sha256:... (bs 3) and w16.pth ... (bs 5)"
-    if not allow_mixed:
+    if len(groups) > 1:
+        parts = [f"{weights} (bs {', '.join(map(str, sizes))})" for weights, sizes in groups.items()]
+        mixed = ", ".join(parts[:-1]) + " and " + parts[-1]  # "w4.pth sha256:... (bs 3) and w16.pth ... (bs 5)"
         raise UserError(f"{work}: the table would mix runs of different weights: {mixed}; report one run "
-                        f"at a time (another workdir=, or --batchsizes with this run's batch sizes only), "
-                        f"or pass --allow-mixed to list them anyway")
-    warning = f"these rows come from different weights: {mixed}; their figures do not compare as one run's"
-    log.warning("%s: %s", work, warning)
-    return warning
+                        f"at a time (another workdir=, or --batchsizes with this run's batch sizes only)")

@@ -161,7 +161,7 @@ def main(argv=None):
     machine = max((r["machine"] for r in rows), key=len)  # the fullest: names the GPU where one was used
     heading = section_heading(machine, model_short, date)
     plot = Path(args.plot) if args.plot else plot_path(args.markdown, heading)
-    from ..report import plot_fps_vs_batch
+    from ..report.plots import plot_fps_vs_batch
     plot.parent.mkdir(parents=True, exist_ok=True)
     plot_fps_vs_batch(rows, plot, title=f"{model_short}\n{machine}, {date}")
     commands = [os.environ[COMMAND_ENV]] if os.environ.get(COMMAND_ENV) else []
