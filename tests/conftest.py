@@ -54,6 +54,20 @@ def pytest_report_header(config):
     return f"cpu flags: {played}; backend=auto -> {backend} {precision}"
 
 
+# The module fixtures that a whole run stands behind (a driver run, a local Ray or a cluster of Ray
+# nodes, a gpu_check or benchmark run). The suite runs on two workers (pyproject.toml): the tests
+# that use one of these run in one worker, one after the other in file order, so the fixture is made
+# once; every other test goes to the worker that is free.
+SHARED_FIXTURES = {"finished", "unscored", "ray_address", "driver_run", "cluster", "checked", "bench_runs"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the marks
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SHARED_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
 @pytest.fixture
 def play_cpu(monkeypatch):
     """``play_cpu("avx2 fma")``: these flags stand in for the CPU's until the test ends, in this
