@@ -589,13 +589,10 @@ def test_the_path_checks_see_a_wrong_path():
     assert not wrong_work_paths([_command("x", 1, bench.format("work/UNet_int8_bs1.xml"), False)])
 
 
-def test_the_marks_are_seen():
+def test_the_marks_are_seen(tmp_path, monkeypatch):
     lines = ["It needs the user's data: Carvana.", "", "```bash", "scripts/run_all.sh data=./carvana", "```",
              "", "```bash", "scripts/run_all.sh data=./carvana   # needs Carvana", "scripts/run_all.sh bs=8", "```"]
-    path = ROOT / "tests" / ".marks.md"
-    try:
-        path.write_text("\n".join(lines))
-        marked = [cmd.marked for cmd in doc_commands(path)]
-    finally:
-        path.unlink()
-    assert marked == [True, True, False]
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)  # a document of the test's own, not in the repository
+    path = tmp_path / "marks.md"
+    path.write_text("\n".join(lines))
+    assert [cmd.marked for cmd in doc_commands(path)] == [True, True, False]
