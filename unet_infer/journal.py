@@ -29,6 +29,7 @@ scale"). One writer per record: a second process that opens it while the first h
 """
 
 import base64
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -306,10 +307,8 @@ class Journal:
             while view:
                 view = view[os.write(self.fd, view):]
         except OSError as exc:
-            try:
+            with contextlib.suppress(OSError):
                 os.ftruncate(self.fd, self.size)  # no torn line before the next one
-            except OSError:
-                pass
             raise os_error(self.path, exc, "write the run's record") from None
         if self.size == 0:
             _sync_folder(self.path.parent)
@@ -352,17 +351,13 @@ class Journal:
 
 
 def _sync_folder(folder):
-    """Make a new file's name durable (its folder's entry)."""
-    try:
+    """Make a new file's name durable (its folder's entry), where the folder can be synced."""
+    with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def beside(result):

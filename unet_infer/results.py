@@ -139,17 +139,23 @@ def _write(result, result_txt):
     return result
 
 
-def read_results(path):
-    """A result JSON, checked for the keys its readers use; anything else is a :class:`UserError`."""
+def read_json_object(path, what):
+    """The JSON object in ``path`` (a result or a summary: ``what``); anything else is a :class:`UserError`."""
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"{path}: result file not found") from None
+        raise UserError(f"{path}: {what} file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise UserError(f"{path}: not a readable JSON file ({exc})") from None
     if not isinstance(data, dict):
-        raise UserError(f"{path}: not a scoring result (expected a JSON object)")
+        raise UserError(f"{path}: not a {what} (expected a JSON object)")
+    return data
+
+
+def read_results(path):
+    """A result JSON, checked for the keys its readers use; anything else is a :class:`UserError`."""
+    data = read_json_object(path, "result")
     missing = [key for key in RESULT_KEYS if key not in data]
     if missing:
         raise UserError(f"{path}: not a scoring result (no {', '.join(missing)})")

@@ -23,7 +23,7 @@ import numpy as np
 
 from .cli import UserError, os_error
 from .formats import atomic_path, natural_key
-from .results import Streamed
+from .results import Streamed, read_json_object
 
 REQUIRED_KEYS = ("filesinfo", "args", "NPU_compute_time", "H2D_latency", "D2H_latency",
                  "throughput", "npu_compute_time_list", "pid")
@@ -160,14 +160,8 @@ def write_summary(path, summary):
 
 def read_summary(path):
     """Read and check a summary file; a missing, truncated or foreign file is a :class:`UserError`."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: summary file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise UserError(f"{path}: not a valid summary JSON file ({exc})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("filesinfo"), dict):
+    data = read_json_object(path, "summary")
+    if not isinstance(data.get("filesinfo"), dict):
         raise UserError(f"{path}: not an ais_bench summary (no 'filesinfo' object)")
     for key, entry in data["filesinfo"].items():
         if (not isinstance(entry, dict) or not isinstance(entry.get("infiles"), list)
@@ -215,9 +209,9 @@ def throughput(summary):
     return float(summary["throughput"])
 
 
-def compute_ms(summary, stat="mean"):
-    """A statistic of the compute time of one batch, ms: mean, median, min, max, percentile(99%)..."""
-    return float(summary["NPU_compute_time"][stat])
+def compute_ms(summary):
+    """The mean compute time of one batch, ms."""
+    return float(summary["NPU_compute_time"]["mean"])
 
 
 def percentile_ms(summary, p):
