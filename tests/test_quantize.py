@@ -1,30 +1,24 @@
 """INT8 static quantisation: a tiny UNet at 32 x 32, calibrated on a few .bin files written here."""
 
-import warnings
-
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 
 from unet_infer.backends.onnxruntime_backend import OnnxRuntimeBackend
 from unet_infer.cli import UserError, run_cli
+from unet_infer.export import export_model
 from unet_infer.quantize import calibration_files, main, select_evenly
 from unet_infer.quantize.graph import upsampling_as_gemm
 from unet_infer.quantize.onnxruntime import CalibrationReader, quantize_model
 
 from tiny_unet import SIZE, smooth_images, tiny_unet
 
-INPUT, OUTPUT = "actual_input_1", "output1"
+INPUT = "actual_input_1"
 
 
 def export(model, path, size=SIZE):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        torch.onnx.export(model, torch.zeros(1, 3, size, size), str(path), dynamo=False, opset_version=11,
-                          input_names=[INPUT], output_names=[OUTPUT],
-                          dynamic_axes={INPUT: {0: "-1"}, OUTPUT: {0: "-1"}})
+    export_model(model, path, size)  # as unet_pth2onnx.py exports
     return path
 
 
@@ -127,7 +121,7 @@ def test_calibration_files_natural_order_evenly_spaced(tmp_path):
     assert [p.name for p in chosen] == ["img0.bin", "img4.bin", "img7.bin", "img11.bin"]
     assert [p.name for p in calibration_files(folder, 50, 3, SIZE)] == names
     assert select_evenly(range(5), 1) == [0]
-    reader = CalibrationReader(chosen[:2], INPUT, (3, SIZE, SIZE))
+    reader = CalibrationReader(chosen[:2], INPUT, 3, SIZE)
     first = reader.get_next()
     assert first[INPUT].shape == (1, 3, SIZE, SIZE) and first[INPUT].dtype == np.float32
     assert reader.get_next() is not None and reader.get_next() is None

@@ -34,21 +34,13 @@ def build_parser():
     add("--backend", choices=names(), help="without it: from the suffix of --output")
     add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="input height = width")
     add("--threads", type=cli.int_at_least(1), help="threads for the check run (without it: the engine's own)")
-    for option in compile_options():
-        option.add_to(parser)
+    for cls in all_backends():  # each backend's own flags (acl's --chip)
+        for option in cls.compile_options:
+            option.add_to(parser)
     add(*cli.flag("no_check"), dest="no_check", action="store_true",
         help="skip the test run of one zero batch (it costs as much as one batch of inference; a re-batched "
              "model's comparison with the batch-1 model is skipped too)")
     return parser
-
-
-def compile_options():
-    """Every backend's ``compile_options``, each flag once (the first backend's declaration of it)."""
-    found = {}
-    for cls in all_backends():
-        for option in cls.compile_options:
-            found.setdefault(option.dest, option)
-    return list(found.values())
 
 
 def main(argv=None):

@@ -35,10 +35,6 @@ from ..progress import set_quiet
 
 log = logging.getLogger(__name__)
 
-CALIB_SUFFIXES = (".bin",)
-SHAPE_OPS = ("Shape",)
-
-
 INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # 32-bit INT8 dot products: no 16-bit saturation
 
 
@@ -50,9 +46,8 @@ def int8_saturates(flags=None):
 
 
 def recipe_options(flags=None):
-    """What of the INT8 recipe depends on this machine: part of a quantised model's manifest, decided
-    where the manifest is made (``manifests.STAGES``: the driver and the speed tables re-quantise
-    when it changes)."""
+    """What of the INT8 recipe depends on this machine: part of a quantised model's manifest (the
+    driver and the speed tables re-quantise when it changes)."""
     return {"weight_bits": 7 if int8_saturates(flags) else 8}
 
 
@@ -64,7 +59,7 @@ def fold_shape_arithmetic(model, size, source="the model"):
     batch axis stays dynamic; in this process, which has its imports already); a model without
     shape arithmetic is returned as it is."""
     from ..onnxfile import batch_is_dynamic, count_ops, dims, graph_inputs
-    shapes = sum(count_ops(model).get(op, 0) for op in SHAPE_OPS)
+    shapes = count_ops(model).get("Shape", 0)
     if not shapes:
         return model, False
     import onnxsim
@@ -110,7 +105,7 @@ def calibration_files(calib_dir, n_calib, channels, size):
     """Up to ``n_calib`` files of ``calib_dir`` (natural order, evenly spaced): its preprocessed
     ``.bin`` images (sizes checked), or when it holds none, its images (decoded as preprocessing does)."""
     nbytes = input_nbytes(size, channels)
-    files = list_files(calib_dir, CALIB_SUFFIXES, what="calibration")
+    files = list_files(calib_dir, (".bin",), what="calibration")
     if not files:
         files = list_files(calib_dir, IMAGE_SUFFIXES, what="calibration")
         if not files:
@@ -128,7 +123,7 @@ def calibration_files(calib_dir, n_calib, channels, size):
 def load_calibration(path, channels, size):
     """One calibration image as a 1 x C x S x S float32 array (a .bin file, or an image decoded)."""
     path = Path(path)
-    if path.suffix.lower() in CALIB_SUFFIXES:
+    if path.suffix.lower() == ".bin":
         return read_bin(path, shape=(1, channels, size, size), expected_bytes=input_nbytes(size, channels))
     try:
         return load_image(path, size)[None]
@@ -141,8 +136,7 @@ def compare_outputs(reference, candidate):
     reference, candidate = np.asarray(reference), np.asarray(candidate)
     if reference.shape != candidate.shape:
         raise UserError(f"INT8 output shape {candidate.shape} differs from fp32's {reference.shape}")
-    agree = float(np.mean((reference > 0) == (candidate > 0))) if reference.size else 1.0
-    return relative_error(candidate, reference), agree
+    return relative_error(candidate, reference), float(np.mean((reference > 0) == (candidate > 0)))
 
 
 def build_parser():

@@ -1,10 +1,4 @@
-"""Graph rewrites that let an INT8 UNet run in INT8 end to end (pure ONNX graph surgery).
-
-- ``upsampling_as_gemm``: UNet's up-sampling ConvTranspose (k x k kernel, stride k) as an
-  equivalent channels-last Gemm (onnxruntime's CPU provider has no INT8 ConvTranspose);
-- ``pad_in_int8``: DequantizeLinear -> Pad(0) -> QuantizeLinear folded into one Pad of the INT8
-  tensor by its zero point.
-"""
+"""Graph rewrites that let an INT8 UNet run in INT8 end to end in onnxruntime (ONNX graph surgery)."""
 
 import logging
 
@@ -79,7 +73,8 @@ def upsampling_as_gemm(model):
         name, out = node.name or node.output[0], node.output[0]
 
         def constant(suffix, array):
-            return _add_initializer(model, f"{out}_{suffix}", array)
+            model.graph.initializer.append(onnx.numpy_helper.from_array(array, f"{out}_{suffix}"))
+            return f"{out}_{suffix}"
 
         gemm_weight = constant("gemm_weight", np.ascontiguousarray(weight.transpose(0, 2, 3, 1).reshape(cin, -1)))
         gemm_bias = constant("gemm_bias", np.tile(bias, k * k))
@@ -160,11 +155,3 @@ def pad_in_int8(model):
         model.graph.node.extend(kept)
     return folded
 
-
-def _add_initializer(model, name, array):
-    taken = {init.name for init in model.graph.initializer}
-    unique, n = name, 1
-    while unique in taken:
-        unique, n = f"{name}_{n}", n + 1
-    model.graph.initializer.append(onnx.numpy_helper.from_array(array, unique))
-    return unique

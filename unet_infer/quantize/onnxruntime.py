@@ -1,9 +1,5 @@
 """The onnxruntime INT8 recipe: static quantisation, QDQ format, for the CPU provider.
 
-    python3 -m unet_infer.quantize --model UNet_dynamic_sim.onnx --calib prep_bin --output UNet_int8.onnx
-
-(the same as ``--n-calib 16``; add ``--size S`` when the model's input size is dynamic)
-
 The recipe, chosen by measuring on x86 with VNNI/AMX (onnxruntime's CPU provider, 2 threads):
 - activations QUInt8 (asymmetric), weights QInt8 per output channel (symmetric): the u8 x s8
   kernels of onnxruntime, with every ReLU folded away. QInt8 activations were 1.4x slower (float
@@ -17,15 +13,8 @@ The recipe, chosen by measuring on x86 with VNNI/AMX (onnxruntime's CPU provider
   ``u8 x s8`` products are summed in 16 bits and saturate with 8-bit weights (mean IoU of the
   bundled model on 672 real photos: 0.932 with 8 bits against fp32's 0.973). The INT8 model,
   like an .om, suits the machine that made it.
-The activation ranges are calibrated on up to --n-calib preprocessed images of --calib
-(``<stem>.bin``, raw float32 CHW, as preprocess_unet_pth.py writes them; natural order, evenly
-spaced when there are more), one image at a time. The shape arithmetic of a raw export is folded
-first (``fold_shape_arithmetic``), then shapes are inferred (``quant_pre_process``);
-the batch axis stays dynamic, so ``python3 -m unet_infer.compile`` can fix it afterwards.
-
-After quantising, one calibration image is run through both models: the report gives the node
-count, the relative error of the INT8 logits (max |int8 - fp32| / max |fp32|) and the fraction of
-pixels whose class (car: logit > 0) is the same as with fp32.
+The min-max ranges are calibrated one image at a time (about 2 GB of intermediate tensors per
+572 x 572 image). The batch axis stays dynamic, so ``python3 -m unet_infer.compile`` can fix it.
 """
 
 import contextlib
@@ -54,47 +43,28 @@ log = logging.getLogger(__name__)
 # Opset 13: DequantizeLinear's axis (per-channel weights) and uint8 MaxPool (kept in INT8 by ORT) need it.
 QUANT_OPSET = 13
 
-# The recipe (see the module docstring).
-ACTIVATION_TYPE = QuantType.QUInt8
-WEIGHT_TYPE = QuantType.QInt8
-PER_CHANNEL = True
-EXTRA_OPTIONS = {
-    "ActivationSymmetric": False,
-    "WeightSymmetric": True,
-    # One image at a time through the calibration model (about 2 GB of intermediate tensors per 572 x 572 image).
-    "CalibStridedMinMax": 1,
-}
-
 
 class CalibrationReader(CalibrationDataReader):
-    """Feeds one image (1 x C x S x S) per ``get_next``, from a list of .bin or image files."""
+    """One image (1 x C x S x S) per ``get_next``, of the files in the range quantize_static sets."""
 
-    def __init__(self, files, input_name, shape):
-        self.files = list(files)
-        self.input_name = input_name
-        self.shape = tuple(shape)
-        self.start, self.end = 0, len(self.files)
-        self.position = 0
+    def __init__(self, files, input_name, channels, size):
+        self.files, self.input_name, self.channels, self.size = list(files), input_name, channels, size
+        self.position, self.end = 0, len(self.files)
         self.bar = None
 
     def __len__(self):
         return len(self.files)
 
     def set_range(self, start_index, end_index):
-        self.start, self.end = start_index, min(end_index, len(self.files))
-        self.position = self.start
-
-    def rewind(self):
-        self.position = self.start
+        self.position, self.end = start_index, min(end_index, len(self.files))
 
     def get_next(self):
         if self.bar is None:
             self.bar = progress(total=len(self.files), desc="calibration", unit="image")
         if self.position >= self.end:
             return None
-        path = self.files[self.position]
+        array = load_calibration(self.files[self.position], self.channels, self.size)
         self.position += 1
-        array = load_calibration(path, *self.shape[:2])
         self.bar.update(1)
         if self.position == len(self.files):
             self.bar.close()
@@ -111,9 +81,8 @@ def quantize_model(model, calib_dir, output, n_calib=16, size=None, threads=None
     input_name, channels, size = image_input(fp32, model_path, size)
     files = calibration_files(calib_dir, n_calib, channels, size)
     reduce_range = int8_saturates()
-    log.info("%s: calibrating on %d image(s) of %s (minmax), %s activations, %s weights%s, per channel", model_path,
-             len(files), calib_dir, ACTIVATION_TYPE.name, WEIGHT_TYPE.name,
-             " in 7 bits (no VNNI/AMX on this CPU)" if reduce_range else "")
+    log.info("%s: calibrating on %d image(s) of %s (minmax), QUInt8 activations, QInt8 weights%s, per channel",
+             model_path, len(files), calib_dir, " in 7 bits (no VNNI/AMX on this CPU)" if reduce_range else "")
 
     with tempfile.TemporaryDirectory(prefix="unet_quantize.") as tmp:
         source = Path(tmp) / "fp32.onnx"
@@ -131,18 +100,13 @@ def quantize_model(model, calib_dir, output, n_calib=16, size=None, threads=None
             prepared = Path(tmp) / "fp32_prep.onnx"
             quant_pre_process(str(source), str(prepared))
             source = prepared
-        reader = CalibrationReader(files, input_name, (channels, size, size))
+        reader = CalibrationReader(files, input_name, channels, size)
         with atomic_path(output) as dst, contextlib.redirect_stdout(sys.stderr):
-            quantize_static(
-                str(source), dst, reader,
-                quant_format=QuantFormat.QDQ,
-                activation_type=ACTIVATION_TYPE,
-                weight_type=WEIGHT_TYPE,
-                per_channel=PER_CHANNEL,
-                reduce_range=reduce_range,
-                calibrate_method=CalibrationMethod.MinMax,
-                extra_options=EXTRA_OPTIONS,
-            )
+            quantize_static(str(source), dst, reader, quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
+                            calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                                           "CalibStridedMinMax": 1})
             int8 = onnx.load(dst)
             folded = pad_in_int8(int8)
             if folded:

@@ -28,7 +28,6 @@ from . import calibration_files, compare_outputs, fold_shape_arithmetic, int8_sa
 log = logging.getLogger(__name__)
 
 PRESET = "performance"  # nncf.QuantizationPreset: symmetric activations
-FAST_BIAS_CORRECTION = True
 
 
 def overflow_fix(flags=None):
@@ -115,7 +114,7 @@ def quantize_model(model, calib_dir, output, n_calib=16, size=None, threads=None
             try:
                 int8 = nncf.quantize(ov_model, dataset, preset=nncf.QuantizationPreset(PRESET),
                                      target_device=nncf.TargetDevice.CPU, subset_size=len(files),
-                                     fast_bias_correction=FAST_BIAS_CORRECTION,
+                                     fast_bias_correction=True,
                                      advanced_parameters=AdvancedQuantizationParameters(
                                          overflow_fix=OverflowFix(fix)))
             except (RuntimeError, ValueError, nncf.ValidationError, nncf.UnsupportedModelError) as exc:
