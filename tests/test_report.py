@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from unet_infer import report
-from unet_infer.cli import UserError, run_cli
+from unet_infer.cli import run_cli
 from unet_infer.report.overlays import LABEL_COLOUR, edge_mask
 from unet_infer.report.plots import plot_fps_vs_batch, plot_iou_hist
 from unet_infer.formats import write_bin

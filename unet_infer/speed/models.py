@@ -1,17 +1,10 @@
 """The models a benchmark runs, made once per model under WORKDIR/models/<tag>/ and reused.
 
-The stages it shares with the pipeline driver are the driver's own declarations
-(:data:`unet_infer.manifests.STAGES`: the same paths, options and records), so a model is remade
-exactly when the driver would remake it:
-
-    weights (--weights random only)      UNet_w<W>_seed0.pth
-    export                               UNet_dynamic_bs.onnx    (unet_infer.export.pth_to_onnx)
-    simplify                             UNet_dynamic_sim.onnx   (unet_infer.simplify.simplify)
-    quantize_<backend>                   e.g. UNet_int8.onnx     (its quantize, on WORKDIR/calib_s<S>)
-    compile_<backend>_<precision>_bs<B>  e.g. UNet_bs8.onnx      (its compile, per batch size; a model two
-                                                                  precisions share is made once)
-
-Calibration images: 4 generated Carvana-format images, preprocessed at the model's size.
+The stages it shares with the pipeline driver (export, simplify, quantize_<backend>,
+compile_<backend>_<precision>_bs<B>) are the driver's own declarations (the same paths, options
+and records): a model is remade exactly when the driver would remake it. The random weights
+(UNet_w<W>_seed0.pth) and the calibration images (4 generated images preprocessed at the model's
+size) are recorded the same way.
 """
 
 import hashlib
@@ -45,8 +38,7 @@ def model_workdir(workdir, weights, width, size):
 
 
 def build(work, made, make):
-    """Run ``make(made)`` unless the stage ``made`` (a :class:`~unet_infer.manifests.Made`: its record,
-    inputs, outputs, weights and options) of ``work`` is complete; True when it ran."""
+    """Run ``make(made)`` unless the stage ``made`` of ``work`` is complete; True when it ran."""
     if made.complete(work):
         log.info("reusing %s", ", ".join(str(p) for p in made.outputs))
         return False
