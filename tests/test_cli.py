@@ -82,6 +82,17 @@ def test_int_list_and_devices():
             cli.device_list(bad)
 
 
+def test_key_values_are_checked_by_their_table():
+    options = {"bs": ("8", "[1-9][0-9]*", "a batch size"), "data": ("", ".+", "a folder")}
+    assert cli.key_values(["bs=4"], options, "scripts/x.sh") == {"bs": "4", "data": ""}
+    for args, message in ((["bs=0"], "bs must be a batch size, got '0'"), (["data="], "data= needs a folder"),
+                          (["colour=red"], "unknown option 'colour=red' (options are key=value; see scripts/x.sh --help)"),
+                          (["bs"], "unknown option 'bs' (options are key=value; see scripts/x.sh --help)")):
+        with pytest.raises(UserError) as exc:
+            cli.key_values(args, options, "scripts/x.sh")
+        assert str(exc.value) == message
+
+
 def test_ctrl_c_while_python_imports_is_one_line_and_130():
     proc = subprocess.run([sys.executable, "-c", "import unet_infer; raise KeyboardInterrupt"], cwd=ROOT,
                           capture_output=True, text=True)

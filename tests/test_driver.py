@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from unet_infer import cli, driver
 from unet_infer.data import load_image, load_label, pair_carvana
 from unet_infer.weights import BUNDLED_WEIGHTS
 from unet_infer.model import load_unet
@@ -434,11 +435,12 @@ def test_retime_runs_the_timing_again_and_keeps_the_rest(unscored):
     assert "perf_bs2: complete, skipped" in run_driver(*args).stdout
 
 
-def test_help_and_bad_options(tmp_path):
+def test_help_and_bad_options(tmp_path, capsys):
     help_text = run_driver("--help").stdout
     for key in ("bs=", "data=", "weights=", "workdir=", "backend=", "precision=", "stream=", "loop=", "labels=",
                 "unreadable=", "retime=", "scripts/run_all.sh bs=8"):
         assert key in help_text
+    # the package's plan checks every option (in this process): one line, status 2
     for bad, words in ((["bs=0"], "bs must"), (["bs=8", "backend=tpu"], "unknown backend 'tpu'"),
                        (["bs=8", "precision=int8", "backend=torch"], "not available on the torch backend"),
                        (["bs=8", "frobnicate"], "unknown option"), (["bs=8", "size=8"], "at least 16"),
@@ -446,11 +448,17 @@ def test_help_and_bad_options(tmp_path):
                        (["bs=8", "unreadable=maybe"], "unreadable must be stop or skip"),
                        (["bs=8", "retime=yes"], "retime must be 0 or 1"),
                        (["bs=8", "stream=1", "unreadable=skip"], "goes with the file flow"),
-                       (["bs=8", f"data={tmp_path}"], "train"),
                        (["bs=8", f"weights={tmp_path}/none.pth"], "checkpoint not found")):
-        args = [*bad] if any(b.startswith("workdir=") for b in bad) else [*bad, f"workdir={tmp_path}/w"]
-        proc = run_driver(*args)
-        assert proc.returncode == 2 and "error:" in proc.stderr and words in proc.stderr, (bad, proc.stderr)
+        args = [*bad] if any(b.startswith("workdir=") for b in bad) else [*bad, f"workdir={tmp_path}/w", "quiet=1"]
+        assert cli.run_cli(driver.main, ["plan", *args]) == 2, bad
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err and len(err.splitlines()) == 1, (bad, err)
+    # the script says them as the package does, before any work; the data are checked by stage preflight
+    proc = run_driver("bs=8", "size=8", f"workdir={tmp_path}/w")
+    assert proc.returncode == 2 and proc.stderr.startswith("error: size=8: ") and len(proc.stderr.splitlines()) == 1
+    proc = run_driver("bs=8", f"data={tmp_path}", f"workdir={tmp_path}/w")
+    assert proc.returncode == 2 and "error:" in proc.stderr and "train" in proc.stderr, proc.stderr
+    assert not (tmp_path / "w" / "sample").exists()
 
 
 def test_a_missing_tool_fails_before_any_work(tmp_path):

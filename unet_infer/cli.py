@@ -1,12 +1,13 @@
 """What every command-line tool of the package shares: the user error, ``main()`` wrapper, one
-help formatter and the flag types, so that each flag reads and fails the same way everywhere.
-"""
+help formatter, the flag types and the key=value options of the scripts, so that each option reads
+and fails the same way everywhere."""
 
 import argparse
 import difflib
 import errno
 import logging
 import os
+import re
 import sys
 
 from . import say_interrupted
@@ -17,9 +18,8 @@ class UserError(Exception):
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """``--help`` with the description's command lines kept as written and each default shown once:
-    not for required options, flags (store_true, store_false: given or not, there is no value to
-    show), options whose default is None, False or an empty list, or help that states its own."""
+    """``--help`` with the description's command lines kept as written and each default shown once
+    (none for a flag, a required option, an empty default or help that states its own)."""
 
     def _get_help_string(self, action):
         text = action.help or ""
@@ -32,8 +32,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, with a usage error in one line: ``error: <what> (see <prog> --help)``, exit status 2;
-    a mistyped option is named with the one meant (``unknown option --modle, did you mean --model?``),
-    before any complaint about a required option it may have been meant as."""
+    a mistyped option is named with the one meant (``unknown option --modle, did you mean --model?``)."""
 
     _given = ()
 
@@ -47,8 +46,7 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
     def mistyped(self):
-        """``unknown option X, did you mean Y?`` for the first ``--option`` given that this parser
-        does not know and that is close to one it does; None where there is none."""
+        """``unknown option X, did you mean Y?`` for the first unknown ``--option`` close to a known one."""
         for token in self._given:
             if token == "--":
                 break
@@ -159,12 +157,8 @@ def os_error(path, exc, doing="write"):
 
 
 def run_cli(main, argv=None):
-    """Run ``main(argv)`` and turn user errors into one line on stderr and a non-zero exit.
-
-    Returns the process exit status: ``main``'s own (0 when it returns None), 2 for a
-    :class:`UserError`, 130 for Ctrl-C, 1 for a full disk or another OS error on a file.
-    Anything else is a bug and keeps its traceback.
-    """
+    """``main(argv)``'s exit status (0 for None), 2 for a :class:`UserError` (one line on stderr), 130
+    for Ctrl-C, 1 for a full disk or another OS error on a file; anything else keeps its traceback."""
     logging.basicConfig(level=logging.INFO, format="[%(levelname)s] %(message)s", stream=sys.stderr)
     try:
         status = main(argv)
@@ -193,3 +187,19 @@ def wrapper_prog(default):
 def flag(name):
     """Both spellings of a multi-word flag, as every tool here accepts them: ``--a_b`` and ``--a-b``."""
     return [f"--{name}", f"--{name.replace('_', '-')}"] if "_" in name else [f"--{name}"]
+
+
+def key_values(args, options, prog):
+    """``{key: value}`` of a script's ``key=value`` arguments, the others at their defaults; ``options``
+    is ``{key: (default, the form of its value as a regular expression, that form in words)}``. An
+    unknown option or a value not of its form is a UserError naming it and what it expects."""
+    values = {key: default for key, (default, _, _) in options.items()}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in options:
+            raise UserError(f"unknown option '{arg}' (options are key=value; see {prog} --help)")
+        _, form, what = options[key]
+        if not re.fullmatch(form, value):
+            raise UserError(f"{key} must be {what}, got '{value}'" if value else f"{key}= needs {what}")
+        values[key] = value
+    return values

@@ -2,7 +2,6 @@
 ``python3 -m unet_infer.driver options bs=8 ...`` (before the run's lock), then ``plan bs=8 ...``."""
 
 import os
-import re
 import shlex
 import sys
 
@@ -13,40 +12,31 @@ from .workdir import Workdir
 
 USAGE = """usage: scripts/run_all.sh bs=8 [key=value ...]
 
-Runs every stage of the UNet inference guide in order. All artefacts go under one work folder.
-A stage is skipped when it is complete: when what it was made from (file names, sizes and
-times, the weights' content, its options) is unchanged; anything else re-runs it and the stages
-after it, so a stopped run resumes with the same command and a changed input is never scored
-with old results. One run at a time per work folder (a second one is refused). Another backend=
-or precision= in the same work folder keeps the results of the others: the first one run there
-has the plain names (result/bs8), the others their own (result/onnxruntime_int8_bs8 and the
-like), and the report lists them together.
+Runs every stage of the UNet inference guide in order, all artefacts under one work folder. A
+stage is skipped when what it was made from is unchanged, so a stopped run resumes with the same
+command; one run at a time per work folder; another backend= or precision= there keeps the others'
+results (docs/reference.md: re-runs).
 
 options (key=value):
   bs=8            batch size, or a comma list (bs=1,8,32) sharing every stage that does not
                   depend on the batch size
-  data=DIR        Carvana-format folder with train/ and train_masks/ (<stem>_mask.gif, or
-                  <stem>_mask.png)
+  data=DIR        Carvana-format folder with train/ and train_masks/ (<stem>_mask.gif or .png)
                   (default: a generated sample of 2 cars x 16 views in WORK/sample)
   weights=PTH     UNet checkpoint (default: the bundled weights/unet_carvana.pth)
   workdir=DIR     work folder (default: ./work)
-  backend=NAME    auto (default: the fastest here, see below), onnxruntime, openvino (OpenVINO
-                  IR, AMX/VNNI on Intel CPUs), torch (runs the checkpoint directly) or acl (Ascend:
-                  atc + ais_bench); `python3 -m unet_infer.backends` lists them. auto: onnxruntime
-                  with a CUDA GPU; openvino when installed on a CPU with AMX or AVX-512 VNNI/BF16;
-                  else onnxruntime (the run's closing line names the one used)
+  backend=NAME    auto (default: the fastest here, docs/reference.md says how it picks; the run's
+                  closing line names it), onnxruntime, openvino, torch (runs the checkpoint) or acl
+                  (Ascend: atc + ais_bench); `python3 -m unet_infer.backends` lists them
   precision=P     what the backend computes in (default: the backend's first): onnxruntime
-                  fp32|int8 (int8: static quantisation), openvino fp32|bf16|int8 (bf16: a hint,
-                  fp32 on a CPU without bf16; int8: NNCF), torch fp32|fp16|bf16, acl fp16
+                  fp32|int8, openvino fp32|bf16|int8, torch fp32|fp16|bf16, acl fp16
   loop=5          timed runs of the pure-inference measurement per batch size (the guide's
                   `--loop`); its throughput is the figure printed; loop=0 skips it
   retime=0|1      1: run the pure-inference measurement again even where it is complete (a
                   fresh figure for the same model, e.g. on a quieter machine); the rest is kept
   labels=yes|none none: run without scoring (no masks needed)
-  unreadable=stop|skip  an image that cannot be read: stop (default, the guide's: stage
-                  preprocess fails naming it) or skip (left out of the run and listed by
-                  preprocess; the file flow only: stream=1 and cluster=ray leave it out of the
-                  scores and end with an error naming it)
+  unreadable=stop|skip  an image that cannot be read: stop (default, as the guide: preprocess
+                  fails naming it) or skip (left out and listed; the file flow only: stream=1 and
+                  cluster=ray leave it out of the scores and end with an error naming it)
   device=N        device id for the torch/acl backends (default: 0)
   threads=N       CPU threads for inference (default: all cores)
   size=572        network input size (at least 16)
@@ -94,17 +84,8 @@ STAGE_VALUES = ("backend", "precision", "weights", "data", "size", "cars", "seed
 
 
 def check_options(args):
-    """``{key: value}`` of every option from the ``key=value`` arguments, each checked, alone and with
-    the others (the first mistake: a :class:`UserError` naming the option and what it expects)."""
-    opts = {key: default for key, (default, _, _) in OPTIONS.items()}
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in OPTIONS:
-            raise UserError(f"unknown option '{arg}' (options are key=value; see scripts/run_all.sh --help)")
-        _, form, what = OPTIONS[key]
-        if not re.fullmatch(form, value):
-            raise UserError(f"{key} must be {what}, got '{value}'" if value else f"{key}= needs {what}")
-        opts[key] = value
+    """``{key: value}`` of every option, each checked alone and with the others (a UserError)."""
+    opts = cli.key_values(args, OPTIONS, "scripts/run_all.sh")
     if int(opts["size"]) < 16:
         raise UserError(f"size={opts['size']}: the UNet needs at least 16 x 16 (four 2x poolings)")
     if not opts["cluster"] and (opts["address"] or opts["actors"] or opts["gpus_per_actor"] != "0"):
@@ -119,9 +100,8 @@ def check_options(args):
 
 
 def driver_options(args):
-    """``{NAME: value}`` of every option, checked (before the run's lock): the data and work folders
-    resolved, the work folder made, FLOW, SAMPLED (1: no data=, a sample made in WORKDIR/sample),
-    BATCHES and the run's LOCK file."""
+    """``{NAME: value}`` of every option, checked, the work folder made (before the run's lock), and
+    FLOW, SAMPLED (1: no data=, a sample in WORKDIR/sample), BATCHES and the run's LOCK file."""
     opts = check_options(args)
     work = opts["workdir"]
     if os.path.exists(work) and not os.path.isdir(work):

@@ -17,26 +17,31 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from . import summary as summ
-from .cli import UserError
+from .cli import UserError, key_values, run_cli
 from .results import read_results
 from .speed.markdown import split_sections
 from .stages import result_lines, run_tag
 from .workdir import Workdir
 
 ROOT = Path(__file__).resolve().parents[1]
-BASE = 480  # the default budget (s); each step's share of it:
+BASE = 480  # the default budget (s); each step's share of it (HELP says what each pays for):
 SHARES = {"probe": 30, "tests": 150, "main": 110, "benchmark": 160}
 SPARE = BASE - sum(SHARES.values())
 KILL_AFTER = 5  # seconds between a step's TERM and its KILL
 BENCH_FIXED = 20  # seconds of the benchmark step that are not rows: its start, the model, the plot
 STEPS = ("tests", "main", "benchmark")
-NEEDS = {"tests": "pytest,numpy,PIL,torch", "main": "numpy,PIL,tqdm,matplotlib,torch",
-         "benchmark": "numpy,tqdm,matplotlib,torch"}  # looked up first: a step missing one is not run
 MAIN = ["bs=8", "backend=torch", "precision=fp16"]  # the main job's options
 BENCH = ["rounds=1", "loop=100"]  # the benchmark's fixed options
-DEFAULTS = {"budget": str(BASE), "workdir": "./work/gpu_check", "steps": ",".join(STEPS),
-            "tests": "tests/test_torch_backend.py", "bs": "1,8,32", "configs": "torch:fp32,torch:fp16,torch:bf16",
-            "markdown": str(ROOT / "BENCHMARKS.md")}
+STEP, CONFIG, BS = "(tests|main|benchmark)", "[a-z0-9_]+:[a-z0-9]+", "[1-9][0-9]*"
+OPTIONS = {  # key: (default, the form of its value, that form in words)
+    "budget": (str(BASE), "[0-9]+", "a whole number of seconds"),
+    "workdir": ("./work/gpu_check", ".+", "a folder"),
+    "steps": (",".join(STEPS), f"{STEP}(,{STEP})*", "a comma list of tests, main, benchmark"),
+    "tests": ("tests/test_torch_backend.py", "[^,]+(,[^,]+)*", "a comma list of pytest targets"),
+    "bs": ("1,8,32", f"{BS}(,{BS})*", "a comma list of batch sizes"),
+    "configs": ("torch:fp32,torch:fp16,torch:bf16", f"{CONFIG}(,{CONFIG})*", "a comma list of backend:precision"),
+    "markdown": (str(ROOT / "BENCHMARKS.md"), ".+", "a markdown file"),
+}
 
 HELP = """usage: scripts/gpu_check.sh [key=value ...]
 
@@ -45,54 +50,43 @@ On a machine whose torch sees a CUDA GPU, runs in at most budget= seconds, in th
   2. main       scripts/run_all.sh bs=8 backend=torch precision=fp16 workdir=WORK/main quiet=1
   3. benchmark  scripts/benchmark.sh configs=CONFIGS bs=BS rounds=1 loop=100 max_seconds=S
                 workdir=WORK/bench markdown=MARKDOWN quiet=1: the GPU section of BENCHMARKS.md,
-                headed by the machine (CPU, cores, the GPU's name), the model and the date; the
-                other sections (the CPU ones) are kept, and the check fails if one went missing
+                headed by the machine (CPU, cores, the GPU's name), the model and the date
 Each step runs under a timeout of its own budget; a failed or timed-out step does not stop the
 later ones. Whether a step passed is read from what it wrote: pytest's JUnit report
 (WORK/steps/tests.xml: tests ran, none failed), the main job's result_bs8.json and run summary
 (scored by torch fp16, on the GPU), the benchmark's new section in MARKDOWN (the GPU and the
-date in its heading, a row for every config and batch size). At the end, one line per step
-(passed, failed or timed out, its wall time and figures: pytest's counts, the main job's IoU
-and images/s, the benchmark's rows); each step's output is in WORK/steps/<step>.log, and all of
-it in WORK/gpu_check.log. Exit status 0 when every step passed, 1 when one did not, 2 for a bad
-option.
+date in its heading, a row for every config and batch size, every other section kept). At the
+end, one line per step (passed, failed or timed out, its wall time and figures: pytest's counts,
+the main job's IoU and images/s, the benchmark's rows); each step's output is in
+WORK/steps/<step>.log, and all of it in WORK/gpu_check.log. Exit status 0 when every step
+passed, 1 when one did not, 2 for a bad option. Without a CUDA GPU (python3 -m unet_infer.speed
+--cuda) it prints "gpu_check: no CUDA here (<reason>); nothing to do", writes nothing, exits 0.
 
-Without a CUDA GPU (asked of torch: python3 -m unet_infer.speed --cuda) it prints one line,
-"gpu_check: no CUDA here (<reason>); nothing to do", writes nothing and exits 0.
-
-The 8 minutes (budget={base}; each step runs under a timeout of its share):
-  probe      {probe:4d} s  python3 start + torch import (~5 s, more from a cold disk) + CUDA
-                     init (~2 s); the modules the steps need are looked up, not imported
-  tests      {tests:4d} s  pytest start + torch import + CUDA init (~10 s); 3 torch.compile
-                     builds on CUDA in mode max-autotune-no-cudagraphs (Triton autotuning,
-                     ~30-40 s each, the later ones partly from inductor's cache); CUDA graph
-                     captures and the upload-ahead tests, width-2 UNet at 16x16 (seconds)
-  main       {main:4d} s  sample: 32 images 1918x1280 (~15 s); preprocess to 572x572 (~10 s);
-                     no export (torch runs the bundled .pth: width 12, 4.4 MB); inference of
-                     4 batches of 8 in fp16 and the timing run (loop 5): 2 runner processes,
-                     each torch import + CUDA init + cuDNN benchmark (~10 s); scoring (~10 s);
-                     report (~10 s). The same job on 2 CPU cores (bf16): 71 s, 30 s inference
-  benchmark  {benchmark:4d} s  rows = configs x batch sizes = 3 x 3 = 9, a runner process each (torch
-                     import + CUDA init + cuDNN benchmark: ~8 s fixed) and its timed loop, cut
-                     to max_seconds = ({benchmark} - {fixed}) x 5/6 / 9 = {per_row} s a row (5/6: a row overruns
-                     max_seconds by up to its fixed cost); {fixed} s for the benchmark's start,
-                     the random UNet w64 (31.0 M parameters, 124 MB .pth; the full ModelZoo
-                     UNet, 477.6 GFLOP per 572x572 image) and the plot
-  spare      {spare:4d} s  timeout's grace ({kill} s a step after TERM) and the summary
+The 8 minutes (budget={base}), each step's share and what it pays for:
+  probe      {probe:4d} s  python3 start + torch import (~5 s, more from a cold disk) + CUDA init
+  tests      {tests:4d} s  pytest + torch import + CUDA init (~10 s); 3 torch.compile builds in mode
+                     max-autotune-no-cudagraphs (Triton autotuning, ~30-40 s each)
+  main       {main:4d} s  32 sample images 1918x1280, preprocessed to 572x572, no export (torch runs
+                     the .pth); 2 runner processes, each torch import + CUDA init + cuDNN
+                     benchmark (~10 s); scoring; report (on 2 CPU cores in bf16: 71 s)
+  benchmark  {benchmark:4d} s  3 configs x 3 batch sizes = 9 rows of the random UNet w64 (the ModelZoo
+                     UNet, 477.6 GFLOP per 572x572 image), each cut to max_seconds =
+                     ({benchmark} - {fixed}) x 5/6 / 9 = {per_row} s ({fixed} s: its start, the model and the
+                     plot; 5/6: a row overruns by up to its fixed ~8 s)
+  spare      {spare:4d} s  {kill} s a step between TERM and KILL, and the summary
   total      {base:4d} s  = {probe} + {tests} + {main} + {benchmark} + {spare}
 
 options (key=value):
   budget=480        seconds for everything, at least 16: the probe's and the spare seconds
-                    scale with budget/480, and the steps asked for share the rest in proportion
-                    to their shares above (steps=tests alone: all of it)
+                    scale with budget/480, the steps asked for share the rest by their shares
   workdir=./work/gpu_check   WORK: the steps' work folders (main/, bench/), their logs (steps/)
                     and gpu_check.log
   steps=tests,main,benchmark   the steps to run (a comma list; always run in this order)
   tests=tests/test_torch_backend.py   TESTS: pytest targets relative to the repository (comma
                     list); its CUDA tests are marked `cuda` and skip without CUDA
   bs=1,8,32         BS: the benchmark's batch sizes
-  configs=torch:fp32,torch:fp16,torch:bf16   CONFIGS: the benchmark's backend:precision list,
-                    the GPU rows (onnxruntime is a CPU build there: far too slow for the budget)
+  configs=torch:fp32,torch:fp16,torch:bf16   CONFIGS: the benchmark's backend:precision list
+                    (onnxruntime is a CPU build there: far too slow for the budget)
   markdown=BENCHMARKS.md   MARKDOWN: the file the section goes into (default: the repository's)
 
 examples:
@@ -110,35 +104,10 @@ def max_seconds(bench_budget, rows):
 
 def parse(argv):
     """``(options, steps, budgets)`` from key=value arguments; a bad one is a :class:`UserError`."""
-    opts = dict(DEFAULTS)
-    for arg in argv:
-        if arg in ("-h", "--help", "help"):
-            print(HELP.format(base=BASE, **SHARES, spare=SPARE, fixed=BENCH_FIXED, kill=KILL_AFTER,
-                              per_row=max_seconds(SHARES["benchmark"], 9)), end="")
-            raise SystemExit(0)
-        key, _, value = arg.partition("=")
-        if key not in DEFAULTS or "=" not in arg:
-            raise UserError(f"unknown option '{arg}' (options are budget=, workdir=, steps=, tests=, bs=, configs=, "
-                            "markdown=; see --help)")
-        if key in ("workdir", "markdown") and not value:
-            raise UserError(f"{key}= needs a {'folder' if key == 'workdir' else 'file'}")
-        opts[key] = value
-    if not re.fullmatch(r"[0-9]+", opts["budget"]):
-        raise UserError(f"budget must be a whole number of seconds, got '{opts['budget']}'")
+    opts = key_values(argv, OPTIONS, "scripts/gpu_check.sh")
     budget = int(opts["budget"])
     if budget < 16:
         raise UserError(f"budget={budget}: at least 16 seconds (each step needs at least 1 s)")
-    if not re.fullmatch(r"[1-9][0-9]*(,[1-9][0-9]*)*", opts["bs"]):
-        raise UserError(f"bs must be a comma list of batch sizes, got '{opts['bs']}'")
-    if not re.fullmatch(r"[a-z0-9_]+:[a-z0-9]+(,[a-z0-9_]+:[a-z0-9]+)*", opts["configs"]):
-        raise UserError(f"configs must be a comma list of backend:precision, got '{opts['configs']}'")
-    if not opts["steps"]:
-        raise UserError("steps= needs at least one of tests, main, benchmark")
-    for step in opts["steps"].split(","):
-        if step not in STEPS:
-            raise UserError(f"unknown step '{step}' in steps={opts['steps']} (steps are tests, main, benchmark)")
-    if not opts["tests"]:
-        raise UserError("tests= needs at least one pytest target")
     for target in opts["tests"].split(","):
         if not (ROOT / target.split("::")[0]).exists():
             raise UserError(f"tests=: {ROOT / target.split('::')[0]} not found (targets are relative to the repository)")
@@ -185,8 +154,8 @@ def stop(proc):
 
 
 def probe(cmd, seconds, env):
-    """``(GPU, missing modules)`` from ``python3 -m unet_infer.speed --cuda``; None where there is no
-    CUDA (said here); exit status 1 where the probe gives no answer."""
+    """The GPU, from ``python3 -m unet_infer.speed --cuda``; None where there is no CUDA (said here);
+    exit status 1 where the probe gives no answer."""
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds, env=env, stdin=subprocess.DEVNULL)
         status, lines = proc.returncode, (proc.stdout + proc.stderr).splitlines()
@@ -201,31 +170,30 @@ def probe(cmd, seconds, env):
         print(f"gpu_check: error: cannot tell whether there is a CUDA GPU ({cmd[0]} -m unet_infer.speed --cuda, "
               f"exit status {status}: {why})", file=sys.stderr)
         raise SystemExit(1)
-    missing = next((line[len("missing: "):] for line in lines if line.startswith("missing: ")), "")
-    return said[len("cuda: "):], [name for name in missing.split(", ") if name]
+    return said[len("cuda: "):]
 
 
 def check_tests(report):
-    """``(problem or None, figures)`` from pytest's JUnit report: tests ran and none failed."""
+    """``(problem or None, figures, [])`` from pytest's JUnit report: tests ran and none failed."""
     try:
         suite = ET.parse(report).getroot()
         suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
         counts = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
         took = float(suite.get("time", 0))
     except (OSError, ET.ParseError, AttributeError, ValueError) as exc:
-        return f"no test report ({report}: {exc})", ""
+        return f"no test report ({report}: {exc})", "", []
     counts["passed"] = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
     words = {"passed": "passed", "failures": "failed", "errors": "error", "skipped": "skipped"}
     shown = [f"{counts[k]} {w}" + ("s" if k == "errors" and counts[k] > 1 else "") for k, w in words.items() if counts[k]]
     figures = f"{', '.join(shown)} in {took:.2f}s" if counts["tests"] else "no tests ran"
     if counts["failures"] or counts["errors"] or not counts["passed"]:
-        return f"the report counts {figures}", figures
-    return None, figures
+        return f"the report counts {figures}", figures, []
+    return None, figures, []
 
 
 def check_main(work, options, gpu_name):
-    """``(problem or None, figures)`` from the main job's files: its result (scored by the backend and
-    precision asked for) and its run summary (on the GPU); figures: the driver's closing line."""
+    """``(problem or None, figures, [])`` from the main job's files: its result (scored by the backend
+    and precision asked for) and its run summary (on the GPU); figures: the driver's closing line."""
     asked = dict(arg.split("=", 1) for arg in options)
     bs, backend, precision = int(asked["bs"]), asked["backend"], asked["precision"]
     try:
@@ -234,12 +202,12 @@ def check_main(work, options, gpu_name):
         made = read_results(w.result_json(bs)).get("provenance") or {}
         machine = summ.machine(summ.read_summary(w.summary(bs))) or ""
     except (UserError, OSError, KeyError, ValueError) as exc:
-        return f"no result ({exc})", ""
+        return f"no result ({exc})", "", []
     if (made.get("backend"), made.get("precision")) != (backend, precision):
-        return f"{w.result_json(bs)} was scored by {made.get('backend')} {made.get('precision')}", figures
+        return f"{w.result_json(bs)} was scored by {made.get('backend')} {made.get('precision')}", figures, []
     if gpu_name not in machine:
-        return f"{w.summary(bs)} ran on '{machine}', not the GPU ({gpu_name})", figures
-    return None, figures
+        return f"{w.summary(bs)} ran on '{machine}', not the GPU ({gpu_name})", figures, []
+    return None, figures, []
 
 
 def table(section):
@@ -250,9 +218,9 @@ def table(section):
 
 
 def check_benchmark(markdown, before, gpu_name, configs, batchsizes):
-    """``(problem or None, the section's heading, its rows)`` from the markdown file after the
-    benchmark (``before``: its text before): a new section that names the GPU and a date, a row for
-    every config and batch size, every earlier section kept."""
+    """``(problem or None, the section's name, its rows)`` from the markdown file after the benchmark
+    (``before``: its text before): a new section that names the GPU and a date, a row for every
+    config and batch size, every earlier section kept."""
     try:
         sections = split_sections(Path(markdown).read_text(encoding="utf-8"))[1]
     except (OSError, UnicodeDecodeError) as exc:
@@ -271,26 +239,24 @@ def check_benchmark(markdown, before, gpu_name, configs, batchsizes):
                if (*c.split(":"), str(b)) not in have]
     headings = [s.splitlines()[0] for s in sections]
     gone = [h[3:] for h in (s.splitlines()[0] for s in old) if h not in headings]
-    if gpu_name not in heading:
-        return f"the section '{heading}' does not name the GPU ({gpu_name})", heading, figures
-    if not re.search(r"· [0-9]{4}-[0-9]{2}-[0-9]{2}$", heading):
-        return f"the section '{heading}' has no date", heading, figures
-    if lacking:
-        return f"the section '{heading}' has no row for {', '.join(lacking)}", heading, figures
-    if gone:
-        return f"section '{gone[0]}' of {markdown} is gone", heading, figures
-    return None, heading, figures
+    problem = (f"the section '{heading}' does not name the GPU ({gpu_name})" if gpu_name not in heading else
+               f"the section '{heading}' has no date" if not re.search(r"· [0-9]{4}-[0-9]{2}-[0-9]{2}$", heading) else
+               f"the section '{heading}' has no row for {', '.join(lacking)}" if lacking else
+               f"section '{gone[0]}' of {markdown} is gone" if gone else None)
+    return problem, f"section '{heading}' in {markdown}", figures
 
 
 def main(argv=None):
-    opts, steps, budgets = parse(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    if any(arg in ("-h", "--help", "help") for arg in argv):
+        return print(HELP.format(base=BASE, **SHARES, spare=SPARE, fixed=BENCH_FIXED, kill=KILL_AFTER,
+                                 per_row=max_seconds(SHARES["benchmark"], 9)), end="")
+    opts, steps, budgets = parse(argv)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     started = time.monotonic()
-    needs = ",".join(dict.fromkeys(",".join(NEEDS[s] for s in steps).split(",")))
-    found = probe([sys.executable, "-m", "unet_infer.speed", "--cuda", "--need", needs], budgets["probe"], env)
-    if found is None:
+    gpu = probe([sys.executable, "-m", "unet_infer.speed", "--cuda"], budgets["probe"], env)
+    if gpu is None:
         return 0
-    gpu, missing = found
     gpu_name = gpu.split(" (")[0]
     work, markdown = Path(opts["workdir"]), Path(opts["markdown"]).absolute()
     try:
@@ -309,10 +275,10 @@ def main(argv=None):
     say(f"{time.strftime('%F %T')}: cuda: {gpu}")
     say(f"budget {opts['budget']} s: probe {budgets['probe']}" + "".join(f" + {s} {budgets[s]}" for s in steps)
         + f" + spare {budgets['spare']} s; log {log}")
-    if missing:
-        say(f"missing here: {', '.join(missing)} (pip install -r requirements.txt); the steps that need them are not run")
     configs, batchsizes = opts["configs"].split(","), opts["bs"].split(",")
     report = work / "steps" / "tests.xml"
+    report.unlink(missing_ok=True)
+    before = markdown.read_text(encoding="utf-8") if markdown.is_file() else ""
     commands = {
         "tests": [sys.executable, "-m", "pytest", "-q", "--durations=5", "--rootdir", str(ROOT), f"--junitxml={report}",
                   *(str(ROOT / t) for t in opts["tests"].split(","))],
@@ -320,43 +286,29 @@ def main(argv=None):
         "benchmark": ["bash", str(ROOT / "scripts" / "benchmark.sh"), f"configs={opts['configs']}", f"bs={opts['bs']}",
                       *BENCH, f"max_seconds={max_seconds(budgets.get('benchmark', 1), len(configs) * len(batchsizes))}",
                       f"workdir={work / 'bench'}", f"markdown={markdown}", "quiet=1"]}
-    lines, failed = [], False
+    checks = {"tests": lambda: check_tests(report), "main": lambda: check_main(work / "main", MAIN, gpu_name),
+              "benchmark": lambda: check_benchmark(markdown, before, gpu_name, configs, batchsizes)}
+    summary, failed = [], False
     for step in steps:
-        lacking = [name for name in NEEDS[step].split(",") if name in missing]
-        if lacking:
-            lines.append((step, f"not run: needs {','.join(lacking)}", []))
-            say(f"{step}: {lines[-1][1]}")
-            failed = True
-            continue
         out, start = work / "steps" / f"{step}.log", time.monotonic()
-        if step == "tests":
-            report.unlink(missing_ok=True)
-        before = markdown.read_text(encoding="utf-8") if step == "benchmark" and markdown.is_file() else ""
         say(f"{step}: {' '.join(commands[step])} (budget {budgets[step]} s)")
         status = run(commands[step], budgets[step], out, env)
+        wall = round(time.monotonic() - start)
         output = out.read_text(encoding="utf-8", errors="replace")
         with open(log, "a", encoding="utf-8") as fh:
             fh.write(f"---- {step} output ({out}) ----\n{output}---- end of {step} output ----\n")
-        wall = round(time.monotonic() - start)
-        if step == "benchmark":
-            problem, heading, rows = check_benchmark(markdown, before, gpu_name, configs, batchsizes)
-            figures = f": section '{heading}' in {markdown}"
-        else:
-            problem, figures = check_tests(report) if step == "tests" else check_main(work / "main", MAIN, gpu_name)
-            figures, rows = f"; {figures}" if figures else "", []
+        problem, figures, rows = checks[step]()
         said = (f"timed out after {budgets[step]} s" if status == 124 else
                 f"failed (exit status {status}) after {wall} s" if status else
                 f"failed: {problem}" if problem else f"passed in {wall} s")
         failed = failed or bool(status or problem)
-        lines.append((step, said + (figures if step != "benchmark" or not (status or problem) else ""), rows))
         say(f"{step}: {said}")
         for line in output.splitlines()[-8:] if status else ():
             say(line, prefix="    ")
+        summary += [f"  {step}: {said}" + (f"; {figures}" if figures else ""), *(f"    {row}" for row in rows)]
     say(f"summary ({gpu}, {round(time.monotonic() - started)} s in all):")
-    for step, said, rows in lines:
-        say(said, prefix=f"  {step}: ")
-        for row in rows:
-            say(row, prefix="    ")
+    for line in summary:
+        say(line, prefix="")
     if failed:
         say(f"some steps did not pass (their output: {work / 'steps'}/)")
         return 1
@@ -365,5 +317,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from .cli import run_cli
     raise SystemExit(run_cli(main))
