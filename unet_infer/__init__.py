@@ -11,10 +11,25 @@ import sys
 
 __version__ = "0.2.0"
 
+# The frameworks' usage telemetry is off in the package's processes and out of the user's home.
 # onnxruntime 1.32 keeps a device id in ~/.cache/Microsoft/DeveloperTools/.onnxruntime and sends usage
-# events unless ORT_DISABLE_TELEMETRY is set when it is imported: off in the package's processes and
-# those they start (Ray's workers too), unless the user set it. See unet_infer/telemetry.py.
+# events unless ORT_DISABLE_TELEMETRY is set when it is imported: off here and in the processes the
+# package starts (Ray's workers too), unless the user set it.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+
+def openvino_telemetry_off():
+    """Make openvino_telemetry decline in this process (backends.openvino_backend calls it before the
+    package imports openvino or nncf). ``import openvino``, ``convert_model`` and ``import nncf`` go
+    through it; unless ~/intel/openvino_telemetry says 0 it counts every run in ~/intel/stats, writes a
+    client id and sends events, and no environment setting stops it (but CI=true, which other tools
+    read too). Its consent check declines when it finds no folder for the consent file. Without the
+    package OpenVINO uses a stub that records nothing."""
+    try:
+        from openvino_telemetry.utils.opt_in_checker import OptInChecker
+    except ImportError:
+        return
+    OptInChecker.consent_file_base_dir = staticmethod(lambda: None)
 
 # Set by a driver that says "error: interrupted" itself (scripts/run_all.sh, in its trap): then a
 # command it runs ends on Ctrl-C with exit status 130 and no line of its own, so the line is printed once.

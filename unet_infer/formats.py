@@ -39,19 +39,15 @@ def output_nbytes(size=DEFAULT_SIZE, classes=1):
     return classes * size * size * 4
 
 
-def _default_mode():
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 @contextmanager
 def atomic_path(path):
     """Yield a temporary file name beside ``path``; renamed to ``path`` on success, removed on failure."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, _default_mode())
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # a new file's mode, not mkstemp's 0600
     try:
         yield tmp
         os.replace(tmp, path)
@@ -61,7 +57,6 @@ def atomic_path(path):
 
 
 def atomic_write_bytes(path, data):
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
@@ -78,7 +73,7 @@ def write_bin(path, array):
 
 
 def read_bin(path, shape=None, expected_bytes=None):
-    """Read a raw float32 file; check its size first and name the file when it is wrong."""
+    """Read a raw float32 file; a file of the wrong size is a UserError naming it."""
     path = Path(path)
     try:
         nbytes = path.stat().st_size

@@ -31,22 +31,20 @@ def cpuinfo_value(key, cpuinfo=CPUINFO):
 
 
 def cpu_model(cpuinfo=CPUINFO):
-    """The CPU's model name (``/proc/cpuinfo`` "model name", else ``platform``), or ``"unknown CPU"``."""
+    """The CPU's model name (``cpuinfo``'s "model name", else ``platform``'s), or ``"unknown CPU"``."""
     return " ".join((cpuinfo_value("model name", cpuinfo) or platform.processor() or platform.machine()
                      or "unknown CPU").split())
 
 
 def forced_cpu_flags():
-    """The flags ``UNET_INFER_TEST_CPU_FLAGS`` stands in for the CPU's, or None where it is unset or blank."""
+    """The flags ``UNET_INFER_TEST_CPU_FLAGS`` stands in for the CPU's (None: unset or blank)."""
     forced = os.environ.get(TEST_CPU_FLAGS_ENV, "").replace(",", " ").split()
     return set(forced) if forced else None
 
 
 def cpu_flags(cpuinfo=None):
-    """The CPU's feature flags: the ``flags`` line of ``cpuinfo`` (default ``/proc/cpuinfo``), or an
-    empty set. Test hook, not an option for users: ``UNET_INFER_TEST_CPU_FLAGS`` (flags separated
-    by spaces or commas) stands in for the CPU's, here and in every stage the driver starts, so
-    that the suite can play an AVX2-only or an AMX machine on any host (tests/conftest.py)."""
+    """The ``flags`` line of ``cpuinfo`` (default: ``/proc/cpuinfo``, or the test hook's flags, so that
+    the suite can play an AVX2-only or an AMX machine on any host: tests/conftest.py), or an empty set."""
     if cpuinfo is None:
         forced = forced_cpu_flags()
         if forced is not None:
@@ -60,7 +58,7 @@ VECTOR_UNITS = (("amx_int8", "AMX"), ("avx512_vnni", "AVX-512 VNNI"), ("avx512_b
 
 
 def vector_units(flags):
-    """``"AMX, AVX-512 VNNI, bf16"``, ``"AVX-512"``, ``"AVX2"`` ... from CPU flags; ``""`` when none is known."""
+    """``"AMX, AVX-512 VNNI, bf16"``, ``"AVX-512"``, ``"AVX2"`` ... from CPU flags (``""``: none known)."""
     units = [name for flag, name in VECTOR_UNITS if flag in flags]
     if not units:
         units = next(([name] for flag, name in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("neon", "NEON"),
@@ -70,11 +68,8 @@ def vector_units(flags):
 
 def cuda_index(device):
     """The CUDA device index of ``"cuda"``, ``"cuda:1"`` (or a torch.device); None for anything else."""
-    text = str(device) if device is not None else ""
-    match = re.fullmatch(r"cuda(?::(\d+))?", text.strip())
-    if not match:
-        return None
-    return int(match.group(1) or 0)
+    match = re.fullmatch(r"cuda(?::(\d+))?", str(device).strip())
+    return int(match.group(1) or 0) if match else None
 
 
 def gpu_name(device):
@@ -92,17 +87,12 @@ def gpu_name(device):
 
 
 def describe_machine(device=None, flags=None):
-    """``"<CPU model> (<vector units>), <N> cores"``, plus ``", <GPU name>"`` when ``device`` is a
-    usable CUDA device. ``flags``: the CPU's (default :func:`cpu_flags`)."""
-    if flags is None:
-        flags = cpu_flags()
+    """``"<CPU model> (<vector units>), <N> cores"``, plus ``", <GPU name>"`` for a usable CUDA ``device``."""
     cores = os.cpu_count() or 1
-    units = vector_units(flags)
+    units = vector_units(cpu_flags() if flags is None else flags)
     parts = [cpu_model() + (f" ({units})" if units else ""), f"{cores} core" + ("" if cores == 1 else "s")]
     gpu = gpu_name(device)
-    if gpu:
-        parts.append(gpu)
-    return ", ".join(parts)
+    return ", ".join(parts + ([gpu] if gpu else []))
 
 
 def today():

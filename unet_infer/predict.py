@@ -87,11 +87,8 @@ def threshold_logit(threshold):
 
 
 def mask_at(logits, size, threshold=DEFAULT_THRESHOLD):
-    """The car mask (bool, H x W) of one image's logits at the photo's ``size`` = (W, H).
-
-    Resized probabilities > ``threshold`` (compared in float64: a pixel exactly at the
-    threshold is background); at the model's own size, no resampling: log-odds > ln(t/(1-t)).
-    """
+    """The car mask (bool, H x W) of one image's logits at the photo's ``size`` = (W, H): resized
+    probabilities > ``threshold`` (at the threshold: background); at the model's size, log-odds > ln(t/(1-t))."""
     odds = car_log_odds(logits)
     if tuple(size) == odds.shape[::-1]:
         return odds > threshold_logit(threshold)
@@ -213,11 +210,8 @@ def decode(task):
 
 
 class Writer:
-    """The loop's sink: each image's mask at its own size, written in a thread beside the model.
-
-    ``rows`` (file name, RLE), ``dices`` (file name, Dice) and ``unscored`` (label problems) fill
-    in input order; ``flush()`` waits for every write and raises the first error.
-    """
+    """The loop's sink: each image's mask at its own size, written in a thread beside the model; ``rows``
+    (file name, RLE), ``dices`` (file name, Dice) and ``unscored`` (label problems) fill in input order."""
 
     def __init__(self, output, threshold, batchsize, size, want_cutout, want_rle):
         self.output, self.threshold = Path(output), threshold
@@ -263,9 +257,8 @@ class Writer:
 
 
 def choose_model(args):
-    """(model file, backend name): --model on --backend (or its suffix), else --weights (default:
-    the bundled checkpoint) on --backend, else on backend=auto's choice for --precision
-    (``backends.default_backend``, which says it)."""
+    """(model file, backend name): --model on --backend (or its suffix's), else --weights (default: the
+    bundled checkpoint) on --backend (or backend=auto's choice for --precision)."""
     path = Path(args.model or args.weights or PREDICT_WEIGHTS)
     if not path.is_file():
         raise UserError(f"{path}: model not found" + ("" if args.model or args.weights else
@@ -276,10 +269,8 @@ def choose_model(args):
 
 
 def batch_to_ask(cls, model_path, requested, count):
-    """On a dynamic batch axis: at most --batchsize (default DEFAULT_BATCH) photos per run, the
-    ``count`` photos spread evenly over the runs that takes (1 photo: 1; 9 at 8: 5, the last run 4
-    and one padded slot, not 8 + 1 and seven). A fixed-batch model (as the backend ``cls`` reads it:
-    ``fixed_batchsize``): --batchsize as asked (a conflict is the load's error), else None, its own."""
+    """On a dynamic batch axis: at most --batchsize photos per run, the ``count`` photos spread evenly
+    over the runs (9 at 8: 5, then 4). A fixed-batch model: --batchsize as asked, else None (its own)."""
     if cls.fixed_batchsize(model_path) is not None:
         return requested
     runs = -(-count // (requested or DEFAULT_BATCH))

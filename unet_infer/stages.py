@@ -212,26 +212,25 @@ def _stage_args(parser):
     parser.add_argument("stage", choices=list(STAGES), metavar="STAGE",
                         help=f"the stage: one of {', '.join(STAGES)} (its record: WORK/.stages/<record>.json, "
                              f"e.g. infer_bs8)")
-    _work(parser)
     parser.add_argument("--value", action="append", default=[], metavar="KEY=VALUE",
                         help="one of the driver's values: its options (size=572, backend=..., precision=..., "
                              "weights=PTH, data=DIR, ...) and those of this stage (bs=8, calib=DIR); the stage's "
                              "declaration picks its paths and options from them; repeatable")
 
 
-def _work(parser):
-    parser.add_argument("--work", required=True, help="the driver's work folder (scripts/run_all.sh workdir=)")
-
-
 def _run(parser):
     parser.add_argument("--run", default="", help="the run's name in the results' names (plan's RUN_TAG)")
 
 
-def _sub(sub, name, summary, example):
-    """A subcommand: ``summary`` in the main help; it and ``python3 -m unet_infer.stages <example>`` in its own."""
+def _sub(sub, name, summary, example, work=True):
+    """A subcommand (with ``--work``): ``summary`` in the main help; it and ``python3 -m unet_infer.stages
+    <example>`` in its own."""
     text = textwrap.fill(summary[0].upper() + summary[1:] + ".", 100)
-    return sub.add_parser(name, help=summary, description=f"{text}\n\n    python3 -m unet_infer.stages {example}",
-                          formatter_class=cli.HelpFormatter, allow_abbrev=False)
+    parser = sub.add_parser(name, help=summary, description=f"{text}\n\n    python3 -m unet_infer.stages {example}",
+                            formatter_class=cli.HelpFormatter, allow_abbrev=False)
+    if work:
+        parser.add_argument("--work", required=True, help="the driver's work folder (scripts/run_all.sh workdir=)")
+    return parser
 
 
 def _values(pairs):
@@ -255,31 +254,26 @@ def build_parser():
     _stage_args(_sub(sub, "done", "mark the stage complete, made from what it is made from now (after its "
                      "outputs are written)", "done preprocess --work W --value data=DATA --value size=572"))
     _stage_args(_sub(sub, "forget", "mark the stage incomplete", "forget score --work W --value bs=8"))
-    p = _sub(sub, "preflight", "check the data before any work", "preflight --data DATA")
+    p = _sub(sub, "preflight", "check the data before any work", "preflight --data DATA", work=False)
     p.add_argument("--data", required=True, help="Carvana-format folder: train/ and train_masks/")
     p.add_argument("--no-labels", dest="labels", action="store_false", help="no masks needed (labels=none)")
     p = _sub(sub, "prune-prep", "remove prep_bin files of images no longer in the data",
              "prune-prep --work W --data DATA")
-    _work(p)
     p.add_argument("--data", required=True, help="Carvana-format folder whose train/ images are kept")
     p = _sub(sub, "all-converted", "check that every image of DATA/train has its prep_bin file (unreadable=stop)",
              "all-converted --work W --data DATA")
-    _work(p)
     p.add_argument("--data", required=True, help="Carvana-format folder")
-    _work(_sub(sub, "clear-sample", "remove an earlier generated sample", "clear-sample --work W"))
+    _sub(sub, "clear-sample", "remove an earlier generated sample", "clear-sample --work W")
     p = _sub(sub, "clear-run", "remove an earlier run's outputs and summary", "clear-run --work W --name bs8 --changed")
-    _work(p)
     p.add_argument("--name", required=True, help="the run: WORK/result/<name>/ and <name>_summary.json")
     p.add_argument("--changed", action="store_true", help="say: made from other inputs (check's status 3; "
                                                           "without it: left unfinished)")
     p.add_argument("--retime", action="store_true", help="say: timed again, as asked (the driver's retime=1)")
     p = _sub(sub, "last-result", "copy the last batch size's result_bs<B>.txt and .json to result.txt and "
              "result.json", "last-result --work W --bs 1,8")
-    _work(p)
     p.add_argument("--bs", type=cli.int_list_type(), required=True, help=bs_help + "; the last one's are copied")
     _run(p)
     p = _sub(sub, "result", "the closing lines", "result --work W --bs 8 --backend onnxruntime --precision fp32")
-    _work(p)
     p.add_argument("--bs", type=cli.int_list_type(), required=True, help=bs_help)
     p.add_argument("--backend", required=True, help="the backend used (shown where a summary does not name it)")
     p.add_argument("--precision", required=True, help="its precision (shown where a summary does not name it)")
@@ -291,8 +285,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    made = made_from(args.stage, args.work, _values(args.value)) if "stage" in args else None
     if args.command == "check":  # the driver asks this before every stage: stay quick
-        made = made_from(args.stage, args.work, _values(args.value))
         print(made.record)
         if made.complete(args.work):
             return 0
@@ -300,9 +294,9 @@ def main(argv=None):
         made.forget(args.work)  # not complete: it runs again, and is recorded when it ends
         return 3 if recorded else 1
     if args.command == "done":
-        made_from(args.stage, args.work, _values(args.value)).record_done(args.work)
+        made.record_done(args.work)
     elif args.command == "forget":
-        made_from(args.stage, args.work, _values(args.value)).forget(args.work)
+        made.forget(args.work)
     elif args.command == "preflight":  # before any expensive work: the data pairs up (the work folder: the lock)
         n = len(pair_carvana(args.data, require_masks=args.labels))
         print(f"{n} image{'s' if n != 1 else ''} in {Path(args.data) / IMAGE_DIR}"

@@ -24,7 +24,7 @@ from ..cli import UserError, first_line, int_at_least, os_error
 from ..formats import DEFAULT_SIZE
 from ..onnxfile import WEIGHTS_KEY, model_not_found, refuse_overwrite
 from ..rebatch import is_pinned, log_rebatched, ov_rebatched, tolerance_for
-from ..telemetry import openvino_telemetry_off
+from .. import openvino_telemetry_off
 from .base import Backend, Option, TensorSpec, check_outputs, resolve_batchsize, run_shape
 
 openvino_telemetry_off()  # before the package imports openvino or nncf
