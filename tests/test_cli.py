@@ -74,7 +74,7 @@ def test_a_wrapper_names_the_program_and_no_child_inherits_it(monkeypatch):
 def test_int_list_and_devices():
     assert cli.int_list("8,1,8,32") == [8, 1, 32]
     for bad in ("", "0", "a", "1,,2", "-1"):
-        with pytest.raises(UserError, match="comma list"):
+        with pytest.raises(argparse.ArgumentTypeError, match="comma list"):
             cli.int_list(bad)
     assert cli.device_list("0,1") == [0, 1]
     for bad in ("x", "0,0", "256"):

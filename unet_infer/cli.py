@@ -82,26 +82,15 @@ def int_at_least(low):
     return parse
 
 
-def int_list(text, low=1, what="batch size"):
-    """``"1,4,8"`` -> ``[1, 4, 8]`` (duplicates dropped, order kept); anything else is a UserError."""
+def int_list(text):
+    """An argparse type: batch sizes, ``"1,4,8"`` -> ``[1, 4, 8]`` (duplicates dropped, order kept)."""
     try:
         values = [int(part) for part in str(text).split(",")]
     except ValueError:
         values = []
-    if not values or any(v < low for v in values):
-        raise UserError(f"expected a {what} or a comma list of them (e.g. 1,4,8), got {text!r}")
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected a batch size or a comma list of them (e.g. 1,4,8), got {text!r}")
     return list(dict.fromkeys(values))
-
-
-def int_list_type(low=1, what="batch size"):
-    """argparse type of :func:`int_list`."""
-    def parse(text):
-        try:
-            return int_list(text, low, what)
-        except UserError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    parse.__name__ = f"{what} list"
-    return parse
 
 
 def float_in(check, why):

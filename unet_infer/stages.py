@@ -271,10 +271,10 @@ def build_parser():
     p.add_argument("--retime", action="store_true", help="say: timed again, as asked (the driver's retime=1)")
     p = _sub(sub, "last-result", "copy the last batch size's result_bs<B>.txt and .json to result.txt and "
              "result.json", "last-result --work W --bs 1,8")
-    p.add_argument("--bs", type=cli.int_list_type(), required=True, help=bs_help + "; the last one's are copied")
+    p.add_argument("--bs", type=cli.int_list, required=True, help=bs_help + "; the last one's are copied")
     _run(p)
     p = _sub(sub, "result", "the closing lines", "result --work W --bs 8 --backend onnxruntime --precision fp32")
-    p.add_argument("--bs", type=cli.int_list_type(), required=True, help=bs_help)
+    p.add_argument("--bs", type=cli.int_list, required=True, help=bs_help)
     p.add_argument("--backend", required=True, help="the backend used (shown where a summary does not name it)")
     p.add_argument("--precision", required=True, help="its precision (shown where a summary does not name it)")
     p.add_argument("--no-labels", dest="labels", action="store_false",

@@ -253,7 +253,7 @@ def build_parser():
     add("--work", required=True, help="work folder of the run (holds its scores and result/)")
     add("--data", required=True, help="Carvana-format data folder (train/, train_masks/); its name is the "
                                       "table's data set")
-    add("--batchsizes", type=cli.int_list_type(), default="8",
+    add("--batchsizes", type=cli.int_list, default="8",
         help="batch sizes of this run, comma list: the table's rows; the first one with results gives "
              "per_image.csv and the overlays")
     add("--all", dest="all_batchsizes", action="store_true",

@@ -47,7 +47,7 @@ def build_parser():
                                           f"seed {RANDOM_SEED}")
     add("--width", type=cli.int_at_least(1), default=64, help="width of the random UNet (64: the ModelZoo model)")
     add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="input height = width")
-    add("--batchsizes", type=cli.int_list_type(),
+    add("--batchsizes", type=cli.int_list,
         help=f"batch sizes, comma list; without it: {_by_machine('batchsizes')}")
     add("--configs", type=configs_type, help=f"backend:precision, comma list ({backends.describe()}); without it: "
                                              f"{_by_machine('configs')}")
