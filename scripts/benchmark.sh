@@ -61,30 +61,22 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 die() { echo "error: $*" >&2; exit 2; }
 
-# key -> flag of python3 -m unet_infer.speed (empty value: the flag is left out)
+# key -> flag of python3 -m unet_infer.speed (an option left empty: no flag); quiet, bare, publish: 0|1, below
 declare -A FLAG=([bs]=--batchsizes [configs]=--configs [max_seconds]=--max-seconds [loop]=--loop
                  [rounds]=--rounds [warmup]=--warmup
                  [weights]=--weights [width]=--width [size]=--size [workdir]=--workdir [markdown]=--markdown
-                 [plot]=--plot [threads]=--threads [device]=--device)
-declare -A VALUE=([workdir]=./work/bench)
-QUIET=0 BARE=1 PUBLISH=0
+                 [plot]=--plot [threads]=--threads [device]=--device [quiet]= [bare]= [publish]=)
+declare -A VALUE=([workdir]=./work/bench [quiet]=0 [bare]=1 [publish]=0)
 for arg in "$@"; do
-    case "$arg" in
-        -h|--help|help) usage; exit 0 ;;
-        quiet=*) QUIET=${arg#*=} ;;
-        bare=*) BARE=${arg#*=} ;;
-        publish=*) PUBLISH=${arg#*=} ;;
-        *=*)
-            key=${arg%%=*}
-            [[ -n "${FLAG[$key]+set}" ]] || die "unknown option '$arg' (options are key=value; see scripts/benchmark.sh --help)"
-            VALUE[$key]=${arg#*=} ;;
-        *) die "unknown option '$arg' (options are key=value; see scripts/benchmark.sh --help)" ;;
-    esac
+    if [[ "$arg" == -h || "$arg" == --help || "$arg" == help ]]; then usage; exit 0; fi
+    key=${arg%%=*}
+    [[ "$arg" == *=* && -n "${FLAG[$key]+set}" ]] || die "unknown option '$arg' (options are key=value; see scripts/benchmark.sh --help)"
+    VALUE[$key]=${arg#*=}
 done
-[[ "$QUIET" == 0 || "$QUIET" == 1 ]] || die "quiet must be 0 or 1, got '$QUIET'"
-[[ "$BARE" == 0 || "$BARE" == 1 ]] || die "bare must be 0 or 1, got '$BARE'"
-[[ "$PUBLISH" == 0 || "$PUBLISH" == 1 ]] || die "publish must be 0 or 1, got '$PUBLISH'"
-if [[ "$PUBLISH" == 1 ]]; then
+for key in quiet bare publish; do
+    [[ "${VALUE[$key]}" == [01] ]] || die "$key must be 0 or 1, got '${VALUE[$key]}'"
+done
+if [[ "${VALUE[publish]}" == 1 ]]; then
     [[ -z "${VALUE[markdown]:-}" ]] || die "publish=1 writes the repository's BENCHMARKS.md, markdown= another file: give one"
     VALUE[markdown]="$ROOT/BENCHMARKS.md"
 fi
@@ -93,8 +85,8 @@ cmd=("$PYTHON" -m unet_infer.speed)
 for key in bs configs max_seconds loop rounds warmup weights width size workdir markdown plot threads device; do
     if [[ -n "${VALUE[$key]:-}" ]]; then cmd+=("${FLAG[$key]}" "${VALUE[$key]}"); fi
 done
-if [[ "$QUIET" == 1 ]]; then cmd+=(--quiet); fi
-if [[ "$BARE" == 0 ]]; then cmd+=(--no-bare); fi
+if [[ "${VALUE[quiet]}" == 1 ]]; then cmd+=(--quiet); fi
+if [[ "${VALUE[bare]}" == 0 ]]; then cmd+=(--no-bare); fi
 
 # The command line as typed goes into the markdown section beside the python3 command it ran.
 UNET_BENCH_COMMAND="scripts/benchmark.sh"
