@@ -28,8 +28,7 @@ from unet_infer import summary as summ
 from unet_infer.bench.devices import shard_bounds
 from unet_infer.bench.runner import main as bench_main
 from unet_infer.cli import UserError
-from unet_infer.cluster import pipeline, size_pool
-from unet_infer.cluster import actor_summaries
+from unet_infer.cluster import actor_summaries, pipeline, rounds
 from unet_infer.cluster.collect import ROW_KEYS, Recorder, plan_batches
 from unet_infer.data import load_image, pair_carvana
 from unet_infer.journal import Journal, pack_mask, unpack_mask
@@ -277,20 +276,26 @@ def test_plan_masks_and_errors():
     assert np.array_equal(unpack_mask(pack_mask(mask)), mask)
     wrapped = RuntimeError("ray wrapper")
     wrapped.__cause__ = UserError("m.onnx: the model's batch size is fixed at 1")
-    assert str(pipeline.user_error_in(wrapped)) == "m.onnx: the model's batch size is fixed at 1"
-    assert pipeline.user_error_in(RuntimeError("a bug")) is None
+    assert str(rounds.failure(wrapped)) == "m.onnx: the model's batch size is fixed at 1"
     actor_died = RuntimeError("The actor died because of an error raised in its creation task\n  File ...\n"
                               "unet_infer.cli.UserError: m.onnx: --precision int8, but the model computes in fp32")
-    assert str(pipeline.user_error_in(actor_died)) == "m.onnx: --precision int8, but the model computes in fp32"
+    assert str(rounds.failure(actor_died)) == "m.onnx: --precision int8, but the model computes in fp32"
     died = RuntimeError("ray wrapper")
     died.__cause__ = ray.exceptions.WorkerCrashedError()
-    assert "the Ray pipeline failed after 3 actor restarts" in str(pipeline.failure_in(died))
-    assert pipeline.failure_in(RuntimeError("a bug")) is None
+    lost = [{"node_id": "5d31a7c2ffff", "address": "192.0.2.2"}]
+    assert str(rounds.failure(died, "L", lost, "3 of 12 batches are recorded")).startswith(
+        "the Ray pipeline failed after 3 actor restarts at most (lost 1 node(s) (192.0.2.2 5d31a7c2); "
+        "WorkerCrashedError: ")
+    assert str(rounds.failure(died, "L", lost, "3 of 12 batches are recorded")).endswith(
+        "; 3 of 12 batches are recorded; see the Ray logs in L (on each node of a cluster)")
+    bug = RuntimeError("a bug")
+    assert rounds.failure(bug) is bug  # raised as it is
 
 
 def test_the_pool_is_sized_to_the_nodes():
     def request(**given):
         return argparse.Namespace(**{"gpus_per_actor": 0, "actors": None, "threads": None, "workers": None, **given})
+    size_pool = rounds.size_pool
     assert size_pool(request(actors=2), [(2, 0)]) == (2, 1, 1)  # 2 x 1 thread, decoding beside them
     assert size_pool(request(), [(2, 0)]) == (1, 2, 1)
     assert size_pool(request(actors=3), [(16, 0), (16, 0)]) == (3, 8, 8)  # 2 + 1 actors per node

@@ -220,12 +220,12 @@ def test_a_record_of_another_plan_is_set_aside(tmp_path, caplog):
 def test_the_driver_killed_at_half_then_the_same_command(model, data, reference, tmp_path):
     """kill -9 of the driver's process group (its local Ray too) once half the batches are recorded;
     the same command then scores only the others."""
-    temp = Path(tempfile.mkdtemp(prefix="rk", dir="/tmp"))  # the local Ray's folder: short, the test's own
+    temp = Path(tempfile.mkdtemp(prefix="rk", dir="/tmp"))  # TMPDIR: short, the test's own
     home = tmp_path / "home"
     home.mkdir()
     env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
-    env.update(HOME=str(home), UNET_INFER_QUIET="1")
-    argv = cluster_argv(model, data, tmp_path / "work", "--ray-temp", str(temp))
+    env.update(HOME=str(home), TMPDIR=str(temp), UNET_INFER_QUIET="1")
+    argv = cluster_argv(model, data, tmp_path / "work")  # too deep for Ray's sockets: its folder goes in TMPDIR
     record = tmp_path / "work" / "result_bs2.journal"
     try:
         proc = start(argv, {**env, pipeline.SLOW_ENV: "0.4"})
@@ -243,6 +243,7 @@ def test_the_driver_killed_at_half_then_the_same_command(model, data, reference,
         assert status == 2 and out.strip().splitlines()[-1].startswith("error: 1 unreadable image(s)"), out[-3000:]
         summary = check_resumed(tmp_path / "work", reference, data, units)
         assert summary["cluster"]["lost_nodes"] == [] and summary["cluster"]["rounds"][0]["actors"] == 2
+        assert [p.name[:len("unet-ray-")] for p in temp.iterdir()] == ["unet-ray-"]  # the local Ray's files
     finally:
         kill_by_folder(temp)
         subprocess.run(["rm", "-rf", str(temp)], check=False)

@@ -1,24 +1,17 @@
-"""The local Ray that ``python3 -m unet_infer.cluster`` starts without --address: where its files
-go and how it finds its token, so that a run leaves nothing in /tmp/ray or the user's home.
+"""The local Ray that ``python3 -m unet_infer.cluster`` starts without --address, so that a run leaves
+nothing in /tmp/ray or the user's home and listens on the loopback only (Ray 2.60):
 
-- Ray's temporary folder (each session's logs, its sockets, objects spilled to disk) is ``.ray``
-  in the work folder (the folder of --result; a dot name, so the driver's stage fingerprints
-  skip it), or the folder given with --ray-temp. Ray puts its Unix sockets at
-  ``<folder>/session_<date>_<time>_<µs>_<pid>/sockets/plasma_store``, and a socket path has at
-  most 107 bytes on Linux (103 on macOS): when the work folder is too deep for that, the folder
-  is ``unet-ray-<hash of the work folder>`` in the system temporary folder (``tempfile``'s: TMPDIR
-  where the user set it), or in /tmp when that one is too deep too; the run logs where.
-- Ray 2.60 turns token authentication on for a new local cluster and, finding no token, writes
-  one to ``~/.ray/auth_token``. When the user has none (no RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH,
-  no such file), a fresh token for this run is passed in RAY_AUTH_TOKEN instead, which Ray's
-  processes inherit; the variable is removed again when the run stops its Ray.
-- Ray 2.60's servers (the GCS, each raylet, each worker's) listen on the loopback only when the
-  node's address is 127.0.0.1, and on Linux Ray replaces 127.0.0.1 with the host's own address
-  unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (the single-node mode of Windows and macOS); they
-  listen on every interface otherwise. The local Ray is started so (:func:`loopback_only`): on
-  127.0.0.1, reached by no other host.
-
-Nothing here applies with --address: a running cluster keeps its own folder and token.
+- its temporary folder (session logs, sockets, spilled objects) is ``.ray`` in the work folder (a
+  dot name: the driver's stage fingerprints skip it). Ray's Unix sockets go at
+  ``<folder>/session_<date>_<time>_<µs>_<pid>/sockets/plasma_store``, at most 107 bytes on Linux
+  (103 on macOS): under a deeper work folder it is ``unet-ray-<hash of the work folder>`` in
+  TMPDIR (``tempfile``'s), or in /tmp when that is too deep too;
+- Ray turns token authentication on for a new local cluster and, finding no token, writes one to
+  ``~/.ray/auth_token``: where the user has none, this run's own goes in RAY_AUTH_TOKEN instead,
+  which Ray's processes inherit, and is removed when the run stops its Ray;
+- Ray's servers listen on the loopback only when the node's address is 127.0.0.1, which on Linux
+  Ray replaces with the host's address unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 (the single-node
+  mode of Windows and macOS): the local Ray is started so.
 """
 
 import hashlib
@@ -52,27 +45,15 @@ def longest_folder():
     return SOCKET_MAX - SOCKET_TAIL
 
 
-def temp_dir(work, requested=None):
+def temp_dir(work):
     """``(folder, why)``: the local Ray's temporary folder for the work folder ``work`` (see the
-    module notes), and None or the reason it is not under the work folder. A ``requested`` folder
-    too deep for Ray's sockets is a UserError."""
-    if requested:
-        folder = Path(requested).expanduser().resolve()
-        if not fits(folder):
-            raise UserError(f"--ray-temp {requested}: too long a path for Ray's sockets "
-                            f"({longest_folder()} bytes at most); choose a shorter folder")
-        return folder, None
-    work = Path(work).resolve()
-    folder = work / RAY_DIR
+    module notes), and None or the reason it is not under the work folder."""
+    folder = Path(work).resolve() / RAY_DIR
     if fits(folder):
         return folder, None
-    name = FALLBACK_PREFIX + hashlib.sha1(os.fsencode(str(work))).hexdigest()[:8]
-    for base in (tempfile.gettempdir(), "/tmp"):
-        if fits(Path(base) / name):
-            return Path(base) / name, (f"{folder} is too long a path for Ray's sockets "
-                                       f"({longest_folder()} bytes at most)")
-    raise UserError(f"no temporary folder short enough for Ray's sockets ({longest_folder()} bytes at "
-                    f"most); pass --ray-temp")
+    name = FALLBACK_PREFIX + hashlib.sha1(os.fsencode(str(folder.parent))).hexdigest()[:8]
+    base = Path(tempfile.gettempdir()) if fits(Path(tempfile.gettempdir()) / name) else Path("/tmp")
+    return base / name, f"{folder} is too long a path for Ray's sockets ({longest_folder()} bytes at most)"
 
 
 def loopback_only(environ=os.environ):
@@ -84,15 +65,11 @@ def loopback_only(environ=os.environ):
 
 def provide_token(environ=os.environ):
     """Give a new local Ray a token in RAY_AUTH_TOKEN when the user has none (see the module notes);
-    returns whether it did (then :func:`withdraw_token` removes it)."""
+    returns whether it did."""
     if environ.get(TOKEN_ENV) or environ.get(TOKEN_PATH_ENV) or (Path.home() / ".ray" / "auth_token").is_file():
         return False
     environ[TOKEN_ENV] = secrets.token_hex(32)
     return True
-
-
-def withdraw_token(environ=os.environ):
-    environ.pop(TOKEN_ENV, None)
 
 
 GCS_PORT_ENV = "RAY_GCS_SERVER_PORT"  # Ray's: the local Ray's GCS port (without it: a free one)

@@ -1,24 +1,15 @@
-"""The Ray Data graph: the batch plan as a dataset -> decoding tasks -> an actor pool that infers
-and scores -> the driver. Ray is imported here only, inside the functions.
+"""The Ray side of the cluster run: the Ray Data graph, and joining (or starting) Ray. Ray is
+imported here only, inside the functions.
 
-- ``decode_batch`` (a ``map_batches`` task, no CPU reserved, at most ``decoders`` at a time):
-  each row of the plan (one model batch of paths) becomes that batch's images and masks, decoded
-  by ``decoding.decode`` (``data.load_image``/``load_label``, the file flow's own), in a fixed-shape
-  ``batchsize`` x ... array with the count of real images ``n``; unreadable images are left out
-  and named in ``bad``.
-- ``InferActor`` (``compute=ActorPoolStrategy(size=actors)``, ``num_cpus=threads`` and
-  ``num_gpus``): opens the model once (the driver's ``session.Choice``), then for each row packs the
-  batch with ``decoding.pack_batch`` (a short batch padded with copies of its first image, as the
-  runner pads), runs it through the one loop (``loop.run_loop``) and scores it with
-  ``scoring.Scorer``; it returns one small row per image (name, IoU, Dice, its batch's times, the
-  actor's name) and, only for an image that entered the actor's worst or best, its packed mask
-  (``journal.pack_mask``: the record's own form, 8 pixels a byte and compressed).
-
-What crosses the object store: the decoded batches (float32 images and bool masks, 4.2 MB per
-image at 572) from the decoding tasks to the actors, and the small rows to the driver; never logits.
+The graph (docs/cluster.md, "What runs where"): the batch plan as a dataset -> ``decode_batch``
+tasks (no CPU reserved), each decoding one model batch with the file flow's loaders into
+fixed-shape arrays -> ``InferActor``, a pool of actors that each open the model once and run every
+batch through ``loop.run_loop`` and ``scoring.Scorer`` -> one small row per image to the driver
+(its packed mask only where it entered the actor's extremes; never logits).
 """
 
 import json
+import logging
 import os
 import socket
 import sys
@@ -30,25 +21,32 @@ from pathlib import Path
 import numpy as np
 
 from ..cli import UserError
-from ..decoding import decode, pack_batch
+from ..data import decode, pack_batch
 from ..loop import Timings, run_loop
+from ..parallel import cpu_count
 from ..scoring import Scorer
 from ..session import WARMUP_RUNS
 from . import local
 from .collect import ROW_KEYS
 
-# Ray Data's own default is unbounded; a crash that repeats should end the run, not loop. A batch
-# whose actor died or is unreachable is re-run once the actor is back (Ray Data's default), so
-# within these restarts.
+# Ray Data's own default is unbounded; a crash that repeats should end the run, not loop.
 MAX_RESTARTS = 3  # replacements per actor
+PROBE_S = 5.0  # how long the driver waits for a cluster's port to answer before ray.init
+QUIET_ENV = "RAY_BACKEND_LOG_LEVEL"  # --quiet: fatal, Ray's C++ logging (core_worker.cc ... lines on stderr)
 
 CRASH_ENV = "UNET_INFER_TEST_KILL_ACTOR"  # tests only: "FLAG_FILE:BATCH", see InferActor.crash_once
 SLOW_ENV = "UNET_INFER_TEST_SLOW_BATCH"  # tests only: seconds each actor waits per batch (to stop a run half way)
-PROBE_S = 5.0  # how long the driver waits for a cluster's port to answer before ray.init
+
+
+def hooks_for_tests():
+    """The actors' test settings, read by the driver: ``crash`` (flag file, batch) and ``slow`` (seconds)."""
+    flag, _, batch = os.environ.get(CRASH_ENV, "").rpartition(":")
+    return {"crash": (flag, int(batch)) if flag else None, "slow": float(os.environ.get(SLOW_ENV) or 0)}
 
 
 def decode_batch(rows, size, batchsize):
-    """``map_batches`` task: plan rows -> ``{batch, n, paths, image, label, bad}`` (fixed shapes)."""
+    """``map_batches`` task: plan rows -> ``{batch, n, paths, image, label, bad}`` (fixed shapes; the
+    ``n`` readable images first, the unreadable ones named in ``bad``)."""
     out = {key: [] for key in ("batch", "n", "paths", "image", "label", "bad")}
     for k, images, labels in zip(rows["batch"], rows["images"], rows["labels"]):
         image = np.zeros((batchsize, 3, size, size), np.float32)
@@ -105,8 +103,7 @@ class InferActor:
 
         run_loop(self.backend, feeds, lambda tag, outputs: done.append((*tag, *self.scorer(tag[1], outputs))),
                  self.timings)
-        if self.config.get("slow"):
-            time.sleep(self.config["slow"] * len(done))
+        time.sleep(self.config["slow"] * len(done))
         self.crash_once([batch for batch, *_ in done])
         for j, (batch, items, records, masks) in enumerate(done):
             times = (self.timings.compute[first + j], self.timings.h2d[first + j], self.timings.d2h[first + j])
@@ -122,9 +119,8 @@ class InferActor:
 
     def crash_once(self, batches):
         """Tests only (``UNET_INFER_TEST_KILL_ACTOR=FLAG:K``): the first actor to finish scoring batch K
-        creates FLAG, writes its pid there and kills its own process before its rows are returned;
-        FLAG keeps it once."""
-        crash = self.config.get("crash")
+        creates FLAG, writes its pid there and kills its own process before its rows are returned."""
+        crash = self.config["crash"]
         if not crash or crash[1] not in batches:
             return
         try:
@@ -132,31 +128,26 @@ class InferActor:
         except FileExistsError:
             return
         os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
         os._exit(1)
 
 
-def crash_setting():
-    """The test hook's ``(flag file, batch)`` from the environment, or None."""
-    value = os.environ.get(CRASH_ENV)
-    if not value:
-        return None
-    flag, _, batch = value.rpartition(":")
-    if not flag or not batch.isdigit():
-        raise UserError(f"{CRASH_ENV}={value!r}: expected FLAG_FILE:BATCH")
-    return flag, int(batch)
+def build_dataset(plan, config, actors, gpus_per_actor, decoders):
+    """The lazy dataset of the module notes; iterating it runs the pipeline."""
+    import ray
+    ds = ray.data.from_items(plan, override_num_blocks=len(plan))  # one model batch per block
+    ds = ds.map_batches(decode_batch, batch_size=1, batch_format="numpy", num_cpus=0,
+                        compute=ray.data.TaskPoolStrategy(size=decoders),
+                        fn_kwargs={"size": config["size"], "batchsize": config["batchsize"]})
+    with warnings.catch_warnings():
+        # Ray 2.60 warns that ray_remote_args go in 2.64; bounded restarts have no named parameter yet
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        ds = ds.map_batches(InferActor, batch_size=1, batch_format="numpy", fn_constructor_args=(config,),
+                            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=config["threads"],
+                            num_gpus=gpus_per_actor or None, max_restarts=MAX_RESTARTS)
+    return ds
 
 
-def slow_setting():
-    """The test hook's seconds per batch from the environment (``UNET_INFER_TEST_SLOW_BATCH``), or None."""
-    value = os.environ.get(SLOW_ENV)
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        raise UserError(f"{SLOW_ENV}={value!r}: expected seconds") from None
-
+# ---- joining or starting Ray -----------------------------------------------------------------------
 
 def probe(address, timeout=PROBE_S):
     """A cluster's ``HOST:PORT`` must answer (a TCP connect) before ``ray.init``, which would retry
@@ -186,18 +177,14 @@ def chain(exc):
 def auth_error(address, exc):
     """A one-line UserError when joining ``address`` failed on token authentication, else None."""
     import ray.exceptions as rex
-    texts = [str(one) for one in chain(exc)]
-    missing = any(isinstance(one, rex.AuthenticationError) and "no authentication token" in str(one)
-                  for one in chain(exc))
-    enabled = os.environ.get(local.MODE_ENV, "").lower() == "token"
     fix = (f"the cluster's token in ~/.ray/auth_token, or {local.TOKEN_PATH_ENV} naming its file (docs/cluster.md, "
            f"Two hosts)")
-    if missing:
+    if any(isinstance(one, rex.AuthenticationError) and "no authentication token" in str(one) for one in chain(exc)):
         return UserError(f"cannot join the Ray cluster at {address}: {local.MODE_ENV}=token but this host has no "
                          f"token; put {fix}")
-    if not any("InvalidAuthToken" in text for text in texts):
+    if not any("InvalidAuthToken" in str(one) for one in chain(exc)):
         return None
-    if not enabled:
+    if os.environ.get(local.MODE_ENV, "").lower() != "token":
         return UserError(f"cannot join the Ray cluster at {address}: it requires token authentication "
                          f"(InvalidAuthToken) and {local.MODE_ENV} is not token here; export "
                          f"{local.MODE_ENV}=token with {fix}")
@@ -205,20 +192,16 @@ def auth_error(address, exc):
                      f"use {fix}")
 
 
-QUIET_ENV = {"RAY_BACKEND_LOG_LEVEL": "fatal"}  # --quiet: Ray's C++ logging (core_worker.cc ... lines on stderr)
-
-
 @contextmanager
 def quiet_init(quiet):
-    """Around ``ray.init`` with ``quiet``: ``QUIET_ENV`` where the user has not set it (read by the
-    processes it starts; restored on leaving), and this process's stderr (file descriptor 2, where
-    Ray's C++ side writes "Set ray log level from environment variable ...") to /dev/null; a
-    failure is still the one-line error :func:`connect` makes of its exception."""
+    """Around ``ray.init`` with ``quiet``: ``QUIET_ENV=fatal`` where the user has not set it (read by
+    the processes it starts; restored on leaving), and this process's stderr (file descriptor 2,
+    where Ray's C++ side writes "Set ray log level from environment variable ...") to /dev/null."""
     if not quiet:
         yield
         return
-    added = {key: value for key, value in QUIET_ENV.items() if key not in os.environ}
-    os.environ.update(added)
+    added = QUIET_ENV not in os.environ
+    os.environ.setdefault(QUIET_ENV, "fatal")
     sys.stderr.flush()
     saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, 2)
@@ -229,23 +212,19 @@ def quiet_init(quiet):
         os.dup2(saved, 2)
         os.close(saved)
         os.close(null)
-        for key in added:
-            os.environ.pop(key, None)
+        if added:
+            os.environ.pop(QUIET_ENV)
 
 
 def connect(address, quiet, temp_dir=None):
-    """Join the cluster at ``address``, or start a new local Ray on this machine's cores (None),
-    its files in ``temp_dir`` (see ``local``), or use the Ray this process already runs. Returns
-    the function that stops the local Ray this call started (for a cluster: leaves it running and
-    disconnects), or None when this process ran Ray already.
+    """Join the cluster at ``address``, or start a new local Ray on this machine's cores (None), its
+    files in ``temp_dir`` (``local``), or use the Ray this process already runs. Returns the function
+    that stops the local Ray this call started (for a cluster: disconnects), or None when this
+    process ran Ray already.
 
-    What Ray prints: the actors' output comes to this process's stderr, prefixed with the actor
-    (``log_to_driver``), its prefix without colour codes unless stderr is a terminal
-    (``RAY_COLOR_PREFIX=0``); ``quiet``: none of that, and of Ray's own logging only errors (its
-    Python loggers at ERROR, its C++ logging at fatal: :func:`quiet_init`); an environment variable
-    the user set is kept."""
-    import logging
-
+    The actors' output comes to this process's stderr (``log_to_driver``), its prefix without colour
+    codes unless stderr is a terminal; ``quiet``: none of that, and of Ray's own logging only errors
+    (its Python loggers at ERROR, its C++ logging at fatal); a variable the user set is kept."""
     import ray
     from ray.data import DataContext
     context = DataContext.get_current()
@@ -258,7 +237,6 @@ def connect(address, quiet, temp_dir=None):
         logging.getLogger("ray.data").setLevel(level)  # its per-run INFO lines, "Progress bars disabled"
     if ray.is_initialized():
         return None
-    from ..parallel import cpu_count
     if address:
         probe(address)
         kwargs, token = {"address": address}, False
@@ -271,7 +249,7 @@ def connect(address, quiet, temp_dir=None):
     def stop():
         ray.shutdown()
         if token:
-            local.withdraw_token()
+            os.environ.pop(local.TOKEN_ENV, None)
 
     try:
         with quiet_init(quiet):
@@ -304,52 +282,3 @@ def live_nodes():
     return {(node["NodeID"], node.get("NodeManagerAddress", "")): (float(node["Resources"].get("CPU", 0)),
                                                                    float(node["Resources"].get("GPU", 0)))
             for node in ray.nodes() if node.get("Alive")}
-
-
-def build_dataset(plan, config, actors, gpus_per_actor, decoders):
-    """The lazy dataset of the module notes; iterating it runs the pipeline."""
-    import ray
-    ds = ray.data.from_items(plan, override_num_blocks=len(plan))  # one model batch per block
-    ds = ds.map_batches(decode_batch, batch_size=1, batch_format="numpy", num_cpus=0,
-                        compute=ray.data.TaskPoolStrategy(size=decoders),
-                        fn_kwargs={"size": config["size"], "batchsize": config["batchsize"]})
-    with warnings.catch_warnings():
-        # Ray 2.60 warns that ray_remote_args go in 2.64; bounded restarts have no named parameter yet
-        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-        ds = ds.map_batches(InferActor, batch_size=1, batch_format="numpy", fn_constructor_args=(config,),
-                            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=config["threads"],
-                            num_gpus=gpus_per_actor or None, max_restarts=MAX_RESTARTS)
-    return ds
-
-
-def failure_in(exc, logs=None, lost=(), kept=""):
-    """A one-line UserError for a Ray system failure inside ``exc`` (an actor, worker or node that
-    died beyond its retries, memory, scheduling), or None. ``logs``: this node's Ray session logs;
-    ``lost``: the nodes lost during the run (``[{"node_id", "address"}]``); ``kept``: what the run's
-    record keeps for the next."""
-    import ray.exceptions as rex
-    kinds = (rex.RayActorError, rex.WorkerCrashedError, rex.ObjectLostError, rex.OutOfMemoryError,
-             rex.NodeDiedError, rex.TaskUnschedulableError, rex.ActorUnschedulableError)
-    for one in chain(exc):
-        if isinstance(one, kinds):
-            first = (str(one).strip().splitlines() or [type(one).__name__])[0][:300]
-            gone = (f"lost {len(lost)} node(s): {', '.join(n['address'] + ' ' + n['node_id'][:8] for n in lost)}; "
-                    if lost else "")
-            return UserError(f"the Ray pipeline failed after {MAX_RESTARTS} actor restarts at most "
-                             f"({gone}{type(one).__name__}: {first}); "
-                             f"{kept + '; ' if kept else ''}see the Ray logs in "
-                             f"{logs or 'the Ray session folder'} (on each node of a cluster)")
-    return None
-
-
-def user_error_in(exc):
-    """The UserError inside an exception that Ray wrapped (task or actor error), or None. An actor
-    whose constructor raised reaches the driver as ActorDiedError with the error only in its text."""
-    marker = f"{UserError.__module__}.{UserError.__name__}: "
-    for one in chain(exc):
-        for line in reversed(str(one).splitlines()):  # a traceback's last line: the error itself
-            if line.startswith(marker):
-                return UserError(line[len(marker):])
-        if isinstance(one, UserError):
-            return UserError(str(one))
-    return None
