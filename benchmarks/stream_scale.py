@@ -94,7 +94,7 @@ TARGET_IMAGES = 100_064  # Carvana's test set
 def build_parser():
     parser = cli.parser("python3 benchmarks/stream_scale.py", __doc__)
     add = parser.add_argument
-    add("--counts", type=cli.int_list_type(1, "image count"), default=[2000, 20000],
+    add("--counts", type=cli.int_list, default=[2000, 20000],
         help="image counts of the scale runs, comma-separated")
     add("--ab-count", type=cli.int_at_least(1), default=2000, help="images of each record-cost run")
     add("--repeats", type=cli.int_at_least(0), default=3, help="record-cost pairs (with, without); 0: none")

@@ -78,18 +78,17 @@ def int_at_least(low):
         if value < low:
             raise argparse.ArgumentTypeError(f"{text} is below {low}")
         return value
-    parse.__name__ = f"whole number >= {low}"
     return parse
 
 
 def int_list(text):
-    """An argparse type: batch sizes, ``"1,4,8"`` -> ``[1, 4, 8]`` (duplicates dropped, order kept)."""
+    """An argparse type: ``"1,4,8"`` -> ``[1, 4, 8]``, whole numbers above 0 (duplicates dropped, order kept)."""
     try:
         values = [int(part) for part in str(text).split(",")]
     except ValueError:
         values = []
     if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected a batch size or a comma list of them (e.g. 1,4,8), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0 or a comma list of them (e.g. 1,4,8), got {text!r}")
     return list(dict.fromkeys(values))
 
 
@@ -103,7 +102,6 @@ def float_in(check, why):
         if not check(value):
             raise argparse.ArgumentTypeError(f"{text} {why}")
         return value
-    parse.__name__ = "number"
     return parse
 
 

@@ -1,8 +1,5 @@
-"""The CUDA paths on a CUDA GPU in one command bounded in time (scripts/gpu_check.sh): the tests that
-need CUDA, the main job with backend=torch precision=fp16, and the benchmark's GPU rows into
-BENCHMARKS.md. Each step runs under a timeout of its own share of budget=; a failed step does not
-stop the later ones. Whether it passed is read from the files it wrote: pytest's JUnit report, the
-main job's result.json and run summary, the benchmark's section of the markdown file.
+"""The CUDA paths on a CUDA GPU in one command bounded in time (scripts/gpu_check.sh; HELP below):
+each step under a timeout, judged by the files it wrote.
 
     python3 -m unet_infer.gpu_check steps=benchmark budget=240      (as scripts/gpu_check.sh)
 """
