@@ -24,8 +24,7 @@ from ..cli import UserError
 from ..formats import DEFAULT_SIZE
 from ..machine import describe_machine, today
 from ..progress import set_quiet
-from .configs import (CPU, GPU, check_available, configs_type, cuda_status, fill_defaults, max_seconds_type,
-                      missing_modules)
+from .configs import CPU, GPU, check_available, configs_type, cuda_status, fill_defaults, max_seconds_type
 from .markdown import (ROUNDS_NOTE, check_markdown, link, plot_path, render_section, section_heading, software_line,
                        write_markdown)
 from .models import RANDOM, RANDOM_SEED, describe_model, prepare_models
@@ -72,21 +71,7 @@ def build_parser():
     add("--cuda", action="store_true", help="only say, in one line, whether torch sees a CUDA GPU here (scripts/"
                                             "gpu_check.sh's probe: its steps run torch), and exit: 0 it does, 1 it "
                                             "does not; runs nothing")
-    add("--need", metavar="MODULES",
-        help="with --cuda: Python modules (comma list) to look up; a second line 'missing: ...' names those "
-             "that are not installed")
     return parser
-
-
-def cuda_report(need):
-    """``--cuda``: ``cuda: <GPU> (...)`` and status 0, or ``no CUDA here (<why>)`` and status 1; then
-    ``missing: a, b`` when some of the modules ``need`` (a comma list) are not installed."""
-    ok, text = cuda_status()
-    print(f"cuda: {text}" if ok else f"no CUDA here ({text})")
-    missing = missing_modules([name for name in (need or "").split(",") if name.strip()])
-    if missing:
-        print(f"missing: {', '.join(missing)}")
-    return 0 if ok else 1
 
 
 def _show(path):
@@ -125,12 +110,11 @@ def fallback_machine(backend):
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.need is not None and not args.cuda:
-        parser.error("--need goes with --cuda")
+    args = build_parser().parse_args(argv)
     if args.cuda:
-        return cuda_report(args.need)
+        ok, text = cuda_status()
+        print(f"cuda: {text}" if ok else f"no CUDA here ({text})")
+        return 0 if ok else 1
     set_quiet(args.quiet)
     if args.weights != RANDOM and not Path(args.weights).is_file():
         raise UserError(f"{args.weights}: checkpoint not found (--weights takes a .pth file or '{RANDOM}')")

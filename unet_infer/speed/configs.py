@@ -104,20 +104,6 @@ def cuda_status():
     return True, f"{torch.cuda.get_device_name(0)} (torch {version}, CUDA {torch.version.cuda}, {devices})"
 
 
-def missing_modules(names):
-    """Those of the Python modules ``names`` that cannot be imported here (looked up, not imported)."""
-    import importlib.util
-    missing = []
-    for name in names:
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except (ImportError, ValueError):  # a dotted name whose parent is missing, or an empty name
-            found = False
-        if not found:
-            missing.append(name)
-    return missing
-
-
 def fill_defaults(batchsizes, configs, max_seconds):
     """``(batchsizes, configs, max_seconds, note)``: the ones not given (None) taken from this
     machine's defaults (:data:`GPU` with a CUDA GPU, else :data:`CPU`; of the configs, those whose
