@@ -135,9 +135,9 @@ def test_int8_quantised_from_the_raw_export_runs_as_int8_close_to_fp32(models, i
     got, backend = run(output, models["batch"])
     assert backend.precision == "int8" and backend.weights == WEIGHTS
     assert relative_error(got, want) <= INT8_RTOL and agreement(got, want) >= SIGN_AGREEMENT
-    with pytest.raises(UserError, match="the model is INT8"):
+    with pytest.raises(UserError, match="the model computes in int8"):
         run(output, models["batch"], precision="fp32")
-    with pytest.raises(UserError, match="not quantised; make an INT8 IR"):
+    with pytest.raises(UserError, match="computes in fp32; make an INT8 model"):
         run(models["raw"], models["batch"], precision="int8")
     compiled = tmp_path / "UNet_int8_bs2.xml"
     OpenVinoBackend.compile(output, compiled, 2, size=SIZE)

@@ -30,7 +30,7 @@ def names():
 
 
 def get_backend(name):
-    """The backend class called ``name`` (its framework not imported yet)."""
+    """The backend class called ``name`` (its framework not imported)."""
     if name not in REGISTRY:
         raise UserError(f"unknown backend {name!r}; choose one of {', '.join(REGISTRY)}")
     return importlib.import_module(f".{REGISTRY[name]}", __name__).BACKEND
@@ -41,13 +41,12 @@ def all_backends():
 
 
 def is_external(name):
-    """True when another program runs the models of backend ``name`` (an ``ExternalBackend``)."""
+    """Whether another program runs the models of backend ``name``."""
     return issubclass(get_backend(name), ExternalBackend)
 
 
 def in_process(name, flow):
-    """The backend class ``name`` for ``flow`` (e.g. "the streaming mode"), which runs the model in
-    this process: an external backend is refused."""
+    """The backend class ``name`` for ``flow`` (e.g. "the streaming mode"), not an external one."""
     cls = get_backend(name)
     if issubclass(cls, ExternalBackend):
         takers = ", ".join(other for other in REGISTRY if not is_external(other))
@@ -63,7 +62,7 @@ def has_gpu(name=None, installed=None):
 
 
 def usable_backend(name):
-    """:func:`get_backend`, and a :class:`UserError` saying what to install when it cannot run here."""
+    """:func:`get_backend`; a UserError saying what to install when it cannot run here."""
     cls = get_backend(name)
     ok, why = cls.available()
     if not ok:
@@ -72,7 +71,7 @@ def usable_backend(name):
 
 
 def backend_for_model(path):
-    """The backend a model file's suffix calls for (the first registered one that loads it)."""
+    """The first registered backend that loads a model file of this suffix."""
     suffix = Path(path).suffix.lower()
     for cls in all_backends():
         if suffix in cls.model_suffixes:
@@ -83,7 +82,7 @@ def backend_for_model(path):
 
 
 def profilers():
-    """The backends with a per-layer profiler of their own (``can_profile``), in registry order."""
+    """The backends with a per-layer profiler (``can_profile``)."""
     return [cls.name for cls in all_backends() if cls.can_profile]
 
 
@@ -93,12 +92,12 @@ def precisions():
 
 
 def describe():
-    """``backend: p1 (default), p2; ...``: the precisions of every backend, for help texts and errors."""
+    """``backend: p1 (default), p2; ...`` for help texts and errors."""
     return "; ".join(f"{cls.name}: {', '.join(cls.precisions)}" for cls in all_backends())
 
 
 def installed_backends():
-    """The registered backends whose package is importable here (acl, with no package, is not)."""
+    """The registered backends whose package is importable here."""
     return {cls.name for cls in all_backends() if cls.package and cls.available()[0]}
 
 
@@ -111,9 +110,8 @@ def default_backend(precision=None, flags=None, installed=None, gpu=None):
        or BF16): its bf16 and INT8 run on AMX/VNNI, which onnxruntime does not use for convolutions;
     3. onnxruntime everywhere else (AVX2-only CPUs, ARM): as fast, and the lighter dependency.
 
-    A ``precision`` the chosen backend does not take moves to the first installed backend that
-    takes it. ``flags``, ``installed`` and ``gpu`` stand in for this machine's in tests. The choice
-    and why are logged in one line (not under --quiet), with a warning where it has no fast path.
+    A ``precision`` the choice does not take moves to the first installed backend that takes it.
+    ``flags``, ``installed`` and ``gpu`` stand in for this machine's in tests.
     """
     backend, runs, reasons = auto_choice(precision, flags, installed, gpu)
     if not is_quiet():
@@ -123,13 +121,12 @@ def default_backend(precision=None, flags=None, installed=None, gpu=None):
 
 
 def auto_line(backend, precision, reasons):
-    """``backend=auto: openvino fp32 (CPU has avx512_vnni, avx512_bf16; openvino installed; ...)``."""
     return f"backend=auto: {backend} {precision} ({'; '.join(reasons)})"
 
 
 def slow_path(name, precision, flags=None, gpu=None):
-    """The one line saying that backend ``name`` has no fast path for ``precision`` on this machine
-    (none of its ``native_flags`` for it, no GPU), else None."""
+    """The line saying that backend ``name`` has no fast path for ``precision`` here (none of its
+    ``native_flags``, no GPU), else None."""
     cls = get_backend(name)
     needs = cls.native_flags.get(precision)
     if not needs or set(needs) & (cpu_flags() if flags is None else set(flags)):
@@ -144,17 +141,15 @@ _WARNED = set()
 
 
 def warn_if_slow(name, precision, flags=None, gpu=None):
-    """Log :func:`slow_path`'s line as a warning, once per process; returns it (None: a fast path)."""
+    """Log :func:`slow_path`'s line as a warning, once per process."""
     line = slow_path(name, precision, flags, gpu)
     if line and line not in _WARNED:
         _WARNED.add(line)
         log.warning("%s", line)
-    return line
 
 
 def auto_choice(precision=None, flags=None, installed=None, gpu=None):
-    """``(backend, precision, reasons)``: :func:`default_backend`'s choice, the precision it runs in
-    and the facts of this machine the rule read, in words."""
+    """``(backend, precision, reasons)``: :func:`default_backend`'s choice and the facts it read, in words."""
     reasons = []
     if flags is None:
         flags = cpu_flags()

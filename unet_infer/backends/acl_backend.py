@@ -35,12 +35,9 @@ def has_ais_bench():
 
 
 class AclBackend(ExternalBackend):
-    """Not run in this process: ``run_external`` starts ais_bench with the ais_bench flags it was given."""
 
     name = "acl"
-    package = None
     precisions = ("fp16",)
-    source = "onnx"
     model_suffixes = (".om",)
     program = "Huawei's ais_bench (python3 -m ais_bench)"
     accelerator = "Ascend NPU"
@@ -75,7 +72,6 @@ class AclBackend(ExternalBackend):
 
     @classmethod
     def run_external(cls, argv):
-        """Run ``python3 -m ais_bench <argv>`` and return its exit status."""
         if not has_ais_bench():
             raise UserError(f".om models run on Huawei's ais_bench, which is not installed here; {INSTALL}; "
                             f"{SUBSTITUTES}")

@@ -1,12 +1,10 @@
 """The small interface every inference backend implements, and what each one declares about itself.
 
-A backend module holds one ``Backend`` subclass, ``BACKEND``, and imports its framework only
-inside its methods, so that reading the declarations (the driver does, through
-``python3 -m unet_infer.backends``) never needs the framework installed. The declarations are the
-class attributes below. The run itself: ``load``, then ``download(run(*upload(*arrays)))``:
-``run`` is the compute, ``upload``/``download`` the H2D/D2H copies, timed apart by the runner.
-A backend whose models another program runs (acl: Huawei's ais_bench) is an
-:class:`ExternalBackend`: it has no ``load``; the runner hands its command line over.
+A backend module holds one ``Backend`` subclass, ``BACKEND``, and imports its framework only inside
+its methods, so that reading the declarations (the class attributes below) never needs it installed.
+A run: ``load``, then ``download(run(*upload(*arrays)))``: ``run`` is the compute, ``upload`` and
+``download`` the H2D/D2H copies, timed apart. A backend whose models another program runs (acl:
+Huawei's ais_bench) is an :class:`ExternalBackend`: no ``load``; the runner hands its command over.
 """
 
 import logging
@@ -48,7 +46,6 @@ class Option:
         return value not in (None, False) and value != self.default
 
     def add_to(self, parser):
-        """This flag on an argparse ``parser``: a store_true flag, or one of ``type`` with its default."""
         if self.type is None:
             parser.add_argument(*flag(self.dest), dest=self.dest, action="store_true", help=self.help)
         else:
@@ -56,7 +53,7 @@ class Option:
 
 
 class Backend:
-    """One inference engine; see the module notes for what a subclass declares."""
+    """One inference engine (see the module notes)."""
 
     name = ""
     package = None  # what pip install gives it; None: nothing on PyPI
@@ -75,8 +72,6 @@ class Backend:
     accelerator = None  # the device its runs use, in words, where it is not this machine's (acl: "Ascend NPU")
     native_flags = {}  # precision -> CPU flags, one of which it needs to run that precision fast on a CPU (backends.slow_path)
 
-    # ---- declarations (class level, no framework needed) ----
-
     @classmethod
     def check_precision(cls, precision):
         """``precision`` or the default; one this backend does not take is a :class:`UserError`."""
@@ -89,7 +84,7 @@ class Backend:
 
     @classmethod
     def artefact(cls, precision, batchsize):
-        """File name of the model the runner loads for ``batchsize`` (None: the checkpoint itself)."""
+        """The model file the runner loads for ``batchsize`` (None: the checkpoint itself)."""
         stem = Path(cls.quantized_name).stem if precision in cls.quantized else "UNet"
         return f"{stem}_bs{batchsize}{cls.model_suffixes[0]}"
 
@@ -113,8 +108,7 @@ class Backend:
 
     @classmethod
     def quantize(cls, src, calib, dst, n_calib=16, size=None, threads=None):
-        """Write the quantised model ``dst`` from ``src`` and the images of ``calib``; a report dict.
-        The recipe module is imported by name: a quantiser needs its backend, never the other way round."""
+        """Write the quantised model ``dst`` from ``src`` and the images of ``calib`` (``quantizer``); a report."""
         import importlib
         recipe = importlib.import_module(cls.quantizer)
         return recipe.quantize_model(src, calib, dst, n_calib=n_calib, size=size, threads=threads)
@@ -131,7 +125,7 @@ class Backend:
 
     @staticmethod
     def has_gpu():
-        """Whether this backend can run on GPUs here (else it runs on the CPU, one device only)."""
+        """Whether this backend can run on GPUs here."""
         return False
 
     @classmethod
@@ -153,8 +147,18 @@ class Backend:
 
     def load(self, model_path, batchsize=None, device=0, precision="fp32", threads=None, size=DEFAULT_SIZE,
              profile=False, **options):
-        """Read the model; set ``inputs`` (TensorSpec per input, batch included), ``output_names``, ``batchsize``."""
+        """Read the model; set ``inputs`` (a TensorSpec each), ``output_names``, ``batchsize``, ``precision``."""
         raise NotImplementedError
+
+    def check_quantized(self, model_path, precision, quantized, batchsize):
+        """A ``precision`` that the model's quantisation (or its absence) contradicts is a UserError."""
+        if precision is None or (precision in self.quantized) == quantized:
+            return
+        if quantized:
+            raise UserError(f"{model_path}: --precision {precision}, but the model computes in int8 (quantised); "
+                            f"give the fp32 model ({self.artefact('fp32', batchsize or 1)})")
+        raise UserError(f"{model_path}: --precision {precision}, but the model computes in fp32; make an INT8 model "
+                        f"with python3 -m unet_infer.quantize --backend {self.name}")
 
     def device_name(self, device):
         """The device a run used, for the machine description: "cpu" or "cuda:N"."""
@@ -173,19 +177,16 @@ class Backend:
         return [np.asarray(out) for out in outputs]
 
     def infer(self, *arrays):
-        """Upload, run and download in one call: a list of numpy outputs."""
         return self.download(self.run(*self.upload(*arrays)))
 
     def run_async(self, inputs, tag=None, keep=True):
-        """Start one run of uploaded ``inputs``; ``(tag, keep, outputs when keep, compute ms)`` comes
-        back from :meth:`finished`. Here the run is done at once (one run in flight)."""
+        """Start one run; :meth:`finished` gives its ``(tag, keep, outputs if keep, compute ms)``. Here: done at once."""
         start = time.perf_counter()
         outputs = self.run(*inputs)
         self._done.append((tag, keep, outputs if keep else None, (time.perf_counter() - start) * 1000.0))
 
     def finished(self, wait=False):
-        """``[(tag, keep, outputs, compute ms)]`` of the runs done since the last call (``wait``: all
-        of them, once they are done)."""
+        """The runs done since the last call (``wait``: all of them, once done)."""
         done = []
         while self._done:
             done.append(self._done.popleft())
@@ -197,12 +198,11 @@ class Backend:
         return None
 
     def close(self):
-        """Release the model."""
+        pass
 
 
 class ExternalBackend(Backend):
-    """A backend whose models another program runs (``program``): the runner hands its command line
-    over (``run_external``); the flows that run a model here refuse it (``backends.in_process``)."""
+    """A backend whose models ``program`` runs (``run_external``); ``backends.in_process`` refuses it."""
 
     program = ""  # what runs its models, in words (e.g. "Huawei's ais_bench")
 
@@ -212,7 +212,7 @@ class ExternalBackend(Backend):
 
     @classmethod
     def run_external(cls, argv):
-        """Run ``program`` with the runner's command line ``argv``; its exit status."""
+        """Run ``program`` with the runner's ``argv``; its exit status."""
         raise NotImplementedError
 
     def load(self, model_path, *args, **kwargs):
@@ -220,8 +220,7 @@ class ExternalBackend(Backend):
 
 
 def run_shape(dims, batchsize, size, source, name):
-    """An input's shape for a run: ``batchsize`` on axis 0, ``size`` on a 4-D input's dynamic H and W
-    (``dims``: the model's, None where dynamic); any other dynamic axis is a UserError."""
+    """An input's shape: ``batchsize``, then ``dims`` (None: dynamic) with ``size`` for a 4-D input's H, W."""
     shape = [batchsize]
     for axis, dim in enumerate(dims[1:], start=1):
         if dim is None and not (len(dims) == 4 and axis >= 2):
@@ -231,9 +230,12 @@ def run_shape(dims, batchsize, size, source, name):
     return tuple(shape)
 
 
-def check_outputs(source, batchsize, names, arrays, outputs, batch_check=None):
-    """A compiled model's check run: every output has the batch ``batchsize``, and a re-batched
-    model's outputs on ``batch_check``'s random batch agree with the batch-1 model's."""
+def check_outputs(source, batchsize, specs, names, run, batch_check=None):
+    """A compiled model's check: ``run`` on zeros of ``specs`` gives outputs of the batch ``batchsize``;
+    a re-batched model's, on ``batch_check``'s random batch, agree with the batch-1 model's."""
+    arrays = (batch_check.inputs([(spec.shape, spec.dtype) for spec in specs]) if batch_check
+              else [np.zeros(spec.shape, spec.dtype) for spec in specs])
+    outputs = run(arrays)
     for name, out in zip(names, outputs):
         if out.ndim == 0 or out.shape[0] != batchsize:
             raise UserError(f"{source}: output {name} has shape {out.shape}, expected batch {batchsize}")
@@ -243,7 +245,7 @@ def check_outputs(source, batchsize, names, arrays, outputs, batch_check=None):
 
 
 def resolve_batchsize(model_batch, requested, model_path):
-    """The batch to run: ``--batchsize`` (default 1) on a dynamic batch axis, else the model's own."""
+    """``--batchsize`` (default 1) on a dynamic batch axis, else the model's own."""
     if model_batch is None:
         return requested or 1
     if requested is not None and requested != model_batch:

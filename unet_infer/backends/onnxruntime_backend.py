@@ -33,14 +33,14 @@ DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(do
 
 
 def ort_errors():
-    """What onnxruntime raises for a model it cannot load or run."""
+    """What onnxruntime raises for a model it cannot load."""
     from onnxruntime.capi import onnxruntime_pybind11_state as state
     return (state.Fail, state.InvalidArgument, state.InvalidGraph, state.InvalidProtobuf, state.NoSuchFile,
             state.NotImplemented, state.RuntimeException)
 
 
 def session_options(threads, optimize=True):
-    """Sequential execution on ``threads`` intra-op threads, full graph optimisation unless done already."""
+    """Sequential execution on ``threads`` threads, full graph optimisation unless done already."""
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or 0
@@ -53,8 +53,7 @@ def session_options(threads, optimize=True):
 
 
 def cpu_session(model, threads=None, optimize=True, source=None, save_to=None):
-    """An InferenceSession on the CPU provider (``model``: a path or serialized bytes); ``save_to``:
-    where onnxruntime writes the graph it optimised."""
+    """An InferenceSession on the CPU provider of a path or bytes; ``save_to``: the optimised graph's file."""
     import onnxruntime as ort
     options = session_options(threads, optimize)
     if save_to:
@@ -67,20 +66,16 @@ def cpu_session(model, threads=None, optimize=True, source=None, save_to=None):
 
 
 def check_compiled(path, batchsize, threads, batch_check=None):
-    """Load the compiled model as the runner does and run one zero batch; the output batch must match.
-    A re-batched model runs ``batch_check``'s random batch instead, compared with the batch-1 model."""
+    """Run the compiled model once on the CPU provider: :func:`base.check_outputs`."""
     session = cpu_session(path, threads, optimize=False)
-    args = session.get_inputs()
-    arrays = (batch_check.inputs([(arg.shape, DTYPES[arg.type]) for arg in args]) if batch_check
-              else [np.zeros(arg.shape, DTYPES[arg.type]) for arg in args])
-    outputs = session.run(None, {arg.name: a for arg, a in zip(args, arrays)})
-    check_outputs(path, batchsize, [o.name for o in session.get_outputs()], arrays, outputs, batch_check)
+    specs = [TensorSpec(arg.name, tuple(arg.shape), DTYPES[arg.type]) for arg in session.get_inputs()]
+    check_outputs(path, batchsize, specs, [o.name for o in session.get_outputs()], lambda arrays: (
+        session.run(None, {spec.name: a for spec, a in zip(specs, arrays)})), batch_check)
 
 
 def fix_or_rebatch(model, batchsize, source, check, session):
-    """``(model fixed at batchsize, BatchCheck or None)``: a dynamic batch is fixed; a batch pinned to 1
-    is re-batched (``rebatch``), with a check whose batch-1 reference is ``session(serialized model)``
-    unless ``check`` is off."""
+    """``(model fixed at batchsize, BatchCheck or None)``: a batch pinned to 1 is re-batched, checked
+    against ``session(the batch-1 model)`` unless ``check`` is off."""
     if metadata(model).get(OPTIMIZED_KEY) == "1" or not is_pinned(onnx_batch(model), batchsize):
         return fix_batch(model, batchsize, source), None  # a compiled model is not compiled again
     original = model.SerializeToString() if check else None
@@ -93,8 +88,7 @@ def fix_or_rebatch(model, batchsize, source, check, session):
 
 
 def profile_rows(events):
-    """``(rows, runs)`` from onnxruntime's profiling trace: each node's mean kernel time (ms) over
-    the runs after the first (``{"name", "type", "exec_type", "ms"}``), and how many runs that is."""
+    """``(rows, runs)`` from onnxruntime's trace: each node's mean kernel time over the runs after the first."""
     runs = sum(1 for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
     times = {}
     for event in events:
@@ -115,16 +109,13 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     package = "onnxruntime"
     precisions = ("fp32", "int8")
-    source = "onnx"
     quantized = ("int8",)
     quantized_name = "UNet_int8.onnx"
     quantizer = "unet_infer.quantize.onnxruntime"
-    model_suffixes = (".onnx",)
     can_profile = True  # onnxruntime's enable_profiling trace: each node's kernel time
 
     @classmethod
     def compile(cls, src, dst, batchsize, threads=None, size=DEFAULT_SIZE, check=True):
-        """Write ``dst``: ``src`` fixed at ``batchsize`` and optimised by onnxruntime, atomically."""
         import onnx
         import onnxruntime as ort
         src, dst = Path(src), Path(dst)
@@ -166,10 +157,7 @@ class OnnxRuntimeBackend(Backend):
         self.batchsize = batchsize if pinned else resolve_batchsize(onnx_batch(model), batchsize, model_path)
         self.weights = metadata(model).get(WEIGHTS_KEY)
         self.precision = "int8" if is_quantized(model) else "fp32"
-        if precision is not None and precision != self.precision:
-            raise UserError(f"{model_path}: --precision {precision}, but the model computes in {self.precision}"
-                            + ("; make an INT8 model with python3 -m unet_infer.quantize" if precision == "int8"
-                               else ""))
+        self.check_quantized(model_path, precision, self.precision == "int8", self.batchsize)
         del model
         gpu = [p for p in GPU_PROVIDERS if p in ort.get_available_providers()]
         providers = [(p, {"device_id": device}) for p in gpu] + ["CPUExecutionProvider"]
@@ -225,8 +213,6 @@ class OnnxRuntimeBackend(Backend):
         return [value.numpy() for value in outputs]
 
     def profile(self):
-        if not self._profile_dir or self.session is None:
-            return None
         try:
             events = json.loads(Path(self.session.end_profiling()).read_text(encoding="utf-8"))
         finally:

@@ -7,8 +7,7 @@ fp32 and bf16 (``INFERENCE_PRECISION_HINT``, given at load); an INT8 IR (NNCF's 
 nodes) runs as INT8. The precision recorded is what the compiled model runs its convolutions in,
 not what was asked: a CPU without bf16 runs fp32, and says so. An ``.onnx`` model loads too.
 ``--nireq N``: throughput mode, as benchmark_app's ``-hint throughput`` (N requests in flight);
-without it, one request and the LATENCY hint. The checkpoint a model was made from travels in the
-IR's rt_info, as the ONNX files carry it in their metadata.
+without it, one request and the LATENCY hint. The IR's rt_info carries the checkpoint's id.
 """
 
 import functools
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import UserError, first_line, int_at_least, os_error
+from ..cli import UserError, int_at_least, os_error
 from ..formats import DEFAULT_SIZE
 from ..onnxfile import WEIGHTS_KEY, model_not_found, refuse_overwrite
 from ..rebatch import is_pinned, log_rebatched, ov_rebatched, tolerance_for
@@ -34,13 +33,12 @@ log = logging.getLogger(__name__)
 HINTS = {"fp32": "f32", "bf16": "bf16"}  # --precision -> INFERENCE_PRECISION_HINT
 RT_WEIGHTS = ["unet_infer", "weights"]  # rt_info path of the checkpoint's id (WEIGHTS_KEY in ONNX files)
 RT_BATCHSIZE = ["unet_infer", "batchsize"]
-INT8_TYPES = ("u8", "i8")
+RUNTIME_PRECISIONS = {"u8": "int8", "i8": "int8", "bf16": "bf16", "f16": "fp16"}  # in this order; else fp32
 COMPUTE_LAYERS = ("Convolution", "Deconvolution", "FullyConnected", "MatMul")
 
 
 @functools.cache
 def core():
-    """One ``ov.Core`` per process (reading a plugin is not free)."""
     import openvino as ov
     return ov.Core()
 
@@ -55,18 +53,18 @@ def read_model(path):
     try:
         return core().read_model(str(path))
     except RuntimeError as exc:
-        raise UserError(f"{path}: OpenVINO cannot read it ({first_line(_ov_message(exc))})") from None
+        raise UserError(f"{path}: OpenVINO cannot read it ({ov_message(exc)})") from None
 
 
-def _ov_message(exc):
-    """OpenVINO's errors start with a C++ source location; keep the message after it."""
+def ov_message(exc):
+    """The first line of OpenVINO's error after the C++ source location it starts with."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     useful = [line for line in lines if not line.startswith(("Exception from", "Check '", "[ GENERAL_ERROR ]"))]
-    return RuntimeError((useful or lines or [type(exc).__name__])[0])
+    return (useful or lines or [type(exc).__name__])[0][:200]
 
 
 def rt_text(model, path):
-    """A string rt_info entry of ``model`` (None when absent)."""
+    """A string rt_info entry of ``model``, None when absent."""
     if not model.has_rt_info(path):
         return None
     return model.get_rt_info(path).astype(str) or None
@@ -82,7 +80,6 @@ def weights_of(model, path):
 
 
 def stamp(model, weights=None, batchsize=None):
-    """Record the checkpoint (and a fixed batch size) in the model's rt_info."""
     if weights:
         model.set_rt_info(weights, RT_WEIGHTS)
     if batchsize:
@@ -90,19 +87,18 @@ def stamp(model, weights=None, batchsize=None):
 
 
 def is_int8(model):
-    """True when the model holds quantisation nodes (NNCF's FakeQuantize, or ONNX Q/DQ read as such)."""
+    """Whether the model holds FakeQuantize nodes (NNCF's, or ONNX Q/DQ read as such)."""
     return any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
 
 
 def model_batch(model):
-    """The model's fixed batch size, or None when its batch axis is dynamic."""
+    """The model's fixed batch size, None where dynamic."""
     shape = model.input(0).get_partial_shape()
     return shape[0].get_length() if shape.rank.is_static and shape[0].is_static else None
 
 
 def fix_shapes(model, batchsize, size, source):
-    """Reshape every input to ``batchsize`` (None: keep the batch axis as it is) by base.run_shape's
-    rule; a fixed H, W other than ``size`` is kept (the model's own)."""
+    """Reshape every input by base.run_shape's rule (``batchsize`` None: the batch axis as it is)."""
     import openvino as ov
     shapes = {}
     for port in model.inputs:
@@ -115,27 +111,22 @@ def fix_shapes(model, batchsize, size, source):
         model.reshape(shapes)
     except RuntimeError as exc:
         raise UserError(f"{source}: OpenVINO cannot reshape it to {list(shapes.values())} "
-                        f"({first_line(_ov_message(exc))})") from None
+                        f"({ov_message(exc)})") from None
     return model
 
 
 def runtime_precision(compiled):
-    """What the compiled model computes in: its convolutions' runtime precision (int8, bf16, fp16, fp32)."""
+    """What the compiled model computes in: its convolutions' runtime precision."""
     found = set()
     for op in compiled.get_runtime_model().get_ordered_ops():
         info = op.get_rt_info()
         if "layerType" in info and info["layerType"].astype(str) in COMPUTE_LAYERS:
             found.add(info["runtimePrecision"].astype(str).lower())
-    if found & set(INT8_TYPES):
-        return "int8"
-    for name, types in (("bf16", ("bf16",)), ("fp16", ("f16",))):
-        if found & set(types):
-            return name
-    return "fp32"
+    return next((name for ov_type, name in RUNTIME_PRECISIONS.items() if ov_type in found), "fp32")
 
 
 def compile_config(precision, int8, threads=None, nireq=None, profile=False):
-    """The CPU plugin's properties for a run (see the module notes)."""
+    """The CPU plugin's properties for a run."""
     config = {"PERFORMANCE_HINT": "THROUGHPUT" if nireq else "LATENCY"}
     if nireq:
         config["PERFORMANCE_HINT_NUM_REQUESTS"] = nireq
@@ -152,11 +143,11 @@ def compile_for_cpu(model, config, source):
     try:
         return core().compile_model(model, "CPU", config)
     except RuntimeError as exc:
-        raise UserError(f"{source}: OpenVINO cannot compile it for the CPU ({first_line(_ov_message(exc))})") from None
+        raise UserError(f"{source}: OpenVINO cannot compile it for the CPU ({ov_message(exc)})") from None
 
 
 def save_ir(model, dst):
-    """Write ``dst`` (.xml) and its .bin atomically, float weights kept in fp32 (not OpenVINO's fp16 default)."""
+    """Write ``dst`` (.xml) and its .bin atomically, weights in fp32 (not OpenVINO's fp16 default)."""
     import openvino as ov
     dst = Path(dst)
     if dst.suffix.lower() != ".xml":
@@ -173,14 +164,12 @@ def save_ir(model, dst):
 
 
 def check_compiled(path, batchsize, threads=None, batch_check=None):
-    """Load the written IR as the runner does and run one zero batch (a re-batched model:
-    ``batch_check``'s random batch): :func:`base.check_outputs`."""
+    """Load the written IR as the runner does: :func:`base.check_outputs` of one batch."""
     backend = OpenVinoBackend()
     backend.load(path, threads=threads, precision=None)
     try:
-        arrays = (batch_check.inputs([(s.shape, s.dtype) for s in backend.inputs]) if batch_check
-                  else [np.zeros(s.shape, s.dtype) for s in backend.inputs])
-        check_outputs(path, batchsize, backend.output_names, arrays, backend.infer(*arrays), batch_check)
+        check_outputs(path, batchsize, backend.inputs, backend.output_names, lambda arrays: backend.infer(*arrays),
+                      batch_check)
     finally:
         backend.close()
 
@@ -191,7 +180,6 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     package = "openvino"
     precisions = ("fp32", "bf16", "int8")  # fp32 first: the default keeps the reference results
-    source = "onnx"
     quantized = ("int8",)
     quantized_name = "UNet_int8.xml"
     quantizer = "unet_infer.quantize.openvino"
@@ -205,7 +193,6 @@ class OpenVinoBackend(Backend):
 
     @classmethod
     def compile(cls, src, dst, batchsize, threads=None, size=DEFAULT_SIZE, check=True):
-        """Write ``dst``: ``src`` (.onnx or IR) reshaped to a static ``batchsize`` x C x size x size IR."""
         import openvino as ov
         src, dst = Path(src), Path(dst)
         refuse_overwrite(src, dst)
@@ -238,20 +225,13 @@ class OpenVinoBackend(Backend):
     def fixed_batchsize(cls, model_path):
         return model_batch(read_model(model_path))
 
-    # ---- a loaded model ----
-
     def load(self, model_path, batchsize=None, device=0, precision=None, threads=None, size=DEFAULT_SIZE,
              profile=False, nireq=None):
         import openvino as ov
         model = read_model(model_path)
         self.weights = weights_of(model, model_path)
         int8 = is_int8(model)
-        if int8 and precision not in (None, "int8"):
-            raise UserError(f"{model_path}: --precision {precision}, but the model is INT8 (quantised); "
-                            f"give the fp32 model ({self.artefact('fp32', batchsize or 1)})")
-        if not int8 and precision == "int8":
-            raise UserError(f"{model_path}: --precision int8, but the model is not quantised; make an INT8 IR with "
-                            f"python3 -m unet_infer.quantize --backend openvino")
+        self.check_quantized(model_path, precision, int8, batchsize)
         config, batch_check = compile_config(precision, int8, threads, nireq, profile), None
         if is_pinned(model_batch(model), batchsize) and rt_text(model, RT_BATCHSIZE) is None:  # checked below
             self.batchsize = batchsize
@@ -305,9 +285,7 @@ class OpenVinoBackend(Backend):
     # ---- throughput mode: N requests in flight (loop.py drives these) ----
 
     def run_async(self, inputs, tag=None, keep=True):
-        """Start one run on the next idle request (waits while all N are busy); its outputs (when
-        ``keep``), ``tag`` and compute time come back from :meth:`finished`. Without ``--nireq``:
-        the base's one run at a time."""
+        """Start one run on the next idle request (waiting while all N are busy)."""
         if self.queue is None:
             return super().run_async(inputs, tag, keep)
         self.queue.start_async(list(inputs), userdata=(tag, keep, inputs), share_inputs=True)
@@ -321,7 +299,6 @@ class OpenVinoBackend(Backend):
         self._done.append((tag, keep, outputs, float(request.latency)))
 
     def finished(self, wait=False):
-        """``[(tag, keep, outputs, compute ms)]`` of the runs done since the last call (``wait``: all of them)."""
         if wait and self.queue is not None:
             self.queue.wait_all()
         return super().finished(wait)
@@ -329,7 +306,7 @@ class OpenVinoBackend(Backend):
     # ---- profiling ----
 
     def _count(self, infos):
-        """Add one run's performance counters (the first run, which initialises lazily, is left out)."""
+        """Add one run's performance counters (not the first's, which initialises lazily)."""
         with self._lock:
             self._seen += 1
             if self._seen == 1:
@@ -341,8 +318,6 @@ class OpenVinoBackend(Backend):
                 row["ms"] += info.real_time.total_seconds() * 1000.0
 
     def profile(self):
-        if not self.profiling:
-            return None
         runs = max(self.profiled_runs, 1)
         return [dict(row, ms=row["ms"] / runs) for row in self._layers.values() if row["ms"] > 0]
 

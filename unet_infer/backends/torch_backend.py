@@ -39,7 +39,7 @@ WARMUP_RUNS = 3  # before a capture: cuDNN benchmarking, autotuning and lazy ini
 
 
 def fold_batchnorm(model):
-    """Fold each eval-mode BatchNorm2d that follows a Conv2d inside an nn.Sequential into that conv."""
+    """Fold each eval-mode BatchNorm2d that follows a Conv2d in an nn.Sequential into that conv."""
     import torch.nn as nn
     from torch.nn.utils.fusion import fuse_conv_bn_eval
     for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
@@ -51,7 +51,6 @@ def fold_batchnorm(model):
 
 
 def compile_mode(option, cuda):
-    """The torch.compile mode of ``--torch_compile`` (None: no compilation)."""
     if not option:
         return None
     return CUDA_COMPILE_MODE if cuda else CPU_COMPILE_MODE
@@ -59,30 +58,18 @@ def compile_mode(option, cuda):
 
 @dataclass(eq=False)
 class _Slot:
-    """One input's buffers: pinned host (fp32), device staging (fp32), device input (dtype, channels_last).
-
-    ``copied``: recorded on the copy stream after the copy out of ``host``; ``consumed``: recorded
-    on the compute stream after a run read ``device``; ``pending``: uploaded, not run yet.
-    """
+    """One input's buffers: pinned host and device staging (fp32), device input (dtype, channels_last);
+    ``copied``/``consumed``: events after the copy out of ``host`` / a run's read of ``device``."""
 
     host: torch.Tensor
     stage: torch.Tensor
     device: torch.Tensor
     copied: torch.cuda.Event
     consumed: torch.cuda.Event
-    pending: bool = False
-
-
-@dataclass(eq=False)
-class _Uploaded:
-    """What ``upload`` returns on CUDA: the device input, once ``slot.copied`` has happened on the GPU."""
-
-    tensor: torch.Tensor
-    slot: _Slot
+    pending: bool = False  # uploaded, not run yet
 
 
 class TorchBackend(Backend):
-    """The UNet in eval mode, channels_last, under ``torch.inference_mode``; CUDA runs are synchronised."""
 
     name = "torch"
     package = "torch"
@@ -116,7 +103,7 @@ class TorchBackend(Backend):
 
         from ..weights import weights_id
         from ..model import load_unet
-        self.check_profile(profile)  # no per-layer profiler: refused before any work (the runner says so first)
+        self.check_profile(profile)
         precision = self.check_precision(precision)
         cuda_graph = bool(cuda_graph)
         cuda = torch.cuda.is_available()
@@ -152,7 +139,7 @@ class TorchBackend(Backend):
                  ", CUDA graph" if cuda_graph else "")
 
     def _prepare(self, cuda_graph):
-        """Untimed: compile (first runs) and capture the CUDA graph, on zeros of the run's shape."""
+        """Untimed, on zeros: compile (the first runs) and capture the CUDA graph."""
         import torch
         static = torch.empty(self.inputs[0].shape, dtype=self.dtype, device=self.device,
                              memory_format=torch.channels_last).zero_()
@@ -177,7 +164,7 @@ class TorchBackend(Backend):
         return str(self.device)
 
     def _free_slot(self, index, shape):
-        """A slot for input ``index`` of ``shape`` that no queued run still needs (allocated once)."""
+        """A slot for input ``index`` of ``shape`` that no queued run still needs."""
         import torch
         slots = self._slots.setdefault((index, shape), deque())
         for _ in range(len(slots)):
@@ -195,7 +182,7 @@ class TorchBackend(Backend):
         return slot
 
     def _upload_cuda(self, index, array, wait):
-        """Host array -> pinned buffer -> (copy stream) device buffer; ``wait``: until the copy is done."""
+        """Host array -> pinned buffer -> (copy stream) device buffer; ``wait``: until copied."""
         import torch
         slot = self._free_slot(index, tuple(array.shape))
         slot.copied.synchronize()  # the last copy out of this pinned buffer has finished
@@ -208,22 +195,21 @@ class TorchBackend(Backend):
         slot.pending = True
         if wait:
             slot.copied.synchronize()
-        return _Uploaded(slot.device, slot)
+        return slot
 
     def upload(self, *arrays, wait=True):
-        """Host arrays -> inputs of ``run``; on CUDA, ``wait=False`` returns once the copies are queued."""
         import torch
         if self.device.type == "cuda":
             return [self._upload_cuda(i, array, wait) for i, array in enumerate(arrays)]
         return [torch.from_numpy(array).to(self.dtype).contiguous(memory_format=torch.channels_last)
                 for array in arrays]
 
-    def _run_cuda(self, inputs):
+    def _run_cuda(self, slots):
         import torch
         stream = torch.cuda.current_stream(self.device)
-        for item in inputs:
-            stream.wait_event(item.slot.copied)  # on the GPU: the compute starts when the copy is done
-        tensors = [item.tensor for item in inputs]
+        for slot in slots:
+            stream.wait_event(slot.copied)  # on the GPU: the compute starts when the copy is done
+        tensors = [slot.device for slot in slots]
         with torch.inference_mode():
             if self._graph is not None:
                 if tensors[0].shape != self._static_in.shape:
@@ -234,9 +220,9 @@ class TorchBackend(Backend):
                 out = self._static_out
             else:
                 out = self.forward(*tensors)
-        for item in inputs:
-            item.slot.consumed.record(stream)
-            item.slot.pending = False
+        for slot in slots:
+            slot.consumed.record(stream)
+            slot.pending = False
         stream.synchronize()  # the compute only: a copy queued for the next batch may go on
         return [out]
 

@@ -70,21 +70,16 @@ def first_clash(paths, outfmt):
 def list_inputs(spec):
     """The input files of ``--input``, one list per model input (see the module notes)."""
     parts = [part for part in str(spec).split(",") if part]
+    lists = []
     for part in parts:
         path = Path(part)
         if not path.exists():
             raise UserError(f"{part}: input file or folder not found")
         if path.is_file() and path.suffix.lower() not in INPUT_SUFFIXES:
             raise UserError(f"{part}: expected a .bin or .npy input file, or a folder of them")
-    lists = []
-    for part in parts:
-        if Path(part).is_file():
-            files = [Path(part)]
-        else:
-            files = list_files(part, INPUT_SUFFIXES)
-            if not files:
-                raise UserError(f"{part}: no .bin or .npy files in the input folder")
-        lists.append(files)
+        lists.append([path] if path.is_file() else list_files(part, INPUT_SUFFIXES))
+        if not lists[-1]:
+            raise UserError(f"{part}: no .bin or .npy files in the input folder")
     if any(Path(part).is_file() for part in parts):  # files: all of them one input's, as given
         return [[path for files in lists for path in files]]
     if any(len(files) != len(lists[0]) for files in lists):

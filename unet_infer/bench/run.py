@@ -218,9 +218,7 @@ def save_profile(path, backend, model):
     lines = [f"[INFO] slowest layers ({backend.name} profiler, {f'mean of {runs} run(s)' if runs else 'per run'}, "
              f"{document['total_ms']:.3f} ms in {len(layers)} layers):"]
     for row in layers[:SHOWN]:
-        kind = row.get("type", "")
-        if row.get("exec_type"):
-            kind = f"{kind}, {row['exec_type']}"
+        kind = f"{row['type']}, {row['exec_type']}" if row["exec_type"] else row["type"]
         lines.append(f"[INFO]   {row['ms']:10.3f} ms  {row['percent']:5.1f}%  {row['name']} ({kind})")
     return lines
 
