@@ -20,7 +20,6 @@ from unet_infer import backends
 from unet_infer import progress, speed
 from unet_infer import simplify as simplify_module
 from unet_infer.bench.runner import AIS_BENCH_FLAGS
-from unet_infer.speed import configs as cfg
 from unet_infer.speed.markdown import (COLUMNS, HEADER, TITLE, merge_section, render_section,
                                            section_heading, split_sections)
 from unet_infer.speed.models import make_random_weights, model_workdir, prepare_models
@@ -73,30 +72,30 @@ def test_configs_accept_exactly_what_each_backend_declares():
     every = backends.precisions()
     for cls in backends.all_backends():
         ok = [f"{cls.name}:{p}" for p in cls.precisions]
-        assert cfg.parse_configs(",".join(ok + ok[:1])) == [(cls.name, p) for p in cls.precisions]
+        assert speed.parse_configs(",".join(ok + ok[:1])) == [(cls.name, p) for p in cls.precisions]
         for precision in set(every) - set(cls.precisions):
             with pytest.raises(UserError, match=f"not available on {cls.name}"):
-                cfg.parse_configs(f"{cls.name}:{precision}")
+                speed.parse_configs(f"{cls.name}:{precision}")
     for bad in ("tensorrt:fp16", "onnxruntime", ":fp32", "", "torch:"):
         with pytest.raises(UserError):
-            cfg.parse_configs(bad)
+            speed.parse_configs(bad)
 
 
 def test_machine_defaults_are_valid_configs_and_fill_only_what_is_missing(monkeypatch):
-    for defaults, gpu in ((cfg.CPU, False), (cfg.GPU, True)):
+    for defaults, gpu in ((speed.CPU, False), (speed.GPU, True)):
         monkeypatch.setattr(backends, "has_gpu", lambda: gpu)
-        bs, configs, seconds, note = cfg.fill_defaults(None, None, None)
+        bs, configs, seconds, note = speed.fill_defaults(None, None, None)
         assert bs == [int(b) for b in defaults.batchsizes.split(",")]
-        assert configs == cfg.parse_configs(defaults.configs) and configs
+        assert configs == speed.parse_configs(defaults.configs) and configs
         assert seconds == float(defaults.max_seconds)
         assert note == (f"a CUDA GPU is available: GPU defaults --batchsizes 1,4,8,16,32,64 --configs "
-                        f"{cfg.GPU.configs} --max-seconds 120" if gpu else
-                        f"no CUDA GPU: CPU defaults --batchsizes 1,2,4 --configs {cfg.CPU.configs} --max-seconds 60")
-    bs, configs, seconds, note = cfg.fill_defaults([3], None, "none")
-    assert (bs, configs, seconds) == ([3], cfg.parse_configs(cfg.GPU.configs), None)
+                        f"{speed.GPU.configs} --max-seconds 120" if gpu else
+                        f"no CUDA GPU: CPU defaults --batchsizes 1,2,4 --configs {speed.CPU.configs} --max-seconds 60")
+    bs, configs, seconds, note = speed.fill_defaults([3], None, "none")
+    assert (bs, configs, seconds) == ([3], speed.parse_configs(speed.GPU.configs), None)
     assert "--configs" in note and "--batchsizes" not in note and "--max-seconds" not in note
     monkeypatch.setattr(backends, "has_gpu", lambda: pytest.fail("asked though every option was given"))
-    given = cfg.fill_defaults([1], [("torch", "fp32")], 5.0)
+    given = speed.fill_defaults([1], [("torch", "fp32")], 5.0)
     assert given == ([1], [("torch", "fp32")], 5.0, None)
 
 
@@ -106,7 +105,7 @@ def test_help_shows_each_default_once_and_both_machine_defaults():
     for line in text.splitlines():
         assert line.count("(default:") <= 1, line
     flat = " ".join(text.split())
-    assert f"{cfg.CPU.batchsizes} on the CPU, {cfg.GPU.batchsizes} with a CUDA GPU" in flat
+    assert f"{speed.CPU.batchsizes} on the CPU, {speed.GPU.batchsizes} with a CUDA GPU" in flat
     assert backends.describe() in flat
 
 

@@ -28,7 +28,6 @@ import torch
 from tiny_unet import tiny_unet
 from unet_infer import cli, gpu_check, speed
 from unet_infer.machine import cpu_model
-from unet_infer.speed import configs as cfg
 from unet_infer.speed.markdown import merge_section, render_section, section_heading, split_sections
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,14 +86,14 @@ def summary_line(stdout, step):
 
 # ---- no CUDA: one line, nothing written ------------------------------------------------------------
 
-@pytest.mark.skipif(cfg.cuda_status()[0], reason="this machine has CUDA: the script would run its steps")
+@pytest.mark.skipif(speed.cuda_status()[0], reason="this machine has CUDA: the script would run its steps")
 def test_without_cuda_one_line_exit_0_and_nothing_written(tmp_path):
     repo_md = REPO / "BENCHMARKS.md"
     stamp = repo_md.stat().st_mtime_ns if repo_md.exists() else None
     result = shim(cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(r"gpu_check: no CUDA here \(.+\); nothing to do\n", result.stdout), result.stdout
-    assert cfg.cuda_status()[1] in result.stdout  # the probe's own reason
+    assert speed.cuda_status()[1] in result.stdout  # the probe's own reason
     assert list(tmp_path.iterdir()) == []  # no work folder, no log
     assert (repo_md.stat().st_mtime_ns if repo_md.exists() else None) == stamp
 
@@ -364,7 +363,7 @@ def fake_torch(cuda_version="12.8", count=1, warning=None, fails=None):
 ])
 def test_cuda_status_says_why_not(monkeypatch, module, ok, text):
     monkeypatch.setitem(sys.modules, "torch", module)
-    assert cfg.cuda_status() == (ok, text)
+    assert speed.cuda_status() == (ok, text)
 
 
 def test_the_probe_cli_prints_one_line(monkeypatch, capsys):

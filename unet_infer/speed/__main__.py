@@ -1,5 +1,3 @@
-"""``python3 -m unet_infer.speed``: see the package's docstring (``--help``)."""
-
 import sys
 
 from ..cli import run_cli
