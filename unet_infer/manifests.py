@@ -177,8 +177,10 @@ def made_from(name, work, values):
         from .quantize import recipe_options
         options.update({key: str(value) for key, value in recipe_options().items()})
     try:
-        return Made(stage.record.format(**values, run_=w.prefix), tuple(PATHS[p](w, values) for p in stage.inputs),
-                    tuple(PATHS[p](w, values) for p in stage.outputs), values["weights"] if stage.weights else None,
-                    options)
+        record = stage.record.format(**values, run_=w.prefix)
+        inputs = tuple(PATHS[p](w, values) for p in stage.inputs)
+        outputs = tuple(PATHS[p](w, values) for p in stage.outputs)
+        weights = values["weights"] if stage.weights else None
     except KeyError as exc:
         raise UserError(f"stage {name} needs the value {exc.args[0]}= (--value {exc.args[0]}=...)") from None
+    return Made(record, inputs, outputs, weights, options)
