@@ -8,10 +8,15 @@ a mask may also be ``<stem>_mask.png`` (users' own data; the GIF is taken when b
   float32, HWC -> CHW (RGB order), divided by 255, no mean/std.
 - Mask: palette indices, car == 1 (``'L'`` and ``'1'`` masks, e.g. 0/255 PNGs: car where the
   value is > 0), resized to size x size with NEAREST when its size differs.
+- Decoded ahead of the model (the stream, predict, the cluster's decoding tasks), in a worker
+  (``decode``), packed into the model's whole batch, a short last one padded with copies of its
+  first image as the runner pads (``pack_batch``); an unreadable image is logged, listed and left
+  out, the next ones filling its slot (``decoded_units``).
 """
 
 import logging
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -142,3 +147,43 @@ def pair_carvana(data, require_masks=True):
         raise UserError(f"{mask_not_found(*missing[0])}{more}; add the masks, or pass labels=none to the "
                         f"driver to run without scoring")
     return pairs
+
+
+def decode(task):
+    """Worker: (image path, mask path, size) -> (image array, label mask, None) or (None, None, why)."""
+    image_path, label_path, size = task
+    image, why = try_load_image(image_path, size)
+    return (None, None, why) if why else (image, load_label(label_path, size), None)
+
+
+def pack_batch(spec, images):
+    """One batch array: the images, then copies of the first (padding, as the runner pads)."""
+    array = np.empty(spec.shape, spec.dtype)  # a new array each batch: a backend may keep it
+    for slot, image in enumerate(images):
+        array[slot] = image
+    array[len(images):] = array[0]
+    return array
+
+
+def decoded_units(decoded, tasks, spec, timings, bad, position=0):
+    """``([batch array], (items, (first, end, [unreadable positions])))`` per batch of ``tasks[position:]``
+    (what ``decoded`` decodes): ``items`` ``[(path, label), ...]``; the unit, the task positions
+    first..end-1 it took, is well defined whatever is unreadable (logged, listed in ``bad``, left out)."""
+    batchsize = spec.shape[0]
+    while position < len(tasks):
+        items, images, first, skipped = [], [], position, []
+        while len(items) < batchsize and position < len(tasks):
+            start = time.perf_counter()
+            image, label, why = next(decoded)
+            timings.add("wait_ms", start)
+            path = tasks[position][0]
+            position += 1
+            if why is not None:
+                log.warning("%s: cannot read the image (%s)", path, why)
+                bad.append(path)
+                skipped.append(position - 1)
+                continue
+            items.append((path, label))
+            images.append(image)
+        if items:
+            yield [pack_batch(spec, images)], (items, (first, position, skipped))

@@ -48,9 +48,9 @@ from PIL import Image
 
 from . import backends, cli, session
 from .cli import UserError, os_error
-from .data import DECODE_ERRORS, find_files, mask_not_found, mask_path, image_to_array, load_label, unique_stems
+from .data import (DECODE_ERRORS, decoded_units, find_files, image_to_array, load_label, mask_not_found, mask_path,
+                   unique_stems)
 from .formats import IMAGE_SUFFIXES, atomic_path, atomic_write_text
-from .decoding import decoded_units
 from .loop import FlipAveraged, Timings, run_loop
 from .metrics import car_log_odds, dice
 from .parallel import Prefetcher, default_decoders

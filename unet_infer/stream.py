@@ -39,8 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from . import cli, session
-from .data import IMAGE_DIR, MASK_DIR, mask_path, pair_carvana
-from .decoding import decode, decoded_units
+from .data import IMAGE_DIR, MASK_DIR, decode, decoded_units, mask_path, pair_carvana
 from .journal import Journal, Unit, beside, run_key
 from .loop import Timings, run_loop
 from .parallel import Prefetcher, default_decoders
