@@ -54,40 +54,33 @@ def warm_up(backend, arrays, count):
 
 
 def run_loop(backend, feeds, sink, timings, loop=1, on_run=None):
-    """Run every feed ``loop`` times (all timed) and hand the last outputs to ``sink(tag, outputs)``.
-
-    ``feeds`` is any iterable of ``(arrays, tag)`` (a generator may read or decode lazily);
-    ``on_run()`` is called after every timed run (a progress bar of runs). Returns the number of
-    feeds run.
-    """
+    """Run every feed ``loop`` times (all timed) and hand the last outputs to ``sink(tag, outputs)``;
+    ``feeds``: any iterable of ``(arrays, tag)`` (a generator may read or decode lazily); ``on_run()``
+    after every timed run (a progress bar of runs). Returns the number of feeds run."""
     if backend.async_requests:
         return run_in_flight(backend, feeds, sink, timings, loop, on_run)
     overlap = bool(backend.async_upload)
-    feeds = iter(feeds)
-
-    def stage(feed, wait):
-        if feed is None:
-            return None
-        return timings.time("h2d", backend.upload, *feed[0], wait=wait)
-
-    current = next(feeds, None)
-    staged = stage(current, wait=not overlap)
+    staged = ((timings.time("h2d", backend.upload, *arrays, wait=not overlap), tag) for arrays, tag in feeds)
     count = 0
-    while current is not None:
-        if overlap:
-            following = next(feeds, None)
-            following_staged = stage(following, wait=False)
+    for inputs, tag in one_ahead(staged) if overlap else staged:
         for _ in range(loop):
-            outputs = timings.time("compute", backend.run, *staged)
+            outputs = timings.time("compute", backend.run, *inputs)
             if on_run:
                 on_run()
-        sink(current[1], timings.time("d2h", backend.download, outputs))
+        sink(tag, timings.time("d2h", backend.download, outputs))
         count += 1
-        if not overlap:
-            following = next(feeds, None)
-            following_staged = stage(following, wait=True)
-        current, staged = following, following_staged
     return count
+
+
+def one_ahead(items):
+    """``items`` as they come, each yielded once the next one is made (batch k+1 uploaded before k runs)."""
+    items = iter(items)
+    current = next(items, None)
+    for following in items:
+        yield current
+        current = following
+    if current is not None:
+        yield current
 
 
 def run_in_flight(backend, feeds, sink, timings, loop=1, on_run=None):

@@ -63,12 +63,9 @@ def stop_pool(pool, finished):
 
 
 def parallel_map(func, items, workers=None, desc="", unit="file"):
-    """Yield ``func(item)`` for every item, in completion order, with a progress bar.
-
-    ``func`` must be a module-level function (it is pickled). One worker runs in this process;
-    more run in a pool, in chunks of up to 8 items: enough to keep the pool's hand-over small,
-    few enough that the workers finish together.
-    """
+    """Yield ``func(item)`` (a module-level function: it is pickled) for every item, in completion
+    order, with a progress bar. One worker runs in this process; more run in a pool, in chunks of up
+    to 8 items: a small hand-over, and workers that finish together."""
     items = list(items)
     workers = max(1, min(workers or cpu_count(), len(items)))  # None: every CPU
     pool = new_pool(workers) if workers > 1 else None  # forked before the progress bar starts a thread
@@ -87,12 +84,9 @@ def parallel_map(func, items, workers=None, desc="", unit="file"):
 
 
 class Prefetcher:
-    """``func(task)`` for every task, yielded in task order, at most ``ahead`` tasks queued.
-
-    Work starts at construction (so it overlaps whatever the caller does next, e.g. loading a
-    model); ``ahead`` may be raised later. Memory holds ``ahead`` results at most. Leaving the
-    ``with`` block normally lets the workers finish; an exception stops them.
-    """
+    """``func(task)`` for every task, yielded in task order, at most ``ahead`` tasks queued (held in
+    memory). Work starts at construction, overlapping what the caller does next (loading a model);
+    ``ahead`` may be raised later. Leaving the ``with`` block on an exception stops the workers."""
 
     def __init__(self, func, tasks, workers, ahead):
         self.func, self.tasks, self.ahead = func, iter(tasks), ahead
@@ -117,11 +111,8 @@ class Prefetcher:
         self._fill()
         return pending.get()
 
-    def close(self, stop=False):
-        stop_pool(self.pool, finished=not stop and not self.queue)
-
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc, tb):
-        self.close(stop=exc_type is not None)
+        stop_pool(self.pool, finished=exc_type is None and not self.queue)

@@ -1,33 +1,24 @@
-"""Streaming mode: decode, infer and score in one pass, writing no image or output .bin files.
-
-The guide's flow writes every preprocessed image (3.9 MB at 572 x 572) and every output
-(1.3 MB) to disk: 20 GB and 6.7 GB for Carvana's 5,088 images. Here a pool of worker processes
-decodes each image and its mask in order, a bounded number of images ahead of the model, and
-the runner's own inference loop runs the model on the batches while this process scores
-each image. Decoding and scoring are the file flow's own (those of preprocess_unet_pth.py
-and postprocess_unet_pth.py) and a short last batch is padded with copies
-of its first image, as the runner pads, so the per-image IoU is the same.
+"""Streaming mode: decode, infer and score in one pass, writing no image or output .bin files (the
+guide's flow writes 20 GB and 6.7 GB of them for Carvana's 5,088 images). Worker processes decode
+each image and its mask a bounded number ahead of the model; decoding, padding and scoring are the
+file flow's own, so the per-image IoU is the same.
 
   the streaming form of stages 1 and 4-6 for batch size 8:
     python3 -m unet_infer.stream --model UNet_bs8.onnx --data ./carvana --batchsize 8 \\
         --result work/result_bs8.txt --summary work/result/bs8_summary.json
 
 Reads DATA/train/<stem>.jpg and DATA/train_masks/<stem>_mask.gif. Writes --result and the .json
-beside it (as postprocess_unet_pth.py does); with --summary, the ais_bench summary (filesinfo
-lists each image with no output files; the compute times are the model runs only; mode
-``stream``, decode_wait_ms and wall_s) and (or with --masks) the predicted masks of the images the
-report draws (the 4 worst and 4 best) as 0/255 PNGs, <masks>/<stem>.png (by default
-result/bs8_masks beside result/bs8_summary.json), for its overlays. Prints the Performance Summary,
-then the IoU line.
+beside it (as postprocess_unet_pth.py does); with --summary, the ais_bench summary (mode stream,
+no output files, decode_wait_ms and wall_s) and (or with --masks) the report's 4 worst and 4 best
+images' predicted masks as 0/255 PNGs, <masks>/<stem>.png (by default result/bs8_masks beside
+result/bs8_summary.json). Prints the Performance Summary, then the IoU line.
 
-Resuming: each scored batch is recorded as it finishes in <result stem>.journal beside --result
-(e.g. work/result_bs8.journal). The same command after a stop (kill -9,
-Ctrl-C, a full disk) scores only the batches not recorded (their images are not even decoded) and
-writes the same result files, byte for byte, and the same masks; the summary adds attempts and
-resumed_images, and its compute times cover every batch, whichever attempt ran it. A record made
-from another model, other data or other options (--batchsize, --size, --backend, --precision,
---device, --threads, the backend's options) is set aside as <name>.stale, never reused. A finished
-run removes its record: the same command afterwards scores (and times) everything again.
+Resuming: each scored batch is recorded as it finishes in <result stem>.journal beside --result.
+The same command after a stop (kill -9, Ctrl-C, a full disk) scores only the batches not recorded
+(their images are not even decoded) and writes the same result files, byte for byte, and the same
+masks; the summary adds attempts and resumed_images. A record made from another model, other data
+or other options (--batchsize, --size, --backend, --precision, --device, --threads, the backend's
+options) is set aside as <name>.stale, never reused; a finished run removes its record.
 """
 
 import logging
@@ -57,9 +48,8 @@ def survey(data, model, made_from):
 
 
 class Images:
-    """The run's images as one array of file names, not a list of paths and tasks (about 300 bytes
-    an image, counted again in each decoder forked from this process): ``images[i]`` is the
-    decoder's task (image path, mask path, size)."""
+    """The run's images as one array of file names (a list of paths would cost about 300 bytes an
+    image, again in each decoder forked from this process); ``images[i]``: the decoder's task."""
 
     def __init__(self, data, names, size):
         self.names, self.size = names, size
@@ -120,7 +110,6 @@ def score(args, choice, tasks, journal, tally, timings):
     """Decode, infer, score and record the tasks from ``tally.end`` on; returns the (closed) opened model."""
     workers, position = args.workers or default_decoders(), tally.end
     log.info("%d images, %d decoding process(es)", len(tasks) - position, workers)
-    scorer = Scorer(None, args.size)  # its batch size: the backend's, once loaded
 
     def sink(tag, outputs):
         items, (first, end, skipped) = tag
@@ -136,7 +125,7 @@ def score(args, choice, tasks, journal, tally, timings):
         with choice.open(batchsize=args.batchsize, device=args.device[0], threads=args.threads, size=args.size,
                          image_size=args.size, warmup=session.WARMUP_RUNS, flow="the stream") as opened:
             decoded.ahead = opened.prefetch_depth(workers)  # the warm-up overlapped the first decoding
-            scorer.batchsize = opened.batchsize
+            scorer = Scorer(opened.batchsize, args.size)
             with progress(total=len(tasks), desc="stream", unit="img") as bar:
                 bar.update(tally.scored)
                 run_loop(opened.backend, decoded_units(decoded, tasks, opened.backend.inputs[0], timings, [],
