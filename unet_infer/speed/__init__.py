@@ -27,9 +27,8 @@ from ..cli import UserError, int_list, positive_float
 from ..formats import DEFAULT_SIZE
 from ..machine import describe_machine, today
 from ..progress import set_quiet
-from .markdown import (ROUNDS_NOTE, check_markdown, link, plot_path, render_section, section_heading, software_line,
-                       write_markdown)
-from .models import RANDOM, RANDOM_SEED, describe_model, prepare_models
+from .markdown import ROUNDS_NOTE, check_markdown, render_section, section_heading, software_line, write_markdown
+from .models import RANDOM, RANDOM_SEED, describe_model, prepare_models, slug
 from .runs import BARE_BACKEND, Job, Runner, benchmark_rows
 
 PROG = "python3 -m unet_infer.speed"
@@ -53,39 +52,26 @@ NO_LIMIT = "none"
 
 
 def parse_configs(text):
-    """``"onnxruntime:fp32,torch:bf16"`` -> ``[("onnxruntime", "fp32"), ("torch", "bf16")]`` (duplicates
-    dropped); a backend or precision the registry does not declare is a :class:`UserError`."""
+    """``--configs``: ``"onnxruntime:fp32,torch:bf16"`` -> ``[("onnxruntime", "fp32"), ("torch", "bf16")]``
+    (duplicates dropped); a backend or precision the registry does not declare is refused."""
     configs = []
-    for part in [p.strip() for p in str(text).split(",")]:
+    for part in [p.strip() for p in text.split(",")]:
         name, sep, precision = part.partition(":")
         if not sep or not name or not precision:
-            raise UserError(f"{part!r} is not backend:precision (e.g. onnxruntime:fp32)")
+            raise argparse.ArgumentTypeError(f"{part!r} is not backend:precision (e.g. onnxruntime:fp32)")
         if name not in backends.names():
-            raise UserError(f"unknown backend {name!r} in {part!r} ({backends.describe()})")
+            raise argparse.ArgumentTypeError(f"unknown backend {name!r} in {part!r} ({backends.describe()})")
         if precision not in backends.get_backend(name).precisions:
-            raise UserError(f"precision {precision} is not available on {name} in {part!r} ({backends.describe()})")
+            raise argparse.ArgumentTypeError(f"precision {precision} is not available on {name} in {part!r} "
+                                             f"({backends.describe()})")
         if (name, precision) not in configs:
             configs.append((name, precision))
     return configs
 
 
-def configs_type(text):
-    """argparse type of :func:`parse_configs`."""
-    try:
-        return parse_configs(text)
-    except UserError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-configs_type.__name__ = "backend:precision list"
-
-
 def max_seconds_type(text):
-    """argparse type of ``--max-seconds``: seconds above 0, or ``none`` (no limit)."""
+    """``--max-seconds``: seconds above 0, or ``none`` (no limit)."""
     return NO_LIMIT if text == NO_LIMIT else positive_float(text)
-
-
-max_seconds_type.__name__ = "seconds"
 
 
 def check_available(configs):
@@ -163,7 +149,7 @@ def build_parser():
     add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE, help="input height = width")
     add("--batchsizes", type=cli.int_list,
         help=f"batch sizes, comma list; without it: {_by_machine('batchsizes')}")
-    add("--configs", type=configs_type, help=f"backend:precision, comma list ({backends.describe()}); without it: "
+    add("--configs", type=parse_configs, help=f"backend:precision, comma list ({backends.describe()}); without it: "
                                              f"{_by_machine('configs')}")
     add("--loop", type=cli.int_at_least(1), default=100, help="timed runs per row (ais_bench --loop)")
     add("--warmup", type=cli.int_at_least(0), default=2, help="untimed runs first (ais_bench --warmup_count)")
@@ -259,16 +245,17 @@ def main(argv=None):
 
     machine = max((r["machine"] for r in rows), key=len)  # the fullest: names the GPU where one was used
     heading = section_heading(machine, model_short, date)
-    plot = Path(args.plot) if args.plot else plot_path(args.markdown, heading)
+    markdown = Path(args.markdown)
+    plot = Path(args.plot) if args.plot else markdown.parent / "benchmarks" / f"{slug(heading[3:], 120)}.png"
     from ..report.plots import plot_fps_vs_batch
     plot.parent.mkdir(parents=True, exist_ok=True)
     plot_fps_vs_batch(rows, plot, title=f"{model_short}\n{machine}, {date}")
     commands = [os.environ[COMMAND_ENV]] if os.environ.get(COMMAND_ENV) else []
     commands.append(python_command(args, batchsizes, configs, max_seconds))
-    section = render_section(heading, rows, model_long, commands, software_line(configs, args.threads),
-                             link(plot, args.markdown), failures,
-                             note=ROUNDS_NOTE.format(rounds=args.rounds, warmup=args.warmup))
+    link = Path(os.path.relpath(plot.resolve(), markdown.resolve().parent)).as_posix()  # as the markdown sees it
+    section = render_section(heading, rows, model_long, commands, software_line(configs, args.threads), link,
+                             failures, note=ROUNDS_NOTE.format(rounds=args.rounds, warmup=args.warmup))
     write_markdown(args.markdown, section)
-    print(f"[benchmark] {len(rows)} row{'s' if len(rows) != 1 else ''} in {args.markdown} (section '{heading[3:]}'), plot {plot}"
-          + (f"; {len(failures)} run(s) failed" if failures else ""), flush=True)
+    print(f"[benchmark] {len(rows)} row{'s' if len(rows) != 1 else ''} in {args.markdown} (section '{heading[3:]}'), "
+          f"plot {plot}" + (f"; {len(failures)} run(s) failed" if failures else ""), flush=True)
     return 1 if failures else 0

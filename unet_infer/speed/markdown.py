@@ -3,7 +3,6 @@ and the merge that replaces a section of the same heading and keeps every other 
 """
 
 import importlib.metadata
-import os
 import sys
 from pathlib import Path
 
@@ -11,7 +10,6 @@ from .. import backends
 from ..cli import UserError
 from ..formats import atomic_write_text
 from ..parallel import default_threads
-from .models import slug
 
 TITLE = "# UNet inference benchmarks"
 HEADER = f"""{TITLE}
@@ -75,11 +73,6 @@ def section_heading(machine, model, date):
     return f"## {machine} · {model} · {date}"
 
 
-def plot_path(markdown, heading):
-    """The default plot of a section: benchmarks/<heading as a file name>.png beside the markdown."""
-    return Path(markdown).parent / "benchmarks" / f"{slug(heading[3:], 120)}.png"
-
-
 def _cell(value):
     return str(value).replace("|", "\\|").replace("\n", " ")
 
@@ -140,12 +133,6 @@ def write_markdown(path, section):
     old = check_markdown(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, merge_section(old, section))
-    return path
-
-
-def link(plot, markdown):
-    """The plot's path as the markdown links it: relative to the markdown's folder."""
-    return Path(os.path.relpath(Path(plot).resolve(), Path(markdown).resolve().parent)).as_posix()
 
 
 def software_line(configs, threads):
