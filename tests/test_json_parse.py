@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import json_parse
 from unet_infer.cli import UserError, run_cli
-from unet_infer.paths import inside
+from unet_infer.formats import inside
 from unet_infer.rename import apply_plan, rename_plan, summary_path
 from unet_infer.summary import build_summary, write_summary
 

@@ -1,10 +1,4 @@
-"""UNet segmentation inference for the Carvana car-masking data set.
-
-The package holds the logic behind the stage scripts at the repository root (preprocess,
-export, json_parse, postprocess), the ais_bench-compatible runner ``python3 -m unet_infer.bench``
-and its backends, the driver's questions (``stages``), the sample-data generator and the trainer
-of the bundled checkpoint. ``README.md`` maps every module.
-"""
+"""UNet segmentation inference for the Carvana car-masking data set; ``README.md`` maps every module."""
 
 import os
 import sys

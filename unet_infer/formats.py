@@ -1,4 +1,5 @@
-"""The raw binary files between stages (read and written here), atomic writes, file lists and names.
+"""The raw binary files between stages (read and written here), atomic writes, file lists and names
+(a name a user gives for a file inside a folder stays inside it: :func:`inside`).
 
 - Preprocessed image: raw float32 CHW RGB in [0, 1], ``<stem>.bin``, 3*S*S*4 bytes (S = 572).
 - Model output: raw float32 logits, C x S x S per image (C = 1, or 2 for milesial master
@@ -98,6 +99,20 @@ def read_array(path):
         except (ValueError, OSError) as exc:
             raise UserError(f"{path}: not a readable .npy file ({exc})") from None
     return read_bin(path)
+
+
+def inside(folder, name):
+    """``folder/name`` if it stays inside ``folder`` (no ``..``, no absolute path, no link out), else None."""
+    folder = Path(folder).resolve()
+    if not name or os.path.isabs(name) or Path(name).name != name or name in (".", ".."):
+        return None
+    candidate = folder / name
+    try:
+        if candidate.resolve().parent != folder:
+            return None
+    except OSError:
+        return None
+    return candidate
 
 
 def list_files(folder, suffixes, what="input"):

@@ -81,17 +81,12 @@ def resize_probabilities(prob, size):
     return np.asarray(resized, dtype=np.float32)
 
 
-def threshold_logit(threshold):
-    """ln(t / (1 - t)): sigmoid(x) > t exactly when x > this (0.0 for t = 0.5)."""
-    return math.log(threshold / (1.0 - threshold))
-
-
 def mask_at(logits, size, threshold=DEFAULT_THRESHOLD):
     """The car mask (bool, H x W) of one image's logits at the photo's ``size`` = (W, H): resized
     probabilities > ``threshold`` (at the threshold: background); at the model's size, log-odds > ln(t/(1-t))."""
     odds = car_log_odds(logits)
     if tuple(size) == odds.shape[::-1]:
-        return odds > threshold_logit(threshold)
+        return odds > math.log(threshold / (1.0 - threshold))  # sigmoid(x) > t exactly when x > ln(t/(1-t))
     return resize_probabilities(probabilities(logits), size).astype(np.float64) > threshold
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import cli
 from .cli import UserError
-from .paths import inside
+from .formats import inside
 from .progress import set_quiet
 from .summary import filesinfo_entries, read_summary
 from .workdir import run_paths

@@ -26,8 +26,7 @@ import numpy as np
 
 from .. import backends
 from ..cli import UserError, os_error
-from ..formats import atomic_write_text
-from ..paths import inside
+from ..formats import atomic_write_text, inside
 from ..progress import progress
 from ..loop import Timings, run_loop
 from ..summary import build_summary, in_flight_keys, performance_lines, stats, write_summary
