@@ -83,17 +83,18 @@ def test_configs_accept_exactly_what_each_backend_declares():
 
 
 def test_machine_defaults_are_valid_configs_and_fill_only_what_is_missing(monkeypatch):
-    for defaults, gpu in ((speed.CPU, False), (speed.GPU, True)):
-        monkeypatch.setattr(backends, "has_gpu", lambda: gpu)
+    cpu, gpu = speed.DEFAULTS["CPU"], speed.DEFAULTS["GPU"]
+    for defaults, has_gpu in ((cpu, False), (gpu, True)):
+        monkeypatch.setattr(backends, "has_gpu", lambda: has_gpu)
         bs, configs, seconds, note = speed.fill_defaults(None, None, None)
-        assert bs == [int(b) for b in defaults.batchsizes.split(",")]
-        assert configs == speed.parse_configs(defaults.configs) and configs
-        assert seconds == float(defaults.max_seconds)
+        assert bs == [int(b) for b in defaults["batchsizes"].split(",")]
+        assert configs == speed.parse_configs(defaults["configs"]) and configs
+        assert seconds == float(defaults["max_seconds"])
         assert note == (f"a CUDA GPU is available: GPU defaults --batchsizes 1,4,8,16,32,64 --configs "
-                        f"{speed.GPU.configs} --max-seconds 120" if gpu else
-                        f"no CUDA GPU: CPU defaults --batchsizes 1,2,4 --configs {speed.CPU.configs} --max-seconds 60")
+                        f"{gpu['configs']} --max-seconds 120" if has_gpu else
+                        f"no CUDA GPU: CPU defaults --batchsizes 1,2,4 --configs {cpu['configs']} --max-seconds 60")
     bs, configs, seconds, note = speed.fill_defaults([3], None, "none")
-    assert (bs, configs, seconds) == ([3], speed.parse_configs(speed.GPU.configs), None)
+    assert (bs, configs, seconds) == ([3], speed.parse_configs(gpu["configs"]), None)
     assert "--configs" in note and "--batchsizes" not in note and "--max-seconds" not in note
     monkeypatch.setattr(backends, "has_gpu", lambda: pytest.fail("asked though every option was given"))
     given = speed.fill_defaults([1], [("torch", "fp32")], 5.0)
@@ -106,7 +107,8 @@ def test_help_shows_each_default_once_and_both_machine_defaults():
     for line in text.splitlines():
         assert line.count("(default:") <= 1, line
     flat = " ".join(text.split())
-    assert f"{speed.CPU.batchsizes} on the CPU, {speed.GPU.batchsizes} with a CUDA GPU" in flat
+    cpu, gpu = speed.DEFAULTS["CPU"], speed.DEFAULTS["GPU"]
+    assert f"{cpu['batchsizes']} on the CPU, {gpu['batchsizes']} with a CUDA GPU" in flat
     assert backends.describe() in flat
 
 

@@ -3,28 +3,26 @@
     python3 -m unet_infer.report --work work --data work/sample --batchsizes 8
     python3 -m unet_infer.report --work . --data ./carvana --batchsizes 8      (the guide's layout)
 
-(scripts/run_all.sh runs it last, adding --backend, --precision, --size and --run.) In the guide's
-layout, scored by hand into ./result.txt (stage 6), the scores are ./result.json, of the batch size
-it records. The table lists the batch sizes that have both their scores and their scored run's
-ais_bench summary, and, where the pure-inference (``--loop``) run of that batch size left its
-summary, that run's throughput: the figure to quote. The results of other backends and precisions
-kept in the same work folder (``result_onnxruntime_int8_bs8.json`` and the like) are rows too.
+(scripts/run_all.sh runs it last, adding --backend, --precision, --size and --run.) The table lists
+the batch sizes that have both their scores (result_bs<B>.json; in the guide's layout, ./result.json
+of stage 6, of the batch size it records) and their scored run's ais_bench summary, with the
+pure-inference (--loop) run's throughput where that run left its summary: the figure to quote. The
+results of other backends and precisions kept in the same work folder are rows too.
 
 It writes WORK/report/:
   summary.md          one row per run and batch size: IoU over all images, the ModelZoo IoU (images
-                      with IoU >= 0.5 only), Dice, images, images/s (pure inference, and the
-                      scored run's compute only), the scored run's wall time (files included),
-                      backend, precision, model, weights, machine
+                      with IoU >= 0.5 only), Dice, images, images/s (pure inference, and the scored
+                      run's compute only), the scored run's wall time, backend, precision, model,
+                      weights, machine
   per_image.csv       name,iou,dice per image (6 decimals) and a final mean row
   iou_hist.png        histogram of the per-image IoU (800 x 500)
   overlays/           worst_<k>_<stem>.png and best_<k>_<stem>.png (4 each at most): the input
                       image at S x S, the predicted car in cyan, the label's outline in red
   fps_vs_batch.png    images/s against batch size, when the table has 2 or more batch sizes
 
-images/s is ais_bench's throughput: 1000 x batch size / mean compute time of one batch (ms);
-host time (reading files, pre- and postprocessing, copies) is not counted. Backend and
-precision come from each run's summary where it records them, else from --backend/--precision,
-else "n/a"; they are never guessed from a file name.
+images/s: 1000 x batch size / mean compute time of one batch (ms), as ais_bench reports it. Backend
+and precision come from each run's summary, else --backend/--precision, else "n/a"; never from a
+file name.
 """
 
 import csv
@@ -62,10 +60,6 @@ THROUGHPUT_NOTE = ("images/s = 1000 x batch size / mean compute time of one batc
                    "the whole run, files included (images / wall time is lower).")
 
 
-def _text(value):
-    return value if isinstance(value, str) and value else None
-
-
 def pure_throughput(w, bs, weights):
     """images/s of the pure-inference run of batch size ``bs``; None when there is none, or when it
     records other weights than the scored run (a stale timing: left out with a warning)."""
@@ -88,8 +82,8 @@ def make_row(w, bs, data_name, backend=None, precision=None, machine=None, resul
     result = read_results(result_json or w.result_json(bs))
     run = summ.read_summary(w.summary(bs))
     prov = provenance(result)
-    weights = summ.weights(run) or _text(prov.get("weights"))
-    model = summ.model(run) or _text(prov.get("model"))
+    weights = summ.weights(run) or prov.get("weights")
+    model = summ.model(run) or prov.get("model")
     return {
         "run": w.run,
         "batchsize": bs,

@@ -1,9 +1,6 @@
 """Overlays of the worst and best images of a run: the input image at S x S, the predicted car
-filled cyan, the label's outline in red, a caption with the image's IoU.
-
-The prediction is the run's output ``<stem>.bin`` (or the runner's ``<stem>_0.bin``) in
-``Workdir.outputs(B)``, else the streaming mode's mask PNG in ``Workdir.masks(B)``.
-"""
+filled cyan (from the run's outputs, else the streaming mode's mask PNGs), the label's outline in
+red, a caption with the image's IoU."""
 
 import io
 import logging
@@ -68,27 +65,9 @@ def _font(size):
         return ImageFont.load_default()
 
 
-def _draw_caption(img, lines):
-    """Draw ``lines`` at the top left of ``img`` (RGB) on a dark translucent box; return the new image."""
-    font = _font(img.width)
-    pad = max(2, img.width // 150)
-    draw = ImageDraw.Draw(img)
-    boxes = [draw.textbbox((0, 0), line, font=font) for line in lines]
-    line_h = max(b[3] for b in boxes) + pad
-    width = max(b[2] for b in boxes) + 2 * pad
-    height = line_h * len(lines) + pad
-    layer = Image.new("RGBA", img.size, (0, 0, 0, 0))
-    ImageDraw.Draw(layer).rectangle([0, 0, width, height], fill=(0, 0, 0, 170))
-    out = Image.alpha_composite(img.convert("RGBA"), layer)
-    draw = ImageDraw.Draw(out)
-    for i, line in enumerate(lines):
-        draw.text((pad, pad + i * line_h), line, font=font, fill=(255, 255, 255, 255))
-    return out.convert("RGB")
-
-
 def make_overlay(image_path, pred_mask, label_mask, title, size):
     """The input image resized to size x size, the prediction filled cyan, the label (None: none)
-    outlined red; the caption is ``title`` and, when it fits, a legend."""
+    outlined red; at the top left, on a dark box, ``title`` and (when it fits) a legend."""
     pred = np.asarray(pred_mask, dtype=bool)
     with Image.open(image_path) as img:
         rgb = img.convert("RGB").resize((size, size))
@@ -98,12 +77,20 @@ def make_overlay(image_path, pred_mask, label_mask, title, size):
     if label_mask is not None:
         arr[edge_mask(label_mask, 2 if size >= 256 else 1)] = LABEL_COLOUR
     out = Image.fromarray(arr, "RGB")
-    lines = [title]
-    legend = "cyan: prediction   red: label outline"
-    probe = ImageDraw.Draw(out).textbbox((0, 0), legend, font=_font(size))
-    if probe[2] <= size * 0.9:
-        lines.append(legend)
-    return _draw_caption(out, lines)
+    font, pad = _font(size), max(2, size // 150)
+    lines = [title, "cyan: prediction   red: label outline"]
+    boxes = [ImageDraw.Draw(out).textbbox((0, 0), line, font=font) for line in lines]
+    if boxes[1][2] > size * 0.9:  # no room for the legend
+        lines, boxes = lines[:1], boxes[:1]
+    line_h = max(b[3] for b in boxes) + pad
+    layer = Image.new("RGBA", out.size, (0, 0, 0, 0))
+    ImageDraw.Draw(layer).rectangle([0, 0, max(b[2] for b in boxes) + 2 * pad, line_h * len(lines) + pad],
+                                    fill=(0, 0, 0, 170))
+    out = Image.alpha_composite(out.convert("RGBA"), layer)
+    draw = ImageDraw.Draw(out)
+    for i, line in enumerate(lines):
+        draw.text((pad, pad + i * line_h), line, font=font, fill=(255, 255, 255, 255))
+    return out.convert("RGB")
 
 
 def write_overlays(records, work, data, batchsize, size, out_dir):

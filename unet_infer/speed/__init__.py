@@ -19,7 +19,6 @@ import argparse
 import os
 import shlex
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 from .. import backends, cli
@@ -35,19 +34,13 @@ PROG = "python3 -m unet_infer.speed"
 COMMAND_ENV = "UNET_BENCH_COMMAND"  # set by scripts/benchmark.sh: the command line as the user typed it
 
 
-@dataclass(frozen=True)
-class Defaults:
-    """The batch sizes, configs and seconds per row used where the user gave none, as typed."""
-
-    name: str
-    batchsizes: str
-    configs: str
-    max_seconds: str
-
-
-CPU = Defaults("CPU", "1,2,4", "onnxruntime:fp32,onnxruntime:int8,openvino:fp32,openvino:bf16,openvino:int8,"
-                              "torch:fp32,torch:bf16", "60")
-GPU = Defaults("GPU", "1,4,8,16,32,64", "torch:fp32,torch:fp16,torch:bf16,onnxruntime:fp32", "120")
+DEFAULTS = {  # where the user gave none, as typed
+    "CPU": {"batchsizes": "1,2,4", "max_seconds": "60",
+            "configs": "onnxruntime:fp32,onnxruntime:int8,openvino:fp32,openvino:bf16,openvino:int8,"
+                       "torch:fp32,torch:bf16"},
+    "GPU": {"batchsizes": "1,4,8,16,32,64", "max_seconds": "120",
+            "configs": "torch:fp32,torch:fp16,torch:bf16,onnxruntime:fp32"},
+}
 NO_LIMIT = "none"
 
 
@@ -83,12 +76,6 @@ def check_available(configs):
             raise UserError(f"--configs: {exc}") from None
 
 
-def installed(configs):
-    """The default configs whose backend can run here (a default never asks to install anything)."""
-    usable = {name: backends.get_backend(name).available()[0] for name, _ in configs}
-    return [(name, precision) for name, precision in configs if usable[name]]
-
-
 def cuda_status():
     """``(True, "<GPU name> (torch V, CUDA C, N device(s))")`` where torch sees a CUDA GPU, else
     ``(False, why not)``: torch missing or failing to import, a CPU-only build, or no usable device
@@ -118,26 +105,27 @@ def cuda_status():
 
 def fill_defaults(batchsizes, configs, max_seconds):
     """``(batchsizes, configs, max_seconds, note)``: the ones not given (None) taken from this
-    machine's defaults (:data:`GPU` with a CUDA GPU, else :data:`CPU`; of the configs, those whose
-    backend can run here), ``note`` saying which (None when all were given); ``max_seconds``
-    :data:`NO_LIMIT` becomes None."""
+    machine's defaults (a CUDA GPU's, else the CPU's; of the configs, those whose backend can run
+    here: a default never asks to install anything), ``note`` saying which (None when all were
+    given); ``max_seconds`` :data:`NO_LIMIT` becomes None."""
     given = {"batchsizes": batchsizes, "configs": configs, "max_seconds": max_seconds}
     missing = [name for name, value in given.items() if value is None]
     note = None
     if missing:
-        chosen = GPU if backends.has_gpu() else CPU
-        parse = {"batchsizes": int_list, "configs": lambda text: installed(parse_configs(text)), "max_seconds": float}
-        given.update({name: parse[name](getattr(chosen, name)) for name in missing})
-        why = "a CUDA GPU is available" if chosen is GPU else "no CUDA GPU"
-        note = f"{why}: {chosen.name} defaults " + " ".join(f"--{n.replace('_', '-')} {getattr(chosen, n)}"
-                                                            for n in missing)
+        chosen = "GPU" if backends.has_gpu() else "CPU"
+        defaults = DEFAULTS[chosen]
+        parse = {"batchsizes": int_list, "max_seconds": float,
+                 "configs": lambda text: [c for c in parse_configs(text) if backends.get_backend(c[0]).available()[0]]}
+        given.update({name: parse[name](defaults[name]) for name in missing})
+        why = "a CUDA GPU is available" if chosen == "GPU" else "no CUDA GPU"
+        note = f"{why}: {chosen} defaults " + " ".join(f"--{n.replace('_', '-')} {defaults[n]}" for n in missing)
     seconds = None if given["max_seconds"] == NO_LIMIT else given["max_seconds"]
     return given["batchsizes"], given["configs"], seconds, note
 
 
 def _by_machine(name):
     """A default that depends on the machine, as the help shows it."""
-    return f"{getattr(CPU, name)} on the CPU, {getattr(GPU, name)} with a CUDA GPU"
+    return f"{DEFAULTS['CPU'][name]} on the CPU, {DEFAULTS['GPU'][name]} with a CUDA GPU"
 
 
 def build_parser():
