@@ -67,15 +67,6 @@ def max_seconds_type(text):
     return NO_LIMIT if text == NO_LIMIT else positive_float(text)
 
 
-def check_available(configs):
-    """Every backend asked for can run here, else a :class:`UserError` saying what to install."""
-    for name in dict.fromkeys(name for name, _ in configs):
-        try:
-            backends.usable_backend(name)
-        except UserError as exc:
-            raise UserError(f"--configs: {exc}") from None
-
-
 def cuda_status():
     """``(True, "<GPU name> (torch V, CUDA C, N device(s))")`` where torch sees a CUDA GPU, else
     ``(False, why not)``: torch missing or failing to import, a CPU-only build, or no usable device
@@ -212,7 +203,10 @@ def main(argv=None):
     batchsizes, configs, max_seconds, note = fill_defaults(args.batchsizes, args.configs, args.max_seconds)
     if note:
         print(f"[benchmark] {note}", flush=True)
-    check_available(configs)
+    for name in dict.fromkeys(name for name, _ in configs):  # every backend asked for can run here
+        ok, why = backends.get_backend(name).available()
+        if not ok:
+            raise UserError(f"--configs: {why}")
     workdir = Path(args.workdir)
     try:
         workdir.mkdir(parents=True, exist_ok=True)

@@ -84,8 +84,7 @@ class Runner:
                 return name
 
     def command(self, job, loop, dirname):
-        """The runner's command line: ais_bench's flags, then the backend's own (``runner_flags``:
-        none for a backend another program runs, which takes ais_bench's only)."""
+        """The runner's command line: ais_bench's flags, then the backend's own (``runner_flags``)."""
         cmd = [sys.executable, "-m", "unet_infer.bench", f"--model={job.model}", f"--loop={loop}",
                f"--batchsize={job.batchsize}", f"--warmup_count={self.warmup}", f"--output={self.out}",
                f"--output_dirname={dirname}"]
