@@ -180,7 +180,7 @@ class Backend:
         return self.download(self.run(*self.upload(*arrays)))
 
     def run_async(self, inputs, tag=None, keep=True):
-        """Start one run; :meth:`finished` gives its ``(tag, keep, outputs if keep, compute ms)``. Here: done at once."""
+        """Start one run (here: done at once); :meth:`finished` gives ``(tag, keep, outputs if keep, ms)``."""
         start = time.perf_counter()
         outputs = self.run(*inputs)
         self._done.append((tag, keep, outputs if keep else None, (time.perf_counter() - start) * 1000.0))

@@ -9,7 +9,6 @@ atc .om file, a compiled model is tuned to this machine's CPU and onnxruntime ve
 
 import json
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cli import UserError, first_line, os_error
-from ..formats import DEFAULT_SIZE
+from ..formats import DEFAULT_SIZE, atomic_path
 from ..onnxfile import WEIGHTS_KEY, fix_batch, is_quantized, load_onnx, metadata, refuse_overwrite, set_metadata
 from ..rebatch import is_pinned, log_rebatched, onnx_batch, ort_check, rebatch_onnx, tolerance_for
 from .base import Backend, TensorSpec, check_outputs, resolve_batchsize, run_shape
@@ -30,13 +29,6 @@ GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
 DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
           "tensor(int64)": np.int64, "tensor(int32)": np.int32, "tensor(int8)": np.int8,
           "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
-
-
-def ort_errors():
-    """What onnxruntime raises for a model it cannot load."""
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
-    return (state.Fail, state.InvalidArgument, state.InvalidGraph, state.InvalidProtobuf, state.NoSuchFile,
-            state.NotImplemented, state.RuntimeException)
 
 
 def session_options(threads, optimize=True):
@@ -52,17 +44,23 @@ def session_options(threads, optimize=True):
     return so
 
 
-def cpu_session(model, threads=None, optimize=True, source=None, save_to=None):
-    """An InferenceSession on the CPU provider of a path or bytes; ``save_to``: the optimised graph's file."""
+def new_session(model, options, providers, source=None):
+    """An InferenceSession of a path or serialized bytes; one onnxruntime cannot load is a UserError."""
     import onnxruntime as ort
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+    try:
+        return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options, providers=providers)
+    except (state.Fail, state.InvalidArgument, state.InvalidGraph, state.InvalidProtobuf, state.NoSuchFile,
+            state.NotImplemented, state.RuntimeException) as exc:
+        raise UserError(f"{source or model}: onnxruntime cannot load it ({first_line(exc)})") from None
+
+
+def cpu_session(model, threads=None, optimize=True, source=None, save_to=None):
+    """A session on the CPU provider; ``save_to``: where onnxruntime writes the graph it optimised."""
     options = session_options(threads, optimize)
     if save_to:
         options.optimized_model_filepath = str(save_to)
-    try:
-        return ort.InferenceSession(model if isinstance(model, bytes) else str(model), options,
-                                    providers=["CPUExecutionProvider"])
-    except ort_errors() as exc:
-        raise UserError(f"{source or model}: onnxruntime cannot load it ({first_line(exc)})") from None
+    return new_session(model, options, ["CPUExecutionProvider"], source)
 
 
 def check_compiled(path, batchsize, threads, batch_check=None):
@@ -123,19 +121,16 @@ class OnnxRuntimeBackend(Backend):
         model, batch_check = fix_or_rebatch(load_onnx(src), batchsize, src, check,
                                             lambda m: cpu_session(m, threads, source=src))
         kept = metadata(model)  # onnxruntime's optimised file keeps no metadata: carried over below
-        with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.") as tmp:
-            optimized = Path(tmp) / "optimized.onnx"
-            cpu_session(model.SerializeToString(), threads, source=f"{src} at batch {batchsize}", save_to=optimized)
-            model = onnx.load(str(optimized))
-            set_metadata(model, dict(kept, **{OPTIMIZED_KEY: "1", BATCHSIZE_KEY: str(batchsize)}))
-            final = Path(tmp) / dst.name
-            onnx.save(model, str(final))
-            if check:
-                check_compiled(final, batchsize, threads, batch_check)
-            try:
-                os.replace(final, dst)
-            except OSError as exc:
-                raise os_error(dst, exc) from None
+        try:
+            with atomic_path(dst) as tmp:  # onnxruntime writes the optimised graph there, completed below
+                cpu_session(model.SerializeToString(), threads, source=f"{src} at batch {batchsize}", save_to=tmp)
+                model = onnx.load(tmp)
+                set_metadata(model, dict(kept, **{OPTIMIZED_KEY: "1", BATCHSIZE_KEY: str(batchsize)}))
+                onnx.save(model, tmp)
+                if check:
+                    check_compiled(tmp, batchsize, threads, batch_check)
+        except OSError as exc:
+            raise os_error(dst, exc) from None
         log.info("wrote %s (batch %d, onnxruntime %s optimisations)", dst, batchsize, ort.__version__)
         return dst
 
@@ -172,10 +167,7 @@ class OnnxRuntimeBackend(Backend):
                 ort.InferenceSession(m, session_options(threads), providers=providers)))
             source = model.SerializeToString()
             del model
-        try:
-            self.session = ort.InferenceSession(source, so, providers=providers)
-        except ort_errors() as exc:
-            raise UserError(f"{model_path}: onnxruntime cannot load it ({first_line(exc)})") from None
+        self.session = new_session(source, so, providers, model_path)
         self.device = ("cuda", device) if self.session.get_providers()[0] in GPU_PROVIDERS else ("cpu", 0)
         self.inputs = []
         for arg in self.session.get_inputs():

@@ -146,8 +146,9 @@ def compile_for_cpu(model, config, source):
         raise UserError(f"{source}: OpenVINO cannot compile it for the CPU ({ov_message(exc)})") from None
 
 
-def save_ir(model, dst):
-    """Write ``dst`` (.xml) and its .bin atomically, weights in fp32 (not OpenVINO's fp16 default)."""
+def save_ir(model, dst, check=None):
+    """Write ``dst`` (.xml) and its .bin atomically, weights in fp32 (not OpenVINO's fp16 default);
+    ``check(path)`` runs on the written IR before it takes ``dst``'s place."""
     import openvino as ov
     dst = Path(dst)
     if dst.suffix.lower() != ".xml":
@@ -156,6 +157,8 @@ def save_ir(model, dst):
         staged = Path(tmp) / dst.name
         try:
             ov.save_model(model, str(staged), compress_to_fp16=False)
+            if check:
+                check(staged)
             os.replace(staged.with_suffix(".bin"), dst.with_suffix(".bin"))
             os.replace(staged, dst)
         except OSError as exc:
@@ -210,14 +213,8 @@ class OpenVinoBackend(Backend):
         else:
             fix_shapes(model, batchsize, size, src)
         stamp(model, weights, batchsize)
-        save_ir(model, dst)
-        if check:
-            try:
-                check_compiled(dst, batchsize, threads, batch_check)
-            except UserError:
-                dst.unlink(missing_ok=True)
-                dst.with_suffix(".bin").unlink(missing_ok=True)
-                raise
+        save_ir(model, dst, check=(lambda staged: check_compiled(staged, batchsize, threads, batch_check))
+                if check else None)
         log.info("wrote %s (batch %d, static shape, OpenVINO %s)", dst, batchsize, ov.__version__)
         return dst
 
