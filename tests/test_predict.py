@@ -359,7 +359,9 @@ def test_refusals_come_before_any_work(tmp_path, photos, tiny, capsys):
         "is an input folder": ["--input", photos, "--output", photos],
         "is a file; --output takes a folder": ["--input", photos, "--output", a_file],
         "have the same name car": ["--input", same, "--output", tmp_path / "o1"],
-        "mask not found": ["--input", photos, "--output", tmp_path / "o2", "--labels", tmp_path],
+        f"mask not found (nor deep_mask.png; the label of {photos / 'deep.png'}); {len(PHOTOS) - 1} more of the "
+        f"{len(PHOTOS)} images have no mask; leave out --labels": ["--input", photos, "--output", tmp_path / "o2",
+                                                                   "--labels", tmp_path],
         "predict runs a backend in this process, not acl": ["--input", photos, "--output", tmp_path / "o3",
                                                             "--backend", "acl"],
         "runs it from a quantised model, not from a checkpoint": ["--input", photos, "--output", tmp_path / "o6",

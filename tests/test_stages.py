@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from unet_infer import backends, manifests
-from unet_infer.cli import UserError
+from unet_infer import backends, manifests, stages
+from unet_infer.cli import UserError, run_cli
 from unet_infer.quantize import recipe_options
 from unet_infer.workdir import Workdir
 
@@ -212,3 +212,16 @@ def test_every_option_of_the_drivers_help_is_checked_and_the_driver_checks_none(
     text = DRIVER.read_text(encoding="utf-8")
     for check in ("=~", "must be", "(( SIZE", "-d \"$DATA"):
         assert check not in text, check
+
+
+def test_preflight_names_the_first_missing_mask_and_counts_the_others(carvana, capsys):
+    for stem in carvana.stems[:2]:
+        carvana.mask(stem).unlink()
+    assert run_cli(stages.main, ["preflight", "--data", str(carvana.train.parent)]) == 2
+    first = carvana.stems[0]
+    assert capsys.readouterr().err == (
+        f"error: {carvana.mask(first)}: mask not found (nor {first}_mask.png; the label of "
+        f"{carvana.train / first}.jpg); 1 more of the {len(carvana.stems)} images have no mask; add the masks, "
+        f"or pass labels=none to the driver to run without scoring\n")
+    assert run_cli(stages.main, ["preflight", "--data", str(carvana.train.parent), "--no-labels"]) == 0
+    assert capsys.readouterr().out == f"{len(carvana.stems)} images in {carvana.train}\n"

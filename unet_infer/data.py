@@ -70,10 +70,13 @@ def mask_path(label_dir, stem):
     return Path(label_dir) / f"{stem}{MASK_SUFFIX}"
 
 
-def mask_not_found(label, image):
-    """``"<...>_mask.gif: mask not found (nor <stem>_mask.png; the label of IMAGE)"``, for a missing mask."""
+def mask_not_found(missing, total=1):
+    """``"<...>_mask.gif: mask not found (nor <stem>_mask.png; the label of IMAGE)"`` for the first of
+    ``missing``, (mask, image) pairs, and the count of the others of the ``total`` images."""
+    label, image = missing[0]
     other = label.name[: -len(MASK_SUFFIX)] + MASK_SUFFIXES[1]
-    return f"{label}: mask not found (nor {other}; the label of {image})"
+    more = f"; {len(missing) - 1} more of the {total} images have no mask" if len(missing) > 1 else ""
+    return f"{label}: mask not found (nor {other}; the label of {image}){more}"
 
 
 def load_label(path, size=DEFAULT_SIZE):
@@ -143,8 +146,7 @@ def pair_carvana(data, require_masks=True):
             label = None
         pairs.append((stem, image, label))
     if missing and require_masks:
-        more = f"; {len(missing) - 1} more of the {len(pairs)} images have no mask" if len(missing) > 1 else ""
-        raise UserError(f"{mask_not_found(*missing[0])}{more}; add the masks, or pass labels=none to the "
+        raise UserError(f"{mask_not_found(missing, len(pairs))}; add the masks, or pass labels=none to the "
                         f"driver to run without scoring")
     return pairs
 

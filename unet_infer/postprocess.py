@@ -84,7 +84,7 @@ def find_outputs(output_dir, label_dir, size=DEFAULT_SIZE):
             if mask_path(label_dir, stem[:-2]).is_file():
                 stem, label = stem[:-2], mask_path(label_dir, stem[:-2])
         if not label.is_file():
-            raise UserError(mask_not_found(label, path))
+            raise UserError(mask_not_found([(label, path)]))
         if stem in stems:
             raise UserError(f"{stems[stem]} and {path} are both outputs for {stem}")
         stems[stem] = path

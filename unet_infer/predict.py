@@ -170,8 +170,7 @@ def find_labels(folder, photos):
     labels = {photo: mask_path(folder, photo.stem) for photo in photos}
     missing = [(label, photo) for photo, label in labels.items() if not label.is_file()]
     if missing:
-        more = f"; {len(missing) - 1} more of the {len(photos)} photos have none" if len(missing) > 1 else ""
-        raise UserError(f"{mask_not_found(*missing[0])}{more}; leave out --labels to predict without scoring")
+        raise UserError(f"{mask_not_found(missing, len(photos))}; leave out --labels to predict without scoring")
     return labels
 
 
