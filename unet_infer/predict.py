@@ -12,24 +12,16 @@
     python3 -m unet_infer.predict --model UNet_dynamic_sim.onnx --input photos/ --output out --batchsize 8
 
 The checkpoint (--weights, else the bundled weights/unet_carvana_predict.pth, width 22, made for
-this; weights/unet_carvana.pth, the main job's, is narrower and faster, docs/predict.md) runs on
---backend, else on what backend=auto takes here for --precision (the line `backend=auto: ...` says
-which and why): a backend that runs ONNX models gets the checkpoint exported to a temporary ONNX
-file first (a few seconds; --backend torch runs it as it is). A model with a dynamic batch axis
-runs at most --batchsize photos per run, the photos spread evenly over the runs (one photo: a batch
-of 1; 9 at --batchsize 8: 5 + 4).
+this; weights/unet_carvana.pth, the main job's, is narrower and faster) runs on --backend, else on
+what backend=auto takes here for --precision (the line `backend=auto: ...` says which and why),
+exported to a temporary ONNX file first for a backend that runs ONNX models. --input: photo files
+and folders (their .jpg, .jpeg, .png) of any size and mode, fed to the model in RGB at --size.
 
---input: image files (any suffix) and folders (their .jpg, .jpeg, .png; not recursive): RGB,
-grayscale, RGBA, palette... photos of any size, fed to the model in RGB. The model runs at
---size x --size (572); its probability map (sigmoid of the logit; softmax class 1 of a 2-class
-model) is resized to the photo's own size (bilinear), then thresholded: car where probability >
---threshold (docs/predict.md). The EXIF orientation tag is not applied: masks fit the stored pixels.
-
-Writes into --output, atomically: <stem>_mask.png (mode L, 0 and 255, the photo's size); with
---cutout <stem>_cutout.png (RGBA: the photo's RGB pixels, alpha = mask); with --rle the
-submission CSV (img,rle_mask; docs/predict.md); with --labels (DIR/<stem>_mask.gif or .png for
-every photo) dice.csv (img,dice and a mean row) and the mean Dice on stdout. An unreadable photo is
-skipped; the others are written, and the run ends with one error line naming it (exit status 2).
+Writes into --output, atomically: <stem>_mask.png (mode L, 0 and 255, the photo's size: car where
+the probability, resized bilinear, is above --threshold); with --cutout <stem>_cutout.png (RGBA,
+alpha = mask); with --rle the submission CSV (img,rle_mask); with --labels (DIR/<stem>_mask.gif or
+.png) dice.csv and the mean Dice on stdout. An unreadable photo is skipped; the others are written,
+and the run ends with one error line naming it (exit status 2). The details: docs/predict.md.
 """
 
 import csv

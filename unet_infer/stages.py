@@ -1,17 +1,12 @@
-"""The driver's questions, asked by scripts/run_all.sh: its plan (the backend's choices and every
-path, printed by ``python3 -m unet_infer.driver``), whether a stage is complete (each stage's
-declaration and record: :mod:`unet_infer.manifests`; the driver gives every stage the same values,
-``--value key=value``, and the declaration picks the stage's record, paths and options from them),
-and its checks and clean-ups.
+"""The driver's questions, asked by scripts/run_all.sh: whether a stage is complete (its declaration
+and record, picked from the values the driver gives every stage: --value key=value), its checks and
+clean-ups, and its plan (the backend's choices and every path, printed by python3 -m unet_infer.driver
+plan). Several backends' and precisions' results live side by side in one work folder, each run's
+named by the plan's RUN_TAG, which the driver gives every stage as the value run=.
 
     python3 -m unet_infer.stages check preprocess --work W --value data=DATA --value size=572   (0: complete)
     python3 -m unet_infer.stages done preprocess --work W --value data=DATA --value size=572
-    python3 -m unet_infer.stages preflight --data DATA
-    python3 -m unet_infer.stages clear-run --work W --name bs8 --changed
     python3 -m unet_infer.stages result --work W --bs 8 --backend onnxruntime --precision fp32
-
-Several backends' and precisions' results live side by side in one work folder: ``plan``'s RUN_TAG
-(:func:`run_tag`) names this run's; the driver gives it to every stage as the value ``run=``.
 """
 
 import json
