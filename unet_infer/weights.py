@@ -14,8 +14,12 @@ def weights_id(path):
 
     Recorded in every model made from it (ONNX metadata ``unet_infer.weights``) and in every
     summary and result, so that runs of different weights are never mixed unawares."""
+    return f"{Path(path).name} sha256:{file_sha256(path)[:16]}"
+
+
+def file_sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    return f"{Path(path).name} sha256:{digest.hexdigest()[:16]}"
+    return digest.hexdigest()

@@ -4,30 +4,22 @@
         --width 12 --epochs 8 --steps-per-epoch 300 --batch 4 --crop 384 --checkpoint-dir work/train/ckpt \\
         --resume --out weights/unet_carvana.pth
 
-(``--output`` is accepted for ``--out``; scripts/train_bundled.sh runs the bundled checkpoint's
-recipe, see its --help.)
+(scripts/train_bundled.sh runs the shipped checkpoints' recipes, see its --help.)
 
 Images are resized to the pipeline's input size (572, as the preprocess stage does) and held in
 memory as uint8. Every step draws random crops of them with a random zoom (--scale), horizontal
 flips, colour jitter and a random blur or sharpening (--blur; photos downscaled from 1918x1280 look
 sharper than the 512x512 copies upscaled to 572). Loss: binary cross-entropy plus Dice; AdamW with a
-one-cycle learning rate. The result is a plain fp32 state_dict in the ModelZoo layout, which
+one-cycle learning rate; bf16 autocast on CUDA and on CPUs with native bf16 (AMX, AVX-512 BF16); CUDA
+is used when present. The result is a plain fp32 state_dict in the ModelZoo layout, which
 ``unet_pth2onnx.py`` loads unchanged.
 
-Validation: --holdout-cars N keeps N whole cars of --data out of training (chosen from --seed) and
-scores them after every epoch, at SIZE x SIZE, as the pipeline scores (logit > 0, IoU per image,
-mean over images). --val DIR scores another folder after every epoch.
-
-Resuming: with --checkpoint-dir, the model, optimiser, schedule, random states and history are
-saved after every epoch (CKPT/last.pt, loadable with torch.load(weights_only=True)); --resume
-continues from there, and a finished run is not trained again.
-
-Measuring: --measure DIR (and --measure-upscaled DIR: every image first upscaled to 1918x1280
-with bicubic, its mask with nearest, a proxy for the original-size photos) score the final model
-on other folders once training is over; --info-json writes what was done and measured.
-
-The data, the split by car and the augmented crops are in ``data``; the loop and its checkpoints in
-``loop``; the scoring in ``measure``; this module is the command line.
+--holdout-cars N keeps N whole cars of --data out of training (chosen from --seed) and scores them
+after every epoch as the pipeline scores (logit > 0, IoU per image, mean over images). With
+--checkpoint-dir, everything is saved after every epoch (CKPT/last.pt); --resume continues from
+there, and a finished run is not trained again. --measure DIR and --measure-upscaled DIR (every
+image first upscaled to 1918x1280, a proxy for the original-size photos) score the final model on
+other folders; --info-json writes what was done and measured.
 """
 
 import json
@@ -43,15 +35,11 @@ from .. import cli
 from ..cli import UserError
 from ..formats import DEFAULT_SIZE, atomic_write_text
 from ..machine import describe_machine, today
-from ..model import build_from_state_dict, count_parameters, read_state_dict
+from ..model import count_parameters, load_unet
 from ..progress import set_quiet
-from .data import ORIGINAL_SIZE, Augment, car_id, find_pairs, load_dataset, load_pairs, random_batch, split_by_car
-from .loop import CHECKPOINT_FORMAT, CHECKPOINT_NAME, dice_loss, file_sha256, load_checkpoint, save_checkpoint, train
-from .measure import evaluate, measure, native_bf16
-
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "ORIGINAL_SIZE", "Augment", "build_parser", "car_id", "dice_loss",
-           "evaluate", "file_sha256", "find_pairs", "load_checkpoint", "load_dataset", "load_pairs", "main", "measure",
-           "native_bf16", "parse_args", "random_batch", "save_checkpoint", "split_by_car", "train"]
+from ..weights import file_sha256
+from .data import ORIGINAL_SIZE, Augment
+from .loop import CHECKPOINT_NAME, DEVICE, measure, train
 
 PROG = "python3 -m unet_infer.train"
 
@@ -60,7 +48,7 @@ def build_parser():
     parser = cli.parser(PROG, __doc__)
     add = parser.add_argument
     add("--data", required=True, metavar="DIR", help="Carvana-format folder with train/ and train_masks/")
-    add("--out", "--output", dest="out", required=True, metavar="PTH", help="state_dict file to write (.pth)")
+    add("--out", required=True, metavar="PTH", help="state_dict file to write (.pth)")
     add("--width", type=cli.int_at_least(1), default=16, help="base width of the UNet")
     add("--epochs", type=cli.int_at_least(1), default=12, help="epochs")
     add(*cli.flag("steps_per_epoch"), dest="steps_per_epoch", type=cli.int_at_least(1), default=None,
@@ -76,8 +64,6 @@ def build_parser():
     add("--colour", type=float, default=1.0,
         help="strength of the colour jitter (0: none; 1: brightness +-20%%, saturation +-30%%)")
     add("--lr", type=cli.positive_float, default=2e-3, help="peak learning rate (one-cycle schedule)")
-    add(*cli.flag("pct_start"), dest="pct_start", type=float, default=0.15, help="share of the steps spent warming up")
-    add(*cli.flag("weight_decay"), dest="weight_decay", type=float, default=1e-4, help="AdamW weight decay")
     add("--seed", type=int, default=0, help="random seed: initial weights, held-out cars, crops and augmentation")
     add(*cli.flag("holdout_cars"), dest="holdout_cars", type=cli.int_at_least(0), default=0,
         help="whole cars of --data kept out of training and scored after every epoch")
@@ -85,8 +71,6 @@ def build_parser():
         help="another Carvana-format folder to train on, e.g. generated cars (repeatable)")
     add(*cli.flag("extra_fraction"), dest="extra_fraction", type=float, default=None,
         help="share of the crops drawn from the --extra folders (default: in proportion to their image count)")
-    add("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu, cuda or cuda:N")
-    add("--val", default=None, metavar="DIR", help="another Carvana-format folder scored after every epoch")
     add(*cli.flag("checkpoint_dir"), dest="checkpoint_dir", default=None, metavar="DIR",
         help=f"save DIR/{CHECKPOINT_NAME} after every epoch (model, optimiser, schedule, random states)")
     add("--resume", action="store_true",
@@ -99,9 +83,6 @@ def build_parser():
     add(*cli.flag("info_json"), dest="info_json", default=None, metavar="FILE",
         help="write what was trained and measured to FILE")
     add("--command", default=None, help="the command to record in --info-json (default: this one)")
-    add(*cli.flag("eval_engine"), dest="eval_engine", choices=("auto", "onnxruntime", "torch"), default="auto",
-        help="what runs the validation and measuring (auto: onnxruntime on the CPU)")
-    add("--limit", type=cli.int_at_least(1), default=None, help="use only the first N images of --data")
     add("--workers", type=cli.int_at_least(1), default=None, help="processes for loading (default: all cores)")
     add("--threads", type=cli.int_at_least(1), default=None, help="PyTorch threads (default: PyTorch's)")
     add("--init", default=None, metavar="PTH",
@@ -110,20 +91,8 @@ def build_parser():
         help="keep an exponential moving average of the weights (e.g. 0.999); it is validated and saved")
     add(*cli.flag("bn_images"), dest="bn_images", type=cli.int_at_least(0), default=0, metavar="N",
         help="at the end, recompute the BatchNorm statistics on N clean whole training images (0: no)")
-    amp = parser.add_mutually_exclusive_group()
-    amp.add_argument("--amp", dest="amp", action="store_true", default=None,
-                     help="bf16 autocast (default: on CUDA and on CPUs with native bf16 (AMX, AVX-512 BF16); "
-                          "emulated bf16 is several times slower than fp32)")
-    amp.add_argument(*cli.flag("no_amp"), dest="amp", action="store_false", default=None,
-                     help="train in plain fp32")
     cli.add_quiet(parser)
     return parser
-
-
-def parse_args(argv=None):
-    args = build_parser().parse_args(argv)
-    args.extra, args.measure, args.measure_upscaled = args.extra or [], args.measure or [], args.measure_upscaled or []
-    return args
 
 
 def _record_of(path, out):
@@ -135,51 +104,39 @@ def _record_of(path, out):
     return info if info.get("checkpoint_sha256") == file_sha256(out) else {}
 
 
-def _requests(measures):
-    """What was asked to be measured, by folder name (the JSON names no private paths)."""
-    return [[kind, Path(folder).name] for kind, folder in measures]
-
-
 def main(argv=None):
-    args = parse_args(argv)
+    args = build_parser().parse_args(argv)
     set_quiet(args.quiet)
     if args.info_json and not Path(args.info_json).parent.is_dir():  # before the training, not after
         raise UserError(f"{Path(args.info_json).parent}: folder for --info-json not found")
-    augment = Augment(args.scale[0], args.scale[1], args.blur, args.colour)
-    result = train(args.data, args.out, args.width, args.epochs, args.steps_per_epoch, args.batch, args.crop,
-                   args.size, args.lr, args.seed, args.device, args.val, args.limit, args.workers, args.threads,
-                   args.amp, args.init, holdout_cars=args.holdout_cars, extra=args.extra,
-                   extra_fraction=args.extra_fraction, augment=augment, checkpoint_dir=args.checkpoint_dir,
-                   resume=args.resume, eval_engine=args.eval_engine, pct_start=args.pct_start,
-                   weight_decay=args.weight_decay, ema=args.ema, bn_images=args.bn_images)
+    result = train(args.data, args.out, width=args.width, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                   batch=args.batch, crop=args.crop, size=args.size, lr=args.lr, seed=args.seed,
+                   workers=args.workers, threads=args.threads, init=args.init, holdout_cars=args.holdout_cars,
+                   extra=args.extra or [], extra_fraction=args.extra_fraction,
+                   augment=Augment(args.scale[0], args.scale[1], args.blur, args.colour),
+                   checkpoint_dir=args.checkpoint_dir, resume=args.resume, ema=args.ema, bn_images=args.bn_images)
     history = result["history"]
     last = history[-1] if history else {}
     state = "already complete" if result["complete_before"] else "trained"
     print(f"{args.out}: {state}, {len(history)} epochs, final loss {last.get('loss', float('nan')):.4f}"
-          + (f", held-out IoU {last['holdout_iou']:.4f}" if "holdout_iou" in last else "")
-          + (f", validation IoU {last['val_iou']:.4f}" if "val_iou" in last else ""))
+          + (f", held-out IoU {last['holdout_iou']:.4f}" if "holdout_iou" in last else ""))
 
-    measures = [("plain", d) for d in args.measure] + [("upscaled", d) for d in args.measure_upscaled]
-    if not args.info_json:
-        for kind, folder in measures:
-            m = measure(args.out, folder, args.size, ORIGINAL_SIZE if kind == "upscaled" else None, args.workers,
-                        args.eval_engine, args.device)
-            print(f"{m['folder']}{' (upscaled)' if kind == 'upscaled' else ''}: mean IoU {m['mean_iou']:.4f} "
-                  f"({m['images']} images)")
-        return 0
-    before = _record_of(args.info_json, args.out) if result["complete_before"] else {}
-    if before.get("measure_requests") == _requests(measures):
+    measures = [("plain", d) for d in args.measure or []] + [("upscaled", d) for d in args.measure_upscaled or []]
+    requests = [[kind, Path(folder).name] for kind, folder in measures]  # folder names: no private paths
+    before = _record_of(args.info_json, args.out) if args.info_json and result["complete_before"] else {}
+    if before.get("measure_requests") == requests:
         print(f"{args.info_json}: up to date")
         return 0
     measured = []
     start = time.monotonic()
     for kind, folder in measures:
-        m = measure(args.out, folder, args.size, ORIGINAL_SIZE if kind == "upscaled" else None, args.workers,
-                    args.eval_engine, args.device)
+        m = measure(args.out, folder, args.size, ORIGINAL_SIZE if kind == "upscaled" else None, args.workers)
         measured.append(m)
         print(f"{m['folder']}{' (upscaled to 1918x1280)' if kind == 'upscaled' else ''}: mean IoU "
               f"{m['mean_iou']:.4f} ({m['images']} images)")
-    model, layout = build_from_state_dict(read_state_dict(args.out), source=args.out)
+    if not args.info_json:
+        return 0
+    model, layout = load_unet(args.out)
     info = {
         "checkpoint": Path(args.out).name,
         "checkpoint_bytes": Path(args.out).stat().st_size,
@@ -196,13 +153,13 @@ def main(argv=None):
         "train_cpu_seconds": round(result["train_cpu_seconds"], 1),
         "measure_wall_seconds": round(time.monotonic() - start, 1),
         "date": today(),
-        "machine": f"{describe_machine(args.device)}; torch {torch.__version__}, {torch.get_num_threads()} threads"
-                   f", {'bf16 autocast' if result['amp'] else 'fp32'}; {platform.system()}",
+        "machine": f"{describe_machine(DEVICE)}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+                   f", {'bf16 autocast' if result['config']['amp'] else 'fp32'}; {platform.system()}",
         "history": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in h.items()} for h in history],
         "final_holdout_iou": last.get("holdout_iou"),
         **({"bn_recomputed": result["bn_recomputed"]} if "bn_recomputed" in result else {}),
         "measured": measured,
-        "measure_requests": _requests(measures),
+        "measure_requests": requests,
     }
     earlier = Path(args.init).with_suffix(".json") if args.init else None
     if earlier and earlier.is_file():  # the record of the phase this one started from
@@ -210,11 +167,8 @@ def main(argv=None):
             info["init_record"] = json.loads(earlier.read_text())
         except ValueError:
             raise UserError(f"{earlier}: the record of --init is not JSON") from None
-    path = Path(args.info_json)
-    if not path.parent.is_dir():
-        raise UserError(f"{path.parent}: folder for --info-json not found")
     # nothing trained now: how and where it was trained stays the record's
     info.update({key: before[key] for key in ("command", "date", "machine") if key in before})
-    atomic_write_text(path, json.dumps(info, indent=2) + "\n")
-    print(f"wrote {path}")
+    atomic_write_text(Path(args.info_json), json.dumps(info, indent=2) + "\n")
+    print(f"wrote {args.info_json}")
     return 0

@@ -1,8 +1,4 @@
-"""``python3 -m unet_infer.train``: see the package's docstring (``--help``)."""
-
-import sys
-
 from ..cli import run_cli
 from . import main
 
-sys.exit(run_cli(main))
+raise SystemExit(run_cli(main))

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..cli import UserError
-from ..data import DECODE_ERRORS, MASK_DIR, image_to_array, load_image, load_label, mask_path, pair_carvana
+from ..data import DECODE_ERRORS, MASK_DIR, image_to_array, load_label, mask_path, pair_carvana
 from ..formats import DEFAULT_SIZE
 from ..parallel import parallel_map
 
@@ -27,12 +27,10 @@ def car_id(stem):
     return stem.rsplit("_", 1)[0] if "_" in stem else stem
 
 
-def find_pairs(data_dir, limit=None):
+def find_pairs(data_dir):
     """``[(image, mask), ...]`` for every ``train/<stem>.jpg`` and its ``train_masks/<stem>_mask.gif``
-    (natural order; with ``limit``, the first ``limit`` images only, and only they need masks)."""
+    (natural order)."""
     pairs = pair_carvana(data_dir, require_masks=False)
-    if limit:
-        pairs = pairs[:limit]
     missing = [(stem, image) for stem, image, mask in pairs if mask is None]
     if missing:
         stem, image = missing[0]
@@ -42,14 +40,9 @@ def find_pairs(data_dir, limit=None):
 
 
 def split_by_car(stems, holdout_cars, seed):
-    """Hold ``holdout_cars`` whole cars out: ``(train indices, held-out indices, held-out car ids)``.
-
-    The cars are drawn from their own random stream of ``seed``, so the split depends on the seed
-    and the set of cars only (not on the file order, the augmentation or anything else).
-    """
+    """Hold ``holdout_cars`` whole cars out: ``(train indices, held-out indices, held-out car ids)``,
+    drawn from their own random stream of ``seed`` (not from the file order or the augmentation)."""
     cars = sorted({car_id(s) for s in stems})
-    if holdout_cars < 0:
-        raise UserError(f"--holdout-cars must be at least 0, got {holdout_cars}")
     if holdout_cars and holdout_cars >= len(cars):
         raise UserError(f"--holdout-cars {holdout_cars}: the data has only {len(cars)} cars "
                         f"(at least one must be left for training)")
@@ -65,22 +58,19 @@ def _load_pair(task):
     """Worker: one image and its mask, as the pipeline sees them; ``upscale`` = (W, H) first
     resizes both to W x H (image bicubic, mask nearest)."""
     index, image_path, label_path, size, upscale = task
-    if upscale:
-        try:
-            with Image.open(image_path) as img:
-                img.load()
+    try:
+        with Image.open(image_path) as img:
+            img.load()
+            if upscale:
                 img = img.convert("RGB").resize(upscale, Image.Resampling.BICUBIC)
-        except DECODE_ERRORS as exc:
-            raise UserError(f"{image_path}: cannot read the image ({type(exc).__name__}: {exc})") from None
-        image = image_to_array(img, size)
+            image = image_to_array(img, size)
+    except DECODE_ERRORS as exc:
+        raise UserError(f"{image_path}: cannot read the image ({type(exc).__name__}: {exc})") from None
+    if upscale:
         label = load_label(label_path, None)  # its own size; nearest resizing commutes with the car test
         label = np.array(Image.fromarray(label.astype(np.uint8)).resize(upscale, Image.Resampling.NEAREST)
                          .resize((size, size), Image.Resampling.NEAREST)) > 0
     else:
-        try:
-            image = load_image(image_path, size)
-        except DECODE_ERRORS as exc:
-            raise UserError(f"{image_path}: cannot read the image ({type(exc).__name__}: {exc})") from None
         label = load_label(label_path, size)
     return index, (image * 255.0).round().astype(np.uint8), label.astype(np.uint8)
 
@@ -93,11 +83,6 @@ def load_pairs(pairs, size=DEFAULT_SIZE, workers=None, upscale=None, desc="load"
     for i, image, label in parallel_map(_load_pair, tasks, workers=workers, desc=desc, unit="image"):
         x[i], y[i] = image, label  # results come in completion order: put each in its place
     return x, y
-
-
-def load_dataset(data_dir, size=DEFAULT_SIZE, limit=None, workers=None):
-    """Every ``train/<stem>.jpg`` with its ``train_masks/<stem>_mask.gif``, as uint8 arrays."""
-    return load_pairs(find_pairs(data_dir, limit), size, workers)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
-"""The training loop: loss, the per-epoch resumable checkpoint and the final plain state_dict."""
+"""The training loop: loss, the per-epoch resumable checkpoint and the final plain state_dict; and
+the scoring, as the pipeline scores (logit > 0, IoU per image, mean over images), of the per-epoch
+validation and of the final measuring of other folders. On the CPU the model is scored through ONNX
+Runtime (an export of it: about twice PyTorch's CPU inference speed here), on CUDA in PyTorch."""
 
 import copy
-import hashlib
 import logging
 import math
 import os
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -15,15 +18,19 @@ import torch.nn.functional as F
 
 from ..cli import UserError, first_line
 from ..formats import DEFAULT_SIZE, atomic_path
-from ..model import UNet, build_from_state_dict, count_parameters, detect_layout, read_state_dict
+from ..machine import cpu_flags
+from ..metrics import iou
+from ..model import UNet, build_from_state_dict, count_parameters, detect_layout, load_unet, read_state_dict
 from ..progress import progress
 from .data import Augment, car_id, find_pairs, load_pairs, random_batch, split_by_car
-from .measure import evaluate, native_bf16
 
 log = logging.getLogger(__name__)
 
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # where the trainer runs
 CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = "unet_infer.train/2"
+PCT_START = 0.15  # share of the steps spent warming up (one-cycle schedule)
+WEIGHT_DECAY = 1e-4  # AdamW's
 
 
 def dice_loss(logits, target, eps=1.0):
@@ -36,17 +43,6 @@ def dice_loss(logits, target, eps=1.0):
 
 # ---------------------------------------------------------------------------------------------
 # checkpoints
-
-
-def _plain(value):
-    """Tuples -> lists, Paths -> str: what torch.load(weights_only=True) and JSON both read."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def cpu_seconds():
@@ -64,9 +60,9 @@ def save_checkpoint(path, model, optimiser, schedule, rng, epoch, history, confi
         "optimiser": optimiser.state_dict(),
         "schedule": schedule.state_dict(),
         "torch_rng": torch.get_rng_state(),
-        "numpy_rng": _plain(rng.bit_generator.state),
-        "history": _plain(history),
-        "config": _plain(config),
+        "numpy_rng": rng.bit_generator.state,
+        "history": history,
+        "config": config,
         "train_seconds": float(seconds),
         "train_cpu_seconds": float(cpu),
     }
@@ -101,9 +97,6 @@ def state_dict_of(model):
 
 
 def write_state_dict(state, out):
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise UserError(f"{out.parent}: output folder not found")
     with atomic_path(out) as tmp:
         torch.save(state, tmp)
 
@@ -117,14 +110,6 @@ def _same_weights(path, state):
     return (isinstance(saved, dict) and saved.keys() == state.keys()
             and all(isinstance(saved[k], torch.Tensor) and saved[k].dtype == v.dtype and torch.equal(saved[k], v)
                     for k, v in state.items()))
-
-
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,25 +157,15 @@ def recompute_batchnorm(model, x, device, batch=4):
 # training
 
 
-def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, crop=256, size=DEFAULT_SIZE,
-          lr=2e-3, seed=0, device="cpu", val_dir=None, limit=None, workers=None, threads=None, amp=None,
-          init=None, *, holdout_cars=0, extra=(), extra_fraction=None, augment=None, checkpoint_dir=None,
-          resume=False, eval_engine="auto", pct_start=0.15, weight_decay=1e-4, ema=None, bn_images=0):
-    """Train and save a state_dict at ``out``.
-
-    Returns a dict: ``history`` (per epoch: loss, seconds, ``holdout_iou`` / ``val_iou`` when
-    there is validation), ``complete_before`` (True when a finished checkpoint was found and
-    nothing was trained), ``data``, ``config``, ``parameters``, ``train_seconds``.
-
-    ``ema`` (a decay such as 0.999): keep an exponential moving average of the weights; it is what
-    is validated (``holdout_iou``; the raw weights' figure is ``holdout_iou_raw``) and saved.
-    ``bn_images`` > 0: at the end, the saved model's BatchNorm statistics are recomputed on that
-    many clean whole training images (``bn_recomputed``: held-out IoU before and after).
-    """
+def train(data_dir, out, *, width=16, epochs=12, steps_per_epoch=None, batch=8, crop=256, size=DEFAULT_SIZE,
+          lr=2e-3, seed=0, workers=None, threads=None, init=None, holdout_cars=0, extra=(), extra_fraction=None,
+          augment=None, checkpoint_dir=None, resume=False, ema=None, bn_images=0):
+    """Train and save a state_dict at ``out``; returns ``history`` (per epoch), ``complete_before``
+    (nothing trained: the checkpoint was finished), ``data``, ``config``, the seconds and, with
+    ``bn_images``, ``bn_recomputed``. With ``ema``, the average is what is validated and saved (the
+    raw weights' figure is ``holdout_iou_raw``)."""
     if crop > size:
         raise UserError(f"--crop {crop} is larger than --size {size}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda: no CUDA device is available to PyTorch")
     augment = augment or Augment()
     if not 0 < augment.scale_min <= augment.scale_max:
         raise UserError(f"--scale {augment.scale_min} {augment.scale_max}: need 0 < MIN <= MAX")
@@ -206,8 +181,8 @@ def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, cro
         raise UserError(f"{Path(out).parent}: output folder not found")
     if threads:
         torch.set_num_threads(threads)
-    if amp is None:
-        amp = device.startswith("cuda") or native_bf16()
+    amp = DEVICE == "cuda" or native_bf16()
+    memory_format = torch.channels_last if DEVICE == "cuda" else torch.contiguous_format
     started, cpu_started = time.monotonic(), cpu_seconds()
 
     ckpt_path = None
@@ -230,25 +205,22 @@ def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, cro
                             f"found {layout.describe()}")
         width = layout.width  # the checkpoint's width wins
 
-    # the data: --data (less the held-out cars), --extra folders, --val
-    pairs = find_pairs(data_dir, limit)
+    # the data: --data (less the held-out cars) and the --extra folders
+    pairs = find_pairs(data_dir)
     stems = [img.stem for img, _ in pairs]
     train_idx, hold_idx, held_cars = split_by_car(stems, holdout_cars, seed)
     extra_pairs = [p for folder in extra for p in find_pairs(folder)]
-    val_pairs = find_pairs(val_dir) if val_dir else []
     data = {
         "data": {"folder": Path(data_dir).name, "images": len(pairs), "cars": len({car_id(s) for s in stems}),
                  "held_out_cars": len(held_cars), "held_out_images": len(hold_idx),
                  "training_images": len(train_idx)},
         "extra": [{"folder": Path(folder).name, "images": len(find_pairs(folder))} for folder in extra],
     }
-    if val_dir:
-        data["val"] = {"folder": Path(val_dir).name, "images": len(val_pairs)}
     config = {
         "width": width, "epochs": epochs, "batch": batch, "crop": crop, "size": size, "lr": lr, "seed": seed,
         "holdout_cars": holdout_cars, "held_out": held_cars, "training_images": len(train_idx),
         "extra_images": len(extra_pairs), "extra_fraction": extra_fraction, "augment": asdict(augment),
-        "pct_start": pct_start, "weight_decay": weight_decay, "amp": bool(amp),
+        "pct_start": PCT_START, "weight_decay": WEIGHT_DECAY, "amp": amp,
         "init": Path(init).name if init else None,
     }
     if ema is not None or bn_images:  # older records have neither key
@@ -256,49 +228,42 @@ def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, cro
 
     state = load_checkpoint(ckpt_path) if ckpt_path and ckpt_path.exists() else None
     if state is not None:
-        saved = state["config"]
-        steps_per_epoch = steps_per_epoch or saved.get("steps_per_epoch")
+        steps_per_epoch = steps_per_epoch or state["config"].get("steps_per_epoch")
     steps_per_epoch = steps_per_epoch or max(1, math.ceil(len(train_idx) * (size / crop) ** 2 / batch / 2))
     config["steps_per_epoch"] = steps_per_epoch
-    config = _plain(config)
     if state is not None:
         diff = _config_differences(state["config"], config)
         if diff:
             raise UserError(f"{ckpt_path} was made with other settings ({'; '.join(diff[:4])}): run it with its "
                             f"own settings, or use another --checkpoint-dir")
         if state["epoch"] >= epochs and (not bn_images or "final" in state):
-            final_state = state.get("final") or state.get("ema") or state["model"]
-            model, _ = build_from_state_dict(final_state, source=str(ckpt_path))
-            final = state_dict_of(model)
+            final = state.get("final") or state.get("ema") or state["model"]
             if not _same_weights(out, final):
                 write_state_dict(final, out)
             log.info("%s: the run is complete (%d of %d epochs): nothing to train; the model is %s",
                      ckpt_path, state["epoch"], epochs, out)
             return {"history": state["history"], "complete_before": True, "data": data, "config": config,
-                    "parameters": count_parameters(model), "train_seconds": state["train_seconds"],
-                    **state.get("bn_recomputed", {}),
-                    "train_cpu_seconds": state.get("train_cpu_seconds", 0.0), "amp": bool(amp)}
+                    "train_seconds": state["train_seconds"], **state.get("bn_recomputed", {}),
+                    "train_cpu_seconds": state.get("train_cpu_seconds", 0.0)}
 
     if init_state is not None and state is None:
         model, _ = build_from_state_dict(init_state, source=str(init))
     else:
         torch.manual_seed(seed)
         model = UNet(3, 1, bilinear=False, width=width, bias=True)
-    cuda = device.startswith("cuda")
-    model = model.to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
+    model = model.to(DEVICE, memory_format=memory_format)
     model.train()
 
     x, y = load_pairs([pairs[i] for i in train_idx], size, workers, desc="load train")
     hold = load_pairs([pairs[i] for i in hold_idx], size, workers, desc="load held-out") if hold_idx else None
     ex = load_pairs(extra_pairs, size, workers, desc="load extra") if extra_pairs else None
-    val = load_pairs(val_pairs, size, workers, desc="load val") if val_pairs else None
     if ex is not None and extra_fraction is None:
         x, y = np.concatenate([x, ex[0]]), np.concatenate([y, ex[1]])
         ex = None
 
     total = epochs * steps_per_epoch
-    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=total, pct_start=pct_start)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=lr, total_steps=total, pct_start=PCT_START)
     rng = np.random.default_rng(seed)
     history, first_epoch, seconds, cpu = [], 1, 0.0, 0.0
     averaged = {k: v.detach().clone().float() if v.is_floating_point() else v.detach().clone()
@@ -306,7 +271,7 @@ def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, cro
     if state is not None:
         model.load_state_dict(state["model"])
         if averaged is not None:
-            averaged = {k: v.to(device) for k, v in state["ema"].items()}
+            averaged = {k: v.to(DEVICE) for k, v in state["ema"].items()}
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
         torch.set_rng_state(state["torch_rng"])
@@ -321,17 +286,16 @@ def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, cro
              "%dx%d crops of %dx%d, batch %d, %d steps x %d epochs, %s%s",
              width, count_parameters(model) / 1e6, len(x),
              f" + {len(ex[0])} extra at {extra_fraction:.0%}" if ex is not None else "",
-             len(hold_idx), len(held_cars), crop, crop, size, size, batch, steps_per_epoch, epochs, device,
+             len(hold_idx), len(held_cars), crop, crop, size, size, batch, steps_per_epoch, epochs, DEVICE,
              ", bf16 autocast" if amp else ", fp32")
-    extra_pool = (ex[0], ex[1]) if ex is not None else None
     for epoch in range(first_epoch, epochs + 1):
         start, cpu_start, losses = time.monotonic(), cpu_seconds(), []
         bar = progress(range(steps_per_epoch), desc=f"epoch {epoch}/{epochs}", unit="step")
         for _ in bar:
-            xb, yb = random_batch(x, y, batch, crop, rng, augment, extra_pool, extra_fraction or 0.0)
-            xb = xb.to(device, memory_format=torch.channels_last if cuda else torch.contiguous_format)
-            yb = yb.to(device)
-            with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=amp):
+            xb, yb = random_batch(x, y, batch, crop, rng, augment, ex, extra_fraction or 0.0)
+            xb = xb.to(DEVICE, memory_format=memory_format)
+            yb = yb.to(DEVICE)
+            with torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=amp):
                 logits = model(xb).float()
             loss = F.binary_cross_entropy_with_logits(logits, yb) + dice_loss(logits, yb)
             optimiser.zero_grad(set_to_none=True)
@@ -347,20 +311,17 @@ def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, cro
         train_time = time.monotonic() - start
         scored = with_weights(model, averaged) if averaged is not None else model
         if hold is not None:
-            record["holdout_iou"] = evaluate(scored, *hold, device, engine=eval_engine)
+            record["holdout_iou"] = evaluate(scored, *hold)
             if averaged is not None:
-                record["holdout_iou_raw"] = evaluate(model, *hold, device, engine=eval_engine)
-        if val is not None:
-            record["val_iou"] = evaluate(scored, *val, device, engine=eval_engine)
+                record["holdout_iou_raw"] = evaluate(model, *hold)
         record["train_seconds"] = train_time
         record["seconds"] = time.monotonic() - start
         record["cpu_seconds"] = cpu_seconds() - cpu_start
         seconds += record["seconds"]
         cpu += record["cpu_seconds"]
         history.append(record)
-        log.info("epoch %d/%d: loss %.4f%s%s (%.0f s training + %.0f s validation, %.0f CPU-s)", epoch, epochs,
+        log.info("epoch %d/%d: loss %.4f%s (%.0f s training + %.0f s validation, %.0f CPU-s)", epoch, epochs,
                  record["loss"], f", held-out IoU {record['holdout_iou']:.4f}" if "holdout_iou" in record else "",
-                 f", validation IoU {record['val_iou']:.4f}" if "val_iou" in record else "",
                  train_time, record["seconds"] - train_time, record["cpu_seconds"])
         if ckpt_path:
             save_checkpoint(ckpt_path, model, optimiser, schedule, rng, epoch, history, config, seconds, cpu,
@@ -370,8 +331,8 @@ def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, cro
     if bn_images:
         chosen = np.random.default_rng([seed, 0xB4]).permutation(len(x))[:bn_images]
         before = history[-1].get("holdout_iou") if history else None  # the last epoch scored these weights
-        recompute_batchnorm(final, x[np.sort(chosen)], device)
-        after = evaluate(final, *hold, device, engine=eval_engine) if hold is not None else None
+        recompute_batchnorm(final, x[np.sort(chosen)], DEVICE)
+        after = evaluate(final, *hold) if hold is not None else None
         extra_record["bn_recomputed"] = {"images": int(len(chosen)), "holdout_iou_before": before,
                                          "holdout_iou_after": after}
         log.info("BatchNorm statistics recomputed on %d clean training images%s", len(chosen),
@@ -383,7 +344,60 @@ def train(data_dir, out, width=16, epochs=12, steps_per_epoch=None, batch=8, cro
     write_state_dict(final_state, out)
     log.info("wrote %s", out)
     return {"history": history, "complete_before": False, "data": data, "config": config,
-            "parameters": count_parameters(model), "train_seconds": seconds, "train_cpu_seconds": cpu,
-            "amp": bool(amp), **extra_record}
+            "train_seconds": seconds, "train_cpu_seconds": cpu, **extra_record}
 
 
+# ---------------------------------------------------------------------------------------------
+# scoring
+
+
+def _ort_predictor(model, size, tmpdir):
+    """ONNX Runtime on an export of ``model`` at ``size``."""
+    from ..backends.onnxruntime_backend import cpu_session
+    from ..export import INPUT_NAME, OUTPUT_NAME, export_model
+
+    path = Path(tmpdir) / "eval.onnx"
+    export_model(copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format).eval(), path, size)
+    session = cpu_session(path, torch.get_num_threads())
+    return lambda xb: session.run([OUTPUT_NAME], {INPUT_NAME: xb})[0]
+
+
+def evaluate(model, x, y, batch=4, desc=None):
+    """Mean IoU of the car class over the uint8 images ``x`` and 0/1 labels ``y`` (logit > 0)."""
+    was_training = model.training
+    model.eval()
+    scores = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="unet-eval-") as tmpdir:
+            if DEVICE == "cpu":
+                predict = _ort_predictor(model, x.shape[-1], tmpdir)
+            else:
+                def predict(xb):
+                    with torch.inference_mode():
+                        return model(torch.from_numpy(xb).to(DEVICE)).float().cpu().numpy()
+            steps = range(0, len(x), batch)
+            for start in progress(steps, desc=desc, unit="batch") if desc else steps:
+                xb = x[start:start + batch].astype(np.float32) / np.float32(255)
+                pred = predict(xb)[:, 0] > 0
+                scores += [iou(p, lab == 1) for p, lab in zip(pred, y[start:start + batch])]
+    finally:
+        model.train(was_training)
+    return float(np.mean(scores))
+
+
+def native_bf16():
+    """True when this CPU computes bf16 in hardware (AMX or AVX-512 BF16); else autocast is slow."""
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
+
+
+def measure(model_path, data_dir, size=DEFAULT_SIZE, upscale=None, workers=None):
+    """Mean IoU of a checkpoint on a Carvana-format folder; ``upscale`` = (W, H): every image is first
+    resized to W x H (bicubic) and its mask (nearest), then both go through the pipeline's resize."""
+    model, _ = load_unet(model_path)
+    name = Path(data_dir).name + (f" upscaled to {upscale[0]}x{upscale[1]}" if upscale else "")
+    x, y = load_pairs(find_pairs(data_dir), size, workers, upscale=upscale, desc=f"load {name}")
+    start = time.monotonic()
+    score = evaluate(model.to(DEVICE), x, y, desc=f"score {name}")
+    log.info("%s: mean IoU %.4f over %d images (%.0f s)", name, score, len(x), time.monotonic() - start)
+    return {"folder": Path(data_dir).name, "images": len(x), "upscaled_to": list(upscale) if upscale else None,
+            "mean_iou": score}
