@@ -13,12 +13,9 @@ os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
 def openvino_telemetry_off():
-    """Make openvino_telemetry decline in this process (backends.openvino_backend calls it before the
-    package imports openvino or nncf). ``import openvino``, ``convert_model`` and ``import nncf`` go
-    through it; unless ~/intel/openvino_telemetry says 0 it counts every run in ~/intel/stats, writes a
-    client id and sends events, and no environment setting stops it (but CI=true, which other tools
-    read too). Its consent check declines when it finds no folder for the consent file. Without the
-    package OpenVINO uses a stub that records nothing."""
+    """Make openvino_telemetry decline in this process, before openvino or nncf is imported (it counts
+    every run in ~/intel/stats, writes a client id and sends events; no setting but CI=true stops it):
+    its consent check declines when it finds no folder for the consent file."""
     try:
         from openvino_telemetry.utils.opt_in_checker import OptInChecker
     except ImportError:

@@ -1,12 +1,7 @@
-"""Where a run happened, in a few words: CPU model, its vector units, core count and, for CUDA runs,
-the GPU.
-
-``describe_machine()`` -> ``"Intel(R) Xeon(R) Processor (AMX, AVX-512 VNNI, bf16), 2 cores"``;
-``describe_machine("cuda:0")`` -> ``"AMD EPYC 7R13 Processor (AVX2), 16 cores, NVIDIA H100 80GB HBM3"``
-(torch is imported only for a ``cuda`` device, and the GPU named only when CUDA is available).
-The vector units tell apart machines that share a model name (an "AMD EPYC" VM may be a Zen 3
-with AVX2 only or a Zen 4 with AVX-512 VNNI and bf16), and they decide the CPU's speed here.
-"""
+"""Where a run happened, in a few words: ``describe_machine("cuda:0")`` -> ``"AMD EPYC 7R13 Processor
+(AVX2), 16 cores, NVIDIA H100 80GB HBM3"`` (torch imported for a ``cuda`` device only). The vector
+units tell apart machines that share a model name (an "AMD EPYC" VM may be a Zen 3 with AVX2 only
+or a Zen 4 with AVX-512 VNNI and bf16), and they decide the CPU's speed here."""
 
 import datetime
 import os
