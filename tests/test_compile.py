@@ -9,6 +9,7 @@ import torch
 from unet_infer.backends.onnxruntime_backend import OnnxRuntimeBackend
 from unet_infer.compile import main
 from unet_infer.cli import UserError, run_cli
+from unet_infer.export import export_model
 from unet_infer.model import UNet
 
 compile_onnx = OnnxRuntimeBackend.compile
@@ -20,9 +21,7 @@ SIZE = 32
 def dynamic_model(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "UNet_dynamic_sim.onnx"
     torch.manual_seed(0)
-    torch.onnx.export(UNet(width=4).eval(), torch.zeros(1, 3, SIZE, SIZE), str(path), dynamo=False,
-                      opset_version=11, input_names=["actual_input_1"], output_names=["output1"],
-                      dynamic_axes={"actual_input_1": {0: "-1"}, "output1": {0: "-1"}})
+    export_model(UNet(width=4).eval(), path, SIZE)  # as unet_pth2onnx.py exports
     return path
 
 

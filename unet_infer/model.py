@@ -135,9 +135,6 @@ class Layout:
     bilinear: bool
     bias: bool
 
-    def build(self):
-        return UNet(self.n_channels, self.n_classes, self.bilinear, self.width, self.bias)
-
     def describe(self):
         return (f"layout={self.name} (bilinear={self.bilinear}, conv bias={self.bias}), "
                 f"input channels={self.n_channels}, classes={self.n_classes}, width={self.width}")
@@ -145,14 +142,6 @@ class Layout:
 
 _FIRST = "inc.double_conv.0.weight"
 _LAST = "outc.conv.weight"
-
-
-def clean_state_dict(state_dict):
-    """Drop the entries that are not weights (``mask_values``) and a ``module.`` prefix."""
-    sd = {k: v for k, v in state_dict.items() if k != "mask_values"}
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    return sd
 
 
 def detect_layout(state_dict, source="state_dict"):
@@ -224,13 +213,16 @@ def read_state_dict(path):
     if len(tensors) != len(obj) and set(obj) - set(tensors) - {"mask_values"}:
         bad = sorted(set(obj) - set(tensors) - {"mask_values"})[:3]
         raise UserError(f"{path}: not a state_dict: entries {bad} are not tensors")
-    return clean_state_dict(obj)
+    sd = {k: v for k, v in obj.items() if k != "mask_values"}  # master's extra entry: not a weight
+    if sd and all(k.startswith("module.") for k in sd):  # saved from nn.DataParallel
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
 
 
 def build_from_state_dict(state_dict, source="state_dict"):
     """Build the UNet a state_dict describes and load it (strict); returns (model, layout)."""
     layout = detect_layout(state_dict, source)
-    model = layout.build()
+    model = UNet(layout.n_channels, layout.n_classes, layout.bilinear, layout.width, layout.bias)
     expected = model.state_dict()
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
@@ -259,11 +251,8 @@ def count_parameters(model):
 
 
 def count_macs(model, size=572):
-    """Multiply-adds of the convolutions for one image of ``size`` x ``size``.
-
-    Counted by forward hooks on a copy of the model built on the ``meta`` device, so it costs
-    no arithmetic and no memory.
-    """
+    """Multiply-adds of the convolutions for one image of ``size`` x ``size`` (counted on the ``meta``
+    device: no arithmetic, no memory)."""
     with torch.device("meta"):
         shadow = UNet(model.n_channels, model.n_classes, model.bilinear, model.width,
                       model.inc.double_conv[0].bias is not None).eval()

@@ -108,11 +108,8 @@ def opset_of(model):
 
 
 def image_input(model, source, size=None):
-    """(input name, channels, size) of the model's single N x C x S x S image input.
-
-    ``size`` is taken from the model when its height and width are fixed (a different ``size`` is
-    a :class:`UserError`); a model with dynamic height and width needs ``size``.
-    """
+    """(input name, channels, size) of the model's single N x C x S x S image input; ``size`` must
+    agree with a fixed height and width, and is needed where they are dynamic."""
     inputs = graph_inputs(model)
     if len(inputs) != 1:
         raise UserError(f"{source}: {len(inputs)} inputs, expected one image input")

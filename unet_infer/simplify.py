@@ -28,14 +28,11 @@ log = logging.getLogger(__name__)
 
 def simplify(src, dst, size=DEFAULT_SIZE):
     """Run onnxsim on ``src`` and write ``dst`` (checked, atomically); returns ``dst``."""
-    import importlib.util
     import onnx
     src, dst = Path(src), Path(dst)
     if not src.is_file():
         raise UserError(f"{src}: ONNX model not found")
     refuse_overwrite(src, dst)
-    if importlib.util.find_spec("onnxsim") is None:
-        raise UserError("onnxsim is not installed (pip install -r requirements.txt)")
     source = load_onnx(src, weights=False)
     names = [v.name for v in graph_inputs(source)], [o.name for o in source.graph.output]
     log_path = Path(f"{dst}.log")

@@ -95,14 +95,12 @@ def quantize_model(model, calib_dir, output, n_calib=16, size=None, threads=None
             log.info("rewrote %d ConvTranspose up-sampling node(s) as channels-last Gemm", rewritten)
         onnx.save(fp32, str(source))  # one self-contained file: side files of ORT land in tmp, not beside it
         del fp32
+        prepared = Path(tmp) / "fp32_prep.onnx"
         # onnxruntime's quantisation tools print() their progress: keep stdout for our summary line.
-        with contextlib.redirect_stdout(sys.stderr):
-            prepared = Path(tmp) / "fp32_prep.onnx"
-            quant_pre_process(str(source), str(prepared))
-            source = prepared
-        reader = CalibrationReader(files, input_name, channels, size)
         with atomic_path(output) as dst, contextlib.redirect_stdout(sys.stderr):
-            quantize_static(str(source), dst, reader, quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
+            quant_pre_process(str(source), str(prepared))
+            reader = CalibrationReader(files, input_name, channels, size)
+            quantize_static(str(prepared), dst, reader, quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
                             calibrate_method=CalibrationMethod.MinMax,
                             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,

@@ -1,15 +1,11 @@
 """The OpenVINO INT8 recipe: NNCF post-training quantisation of the simplified model to an IR.
 
-    python3 -m unet_infer.quantize --backend openvino --model UNet_dynamic_sim.onnx --calib prep_bin --output UNet_int8.xml
-
 The recipe and why (docs/openvino.md, "INT8 recipe"): ``nncf.quantize`` with preset PERFORMANCE,
 target CPU, fast bias correction and min-max ranges from up to --n-calib images of --calib; a raw
 export's shape arithmetic folded first; 7-bit weights on a CPU without VNNI or AMX
 (:func:`overflow_fix`); the FakeQuantize before up1's and up2's zero Pad moved after it
 (:func:`fake_quantize_after_pads`). The IR keeps a dynamic batch axis and the checkpoint's id in
-its rt_info. After quantising, one calibration image is run through ONNX Runtime on the fp32 model
-and through OpenVINO on the INT8 IR: the report gives the relative error of the INT8 logits and
-the fraction of pixels whose class agrees.
+its rt_info. The check run compares ONNX Runtime on the fp32 model with OpenVINO on the INT8 IR.
 """
 
 import contextlib

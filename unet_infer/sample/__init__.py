@@ -21,22 +21,18 @@ the number of workers. Existing files of the same names are overwritten; nothing
 """
 
 import io
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from .. import cli
-from ..cli import UserError, run_cli
+from ..cli import UserError
 from ..formats import atomic_write_bytes
 from ..parallel import parallel_map
 from ..progress import set_quiet
-from .car import Car, make_car
+from .car import make_car
 from .render import MAX_VIEWS, render_view
-
-__all__ = ["Car", "MAX_VIEWS", "MIN_SIZE", "MASK_PALETTE", "build_parser", "encode_jpeg", "encode_mask_gif",
-           "generate", "main", "make_car", "render_view", "view_paths"]
 
 MIN_SIZE = 64
 MASK_PALETTE = [0, 0, 0, 255, 255, 255]
@@ -119,6 +115,3 @@ def main(argv=None):
     print(f"wrote {len(pairs)} images to {Path(args.output) / 'train'} "
           f"and {len(pairs)} masks to {Path(args.output) / 'train_masks'}")
 
-
-if __name__ == "__main__":
-    sys.exit(run_cli(main))

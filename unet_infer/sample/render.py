@@ -63,10 +63,8 @@ class _Camera:
 
 
 def _draw_car(car, camera, width, height):
-    """The car over its bounding box: (RGBA image with straight alpha, the box's corner (x, y)).
-
-    Drawn at SUPERSAMPLE x the image's resolution and averaged down.
-    """
+    """The car over its bounding box, drawn at SUPERSAMPLE x and averaged down: (RGBA image with
+    straight alpha, the box's corner (x, y))."""
     liners, quads, flanks = body_faces(car)
     wheels = [wheel_faces(car, axle, side) for axle in (car.axle_front, car.axle_rear) for side in (1, -1)]
     cabin = cabin_faces(car)
