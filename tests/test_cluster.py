@@ -29,9 +29,9 @@ from unet_infer.bench.devices import shard_bounds
 from unet_infer.bench.runner import main as bench_main
 from unet_infer.cli import UserError
 from unet_infer.cluster import actor_summaries, pipeline, rounds
-from unet_infer.cluster.collect import ROW_KEYS, Recorder, plan_batches
+from unet_infer.cluster.collect import Recorder, plan_batches
 from unet_infer.data import load_image, pair_carvana
-from unet_infer.journal import Journal, pack_mask, unpack_mask
+from unet_infer.journal import Journal, pack_mask, read, unpack_mask
 from unet_infer.model import UNet
 from unet_infer.results import read_mask_png
 from unet_infer.sample import generate
@@ -178,9 +178,13 @@ def test_the_local_ray_listens_on_the_loopback_only(ray_address):
 
 # ---- the pure parts --------------------------------------------------------------------------
 
-def row(name, iou=0.5, actor="a", batch=0, why="", meta="", mask=""):
-    return {"name": name, "path": f"/d/train/{name}.jpg", "iou": iou, "dice": iou, "why": why, "batch": batch,
-            "slot": 0, "actor": actor, "compute_ms": 1.0, "h2d_ms": 0.1, "d2h_ms": 0.2, "meta": meta, "mask": mask}
+def unit(batch, name, iou=0.5, actor="a", why=""):
+    """An actor's row for a batch of the one image ``name``: scored, or unreadable (``why``)."""
+    if why:
+        return batch, {"records": [], "masks": {}, "bad": [[name, why]]}
+    return batch, {"records": [{"name": name, "iou": iou, "dice": iou}], "masks": {}, "bad": [], "actor": actor,
+                   "ms": [1.0, 0.1, 0.2], "pid": 7, "restarted": False, "node_id": "n1",
+                   "meta": {"backend": "onnxruntime"}}
 
 
 def recorder_of(folder, names):
@@ -190,26 +194,29 @@ def recorder_of(folder, names):
     return Recorder(Journal(folder / "r.journal", {"k": 1}), plan)
 
 
-def collect(recorder, *rows):
-    recorder.add({key: [one[key] for one in rows] for key in ROW_KEYS})
+def collect(recorder, *units):
+    return recorder.add({"batch": np.array([batch for batch, _ in units]),
+                         "unit": np.array([json.dumps(one) for _, one in units])})
 
 
 def test_collection_keeps_each_image_once_and_names_the_missing(tmp_path):
     recorder = recorder_of(tmp_path, ["img1", "img2", "img3"])
-    collect(recorder, row("img1", meta=json.dumps({"pid": 7, "backend": "onnxruntime"})))
-    collect(recorder, row("img1", actor="b"))  # a retried batch's second record
-    collect(recorder, row("img2", batch=1, why="OSError: truncated"))
+    assert collect(recorder, unit(0, "img1")) == 1
+    assert collect(recorder, unit(0, "img1", actor="b")) == 0  # a retried batch's second unit
+    collect(recorder, unit(1, "img2", why="OSError: truncated"))
     assert recorder.duplicates == 1 and list(recorder.tally.names()) == ["img1"]
     assert recorder.tally.missing() == ["/d/train/img3.jpg"]
-    collect(recorder, row("img3", batch=2))
+    collect(recorder, unit(2, "img3"))
     assert recorder.tally.missing() == [] and recorder.journal.units == {0, 1, 2}
     with pytest.raises(UserError, match="img1 was scored twice with different IoUs"):
-        collect(recorder, row("img1", iou=0.25))
-    with pytest.raises(UserError, match="img9, which is not an image of this run"):
-        collect(recorder, row("img9"))
+        collect(recorder, unit(0, "img1", iou=0.25))
+    with pytest.raises(UserError, match="an actor returned img9 as batch 2, not the images of this run's batch"):
+        collect(recorder, unit(2, "img9"))
     parts = actor_summaries(recorder.tally, {"batchsize": 2}, 2)
     assert [p["device_label"] for p in parts] == ["a"] and parts[0]["pids"] == [7]
-    assert parts[0]["NPU_compute_time"]["count"] == 2
+    assert parts[0]["NPU_compute_time"]["count"] == 2 and parts[0]["backend"] == "onnxruntime"
+    units = read(recorder.journal.path).units
+    assert "meta" in units[0].extra and "meta" not in units[2].extra  # the actor's description: once
     recorder.journal.close()
 
 
@@ -219,22 +226,23 @@ def test_the_closing_line_counts_the_actors_the_run_started(tmp_path):
     from unet_infer.summary import merge_summaries
     fresh = {"resumed_images": 0, "attempts": 1}
 
-    def wall_line(actors, *rows):
-        recorder = recorder_of(tmp_path / str(len(list(tmp_path.iterdir()))), [one["name"] for one in rows])
-        collect(recorder, *rows)
+    def wall_line(actors, *units):
+        recorder = recorder_of(tmp_path / str(len(list(tmp_path.iterdir()))),
+                               [one["records"][0]["name"] for _, one in units])
+        collect(recorder, *units)
         recorder.journal.close()
         summary = merge_summaries(actor_summaries(recorder.tally, {"batchsize": 1}, 1), {"batchsize": 1},
                                   [0.1] * 3, [0.2] * 3, 1.5, 1, extra={"cluster": {"actors": actors}},
                                   filesinfo=recorder.tally.filesinfo())
         return [line for line in closing_lines(summary, fresh) if "wall-clock" in line]
 
-    three = [row(name, actor="a", batch=k) for k, name in enumerate(["img1", "img2", "img3"])]
+    three = [unit(k, name, actor="a") for k, name in enumerate(["img1", "img2", "img3"])]
     assert wall_line(2, *three) == ["[INFO] wall-clock throughput: 3 images / 1.500 s = 2.000 images/s "
                                     "(2 actors, batches on 1 of them, whole run)"]
     assert wall_line(1, *three)[0].endswith("(1 actor, whole run)")
-    assert wall_line(2, row("img1", actor="a"), row("img2", actor="b", batch=1))[0].endswith(
+    assert wall_line(2, unit(0, "img1", actor="a"), unit(1, "img2", actor="b"))[0].endswith(
         " images/s (2 actors, whole run)")
-    assert wall_line(1, row("img1", actor="a"))[0].startswith(
+    assert wall_line(1, unit(0, "img1", actor="a"))[0].startswith(
         "[INFO] wall-clock throughput: 1 image / 1.500 s = 0.667 images/s (1 actor, ")
 
 

@@ -27,7 +27,7 @@ from unet_infer import stream
 from unet_infer.cli import run_cli
 from unet_infer.cluster import pipeline
 from unet_infer.cluster import actor_summaries
-from unet_infer.cluster.collect import ROW_KEYS, Recorder, plan_batches
+from unet_infer.cluster.collect import Recorder, plan_batches
 from unet_infer.data import pair_carvana
 from unet_infer.journal import Journal, pack_mask, read
 
@@ -155,32 +155,29 @@ def check_resumed(work, reference, data, units):
 
 # ---- the record, without Ray -------------------------------------------------------------------
 
-def rows(*entries):
-    """A block of actor rows from ``(name, batch, slot, actor, meta, why)`` tuples."""
-    out = {key: [] for key in ROW_KEYS}
-    for name, batch, slot, actor, meta, why in entries:
-        mask = np.arange(64).reshape(8, 8) % (3 + slot) == 0
-        values = {"name": name, "path": f"/d/train/{name}.jpg", "iou": 0.1 * (batch + 1) + 0.01 * slot,
-                  "dice": 0.2 + 0.01 * batch, "why": why, "batch": batch, "slot": slot, "actor": actor,
-                  "compute_ms": 1.0 + batch, "h2d_ms": 0.1, "d2h_ms": 0.2 * batch,
-                  "meta": json.dumps(meta) if meta else "", "mask": pack_mask(mask) if not why else ""}
-        for key in ROW_KEYS:
-            out[key].append(values[key])
-    return {key: np.array(value) for key, value in out.items()}
+def unit(batch, names, actor, process, bad=()):
+    """An actor's row for ``batch``: ``names`` scored (each with its mask), ``bad`` unreadable."""
+    records = [{"name": name, "iou": 0.1 * (batch + 1) + 0.01 * slot, "dice": 0.2 + 0.01 * batch}
+               for slot, name in enumerate(names)]
+    masks = {name: pack_mask(np.arange(64).reshape(8, 8) % (3 + slot) == 0) for slot, name in enumerate(names)}
+    return batch, {"records": records, "masks": masks, "bad": [[name, "OSError: truncated"] for name in bad],
+                   "actor": actor, "ms": [1.0 + batch, 0.1, 0.2 * batch], **process}
+
+
+def rows(*units):
+    return {"batch": np.array([batch for batch, _ in units]), "unit": np.array([json.dumps(one) for _, one in units])}
 
 
 def test_the_record_replays_the_batches_out_of_order(tmp_path):
     pairs = [(f"img{i}", f"/d/train/img{i}.jpg", f"/d/train_masks/img{i}_mask.gif") for i in range(1, 6)]
     plan = plan_batches(pairs, 2)  # [img1 img2] [img3 img4] [img5]
     key = {"model": "m", "options": {"batchsize": 2}}
-    meta = {"backend": "onnxruntime", "precision": "fp32", "pid": 11, "node_id": "n1", "restarted": False}
+    process = {"pid": 11, "node_id": "n1", "restarted": False, "meta": {"backend": "onnxruntime", "precision": "fp32"}}
     with Journal(tmp_path / "r.journal", key) as journal:
         recorder = Recorder(journal, plan)
-        for block in (rows(("img5", 2, 0, "x", meta, "")),
-                      rows(("img1", 0, 0, "y", dict(meta, pid=12, restarted=True), ""),
-                           ("img2", 0, -1, "y", None, "OSError: truncated")),
-                      rows(("img3", 1, 0, "x", meta, ""))):  # batch 1 incomplete: not recorded
-            recorder.add(block)
+        recorder.add(rows(unit(2, ["img5"], "x", process)))
+        recorder.add(rows(unit(0, ["img1"], "y", dict(process, pid=12, restarted=True), bad=["img2"])))
+        # batch 1 never came back: not recorded
     first = recorder.tally
     units = read(tmp_path / "r.journal").units
     assert list(units) == [2, 0] and units[0].extra["bad"] == [["img2", "OSError: truncated"]]

@@ -4,8 +4,8 @@ imported here only, inside the functions.
 The graph (docs/cluster.md, "What runs where"): the batch plan as a dataset -> ``decode_batch``
 tasks (no CPU reserved), each decoding one model batch with the file flow's loaders into
 fixed-shape arrays -> ``InferActor``, a pool of actors that each open the model once and run every
-batch through ``loop.run_loop`` and ``scoring.Scorer`` -> one small row per image to the driver
-(its packed mask only where it entered the actor's extremes; never logits).
+batch through ``loop.run_loop`` and ``scoring.Scorer`` -> one small row per batch to the driver,
+its unit (a packed mask only for an image that entered the actor's extremes; never logits).
 """
 
 import json
@@ -27,7 +27,6 @@ from ..parallel import cpu_count
 from ..scoring import Scorer
 from ..session import WARMUP_RUNS
 from . import local
-from .collect import ROW_KEYS
 
 # Ray Data's own default is unbounded; a crash that repeats should end the run, not loop.
 MAX_RESTARTS = 3  # replacements per actor
@@ -84,38 +83,32 @@ class InferActor:
         with warnings.catch_warnings():  # Ray 2.60's own property reads its deprecated actor_id
             warnings.simplefilter("ignore", DeprecationWarning)
             restarted = ray.get_runtime_context().was_current_actor_reconstructed
-        self.meta = json.dumps({**keys, "node": socket.gethostname(), "pid": os.getpid(),
-                                "node_id": ray.get_runtime_context().get_node_id(),
-                                "device": self.backend.device_name(0), "restarted": restarted})
+        self.process = {"actor": self.name, "pid": os.getpid(), "restarted": restarted,
+                        "node_id": ray.get_runtime_context().get_node_id(),
+                        "meta": {**keys, "node": socket.gethostname(), "device": self.backend.device_name(0)}}
 
     def __call__(self, rows):
-        spec = self.backend.inputs[0]
-        feeds, out = [], []
+        """Decoded batches -> ``{"batch", "unit"}``: each batch's index and its unit as JSON (its
+        records and masks, its unreadable images, its times, this actor and its process)."""
+        spec, feeds, units = self.backend.inputs[0], [], {}
         for r in range(len(rows["batch"])):
             batch, n = int(rows["batch"][r]), int(rows["n"][r])
-            for line in str(rows["bad"][r]).splitlines():
-                path, _, why = line.partition("\t")
-                out.append(self._row(path, batch, -1, why=why))
+            bad = [line.split("\t", 1) for line in str(rows["bad"][r]).splitlines()]
+            units[batch] = {"records": [], "masks": {}, "bad": [[Path(path).stem, why] for path, why in bad]}
             if n:
                 items = [(str(path), rows["label"][r][slot]) for slot, path in enumerate(rows["paths"][r][:n])]
                 feeds.append(([pack_batch(spec, rows["image"][r][:n])], (batch, items)))
-        first, done = len(self.timings.compute), []
 
-        run_loop(self.backend, feeds, lambda tag, outputs: done.append((*tag, *self.scorer(tag[1], outputs))),
-                 self.timings)
-        time.sleep(self.config["slow"] * len(done))
-        self.crash_once([batch for batch, *_ in done])
-        for j, (batch, items, records, masks) in enumerate(done):
-            times = (self.timings.compute[first + j], self.timings.h2d[first + j], self.timings.d2h[first + j])
-            out += [self._row(path, batch, slot, record=record, times=times, mask=masks.get(record["name"], ""))
-                    for slot, ((path, _), record) in enumerate(zip(items, records))]
-        return {key: np.array([row[key] for row in out]) for key in ROW_KEYS}
+        def sink(tag, outputs):
+            records, masks = self.scorer(tag[1], outputs)
+            j = len(self.timings.d2h) - 1
+            ms = [self.timings.compute[j], self.timings.h2d[j], self.timings.d2h[j]]
+            units[tag[0]].update(records=records, masks=masks, ms=ms, **self.process)
 
-    def _row(self, path, batch, slot, record=None, why="", times=(0.0, 0.0, 0.0), mask=""):
-        return {"name": Path(path).stem, "path": path, "iou": record["iou"] if record else float("nan"),
-                "dice": record["dice"] if record else float("nan"), "why": why, "batch": batch, "slot": slot,
-                "actor": self.name, "compute_ms": times[0], "h2d_ms": times[1], "d2h_ms": times[2],
-                "meta": self.meta if slot == 0 else "", "mask": mask}
+        run_loop(self.backend, feeds, sink, self.timings)
+        time.sleep(self.config["slow"] * len(feeds))
+        self.crash_once([batch for _, (batch, _) in feeds])
+        return {"batch": np.array(list(units)), "unit": np.array([json.dumps(unit) for unit in units.values()])}
 
     def crash_once(self, batches):
         """Tests only (``UNET_INFER_TEST_KILL_ACTOR=FLAG:K``): the first actor to finish scoring batch K

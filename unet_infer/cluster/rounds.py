@@ -115,8 +115,7 @@ def take_rows(ds, args, threads, recorder, nodes, logs, bar):
         if isinstance(block, BaseException):
             raise failure(block, logs, gone(nodes, alive_or({})), kept_line(recorder)) from None
         last_row = time.monotonic()
-        recorder.add(block)
-        bar.update(len(block["name"]))
+        bar.update(recorder.add(block))
 
 
 def check_nodes(args, threads, recorder, nodes, logs, lost_at, last_row):
