@@ -37,14 +37,12 @@ class Timings:
         setattr(self, bucket, getattr(self, bucket) + (time.perf_counter() - started) * 1000.0)
 
 
-def zeros_like_inputs(backend):
-    """One batch of zeros per model input (warm-up data that needs no reading)."""
-    return [np.zeros(spec.shape, spec.dtype) for spec in backend.inputs]
-
-
 def warm_up(backend, arrays, count):
-    """Untimed runs, so that lazy initialisation stays out of the timings."""
+    """Untimed runs of ``arrays`` (None: zeros of the inputs' shapes), so that lazy initialisation
+    stays out of the timings."""
     if count:
+        if arrays is None:
+            arrays = [np.zeros(spec.shape, spec.dtype) for spec in backend.inputs]
         inputs = backend.upload(*arrays)
         for _ in range(count):
             backend.run(*inputs)

@@ -25,11 +25,6 @@ def cpu_count():
         return os.cpu_count() or 1
 
 
-def default_threads():
-    """Threads for a model: every CPU this process may use."""
-    return cpu_count()
-
-
 def default_decoders():
     """Decoding processes beside a running model: one per CPU but the model's, at least one."""
     return max(1, cpu_count() - 1)

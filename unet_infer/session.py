@@ -20,8 +20,8 @@ from pathlib import Path
 from . import backends, cli
 from .cli import UserError
 from .formats import DEFAULT_SIZE
-from .loop import warm_up, zeros_like_inputs
-from .parallel import default_decoders, default_threads
+from .loop import warm_up
+from .parallel import cpu_count, default_decoders
 from .progress import set_quiet
 from .summary import model_keys
 
@@ -60,7 +60,7 @@ def add_model_flags(parser, machine=True):
     add_backend_flags(parser)
     if machine:
         add("--device", "-d", type=cli.device_list, default="0", help="device id (CUDA for torch)")
-        add("--threads", type=cli.int_at_least(1), default=default_threads(), help="CPU threads for the model")
+        add("--threads", type=cli.int_at_least(1), default=cpu_count(), help="CPU threads for the model")
         add("--workers", type=cli.int_at_least(1),
             help=f"decoding processes (without it: CPUs - 1, here {default_decoders()})")
 
@@ -150,8 +150,7 @@ class Opened:
 
     def warm_up(self, arrays=None, count=1):
         """``count`` untimed runs of ``arrays`` (one per input; None: zeros of the inputs' shapes)."""
-        if count:
-            warm_up(self.backend, zeros_like_inputs(self.backend) if arrays is None else arrays, count)
+        warm_up(self.backend, arrays, count)
 
     def prefetch_depth(self, workers):
         return prefetch_depth(self.backend.batchsize, workers, bool(self.backend.async_upload))

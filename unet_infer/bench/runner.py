@@ -20,7 +20,7 @@ wall-clock images/s the N requests delivered together.
 from .. import backends, cli, session
 from ..cli import UserError
 from ..formats import DEFAULT_SIZE
-from ..parallel import default_threads
+from ..parallel import cpu_count
 from ..progress import set_quiet
 from .files import OUTFMT_SUFFIX
 from .devices import run_devices
@@ -60,7 +60,7 @@ def build_parser():
     session.add_backend_flags(parser)
     add("--profile", metavar="FILE.json", help=f"per-layer times from the backend's own profiler "
         f"({', '.join(backends.profilers())}) to this file; the slowest layers are printed")
-    add("--threads", type=cli.int_at_least(1), default=default_threads(), help="CPU threads for the model")
+    add("--threads", type=cli.int_at_least(1), default=cpu_count(), help="CPU threads for the model")
     add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE,
         help="input height = width for .pth models (and dynamic H, W of an ONNX model)")
     cli.add_quiet(parser)

@@ -9,7 +9,7 @@ from pathlib import Path
 from .. import backends
 from ..cli import UserError
 from ..formats import atomic_write_text
-from ..parallel import default_threads
+from ..parallel import cpu_count
 
 TITLE = "# UNet inference benchmarks"
 HEADER = f"""{TITLE}
@@ -146,5 +146,5 @@ def software_line(configs, threads):
             parts.append(f"{cls.package} {importlib.metadata.version(cls.package)}")
         except importlib.metadata.PackageNotFoundError:
             parts.append(cls.package)
-    parts.append(f"{threads or default_threads()} CPU threads")
+    parts.append(f"{threads or cpu_count()} CPU threads")
     return ", ".join(parts)
