@@ -14,7 +14,7 @@ from unet_infer.cli import UserError, run_cli
 from unet_infer.formats import output_nbytes, write_bin
 from unet_infer.data import load_label
 from unet_infer.postprocess import _score_job, find_outputs, score_arrays, score_folder
-from unet_infer.results import result_of, iou_line, write_results
+from unet_infer.results import iou_line, write_results
 
 S = 64
 
@@ -195,24 +195,24 @@ def test_zero_suffix_kept_when_its_own_mask_exists(tmp_path, write_mask_gif, ell
         find_outputs(out, masks, S)
 
 
-def test_result_of_and_results_files(tmp_path):
+def test_results_files(tmp_path):
     records = [{"name": "img10", "iou": 0.9, "dice": 0.95}, {"name": "img2", "iou": 0.3, "dice": 0.4},
                {"name": "img1", "iou": 0.5, "dice": 0.6}]
-    summary = result_of(records)
+    summary = write_results(records, tmp_path / "result.txt")
     assert summary["mean_iou"] == pytest.approx(1.7 / 3)
     assert summary["mean_dice"] == pytest.approx(1.95 / 3)
     assert summary["modelzoo_iou"] == pytest.approx(0.7)
     assert summary["n_below_0_5"] == 1 and summary["n_images"] == 3
     assert iou_line(summary) == ("IOU Average: 0.566667 (ModelZoo figure, images with IoU >= 0.5: "
                                      "0.700000; Dice 0.650000; 3 images)")
-    write_results(records, tmp_path / "result.txt")
     assert (tmp_path / "result.txt").read_text() == (
         "name IoU Dice\nimg1 0.500000 0.600000\nimg2 0.300000 0.400000\nimg10 0.900000 0.950000\n")
-    assert json.loads((tmp_path / "result.json").read_text()) == summary
-    low = result_of([{"name": "a", "iou": 0.1, "dice": 0.2}])
+    written = json.loads((tmp_path / "result.json").read_text())
+    assert written == dict(summary, per_image=records[::-1])  # natural order of the name
+    low = write_results([{"name": "a", "iou": 0.1, "dice": 0.2}], tmp_path / "low.txt")
     assert low["modelzoo_iou"] is None and "images with IoU >= 0.5: n/a" in iou_line(low)
     with pytest.raises(ValueError):
-        result_of([])
+        write_results([], tmp_path / "none.txt")
 
 
 def test_natural_order_in_results(carvana, tmp_path, ellipse_mask, write_mask_gif):

@@ -47,32 +47,6 @@ class StreamedList(list):
         return iter(self.entries())
 
 
-def result_of(records, provenance=None):
-    """The result (``result.json``'s content) of ``records`` ({name, iou, dice}, any order): means
-    over all images, the ModelZoo figure (IoU >= 0.5 only) and the per-image list."""
-    records = sorted(records, key=lambda r: natural_key(r["name"]))
-    per_image = [{"name": r["name"], "iou": float(r["iou"]), "dice": float(r["dice"])} for r in records]
-    return _result(np.array([r["iou"] for r in per_image], dtype=np.float64),
-                   np.array([r["dice"] for r in per_image], dtype=np.float64), per_image, provenance)
-
-
-def _result(ious, dices, per_image, provenance):
-    if not len(ious):
-        raise ValueError("no records to score")
-    kept = ious[ious >= MODELZOO_MIN_IOU]
-    result = {
-        "mean_iou": float(ious.mean()),
-        "mean_dice": float(dices.mean()),
-        "n_images": len(ious),
-        "modelzoo_iou": float(kept.mean()) if kept.size else None,
-        "n_below_0_5": int(ious.size - kept.size),
-        "per_image": per_image,
-    }
-    if provenance:
-        result["provenance"] = dict(provenance)
-    return result
-
-
 def result_json_path(result_txt):
     """``result.txt`` -> ``result.json`` beside it (a ``--result`` ending in .json is refused)."""
     path = Path(result_txt)
@@ -110,19 +84,30 @@ def check_writable(result_txt, inputs=()):
 
 
 def write_results(records, result_txt, provenance=None):
-    """Write ``result_txt`` (``name IoU Dice`` lines) and the JSON beside it; return the result."""
-    return _write(result_of(records, provenance), result_txt)
+    """:func:`write_scores` of ``records`` ({name, iou, dice}, any order)."""
+    records = sorted(records, key=lambda r: natural_key(r["name"]))
+    return write_scores(lambda: (r["name"] for r in records), np.array([r["iou"] for r in records], np.float64),
+                        np.array([r["dice"] for r in records], np.float64), result_txt, provenance)
 
 
 def write_scores(names, ious, dices, result_txt, provenance=None):
-    """:func:`write_results` of the IoUs and Dices (float64 arrays) of the images ``names()`` gives
-    (in natural order, again at each call), the per-image lines written as they are made."""
-    per_image = StreamedList(len(ious), lambda: ({"name": name, "iou": float(iou), "dice": float(dice)}
-                                                 for name, iou, dice in zip(names(), ious, dices)))
-    return _write(_result(ious, dices, per_image, provenance), result_txt)
-
-
-def _write(result, result_txt):
+    """Write ``result_txt`` (``name IoU Dice`` lines) and the JSON beside it from the IoUs and Dices
+    (float64 arrays) of the images ``names()`` gives (in natural order, again at each call), the
+    per-image lines written as they are made; return the result."""
+    if not len(ious):
+        raise ValueError("no records to score")
+    kept = ious[ious >= MODELZOO_MIN_IOU]
+    result = {
+        "mean_iou": float(ious.mean()),
+        "mean_dice": float(dices.mean()),
+        "n_images": len(ious),
+        "modelzoo_iou": float(kept.mean()) if kept.size else None,
+        "n_below_0_5": int(ious.size - kept.size),
+        "per_image": StreamedList(len(ious), lambda: ({"name": name, "iou": float(iou), "dice": float(dice)}
+                                                      for name, iou, dice in zip(names(), ious, dices))),
+    }
+    if provenance:
+        result["provenance"] = dict(provenance)
     result_txt = Path(result_txt)
     result_json = result_json_path(result_txt)
     try:
