@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from tiny_unet import varied_unet, skip_without_cpu_fp16
 from unet_infer.backends import backend_for_model, get_backend
 from unet_infer.backends.base import resolve_batchsize
-from unet_infer.bench.files import files_per_batch, first_clash, output_name, plan_batches
+from unet_infer.bench.files import output_name, plan_batches
 from unet_infer.bench.runner import main
 from unet_infer.cli import UserError, run_cli
 from unet_infer.summary import REQUIRED_KEYS
@@ -285,24 +285,21 @@ def test_batch_plan_covers_every_file_once_and_pads_with_the_batch_first(n_files
     assert real == list(range(n_files))
 
 
-@given(st.integers(1, 10**7), st.integers(1, 10**7))
-def test_files_per_batch_divides_exactly_or_names_the_file(batch_nbytes, file_nbytes):
-    if batch_nbytes % file_nbytes == 0:
-        assert files_per_batch(batch_nbytes, file_nbytes, "x.bin") * file_nbytes == batch_nbytes
-    else:
-        with pytest.raises(UserError, match=f"x.bin: {file_nbytes} bytes, expected {batch_nbytes} bytes"):
-            files_per_batch(batch_nbytes, file_nbytes, "x.bin")
-
-
 @given(st.lists(st.from_regex(r"[a-z0-9_]{1,8}", fullmatch=True), min_size=1, max_size=20),
        st.integers(0, 3), st.sampled_from(["BIN", "NPY", "TXT"]))
 def test_output_names_follow_the_input_stems(stems, k, outfmt):
     paths = [f"in/{stem}.bin" for stem in stems]
     assert [output_name(p, k, outfmt) for p in paths] == [f"{s}_{k}.{outfmt.lower()}" for s in stems]
-    clash = first_clash(paths, outfmt)
-    assert (clash is None) == (len(set(stems)) == len(stems))
-    if clash:
-        assert Path(clash[0]).stem == Path(clash[1]).stem
+
+
+@pytest.mark.parametrize("second", ["other/img1.bin", "prep_bin/img1.bin"])
+def test_inputs_whose_outputs_share_a_name_are_refused_before_any_work(models, images, tmp_path, second):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "img1.bin").write_bytes((images / "img1.bin").read_bytes())
+    with pytest.raises(UserError, match=rf"img1\.bin and .*{second}\b would write the same output files"):
+        bench("--model", models / "unet.onnx", "--input", f"{images / 'img1.bin'},{tmp_path / second}",
+              "--output", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
 
 
 def test_resolve_batchsize():

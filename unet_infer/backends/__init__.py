@@ -102,17 +102,10 @@ def installed_backends():
 
 
 def default_backend(precision=None, flags=None, installed=None, gpu=None):
-    """The backend ``backend=auto`` runs, by the speed measured on each kind of machine
-    (docs/reference.md, docs/figures.md):
-
-    1. onnxruntime when it has a CUDA/TensorRT provider here (a GPU beats every CPU path);
-    2. openvino when it is installed and the CPU has any of ``FAST_CPU_FLAGS`` (AMX, AVX-512 VNNI
-       or BF16): its bf16 and INT8 run on AMX/VNNI, which onnxruntime does not use for convolutions;
-    3. onnxruntime everywhere else (AVX2-only CPUs, ARM): as fast, and the lighter dependency.
-
-    A ``precision`` the choice does not take moves to the first installed backend that takes it.
-    ``flags``, ``installed`` and ``gpu`` stand in for this machine's in tests.
-    """
+    """The backend ``backend=auto`` runs, by the speed measured on each kind of machine (docs/reference.md):
+    onnxruntime with a CUDA/TensorRT provider; openvino where installed and the CPU has any of
+    ``FAST_CPU_FLAGS`` (its bf16 and INT8 use AMX/VNNI, onnxruntime's convolutions do not); else onnxruntime,
+    as fast and lighter. ``flags``, ``installed`` and ``gpu`` stand in for this machine's in tests."""
     backend, runs, reasons = auto_choice(precision, flags, installed, gpu)
     if not is_quiet():
         log.info("%s", auto_line(backend, runs, reasons))

@@ -21,9 +21,7 @@ from ..formats import DEFAULT_SIZE
 log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
-class TensorSpec:
-    """Name, shape (batch included) and numpy dtype of one model input."""
-
+class TensorSpec:  # one model input, its shape with the batch
     name: str
     shape: tuple
     dtype: np.dtype
@@ -74,7 +72,7 @@ class Backend:
 
     @classmethod
     def check_precision(cls, precision):
-        """``precision`` or the default; one this backend does not take is a :class:`UserError`."""
+        """``precision`` or the default; one this backend does not take is a UserError."""
         if precision is None:
             return cls.precisions[0]
         if precision not in cls.precisions:
@@ -90,7 +88,7 @@ class Backend:
 
     @classmethod
     def available(cls):
-        """``(True, "")`` when this machine can run the backend, else ``(False, what to install)``."""
+        """``(True, "")``, or ``(False, what to install)``."""
         import importlib.util
         if cls.package and importlib.util.find_spec(cls.package.replace("-", "_")) is None:
             return False, f"the {cls.name} backend needs the {cls.package} package: pip install {cls.package}"
@@ -103,8 +101,7 @@ class Backend:
 
     @classmethod
     def fixed_batchsize(cls, model_path):
-        """The batch size the model file fixes, None where its batch axis is dynamic."""
-        return None
+        return None  # the batch size the model file fixes; None: dynamic
 
     @classmethod
     def quantize(cls, src, calib, dst, n_calib=16, size=None, threads=None):
@@ -115,7 +112,7 @@ class Backend:
 
     @classmethod
     def runner_flags(cls, precision, size, threads=None, quiet=False):
-        """The runner's own flags (beyond ais_bench's) for a run of this backend."""
+        """The runner's own flags (beyond ais_bench's; the runner keeps them from an external program)."""
         flags = [f"--backend={cls.name}", f"--precision={precision}", f"--size={size}"]
         if threads:
             flags.append(f"--threads={threads}")
@@ -125,12 +122,11 @@ class Backend:
 
     @staticmethod
     def has_gpu():
-        """Whether this backend can run on GPUs here."""
         return False
 
     @classmethod
     def check_profile(cls, profile=True, instead=()):
-        """The one :class:`UserError` of ``--profile`` on a backend without a per-layer profiler."""
+        """The one UserError of ``--profile`` on a backend without a per-layer profiler."""
         if profile and not cls.can_profile:
             raise UserError(f"--profile: the {cls.name} backend has no per-layer profiler here"
                             + (f"; profile the ONNX model with --backend {' or '.join(instead)}" if instead else ""))
@@ -161,19 +157,15 @@ class Backend:
                         f"with python3 -m unet_infer.quantize --backend {self.name}")
 
     def device_name(self, device):
-        """The device a run used, for the machine description: "cpu" or "cuda:N"."""
-        return "cpu"
+        return "cpu"  # or "cuda:N", for the machine description
 
-    def upload(self, *arrays, wait=True):
-        """Host arrays -> what ``run`` takes (timed as H2D)."""
+    def upload(self, *arrays, wait=True):  # host arrays -> what run takes (H2D)
         return list(arrays)
 
-    def run(self, *inputs):
-        """One model run on uploaded inputs -> outputs in device form (the only part timed as compute)."""
+    def run(self, *inputs):  # uploaded inputs -> device outputs: the compute
         raise NotImplementedError
 
-    def download(self, outputs):
-        """Device outputs -> numpy arrays (timed as D2H)."""
+    def download(self, outputs):  # device outputs -> numpy arrays (D2H)
         return [np.asarray(out) for out in outputs]
 
     def infer(self, *arrays):
@@ -188,14 +180,13 @@ class Backend:
     def finished(self, wait=False):
         """The runs done since the last call (``wait``: all of them, once done)."""
         done = []
-        while self._done:
+        while self._done:  # popleft: safe against a request's callback appending meanwhile
             done.append(self._done.popleft())
         return done
 
     def profile(self):
-        """Per-layer times of the runs so far, ``[{"name", "type", "ms"}]`` (None: not asked to profile)."""
+        """Per-layer times of the runs so far, ``[{"name", "type", "exec_type", "ms"}]``."""
         self.check_profile()
-        return None
 
     def close(self):
         pass
@@ -205,10 +196,6 @@ class ExternalBackend(Backend):
     """A backend whose models ``program`` runs (``run_external``); ``backends.in_process`` refuses it."""
 
     program = ""  # what runs its models, in words (e.g. "Huawei's ais_bench")
-
-    @classmethod
-    def runner_flags(cls, precision, size, threads=None, quiet=False):
-        return []  # the model's suffix picks the backend; the program checks the rest
 
     @classmethod
     def run_external(cls, argv):

@@ -63,8 +63,7 @@ def cpu_session(model, threads=None, optimize=True, source=None, save_to=None):
     return new_session(model, options, ["CPUExecutionProvider"], source)
 
 
-def check_compiled(path, batchsize, threads, batch_check=None):
-    """Run the compiled model once on the CPU provider: :func:`base.check_outputs`."""
+def check_compiled(path, batchsize, threads, batch_check=None):  # base.check_outputs on the CPU provider
     session = cpu_session(path, threads, optimize=False)
     specs = [TensorSpec(arg.name, tuple(arg.shape), DTYPES[arg.type]) for arg in session.get_inputs()]
     check_outputs(path, batchsize, specs, [o.name for o in session.get_outputs()], lambda arrays: (
@@ -86,7 +85,7 @@ def fix_or_rebatch(model, batchsize, source, check, session):
 
 
 def profile_rows(events):
-    """``(rows, runs)`` from onnxruntime's trace: each node's mean kernel time over the runs after the first."""
+    """``(rows, runs)`` of onnxruntime's trace: each node's mean kernel time over the runs after the first."""
     runs = sum(1 for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
     times = {}
     for event in events:
@@ -164,7 +163,7 @@ class OnnxRuntimeBackend(Backend):
         source, batch_check = str(model_path), None
         if pinned:  # the guide's onnxsim output: re-batched here, checked below
             model, batch_check = fix_or_rebatch(load_onnx(model_path), batchsize, model_path, True, lambda m: (
-                ort.InferenceSession(m, session_options(threads), providers=providers)))
+                new_session(m, session_options(threads), providers, model_path)))
             source = model.SerializeToString()
             del model
         self.session = new_session(source, so, providers, model_path)

@@ -64,7 +64,6 @@ def ov_message(exc):
 
 
 def rt_text(model, path):
-    """A string rt_info entry of ``model``, None when absent."""
     if not model.has_rt_info(path):
         return None
     return model.get_rt_info(path).astype(str) or None
@@ -91,8 +90,7 @@ def is_int8(model):
     return any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
 
 
-def model_batch(model):
-    """The model's fixed batch size, None where dynamic."""
+def model_batch(model):  # None: a dynamic batch
     shape = model.input(0).get_partial_shape()
     return shape[0].get_length() if shape.rank.is_static and shape[0].is_static else None
 
@@ -125,8 +123,7 @@ def runtime_precision(compiled):
     return next((name for ov_type, name in RUNTIME_PRECISIONS.items() if ov_type in found), "fp32")
 
 
-def compile_config(precision, int8, threads=None, nireq=None, profile=False):
-    """The CPU plugin's properties for a run."""
+def compile_config(precision, int8, threads=None, nireq=None, profile=False):  # the CPU plugin's properties
     config = {"PERFORMANCE_HINT": "THROUGHPUT" if nireq else "LATENCY"}
     if nireq:
         config["PERFORMANCE_HINT_NUM_REQUESTS"] = nireq
@@ -167,7 +164,7 @@ def save_ir(model, dst, check=None):
 
 
 def check_compiled(path, batchsize, threads=None, batch_check=None):
-    """Load the written IR as the runner does: :func:`base.check_outputs` of one batch."""
+    """:func:`base.check_outputs` of the written IR, loaded as the runner does."""
     backend = OpenVinoBackend()
     backend.load(path, threads=threads, precision=None)
     try:
@@ -281,12 +278,8 @@ class OpenVinoBackend(Backend):
 
     # ---- throughput mode: N requests in flight (loop.py drives these) ----
 
-    def run_async(self, inputs, tag=None, keep=True):
-        """Start one run on the next idle request (waiting while all N are busy)."""
-        if self.queue is None:
-            return super().run_async(inputs, tag, keep)
+    def run_async(self, inputs, tag=None, keep=True):  # on the next idle request (waits while all N are busy)
         self.queue.start_async(list(inputs), userdata=(tag, keep, inputs), share_inputs=True)
-        return None
 
     def _finished(self, request, userdata):
         tag, keep, _ = userdata

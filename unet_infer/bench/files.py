@@ -43,28 +43,8 @@ def plan_batches(n_files, per_batch):
     return batches
 
 
-def files_per_batch(batch_nbytes, file_nbytes, path):
-    """Input files that fill one batch of the model's input; a size that does not divide is a UserError."""
-    if file_nbytes <= 0 or batch_nbytes % file_nbytes:
-        raise UserError(f"{path}: {file_nbytes} bytes, expected {batch_nbytes} bytes (one batch of the "
-                        f"model input) or an exact fraction of it")
-    return batch_nbytes // file_nbytes
-
-
-def output_name(input_path, k, outfmt):
-    """The file that output ``k`` of this input goes to."""
+def output_name(input_path, k, outfmt):  # where output k of this input goes
     return f"{PurePath(input_path).stem}_{k}.{OUTFMT_SUFFIX[outfmt]}"
-
-
-def first_clash(paths, outfmt):
-    """The first two input paths whose outputs would share a name, or None."""
-    seen = {}
-    for path in paths:
-        name = output_name(path, 0, outfmt)
-        if name in seen:
-            return seen[name], path
-        seen[name] = path
-    return None
 
 
 def list_inputs(spec):
@@ -108,8 +88,10 @@ def plan_files_per_batch(inputs, specs):
         if per_batch is None:
             counts = Counter(sizes.values())
             common = max(counts, key=lambda n: (counts[n], -n))
-            first = next(p for p, n in sizes.items() if n == common)
-            per_batch = files_per_batch(spec.nbytes, common, first)
+            if common <= 0 or spec.nbytes % common:
+                raise UserError(f"{next(p for p, n in sizes.items() if n == common)}: {common} bytes, expected "
+                                f"{spec.nbytes} bytes (one batch of the model input) or an exact fraction of it")
+            per_batch = spec.nbytes // common
         share = spec.nbytes // per_batch
         for path, nbytes in sizes.items():
             if nbytes != share:

@@ -31,7 +31,7 @@ from ..progress import progress
 from ..loop import Timings, run_loop
 from ..summary import build_summary, in_flight_keys, performance_lines, stats, write_summary
 from ..workdir import run_paths
-from .files import OUTFMT_SUFFIX, OutputWriter, file_feeds, first_clash, list_inputs, plan_batches, \
+from .files import OUTFMT_SUFFIX, OutputWriter, file_feeds, list_inputs, output_name, plan_batches, \
     plan_files_per_batch, pure_data
 
 log = logging.getLogger(__name__)
@@ -96,9 +96,12 @@ def run_place(args):
     out_dir, summary_path = run_paths(args.output, dirname)
     if args.input:
         refuse_output_in_input(out_dir, [p for p in args.input.split(",") if p])
-        clash = first_clash(list_inputs(args.input)[0], args.outfmt)
-        if clash:
-            raise UserError(f"{clash[0]} and {clash[1]} would write the same output files")
+        named = {}
+        for path in list_inputs(args.input)[0]:
+            name = output_name(path, 0, args.outfmt)
+            if name in named:
+                raise UserError(f"{named[name]} and {path} would write the same output files")
+            named[name] = path
     refuse_existing_run(out_dir, summary_path, args.input, args.outfmt)
     return out_dir, summary_path
 
