@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import json_parse
 from unet_infer.cli import UserError, run_cli
 from unet_infer.formats import inside
-from unet_infer.rename import apply_plan, rename_plan, summary_path
+from unet_infer.rename import apply_plan, rename_plan
 from unet_infer.summary import build_summary, write_summary
 
 
@@ -57,11 +57,9 @@ def test_rename_then_rerun_changes_nothing(tmp_path, capsys):
 def test_relative_output_and_summary_path(tmp_path, monkeypatch):
     make_run(tmp_path, STEMS)
     monkeypatch.chdir(tmp_path)
-    assert summary_path("result/bs8/") == Path("result/bs8_summary.json")
     assert run(["--output=result/bs8/"]) == 0
     assert contents(Path("result/bs8")) == {f"{s}.bin": s for s in STEMS}
     monkeypatch.chdir(tmp_path / "result" / "bs8")
-    assert summary_path(".") == tmp_path / "result" / "bs8_summary.json"
     assert run(["--output=."]) == 0
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 import postprocess_unet_pth
 from unet_infer.cli import UserError, run_cli
-from unet_infer.formats import output_nbytes, write_bin
+from unet_infer.formats import bin_nbytes, write_bin
 from unet_infer.data import load_label
 from unet_infer.postprocess import _score_job, find_outputs, score_arrays, score_folder
 from unet_infer.results import iou_line, write_results
@@ -106,7 +106,7 @@ def test_wrong_size_names_file_and_bytes(carvana, outputs, tmp_path, capsys):
     assert run([f"--output={outputs}", f"--label={carvana.masks}", f"--result={tmp_path / 'r.txt'}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and str(bad) in err and "1000 bytes" in err
-    assert str(output_nbytes(S, 1)) in err and str(output_nbytes(S, 2)) in err
+    assert str(bin_nbytes(1, S)) in err and str(bin_nbytes(2, S)) in err
     assert not (tmp_path / "r.txt").exists()
 
 
@@ -237,7 +237,7 @@ def test_score_arrays_is_pure():
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.binary(max_size=3000))
 def test_fuzz_bin_bytes_give_a_clean_error(carvana, outputs, tmp_path, capsys, data):
-    assume(len(data) not in (output_nbytes(S, 1), output_nbytes(S, 2)))
+    assume(len(data) not in (bin_nbytes(1, S), bin_nbytes(2, S)))
     (outputs / f"{carvana.stems[0]}.bin").write_bytes(data)
     assert run([f"--output={outputs}", f"--label={carvana.masks}", f"--result={tmp_path / 'r.txt'}"]) == 2
     err = capsys.readouterr().err

@@ -8,7 +8,7 @@ from PIL import Image
 
 import preprocess_unet_pth
 from unet_infer.cli import UserError, run_cli
-from unet_infer.formats import input_nbytes
+from unet_infer.formats import bin_nbytes
 from unet_infer.data import image_to_array, load_image
 from unet_infer.preprocess import preprocess_folder
 
@@ -50,7 +50,7 @@ def test_folder_written_byte_exact(carvana, tmp_path):
     assert sorted(p.name for p in dst.iterdir()) == sorted(f"{s}.bin" for s in carvana.stems)
     for stem in carvana.stems:
         data = (dst / f"{stem}.bin").read_bytes()
-        assert len(data) == input_nbytes(S) == 3 * S * S * 4
+        assert len(data) == bin_nbytes(3, S) == 3 * S * S * 4
         assert data == reference(carvana.image(stem)).tobytes()
 
 
@@ -109,7 +109,7 @@ def test_corrupt_and_truncated_named_others_written(carvana, tmp_path, caplog, c
         assert name in err and name in caplog.text
         assert not (dst / f"{name.split('.')[0]}.bin").exists()
     for stem in carvana.stems:
-        assert (dst / f"{stem}.bin").stat().st_size == input_nbytes(S)
+        assert (dst / f"{stem}.bin").stat().st_size == bin_nbytes(3, S)
 
 
 def test_skip_unreadable_lists_them_and_succeeds_the_default_stays_strict(carvana, tmp_path, capsys):

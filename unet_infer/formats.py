@@ -30,14 +30,9 @@ def natural_key(name):
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", str(name))]
 
 
-def input_nbytes(size=DEFAULT_SIZE, channels=3):
-    """Bytes of one preprocessed image."""
+def bin_nbytes(channels, size=DEFAULT_SIZE):
+    """Bytes of one C x S x S float32 file: a preprocessed image (C = 3) or a model output (C = 1 or 2)."""
     return channels * size * size * 4
-
-
-def output_nbytes(size=DEFAULT_SIZE, classes=1):
-    """Bytes of one model output."""
-    return classes * size * size * 4
 
 
 @contextmanager
@@ -73,21 +68,19 @@ def write_bin(path, array):
     atomic_write_bytes(path, arr.tobytes())
 
 
-def read_bin(path, shape=None, expected_bytes=None):
-    """Read a raw float32 file; a file of the wrong size is a UserError naming it."""
+def read_bin(path, shape=None):
+    """Read a raw float32 file (of ``shape``); a file of the wrong size is a UserError naming it."""
     path = Path(path)
     try:
         nbytes = path.stat().st_size
     except FileNotFoundError:
         raise UserError(f"{path}: file not found") from None
-    if expected_bytes is not None and nbytes != expected_bytes:
-        raise UserError(f"{path}: {nbytes} bytes, expected {expected_bytes}")
+    if shape is not None and nbytes != 4 * int(np.prod(shape)):
+        raise UserError(f"{path}: {nbytes} bytes, expected {4 * int(np.prod(shape))}")
     if nbytes % 4:
         raise UserError(f"{path}: {nbytes} bytes is not a whole number of float32 values")
     arr = np.fromfile(path, dtype="<f4")
-    if shape is not None:
-        arr = arr.reshape(shape)
-    return arr
+    return arr if shape is None else arr.reshape(shape)
 
 
 def read_array(path):

@@ -22,7 +22,7 @@ from pathlib import Path
 from . import cli
 from .cli import UserError
 from .data import find_files, load_label, mask_not_found, mask_path
-from .formats import DEFAULT_SIZE, natural_key, output_nbytes, read_bin
+from .formats import DEFAULT_SIZE, bin_nbytes, natural_key, read_bin
 from .metrics import iou_dice, logits_to_mask
 from .parallel import parallel_map
 from .preprocess import add_size_and_workers
@@ -40,9 +40,9 @@ def output_classes(path, size=DEFAULT_SIZE):
     master: car where class 1 wins the argmax); any other size is a :class:`UserError`."""
     nbytes = Path(path).stat().st_size
     for classes in CLASSES:
-        if nbytes == output_nbytes(size, classes):
+        if nbytes == bin_nbytes(classes, size):
             return classes
-    expected = " or ".join(f"{output_nbytes(size, c)} ({c} x {size} x {size} float32)" for c in CLASSES)
+    expected = " or ".join(f"{bin_nbytes(c, size)} ({c} x {size} x {size} float32)" for c in CLASSES)
     raise UserError(f"{path}: {nbytes} bytes, expected {expected}")
 
 

@@ -24,14 +24,6 @@ from .workdir import run_paths
 PROG = "python3 -m unet_infer.rename"
 
 
-def summary_path(output_dir):
-    """``result/bs8`` -> ``result/bs8_summary.json`` (where ais_bench writes it)."""
-    folder = Path(output_dir)
-    if folder.name in ("", ".", ".."):
-        folder = Path(os.path.abspath(folder))
-    return run_paths(folder.parent, folder.name)[1]
-
-
 def _base_name(path, what, key):
     name = os.path.basename(path)
     try:
@@ -140,11 +132,6 @@ def apply_plan(output_dir, plan):
     return len(todo), done
 
 
-def rename_outputs(output_dir):
-    """Stage 5 as a whole: read ``<output_dir>_summary.json``, rename; ``(renamed, done)``."""
-    return apply_plan(output_dir, rename_plan(read_summary(summary_path(output_dir))))
-
-
 def build_parser(prog=PROG):
     parser = cli.parser(prog, __doc__)
     parser.add_argument("--output", required=True,
@@ -156,7 +143,10 @@ def build_parser(prog=PROG):
 def main(argv=None, prog=PROG):
     args = build_parser(prog).parse_args(argv)
     set_quiet(args.quiet)
-    renamed, done = rename_outputs(args.output)
+    folder = Path(args.output)  # result/bs8 -> result/bs8_summary.json, where ais_bench writes it
+    if folder.name in ("", ".", ".."):
+        folder = Path(os.path.abspath(folder))
+    renamed, done = apply_plan(args.output, rename_plan(read_summary(run_paths(folder.parent, folder.name)[1])))
     print(f"renamed {renamed} file{'s' if renamed != 1 else ''} ({done} already done) in {args.output}")
 
 

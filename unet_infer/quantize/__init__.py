@@ -30,19 +30,16 @@ from ..backends import backend_for_model, cpu_flags, get_backend, names, usable_
 from ..cli import UserError, first_line
 from ..metrics import relative_error
 from ..data import DECODE_ERRORS, load_image
-from ..formats import IMAGE_SUFFIXES, input_nbytes, list_files, read_bin
+from ..formats import IMAGE_SUFFIXES, bin_nbytes, list_files, read_bin
 from ..progress import set_quiet
 
 log = logging.getLogger(__name__)
-
-INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")  # 32-bit INT8 dot products: no 16-bit saturation
 
 
 def int8_saturates(flags=None):
     """True on a CPU whose INT8 dot products (``u8 x s8`` pairs, ``vpmaddubsw``) are summed in 16 bits
     and can saturate: AVX2 without VNNI or AMX. There both recipes quantise weights to 7 bits."""
-    flags = cpu_flags() if flags is None else flags
-    return not set(flags) & set(INT8_DOT_FLAGS)
+    return not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(cpu_flags() if flags is None else flags)
 
 
 def recipe_options(flags=None):
@@ -104,7 +101,7 @@ def select_evenly(items, n):
 def calibration_files(calib_dir, n_calib, channels, size):
     """Up to ``n_calib`` files of ``calib_dir`` (natural order, evenly spaced): its preprocessed
     ``.bin`` images (sizes checked), or when it holds none, its images (decoded as preprocessing does)."""
-    nbytes = input_nbytes(size, channels)
+    nbytes = bin_nbytes(channels, size)
     files = list_files(calib_dir, (".bin",), what="calibration")
     if not files:
         files = list_files(calib_dir, IMAGE_SUFFIXES, what="calibration")
@@ -124,19 +121,19 @@ def load_calibration(path, channels, size):
     """One calibration image as a 1 x C x S x S float32 array (a .bin file, or an image decoded)."""
     path = Path(path)
     if path.suffix.lower() == ".bin":
-        return read_bin(path, shape=(1, channels, size, size), expected_bytes=input_nbytes(size, channels))
+        return read_bin(path, shape=(1, channels, size, size))
     try:
         return load_image(path, size)[None]
     except DECODE_ERRORS as exc:
         raise UserError(f"{path}: cannot read the image ({type(exc).__name__}: {exc})") from None
 
 
-def compare_outputs(reference, candidate):
-    """(relative error, fraction of pixels whose sign agrees) of ``candidate`` logits vs ``reference``."""
-    reference, candidate = np.asarray(reference), np.asarray(candidate)
-    if reference.shape != candidate.shape:
-        raise UserError(f"INT8 output shape {candidate.shape} differs from fp32's {reference.shape}")
-    return relative_error(candidate, reference), float(np.mean((reference > 0) == (candidate > 0)))
+def compare_outputs(reference, candidate, image):
+    """The report's check: the INT8 logits ``candidate`` against fp32's ``reference`` on ``image``."""
+    err, agree = relative_error(candidate, reference), float(np.mean((reference > 0) == (candidate > 0)))
+    log.info("%s: INT8 vs fp32 logits: relative error %.3g, sign agrees on %.4f%% of pixels", Path(image).name,
+             err, 100 * agree)
+    return {"check_image": str(image), "relative_error": err, "sign_agreement": agree}
 
 
 def build_parser():
