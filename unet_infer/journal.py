@@ -1,31 +1,24 @@
-"""The record of a scoring run's finished units, so that a stopped run resumes where it stopped.
-
-A unit is what a run scores at once and records as one: a batch (the stream: in order; the cluster:
-its planned batches, in any order). The record is one append-only file of lines
+"""The record of a scoring run's finished units (batches: the stream's in order, the cluster's in any
+order), so that a stopped run resumes where it stopped. One append-only file of lines
 ``<json>\\t<crc32 of the json, 8 hex digits>\\n``:
 
-- first a header, ``{"journal": "unet_infer", "version": 2, "key": {part: hash}}``: what the run is
-  made from (:func:`run_key`: the model file, the images and the masks as the stage manifests see
-  them, names, sizes and times; the options that change the scores), one sha256 prefix per part;
+- a header, ``{"journal": "unet_infer", "version": 2, "key": {part: hash}}``: what the run is made
+  from (:func:`run_key`), one sha256 prefix per part;
 - ``{"attempt": n, "pid": ..., "started": ...}``: a run that recorded units (written with its first);
 - ``{"unit": id, "records": [[name, IoU, Dice], ...], "masks": {name: packed}, "extra": {...}}``:
-  a finished unit, its images' scores (JSON's shortest round-trip floats: read back bit for bit),
-  the masks the caller chose to keep with it (:func:`pack_mask`: shape, then ``np.packbits``, zlib,
-  base64) and its own fields (positions, times).
+  a finished unit, its scores (JSON's shortest round-trip floats: read back bit for bit), the masks
+  the caller keeps with it (:func:`pack_mask`) and its own fields (positions, times).
 
-Opening (:class:`Journal`) reads what is there. A torn last line (no newline or a wrong checksum
-at the end: what a kill or a full disk leaves) is dropped and truncated away. A record made from
-something else (another key or format version) is never reused: it is set aside (renamed to
-``<name>.stale``, never deleted) with one log line, and the run starts afresh. A damaged record (a
-wrong checksum before the end, a header that is not ours, a line of no known kind, a unit twice)
-is named in one warning and set aside as ``<name>.damaged`` (``.1``, ``.2``... when taken).
+A torn last line (what a kill or a full disk leaves) is dropped and truncated away. A record of
+another key or format version is set aside as ``<name>.stale``, a damaged one (a wrong checksum
+before the end, a foreign header, a line of no known kind, a unit twice) as ``<name>.damaged``
+(``.1``, ``.2``... when taken), each with one log line; never deleted, never reused.
 
 Each unit is written by one ``write`` before :meth:`Journal.append` returns, so a killed process
-(kill -9, Ctrl-C) loses no unit it recorded; a background thread then syncs the file to the disk
-(``fdatasync``, one per unit, or one for several when units come faster than the disk syncs), so
-an OS crash or power cut loses at most the last few, which a resumed run scores again (the caller
-pays the JSON and the write, an inline fdatasync would cost far more: BENCHMARKS.md, "Stream at
-scale"). One writer per record: a second process that opens it while the first holds it is refused.
+loses no unit it recorded; a background thread then syncs the file (``fdatasync``, one for several
+units when they come faster), so an OS crash loses at most the last few, which a resumed run
+scores again (an inline fdatasync would cost far more: BENCHMARKS.md, "Stream at scale"). One
+writer per record: a second process that opens it while the first holds it is refused.
 """
 
 import base64
@@ -245,8 +238,8 @@ class Journal:
         if found.good < len(data):
             log.info("%s: dropped a torn last line (%d bytes)", self.path, len(data) - found.good)
             os.ftruncate(self.fd, found.good)
-        self.units, self.earlier, self.recorded = set(found.units), found.attempts, found.units
-        self.size = found.good
+        self.units, self.recorded, self.size = set(found.units), found.units, found.good
+        self.attempts = found.attempts + 1  # the runs that recorded units, this one included
 
     def _differs(self, header):
         if header.get("version") != VERSION:
@@ -258,11 +251,6 @@ class Journal:
         """The units earlier attempts recorded, in file order, handed over once."""
         units, self.recorded = self.recorded, {}
         return list(units.values())
-
-    @property
-    def attempts(self):
-        """The runs that recorded units, this one included."""
-        return self.earlier + 1
 
     def set_aside(self, why):
         """Rename the record to ``<name>.<why>`` (a free ``.1``, ``.2``... when taken) and start an
