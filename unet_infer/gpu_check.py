@@ -59,19 +59,10 @@ WORK/steps/<step>.log, and all of it in WORK/gpu_check.log. Exit status 0 when e
 passed, 1 when one did not, 2 for a bad option. Without a CUDA GPU (python3 -m unet_infer.speed
 --cuda) it prints "gpu_check: no CUDA here (<reason>); nothing to do", writes nothing, exits 0.
 
-The 8 minutes (budget={base}), each step's share and what it pays for:
-  probe      {probe:4d} s  python3 start + torch import (~5 s, more from a cold disk) + CUDA init
-  tests      {tests:4d} s  pytest + torch import + CUDA init (~10 s); 3 torch.compile builds in mode
-                     max-autotune-no-cudagraphs (Triton autotuning, ~30-40 s each)
-  main       {main:4d} s  32 sample images 1918x1280, preprocessed to 572x572, no export (torch runs
-                     the .pth); 2 runner processes, each torch import + CUDA init + cuDNN
-                     benchmark (~10 s); scoring; report (on 2 CPU cores in bf16: 71 s)
-  benchmark  {benchmark:4d} s  3 configs x 3 batch sizes = 9 rows of the random UNet w64 (the ModelZoo
-                     UNet, 477.6 GFLOP per 572x572 image), each cut to max_seconds =
-                     ({benchmark} - {fixed}) x 5/6 / 9 = {per_row} s ({fixed} s: its start, the model and the
-                     plot; 5/6: a row overruns by up to its fixed ~8 s)
-  spare      {spare:4d} s  {kill} s a step between TERM and KILL, and the summary
-  total      {base:4d} s  = {probe} + {tests} + {main} + {benchmark} + {spare}
+budget=480 is shared: probe {probe} s (python3, torch import, CUDA init), tests {tests} s (3
+torch.compile builds, ~40 s each), main {main} s (32 sample images, no export: torch runs the .pth;
+2 runner processes, each a CUDA init; scoring; report), benchmark {benchmark} s (9 rows of the ModelZoo
+UNet, 477.6 GFLOP per 572x572 image, max_seconds={per_row} each), spare {spare} s (stops, the summary).
 
 options (key=value):
   budget=480        seconds for everything, at least 16: the probe's and the spare seconds
@@ -246,8 +237,7 @@ def check_benchmark(markdown, before, gpu_name, configs, batchsizes):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if any(arg in ("-h", "--help", "help") for arg in argv):
-        return print(HELP.format(base=BASE, **SHARES, spare=SPARE, fixed=BENCH_FIXED, kill=KILL_AFTER,
-                                 per_row=max_seconds(SHARES["benchmark"], 9)), end="")
+        return print(HELP.format(**SHARES, spare=SPARE, per_row=max_seconds(SHARES["benchmark"], 9)), end="")
     opts, steps, budgets = parse(argv)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     started = time.monotonic()
