@@ -12,8 +12,7 @@ from PIL import Image
 
 from unet_infer import report
 from unet_infer.cli import run_cli
-from unet_infer.report.overlays import LABEL_COLOUR, edge_mask
-from unet_infer.report.plots import plot_fps_vs_batch, plot_iou_hist
+from unet_infer.figures import LABEL_COLOUR, edge_mask, plot_fps_vs_batch, plot_iou_hist
 from unet_infer.formats import write_bin
 from unet_infer.machine import cpu_model, cuda_index, describe_machine, today, vector_units
 from unet_infer.data import load_label

@@ -229,7 +229,7 @@ def main(argv=None):
     heading = section_heading(machine, model_short, date)
     markdown = Path(args.markdown)
     plot = Path(args.plot) if args.plot else markdown.parent / "benchmarks" / f"{slug(heading[3:], 120)}.png"
-    from ..report.plots import plot_fps_vs_batch
+    from ..figures import plot_fps_vs_batch, plural
     plot.parent.mkdir(parents=True, exist_ok=True)
     plot_fps_vs_batch(rows, plot, title=f"{model_short}\n{machine}, {date}")
     commands = [os.environ[COMMAND_ENV]] if os.environ.get(COMMAND_ENV) else []
@@ -238,6 +238,6 @@ def main(argv=None):
     section = render_section(heading, rows, model_long, commands, software_line(configs, args.threads), link,
                              failures, note=ROUNDS_NOTE.format(rounds=args.rounds, warmup=args.warmup))
     write_markdown(args.markdown, section)
-    print(f"[benchmark] {len(rows)} row{'s' if len(rows) != 1 else ''} in {args.markdown} (section '{heading[3:]}'), "
+    print(f"[benchmark] {plural(len(rows), 'row')} in {args.markdown} (section '{heading[3:]}'), "
           f"plot {plot}" + (f"; {len(failures)} run(s) failed" if failures else ""), flush=True)
     return 1 if failures else 0

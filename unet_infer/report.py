@@ -28,22 +28,22 @@ file name.
 import csv
 import io
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from .. import cli
-from .. import summary as summ
-from ..backends import names as backend_names, precisions as all_precisions
-from ..cli import UserError
-from ..data import IMAGE_DIR, MASK_DIR
-from ..formats import DEFAULT_SIZE, atomic_write_text
-from ..machine import describe_machine, today
-from ..progress import set_quiet
-from ..results import MODELZOO_MIN_IOU, provenance, read_results
-from ..workdir import Workdir
-from .overlays import write_overlays
-from .plots import plot_fps_vs_batch, plot_iou_hist
+from . import cli
+from . import summary as summ
+from .backends import names as backend_names, precisions as all_precisions
+from .cli import UserError
+from .data import IMAGE_DIR, MASK_DIR
+from .figures import plot_fps_vs_batch, plot_iou_hist, plural, write_overlays
+from .formats import DEFAULT_SIZE, atomic_write_text
+from .machine import describe_machine, today
+from .progress import set_quiet
+from .results import MODELZOO_MIN_IOU, provenance, read_results
+from .workdir import Workdir
 
 log = logging.getLogger(__name__)
 
@@ -106,32 +106,6 @@ def make_row(w, bs, data_name, backend=None, precision=None, machine=None, resul
     }
 
 
-def _differs(row, mine):
-    """Why another run's ``row`` does not go beside this run's rows ``mine``, or None."""
-    weights = {r["weights"] for r in mine if r["weights"]}
-    if row["weights"] and weights and row["weights"] not in weights:
-        return f"made from other weights ({row['weights']})"
-    images = {r["n_images"] for r in mine}
-    if images and row["n_images"] not in images:
-        return f"scored on {row['n_images']} images, this run on {', '.join(map(str, sorted(images)))}"
-    return None
-
-
-def guide_result(w, batchsizes=None):
-    """``(batch size, path)`` of the guide's ``result.json`` (stage 6 by hand): the batch size its
-    provenance records, else the one of ``batchsizes``; None without a ``result.json``."""
-    path = w.result_json()
-    if not path.is_file():
-        return None
-    bs = provenance(read_results(path)).get("batchsize")
-    if not (isinstance(bs, int) and bs > 0):
-        if batchsizes is None or len(set(batchsizes)) != 1:
-            raise UserError(f"{path}: records no batch size (scored without the runner's summary beside its "
-                            f"outputs); give its batch size with --batchsizes B")
-        bs = batchsizes[0]
-    return bs, path
-
-
 def collect_rows(work, data_name, batchsizes=None, backend=None, precision=None, machine=None, run=""):
     """One row per run and batch size of ``batchsizes`` (None: every scored one) with both its scores
     and its summary, the plain names' run first; what is left out is warned about; no row, or rows
@@ -140,9 +114,15 @@ def collect_rows(work, data_name, batchsizes=None, backend=None, precision=None,
     if not w.root.is_dir():
         raise UserError(f"{w.root}: work folder not found")
     found, guide = w.scored_runs(), None
-    if not found:
-        guide = guide_result(w, batchsizes)
-        found = [(run, guide[0])] if guide else []
+    if not found and w.result_json().is_file():  # the guide's (stage 6 by hand), of the batch size it records
+        guide = w.result_json()
+        bs = provenance(read_results(guide)).get("batchsize")
+        if not (isinstance(bs, int) and bs > 0):
+            if batchsizes is None or len(set(batchsizes)) != 1:
+                raise UserError(f"{guide}: records no batch size (scored without the runner's summary beside its "
+                                f"outputs); give its batch size with --batchsizes B")
+            bs = batchsizes[0]
+        found = [(run, bs)]
     if not found:
         raise UserError(f"{w.root}: no {w.result_json('<B>').name} or {w.result_json().name} files (score a run "
                         f"first: postprocess_unet_pth.py --result={w.result_txt()}, or scripts/run_all.sh)")
@@ -156,16 +136,18 @@ def collect_rows(work, data_name, batchsizes=None, backend=None, precision=None,
             log.warning("%s: no run summary %s beside it, batch size %d not in the report",
                         w.result_json(bs), w.summary(bs), bs)
         else:
-            rows.append(make_row(w, bs, data_name, backend, precision, machine, guide and guide[1]))
-    mine = list(rows)
+            rows.append(make_row(w, bs, data_name, backend, precision, machine, guide))
+    weights, images = {r["weights"] for r in rows if r["weights"]}, {r["n_images"] for r in rows}  # this run's
     for name, bs in found:  # the other runs kept in the folder: other backends and precisions
         other = Workdir(work, name)
         if name == run or (batchsizes is not None and bs not in wanted) or not other.summary(bs).is_file():
             continue
         row = make_row(other, bs, data_name, machine=machine)
-        why = _differs(row, mine)
-        if why:
-            log.warning("%s: %s, not in the report", other.result_json(bs), why)
+        if row["weights"] and weights and row["weights"] not in weights:
+            log.warning("%s: made from other weights (%s), not in the report", other.result_json(bs), row["weights"])
+        elif images and row["n_images"] not in images:
+            log.warning("%s: scored on %d images, this run on %s, not in the report", other.result_json(bs),
+                        row["n_images"], ", ".join(map(str, sorted(images))))
         else:
             rows.append(row)
     rows.sort(key=lambda row: (row["run"], row["batchsize"]))
@@ -184,11 +166,6 @@ def collect_rows(work, data_name, batchsizes=None, backend=None, precision=None,
         raise UserError(f"{work}: the table would mix runs of different weights: {mixed}; report one run "
                         f"at a time (another workdir=, or --batchsizes with this run's batch sizes only)")
     return rows
-
-
-def plural(n, word):
-    """``"1 row"``, ``"2 rows"``."""
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _number(value, fmt):
@@ -297,3 +274,7 @@ def main(argv=None):
                               out / "overlays")
     summary_md = write_summary_md(rows, out / "summary.md", chosen)
     print(f"report: {summary_md} ({plural(len(rows), 'row')}, {plural(len(overlays), 'overlay')})")
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run_cli(main))
