@@ -1,17 +1,8 @@
-"""``--device 0,1``: one process per device, as ais_bench runs them, the inputs divided among them.
-
-    python3 -m unet_infer.bench --model=UNet_bs8.onnx --input=./prep_bin --output=result \
-        --output_dirname=bs8 --batchsize=8 --device=0,1
-
-The input files are cut into contiguous shards at whole batches, so that only the last device may
-pad a short batch; each device's process runs ``run.bench`` on its shard. The outputs all go to
-``{output}/{output_dirname}``; each device's summary to ``{output}/{output_dirname}_device{d}_summary.json``
-and the merged one (``summary.merge_summaries``) to ``{output}/{output_dirname}_summary.json``, which
-the rename and score stages read as usual. A device is a GPU where the backend has them; on the CPU,
-a process with ``--threads`` / N threads, so that N shards share the cores one run would use (this
-needs ``--input``: pure inference has nothing to divide).
+"""``--device 0,1``: one process per device, as ais_bench runs them (docs/cluster.md). The input files
+are cut into contiguous shards at whole batches (only the last device may pad); each device's summary
+goes to ``{output}/{output_dirname}_device{d}_summary.json``, the merged one to the run's summary. On
+the CPU a device is a process with ``--threads`` / N threads (pure inference has nothing to divide).
 """
-
 import contextlib
 import io
 import logging
@@ -32,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def shard_bounds(n_files, n_devices, per_batch):
-    """``[(start, stop), ...]``: contiguous shards of ``n_files``, as even as whole batches allow."""
+    """``[(start, stop), ...]``: contiguous shards, as even as whole batches allow."""
     n_batches = -(-n_files // per_batch)
     cuts = [min(n_files, round(i * n_batches / n_devices) * per_batch) for i in range(n_devices + 1)]
     return list(zip(cuts[:-1], cuts[1:]))

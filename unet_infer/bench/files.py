@@ -28,10 +28,6 @@ class Batch:
     files: tuple
     real: int
 
-    def samples(self):
-        """``(sample_id, slot)`` of the real slots: id = index * per_batch + slot."""
-        return [(self.index * len(self.files) + slot, slot) for slot in range(self.real)]
-
 
 def plan_batches(n_files, per_batch):
     """Consecutive batches of ``per_batch`` files; a short last batch is padded with its own first file."""
@@ -165,7 +161,7 @@ class OutputWriter:
             return
         start = time.perf_counter()
         pieces = [split_output(out, self.per_batch, k) for k, out in enumerate(outputs)]
-        for sample_id, slot in batch.samples():
+        for slot in range(batch.real):
             infiles = [files[batch.files[slot]] for files in self.inputs]
             outfiles = [self.out_dir / output_name(infiles[0], k, self.outfmt) for k in range(len(pieces))]
             for path, piece in zip(outfiles, pieces):
@@ -173,5 +169,5 @@ class OutputWriter:
                     atomic_write_bytes(path, encode(piece[slot], self.outfmt))
                 except OSError as exc:
                     raise os_error(path, exc) from None
-            self.filesinfo[sample_id] = {"infiles": infiles, "outfiles": outfiles}
+            self.filesinfo[batch.index * self.per_batch + slot] = {"infiles": infiles, "outfiles": outfiles}
         self.timings.add("write_ms", start)

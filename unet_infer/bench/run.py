@@ -1,11 +1,6 @@
-"""One run of the runner on one device (``bench``): load the model, warm up, time every batch (or the
-pure-inference loop), save the outputs and the summary, print the Performance Summary; the checks of
-the output folder it writes to; and ``--profile FILE.json``.
-
-``--profile``: per-layer times from the backend's own profiler (``Backend.can_profile``: onnxruntime's
-``enable_profiling`` trace, openvino's ``PERF_COUNT`` counters), each layer's the mean over the runs
-after the first (which initialises lazily); a backend without one is refused before the model loads.
-The file, the slowest layers first, whose first ten are printed after the Performance Summary:
+"""One run of the runner on one device (``bench``), the checks of the output folder it writes to, and
+``--profile FILE.json``: per-layer times from the backend's own profiler, each layer's the mean over the
+runs after the first (which initialises lazily), the slowest first (ten of them printed):
 
     {"backend", "precision", "model", "batchsize", "runs", "total_ms",
      "layers": [{"name", "type", "ms", "percent", ...}, ...]}
