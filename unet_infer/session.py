@@ -1,17 +1,9 @@
 """One model opened for a flow that runs it in this process: the runner (``bench``), the stream,
-predict and each Ray actor of the cluster (the speed tables run the runner). Each of them asks
-here, and nowhere else, which backend runs a model, whether it can, and with what:
-
-    choice = session.choose(args, "the streaming mode")   # cheap: before any other work
-    with choice.open(batchsize=8, device=0, threads=2, size=572, image_size=572, warmup=1) as opened:
-        opened.backend                   # loaded, its input checked, warmed up
-        opened.prefetch_depth(workers)   # decoded images to keep ready
-        opened.summary_keys()            # what a summary says of the model (summary.model_keys)
-
-:func:`choose` (no framework imported yet) picks the backend (``--backend``, else the model's
-suffix), refuses one whose models another program runs, one not installed here, a precision it does
-not take and another backend's options; :meth:`Choice.open` loads, checks the input against
-``--size`` and warms up. The flags every such flow shares: :func:`add_backend_flags`.
+predict and each Ray actor of the cluster. Each of them asks here, and nowhere else, which backend
+runs a model, whether it can, and with what: :func:`choose` (no framework imported yet) picks the
+backend (``--backend``, else the model's suffix) and refuses one whose models another program runs,
+one not installed here, a precision it does not take and another backend's options;
+:meth:`Choice.open` loads, checks the input against ``--size`` and warms up (an :class:`Opened`).
 """
 
 from dataclasses import dataclass, field

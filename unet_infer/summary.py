@@ -2,18 +2,14 @@
 queried here only (other modules ask the accessors below, never the raw keys).
 
 ais_bench's keys (:data:`REQUIRED_KEYS`): ``filesinfo`` (``{"0": {"infiles": [...], "outfiles":
-[...]}}``, one entry per real input sample, keyed by sample id), ``args``, ``NPU_compute_time``,
-``H2D_latency``, ``D2H_latency`` (each ``{min, max, mean, median, "percentile(99%)", count}`` in
-milliseconds; we add ``percentile(90%)`` and ``percentile(95%)``), ``throughput`` (1000 x batchsize
-/ mean compute time), ``npu_compute_time_list`` and ``pid``. Every other key is ours, after those,
-and documented in :data:`KEYS`; :func:`build_summary`, :func:`merge_summaries` and
-:func:`with_keys` refuse any other, so a flow cannot add an undocumented key.
-
-A resumed stream or cluster run (``journal.py``) counts every batch in its compute, H2D and D2H
-times, whichever attempt ran it. A run split over several devices (``--device 0,1``) or Ray actors
-has one summary per part and one merged summary (:func:`merge_summaries`) in the same schema. A
-throughput-mode run (openvino ``--nireq N``: N requests in flight) keeps ``NPU_compute_time`` as
-each request's own time, start to finish.
+[...]}}``, one entry per real input sample), ``args``, ``NPU_compute_time``, ``H2D_latency``,
+``D2H_latency`` (each ``{min, max, mean, median, "percentile(99%)", count}`` in ms; we add
+``percentile(90%)`` and ``percentile(95%)``), ``throughput`` (1000 x batchsize / mean compute
+time), ``npu_compute_time_list`` and ``pid``. Every other key is ours, after those, and documented
+in :data:`KEYS` (:func:`with_keys` refuses any other). A resumed run's times cover every batch,
+whichever attempt ran it; a run split over devices or Ray actors has one summary per part and one
+merged summary (:func:`merge_summaries`) in the same schema; a throughput-mode run (openvino
+``--nireq N``) keeps ``NPU_compute_time`` as each request's own time, start to finish.
 """
 
 import json
