@@ -66,7 +66,6 @@ class Backend:
     can_profile = False  # True: load(profile=True) records per-layer times, profile() gives them
     async_upload = False  # True: upload(k + 1, wait=False) before run(k) overlaps the copy with compute
     async_requests = 0  # N > 0 once loaded in throughput mode: run_async/finished keep N runs in flight
-    profiled_runs = None  # the runs a profile() averages over, where the backend counts them
     accelerator = None  # the device its runs use, in words, where it is not this machine's (acl: "Ascend NPU")
     native_flags = {}  # precision -> CPU flags, one of which it needs to run that precision fast on a CPU (backends.slow_path)
 
@@ -185,7 +184,7 @@ class Backend:
         return done
 
     def profile(self):
-        """Per-layer times of the runs so far, ``[{"name", "type", "exec_type", "ms"}]``."""
+        """``(per-layer times of the runs so far, [{"name", "type", "exec_type", "ms"}], the runs they average)``."""
         self.check_profile()
 
     def close(self):

@@ -84,22 +84,6 @@ def fix_or_rebatch(model, batchsize, source, check, session):
     return model, ort_check(original, source, batchsize, tolerance, session)
 
 
-def profile_rows(events):
-    """``(rows, runs)`` of onnxruntime's trace: each node's mean kernel time over the runs after the first."""
-    runs = sum(1 for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
-    times = {}
-    for event in events:
-        name = event.get("name", "")
-        if event.get("cat") != "Node" or not name.endswith("_kernel_time"):
-            continue
-        args = event.get("args", {})
-        entry = times.setdefault(name[:-len("_kernel_time")], (args.get("op_name", ""), args.get("provider", ""), []))
-        entry[2].append(event.get("dur", 0) / 1000.0)
-    rows = [{"name": name, "type": op, "exec_type": provider, "ms": sum(durs[1:] or durs) / len(durs[1:] or durs)}
-            for name, (op, provider, durs) in times.items()]
-    return rows, max(runs - 1, 1) if runs else 0
-
-
 class OnnxRuntimeBackend(Backend):
     """An ``InferenceSession`` fed through io_binding, so that copies stay outside ``run``."""
 
@@ -203,13 +187,24 @@ class OnnxRuntimeBackend(Backend):
     def download(self, outputs):
         return [value.numpy() for value in outputs]
 
-    def profile(self):
+    def profile(self):  # each node's mean kernel time in onnxruntime's trace, over the runs after the first
         try:
             events = json.loads(Path(self.session.end_profiling()).read_text(encoding="utf-8"))
         finally:
             shutil.rmtree(self._profile_dir, ignore_errors=True)
-        rows, self.profiled_runs = profile_rows(events)
-        return rows
+        runs = sum(1 for e in events if e.get("cat") == "Session" and e.get("name") == "model_run")
+        times = {}
+        for event in events:
+            name = event.get("name", "")
+            if event.get("cat") != "Node" or not name.endswith("_kernel_time"):
+                continue
+            args = event.get("args", {})
+            entry = times.setdefault(name.removesuffix("_kernel_time"),
+                                     (args.get("op_name", ""), args.get("provider", ""), []))
+            entry[2].append(event.get("dur", 0) / 1000.0)
+        rows = [{"name": name, "type": op, "exec_type": provider, "ms": sum(durs[1:] or durs) / len(durs[1:] or durs)}
+                for name, (op, provider, durs) in times.items()]
+        return rows, max(runs - 1, 1)
 
     def close(self):
         self.session = None

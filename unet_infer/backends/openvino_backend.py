@@ -252,7 +252,7 @@ class OpenVinoBackend(Backend):
             batch_check.verify(arrays, list(self.request.infer(arrays).to_tuple()))
         self.profiling = bool(profile)
         self._layers = {}
-        self.profiled_runs = self._seen = 0
+        self._seen = 0
         self._lock = threading.Lock()  # the counters of requests finishing at once (throughput mode)
         self.async_requests = int(nireq or 0)
         self.queue = None
@@ -301,15 +301,14 @@ class OpenVinoBackend(Backend):
             self._seen += 1
             if self._seen == 1:
                 return
-            self.profiled_runs += 1
             for info in infos:
                 row = self._layers.setdefault(info.node_name, {"name": info.node_name, "type": info.node_type,
                                                                "exec_type": info.exec_type, "ms": 0.0})
                 row["ms"] += info.real_time.total_seconds() * 1000.0
 
     def profile(self):
-        runs = max(self.profiled_runs, 1)
-        return [dict(row, ms=row["ms"] / runs) for row in self._layers.values() if row["ms"] > 0]
+        runs = max(self._seen - 1, 0)
+        return [dict(row, ms=row["ms"] / max(runs, 1)) for row in self._layers.values() if row["ms"] > 0], runs
 
     def close(self):
         self.queue = self.request = self.compiled = None

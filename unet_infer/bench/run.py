@@ -200,11 +200,11 @@ def check_profile_target(path, backend_cls):
 
 def save_profile(path, backend, model):
     """Write the loaded backend's per-layer times to ``path``; the lines to print, the slowest layers."""
-    rows = sorted(backend.profile(), key=lambda row: -row["ms"])
+    rows, runs = backend.profile()
+    rows = sorted(rows, key=lambda row: -row["ms"])
     total = sum(row["ms"] for row in rows)
     layers = [dict(row, ms=round(row["ms"], 4), percent=round(100 * row["ms"] / total, 2) if total else 0.0)
               for row in rows]
-    runs = backend.profiled_runs
     document = {"backend": backend.name, "precision": backend.precision, "model": str(model),
                 "batchsize": backend.batchsize, "runs": runs, "total_ms": round(total, 4), "layers": layers}
     try:
