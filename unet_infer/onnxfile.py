@@ -14,18 +14,12 @@ PINNED_HINT = (" (onnxsim's --input-shape pins the batch to 1: simplify the expo
                "which keeps it dynamic)")
 DRIVER_WORK = "work"  # scripts/run_all.sh's default workdir=
 DRIVER_MODELS = (SIMPLIFIED, "UNet_bs8.onnx", "UNet_int8_bs1.xml")  # backends' artefact(): tests/test_rebatch.py
-QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}
-
-
-def _onnx():
-    import onnx  # imported when used: reading a declaration must not need it
-    return onnx
 
 
 def load_onnx(path, weights=True):
     """An ONNX model (its weights too, unless ``weights=False``); a missing or foreign file is a UserError."""
+    import onnx  # imported when used (here and below): reading a declaration must not need it
     from google.protobuf.message import DecodeError
-    onnx = _onnx()
     path = Path(path)
     if not path.is_file():
         raise UserError(model_not_found(path))
@@ -44,7 +38,8 @@ def model_not_found(path):
 
 def save_onnx(model, path):
     """Save as one self-contained file (weights inside, as every stage here writes them)."""
-    _onnx().save(model, str(path))
+    import onnx
+    onnx.save(model, str(path))
 
 
 def metadata(model):
@@ -53,9 +48,10 @@ def metadata(model):
 
 def set_metadata(model, props):
     """Replace (or add) metadata_props entries."""
+    import onnx
     kept = [(p.key, p.value) for p in model.metadata_props if p.key not in props]
     del model.metadata_props[:]
-    _onnx().helper.set_model_props(model, dict(kept, **props))
+    onnx.helper.set_model_props(model, dict(kept, **props))
 
 
 def count_ops(model):
@@ -63,7 +59,8 @@ def count_ops(model):
 
 
 def is_quantized(model):
-    return any(node.op_type in QUANTIZED_OPS for node in model.graph.node)
+    quantized = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger"}
+    return any(node.op_type in quantized for node in model.graph.node)
 
 
 def graph_inputs(model):
@@ -90,6 +87,7 @@ def batch_is_dynamic(model):
 
 def fix_batch(model, batchsize, source):
     """Set axis 0 of every graph input and output to ``batchsize``, then infer the inner shapes again."""
+    import onnx
     for value in graph_inputs(model) + list(model.graph.output):
         shape = value.type.tensor_type.shape.dim
         if not shape:
@@ -99,12 +97,7 @@ def fix_batch(model, batchsize, source):
                             f"dynamic-batch model{PINNED_HINT if shape[0].dim_value == 1 else ''}")
         shape[0].dim_value = batchsize
     del model.graph.value_info[:]
-    return _onnx().shape_inference.infer_shapes(model)
-
-
-def opset_of(model):
-    """The default-domain opset version the model imports."""
-    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+    return onnx.shape_inference.infer_shapes(model)
 
 
 def image_input(model, source, size=None):

@@ -33,17 +33,11 @@ def _plain_upsampling(node, weight):
 
 
 def upsampling_as_gemm(model):
-    """Rewrite UNet's up-sampling ConvTranspose (k x k kernel, stride k) as a Gemm on channels-last
-    pixels; returns how many were rewritten (those whose input height and width are known).
-
-    The values are the same: out[co, k*i+a, k*j+b] = sum_ci x[ci, i, j] * W[ci, co, a, b] + bias[co] is
-    Transpose(NHWC) -> Reshape(N*H*W, Cin) -> Gemm(W as Cin x (a, b, co), bias tiled) ->
-    Reshape(N, H, W, k, k, Cout) -> Transpose(N, H, k, W, k, Cout) -> Reshape(N, k*H, k*W, Cout) ->
-    Transpose(NCHW). Why: onnxruntime's CPU provider has no INT8 ConvTranspose, so left alone the four
-    of them run in float (a quarter of the INT8 UNet's time); the Gemm becomes an INT8 QGemm, and as
-    the QLinearConvs around it run channels-last too, the outer Transposes cancel out and the inner
-    one moves whole runs of k*Cout bytes.
-    """
+    """Rewrite UNet's up-sampling ConvTranspose (k x k kernel, stride k; onnxruntime has no INT8
+    ConvTranspose) as the same values from a Gemm on channels-last pixels,
+    out[co, k*i+a, k*j+b] = sum_ci x[ci, i, j] * W[ci, co, a, b] + bias[co]; returns how many were
+    rewritten (those whose input height and width are known). The QLinearConvs around the QGemm run
+    channels-last too, so the outer Transposes cancel out."""
     weights = {init.name: init for init in model.graph.initializer}
     shapes = None
     nodes, replaced, rewritten = [], set(), 0
@@ -114,12 +108,9 @@ def _drop_unused(model, names):
 
 
 def pad_in_int8(model):
-    """Fold DequantizeLinear -> Pad(constant 0) -> QuantizeLinear (same per-tensor scale and zero point)
-    into one Pad of the INT8 tensor by its zero point; returns how many were folded.
-
-    The quantiser gives a zero-padding Pad the quantisation of its input, but onnxruntime keeps the
-    pair and pads in float; padding the INT8 values with the zero point gives the same values.
-    """
+    """Fold DequantizeLinear -> Pad(constant 0) -> QuantizeLinear (same per-tensor scale and zero point),
+    which onnxruntime runs in float, into one Pad of the INT8 tensor by its zero point (the same
+    values); returns how many were folded."""
     producers = {out: node for node in model.graph.node for out in node.output}
     readers = {}
     for node in model.graph.node:

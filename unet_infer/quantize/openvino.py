@@ -130,7 +130,7 @@ def quantize_model(model, calib_dir, output, n_calib=16, size=None, threads=None
         precision = backend.precision
     finally:
         backend.close()
-    err, agree = compare_outputs(want, got)
+    checked = compare_outputs(want, got, files[0])
     ops = [op.get_type_name() for op in int8.get_ops()]
     report = {
         "output": str(output),
@@ -143,12 +143,8 @@ def quantize_model(model, calib_dir, output, n_calib=16, size=None, threads=None
         "folded_shapes": folded,
         "fake_quantize_after_pads": moved,
         "runs_in": precision,
-        "check_image": str(files[0]),
-        "relative_error": err,
-        "sign_agreement": agree,
+        **checked,
     }
     log.info("wrote %s (+ .bin): %d nodes, %d FakeQuantize; the CPU runs it in %s", output, report["nodes"],
              report["fake_quantize_nodes"], precision)
-    log.info("%s: INT8 vs fp32 logits: relative error %.3g, sign agrees on %.4f%% of pixels", files[0].name,
-             err, 100 * agree)
     return report
