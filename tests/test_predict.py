@@ -20,8 +20,7 @@ from unet_infer.data import image_to_array, load_label
 from unet_infer.export import pth_to_onnx
 from unet_infer.metrics import dice, logits_to_mask
 from unet_infer.model import UNet
-from unet_infer.predict import (PREDICT_WEIGHTS, cutout, mask_at, main, probabilities, resize_probabilities,
-                                rle_encode, submission_text)
+from unet_infer.predict import PREDICT_WEIGHTS, cutout, mask_at, main, probabilities, rle_encode, submission_text
 from unet_infer.sample import generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,7 +98,7 @@ def test_two_class_logits_are_the_softmax_of_class_1():
 
 def test_a_pixel_exactly_at_the_threshold_is_background_after_resizing():
     logit = np.full((1, 8, 8), np.log(0.25 / 0.75), np.float32)
-    prob = resize_probabilities(probabilities(logit), (13, 11))
+    prob = np.asarray(Image.fromarray(probabilities(logit)).resize((13, 11), Image.Resampling.BILINEAR))
     assert prob.shape == (11, 13)
     at = float(prob[0, 0])  # whatever float32 made of sigmoid(ln(1/3))
     assert np.all(prob == np.float32(at))
@@ -113,7 +112,8 @@ def test_resizing_is_of_probabilities_then_threshold_not_nearest():
     mask = mask_at(logits, (16, 16), 0.5)
     nearest = np.array(Image.fromarray(logits_to_mask(logits)).resize((16, 16), Image.Resampling.NEAREST))
     assert 0 < mask.sum() < nearest.sum()  # bilinear probabilities cross 0.5 inside the nearest block
-    assert np.array_equal(mask, resize_probabilities(probabilities(logits), (16, 16)) > 0.5)
+    bilinear = Image.fromarray(probabilities(logits)).resize((16, 16), Image.Resampling.BILINEAR)
+    assert np.array_equal(mask, np.asarray(bilinear) > 0.5)
 
 
 @settings(max_examples=40, deadline=None)

@@ -66,20 +66,14 @@ def probabilities(logits):
     return np.nan_to_num(prob, nan=0.0).astype(np.float32)
 
 
-def resize_probabilities(prob, size):
-    """A float32 probability map resized (bilinear) to ``size`` = (W, H)."""
-    resized = Image.fromarray(np.ascontiguousarray(prob, dtype=np.float32)).resize(
-        tuple(size), Image.Resampling.BILINEAR)
-    return np.asarray(resized, dtype=np.float32)
-
-
 def mask_at(logits, size, threshold=DEFAULT_THRESHOLD):
     """The car mask (bool, H x W) of one image's logits at the photo's ``size`` = (W, H): resized
     probabilities > ``threshold`` (at the threshold: background); at the model's size, log-odds > ln(t/(1-t))."""
     odds = car_log_odds(logits)
     if tuple(size) == odds.shape[::-1]:
         return odds > math.log(threshold / (1.0 - threshold))  # sigmoid(x) > t exactly when x > ln(t/(1-t))
-    return resize_probabilities(probabilities(logits), size).astype(np.float64) > threshold
+    resized = Image.fromarray(probabilities(logits)).resize(tuple(size), Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.float64) > threshold
 
 
 def cutout(pixels, mask):
@@ -105,13 +99,6 @@ def submission_text(rows):
     writer.writerow(("img", "rle_mask"))
     writer.writerows(rows)
     return buf.getvalue()
-
-
-def dice_text(rows):
-    """dice.csv: ``img,dice`` per image, then ``mean,<mean>``; ``rows``: (file name, dice) pairs."""
-    lines = ["img,dice"] + [f"{name},{value:.6f}" for name, value in rows]
-    lines.append(f"mean,{np.mean([value for _, value in rows]):.6f}")
-    return "\n".join(lines) + "\n"
 
 
 # ---- files ----
@@ -326,7 +313,8 @@ def finish(args, writer, bad, total, seconds, ran):
             log.info("wrote %s (%d rows)", args.rle, len(writer.rows))
         if writer.dices:
             mean_dice = float(np.mean([value for _, value in writer.dices]))
-            atomic_write_text(Path(args.output) / DICE_NAME, dice_text(writer.dices))  # OSError: run_cli
+            lines = ["img,dice", *(f"{name},{value:.6f}" for name, value in writer.dices), f"mean,{mean_dice:.6f}"]
+            atomic_write_text(Path(args.output) / DICE_NAME, "\n".join(lines) + "\n")  # OSError: run_cli
         what = "masks and cut-outs" if args.cutout else "masks"
         print(f"predict: {writer.written} of {total} photos, {what} in {args.output} "
               f"({ran}; {seconds:.1f} s, {seconds / writer.written:.2f} s per photo)", flush=True)

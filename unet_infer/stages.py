@@ -101,23 +101,42 @@ def check_tools(cls, precision):
         raise UserError(f"not installed: {', '.join(missing)}; run `pip install -r requirements.txt`")
 
 
-def prune_prep(work, data):
+def check(args):
+    """Whether the stage is complete (the driver asks before every stage: stay quick)."""
+    made = _made(args)
+    print(made.record)
+    if made.complete(args.work):
+        return 0
+    recorded = (Workdir(args.work).stages / f"{made.record}.json").exists()
+    made.forget(args.work)  # not complete: it runs again, and is recorded when it ends
+    return 3 if recorded else 1
+
+
+def preflight(args):
+    """Before any expensive work: the data pairs up (the work folder: the lock)."""
+    n = len(pair_carvana(args.data, require_masks=args.labels))
+    print(f"{n} image{'s' if n != 1 else ''} in {Path(args.data) / IMAGE_DIR}"
+          + (f", each with its mask in {Path(args.data) / MASK_DIR}" if args.labels else ""))
+
+
+def prune_prep(args):
     """Delete (and name) the ``.bin`` files of ``WORK/prep_bin`` whose image is no longer in ``DATA/train``."""
-    prep = Workdir(work).prep
+    prep = Workdir(args.work).prep
     if not prep.is_dir():
-        return []
-    wanted = {stem for stem, _, _ in pair_carvana(data, require_masks=False)}
-    stale = [p for p in prep.iterdir() if p.is_file() and p.suffix == ".bin" and p.stem not in wanted]
-    for path in stale:
-        path.unlink()
-    return sorted(p.name for p in stale)
+        return
+    wanted = {stem for stem, _, _ in pair_carvana(args.data, require_masks=False)}
+    stale = sorted(p.name for p in prep.iterdir() if p.is_file() and p.suffix == ".bin" and p.stem not in wanted)
+    for name in stale:
+        (prep / name).unlink()
+    if stale:
+        print(f"removed {len(stale)} .bin file(s) of images no longer in {args.data}: {', '.join(stale[:5])}"
+              + (" ..." if len(stale) > 5 else ""))
 
 
-def all_converted(work, data):
-    """Every image of ``DATA/train`` has its ``.bin`` in ``WORK/prep_bin`` (unreadable=stop), else a
-    :class:`UserError`."""
-    prep = Workdir(work).prep
-    missing = [image for stem, image, _ in pair_carvana(data, require_masks=False)
+def all_converted(args):
+    """Every image of ``DATA/train`` has its ``.bin`` in ``WORK/prep_bin`` (unreadable=stop)."""
+    prep = Workdir(args.work).prep
+    missing = [image for stem, image, _ in pair_carvana(args.data, require_masks=False)
                if not (prep / f"{stem}.bin").is_file()]
     if missing:
         raise UserError(f"{len(missing)} image(s) not converted (unreadable, left out by a run with unreadable=skip): "
@@ -125,10 +144,10 @@ def all_converted(work, data):
                         f"pass unreadable=skip to go on without them")
 
 
-def clear_sample(work):
+def clear_sample(args):
     """Remove the generated sample's images and masks before another is generated, so that two samples
     never mix; any other file there is refused, nothing removed."""
-    sample = Workdir(work).sample
+    sample = Workdir(args.work).sample
     files = []
     for sub, suffix in ((IMAGE_DIR, ".jpg"), (MASK_DIR, "_mask.gif")):
         folder = sample / sub
@@ -139,15 +158,16 @@ def clear_sample(work):
                 files.append(path)
     for path in files:
         path.unlink()
-    return len(files)
+    if files:
+        print(f"removed the earlier generated sample ({len(files)} files) from {sample}")
 
 
-def clear_run(work, name):
-    """Remove an earlier (outdated or unfinished) run ``name``: ``result/<name>``'s output files and its
-    summary; anything else in that folder is refused, nothing removed."""
-    folder, summary = run_paths(Workdir(work).results, name)
+def clear_run(args):
+    """Remove an earlier (outdated or unfinished) run: ``result/<name>``'s output files and its summary;
+    anything else in that folder is refused, nothing removed."""
+    folder, summary = run_paths(Workdir(args.work).results, args.name)
     if not folder.exists() and not summary.exists():
-        return None
+        return
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
         raise UserError(f"{folder}: not a folder of the runner's outputs; move it away")
     files = list(folder.iterdir()) if folder.is_dir() else []
@@ -160,13 +180,15 @@ def clear_run(work, name):
     if folder.is_dir():
         folder.rmdir()
     summary.unlink(missing_ok=True)
-    return len(files)
+    why = ("timed again (retime=1)" if args.retime else "made from other inputs (or its files were changed since)"
+           if args.changed else "left unfinished by a run that stopped before its end")
+    print(f"removed the earlier run {args.name} ({len(files)} output file{'s' if len(files) != 1 else ''}): {why}")
 
 
-def last_result(work, batchsizes, run=""):
+def last_result(args):
     """Copy the last batch size's ``result_bs<B>.txt`` and ``.json`` to ``result.txt`` and ``.json``
-    (``run``'s: ``result_<run>_bs<B>.txt`` to ``result_<run>.txt``), atomically."""
-    w, last = Workdir(work, run), batchsizes[-1]
+    (``--run``'s: ``result_<run>_bs<B>.txt`` to ``result_<run>.txt``), atomically."""
+    w, last = Workdir(args.work, args.run), args.bs[-1]
     for src, dst in ((w.result_txt(last), w.result_txt()), (w.result_json(last), w.result_json())):
         try:
             with atomic_path(dst) as tmp:
@@ -203,6 +225,29 @@ def result_lines(work, batchsizes, backend, precision, labels=True, run=""):
 
 # ---- the command line ---------------------------------------------------------------------------
 
+def _made(args):
+    """The stage's declaration, made from the driver's ``--value key=value`` pairs."""
+    values = {}
+    for pair in args.value:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--value {pair!r}: expected key=value")
+        values[key] = value
+    return made_from(args.stage, args.work, values)
+
+
+def _sub(sub, name, summary, example, run, work=True):
+    """A subcommand (with ``--work``) that calls ``run(args)``: ``summary`` in the main help; it and
+    ``python3 -m unet_infer.stages <example>`` in its own."""
+    text = textwrap.fill(summary[0].upper() + summary[1:] + ".", 100)
+    parser = sub.add_parser(name, help=summary, description=f"{text}\n\n    python3 -m unet_infer.stages {example}",
+                            formatter_class=cli.HelpFormatter, allow_abbrev=False)
+    parser.set_defaults(do=run)
+    if work:
+        parser.add_argument("--work", required=True, help="the driver's work folder (scripts/run_all.sh workdir=)")
+    return parser
+
+
 def _stage_args(parser):
     parser.add_argument("stage", choices=list(STAGES), metavar="STAGE",
                         help=f"the stage: one of {', '.join(STAGES)} (its record: WORK/.stages/<record>.json, "
@@ -213,113 +258,55 @@ def _stage_args(parser):
                              "declaration picks its paths and options from them; repeatable")
 
 
-def _run(parser):
-    parser.add_argument("--run", default="", help="the run's name in the results' names (plan's RUN_TAG)")
-
-
-def _sub(sub, name, summary, example, work=True):
-    """A subcommand (with ``--work``): ``summary`` in the main help; it and ``python3 -m unet_infer.stages
-    <example>`` in its own."""
-    text = textwrap.fill(summary[0].upper() + summary[1:] + ".", 100)
-    parser = sub.add_parser(name, help=summary, description=f"{text}\n\n    python3 -m unet_infer.stages {example}",
-                            formatter_class=cli.HelpFormatter, allow_abbrev=False)
-    if work:
-        parser.add_argument("--work", required=True, help="the driver's work folder (scripts/run_all.sh workdir=)")
-    return parser
-
-
-def _values(pairs):
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UserError(f"--value {pair!r}: expected key=value")
-        out[key] = value
-    return out
-
-
 def build_parser():
     parser = cli.parser("python3 -m unet_infer.stages", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     bs_help = "batch size, or a comma list of them (e.g. 1,8)"
+    run_help = "the run's name in the results' names (plan's RUN_TAG)"
     _stage_args(_sub(sub, "check", "is the stage complete? Prints its record's name; exit status 0: yes; 1: no "
                      "record (never run, or stopped before its end); 3: its record is of other inputs (or its "
                      "files changed since) and is dropped",
-                     "check preprocess --work W --value data=DATA --value size=572"))
+                     "check preprocess --work W --value data=DATA --value size=572", check))
     _stage_args(_sub(sub, "done", "mark the stage complete, made from what it is made from now (after its "
-                     "outputs are written)", "done preprocess --work W --value data=DATA --value size=572"))
-    _stage_args(_sub(sub, "forget", "mark the stage incomplete", "forget score --work W --value bs=8"))
-    p = _sub(sub, "preflight", "check the data before any work", "preflight --data DATA", work=False)
+                     "outputs are written)", "done preprocess --work W --value data=DATA --value size=572",
+                     lambda args: _made(args).record_done(args.work)))
+    _stage_args(_sub(sub, "forget", "mark the stage incomplete", "forget score --work W --value bs=8",
+                     lambda args: _made(args).forget(args.work)))
+    p = _sub(sub, "preflight", "check the data before any work", "preflight --data DATA", preflight, work=False)
     p.add_argument("--data", required=True, help="Carvana-format folder: train/ and train_masks/")
     p.add_argument("--no-labels", dest="labels", action="store_false", help="no masks needed (labels=none)")
     p = _sub(sub, "prune-prep", "remove prep_bin files of images no longer in the data",
-             "prune-prep --work W --data DATA")
+             "prune-prep --work W --data DATA", prune_prep)
     p.add_argument("--data", required=True, help="Carvana-format folder whose train/ images are kept")
     p = _sub(sub, "all-converted", "check that every image of DATA/train has its prep_bin file (unreadable=stop)",
-             "all-converted --work W --data DATA")
+             "all-converted --work W --data DATA", all_converted)
     p.add_argument("--data", required=True, help="Carvana-format folder")
-    _sub(sub, "clear-sample", "remove an earlier generated sample", "clear-sample --work W")
-    p = _sub(sub, "clear-run", "remove an earlier run's outputs and summary", "clear-run --work W --name bs8 --changed")
+    _sub(sub, "clear-sample", "remove an earlier generated sample", "clear-sample --work W", clear_sample)
+    p = _sub(sub, "clear-run", "remove an earlier run's outputs and summary", "clear-run --work W --name bs8 --changed",
+             clear_run)
     p.add_argument("--name", required=True, help="the run: WORK/result/<name>/ and <name>_summary.json")
     p.add_argument("--changed", action="store_true", help="say: made from other inputs (check's status 3; "
                                                           "without it: left unfinished)")
     p.add_argument("--retime", action="store_true", help="say: timed again, as asked (the driver's retime=1)")
     p = _sub(sub, "last-result", "copy the last batch size's result_bs<B>.txt and .json to result.txt and "
-             "result.json", "last-result --work W --bs 1,8")
+             "result.json", "last-result --work W --bs 1,8", last_result)
     p.add_argument("--bs", type=cli.int_list, required=True, help=bs_help + "; the last one's are copied")
-    _run(p)
-    p = _sub(sub, "result", "the closing lines", "result --work W --bs 8 --backend onnxruntime --precision fp32")
+    p.add_argument("--run", default="", help=run_help)
+    p = _sub(sub, "result", "the closing lines", "result --work W --bs 8 --backend onnxruntime --precision fp32",
+             lambda args: print(*result_lines(args.work, args.bs, args.backend, args.precision, args.labels,
+                                              args.run), sep="\n"))
     p.add_argument("--bs", type=cli.int_list, required=True, help=bs_help)
     p.add_argument("--backend", required=True, help="the backend used (shown where a summary does not name it)")
     p.add_argument("--precision", required=True, help="its precision (shown where a summary does not name it)")
     p.add_argument("--no-labels", dest="labels", action="store_false",
                    help="the run was not scored (labels=none): no IoU, and its run is called the inference run")
-    _run(p)
+    p.add_argument("--run", default="", help=run_help)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    made = made_from(args.stage, args.work, _values(args.value)) if "stage" in args else None
-    if args.command == "check":  # the driver asks this before every stage: stay quick
-        print(made.record)
-        if made.complete(args.work):
-            return 0
-        recorded = (Workdir(args.work).stages / f"{made.record}.json").exists()
-        made.forget(args.work)  # not complete: it runs again, and is recorded when it ends
-        return 3 if recorded else 1
-    if args.command == "done":
-        made.record_done(args.work)
-    elif args.command == "forget":
-        made.forget(args.work)
-    elif args.command == "preflight":  # before any expensive work: the data pairs up (the work folder: the lock)
-        n = len(pair_carvana(args.data, require_masks=args.labels))
-        print(f"{n} image{'s' if n != 1 else ''} in {Path(args.data) / IMAGE_DIR}"
-              + (f", each with its mask in {Path(args.data) / MASK_DIR}" if args.labels else ""))
-    elif args.command == "prune-prep":
-        stale = prune_prep(args.work, args.data)
-        if stale:
-            print(f"removed {len(stale)} .bin file(s) of images no longer in {args.data}: {', '.join(stale[:5])}"
-                  + (" ..." if len(stale) > 5 else ""))
-    elif args.command == "all-converted":
-        all_converted(args.work, args.data)
-    elif args.command == "clear-sample":
-        n = clear_sample(args.work)
-        if n:
-            print(f"removed the earlier generated sample ({n} files) from {Workdir(args.work).sample}")
-    elif args.command == "clear-run":
-        n = clear_run(args.work, args.name)
-        if n is not None:
-            why = ("timed again (retime=1)" if args.retime
-                   else "made from other inputs (or its files were changed since)" if args.changed
-                   else "left unfinished by a run that stopped before its end")
-            print(f"removed the earlier run {args.name} ({n} output file{'s' if n != 1 else ''}): {why}")
-    elif args.command == "last-result":
-        last_result(args.work, args.bs, args.run)
-    elif args.command == "result":
-        for line in result_lines(args.work, args.bs, args.backend, args.precision, args.labels, args.run):
-            print(line)
-    return 0
+    return args.do(args) or 0
 
 
 if __name__ == "__main__":
