@@ -23,8 +23,8 @@ from unet_infer.data import load_image
 from unet_infer.parallel import Prefetcher
 from unet_infer.preprocess import preprocess_folder
 from unet_infer.rename import rename_outputs
-from unet_infer.results import select_extremes
-from unet_infer.scoring import Extremes, masks_folder, write_masks
+from unet_infer.results import select_extremes, write_masks
+from unet_infer.scoring import Extremes, masks_folder
 from unet_infer.stream import main
 from unet_infer.summary import REQUIRED_KEYS
 

@@ -169,16 +169,20 @@ def iou_line(result):
             f"{result['n_images']} images)")
 
 
-def write_mask_png(folder, stem, mask):
-    """``folder/<stem>.png``: a boolean mask as mode L, 0 and 255, written atomically."""
+def write_masks(folder, masks, names):
+    """Write each boolean mask of ``masks`` as ``folder/<name>.png``; drop this run's ``names``' older PNGs."""
     folder = Path(folder)
     try:
+        for name in names:
+            stale = folder / f"{name}.png"
+            if name not in masks and stale.is_file():
+                stale.unlink()
         folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(folder / f"{stem}.png") as tmp:
-            Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(tmp, format="PNG")
+        for name, mask in masks.items():
+            with atomic_path(folder / f"{name}.png") as tmp:
+                Image.fromarray(np.where(mask, 255, 0).astype(np.uint8), mode="L").save(tmp, format="PNG")
     except OSError as exc:
         raise os_error(folder, exc, "write the masks") from None
-    return folder / f"{stem}.png"
 
 
 def read_mask_png(path, size=None):

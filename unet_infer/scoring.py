@@ -21,7 +21,7 @@ from .formats import natural_key
 from .journal import pack_mask, unpack_mask
 from .metrics import logits_to_mask
 from .postprocess import check_logits, score_arrays
-from .results import N_EXTREMES, Streamed, select_extremes, write_mask_png, write_scores
+from .results import N_EXTREMES, Streamed, select_extremes, write_masks, write_scores
 from .summary import write_summary
 
 log = logging.getLogger(__name__)
@@ -60,17 +60,6 @@ class Extremes:
         worst, best = select_extremes(list(candidates.values()), self.n)
         names = [record["name"] for record in worst + best]
         return names, {name: self.kept[name] for name in names if name in self.kept}
-
-
-def write_masks(folder, masks, names):
-    """Write each mask as ``folder/<name>.png`` (L, 0/255); drop this run's names' older PNGs."""
-    folder = Path(folder)
-    for name in names:
-        stale = folder / f"{name}.png"
-        if name not in masks and stale.is_file():
-            stale.unlink()
-    for name, mask in masks.items():
-        write_mask_png(folder, name, mask)
 
 
 def masks_folder(args):
