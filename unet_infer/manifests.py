@@ -7,11 +7,9 @@ its files; paths resolved, so a symlink to the same data is the same data), the 
 the weights, and the options that change its output. Any difference re-runs the stage; a stage's
 outputs are the next stage's inputs, so the stages after it re-run too.
 
-The pipeline driver asks through ``python3 -m unet_infer.stages check|done|forget STAGE --value
-key=value ...`` (it gives every stage the same values: its options and paths; the declaration
-picks the stage's record, paths and options from them); the speed tables
-(``unet_infer.speed.models``) build the stages they share with it from the same declarations
-(:func:`made_from`), in Python.
+The driver asks through ``python3 -m unet_infer.stages check|done|forget STAGE --value key=value ...``
+(the same values for every stage: the declaration picks its record, paths and options from them);
+the speed tables build the stages they share with it from the same declarations (:func:`made_from`).
 """
 
 import json

@@ -69,8 +69,7 @@ def masks_folder(args):
     if not args.summary:
         return None
     summary = Path(args.summary)
-    stem = summary.stem[:-len("_summary")] if summary.stem.endswith("_summary") else summary.stem
-    return summary.with_name(f"{stem}_masks")
+    return summary.with_name(f"{summary.stem.removesuffix('_summary')}_masks")
 
 
 class Scorer:
