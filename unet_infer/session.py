@@ -73,15 +73,10 @@ def model_files(in_process=True):
                      if not in_process or not backends.is_external(cls.name))
 
 
-def backend_class(model, name=None):
-    """The backend class ``name`` (``--backend``), else the one ``model``'s suffix calls for."""
-    return backends.get_backend(name or backends.backend_for_model(model))
-
-
 def hand_over(args, argv):
     """Where another program runs the model's backend (acl), run it with ``argv()``: its exit
     status; None: the model runs here."""
-    cls = backend_class(args.model, args.backend)
+    cls = backends.get_backend(args.backend or backends.backend_for_model(args.model))
     if args.precision is not None:
         cls.check_precision(args.precision)
     return cls.run_external(argv()) if backends.is_external(cls.name) else None
@@ -164,7 +159,7 @@ def choose(args, flow, model=None, name=None):
     """The :class:`Choice` of ``model`` (default ``args.model``) on backend ``name`` (default
     ``args.backend``, else from the suffix), for ``flow`` (e.g. "the streaming mode")."""
     model = str(model if model is not None else args.model)
-    cls = backends.in_process(backend_class(model, name or args.backend).name, flow)
+    cls = backends.in_process(name or args.backend or backends.backend_for_model(model), flow)
     backends.usable_backend(cls.name)
     precision = cls.check_precision(args.precision) if args.precision else None
     choice = Choice(model, cls, precision, backend_options(args, cls))
