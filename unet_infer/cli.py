@@ -68,17 +68,25 @@ def add_quiet(parser_):
     parser_.add_argument("--quiet", action="store_true", help="no progress display")
 
 
-def int_at_least(low):
-    """An argparse type: a whole number no smaller than ``low``."""
+def number(kind, check, why):
+    """An argparse type: an ``int`` or ``float`` (``kind``) for which ``check(value)`` holds, else ``"<text> <why>"``."""
     def parse(text):
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"{text} is below {low}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole number' if kind is int else 'number'}") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"{text} {why}")
         return value
     return parse
+
+
+def int_at_least(low):
+    return number(int, lambda value: value >= low, f"is below {low}")
+
+
+def float_in(check, why):
+    return number(float, check, why)
 
 
 def int_list(text):
@@ -90,19 +98,6 @@ def int_list(text):
     if not values or any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f"expected a whole number above 0 or a comma list of them (e.g. 1,4,8), got {text!r}")
     return list(dict.fromkeys(values))
-
-
-def float_in(check, why):
-    """argparse type: a number for which ``check(value)`` holds, else ``"<text> <why>"``."""
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not check(value):
-            raise argparse.ArgumentTypeError(f"{text} {why}")
-        return value
-    return parse
 
 
 positive_float = float_in(lambda value: value > 0, "must be above 0")

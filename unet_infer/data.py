@@ -30,8 +30,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_DIR = "train"
 MASK_DIR = "train_masks"
-MASK_SUFFIX = "_mask.gif"
-MASK_SUFFIXES = (MASK_SUFFIX, "_mask.png")  # Carvana's GIF first, then the PNG of users' own data
+MASK_SUFFIXES = ("_mask.gif", "_mask.png")  # Carvana's GIF first, then the PNG of users' own data
 # What PIL (and the codecs under it) raise for a corrupt, truncated or foreign file.
 DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error,
                  Image.DecompressionBombError)
@@ -67,14 +66,14 @@ def mask_path(label_dir, stem):
         path = Path(label_dir) / f"{stem}{suffix}"
         if path.is_file():
             return path
-    return Path(label_dir) / f"{stem}{MASK_SUFFIX}"
+    return Path(label_dir) / f"{stem}{MASK_SUFFIXES[0]}"
 
 
 def mask_not_found(missing, total=1):
     """``"<...>_mask.gif: mask not found (nor <stem>_mask.png; the label of IMAGE)"`` for the first of
     ``missing``, (mask, image) pairs, and the count of the others of the ``total`` images."""
     label, image = missing[0]
-    other = label.name[: -len(MASK_SUFFIX)] + MASK_SUFFIXES[1]
+    other = label.name[: -len(MASK_SUFFIXES[0])] + MASK_SUFFIXES[1]
     more = f"; {len(missing) - 1} more of the {total} images have no mask" if len(missing) > 1 else ""
     return f"{label}: mask not found (nor {other}; the label of {image}){more}"
 

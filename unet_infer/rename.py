@@ -46,11 +46,6 @@ def rename_plan(summary):
         stem = Path(_base_name(entry["infiles"][0], "input file", key)).stem
         dst = _base_name(stem + Path(src).suffix, "new name", key)
         plan.append((src, dst))
-    _check_one_to_one(plan)
-    return plan
-
-
-def _check_one_to_one(plan):
     sources, targets = {}, {}
     for src, dst in plan:
         if src in sources:
@@ -62,6 +57,7 @@ def _check_one_to_one(plan):
     cycle = [src for src, _ in plan if src not in chained]
     if cycle:
         raise UserError(f"the renames form a cycle: {', '.join(cycle)}")
+    return plan
 
 
 def _chains(plan):

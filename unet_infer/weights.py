@@ -10,10 +10,8 @@ PREDICT_WEIGHTS = BUNDLED_WEIGHTS.with_name("unet_carvana_predict.pth")
 
 
 def weights_id(path):
-    """``"<file name> sha256:<first 16 hex digits>"``: which checkpoint a model was made from.
-
-    Recorded in every model made from it (ONNX metadata ``unet_infer.weights``) and in every
-    summary and result, so that runs of different weights are never mixed unawares."""
+    """``"<file name> sha256:<first 16 hex digits>"``, recorded in every model (ONNX metadata
+    ``unet_infer.weights``), summary and result, so that runs of different weights never mix unawares."""
     return f"{Path(path).name} sha256:{file_sha256(path)[:16]}"
 
 
