@@ -421,8 +421,8 @@ def driver_paths():
     from unet_infer import workdir
     from unet_infer.backends import all_backends
     w = workdir.Workdir("work")
-    names = {workdir.SAMPLE, workdir.PREP, workdir.ONNX, workdir.SIMPLIFIED, workdir.RESULT_DIR,
-             workdir.REPORT, w.result_txt().name, w.result_json().name}
+    names = {path.name for path in (w.sample, w.prep, w.onnx, w.simplified, w.results, w.report,
+                                     w.result_txt(), w.result_json())}
     for cls in all_backends():
         if cls.quantized_name:
             names.add(cls.quantized_name)

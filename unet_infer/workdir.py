@@ -27,14 +27,7 @@ takes them from ``python3 -m unet_infer.driver``).
 import re
 from pathlib import Path
 
-SAMPLE = "sample"
-PREP = "prep_bin"
-ONNX = "UNet_dynamic_bs.onnx"
-SIMPLIFIED = "UNet_dynamic_sim.onnx"
-RESULT_DIR = "result"
-REPORT = "report"
-STAGES = ".stages"
-LOCK = ".lock"
+SIMPLIFIED = "UNet_dynamic_sim.onnx"  # named in onnxfile's missing-model hint too
 RESULT_RE = re.compile(r"result_(?:(.+)_)?bs([1-9][0-9]*)\.json")  # result_bs8.json, result_<run>_bs8.json
 
 
@@ -52,14 +45,14 @@ class Workdir:
         self.root = Path(root)
         self.run = run
         self.prefix = f"{run}_" if run else ""
-        self.sample = self.root / SAMPLE
-        self.prep = self.root / PREP
-        self.onnx = self.root / ONNX
+        self.sample = self.root / "sample"
+        self.prep = self.root / "prep_bin"
+        self.onnx = self.root / "UNet_dynamic_bs.onnx"
         self.simplified = self.root / SIMPLIFIED
-        self.results = self.root / RESULT_DIR
-        self.report = self.root / REPORT
-        self.stages = self.root / STAGES
-        self.lock = self.root / LOCK  # held (flock) by the run in progress: one run at a time per work folder
+        self.results = self.root / "result"
+        self.report = self.root / "report"
+        self.stages = self.root / ".stages"
+        self.lock = self.root / ".lock"  # held (flock) by the run in progress: one run at a time per work folder
 
     def __truediv__(self, name):
         return self.root / name
