@@ -15,7 +15,7 @@ from .formats import DEFAULT_SIZE
 from .loop import warm_up
 from .parallel import cpu_count, default_decoders
 from .progress import set_quiet
-from .summary import model_keys
+from .summary import with_keys
 
 WARMUP_RUNS = 1  # untimed runs of a flow that warms on zeros, as the runner's default --warmup_count
 
@@ -143,7 +143,13 @@ class Opened:
         return prefetch_depth(self.backend.batchsize, workers, bool(self.backend.async_upload))
 
     def summary_keys(self, mode=None):
-        return model_keys(self.backend, self.choice.model, self.device, mode)
+        """What every flow's summary says of the model, in the order the summary files have always had them."""
+        from .machine import describe_machine
+        keys = {"backend": self.backend.name, "precision": self.backend.precision,
+                "machine": describe_machine(self.backend.device_name(self.device))}
+        if mode is not None:
+            keys["mode"] = mode
+        return with_keys(keys, model=str(Path(self.choice.model).resolve()), weights=self.backend.weights)
 
     def close(self):
         self.backend.close()

@@ -72,17 +72,6 @@ def with_keys(summary, **keys):
     return summary
 
 
-def model_keys(backend, model_path, device=0, mode=None):
-    """What every flow's summary says of the model a loaded ``backend`` runs, in the order the summary
-    files have always had them."""
-    from .machine import describe_machine
-    keys = {"backend": backend.name, "precision": backend.precision,
-            "machine": describe_machine(backend.device_name(device))}
-    if mode is not None:
-        keys["mode"] = mode
-    return with_keys(keys, model=str(Path(model_path).resolve()), weights=backend.weights)
-
-
 def stats(times_ms):
     """ais_bench's statistics block for a list of times in milliseconds (plus p90 and p95; zeros for none)."""
     arr = np.asarray(list(times_ms), dtype=np.float64)
