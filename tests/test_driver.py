@@ -21,7 +21,7 @@ from unet_infer import cli, driver
 from unet_infer.data import load_image, load_label, pair_carvana
 from unet_infer.weights import BUNDLED_WEIGHTS
 from unet_infer.model import load_unet
-from unet_infer.postprocess import score_arrays
+from unet_infer.metrics import iou_dice, logits_to_mask
 from unet_infer.sample import generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +48,8 @@ def reference_ious(data):
     x = torch.from_numpy(np.stack([load_image(image, SIZE) for _, image, _ in pairs]))
     with torch.inference_mode():
         logits = model(x).numpy()
-    return {stem: score_arrays(out, load_label(mask, SIZE))[0] for (stem, _, mask), out in zip(pairs, logits)}
+    return {stem: iou_dice(logits_to_mask(out), load_label(mask, SIZE))[0]
+            for (stem, _, mask), out in zip(pairs, logits)}
 
 
 def per_image(work, bs=None):
@@ -138,7 +139,7 @@ def test_int8_stream_scores_the_int8_model_it_made_and_says_so(tiny_data, expect
     got = per_image(work)
     for stem, image, mask in pair_carvana(tiny_data):
         logits = session.run(None, {"actual_input_1": load_image(image, SIZE)[None]})[0][0]
-        assert got[stem] == pytest.approx(score_arrays(logits, load_label(mask, SIZE))[0], abs=2e-3), stem
+        assert got[stem] == pytest.approx(iou_dice(logits_to_mask(logits), load_label(mask, SIZE))[0], abs=2e-3), stem
     assert got.keys() == expected.keys()
 
 

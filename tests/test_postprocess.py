@@ -13,7 +13,7 @@ import postprocess_unet_pth
 from unet_infer.cli import UserError, run_cli
 from unet_infer.formats import bin_nbytes, write_bin
 from unet_infer.data import load_label
-from unet_infer.postprocess import _score_job, find_outputs, score_arrays, score_folder
+from unet_infer.postprocess import _score_job, find_outputs, score_folder
 from unet_infer.results import iou_line, write_results
 
 S = 64
@@ -222,16 +222,6 @@ def test_natural_order_in_results(carvana, tmp_path, ellipse_mask, write_mask_gi
         write_mask_gif(masks / f"{stem}_mask.gif", ellipse_mask(S, S))
         write_bin(out / f"{stem}.bin", logits_for(ellipse_mask(S, S)))
     assert [r["name"] for r in score_folder(out, masks, S, workers=2)] == ["img1", "img2", "img10"]
-
-
-def test_score_arrays_is_pure():
-    label = np.zeros((4, 4), bool)
-    label[:2] = True
-    logits = np.full((1, 4, 4), -1.0, np.float32)
-    logits[0, :1] = 1.0
-    assert score_arrays(logits, label) == (0.5, pytest.approx(2 / 3))
-    with pytest.raises(ValueError):
-        score_arrays(logits, label[:3])
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

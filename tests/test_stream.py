@@ -22,7 +22,7 @@ from unet_infer.postprocess import score_folder
 from unet_infer.data import load_image
 from unet_infer.parallel import Prefetcher
 from unet_infer.preprocess import preprocess_folder
-from unet_infer.rename import rename_outputs
+from unet_infer import rename
 from unet_infer.results import select_extremes, write_masks
 from unet_infer.scoring import Extremes, masks_folder
 from unet_infer.stream import main
@@ -86,7 +86,7 @@ def file_flow(models, data_root, work, batchsize):
     runner.main(["--model", str(models / "unet.onnx"), "--input", str(work / "prep_bin"), "--output",
                  str(work / "result"), "--output_dirname", f"bs{batchsize}", "--batchsize", str(batchsize),
                  "--threads", "1", "--quiet"])
-    rename_outputs(work / "result" / f"bs{batchsize}")
+    rename.main(["--output", str(work / "result" / f"bs{batchsize}"), "--quiet"])
     out_dir = work / "result" / f"bs{batchsize}"
     return score_folder(out_dir, data_root / "train_masks", size=SIZE, workers=1), out_dir
 

@@ -54,16 +54,11 @@ def check_logits(logits, batchsize, size):
                         f"{batchsize} x 1 (or 2) x {size} x {size}")
 
 
-def score_arrays(logits, label_mask):
-    """(IoU, Dice) of the car class for one image's logits and its boolean label mask."""
-    return iou_dice(logits_to_mask(logits), label_mask)
-
-
 def _score_job(job):
     """Worker: (name, output file, mask file, size) -> ``{"name", "iou", "dice"}``."""
     name, out_path, label_path, size = job
     logits = read_bin(out_path, shape=(output_classes(out_path, size), size, size))
-    iou, dice = score_arrays(logits, load_label(label_path, size))
+    iou, dice = iou_dice(logits_to_mask(logits), load_label(label_path, size))
     return {"name": name, "iou": iou, "dice": dice}
 
 

@@ -19,8 +19,8 @@ import numpy as np
 from .cli import UserError
 from .formats import natural_key
 from .journal import pack_mask, unpack_mask
-from .metrics import logits_to_mask
-from .postprocess import check_logits, score_arrays
+from .metrics import iou_dice, logits_to_mask
+from .postprocess import check_logits
 from .results import N_EXTREMES, Streamed, select_extremes, write_masks, write_scores
 from .summary import write_summary
 
@@ -86,10 +86,11 @@ class Scorer:
         records, entered = [], {}
         for slot, (path, label) in enumerate(items):
             name = Path(path).stem
-            iou, dice = score_arrays(logits[slot], label)
+            mask = logits_to_mask(logits[slot])
+            iou, dice = iou_dice(mask, label)
             records.append({"name": name, "iou": iou, "dice": dice})
             if self.extremes.offer(name, iou):
-                entered[name] = self.extremes.kept[name] = pack_mask(logits_to_mask(logits[slot]))
+                entered[name] = self.extremes.kept[name] = pack_mask(mask)
         return records, entered
 
 
