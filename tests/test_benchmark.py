@@ -20,7 +20,6 @@ from PIL import Image
 from unet_infer import backends
 from unet_infer import progress, speed
 from unet_infer import simplify as simplify_module
-from unet_infer.bench.runner import AIS_BENCH_FLAGS
 from unet_infer.speed.markdown import (COLUMNS, HEADER, TITLE, merge_section, render_section,
                                            section_heading, split_sections)
 from unet_infer.speed.models import make_random_weights, model_workdir, prepare_models
@@ -55,10 +54,6 @@ def table_rows(section):
     titles = [c.strip() for c in lines[0].strip("|").split("|")]
     assert titles in (TITLES, LEGACY_TITLES)
     return [dict(zip(titles, [c.strip() for c in line.strip("|").split("|")])) for line in lines[1:]]
-
-
-def x_machine(backend):
-    return "x"
 
 
 def fake_summary(bs, per_batch_ms, loop=1, machine="Test CPU, 2 cores", precision=None):
@@ -138,10 +133,10 @@ class FakeRunner:
     def run(self, job, loop):
         self.loops.append((job.batchsize, loop))
         if job.batchsize in self.fail_bs:
-            return Run(None, 1.0, 3, Path(f"bs{job.batchsize}.log"), loop)
+            return Run(None, 1.0, 3, loop)
         per_batch_ms = 2000.0 * job.batchsize
         wall = 1.0 + (self.warmup + loop) * per_batch_ms / 1000.0
-        return Run(fake_summary(job.batchsize, per_batch_ms, loop), wall, 0, Path("run.log"), loop)
+        return Run(fake_summary(job.batchsize, per_batch_ms, loop), wall, 0, loop)
 
 
 def jobs(*batchsizes, backend="torch", precision="fp32"):
@@ -150,7 +145,7 @@ def jobs(*batchsizes, backend="torch", precision="fp32"):
 
 def test_max_seconds_cuts_the_loop(capsys):
     runner = FakeRunner()
-    rows, failures = benchmark_rows(runner, [jobs(1, 2, 8)], 100, 30, "2026-01-01", x_machine)
+    rows, failures = benchmark_rows(runner, [jobs(1, 2, 8)], 100, 30, "2026-01-01")
     assert not failures
     # bs 1: a probe with loop 1 (5 s), then the 25 s left allow 1 s + 2 s x (1 + 11); bs 2: planned from the
     # probe's time per image; bs 8: 16 s per batch, so loop 1 (the least) with its warm-up run.
@@ -162,16 +157,16 @@ def test_max_seconds_cuts_the_loop(capsys):
 
 def test_probe_is_the_row_when_one_run_fills_the_budget_and_no_budget_means_no_probe():
     runner = FakeRunner()
-    rows, _ = benchmark_rows(runner, [jobs(4)], 100, 20, "d", x_machine)
+    rows, _ = benchmark_rows(runner, [jobs(4)], 100, 20, "d")
     assert runner.loops == [(4, 1)] and rows[0]["loop"] == 1
     runner = FakeRunner()
-    benchmark_rows(runner, [jobs(1, 2)], 7, None, "d", x_machine)
+    benchmark_rows(runner, [jobs(1, 2)], 7, None, "d")
     assert runner.loops == [(1, 7), (2, 7)]
 
 
 def test_a_failed_run_is_reported_not_tabled_and_the_next_one_probes_again():
     runner = FakeRunner(fail_bs=(1,))
-    rows, failures = benchmark_rows(runner, [jobs(1, 2, precision="fp16")], 100, 30, "d", x_machine)
+    rows, failures = benchmark_rows(runner, [jobs(1, 2, precision="fp16")], 100, 30, "d")
     assert runner.loops[0] == (1, 1) and runner.loops[1] == (2, 1)   # no time per image yet: bs 2 probes
     assert [r["batchsize"] for r in rows] == [2]
     assert [(f["batchsize"], f["status"]) for f in failures] == [(1, 3)]
@@ -198,7 +193,7 @@ def test_rounds_are_interleaved_and_rows_are_their_medians_beside_a_bare_session
 
     runner = Recording()
     a, b = jobs(1, backend="onnxruntime"), jobs(1, backend="openvino")
-    rows, failures = benchmark_rows(runner, [a, b], 3, None, "d", x_machine, rounds=3, bare=True)
+    rows, failures = benchmark_rows(runner, [a, b], 3, None, "d", rounds=3, bare=True)
     assert not failures
     assert order == ["onnxruntime fp32 bs 1", "openvino fp32 bs 1"] * 3  # A, B, A, B, A, B
     assert runner.bare_calls == [("openvino fp32 bs 1", 3)] * 3        # after the runner, in each round
@@ -222,19 +217,19 @@ def test_bare_command_times_the_rows_own_model(tmp_path):
 
 def test_a_row_says_when_the_backend_ran_another_precision():
     summary = fake_summary(1, 100.0, precision="fp32")  # openvino bf16 on a CPU without bf16
-    row = make_row(Job("openvino", "bf16", 1, Path("UNet_bs1.xml")), [(summary, None, 0.5)], 1, "d", x_machine)
+    row = make_row(Job("openvino", "bf16", 1, Path("UNet_bs1.xml")), [(summary, None, 0.5)], 1, "d")
     assert table_rows(render_section("## m · x · d", [row], "a UNet", ["cmd"], "sw"))[0]["Precision"] == \
         "bf16 (ran fp32)"
 
 
 def test_row_is_read_through_the_summary_accessors(monkeypatch):
     summary = fake_summary(4, 200.0, loop=3, machine="CPU Y, 8 cores, GPU Z", precision="bf16")
-    row = make_row(Job("torch", "bf16", 4, Path("w.pth")), [(summary, None, 0.5)], 3, "2026-02-03", x_machine)
+    row = make_row(Job("torch", "bf16", 4, Path("w.pth")), [(summary, None, 0.5)], 3, "2026-02-03")
     assert row["fps"] == pytest.approx(20.0) and row["ms_per_image"] == pytest.approx(50.0)
     assert row["p50"] == row["p99"] == pytest.approx(200.0)
     assert row["machine"] == "CPU Y, 8 cores, GPU Z"
     del summary["machine"]
-    machine = make_row(Job("acl", "fp16", 4, Path("m.om")), [(summary, None, 0.5)], 3, "d", speed.fallback_machine)
+    machine = make_row(Job("acl", "fp16", 4, Path("m.om")), [(summary, None, 0.5)], 3, "d")
     assert machine["machine"] == describe_machine() + ", Ascend NPU"
     # every figure comes from unet_infer.summary's accessors: given other answers, the row shows them
     # (a row that read the summary's keys itself would show the summary's own figures above)
@@ -243,22 +238,18 @@ def test_row_is_read_through_the_summary_accessors(monkeypatch):
                "precision": lambda s: "fp16"}
     for name, answer in answers.items():
         monkeypatch.setattr(summ, name, answer)
-    row = make_row(Job("torch", "bf16", 4, Path("w.pth")), [(summary, None, 0.5)], 3, "d", x_machine)
+    row = make_row(Job("torch", "bf16", 4, Path("w.pth")), [(summary, None, 0.5)], 3, "d")
     assert (row["fps"], row["p50"], row["p99"], row["ms_per_image"]) == (7.0, 50.0, 99.0, 9.0)
     assert (row["machine"], row["ran"]) == ("the accessor's machine", "fp16")
 
 
-def test_runner_command_passes_precision_and_gives_ais_bench_only_its_own_flags(tmp_path):
+def test_runner_command_passes_the_rows_options(tmp_path):
     runner = Runner(tmp_path, 32, 2, threads=3, device=1, quiet=True)
     cmd = runner.command(Job("onnxruntime", "int8", 8, Path("UNet_int8_bs8.onnx")), 5, "run")
     assert cmd[1:3] == ["-m", "unet_infer.bench"]
     for flag in ("--model=UNet_int8_bs8.onnx", "--loop=5", "--batchsize=8", "--warmup_count=2", "--backend=onnxruntime",
                  "--precision=int8", "--threads=3", "--device=1", "--quiet", f"--output={tmp_path / 'runs'}"):
         assert flag in cmd
-    acl = runner.command(Job("acl", "fp16", 8, Path("UNet_bs8.om")), 5, "run")
-    names = [arg[2:].split("=")[0] for arg in acl[3:]]
-    assert set(names) <= set(AIS_BENCH_FLAGS), names
-    assert "device" in names and "model" in names
 
 
 # ---- BENCHMARKS.md ---------------------------------------------------------------------------

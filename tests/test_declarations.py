@@ -15,7 +15,7 @@ from unet_infer import backends, compile as compile_cli, predict, stages
 from unet_infer.backends.base import Backend, ExternalBackend, TensorSpec
 from unet_infer.loop import Timings, run_loop, warm_up
 from unet_infer.bench.run import check_profile_target
-from unet_infer.speed import fallback_machine
+from unet_infer.speed.runs import fallback_machine
 from unet_infer.cli import UserError, run_cli
 from unet_infer.model import UNet
 

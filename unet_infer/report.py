@@ -76,9 +76,8 @@ def pure_throughput(w, bs, weights):
 
 
 def make_row(w, bs, data_name, backend=None, precision=None, machine=None, result_json=None):
-    """The row of batch size ``bs`` of the run ``w``: its scores (``result_json``, else its own), its
-    summary and its pure-inference throughput; what the summary does not say comes from the
-    arguments, else the scores' provenance, else "n/a" (never from a file name)."""
+    """The row of batch size ``bs`` of the run ``w`` (scores from ``result_json``, else its own); what the
+    summary does not say comes from the arguments, else the scores' provenance, else "n/a"."""
     result = read_results(result_json or w.result_json(bs))
     run = summ.read_summary(w.summary(bs))
     prov = provenance(result)
@@ -218,7 +217,8 @@ def write_per_image_csv(records, path):
     atomic_write_text(path, buf.getvalue())
 
 
-def build_parser():
+def main(argv=None):
+    """Write WORK/report/ (see the module notes)."""
     parser = cli.parser("python3 -m unet_infer.report", __doc__)
     add = parser.add_argument
     add("--work", required=True, help="work folder of the run (holds its scores and result/)")
@@ -241,12 +241,7 @@ def build_parser():
     add("--machine", default=None, help="text of the Machine column, for a run whose summary does not say "
                                         "(without it: this machine's CPU model and core count)")
     cli.add_quiet(parser)
-    return parser
-
-
-def main(argv=None):
-    """Write WORK/report/ (see the module notes)."""
-    args = build_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     set_quiet(args.quiet)
     work, data = Path(args.work), Path(args.data)
     if not data.is_dir():

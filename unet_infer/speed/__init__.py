@@ -23,10 +23,10 @@ from pathlib import Path
 
 from .. import backends, cli
 from ..cli import UserError, int_list, positive_float
-from ..formats import DEFAULT_SIZE
-from ..machine import describe_machine, today
+from ..formats import DEFAULT_SIZE, atomic_write_text
+from ..machine import today
 from ..progress import set_quiet
-from .markdown import ROUNDS_NOTE, check_markdown, render_section, section_heading, software_line, write_markdown
+from .markdown import ROUNDS_NOTE, check_markdown, merge_section, render_section, section_heading, software_line
 from .models import RANDOM, RANDOM_SEED, describe_model, prepare_models, slug
 from .runs import BARE_BACKEND, Job, Runner, benchmark_rows
 
@@ -95,10 +95,9 @@ def cuda_status():
 
 
 def fill_defaults(batchsizes, configs, max_seconds):
-    """``(batchsizes, configs, max_seconds, note)``: the ones not given (None) taken from this
-    machine's defaults (a CUDA GPU's, else the CPU's; of the configs, those whose backend can run
-    here: a default never asks to install anything), ``note`` saying which (None when all were
-    given); ``max_seconds`` :data:`NO_LIMIT` becomes None."""
+    """``(batchsizes, configs, max_seconds, note)``, those not given (None) from this machine's defaults
+    (of the configs, those that can run here: a default never asks to install anything), ``note``
+    saying which; ``max_seconds`` :data:`NO_LIMIT` becomes None."""
     given = {"batchsizes": batchsizes, "configs": configs, "max_seconds": max_seconds}
     missing = [name for name, value in given.items() if value is None]
     note = None
@@ -182,13 +181,6 @@ def python_command(args, batchsizes, configs, max_seconds):
     return shlex.join(parts)
 
 
-def fallback_machine(backend):
-    """The machine of a row whose summary names none (ais_bench's own summaries), with the device
-    the backend declares where its runs use one of their own (``accelerator``)."""
-    device = backends.get_backend(backend).accelerator
-    return describe_machine() + (f", {device}" if device else "")
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.cuda:
@@ -220,8 +212,7 @@ def main(argv=None):
     bare = args.bare and any(backend == BARE_BACKEND for backend, _ in configs)
     config_jobs = [[Job(backend, precision, bs, models.paths[backend, precision, bs]) for bs in batchsizes]
                    for backend, precision in configs]
-    rows, failures = benchmark_rows(runner, config_jobs, args.loop, max_seconds, date,
-                                    fallback_machine, rounds=args.rounds, bare=bare)
+    rows, failures = benchmark_rows(runner, config_jobs, args.loop, max_seconds, date, args.rounds, bare)
     if not rows:
         raise UserError(f"every run failed; nothing to write (see the runs' output above and in {runner.out})")
 
@@ -237,7 +228,9 @@ def main(argv=None):
     link = Path(os.path.relpath(plot.resolve(), markdown.resolve().parent)).as_posix()  # as the markdown sees it
     section = render_section(heading, rows, model_long, commands, software_line(configs, args.threads), link,
                              failures, note=ROUNDS_NOTE.format(rounds=args.rounds, warmup=args.warmup))
-    write_markdown(args.markdown, section)
+    old = check_markdown(markdown)  # read again: another run may have written its section meanwhile
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(markdown, merge_section(old, section))
     print(f"[benchmark] {plural(len(rows), 'row')} in {args.markdown} (section '{heading[3:]}'), "
           f"plot {plot}" + (f"; {len(failures)} run(s) failed" if failures else ""), flush=True)
     return 1 if failures else 0

@@ -17,7 +17,8 @@ import numpy as np
 from .. import cli
 from ..cli import UserError
 
-def build_parser():
+
+def main(argv=None):
     parser = cli.parser("python3 -m unet_infer.speed.bare", __doc__)
     add = parser.add_argument
     add("--model", required=True, help="an OpenVINO IR (.xml) or ONNX model")
@@ -27,45 +28,33 @@ def build_parser():
     add("--loop", type=cli.int_at_least(1), default=10, help="timed runs")
     add("--warmup", type=cli.int_at_least(0), default=2, help="untimed runs first")
     add("--threads", type=cli.int_at_least(1), help="INFERENCE_NUM_THREADS (without it: OpenVINO's own)")
-    return parser
+    args = parser.parse_args(argv)
 
-
-def time_bare(model_path, precision, batchsize=1, size=572, loop=10, warmup=2, threads=None):
-    """``(times in ms, precision run)`` of ``loop`` timed runs of a plain OpenVINO session."""
     from ..backends.openvino_backend import HINTS, read_model, runtime_precision  # first: telemetry off
     import openvino as ov
-    core = ov.Core()
-    model = read_model(model_path)
+    model = read_model(args.model)
     shape = model.input(0).get_partial_shape()
     if shape.is_dynamic:
-        model.reshape({0: [batchsize if shape[0].is_dynamic else shape[0].get_length(), shape[1].get_length(),
-                           size, size]})
-    config = {"INFERENCE_PRECISION_HINT": HINTS[precision]} if precision in HINTS else {}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
+        model.reshape({0: [args.batchsize if shape[0].is_dynamic else shape[0].get_length(), shape[1].get_length(),
+                           args.size, args.size]})
+    config = {"INFERENCE_PRECISION_HINT": HINTS[args.precision]} if args.precision in HINTS else {}
+    if args.threads:
+        config["INFERENCE_NUM_THREADS"] = args.threads
     try:
-        compiled = core.compile_model(model, "CPU", config)
+        compiled = ov.Core().compile_model(model, "CPU", config)
     except RuntimeError as exc:
-        raise UserError(f"{model_path}: OpenVINO cannot compile it ({cli.first_line(exc)})") from None
+        raise UserError(f"{args.model}: OpenVINO cannot compile it ({cli.first_line(exc)})") from None
     request = compiled.create_infer_request()
-    port = compiled.input(0)
-    x = np.random.default_rng(0).random(tuple(port.get_shape()), dtype=np.float32)
-    for _ in range(warmup):
+    x = np.random.default_rng(0).random(tuple(compiled.input(0).get_shape()), dtype=np.float32)
+    for _ in range(args.warmup):
         request.infer({0: x})
     times = []
-    for _ in range(loop):
+    for _ in range(args.loop):
         start = time.perf_counter()
         request.infer({0: x})
         times.append((time.perf_counter() - start) * 1000.0)
-    return times, runtime_precision(compiled)
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    times, ran = time_bare(args.model, args.precision, args.batchsize, args.size, args.loop, args.warmup,
-                           args.threads)
-    import openvino as ov  # imported by time_bare, after the telemetry is off
-    print(json.dumps({"times_ms": times, "precision": ran, "openvino": ov.__version__}), flush=True)
+    print(json.dumps({"times_ms": times, "precision": runtime_precision(compiled), "openvino": ov.__version__}),
+          flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """BENCHMARKS.md: its header, one section per machine, model and date (keyed by its ``## `` line),
-and the merge that replaces a section of the same heading and keeps every other one.
-"""
+and the merge that replaces a section of the same heading and keeps every other one."""
 
 import importlib.metadata
 import sys
@@ -8,7 +7,6 @@ from pathlib import Path
 
 from .. import backends
 from ..cli import UserError
-from ..formats import atomic_write_text
 from ..parallel import cpu_count
 
 TITLE = "# UNet inference benchmarks"
@@ -73,16 +71,13 @@ def section_heading(machine, model, date):
     return f"## {machine} · {model} · {date}"
 
 
-def _cell(value):
-    return str(value).replace("|", "\\|").replace("\n", " ")
-
-
 def render_section(heading, rows, model_long, commands, software, plot_link=None, failures=(), note=None):
     """The markdown of one section (heading, model, software, commands, note, table, failures, plot)."""
     lines = [heading, "", f"Model: {model_long}.", "", f"Software: {software}.", "", "Command:", "", "```bash"]
     lines += list(commands) + ["```", ""] + ([note, ""] if note else [])
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
-    lines += ["| " + " | ".join(_cell(cell(row)) for cell in COLUMNS.values()) + " |" for row in rows]
+    lines += ["| " + " | ".join(str(cell(row)).replace("|", "\\|").replace("\n", " ") for cell in COLUMNS.values())
+              + " |" for row in rows]
     if failures:
         lines += ["", "Failed runs (no row): " + "; ".join(
             f"{f['backend']} {f['precision']} bs {f['batchsize']} (exit status {f['status']})" for f in failures) + "."]
@@ -107,8 +102,7 @@ def split_sections(text):
 
 
 def merge_section(text, section):
-    """``text`` (a BENCHMARKS.md, or "") with ``section`` in place of the one with the same heading
-    (or appended), under our header; every other section is kept as it was."""
+    """``text`` (a BENCHMARKS.md, or "") under our header, with ``section`` in place of its namesake or appended."""
     heading = section.splitlines()[0].rstrip()
     kept = [section if old.splitlines()[0].rstrip() == heading else old for old in split_sections(text)[1]]
     if section not in kept:
@@ -125,14 +119,6 @@ def check_markdown(path):
         return path.read_text(encoding="utf-8") if path.is_file() else ""
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"{path}: cannot read it ({exc})") from None
-
-
-def write_markdown(path, section):
-    """Merge ``section`` into the markdown file ``path`` (made when missing)."""
-    path = Path(path)
-    old = check_markdown(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, merge_section(old, section))
 
 
 def software_line(configs, threads):

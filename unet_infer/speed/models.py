@@ -1,11 +1,7 @@
-"""The models a benchmark runs, made once per model under WORKDIR/models/<tag>/ and reused.
-
-The stages it shares with the pipeline driver (export, simplify, quantize_<backend>,
-compile_<backend>_<precision>_bs<B>) are the driver's own declarations (the same paths, options
-and records): a model is remade exactly when the driver would remake it. The random weights
-(UNet_w<W>_seed0.pth) and the calibration images (4 generated images preprocessed at the model's
-size) are recorded the same way.
-"""
+"""The models a benchmark runs, made once per model under WORKDIR/models/<tag>/ and reused: the
+stages it shares with the pipeline driver are the driver's own declarations (a model is remade
+exactly when the driver would remake it); the random weights and calibration images are recorded
+the same way."""
 
 import hashlib
 import logging
@@ -24,7 +20,7 @@ CALIB_IMAGES = 4
 CALIB_SEED = 0
 
 
-def slug(text, limit=80):
+def slug(text, limit):
     """``text`` as a file name: lower case, runs of other characters as one ``-``."""
     return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-").lower()[:limit].strip("-")
 
@@ -97,8 +93,7 @@ def calibration_images(workdir, size):
 
 @dataclass
 class Models:
-    """What :func:`prepare_models` made: the checkpoint, the model per config and batch size, and
-    the stages that ran (empty when everything was reused)."""
+    """The checkpoint, the model per config and batch size, the stages that ran (none: all reused)."""
 
     pth: Path
     paths: dict = field(default_factory=dict)  # (backend, precision, batchsize) -> model file

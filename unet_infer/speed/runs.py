@@ -1,8 +1,6 @@
-"""The runs: ``python3 -m unet_infer.bench`` in pure-inference mode, one row per config and batch size,
-each summary read back through :mod:`unet_infer.summary` only. The rounds are interleaved (the CPUs
-may be shared: a slow spell then hits every row alike, not one row's every run); a row's figures
-are the medians of its rounds, run with the loop count that round 1 chose (:func:`measure`).
-"""
+"""The runs: ``python3 -m unet_infer.bench`` in pure-inference mode, one row per config and batch size.
+The rounds are interleaved (the CPUs may be shared: a slow spell then hits every row alike, not one
+row's every run); a row's figures are the medians of its rounds, at the loop count round 1 chose."""
 
 import json
 import logging
@@ -19,6 +17,7 @@ from pathlib import Path
 
 from .. import backends
 from .. import summary as summ
+from ..machine import describe_machine
 from ..workdir import run_paths
 
 log = logging.getLogger(__name__)
@@ -52,12 +51,11 @@ class Job:
 
 @dataclass
 class Run:
-    """What one runner process gave: its summary (None when it failed), wall time, exit status, log."""
+    """What one runner process gave: its summary (None when it failed), wall time, exit status, loop."""
 
     summary: dict
     wall_s: float
     status: int
-    log: Path
     loop: int
 
 
@@ -67,21 +65,13 @@ def _env():
 
 
 class Runner:
-    """Starts ``python3 -m unet_infer.bench`` runs in pure-inference mode and reads their summaries;
-    beside an openvino row, ``python3 -m unet_infer.speed.bare`` on the row's own model."""
+    """Runs ``python3 -m unet_infer.bench`` (pure inference) and ``python3 -m unet_infer.speed.bare``."""
 
     def __init__(self, workdir, size, warmup, threads=None, device=None, quiet=False):
         self.out = Path(workdir) / "runs"
         self.size, self.warmup, self.threads, self.device, self.quiet = size, warmup, threads, device, quiet
         self.stamp = time.strftime("%Y%m%d-%H%M%S")
         self.count = 0
-
-    def _dirname(self, job, loop):
-        while True:
-            self.count += 1
-            name = f"{job.backend}_{job.precision}_bs{job.batchsize}_loop{loop}_{self.stamp}_{self.count}"
-            if not any(path.exists() for path in run_paths(self.out, name)):
-                return name
 
     def command(self, job, loop, dirname):
         """The runner's command line: ais_bench's flags, then the backend's own (``runner_flags``)."""
@@ -96,18 +86,20 @@ class Runner:
     def run(self, job, loop):
         """One runner process with ``loop`` timed runs: a :class:`Run`."""
         self.out.mkdir(parents=True, exist_ok=True)
-        dirname = self._dirname(job, loop)
+        while True:  # a name no earlier run took
+            self.count += 1
+            dirname = f"{job.backend}_{job.precision}_bs{job.batchsize}_loop{loop}_{self.stamp}_{self.count}"
+            if not any(path.exists() for path in run_paths(self.out, dirname)):
+                break
         cmd = self.command(job, loop, dirname)
         log_path = self.out / f"{dirname}.log"
         log.info("%s, loop %d: %s", job, loop, shlex.join(cmd[1:]))
         start = time.perf_counter()
-        tail = []
         with open(log_path, "w", encoding="utf-8") as fh:
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
                                     errors="replace")
             for line in proc.stdout:
                 fh.write(line)
-                tail = (tail + [line])[-TAIL_LINES:]
                 if not self.quiet or PERF_LINE.match(line):
                     sys.stdout.write(line)
                     sys.stdout.flush()
@@ -115,11 +107,11 @@ class Runner:
         wall = time.perf_counter() - start
         summary_path = run_paths(self.out, dirname)[1]
         if status or not summary_path.is_file():
-            if self.quiet:
-                sys.stderr.write("".join(tail))
+            if self.quiet:  # its last lines, which were not shown
+                sys.stderr.write("".join(log_path.read_text(encoding="utf-8").splitlines(True)[-TAIL_LINES:]))
             log.warning("%s failed (exit status %d); its output: %s", job, status, log_path)
-            return Run(None, wall, status or 1, log_path, loop)
-        return Run(summ.read_summary(summary_path), wall, 0, log_path, loop)
+            return Run(None, wall, status or 1, loop)
+        return Run(summ.read_summary(summary_path), wall, 0, loop)
 
     def bare_command(self, job, loop):
         cmd = [sys.executable, "-m", "unet_infer.speed.bare", f"--model={job.model}",
@@ -144,10 +136,9 @@ def _costs(run, warmup):
 
 
 def measure(runner, job, loop, budget, learned):
-    """The run of ``job``'s row in round 1. Under a ``budget`` (s), a config's first row is a
-    ``--loop=1`` probe, then (when more than one timed run fits what the probe left) the planned
-    run; its later rows are planned from ``learned``: ``[s per image, fixed cost s]`` of the config's
-    last run, updated here."""
+    """Round 1's run of ``job``. Under a ``budget`` (s), a config's first row is a ``--loop=1`` probe, then
+    the planned run if more than one fits; its later rows are planned from ``learned`` (updated here):
+    ``[s per image, fixed cost s]`` of the config's last run."""
     if budget is not None and loop > 1 and not learned:
         run = runner.run(job, 1)
         if run.summary:
@@ -170,9 +161,14 @@ def _median(values):
     return statistics.median(values) if values else None
 
 
-def make_row(job, rounds, loop, date, fallback_machine):
-    """One table row from the medians of its ``rounds`` (``[(summary, bare times or None, load)]``);
-    ``fallback_machine(backend)``: the machine where the summary names none (ais_bench's own)."""
+def fallback_machine(backend):
+    """The machine where a summary names none (ais_bench's own), with the backend's own device if any."""
+    device = backends.get_backend(backend).accelerator
+    return describe_machine() + (f", {device}" if device else "")
+
+
+def make_row(job, rounds, loop, date):
+    """One table row from the medians of its ``rounds`` (``[(summary, bare times or None, load)]``)."""
     summaries = [s for s, _, _ in rounds]
     fpss = [summ.throughput(s) for s in summaries]
     recorded = summ.precision(summaries[0])
@@ -191,10 +187,9 @@ def make_row(job, rounds, loop, date, fallback_machine):
             "ran": recorded, "machine": summ.machine(summaries[0]) or fallback_machine(job.backend), "date": date}
 
 
-def benchmark_rows(runner, config_jobs, loop, max_seconds, date, fallback_machine, rounds=1, bare=False):
-    """Every row of every config (``config_jobs``: each config's jobs, in order) over ``rounds``
-    interleaved rounds: ``(rows, failures)``. Round 1 plans each row's loop (per config, under
-    ``max_seconds`` / rounds, halved with ``bare``: the openvino rows timed bare too)."""
+def benchmark_rows(runner, config_jobs, loop, max_seconds, date, rounds=1, bare=False):
+    """``(rows, failures)`` of every config's jobs over ``rounds`` interleaved rounds; round 1 plans each
+    row's loop (under ``max_seconds`` / rounds, halved with ``bare``: the openvino rows timed bare too)."""
     budget = None if max_seconds is None else max_seconds / rounds / (2 if bare else 1)
     learned = [[] for _ in config_jobs]
     done, loops, failures = {}, {}, []  # job -> [(summary, bare times, load)]; job -> loop of round 1
@@ -207,14 +202,14 @@ def benchmark_rows(runner, config_jobs, loop, max_seconds, date, fallback_machin
                 run = runner.run(job, loops[job]) if round_no else measure(runner, job, loop, budget, costs)
                 if not run.summary:
                     failures.append({"backend": job.backend, "precision": job.precision, "batchsize": job.batchsize,
-                                     "status": run.status, "log": run.log})
+                                     "status": run.status})
                     continue
                 loops.setdefault(job, run.loop)
                 times = runner.bare(job, run.loop) if bare and job.backend == BARE_BACKEND else None
                 done.setdefault(job, []).append((run.summary, times, load))
     rows = []
     for job in [job for jobs in config_jobs for job in jobs if job in done]:
-        row = make_row(job, done[job], loops[job], date, fallback_machine)
+        row = make_row(job, done[job], loops[job], date)
         cut = f" (cut from {loop} by --max-seconds {max_seconds:g})" if loops[job] < loop else ""
         spread = f" ({row['fps_min']:.2f}-{row['fps_max']:.2f} over {row['rounds']} rounds)" if rounds > 1 else ""
         vs = f", {row['vs_bare']:.2f}x a bare OpenVINO session" if row["vs_bare"] else ""
