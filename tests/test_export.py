@@ -252,6 +252,7 @@ def test_onnxsim_keeps_the_batch_dynamic_and_the_outputs(tmp_path):
     assert proc.returncode == 0, proc.stderr
     model = onnx.load(str(sim))
     assert model.graph.input[0].type.tensor_type.shape.dim[0].HasField("dim_param")
+    assert [v.name for v in model.graph.input] == [INPUT_NAME] and [v.name for v in model.graph.output] == [OUTPUT_NAME]
     assert len(model.graph.node) < len(onnx.load(str(raw)).graph.node)
     x = np.random.default_rng(2).random((2, 3, 32, 32), dtype=np.float32)
     run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})[0]

@@ -46,26 +46,12 @@ def export_model(model, onnx_path, size=572):
         )
 
 
-def check_parity(model, onnx_path, size, rtol, name):
-    """The relative error of ONNX Runtime against PyTorch on one random input; ``name``: the file the
-    user asked for, named in errors (``onnx_path`` is a temporary file)."""
-    import torch
-
-    from .backends.onnxruntime_backend import cpu_session
-    x = torch.from_numpy(np.random.default_rng(0).random((1, model.n_channels, size, size), dtype=np.float32))
-    with torch.inference_mode():
-        ref = model(x).numpy()
-    got = cpu_session(onnx_path, source=name).run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
-    err = relative_error(got, ref)
-    if not err <= rtol:
-        raise UserError(f"{name}: ONNX output differs from PyTorch by a relative error of "
-                        f"{err:.3g} (limit --rtol {rtol:g}); nothing was written")
-    return err
-
-
 def pth_to_onnx(pth_path, onnx_path, size=572, check=True, rtol=1e-4):
     """Load a checkpoint, describe it, export it and check it (a relative error above ``rtol`` fails
     the export, and nothing is left behind); returns a dict of what was found."""
+    import torch
+
+    from .backends.onnxruntime_backend import cpu_session
     from .model import count_macs, count_parameters, load_unet
     from .onnxfile import WEIGHTS_KEY, load_onnx, refuse_overwrite, save_onnx, set_metadata
     onnx_path = Path(onnx_path)
@@ -83,8 +69,15 @@ def pth_to_onnx(pth_path, onnx_path, size=572, check=True, rtol=1e-4):
             graph = load_onnx(tmp)
             set_metadata(graph, {WEIGHTS_KEY: info["weights"]})  # which checkpoint it was made from
             save_onnx(graph, tmp)
-            if check:
-                info["relative_error"] = check_parity(model, tmp, size, rtol, onnx_path)
+            if check:  # ONNX Runtime against PyTorch on one random input
+                x = np.random.default_rng(0).random((1, model.n_channels, size, size), dtype=np.float32)
+                with torch.inference_mode():
+                    ref = model(torch.from_numpy(x)).numpy()
+                got = cpu_session(tmp, source=onnx_path).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+                info["relative_error"] = relative_error(got, ref)
+                if not info["relative_error"] <= rtol:
+                    raise UserError(f"{onnx_path}: ONNX output differs from PyTorch by a relative error of "
+                                    f"{info['relative_error']:.3g} (limit --rtol {rtol:g}); nothing was written")
                 log.info("ONNX Runtime matches PyTorch: relative error %.2e (limit %g)", info["relative_error"], rtol)
     except OSError as exc:
         raise os_error(onnx_path, exc) from None

@@ -161,10 +161,9 @@ def detect_layout(state_dict, source="state_dict"):
     return Layout(name, int(first.shape[1]), int(last.shape[0]), int(first.shape[0]), bilinear, bias)
 
 
-def _key_report(missing, unexpected, limit=5):
+def _key_report(missing, unexpected):
     def show(keys):
-        more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
-        return ", ".join(keys[:limit]) + more
+        return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
 
     parts = []
     if missing:
@@ -180,7 +179,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 def _load_failure(path, exc):
     """The one-line error for a checkpoint torch.load refused: what is wrong, in words."""
     text = _ANSI.sub("", str(exc))
-    blocked = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or re.search(r"GLOBAL ([\w.]+)", text)
+    blocked = re.search(r"GLOBAL ([\w.]+)", text)  # "Unsupported global: GLOBAL __main__.Evil ..."
     if isinstance(exc, pickle.UnpicklingError) and ("weights_only" in text or "Weights only" in text):
         what = f" ({blocked.group(1)})" if blocked else ""
         return UserError(f"{path}: refused: the checkpoint holds objects or code{what} that a weights-only load "
