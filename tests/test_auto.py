@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from unet_infer import backends
+from unet_infer import backends, progress
 from unet_infer.backends import auto_choice, cpu_flags, default_backend
 
 AVX2 = {"avx", "avx2", "fma", "sse4_2"}                                 # AMD EPYC Zen 3
@@ -124,6 +124,7 @@ def fresh_warnings(monkeypatch):
     """Each slow-path warning is logged once per process: a test that looks for one starts afresh."""
     monkeypatch.setattr(backends, "_WARNED", set())
     monkeypatch.delenv("UNET_INFER_QUIET", raising=False)
+    monkeypatch.setattr(progress, "_QUIET", False)  # a --quiet run earlier in this process set it
 
 
 def test_a_slow_path_is_read_from_the_backends_declarations():

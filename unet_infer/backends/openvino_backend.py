@@ -6,8 +6,7 @@ size, as atc writes an .om (``python3 -m unet_infer.compile --backend openvino``
 fp32 and bf16 (``INFERENCE_PRECISION_HINT``, given at load); an INT8 IR (NNCF's FakeQuantize
 nodes) runs as INT8. The precision recorded is what the compiled model runs its convolutions in,
 not what was asked: a CPU without bf16 runs fp32, and says so. An ``.onnx`` model loads too.
-``--nireq N``: throughput mode, as benchmark_app's ``-hint throughput`` (N requests in flight);
-without it, one request and the LATENCY hint. The IR's rt_info carries the checkpoint's id.
+The IR's rt_info carries the checkpoint's id.
 """
 
 import functools
