@@ -42,6 +42,7 @@ from .data import ORIGINAL_SIZE, Augment
 from .loop import CHECKPOINT_NAME, DEVICE, measure, train
 
 PROG = "python3 -m unet_infer.train"
+FRACTION = cli.float_in(lambda value: 0.0 <= value <= 1.0, "is not a fraction from 0 to 1")
 
 
 def build_parser():
@@ -60,7 +61,7 @@ def build_parser():
     add("--scale", type=float, nargs=2, metavar=("MIN", "MAX"), default=(1.0, 1.0),
         help="random zoom of each crop (log-uniform; 0.5 = half size: a crop sees twice the width; "
              "default: 1 1, no zoom)")
-    add("--blur", type=float, default=0.0, help="probability that a crop is blurred or sharpened (sharpness jitter)")
+    add("--blur", type=FRACTION, default=0.0, help="probability that a crop is blurred or sharpened (sharpness jitter)")
     add("--colour", type=float, default=1.0,
         help="strength of the colour jitter (0: none; 1: brightness +-20%%, saturation +-30%%)")
     add("--lr", type=cli.positive_float, default=2e-3, help="peak learning rate (one-cycle schedule)")
@@ -69,7 +70,7 @@ def build_parser():
         help="whole cars of --data kept out of training and scored after every epoch")
     add("--extra", action="append", default=None, metavar="DIR",
         help="another Carvana-format folder to train on, e.g. generated cars (repeatable)")
-    add(*cli.flag("extra_fraction"), dest="extra_fraction", type=float, default=None,
+    add(*cli.flag("extra_fraction"), dest="extra_fraction", type=FRACTION, default=None,
         help="share of the crops drawn from the --extra folders (default: in proportion to their image count)")
     add(*cli.flag("checkpoint_dir"), dest="checkpoint_dir", default=None, metavar="DIR",
         help=f"save DIR/{CHECKPOINT_NAME} after every epoch (model, optimiser, schedule, random states)")
@@ -87,8 +88,8 @@ def build_parser():
     add("--threads", type=cli.int_at_least(1), default=None, help="PyTorch threads (default: PyTorch's)")
     add("--init", default=None, metavar="PTH",
         help="start from this checkpoint (fine-tuning; its width wins over --width)")
-    add("--ema", type=float, default=None, metavar="DECAY",
-        help="keep an exponential moving average of the weights (e.g. 0.999); it is validated and saved")
+    add("--ema", type=cli.float_in(lambda value: 0.0 < value < 1.0, "is not a decay between 0 and 1"),
+        metavar="DECAY", help="keep an exponential moving average of the weights (e.g. 0.999); it is validated and saved")
     add(*cli.flag("bn_images"), dest="bn_images", type=cli.int_at_least(0), default=0, metavar="N",
         help="at the end, recompute the BatchNorm statistics on N clean whole training images (0: no)")
     cli.add_quiet(parser)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..cli import UserError
-from ..data import DECODE_ERRORS, MASK_DIR, image_to_array, load_label, mask_path, pair_carvana
+from ..data import DECODE_ERRORS, MASK_DIR, image_to_array, load_label, mask_not_found, mask_path, pair_carvana
 from ..formats import DEFAULT_SIZE
 from ..parallel import parallel_map
 
@@ -29,13 +29,11 @@ def car_id(stem):
 
 def find_pairs(data_dir):
     """``[(image, mask), ...]`` for every ``train/<stem>.jpg`` and its ``train_masks/<stem>_mask.gif``
-    (natural order)."""
+    (natural order); every image needs its mask."""
     pairs = pair_carvana(data_dir, require_masks=False)
-    missing = [(stem, image) for stem, image, mask in pairs if mask is None]
+    missing = [(mask_path(Path(data_dir) / MASK_DIR, stem), image) for stem, image, mask in pairs if mask is None]
     if missing:
-        stem, image = missing[0]
-        more = f"; {len(missing) - 1} more of the {len(pairs)} images have no mask" if len(missing) > 1 else ""
-        raise UserError(f"{mask_path(Path(data_dir) / MASK_DIR, stem)}: mask not found for {image}{more}")
+        raise UserError(mask_not_found(missing, len(pairs)))
     return [(image, mask) for _, image, mask in pairs]
 
 

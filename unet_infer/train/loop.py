@@ -20,7 +20,7 @@ from ..cli import UserError, first_line
 from ..formats import DEFAULT_SIZE, atomic_path
 from ..machine import cpu_flags
 from ..metrics import iou
-from ..model import UNet, build_from_state_dict, count_parameters, detect_layout, load_unet, read_state_dict
+from ..model import UNet, build_from_state_dict, count_parameters, load_unet, read_state_dict
 from ..progress import progress
 from .data import Augment, car_id, find_pairs, load_pairs, random_batch, split_by_car
 
@@ -51,8 +51,7 @@ def cpu_seconds():
     return t.user + t.system + t.children_user + t.children_system
 
 
-def save_checkpoint(path, model, optimiser, schedule, rng, epoch, history, config, seconds, cpu=0.0, ema=None,
-                    final=None):
+def save_checkpoint(path, model, optimiser, schedule, rng, epoch, history, config, seconds, cpu, ema, final=None):
     state = {
         "format": CHECKPOINT_FORMAT,
         "epoch": epoch,
@@ -70,8 +69,7 @@ def save_checkpoint(path, model, optimiser, schedule, rng, epoch, history, confi
         state["ema"] = {k: v.detach().cpu().contiguous() for k, v in ema.items()}
     if final is not None:  # the finished model, BatchNorm statistics recomputed, and how that went
         state["final"], state["bn_recomputed"] = final
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_atomically(state, path)
 
 
 def load_checkpoint(path):
@@ -86,19 +84,9 @@ def load_checkpoint(path):
     return state
 
 
-def _config_differences(saved, config):
-    keys = sorted(set(saved) | set(config))
-    return [f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in keys if saved.get(k) != config.get(k)]
-
-
-def state_dict_of(model):
-    return {k: v.detach().cpu().contiguous().float() if v.is_floating_point() else v.detach().cpu().contiguous()
-            for k, v in model.state_dict().items()}
-
-
-def write_state_dict(state, out):
-    with atomic_path(out) as tmp:
-        torch.save(state, tmp)
+def save_atomically(obj, path):
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _same_weights(path, state):
@@ -169,19 +157,13 @@ def train(data_dir, out, *, width=16, epochs=12, steps_per_epoch=None, batch=8, 
     augment = augment or Augment()
     if not 0 < augment.scale_min <= augment.scale_max:
         raise UserError(f"--scale {augment.scale_min} {augment.scale_max}: need 0 < MIN <= MAX")
-    if not 0.0 <= augment.blur <= 1.0:
-        raise UserError(f"--blur {augment.blur}: a probability, from 0 to 1")
-    if extra_fraction is not None and not 0.0 <= extra_fraction <= 1.0:
-        raise UserError(f"--extra-fraction {extra_fraction}: a fraction, from 0 to 1")
-    if ema is not None and not 0.0 < ema < 1.0:
-        raise UserError(f"--ema {ema}: a decay between 0 and 1, such as 0.999")
     if resume and not checkpoint_dir:
         raise UserError("--resume needs --checkpoint-dir")
     if not Path(out).parent.is_dir():  # before the hours of training, not after
         raise UserError(f"{Path(out).parent}: output folder not found")
     if threads:
         torch.set_num_threads(threads)
-    amp = DEVICE == "cuda" or native_bf16()
+    amp = DEVICE == "cuda" or bool({"amx_bf16", "avx512_bf16"} & cpu_flags())  # else bf16 autocast is slow
     memory_format = torch.channels_last if DEVICE == "cuda" else torch.contiguous_format
     started, cpu_started = time.monotonic(), cpu_seconds()
 
@@ -196,10 +178,9 @@ def train(data_dir, out, *, width=16, epochs=12, steps_per_epoch=None, batch=8, 
         if ckpt_path.exists() and not resume:
             raise UserError(f"{ckpt_path} exists: pass --resume to continue that run, or remove it to start again")
 
-    init_state = None
+    model = None
     if init:
-        init_state = read_state_dict(init)
-        layout = detect_layout(init_state)
+        model, layout = build_from_state_dict(read_state_dict(init), source=str(init))
         if (layout.name, layout.n_channels, layout.n_classes) != ("modelzoo", 3, 1):
             raise UserError(f"{init}: --init needs a ModelZoo-layout UNet with 3 inputs and 1 class, "
                             f"found {layout.describe()}")
@@ -227,28 +208,27 @@ def train(data_dir, out, *, width=16, epochs=12, steps_per_epoch=None, batch=8, 
         config.update({"ema": ema, "bn_images": bn_images})
 
     state = load_checkpoint(ckpt_path) if ckpt_path and ckpt_path.exists() else None
-    if state is not None:
-        steps_per_epoch = steps_per_epoch or state["config"].get("steps_per_epoch")
-    steps_per_epoch = steps_per_epoch or max(1, math.ceil(len(train_idx) * (size / crop) ** 2 / batch / 2))
+    saved = state["config"] if state is not None else {}
+    steps_per_epoch = (steps_per_epoch or saved.get("steps_per_epoch")
+                       or max(1, math.ceil(len(train_idx) * (size / crop) ** 2 / batch / 2)))
     config["steps_per_epoch"] = steps_per_epoch
     if state is not None:
-        diff = _config_differences(state["config"], config)
+        diff = [f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in sorted(set(saved) | set(config))
+                if saved.get(k) != config.get(k)]
         if diff:
             raise UserError(f"{ckpt_path} was made with other settings ({'; '.join(diff[:4])}): run it with its "
                             f"own settings, or use another --checkpoint-dir")
         if state["epoch"] >= epochs and (not bn_images or "final" in state):
             final = state.get("final") or state.get("ema") or state["model"]
             if not _same_weights(out, final):
-                write_state_dict(final, out)
+                save_atomically(final, out)
             log.info("%s: the run is complete (%d of %d epochs): nothing to train; the model is %s",
                      ckpt_path, state["epoch"], epochs, out)
             return {"history": state["history"], "complete_before": True, "data": data, "config": config,
                     "train_seconds": state["train_seconds"], **state.get("bn_recomputed", {}),
                     "train_cpu_seconds": state.get("train_cpu_seconds", 0.0)}
 
-    if init_state is not None and state is None:
-        model, _ = build_from_state_dict(init_state, source=str(init))
-    else:
+    if model is None:  # (with --init and a checkpoint, the checkpoint's weights replace --init's below)
         torch.manual_seed(seed)
         model = UNet(3, 1, bilinear=False, width=width, bias=True)
     model = model.to(DEVICE, memory_format=memory_format)
@@ -305,8 +285,7 @@ def train(data_dir, out, *, width=16, epochs=12, steps_per_epoch=None, batch=8, 
             if averaged is not None:
                 ema_update(averaged, model, ema, schedule.last_epoch)
             losses.append(loss.item())
-            if hasattr(bar, "set_postfix_str"):
-                bar.set_postfix_str(f"loss={np.mean(losses[-20:]):.4f}")
+            bar.set_postfix_str(f"loss={np.mean(losses[-20:]):.4f}")
         record = {"epoch": epoch, "loss": float(np.mean(losses)), "lr": float(schedule.get_last_lr()[0])}
         train_time = time.monotonic() - start
         scored = with_weights(model, averaged) if averaged is not None else model
@@ -337,11 +316,12 @@ def train(data_dir, out, *, width=16, epochs=12, steps_per_epoch=None, batch=8, 
                                          "holdout_iou_after": after}
         log.info("BatchNorm statistics recomputed on %d clean training images%s", len(chosen),
                  f": held-out IoU {before:.4f} -> {after:.4f}" if hold is not None else "")
-    final_state = state_dict_of(final)
+    final_state = {k: v.detach().cpu().contiguous() for k, v in final.state_dict().items()}
+    final_state = {k: v.float() if v.is_floating_point() else v for k, v in final_state.items()}  # a plain fp32 file
     if bn_images and ckpt_path:
         save_checkpoint(ckpt_path, model, optimiser, schedule, rng, epochs, history, config, seconds, cpu,
                         averaged, (final_state, extra_record))
-    write_state_dict(final_state, out)
+    save_atomically(final_state, out)
     log.info("wrote %s", out)
     return {"history": history, "complete_before": False, "data": data, "config": config,
             "train_seconds": seconds, "train_cpu_seconds": cpu, **extra_record}
@@ -351,43 +331,28 @@ def train(data_dir, out, *, width=16, epochs=12, steps_per_epoch=None, batch=8, 
 # scoring
 
 
-def _ort_predictor(model, size, tmpdir):
-    """ONNX Runtime on an export of ``model`` at ``size``."""
-    from ..backends.onnxruntime_backend import cpu_session
-    from ..export import INPUT_NAME, OUTPUT_NAME, export_model
-
-    path = Path(tmpdir) / "eval.onnx"
-    export_model(copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format).eval(), path, size)
-    session = cpu_session(path, torch.get_num_threads())
-    return lambda xb: session.run([OUTPUT_NAME], {INPUT_NAME: xb})[0]
-
-
 def evaluate(model, x, y, batch=4, desc=None):
     """Mean IoU of the car class over the uint8 images ``x`` and 0/1 labels ``y`` (logit > 0)."""
+    from ..backends.onnxruntime_backend import cpu_session
+    from ..export import INPUT_NAME, OUTPUT_NAME, export_model
     was_training = model.training
     model.eval()
     scores = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="unet-eval-") as tmpdir:
+    with tempfile.TemporaryDirectory(prefix="unet-eval-") as tmpdir:
+        if DEVICE == "cpu":  # the model is on the CPU, contiguous: exported as it is
+            export_model(model, Path(tmpdir) / "eval.onnx", x.shape[-1])
+            session = cpu_session(Path(tmpdir) / "eval.onnx", torch.get_num_threads())
+        steps = range(0, len(x), batch)
+        for start in progress(steps, desc=desc, unit="batch") if desc else steps:
+            xb = x[start:start + batch].astype(np.float32) / np.float32(255)
             if DEVICE == "cpu":
-                predict = _ort_predictor(model, x.shape[-1], tmpdir)
+                logits = session.run([OUTPUT_NAME], {INPUT_NAME: xb})[0]
             else:
-                def predict(xb):
-                    with torch.inference_mode():
-                        return model(torch.from_numpy(xb).to(DEVICE)).float().cpu().numpy()
-            steps = range(0, len(x), batch)
-            for start in progress(steps, desc=desc, unit="batch") if desc else steps:
-                xb = x[start:start + batch].astype(np.float32) / np.float32(255)
-                pred = predict(xb)[:, 0] > 0
-                scores += [iou(p, lab == 1) for p, lab in zip(pred, y[start:start + batch])]
-    finally:
-        model.train(was_training)
+                with torch.inference_mode():
+                    logits = model(torch.from_numpy(xb).to(DEVICE)).float().cpu().numpy()
+            scores += [iou(p, lab == 1) for p, lab in zip(logits[:, 0] > 0, y[start:start + batch])]
+    model.train(was_training)
     return float(np.mean(scores))
-
-
-def native_bf16():
-    """True when this CPU computes bf16 in hardware (AMX or AVX-512 BF16); else autocast is slow."""
-    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
 
 
 def measure(model_path, data_dir, size=DEFAULT_SIZE, upscale=None, workers=None):
