@@ -109,16 +109,6 @@ class Backend:
         recipe = importlib.import_module(cls.quantizer)
         return recipe.quantize_model(src, calib, dst, n_calib=n_calib, size=size, threads=threads)
 
-    @classmethod
-    def runner_flags(cls, precision, size, threads=None, quiet=False):
-        """The runner's own flags (beyond ais_bench's; the runner keeps them from an external program)."""
-        flags = [f"--backend={cls.name}", f"--precision={precision}", f"--size={size}"]
-        if threads:
-            flags.append(f"--threads={threads}")
-        if quiet:
-            flags.append("--quiet")
-        return flags
-
     @staticmethod
     def has_gpu():
         return False

@@ -74,14 +74,16 @@ class Runner:
         self.count = 0
 
     def command(self, job, loop, dirname):
-        """The runner's command line: ais_bench's flags, then the backend's own (``runner_flags``)."""
+        """The runner's command line: ais_bench's flags, then the runner's own."""
         cmd = [sys.executable, "-m", "unet_infer.bench", f"--model={job.model}", f"--loop={loop}",
                f"--batchsize={job.batchsize}", f"--warmup_count={self.warmup}", f"--output={self.out}",
                f"--output_dirname={dirname}"]
         if self.device is not None:
             cmd.append(f"--device={self.device}")
-        return cmd + backends.get_backend(job.backend).runner_flags(job.precision, self.size, self.threads,
-                                                                    self.quiet)
+        cmd += [f"--backend={job.backend}", f"--precision={job.precision}", f"--size={self.size}"]
+        if self.threads:
+            cmd.append(f"--threads={self.threads}")
+        return cmd + (["--quiet"] if self.quiet else [])
 
     def run(self, job, loop):
         """One runner process with ``loop`` timed runs: a :class:`Run`."""
