@@ -80,6 +80,9 @@ def test_user_errors(tmp_path, four_cars, capsys):
     assert "error:" in capsys.readouterr().err
     with pytest.raises(UserError, match="crop"):
         train_mod.train(four_cars, out, crop=64, size=48, workers=1)
+    for option, value in (("--ema", "1"), ("--blur", "1.5"), ("--extra-fraction", "-0.1")):  # before any work
+        assert run_cli(train_mod.main, ["--data", str(four_cars), "--out", str(out), option, value]) == 2
+        assert option in capsys.readouterr().err
     assert not out.exists()
 
 

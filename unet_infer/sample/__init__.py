@@ -35,7 +35,6 @@ from .car import make_car
 from .render import MAX_VIEWS, render_view
 
 MIN_SIZE = 64
-MASK_PALETTE = [0, 0, 0, 255, 255, 255]
 
 
 def encode_jpeg(rgb, quality):
@@ -48,7 +47,7 @@ def encode_jpeg(rgb, quality):
 def encode_mask_gif(mask):
     """Carvana-style mask GIF bytes: palette image whose indices are the mask values (0/1)."""
     img = Image.fromarray(mask.astype(np.uint8), "P")
-    img.putpalette(MASK_PALETTE)
+    img.putpalette([0, 0, 0, 255, 255, 255])  # index 1, the car, shows white
     buf = io.BytesIO()
     img.save(buf, "GIF", optimize=False)      # optimize=True may renumber the palette
     return buf.getvalue()
