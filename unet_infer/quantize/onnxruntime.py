@@ -40,8 +40,7 @@ from .graph import pad_in_int8, upsampling_as_gemm
 
 log = logging.getLogger(__name__)
 
-# Opset 13: DequantizeLinear's axis (per-channel weights) and uint8 MaxPool (kept in INT8 by ORT) need it.
-QUANT_OPSET = 13
+QUANT_OPSET = 13  # per-channel DequantizeLinear and INT8 MaxPool need it (module notes)
 
 
 class CalibrationReader(CalibrationDataReader):
