@@ -46,6 +46,7 @@ def _figure():
 
 
 def _save_figure(fig, out_png):
+    fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=PLOT_DPI)
     atomic_write_bytes(out_png, buf.getvalue())
@@ -74,7 +75,6 @@ def plot_iou_hist(ious, out_png):
     ax.set_title(f"Per-image IoU, {plural(ious.size, 'image')}")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left")
-    fig.tight_layout()
     return _save_figure(fig, out_png)
 
 
@@ -107,7 +107,6 @@ def plot_fps_vs_batch(rows, out_png, title="UNet throughput against batch size")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="best")
-    fig.tight_layout()
     return _save_figure(fig, out_png)
 
 
@@ -135,7 +134,6 @@ def load_prediction(w, batchsize, stem, size):
 
 def edge_mask(mask, width=1):
     """The inner outline of a boolean mask, ``width`` pixels thick (4-neighbour erosion by shifts)."""
-    mask = np.asarray(mask, dtype=bool)
     inner = mask
     for _ in range(width):
         p = np.pad(inner, 1, constant_values=False)
@@ -143,17 +141,16 @@ def edge_mask(mask, width=1):
     return mask & ~inner
 
 
-def make_overlay(image_path, pred_mask, label_mask, title, size):
-    """The input image resized to size x size, the prediction filled cyan, the label (None: none)
-    outlined red; at the top left, on a dark box, ``title`` and (when it fits) a legend."""
-    pred = np.asarray(pred_mask, dtype=bool)
+def make_overlay(image_path, pred, label, title, size):
+    """The input image resized to size x size, the prediction (bool) filled cyan, the label (bool; None:
+    none) outlined red; at the top left, on a dark box, ``title`` and (when it fits) a legend."""
     with Image.open(image_path) as img:
         rgb = img.convert("RGB").resize((size, size))
     arr = np.asarray(rgb).astype(np.float32)
     arr[pred] = arr[pred] * (1 - PRED_ALPHA) + PRED_COLOUR * PRED_ALPHA
     arr = arr.round().clip(0, 255).astype(np.uint8)
-    if label_mask is not None:
-        arr[edge_mask(label_mask, 2 if size >= 256 else 1)] = LABEL_COLOUR
+    if label is not None:
+        arr[edge_mask(label, 2 if size >= 256 else 1)] = LABEL_COLOUR
     out = Image.fromarray(arr, "RGB")
     try:
         font = ImageFont.load_default(size=max(10, size // 36))

@@ -28,7 +28,6 @@ file name.
 import csv
 import io
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -60,21 +59,6 @@ THROUGHPUT_NOTE = ("images/s = 1000 x batch size / mean compute time of one batc
                    "the whole run, files included (images / wall time is lower).")
 
 
-def pure_throughput(w, bs, weights):
-    """images/s of the pure-inference run of batch size ``bs``; None when there is none, or when it
-    records other weights than the scored run (a stale timing: left out with a warning)."""
-    path = w.perf_summary(bs)
-    if not path.is_file():
-        return None
-    perf = summ.read_summary(path)
-    timed = summ.weights(perf)
-    if weights and timed and timed != weights:
-        log.warning("%s: timed weights %s, not the scored run's %s; its throughput left out of the table",
-                    path, timed, weights)
-        return None
-    return summ.throughput(perf)
-
-
 def make_row(w, bs, data_name, backend=None, precision=None, machine=None, result_json=None):
     """The row of batch size ``bs`` of the run ``w`` (scores from ``result_json``, else its own); what the
     summary does not say comes from the arguments, else the scores' provenance, else "n/a"."""
@@ -83,6 +67,15 @@ def make_row(w, bs, data_name, backend=None, precision=None, machine=None, resul
     prov = provenance(result)
     weights = summ.weights(run) or prov.get("weights")
     model = summ.model(run) or prov.get("model")
+    perf_path, perf_fps = w.perf_summary(bs), None  # the pure-inference run's images/s
+    if perf_path.is_file():
+        perf = summ.read_summary(perf_path)
+        timed = summ.weights(perf)
+        if weights and timed and timed != weights:  # a stale timing
+            log.warning("%s: timed weights %s, not the scored run's %s; its throughput left out of the table",
+                        perf_path, timed, weights)
+        else:
+            perf_fps = summ.throughput(perf)
     return {
         "run": w.run,
         "batchsize": bs,
@@ -93,7 +86,7 @@ def make_row(w, bs, data_name, backend=None, precision=None, machine=None, resul
         "n_images": int(result["n_images"]),
         "n_below_0_5": int(result.get("n_below_0_5") or 0),
         "fps": summ.throughput(run),
-        "perf_fps": pure_throughput(w, bs, weights),
+        "perf_fps": perf_fps,
         "wall_s": summ.wall_s(run),
         "backend": summ.backend(run) or backend or NA,
         "precision": summ.precision(run) or precision or NA,
@@ -201,7 +194,6 @@ def write_summary_md(rows, path, per_image_row):
     lines.append(f"- Per-image scores ({_which(per_image_row, rows)}): `per_image.csv`; histogram: `iou_hist.png`; "
                  f"worst and best images: `overlays/`.")
     atomic_write_text(path, "\n".join(lines) + "\n")
-    return Path(path)
 
 
 def write_per_image_csv(records, path):
@@ -267,9 +259,9 @@ def main(argv=None):
                           title=f"UNet throughput against batch size ({'pure inference' if pure else 'scored runs'})")
     overlays = write_overlays(records, Workdir(work, chosen["run"]), data, chosen["batchsize"], args.size,
                               out / "overlays")
-    summary_md = write_summary_md(rows, out / "summary.md", chosen)
-    print(f"report: {summary_md} ({plural(len(rows), 'row')}, {plural(len(overlays), 'overlay')})")
+    write_summary_md(rows, out / "summary.md", chosen)
+    print(f"report: {out / 'summary.md'} ({plural(len(rows), 'row')}, {plural(len(overlays), 'overlay')})")
 
 
 if __name__ == "__main__":
-    sys.exit(cli.run_cli(main))
+    raise SystemExit(cli.run_cli(main))
