@@ -14,12 +14,8 @@ one-cycle learning rate; bf16 autocast on CUDA and on CPUs with native bf16 (AMX
 is used when present. The result is a plain fp32 state_dict in the ModelZoo layout, which
 ``unet_pth2onnx.py`` loads unchanged.
 
---holdout-cars N keeps N whole cars of --data out of training (chosen from --seed) and scores them
-after every epoch as the pipeline scores (logit > 0, IoU per image, mean over images). With
---checkpoint-dir, everything is saved after every epoch (CKPT/last.pt); --resume continues from
-there, and a finished run is not trained again. --measure DIR and --measure-upscaled DIR (every
-image first upscaled to 1918x1280, a proxy for the original-size photos) score the final model on
-other folders; --info-json writes what was done and measured.
+The held-out cars (--holdout-cars, chosen from --seed) and the --measure folders are scored as the
+pipeline scores (logit > 0, IoU per image, mean over images).
 """
 
 import json
