@@ -208,6 +208,12 @@ def test_rounds_are_interleaved_and_rows_are_their_medians_beside_a_bare_session
     assert "rounds note" in section and "0.12x a bare OpenVINO session" in capsys.readouterr().out
 
 
+def test_a_failed_quiet_run_shows_its_last_lines_and_is_no_row(tmp_path, capsys):
+    run = Runner(tmp_path, 32, 1, quiet=True).run(Job("onnxruntime", "fp32", 1, tmp_path / "none.onnx"), 1)
+    assert (run.summary, run.status) == (None, 2)
+    assert "none.onnx: model not found" in capsys.readouterr().err
+
+
 def test_bare_command_times_the_rows_own_model(tmp_path):
     cmd = Runner(tmp_path, 572, 2, threads=2).bare_command(Job("openvino", "int8", 1, Path("UNet_int8_bs1.xml")), 5)
     assert cmd[1:3] == ["-m", "unet_infer.speed.bare"]
