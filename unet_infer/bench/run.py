@@ -129,12 +129,6 @@ def log_outputs(outputs):
     log.info("%s", io_line("outputs", [(f"output {k}", out.shape, out.dtype) for k, out in enumerate(outputs)]))
 
 
-def more_passes(args, started, run_pass):
-    """``--time``: passes after the first until the timed runs have taken that many seconds."""
-    while args.time and time.perf_counter() - started < args.time:
-        run_pass()
-
-
 def run_files(args, opened, inputs, out_dir, timings):
     """Every batch, ``--loop`` runs each (``--time``: more passes, not written); the filesinfo. A batch's
     end-to-end time (``timings.e2e``) runs from the previous batch written (the first: its reading) to its own."""
@@ -164,9 +158,9 @@ def run_files(args, opened, inputs, out_dir, timings):
             bar.update(1)
 
         run_loop(backend, itertools.chain([first], feeds), sink, timings, loop=args.loop)
-        more_passes(args, started, lambda: run_loop(
-            backend, file_feeds(batches, inputs, backend.inputs, per_batch, timings),
-            lambda batch, outputs: bar.update(1), timings, loop=args.loop))
+        while args.time and time.perf_counter() - started < args.time:  # more passes until then
+            run_loop(backend, file_feeds(batches, inputs, backend.inputs, per_batch, timings),
+                     lambda batch, outputs: bar.update(1), timings, loop=args.loop)
     log.info("file reading %.1f ms, output writing %.1f ms (not in the compute time)",
              timings.read_ms, timings.write_ms)
     return writer.filesinfo
@@ -183,8 +177,9 @@ def run_pure(args, opened, out_dir, timings):
         started = time.perf_counter()
         run_loop(backend, [(arrays, None)], lambda tag, outputs: log_outputs(outputs), timings, loop=args.loop,
                  on_run=lambda: bar.update(1))
-        more_passes(args, started, lambda: run_loop(backend, [(arrays, None)], lambda tag, outputs: None,
-                                                    timings, loop=args.loop, on_run=lambda: bar.update(1)))
+        while args.time and time.perf_counter() - started < args.time:
+            run_loop(backend, [(arrays, None)], lambda tag, outputs: None, timings, loop=args.loop,
+                     on_run=lambda: bar.update(1))
     return {}
 
 
