@@ -141,8 +141,6 @@ def encode(array, outfmt):
 
 def split_output(output, per_batch, k):
     """One piece per input file along axis 0 (the whole output when a file fills the batch)."""
-    if per_batch == 1:
-        return [output]
     if output.ndim == 0 or output.shape[0] % per_batch:
         raise UserError(f"output {k} has shape {output.shape}: axis 0 does not split into {per_batch} files")
     return np.split(output, per_batch, axis=0)
