@@ -5,17 +5,14 @@ import sys
 
 __version__ = "0.2.0"
 
-# The frameworks' usage telemetry is off in the package's processes and out of the user's home.
-# onnxruntime 1.32 keeps a device id in ~/.cache/Microsoft/DeveloperTools/.onnxruntime and sends usage
-# events unless ORT_DISABLE_TELEMETRY is set when it is imported: off here and in the processes the
-# package starts (Ray's workers too), unless the user set it.
+# No usage telemetry: onnxruntime 1.32 keeps a device id in ~/.cache/Microsoft/DeveloperTools and sends
+# events unless ORT_DISABLE_TELEMETRY is set at its import (here, and so in the processes the package starts).
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 
 def openvino_telemetry_off():
-    """Make openvino_telemetry decline in this process, before openvino or nncf is imported (it counts
-    every run in ~/intel/stats, writes a client id and sends events; no setting but CI=true stops it):
-    its consent check declines when it finds no folder for the consent file."""
+    """Make openvino_telemetry (runs counted in ~/intel/stats, a client id, events; no setting but CI=true
+    stops it) decline before openvino or nncf is imported: its consent check finds no consent folder."""
     try:
         from openvino_telemetry.utils.opt_in_checker import OptInChecker
     except ImportError:

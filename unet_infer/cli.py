@@ -58,10 +58,9 @@ class ArgumentParser(argparse.ArgumentParser):
         return None
 
 
-def parser(prog, doc, **kwargs):
+def parser(prog, doc):
     """An ArgumentParser with our formatter, the module docstring as its description, no abbreviations."""
-    return ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter, allow_abbrev=False,
-                          **kwargs)
+    return ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter, allow_abbrev=False)
 
 
 def add_quiet(parser_):

@@ -51,8 +51,7 @@ def load_image(path, size=DEFAULT_SIZE):
 
 
 def try_load_image(path, size=DEFAULT_SIZE):
-    """:func:`load_image`, or ``(None, why)`` for a file PIL cannot read (``DECODE_ERRORS``):
-    ``(array, None)`` else."""
+    """``(load_image(...), None)``, or ``(None, why)`` for a file PIL cannot read."""
     try:
         return load_image(path, size), None
     except DECODE_ERRORS as exc:
@@ -60,8 +59,7 @@ def try_load_image(path, size=DEFAULT_SIZE):
 
 
 def mask_path(label_dir, stem):
-    """The mask of ``stem``: ``<stem>_mask.gif``, else ``<stem>_mask.png`` (:data:`MASK_SUFFIXES`);
-    the GIF's path when there is neither."""
+    """``<stem>_mask.gif``, else ``<stem>_mask.png``; the GIF's path when there is neither."""
     for suffix in MASK_SUFFIXES:
         path = Path(label_dir) / f"{stem}{suffix}"
         if path.is_file():

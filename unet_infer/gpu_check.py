@@ -48,16 +48,14 @@ On a machine whose torch sees a CUDA GPU, runs in at most budget= seconds, in th
   3. benchmark  scripts/benchmark.sh configs=CONFIGS bs=BS rounds=1 loop=100 max_seconds=S
                 workdir=WORK/bench markdown=MARKDOWN quiet=1: the GPU section of BENCHMARKS.md,
                 headed by the machine (CPU, cores, the GPU's name), the model and the date
-Each step runs under a timeout of its own budget; a failed or timed-out step does not stop the
-later ones. Whether a step passed is read from what it wrote: pytest's JUnit report
-(WORK/steps/tests.xml: tests ran, none failed), the main job's result_bs8.json and run summary
-(scored by torch fp16, on the GPU), the benchmark's new section in MARKDOWN (the GPU and the
-date in its heading, a row for every config and batch size, every other section kept). At the
-end, one line per step (passed, failed or timed out, its wall time and figures: pytest's counts,
-the main job's IoU and images/s, the benchmark's rows); each step's output is in
-WORK/steps/<step>.log, and all of it in WORK/gpu_check.log. Exit status 0 when every step
-passed, 1 when one did not, 2 for a bad option. Without a CUDA GPU (python3 -m unet_infer.speed
---cuda) it prints "gpu_check: no CUDA here (<reason>); nothing to do", writes nothing, exits 0.
+Each step runs under a timeout of its share of the budget; a failed or timed-out step does not stop
+the later ones. A step passes by what it wrote: pytest's JUnit report (WORK/steps/tests.xml: tests
+ran, none failed); the main job's result_bs8.json and summary (torch fp16, on the GPU); a new section
+in MARKDOWN (the GPU and the date in its heading, a row for every config and batch size, the other
+sections kept). The end: a line per step (its verdict, wall time and figures); each step's output in
+WORK/steps/<step>.log, all in WORK/gpu_check.log. Exit status 0 when every step passed, 1 when one
+did not, 2 for a bad option; without CUDA (python3 -m unet_infer.speed --cuda) it prints
+"gpu_check: no CUDA here (<reason>); nothing to do", writes nothing, exits 0.
 
 budget=480 is shared: probe {probe} s (python3, torch import, CUDA init), tests {tests} s (3
 torch.compile builds, ~40 s each), main {main} s (32 sample images, no export: torch runs the .pth;
@@ -113,8 +111,7 @@ def parse(argv):
 
 
 def run(cmd, seconds, out, env):
-    """``cmd`` with its output into the file ``out``, stopped after ``seconds`` as by coreutils'
-    ``timeout -k``: its exit status, 124 when stopped."""
+    """``cmd``'s exit status, its output into ``out``; 124 when stopped after ``seconds`` (as ``timeout -k``)."""
     with open(out, "w", encoding="utf-8") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                                 start_new_session=True)
@@ -198,13 +195,6 @@ def check_main(work, options, gpu_name):
     return None, figures, []
 
 
-def table(section):
-    """The rows of a section's table, each ``{column title: cell}``."""
-    lines = [line for line in section.splitlines() if line.startswith("| ")]
-    titles = [cell.strip() for cell in lines[0].strip("|").split("|")] if lines else []
-    return [dict(zip(titles, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[1:]]
-
-
 def check_benchmark(markdown, before, gpu_name, configs, batchsizes):
     """``(problem or None, the section's name, its rows)`` from the markdown file after the benchmark
     (``before``: its text before): a new section that names the GPU and a date, a row for every
@@ -218,7 +208,9 @@ def check_benchmark(markdown, before, gpu_name, configs, batchsizes):
     if not new:
         return "no section was written", "", []
     section = ([s for s in new if gpu_name in s.splitlines()[0]] or new)[-1]
-    heading, rows = section.splitlines()[0][3:], table(section)
+    heading, lines = section.splitlines()[0][3:], [line for line in section.splitlines() if line.startswith("| ")]
+    titles = [cell.strip() for cell in lines[0].strip("|").split("|")] if lines else []
+    rows = [dict(zip(titles, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[1:]]
     figures = [f"{r['Backend']} {r['Precision']} bs {r['Batch size']}: {r['images/s']} images/s, p50 "
                f"{r['p50 ms/batch']} ms, p99 {r['p99 ms/batch']} ms per batch, {r['ms/image']} ms/image, loop "
                f"{r['loop']}" for r in rows if "p50 ms/batch" in r]

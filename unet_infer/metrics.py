@@ -17,8 +17,7 @@ def car_log_odds(logits):
 
 
 def logits_to_mask(logits):
-    """Car mask (bool, S x S): log-odds > 0, i.e. sigmoid > 0.5 or class 1 wins the argmax (a tie,
-    or NaN, is background)."""
+    """Car mask: log-odds > 0 (sigmoid > 0.5, or class 1 wins the argmax; a tie or NaN is background)."""
     return car_log_odds(logits) > 0
 
 

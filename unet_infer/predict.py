@@ -186,32 +186,30 @@ class Writer:
     """The loop's sink: each image's mask at its own size, written in a thread beside the model; ``rows``
     (file name, RLE), ``dices`` (file name, Dice) and ``unscored`` (label problems) fill in input order."""
 
-    def __init__(self, output, threshold, batchsize, size, want_cutout, want_rle):
-        self.output, self.threshold = Path(output), threshold
-        self.batchsize, self.size = batchsize, size
-        self.want_cutout, self.want_rle = want_cutout, want_rle
+    def __init__(self, args, batchsize):
+        self.args, self.output, self.batchsize = args, Path(args.output), batchsize
         self.rows, self.dices, self.unscored, self.written = [], [], [], 0
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict-writer")
         self.pending = deque()
 
     def __call__(self, items, outputs):
         logits = outputs[0]
-        check_logits(logits, self.batchsize, self.size)
+        check_logits(logits, self.batchsize, self.args.size)
         for slot, (path, extra) in enumerate(items):
             self.pending.append(self.pool.submit(self.finish, Path(path), np.array(logits[slot]), *extra))
         while len(self.pending) > 2 * self.batchsize:  # bounded: at most two batches behind the model
             self.pending.popleft().result()
 
     def finish(self, photo, logits, size, pixels, label, why):
-        mask = mask_at(logits, size, self.threshold)
+        mask = mask_at(logits, size, self.args.threshold)
         try:
             save_png(self.output / MASK_NAME.format(photo.stem), np.where(mask, 255, 0).astype(np.uint8))
-            if self.want_cutout:
+            if self.args.cutout:
                 save_png(self.output / CUTOUT_NAME.format(photo.stem), cutout(pixels, mask), CUTOUT_LEVEL)
         except OSError as exc:
             raise os_error(self.output, exc, "write the masks") from None
         self.written += 1
-        if self.want_rle:
+        if self.args.rle:
             self.rows.append((photo.name, rle_encode(mask)))
         if label is not None:
             self.dices.append((photo.name, dice(mask, label)))
@@ -221,9 +219,6 @@ class Writer:
     def flush(self):
         while self.pending:
             self.pending.popleft().result()
-
-    def close(self):
-        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 # ---- the run ----
@@ -284,7 +279,7 @@ def predict(args):
               choice.open(batchsize=batchsize, device=args.device[0], threads=args.threads, size=args.size,
                           image_size=args.size, flow="predict") as opened):
             decoded.ahead = opened.prefetch_depth(workers)
-            writer = Writer(args.output, args.threshold, opened.batchsize, args.size, args.cutout, bool(args.rle))
+            writer = Writer(args, opened.batchsize)
             backend = FlipAveraged(opened.backend) if args.tta else opened.backend
             spec = opened.backend.inputs[0]
             try:
@@ -294,7 +289,7 @@ def predict(args):
                              lambda items, outputs: (writer(items, outputs), bar.update(len(items))), Timings())
                     writer.flush()
             finally:
-                writer.close()
+                writer.pool.shutdown(wait=True, cancel_futures=True)
     ran = (f"{model_path.name} on {name} {opened.backend.precision}, batch {opened.batchsize}"
            + (", flip TTA" if args.tta else ""))
     return finish(args, writer, bad, len(tasks), time.perf_counter() - started, ran)

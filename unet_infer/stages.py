@@ -237,8 +237,7 @@ def _made(args):
 
 
 def _sub(sub, name, summary, example, run, work=True):
-    """A subcommand (with ``--work``) that calls ``run(args)``: ``summary`` in the main help; it and
-    ``python3 -m unet_infer.stages <example>`` in its own."""
+    """A subcommand that calls ``run(args)``, its ``summary`` and ``example`` in its help."""
     text = textwrap.fill(summary[0].upper() + summary[1:] + ".", 100)
     parser = sub.add_parser(name, help=summary, description=f"{text}\n\n    python3 -m unet_infer.stages {example}",
                             formatter_class=cli.HelpFormatter, allow_abbrev=False)
