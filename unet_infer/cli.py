@@ -68,12 +68,13 @@ def add_quiet(parser_):
 
 
 def number(kind, check, why):
-    """An argparse type: an ``int`` or ``float`` (``kind``) for which ``check(value)`` holds, else ``"<text> <why>"``."""
+    """An argparse type: an int or float (``kind``) for which ``check(value)`` holds, else ``"<text> <why>"``."""
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole number' if kind is int else 'number'}") from None
+            what = "whole number" if kind is int else "number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {what}") from None
         if not check(value):
             raise argparse.ArgumentTypeError(f"{text} {why}")
         return value
@@ -172,8 +173,7 @@ def flag(name):
 
 def key_values(args, options, prog):
     """``{key: value}`` of a script's ``key=value`` arguments, the others at their defaults; ``options``
-    is ``{key: (default, the form of its value as a regular expression, that form in words)}``. An
-    unknown option or a value not of its form is a UserError naming it and what it expects."""
+    is ``{key: (default, the form of its value as a regular expression, that form in words)}``."""
     values = {key: default for key, (default, _, _) in options.items()}
     for arg in args:
         key, sep, value = arg.partition("=")

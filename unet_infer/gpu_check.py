@@ -196,9 +196,8 @@ def check_main(work, options, gpu_name):
 
 
 def check_benchmark(markdown, before, gpu_name, configs, batchsizes):
-    """``(problem or None, the section's name, its rows)`` from the markdown file after the benchmark
-    (``before``: its text before): a new section that names the GPU and a date, a row for every
-    config and batch size, every earlier section kept."""
+    """``(problem or None, the section's name, its rows)``: the markdown (``before``: its text before)
+    has a new section naming the GPU and a date, a row per config and batch size, every other kept."""
     try:
         sections = split_sections(Path(markdown).read_text(encoding="utf-8"))[1]
     except (OSError, UnicodeDecodeError) as exc:

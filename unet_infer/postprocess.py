@@ -89,9 +89,8 @@ def find_outputs(output_dir, label_dir, size=DEFAULT_SIZE):
 
 
 def run_provenance(output_dir, label_dir, size=DEFAULT_SIZE):
-    """``result.json``'s ``provenance``: the model, weights, backend, precision and batch size as the
-    runner's summary beside the outputs folder records them (None without one), the summary, the
-    outputs and the masks (resolved paths), the size."""
+    """``result.json``'s ``provenance``: what the runner's summary beside the outputs records (None
+    without one), the summary, the outputs and the masks (resolved paths), the size."""
     from . import summary as summ
     outputs = Path(output_dir).resolve()
     path = run_paths(outputs.parent, outputs.name)[1]

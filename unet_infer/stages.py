@@ -30,8 +30,7 @@ FLOWS = {"files": None, "stream": "stream=1", "cluster": "cluster=ray (each Ray 
 
 def plan(work, weights, backend, precision, batchsizes, flow="files"):
     """``{NAME: value}`` for the driver: the backend (``auto``: the fastest here for the precision), its
-    precision, the weights (default: the bundled ones), what to build and every path. ``flow``: one of
-    :data:`FLOWS`, of which the stream and the cluster need a backend run in this process."""
+    precision, the weights, what to build, every path; a backend in this process for a :data:`FLOWS` flow."""
     weights = Path(weights) if weights else BUNDLED_WEIGHTS
     if not weights.is_file():
         raise UserError(f"{weights}: checkpoint not found")
