@@ -2,10 +2,10 @@
 
     python3 -m unet_infer.sample --output ./carvana --cars 4 --seed 0
 
-(``--out`` is accepted for ``--output``.) Makes ``DIR/train/<carid>_<NN>.jpg`` (RGB JPEG,
-1918 x 1280 by default) and ``DIR/train_masks/<carid>_<NN>_mask.gif`` (palette GIF; pixel values
-0 = background, 1 = car), NN = 01..16, ``<carid>`` = 12 lowercase hex digits, so that every stage
-can run and be scored without the real data.
+Makes ``DIR/train/<carid>_<NN>.jpg`` (RGB JPEG, 1918 x 1280 by default) and
+``DIR/train_masks/<carid>_<NN>_mask.gif`` (palette GIF; pixel values 0 = background, 1 = car),
+NN = 01..16, ``<carid>`` = 12 lowercase hex digits, so that every stage can run and be scored
+without the real data.
 
 Each car is a small 3-D model of random shape (sedan, hatchback or SUV) and paint: a body with
 wheel arches, a cabin with windows, wheels with rims, lights and door seams. It turns on a studio
@@ -27,7 +27,6 @@ import numpy as np
 from PIL import Image
 
 from .. import cli
-from ..cli import UserError
 from ..formats import atomic_write_bytes
 from ..parallel import parallel_map
 from ..progress import set_quiet
@@ -74,10 +73,8 @@ def _write_view(task):
 
 
 def generate(out_dir, cars, seed, views=MAX_VIEWS, width=1918, height=1280, workers=None):
-    """Write ``cars`` x ``views`` photos and masks under ``out_dir``; return their (image, mask)
-    paths, car by car, view by view. ``workers`` processes (None: one per CPU)."""
-    if not 1 <= views <= MAX_VIEWS:  # the command line checks the other numbers
-        raise UserError(f"--views must be 1..{MAX_VIEWS}, got {views}")
+    """Write ``cars`` x ``views`` (1..MAX_VIEWS) photos and masks under ``out_dir``; return their
+    (image, mask) paths, car by car, view by view. ``workers`` processes (None: one per CPU)."""
     out_dir = Path(out_dir)
     try:
         for sub in ("train", "train_masks"):
@@ -99,7 +96,8 @@ def build_parser():
         help="output folder (gets train/ and train_masks/)")
     add("--cars", type=cli.int_at_least(1), default=4, help="number of cars")
     add("--seed", type=cli.int_at_least(0), default=0, help="data set seed")
-    add("--views", type=cli.int_at_least(1), default=MAX_VIEWS, help=f"views per car, at most {MAX_VIEWS}")
+    add("--views", type=cli.number(int, lambda views: 1 <= views <= MAX_VIEWS, f"is not in 1..{MAX_VIEWS}"),
+        default=MAX_VIEWS, help=f"views per car, at most {MAX_VIEWS}")
     add("--width", type=cli.int_at_least(MIN_SIZE), default=1918, help="image width, pixels")
     add("--height", type=cli.int_at_least(MIN_SIZE), default=1280, help="image height, pixels")
     add("--workers", type=cli.int_at_least(1), default=None, help="worker processes (default: one per CPU)")

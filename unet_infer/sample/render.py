@@ -46,14 +46,6 @@ class _Camera:
         """Flat [x0, y0, x1, y1, ...] of projected points, in a canvas at ``origin``, ``scale`` x."""
         return ((self.project(points) - origin) * scale).ravel().tolist()
 
-    def sees(self, face):
-        """Whether the face's outer side looks towards the camera (two-sided faces always do)."""
-        return face.two_sided or np.dot(self.eye - face.points.mean(axis=0), face.normal) > 0
-
-    def distance(self, point):
-        """Distance from the camera to a car-frame point, for the painter's order."""
-        return np.linalg.norm(self.eye - point)
-
     def shade(self, colour, normal, gloss):
         """RGB of a surface under the studio light: diffuse light plus a reflection of the studio."""
         n = self.turn @ normal
@@ -77,8 +69,8 @@ def _draw_car(car, camera, width, height):
     layer = Image.new("RGBA", (int(x1 - x0) * SUPERSAMPLE, int(y1 - y0) * SUPERSAMPLE))
     pen = ImageDraw.Draw(layer)
 
-    def draw(face):
-        if camera.sees(face):
+    def draw(face):  # a face whose outer side looks away is hidden (two-sided faces never are)
+        if face.two_sided or np.dot(camera.eye - face.points.mean(axis=0), face.normal) > 0:
             pen.polygon(camera.polygon(face.points, origin, SUPERSAMPLE),
                         fill=camera.shade(face.colour, face.normal, face.gloss) + (255,))
             for points, colour, gloss in face.decals:
@@ -89,10 +81,10 @@ def _draw_car(car, camera, width, height):
     # far to near (its flank last), then the cabin, which sits on top of it.
     for face in liners:
         draw(face)
-    for _, faces in sorted(wheels, key=lambda w: -camera.distance(w[0])):
+    for _, faces in sorted(wheels, key=lambda w: -np.linalg.norm(camera.eye - w[0])):
         for face in faces:
             draw(face)
-    for face in sorted(quads, key=lambda f: -camera.distance(f.points.mean(axis=0))):
+    for face in sorted(quads, key=lambda f: -np.linalg.norm(camera.eye - f.points.mean(axis=0))):
         draw(face)
     for face in flanks + cabin:
         draw(face)
