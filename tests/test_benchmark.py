@@ -20,7 +20,7 @@ from PIL import Image
 from unet_infer import backends
 from unet_infer import progress, speed
 from unet_infer import simplify as simplify_module
-from unet_infer.speed.markdown import (COLUMNS, HEADER, TITLE, merge_section, render_section,
+from unet_infer.speed import (COLUMNS, HEADER, TITLE, merge_section, render_section,
                                            section_heading, split_sections)
 from unet_infer.speed.models import make_random_weights, model_workdir, prepare_models
 from unet_infer.speed.runs import Job, Run, Runner, benchmark_rows, make_row, measure, plan_loop

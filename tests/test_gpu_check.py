@@ -28,7 +28,7 @@ import torch
 from tiny_unet import tiny_unet
 from unet_infer import cli, gpu_check, speed
 from unet_infer.machine import cpu_model
-from unet_infer.speed.markdown import merge_section, render_section, section_heading, split_sections
+from unet_infer.speed import merge_section, render_section, section_heading, split_sections
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "gpu_check.sh"

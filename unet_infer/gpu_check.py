@@ -16,7 +16,7 @@ from pathlib import Path
 from . import summary as summ
 from .cli import UserError, key_values, run_cli
 from .results import read_results
-from .speed.markdown import split_sections
+from .speed import split_sections
 from .stages import result_lines, run_tag
 from .workdir import Workdir
 
