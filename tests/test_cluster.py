@@ -212,7 +212,7 @@ def test_collection_keeps_each_image_once_and_names_the_missing(tmp_path):
         collect(recorder, unit(0, "img1", iou=0.25))
     with pytest.raises(UserError, match="an actor returned img9 as batch 2, not the images of this run's batch"):
         collect(recorder, unit(2, "img9"))
-    parts = actor_summaries(recorder.tally, {"batchsize": 2}, 2)
+    parts = actor_summaries(recorder.tally, {"batchsize": 2})
     assert [p["device_label"] for p in parts] == ["a"] and parts[0]["pids"] == [7]
     assert parts[0]["NPU_compute_time"]["count"] == 2 and parts[0]["backend"] == "onnxruntime"
     units = read(recorder.journal.path).units
@@ -231,7 +231,7 @@ def test_the_closing_line_counts_the_actors_the_run_started(tmp_path):
                                [one["records"][0]["name"] for _, one in units])
         collect(recorder, *units)
         recorder.journal.close()
-        summary = merge_summaries(actor_summaries(recorder.tally, {"batchsize": 1}, 1), {"batchsize": 1},
+        summary = merge_summaries(actor_summaries(recorder.tally, {"batchsize": 1}), {"batchsize": 1},
                                   [0.1] * 3, [0.2] * 3, 1.5, 1, extra={"cluster": {"actors": actors}},
                                   filesinfo=recorder.tally.filesinfo())
         return [line for line in closing_lines(summary, fresh) if "wall-clock" in line]

@@ -190,7 +190,7 @@ def test_the_record_replays_the_batches_out_of_order(tmp_path):
     assert list(again.state) == list(first.state) == [1, 2, 0, 0, 1] and again.why == first.why == {1: "OSError: truncated"}
     assert np.array_equal(again.iou, first.iou) and np.array_equal(again.dice, first.dice) and again.iou[4] == 0.1 * 3
     assert again.extremes.kept == first.extremes.kept and set(again.extremes.kept) == {"img1", "img5"}
-    parts = actor_summaries(again, {"batchsize": 2}, 2)  # each actor keeps its recorded batches and times
+    parts = actor_summaries(again, {"batchsize": 2})  # each actor keeps its recorded batches and times
     assert [(p["device_label"], p["pids"], p["restarts"], p["node_ids"], p["backend"]) for p in parts] == [
         ("x", [11], 0, ["n1"], "onnxruntime"), ("y", [12], 1, ["n1"], "onnxruntime")]
     assert [p["npu_compute_time_list"] for p in parts] == [[3.0], [1.0]] and [len(p["filesinfo"]) for p in parts] == [1, 1]

@@ -97,13 +97,13 @@ def test_a_local_cluster_run_keeps_ray_in_the_work_folder_despite_a_stale_cluste
 
 def test_ray_falls_back_to_a_short_temporary_folder_named_for_the_work_folder(monkeypatch):
     monkeypatch.setattr(tempfile, "tempdir", "/st")  # what TMPDIR=/st gives (tempfile.gettempdir)
-    near = Path("/w") / ("a" * (local.longest_folder() - len("/w/") - len(local.RAY_DIR) - 1))
+    near = Path("/w") / ("a" * (local.LONGEST_FOLDER - len("/w/") - len(local.RAY_DIR) - 1))
     assert local.temp_dir(near) == (near / local.RAY_DIR, None)  # exactly the longest that fits
     deep = near.parent / (near.name + "b")
     folder, why = local.temp_dir(deep)
     assert folder.parent == Path("/st") and folder.name.startswith(local.FALLBACK_PREFIX) and "too long" in why
     assert local.temp_dir(deep)[0] == folder != local.temp_dir(deep / "other")[0]  # one per work folder
-    monkeypatch.setattr(tempfile, "tempdir", "/" + "t" * local.longest_folder())  # a deep TMPDIR: /tmp then
+    monkeypatch.setattr(tempfile, "tempdir", "/" + "t" * local.LONGEST_FOLDER)  # a deep TMPDIR: /tmp then
     assert local.temp_dir(deep)[0] == Path("/tmp") / folder.name
 
 

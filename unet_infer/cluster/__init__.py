@@ -81,10 +81,9 @@ def counted(n, noun):
 
 
 def closing_lines(summary, resumed):
-    """The merged summary's printout (``summary.merged_lines``) with the cluster's wall-clock line:
-    the actors the run started (``cluster.actors``; and how many of them were given batches, where
-    fewer), or this attempt's images where some were resumed from the record."""
-    lines = merged_lines(summary)  # its last: the wall-clock line, said here for the cluster
+    """``summary.merged_lines`` with the wall-clock line (its last) said for the cluster: the actors
+    started and how many were given batches, or this attempt's images on a resumed run."""
+    lines = merged_lines(summary)
     if resumed["resumed_images"]:
         said = (f"{counted(summary['images_this_attempt'], 'image')} scored by this attempt "
                 f"({resumed['resumed_images']} resumed from the record) / {summary['wall_s']:.3f} s = "
@@ -100,7 +99,6 @@ def closing_lines(summary, resumed):
 
 
 def finish_run(args, choice, recorder, ran, begun, resumed):
-    """``scoring.finish`` with the merged summary."""
     tally = recorder.tally
     if recorder.duplicates:
         log.warning("%d record(s) of images scored again after a retry were dropped", recorder.duplicates)
@@ -108,7 +106,7 @@ def finish_run(args, choice, recorder, ran, begun, resumed):
     keys = {"backend": choice.name, **meta, "model": str(Path(args.model).resolve())}
 
     def summarize(filesinfo):
-        parts = actor_summaries(tally, vars(args), args.batchsize)
+        parts = actor_summaries(tally, vars(args))
         times = [t for part in tally.parts.values() for t in part["times"].values()]
         extra = {key: meta.get(key) for key in ("backend", "precision", "machine", "model", "weights")}
         extra.update(mode="cluster", attempts=resumed["attempts"], resumed_images=resumed["resumed_images"],
@@ -130,13 +128,13 @@ def finish_run(args, choice, recorder, ran, begun, resumed):
     return finish(args, tally, keys, summarize)
 
 
-def actor_summaries(tally, args, batchsize):
+def actor_summaries(tally, args):
     """One ais_bench summary per actor: the count of its images and the times of its batches."""
     parts = []
     for actor in sorted(tally.parts, key=natural_key):
         part = tally.parts[actor]
         pids = sorted(part["pids"] or {0})
-        parts.append(build_summary(Streamed(part["images"]), args, *tally.times(actor), batchsize, pids[-1],
+        parts.append(build_summary(Streamed(part["images"]), args, *tally.times(actor), args["batchsize"], pids[-1],
                                    extra={"device_label": actor, "mode": "cluster", **part["meta"], "pids": pids,
                                           "node_ids": part["nodes"], "restarts": len(part["restarted"])}))
     return parts
@@ -153,11 +151,6 @@ def replaced_actors(tally, parts, lost):
     return replaced
 
 
-def gpu_share(text):
-    """--gpus-per-actor: 0 (CPUs) or a positive number of GPUs (a fraction shares one GPU)."""
-    return 0.0 if text.strip() in ("0", "0.0") else cli.positive_float(text)
-
-
 def build_parser():
     parser = cli.parser("python3 -m unet_infer.cluster", __doc__)
     add = parser.add_argument
@@ -171,7 +164,8 @@ def build_parser():
                           "an earlier `ray start` says, stopped at the end")
     add("--actors", type=cli.int_at_least(1), help="inference actors (without it: one per GPU of the cluster "
                                                    "with --gpus-per-actor, else 1)")
-    add(*cli.flag("gpus_per_actor"), dest="gpus_per_actor", type=gpu_share, default=0,
+    add(*cli.flag("gpus_per_actor"), dest="gpus_per_actor", type=cli.float_in(lambda gpus: gpus >= 0, "is below 0"),
+        default=0,
         help="GPUs each actor reserves, a fraction to share one (default: 0, the actors run on CPUs)")
     add("--threads", type=cli.int_at_least(1), help="CPU threads (and CPUs reserved) per actor (without it: 1 "
                                                     "with GPUs; on CPUs the cluster's CPUs / actors, fewer when "

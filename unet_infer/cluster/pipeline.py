@@ -38,7 +38,7 @@ SLOW_ENV = "UNET_INFER_TEST_SLOW_BATCH"  # tests only: seconds each actor waits 
 
 
 def hooks_for_tests():
-    """The actors' test settings, read by the driver: ``crash`` (flag file, batch) and ``slow`` (seconds)."""
+    """The actors' test settings, read by the driver: ``crash`` (flag file, batch), ``slow`` (seconds)."""
     flag, _, batch = os.environ.get(CRASH_ENV, "").rpartition(":")
     return {"crash": (flag, int(batch)) if flag else None, "slow": float(os.environ.get(SLOW_ENV) or 0)}
 
@@ -85,7 +85,7 @@ class InferActor:
             restarted = ray.get_runtime_context().was_current_actor_reconstructed
         self.process = {"actor": self.name, "pid": os.getpid(), "restarted": restarted,
                         "node_id": ray.get_runtime_context().get_node_id(),
-                        "meta": {**keys, "node": socket.gethostname(), "device": self.backend.device_name(0)}}
+                        "meta": {**keys, "node": socket.gethostname(), "device": self.backend.device_name()}}
 
     def __call__(self, rows):
         """Decoded batches -> ``{"batch", "unit"}``: each batch's index and its unit as JSON (its
@@ -142,18 +142,18 @@ def build_dataset(plan, config, actors, gpus_per_actor, decoders):
 
 # ---- joining or starting Ray -----------------------------------------------------------------------
 
-def probe(address, timeout=PROBE_S):
-    """A cluster's ``HOST:PORT`` must answer (a TCP connect) before ``ray.init``, which would retry
-    for minutes; ``auto`` is Ray's to find. Anything else is a one-line UserError naming the address."""
+def probe(address):
+    """A cluster's ``HOST:PORT`` must answer a TCP connect before ``ray.init``, which would retry for
+    minutes (``auto`` is Ray's to find), else a one-line UserError."""
     if address == "auto":
         return
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UserError(f"--address {address}: expected auto or HOST:PORT (the head's `ray start --port`)")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_S).close()
     except OSError as exc:
-        why = "no answer in %g s" % timeout if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        why = "no answer in %g s" % PROBE_S if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
         raise UserError(f"cannot join the Ray cluster at {address}: nothing answers there ({why}); is its head "
                         f"running (`ray start --head --port={port}`) and the port open?") from None
 
@@ -187,9 +187,8 @@ def auth_error(address, exc):
 
 @contextmanager
 def quiet_init(quiet):
-    """Around ``ray.init`` with ``quiet``: ``QUIET_ENV=fatal`` where the user has not set it (read by
-    the processes it starts; restored on leaving), and this process's stderr (file descriptor 2,
-    where Ray's C++ side writes "Set ray log level from environment variable ...") to /dev/null."""
+    """Around ``ray.init`` with ``quiet``: ``QUIET_ENV=fatal`` unless the user set it (read by the
+    processes it starts), and file descriptor 2, where Ray's C++ side writes, to /dev/null."""
     if not quiet:
         yield
         return
@@ -211,13 +210,9 @@ def quiet_init(quiet):
 
 def connect(address, quiet, temp_dir=None):
     """Join the cluster at ``address``, or start a new local Ray on this machine's cores (None), its
-    files in ``temp_dir`` (``local``), or use the Ray this process already runs. Returns the function
-    that stops the local Ray this call started (for a cluster: disconnects), or None when this
-    process ran Ray already.
-
-    The actors' output comes to this process's stderr (``log_to_driver``), its prefix without colour
-    codes unless stderr is a terminal; ``quiet``: none of that, and of Ray's own logging only errors
-    (its Python loggers at ERROR, its C++ logging at fatal); a variable the user set is kept."""
+    files in ``temp_dir``; returns the function that stops it (for a cluster: disconnects), or None
+    where this process ran Ray already. The actors' output comes to stderr, colourless unless it is
+    a terminal; ``quiet``: none of it, and of Ray's own logging errors only (docs/cluster.md)."""
     import ray
     from ray.data import DataContext
     context = DataContext.get_current()
