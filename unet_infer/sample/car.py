@@ -53,21 +53,19 @@ class Car:
     quality: int             # JPEG quality
 
 
+# Carvana-like paints, many whites, greys and blacks: (odds, grey level 0-255, saturation) ranges.
+PAINTS = ((0.2, (225, 250), (0, 0.03)),     # white
+          (0.18, (160, 215), (0, 0.05)),    # silver
+          (0.12, (70, 130), (0, 0.06)),     # grey
+          (0.17, (12, 35), (0, 0.1)),       # black
+          (0.25, (75, 215), (0.4, 0.9)),    # a colour
+          (0.08, (190, 240), (0.05, 0.2)))  # pale, close to the studio
+
+
 def _paint(rng):
-    """A car paint (RGB 0-255) drawn from a Carvana-like mix: many whites, greys and blacks."""
-    kind = rng.choice(6, p=[0.2, 0.18, 0.12, 0.17, 0.25, 0.08])
-    if kind == 0:      # white
-        grey, sat, hue = rng.uniform(225, 250), rng.uniform(0, 0.03), rng.uniform()
-    elif kind == 1:    # silver
-        grey, sat, hue = rng.uniform(160, 215), rng.uniform(0, 0.05), rng.uniform()
-    elif kind == 2:    # grey
-        grey, sat, hue = rng.uniform(70, 130), rng.uniform(0, 0.06), rng.uniform()
-    elif kind == 3:    # black
-        grey, sat, hue = rng.uniform(12, 35), rng.uniform(0, 0.1), rng.uniform()
-    elif kind == 4:    # a colour
-        grey, sat, hue = rng.uniform(75, 215), rng.uniform(0.4, 0.9), rng.uniform()
-    else:              # pale, close to the studio
-        grey, sat, hue = rng.uniform(190, 240), rng.uniform(0.05, 0.2), rng.uniform()
+    """A car paint (RGB 0-255) drawn from PAINTS."""
+    _, grey, sat = PAINTS[rng.choice(len(PAINTS), p=[odds for odds, _, _ in PAINTS])]
+    grey, sat, hue = rng.uniform(*grey), rng.uniform(*sat), rng.uniform()
     return tuple(255 * np.array(colorsys.hsv_to_rgb(hue, sat, grey / 255)))
 
 
