@@ -11,6 +11,7 @@ is its request's own (as ais_bench times one run), and ``Timings.loop_ms`` the w
 the whole timed loop, from which the summary gives the images/s the N requests delivered together.
 """
 
+import itertools
 import time
 
 import numpy as np
@@ -59,8 +60,10 @@ def run_loop(backend, feeds, sink, timings, loop=1, on_run=None):
         return run_in_flight(backend, feeds, sink, timings, loop, on_run)
     overlap = bool(backend.async_upload)
     staged = ((timings.time("h2d", backend.upload, *arrays, wait=not overlap), tag) for arrays, tag in feeds)
+    if overlap:  # batch k is handed over once pairwise has made (uploaded) batch k+1
+        staged = (current for current, _ in itertools.pairwise(itertools.chain(staged, [None])))
     count = 0
-    for inputs, tag in one_ahead(staged) if overlap else staged:
+    for inputs, tag in staged:
         for _ in range(loop):
             outputs = timings.time("compute", backend.run, *inputs)
             if on_run:
@@ -68,17 +71,6 @@ def run_loop(backend, feeds, sink, timings, loop=1, on_run=None):
         sink(tag, timings.time("d2h", backend.download, outputs))
         count += 1
     return count
-
-
-def one_ahead(items):
-    """``items`` as they come, each yielded once the next one is made (batch k+1 uploaded before k runs)."""
-    items = iter(items)
-    current = next(items, None)
-    for following in items:
-        yield current
-        current = following
-    if current is not None:
-        yield current
 
 
 def run_in_flight(backend, feeds, sink, timings, loop=1, on_run=None):
