@@ -8,6 +8,7 @@ import sys
 import warnings
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import torch
@@ -17,7 +18,7 @@ from unet_infer.bench.runner import main as bench_main
 from unet_infer.cli import UserError, run_cli
 from unet_infer.compile import main as compile_main
 from unet_infer.metrics import relative_error
-from unet_infer.onnxfile import WEIGHTS_KEY, count_ops, load_onnx, save_onnx, set_metadata
+from unet_infer.onnxfile import WEIGHTS_KEY, count_ops, load_onnx, set_metadata
 from unet_infer.quantize import main as quantize_main
 
 import unet_infer.backends.openvino_backend  # noqa: F401 - first: its openvino_telemetry_off() before openvino
@@ -47,7 +48,7 @@ def models(tmp_path_factory):
                           input_names=[INPUT], output_names=[OUTPUT], dynamic_axes={INPUT: {0: "-1"}, OUTPUT: {0: "-1"}})
     model = load_onnx(raw)
     set_metadata(model, {WEIGHTS_KEY: WEIGHTS})
-    save_onnx(model, raw)
+    onnx.save(model, str(raw))
     calib = folder / "prep_bin"
     calib.mkdir()
     for i, image in enumerate(smooth_images(6, seed=7)):

@@ -98,7 +98,7 @@ def test_cpu_upload_is_synchronous_and_run_repeatable(checkpoint, batch, eager):
     backend = TorchBackend()
     backend.load(checkpoint, batchsize=2, size=SIZE, threads=1)
     try:
-        assert backend.async_upload is False and backend.device_name(0) == "cpu"
+        assert backend.async_upload is False and backend.device_name() == "cpu"
         inputs = backend.upload(batch, wait=False)
         batch_copy = batch.copy()
         first = backend.download(backend.run(*inputs))[0]

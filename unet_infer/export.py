@@ -49,11 +49,12 @@ def export_model(model, onnx_path, size=572):
 def pth_to_onnx(pth_path, onnx_path, size=572, check=True, rtol=1e-4):
     """Load a checkpoint, describe it, export it and check it (a relative error above ``rtol`` fails
     the export, and nothing is left behind); returns a dict of what was found."""
+    import onnx
     import torch
 
     from .backends.onnxruntime_backend import cpu_session
     from .model import count_macs, count_parameters, load_unet
-    from .onnxfile import WEIGHTS_KEY, load_onnx, refuse_overwrite, save_onnx, set_metadata
+    from .onnxfile import WEIGHTS_KEY, load_onnx, refuse_overwrite, set_metadata
     onnx_path = Path(onnx_path)
     refuse_overwrite(pth_path, onnx_path, "the checkpoint")
     model, layout = load_unet(pth_path)
@@ -68,7 +69,7 @@ def pth_to_onnx(pth_path, onnx_path, size=572, check=True, rtol=1e-4):
             export_model(model, tmp, size)
             graph = load_onnx(tmp)
             set_metadata(graph, {WEIGHTS_KEY: info["weights"]})  # which checkpoint it was made from
-            save_onnx(graph, tmp)
+            onnx.save(graph, str(tmp))
             if check:  # ONNX Runtime against PyTorch on one random input
                 x = np.random.default_rng(0).random((1, model.n_channels, size, size), dtype=np.float32)
                 with torch.inference_mode():

@@ -36,12 +36,6 @@ def model_not_found(path):
             f"{DRIVER_WORK}/ by default: e.g. {examples})")
 
 
-def save_onnx(model, path):
-    """Save as one self-contained file (weights inside, as every stage here writes them)."""
-    import onnx
-    onnx.save(model, str(path))
-
-
 def metadata(model):
     return {p.key: p.value for p in model.metadata_props}
 

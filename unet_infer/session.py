@@ -111,7 +111,7 @@ class Choice:
         backend = self.cls()
         backend.load(self.model, batchsize=batchsize, device=device, precision=self.precision, threads=threads,
                      size=size, profile=profile, **self.options)
-        opened = Opened(self, backend, device)
+        opened = Opened(self, backend)
         try:
             specs = backend.inputs
             if image_size is not None and (len(specs) != 1 or specs[0].shape[1:] != (3, image_size, image_size)):
@@ -128,8 +128,8 @@ class Opened:
     """A loaded model: ``backend`` (``inputs``, ``batchsize``, ``precision``, ``weights``) and what the
     flows ask of it."""
 
-    def __init__(self, choice, backend, device):
-        self.choice, self.backend, self.device = choice, backend, device
+    def __init__(self, choice, backend):
+        self.choice, self.backend = choice, backend
 
     @property
     def batchsize(self):
@@ -146,7 +146,7 @@ class Opened:
         """What every flow's summary says of the model, in the order the summary files have always had them."""
         from .machine import describe_machine
         keys = {"backend": self.backend.name, "precision": self.backend.precision,
-                "machine": describe_machine(self.backend.device_name(self.device))}
+                "machine": describe_machine(self.backend.device_name())}
         if mode is not None:
             keys["mode"] = mode
         return with_keys(keys, model=str(Path(self.choice.model).resolve()), weights=self.backend.weights)

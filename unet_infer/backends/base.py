@@ -59,7 +59,7 @@ class Backend:
     source = "onnx"  # what its models are built from: "pth" (the checkpoint) or "onnx" (the simplified model)
     quantized = ()  # the precisions that need a quantised model (its name: quantized_name)
     quantized_name = None
-    quantizer = None  # the module that quantises for it, by name (e.g. "unet_infer.quantize.onnxruntime")
+    quantizer = None  # the module whose quantize_model quantises for it (e.g. "unet_infer.quantize.openvino")
     model_suffixes = (".onnx",)
     options = ()  # its own runner flags (Option), passed to load as keyword arguments
     compile_options = ()  # its own flags of python3 -m unet_infer.compile, passed to ``compile``
@@ -102,23 +102,9 @@ class Backend:
     def fixed_batchsize(cls, model_path):
         return None  # the batch size the model file fixes; None: dynamic
 
-    @classmethod
-    def quantize(cls, src, calib, dst, n_calib=16, size=None, threads=None):
-        """Write the quantised model ``dst`` from ``src`` and the images of ``calib`` (``quantizer``); a report."""
-        import importlib
-        recipe = importlib.import_module(cls.quantizer)
-        return recipe.quantize_model(src, calib, dst, n_calib=n_calib, size=size, threads=threads)
-
     @staticmethod
     def has_gpu():
         return False
-
-    @classmethod
-    def check_profile(cls, profile=True, instead=()):
-        """The one UserError of ``--profile`` on a backend without a per-layer profiler."""
-        if profile and not cls.can_profile:
-            raise UserError(f"--profile: the {cls.name} backend has no per-layer profiler here"
-                            + (f"; profile the ONNX model with --backend {' or '.join(instead)}" if instead else ""))
 
     # ---- a loaded model ----
 
@@ -145,7 +131,7 @@ class Backend:
         raise UserError(f"{model_path}: --precision {precision}, but the model computes in fp32; make an INT8 model "
                         f"with python3 -m unet_infer.quantize --backend {self.name}")
 
-    def device_name(self, device):
+    def device_name(self):
         return "cpu"  # or "cuda:N", for the machine description
 
     def upload(self, *arrays, wait=True):  # host arrays -> what run takes (H2D)
@@ -175,7 +161,7 @@ class Backend:
 
     def profile(self):
         """``(per-layer times of the runs so far, [{"name", "type", "exec_type", "ms"}], the runs they average)``."""
-        self.check_profile()
+        raise NotImplementedError  # only where can_profile
 
     def close(self):
         pass
@@ -190,9 +176,6 @@ class ExternalBackend(Backend):
     def run_external(cls, argv):
         """Run ``program`` with the runner's ``argv``; its exit status."""
         raise NotImplementedError
-
-    def load(self, model_path, *args, **kwargs):
-        raise UserError(f"{model_path}: the {self.name} backend's models run in {self.program}, not in this process")
 
 
 def run_shape(dims, batchsize, size, source, name):

@@ -167,8 +167,8 @@ class OnnxRuntimeBackend(Backend):
                  self.session.get_providers()[0], threads, self.precision,
                  "optimised at compile time" if optimized else "optimised at load")
 
-    def device_name(self, device):
-        return f"cuda:{device}" if self.device[0] == "cuda" else "cpu"
+    def device_name(self):
+        return f"cuda:{self.device[1]}" if self.device[0] == "cuda" else "cpu"
 
     def upload(self, *arrays, wait=True):
         import onnxruntime as ort

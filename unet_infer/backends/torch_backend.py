@@ -103,7 +103,6 @@ class TorchBackend(Backend):
 
         from ..weights import weights_id
         from ..model import load_unet
-        self.check_profile(profile)
         precision = self.check_precision(precision)
         cuda_graph = bool(cuda_graph)
         cuda = torch.cuda.is_available()
@@ -160,7 +159,7 @@ class TorchBackend(Backend):
                 self._graph, self._static_in, self._static_out = graph, static, out
             torch.cuda.synchronize(self.device)
 
-    def device_name(self, device):
+    def device_name(self):
         return str(self.device)
 
     def _free_slot(self, index, shape):

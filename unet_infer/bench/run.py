@@ -185,7 +185,9 @@ def run_pure(args, opened, out_dir, timings):
 
 def check_profile_target(path, backend_cls):
     """Before any work: the backend can profile and ``path`` is a .json file in an existing folder."""
-    backend_cls.check_profile(instead=backends.profilers())
+    if not backend_cls.can_profile:
+        raise UserError(f"--profile: the {backend_cls.name} backend has no per-layer profiler here; profile the "
+                        f"ONNX model with --backend {' or '.join(backends.profilers())}")
     path = Path(path)
     if path.suffix.lower() != ".json" or path.is_dir():
         raise UserError(f"--profile {path}: expected a .json file name")

@@ -18,6 +18,7 @@ pixels whose class (car: logit > 0) is the same as with fp32.
 """
 
 import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -165,8 +166,9 @@ def main(argv=None):
         raise UserError(f"the {name} backend has no INT8 quantiser; use --backend "
                         f"{' or '.join(n for n in names() if get_backend(n).quantized)}")
     usable_backend(name)
-    report = cls.quantize(args.model, args.calib, args.output, n_calib=args.n_calib, size=args.size,
-                          threads=args.threads)
+    report = importlib.import_module(cls.quantizer).quantize_model(args.model, args.calib, args.output,
+                                                                   n_calib=args.n_calib, size=args.size,
+                                                                   threads=args.threads)
     print(f"{report['output']}: INT8, {report['nodes']} nodes, calibrated on {report['calibration_images']} "
           f"image(s); vs fp32 on {report['check_image']}: relative error {report['relative_error']:.3g}, "
           f"sign agreement {100 * report['sign_agreement']:.3f}%")

@@ -17,7 +17,7 @@ from pathlib import Path
 from ..backends.onnxruntime_backend import cpu_session
 from ..backends.openvino_backend import OpenVinoBackend, fix_shapes, read_model, save_ir, stamp
 from ..cli import UserError
-from ..onnxfile import WEIGHTS_KEY, image_input, load_onnx, metadata, refuse_overwrite, save_onnx
+from ..onnxfile import WEIGHTS_KEY, image_input, load_onnx, metadata, refuse_overwrite
 from ..progress import progress
 from . import calibration_files, compare_outputs, fold_shape_arithmetic, int8_saturates, load_calibration
 
@@ -80,6 +80,7 @@ def fake_quantize_after_pads(model):
 def quantize_model(model, calib_dir, output, n_calib=16, size=None, threads=None):
     """Quantise the ONNX ``model`` to the INT8 IR ``output`` (.xml), calibrated on ``calib_dir``; a report dict."""
     import nncf
+    import onnx
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
     model_path, output = Path(model), Path(output)
     refuse_overwrite(model_path, output)
@@ -96,7 +97,7 @@ def quantize_model(model, calib_dir, output, n_calib=16, size=None, threads=None
     with tempfile.TemporaryDirectory(prefix="unet_quantize.") as tmp:
         fp32, folded = fold_shape_arithmetic(fp32, size, model_path)
         source = Path(tmp) / "fp32.onnx"
-        save_onnx(fp32, source)
+        onnx.save(fp32, str(source))
         del fp32
         ov_model = fix_shapes(read_model(source), None, size, model_path)
         bar = progress(total=len(files), desc="calibration", unit="image")

@@ -4,6 +4,7 @@ exactly when the driver would remake it); the random weights and calibration ima
 the same way."""
 
 import hashlib
+import importlib
 import logging
 import re
 from dataclasses import dataclass, field
@@ -126,8 +127,8 @@ def prepare_models(workdir, weights, width, size, configs, batchsizes, threads=N
     for cls in dict.fromkeys(cls for cls, precision in classes if precision in cls.quantized):
         calib = calibration_images(workdir, size)  # every image of it (CALIB_IMAGES): the folder says how many
         step(declared("quantize", backend=cls.name, calib=calib),
-             lambda made, cls=cls: cls.quantize(*made.inputs, made.outputs[0], n_calib=CALIB_IMAGES, size=size,
-                                                threads=threads))
+             lambda made, cls=cls: importlib.import_module(cls.quantizer).quantize_model(
+                 *made.inputs, made.outputs[0], n_calib=CALIB_IMAGES, size=size, threads=threads))
     compiled = set()  # a model two precisions share (openvino fp32 and bf16: one IR) is made once
     for cls, precision in classes:
         for bs in batchsizes:
