@@ -30,6 +30,7 @@ from pathlib import Path
 
 from .. import cli, session
 from ..data import pair_carvana
+from ..figures import plural
 from ..parallel import cpu_count
 from ..formats import natural_key
 from ..results import Streamed, check_writable, iou_line
@@ -75,24 +76,19 @@ def run(args):
     return result, summary
 
 
-def counted(n, noun):
-    """``1 actor``, ``2 actors``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
-
-
 def closing_lines(summary, resumed):
     """``summary.merged_lines`` with the wall-clock line (its last) said for the cluster: the actors
     started and how many were given batches, or this attempt's images on a resumed run."""
     lines = merged_lines(summary)
     if resumed["resumed_images"]:
-        said = (f"{counted(summary['images_this_attempt'], 'image')} scored by this attempt "
+        said = (f"{plural(summary['images_this_attempt'], 'image')} scored by this attempt "
                 f"({resumed['resumed_images']} resumed from the record) / {summary['wall_s']:.3f} s = "
                 f"{summary['wall_throughput']:.3f} images/s (attempt {resumed['attempts']})")
     else:
         given = len(device_summaries(summary))
         actors = summary["cluster"]["actors"]
-        who = counted(actors, "actor") + (f", batches on {given} of them" if given < actors else "")
-        said = (f"{counted(image_count(summary), 'image')} / {summary['wall_s']:.3f} s = "
+        who = plural(actors, "actor") + (f", batches on {given} of them" if given < actors else "")
+        said = (f"{plural(image_count(summary), 'image')} / {summary['wall_s']:.3f} s = "
                 f"{summary['wall_throughput']:.3f} images/s ({who}, whole run)")
     lines[-1] = f"[INFO] wall-clock throughput: {said}"
     return lines

@@ -1,6 +1,4 @@
-import sys
-
 from ..cli import run_cli
 from . import main
 
-sys.exit(run_cli(main))
+raise SystemExit(run_cli(main))

@@ -76,16 +76,16 @@ class InferActor:
         self.timings = Timings()
         self.scorer = Scorer(self.backend.batchsize, config["size"])  # its extremes: this actor's so far
         import ray  # in an actor process, Ray is there already
-        # the actor's id survives a restart: one name per actor (per device), whatever its process
-        self.name = f"{socket.gethostname()}:actor-{ray.get_runtime_context().get_actor_id()[:8]}"
-        keys = self.opened.summary_keys()
-        keys["model"] = config["choice"].model  # the path every node reads, as the driver resolved it
+        context = ray.get_runtime_context()
         with warnings.catch_warnings():  # Ray 2.60's own property reads its deprecated actor_id
             warnings.simplefilter("ignore", DeprecationWarning)
-            restarted = ray.get_runtime_context().was_current_actor_reconstructed
-        self.process = {"actor": self.name, "pid": os.getpid(), "restarted": restarted,
-                        "node_id": ray.get_runtime_context().get_node_id(),
-                        "meta": {**keys, "node": socket.gethostname(), "device": self.backend.device_name()}}
+            restarted = context.was_current_actor_reconstructed
+        # the actor's id survives a restart: one name per actor (per device), whatever its process;
+        # its model: the path every node reads, as the driver resolved it
+        self.process = {"actor": f"{socket.gethostname()}:actor-{context.get_actor_id()[:8]}", "pid": os.getpid(),
+                        "restarted": restarted, "node_id": context.get_node_id(),
+                        "meta": {**self.opened.summary_keys(), "model": config["choice"].model,
+                                 "node": socket.gethostname(), "device": self.backend.device_name()}}
 
     def __call__(self, rows):
         """Decoded batches -> ``{"batch", "unit"}``: each batch's index and its unit as JSON (its

@@ -107,8 +107,21 @@ def take_rows(ds, args, threads, recorder, nodes, logs, bar):
     while True:
         try:
             block = rows.get(timeout=POLL_S)
-        except queue.Empty:
-            lost_at = check_nodes(args, threads, recorder, nodes, logs, lost_at, last_row)
+        except queue.Empty:  # none came: a lost node whose batches Ray would wait on forever ends the run
+            alive = alive_or(nodes)  # where Ray cannot say now: asked again
+            lost = gone(nodes, alive)
+            if not lost:
+                continue
+            lost_at = lost_at or time.monotonic()
+            if actors_fitting(alive.values(), threads, args.gpus_per_actor) == 0:
+                gpus = f" and {args.gpus_per_actor:g} GPU(s)" if args.gpus_per_actor else ""
+                raise UserError(f"lost {describe(lost)} of the Ray cluster, and the live nodes "
+                                f"({', '.join(f'{c:g} CPUs/{g:g} GPUs' for c, g in alive.values()) or 'none'}) "
+                                f"hold no actor of {threads} CPU(s){gpus}; {kept_line(recorder)} once nodes are "
+                                f"back; see the Ray logs in {logs}")
+            if time.monotonic() - max(lost_at, last_row) >= STALL_S:
+                raise UserError(f"the Ray pipeline stalled (lost {describe(lost)}, and no batch came back for "
+                                f"{STALL_S:g} s); {kept_line(recorder)}; see the Ray logs in {logs}")
             continue
         if block is done:
             return
@@ -116,29 +129,6 @@ def take_rows(ds, args, threads, recorder, nodes, logs, bar):
             raise failure(block, logs, gone(nodes, alive_or({})), kept_line(recorder)) from None
         last_row = time.monotonic()
         bar.update(recorder.add(block))
-
-
-def check_nodes(args, threads, recorder, nodes, logs, lost_at, last_row):
-    """The time a node of ``nodes`` was first seen lost (None while none is), or the one-line
-    UserError that ends a run Ray Data would wait on forever."""
-    alive = alive_or(None)
-    if alive is None:  # not known now: asked again
-        return lost_at
-    lost = gone(nodes, alive)
-    if not lost:
-        return lost_at
-    now = time.monotonic()
-    lost_at = lost_at or now
-    if actors_fitting(alive.values(), threads, args.gpus_per_actor) == 0:
-        gpus = f" and {args.gpus_per_actor:g} GPU(s)" if args.gpus_per_actor else ""
-        raise UserError(f"lost {describe(lost)} of the Ray cluster, and the live nodes "
-                        f"({', '.join(f'{c:g} CPUs/{g:g} GPUs' for c, g in alive.values()) or 'none'}) hold no "
-                        f"actor of {threads} CPU(s){gpus}; {kept_line(recorder)} once nodes are back; see the Ray "
-                        f"logs in {logs}")
-    if now - max(lost_at, last_row) >= STALL_S:
-        raise UserError(f"the Ray pipeline stalled (lost {describe(lost)}, and no batch came back for {STALL_S:g} s); "
-                        f"{kept_line(recorder)}; see the Ray logs in {logs}")
-    return lost_at
 
 
 def alive_or(default):
