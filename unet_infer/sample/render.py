@@ -71,9 +71,7 @@ def _draw_car(car, camera, width, height):
 
     def draw(face):  # a face whose outer side looks away is hidden (two-sided faces never are)
         if face.two_sided or np.dot(camera.eye - face.points.mean(axis=0), face.normal) > 0:
-            pen.polygon(camera.polygon(face.points, origin, SUPERSAMPLE),
-                        fill=camera.shade(face.colour, face.normal, face.gloss) + (255,))
-            for points, colour, gloss in face.decals:
+            for points, colour, gloss in ((face.points, face.colour, face.gloss), *face.decals):
                 pen.polygon(camera.polygon(points, origin, SUPERSAMPLE),
                             fill=camera.shade(colour, face.normal, gloss) + (255,))
 
