@@ -31,7 +31,7 @@ from unet_infer.cli import UserError
 from unet_infer.cluster import actor_summaries, pipeline, rounds
 from unet_infer.cluster.collect import Recorder, plan_batches
 from unet_infer.data import load_image, pair_carvana
-from unet_infer.journal import Journal, pack_mask, read, unpack_mask
+from unet_infer.journal import Journal, pack_mask, scan, unpack_mask
 from unet_infer.model import UNet
 from unet_infer.results import read_mask_png
 from unet_infer.sample import generate
@@ -215,7 +215,7 @@ def test_collection_keeps_each_image_once_and_names_the_missing(tmp_path):
     parts = actor_summaries(recorder.tally, {"batchsize": 2})
     assert [p["device_label"] for p in parts] == ["a"] and parts[0]["pids"] == [7]
     assert parts[0]["NPU_compute_time"]["count"] == 2 and parts[0]["backend"] == "onnxruntime"
-    units = read(recorder.journal.path).units
+    units = scan(recorder.journal.path.read_bytes()).units
     assert "meta" in units[0].extra and "meta" not in units[2].extra  # the actor's description: once
     recorder.journal.close()
 

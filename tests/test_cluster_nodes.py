@@ -30,7 +30,7 @@ import pytest
 from test_cluster_resume import (BAD, N_BATCHES, check_resumed, cluster_argv, data, ended, kill_by_folder,  # noqa: F401
                                  model, outputs, per_image, reference, start, summary_of, wait_for_units)
 from unet_infer.cluster import pipeline
-from unet_infer.journal import read
+from unet_infer.journal import scan
 
 import ray  # noqa: E402,F401 - requirements.txt installs it: missing is a failure, not a skip
 
@@ -184,7 +184,7 @@ def test_the_actors_spread_over_both_workers_and_one_is_lost_mid_run(cluster, mo
     try:
         deadline = time.monotonic() + 300
         while proc.poll() is None and time.monotonic() < deadline:  # until both workers' actors recorded batches
-            units = read(record).units if record.is_file() else {}
+            units = scan(record.read_bytes()).units if record.is_file() else {}
             if {unit.extra.get("node_id") for unit in units.values()} >= workers:
                 break
             time.sleep(0.05)
@@ -221,7 +221,7 @@ def test_every_worker_lost_then_the_same_command_with_a_worker_back(cluster, mod
                 r"GPUs\) hold no actor of 1 CPU\(s\); \d+ of 12 batches are recorded in .*result_bs2.journal: the "
                 r"same command scores the rest")
     assert status == 2 and re.match(expected, last), out[-3000:]
-    units = read(record).units
+    units = scan(record.read_bytes()).units
     assert 0 < len(units) < N_BATCHES and not (tmp_path / "result_bs2.txt").exists()
 
     cluster.start("w4", head=False)

@@ -29,7 +29,7 @@ from unet_infer.cluster import pipeline
 from unet_infer.cluster import actor_summaries
 from unet_infer.cluster.collect import Recorder, plan_batches
 from unet_infer.data import pair_carvana
-from unet_infer.journal import Journal, pack_mask, read
+from unet_infer.journal import Journal, pack_mask, scan
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE, N_IMAGES, BATCH = 32, 24, 2
@@ -179,7 +179,7 @@ def test_the_record_replays_the_batches_out_of_order(tmp_path):
         recorder.add(rows(unit(0, ["img1"], "y", dict(process, pid=12, restarted=True), bad=["img2"])))
         # batch 1 never came back: not recorded
     first = recorder.tally
-    units = read(tmp_path / "r.journal").units
+    units = scan((tmp_path / "r.journal").read_bytes()).units
     assert list(units) == [2, 0] and units[0].extra["bad"] == [["img2", "OSError: truncated"]]
 
     with Journal(tmp_path / "r.journal", key) as journal:
@@ -233,7 +233,7 @@ def test_the_driver_killed_at_half_then_the_same_command(model, data, reference,
             status, _ = ended(proc)
             kill_by_folder(temp)
         assert status == -signal.SIGKILL
-        units = read(record).units
+        units = scan(record.read_bytes()).units
         assert N_BATCHES // 2 <= len(units) < N_BATCHES
 
         status, out = ended(start(argv, env))

@@ -12,7 +12,7 @@ import pytest
 
 from unet_infer import journal as journal_module
 from unet_infer.cli import UserError
-from unet_infer.journal import Journal, beside, decode_line, encode_line, pack_mask, read, run_key, unpack_mask
+from unet_infer.journal import Journal, beside, decode_line, encode_line, pack_mask, run_key, scan, unpack_mask
 
 KEY = {"model": ["/m.onnx", [10, 1]], "options": {"batchsize": 2}}
 
@@ -48,11 +48,11 @@ def test_append_and_reopen(tmp_path):
         assert set(unit.masks) == {"img0_1"} and np.array_equal(unpack_mask(unit.masks["img0_1"]), mask)
         assert unpack_mask(unit.masks["img0_1"]).dtype == bool and other.id == 3 and other.masks == {}
         journal.append(1, records(1))
-    scan = read(path)
-    assert scan.attempts == 2 and list(scan.units) == [0, 3, 1]
+    found = scan(path.read_bytes())
+    assert found.attempts == 2 and list(found.units) == [0, 3, 1]
     with Journal(path, KEY) as journal:  # an attempt that records nothing writes nothing
         assert journal.attempts == 3
-    assert read(path).attempts == 2
+    assert scan(path.read_bytes()).attempts == 2
 
 
 def test_floats_round_trip_bit_for_bit(tmp_path):
@@ -62,7 +62,7 @@ def test_floats_round_trip_bit_for_bit(tmp_path):
     recs = [{"name": f"n{i}", "iou": v, "dice": values[-1 - i]} for i, v in enumerate(values)]
     with Journal(tmp_path / "r.journal", KEY) as journal:
         journal.append(0, recs)
-    got = read(tmp_path / "r.journal").units[0].records
+    got = scan((tmp_path / "r.journal").read_bytes()).units[0].records
     bits = lambda rs: [struct.pack("<dd", r["iou"], r["dice"]) for r in rs]  # noqa: E731
     assert bits(got) == bits(recs) and [r["name"] for r in got] == [r["name"] for r in recs]
 
@@ -80,7 +80,7 @@ def test_a_torn_last_line_is_dropped_and_truncated(tmp_path, caplog, tail):
         assert path.read_bytes() == good
         journal.append(3, records(3))
     assert "dropped a torn last line" in caplog.text
-    assert list(read(path).units) == [0, 1, 2, 3] and not list(tmp_path.glob("r.journal.*"))
+    assert list(scan(path.read_bytes()).units) == [0, 1, 2, 3] and not list(tmp_path.glob("r.journal.*"))
 
 
 def test_a_torn_first_write_is_an_empty_record(tmp_path):
@@ -104,7 +104,7 @@ def test_a_damaged_middle_is_set_aside_never_trusted(tmp_path, caplog):
     assert len(warnings) == 1 and str(path) in warnings[0].message
     assert "line 4 has a wrong checksum" in warnings[0].message and "r.journal.damaged" in warnings[0].message
     assert (tmp_path / "r.journal.damaged").read_bytes() == damaged  # renamed, not deleted
-    assert list(read(path).units) == [0]
+    assert list(scan(path.read_bytes()).units) == [0]
     path.write_bytes(damaged)
     Journal(path, KEY).close()
     assert (tmp_path / "r.journal.damaged.1").read_bytes() == damaged
@@ -145,7 +145,7 @@ def test_another_key_or_version_is_set_aside_as_stale(tmp_path, caplog):
         assert journal.units == set() and journal.attempts == 1
         journal.append(0, records(0))
     assert "a record of another run (another options)" in caplog.text and "r.journal.stale" in caplog.text
-    assert (tmp_path / "r.journal.stale").read_bytes() == old and list(read(path).units) == [0]
+    assert (tmp_path / "r.journal.stale").read_bytes() == old and list(scan(path.read_bytes()).units) == [0]
     header = json.loads(path.read_bytes().splitlines()[0].rpartition(b"\t")[0])
     lines = path.read_bytes().splitlines(keepends=True)
     header["version"] = 99
@@ -178,7 +178,7 @@ def test_one_writer_at_a_time(tmp_path):
         journal.append(0, records(0))
         with pytest.raises(UserError, match="another run is writing this record"):
             Journal(path, KEY)
-    assert list(read(path).units) == [0]
+    assert list(scan(path.read_bytes()).units) == [0]
 
 
 def test_a_full_disk_leaves_no_torn_line(tmp_path, monkeypatch):

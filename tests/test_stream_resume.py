@@ -18,7 +18,7 @@ from tiny_unet import tiny_onnx
 from unet_infer import stream
 from unet_infer.cli import run_cli
 from unet_infer.data import pair_carvana
-from unet_infer.journal import Journal, pack_mask, read, unpack_mask
+from unet_infer.journal import Journal, pack_mask, scan, unpack_mask
 from unet_infer.results import select_extremes
 from unet_infer.scoring import Extremes, Scorer, resume
 from unet_infer.stream import in_order, main
@@ -116,7 +116,7 @@ def test_kill_9_of_the_process_group_then_the_same_command(reference, model, dat
         proc.wait(timeout=30)
         proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
-    units = read(record).units
+    units = scan(record.read_bytes()).units
     assert N_UNITS // 2 <= len(units) < N_UNITS and sorted(units) == list(range(len(units)))
     recorded = [r["name"] for unit in units.values() for r in unit.records]
     end = units[len(units) - 1].extra["span"][1]
@@ -138,12 +138,13 @@ def test_ctrl_c_then_resume_and_other_options_start_afresh(reference, model, dat
     caplog.set_level(logging.INFO)
     Watch(monkeypatch, stop_after=3)
     assert run_cli(main, argv(model, data, tmp_path)) == 130
-    assert len(read(tmp_path / "result_bs2.journal").units) == 3 and not (tmp_path / "result_bs2.txt").exists()
+    units = scan((tmp_path / "result_bs2.journal").read_bytes()).units
+    assert len(units) == 3 and not (tmp_path / "result_bs2.txt").exists()
     monkeypatch.undo()
 
     watch = Watch(monkeypatch, stop_after=2)  # stopped again: a third attempt finishes
     assert run_cli(main, argv(model, data, tmp_path)) == 130
-    assert len(read(tmp_path / "result_bs2.journal").units) == 5
+    assert len(scan((tmp_path / "result_bs2.journal").read_bytes()).units) == 5
     monkeypatch.undo()
     watch = Watch(monkeypatch)
     assert run_cli(main, argv(model, data, tmp_path)) == 2
@@ -235,7 +236,7 @@ def test_stopped_after_the_last_batch_the_same_command_only_writes(reference, mo
 
     monkeypatch.setattr(stream, "finish", full_disk)
     assert run_cli(main, argv(model, data, tmp_path)) == 1
-    assert len(read(tmp_path / "result_bs2.journal").units) == N_UNITS
+    assert len(scan((tmp_path / "result_bs2.journal").read_bytes()).units) == N_UNITS
     monkeypatch.setattr(stream, "finish", finish)
     watch = Watch(monkeypatch)
     assert run_cli(main, argv(model, data, tmp_path)) == 2

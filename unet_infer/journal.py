@@ -170,11 +170,6 @@ def scan(data):
     return Scan(header, attempts, units, offset)
 
 
-def read(path):
-    """:func:`scan` of a file, read only."""
-    return scan(Path(path).read_bytes())
-
-
 # ---- the journal ---------------------------------------------------------------------------------
 
 class _Syncer(threading.Thread):
