@@ -39,7 +39,7 @@ def backend_options(args, cls, kind="options"):
     what = "a compile option" if kind == "compile_options" else "an option"
     for other in backends.all_backends():
         for option in getattr(other, kind):
-            if option.dest not in own and option.is_set(getattr(args, option.dest)):
+            if option.dest not in own and getattr(args, option.dest) not in (None, False, option.default):
                 raise UserError(f"--{option.dest} is {what} of the {other.name} backend, not of {cls.name}")
     return {dest: getattr(args, dest) for dest in own}
 

@@ -40,9 +40,6 @@ class Option:
     type: object = None  # None: a store_true flag
     default: object = None
 
-    def is_set(self, value):
-        return value not in (None, False) and value != self.default
-
     def add_to(self, parser):
         if self.type is None:
             parser.add_argument(*flag(self.dest), dest=self.dest, action="store_true", help=self.help)
