@@ -20,8 +20,7 @@ from PIL import Image
 from unet_infer import backends
 from unet_infer import progress, speed
 from unet_infer import simplify as simplify_module
-from unet_infer.speed import (COLUMNS, HEADER, TITLE, merge_section, render_section,
-                                           section_heading, split_sections)
+from unet_infer.speed import COLUMNS, HEADER, merge_section, render_section, section_heading, split_sections
 from unet_infer.speed.models import make_random_weights, model_workdir, prepare_models
 from unet_infer.speed.runs import Job, Run, Runner, benchmark_rows, make_row, measure, plan_loop
 from unet_infer.cli import UserError
@@ -270,7 +269,7 @@ def test_merge_section_replaces_its_own_and_keeps_others():
     assert [s.splitlines()[0] for s in sections] == [FOREIGN.splitlines()[0], mine]
     assert "| new |" in sections[1] and "| old |" not in second
     assert sections[0] == FOREIGN
-    assert second.count(TITLE) == 1
+    assert second.count(HEADER.splitlines()[0]) == 1
     assert merge_section(second, sections[1]) == second     # idempotent
 
 

@@ -185,8 +185,7 @@ def python_command(args, batchsizes, configs, max_seconds):
 
 # ---- BENCHMARKS.md: its header, one section per machine, model and date (keyed by its "## " line) ----
 
-TITLE = "# UNet inference benchmarks"
-HEADER = f"""{TITLE}
+HEADER = """# UNet inference benchmarks
 
 Made by `scripts/benchmark.sh` (`python3 -m unet_infer.speed`): our ais_bench-compatible runner
 in pure-inference mode, as `python3 -m ais_bench --model=UNet_bs8.om --loop=100 --batchsize=8`,
