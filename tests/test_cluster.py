@@ -224,7 +224,6 @@ def test_the_closing_line_counts_the_actors_the_run_started(tmp_path):
     """Two actors, one of them given every batch: "2 actors, batches on 1 of them", not "1 device(s)"."""
     from unet_infer.cluster import closing_lines
     from unet_infer.summary import merge_summaries
-    fresh = {"resumed_images": 0, "attempts": 1}
 
     def wall_line(actors, *units):
         recorder = recorder_of(tmp_path / str(len(list(tmp_path.iterdir()))),
@@ -232,9 +231,9 @@ def test_the_closing_line_counts_the_actors_the_run_started(tmp_path):
         collect(recorder, *units)
         recorder.journal.close()
         summary = merge_summaries(actor_summaries(recorder.tally, {"batchsize": 1}), {"batchsize": 1},
-                                  [0.1] * 3, [0.2] * 3, 1.5, 1, extra={"cluster": {"actors": actors}},
-                                  filesinfo=recorder.tally.filesinfo())
-        return [line for line in closing_lines(summary, fresh) if "wall-clock" in line]
+                                  [0.1] * 3, [0.2] * 3, 1.5, 1, filesinfo=recorder.tally.filesinfo(),
+                                  extra={"cluster": {"actors": actors}, "resumed_images": 0})
+        return [line for line in closing_lines(summary) if "wall-clock" in line]
 
     three = [unit(k, name, actor="a") for k, name in enumerate(["img1", "img2", "img3"])]
     assert wall_line(2, *three) == ["[INFO] wall-clock throughput: 3 images / 1.500 s = 2.000 images/s "
@@ -263,12 +262,12 @@ def test_quiet_keeps_rays_own_lines_off_stderr_and_a_pipe_gets_no_colour(monkeyp
         os.write(2, b"not quiet\n")
     assert capfd.readouterr().err == "not quiet\n"
 
-    monkeypatch.setattr(ray, "is_initialized", lambda: True)  # connect stops before ray.init
     monkeypatch.delenv("RAY_COLOR_PREFIX", raising=False)
     data_log, context = logging.getLogger("ray.data"), DataContext.get_current()
     level, bars = data_log.level, context.enable_progress_bars
-    try:
-        assert pipeline.connect(None, quiet=True) is None
+    try:  # an address where nothing answers: connect stops before ray.init, its settings made
+        with pytest.raises(UserError, match="cannot join the Ray cluster at 127.0.0.1:1: nothing answers there"):
+            pipeline.connect("127.0.0.1:1", quiet=True)
         assert os.environ["RAY_COLOR_PREFIX"] == "0"  # stderr is not a terminal here
         assert data_log.level == logging.ERROR and not context.enable_progress_bars
     finally:

@@ -69,21 +69,21 @@ def run(args):
             ran = {"actors": 0, "threads": 0, "ray_start_s": 0.0, "lost_nodes": [], "rounds": []}
         result, summary = finish_run(args, choice, recorder, ran, begun, resumed)
         journal.remove()  # complete: the same command afterwards runs afresh
-    for line in closing_lines(summary, resumed):
+    for line in closing_lines(summary):
         print(line, flush=True)
     print(iou_line(result), flush=True)
     recorder.tally.check_readable()
     return result, summary
 
 
-def closing_lines(summary, resumed):
+def closing_lines(summary):
     """``summary.merged_lines`` with the wall-clock line (its last) said for the cluster: the actors
     started and how many were given batches, or this attempt's images on a resumed run."""
     lines = merged_lines(summary)
-    if resumed["resumed_images"]:
+    if summary["resumed_images"]:
         said = (f"{plural(summary['images_this_attempt'], 'image')} scored by this attempt "
-                f"({resumed['resumed_images']} resumed from the record) / {summary['wall_s']:.3f} s = "
-                f"{summary['wall_throughput']:.3f} images/s (attempt {resumed['attempts']})")
+                f"({summary['resumed_images']} resumed from the record) / {summary['wall_s']:.3f} s = "
+                f"{summary['wall_throughput']:.3f} images/s (attempt {summary['attempts']})")
     else:
         given = len(device_summaries(summary))
         actors = summary["cluster"]["actors"]

@@ -1,10 +1,8 @@
 """The driver's side of the cluster run, with no Ray in it: the batch plan, and the actors' units
-(one per planned batch, unit id = batch index), each recorded (``journal``) and taken into the
-run's ``scoring.Tally`` as it comes back, in whatever order the actors finish. Ray Data re-runs
-the batches of an actor that died; a batch already taken is dropped (its images counted; one with
-another IoU is an error). A unit's ``extra`` names the actor, its process (``pid``, ``node_id``,
-``restarted``: Ray replaced one that died) and, in each actor's first unit, its description
-(``meta``).
+(one per planned batch, unit id = batch index), each recorded and taken into the run's
+``scoring.Tally`` as it comes back, in any order; a retried batch's second unit is dropped. A
+unit's ``extra`` names the actor, its process (``pid``, ``node_id``, ``restarted``) and, in each
+actor's first unit, its description (``meta``).
 """
 
 import json
@@ -46,7 +44,6 @@ class Recorder:
             raise ValueError(f"unit {unit.id} is no batch of this run's plan")
 
     def pending(self):
-        """The plan's rows not recorded yet."""
         return [row for row in self.plan if row["batch"] not in self.journal.units]
 
     def add(self, rows):

@@ -1,11 +1,9 @@
 """The Ray side of the cluster run: the Ray Data graph, and joining (or starting) Ray. Ray is
 imported here only, inside the functions.
 
-The graph (docs/cluster.md, "What runs where"): the batch plan as a dataset -> ``decode_batch``
-tasks (no CPU reserved), each decoding one model batch with the file flow's loaders into
-fixed-shape arrays -> ``InferActor``, a pool of actors that each open the model once and run every
-batch through ``loop.run_loop`` and ``scoring.Scorer`` -> one small row per batch to the driver,
-its unit (a packed mask only for an image that entered the actor's extremes; never logits).
+The graph (docs/cluster.md, "What runs where"): the batch plan -> ``decode_batch`` tasks, one
+model batch each -> ``InferActor``s, each running its batches through ``loop.run_loop`` and
+``scoring.Scorer`` -> one small row per batch to the driver, its unit (never logits).
 """
 
 import json
@@ -210,9 +208,9 @@ def quiet_init(quiet):
 
 def connect(address, quiet, temp_dir=None):
     """Join the cluster at ``address``, or start a new local Ray on this machine's cores (None), its
-    files in ``temp_dir``; returns the function that stops it (for a cluster: disconnects), or None
-    where this process ran Ray already. The actors' output comes to stderr, colourless unless it is
-    a terminal; ``quiet``: none of it, and of Ray's own logging errors only (docs/cluster.md)."""
+    files in ``temp_dir``; returns the function that stops it (for a cluster: disconnects). The
+    actors' output comes to stderr, colourless unless it is a terminal; ``quiet``: none of it, and
+    of Ray's own logging errors only (docs/cluster.md)."""
     import ray
     from ray.data import DataContext
     context = DataContext.get_current()
@@ -223,8 +221,6 @@ def connect(address, quiet, temp_dir=None):
     level = logging.ERROR if quiet else logging.WARNING
     if quiet:
         logging.getLogger("ray.data").setLevel(level)  # its per-run INFO lines, "Progress bars disabled"
-    if ray.is_initialized():
-        return None
     if address:
         probe(address)
         kwargs, token = {"address": address}, False

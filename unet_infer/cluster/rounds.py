@@ -1,12 +1,7 @@
 """The pipeline's run: the pool sized to the live nodes, the rows collected, and the one thing
-about a lost node that Ray does not do itself (docs/cluster.md, "Every image exactly once").
-
-Ray restarts the actors of a lost node on nodes with room and Ray Data re-runs their batches; an
-actor that no live node has room for, Ray waits on forever. So a thread reads the dataset while
-the main thread takes its rows from a queue, asking Ray for the live nodes every ``POLL_S`` while
-none comes: once a node of the run is lost and the live nodes hold no actor, or no batch came back
-for ``STALL_S`` since the loss, the run ends with one line, and the same command scores the rest
-from the record on a pool sized to the nodes it finds then.
+about a lost node that Ray does not do itself, give up on an actor no live node has room for
+(docs/cluster.md, "Every image exactly once"): the rows are read in a thread while the main thread
+watches the nodes.
 """
 
 import logging
@@ -15,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-from ..cli import UserError
+from ..cli import UserError, first_line
 from ..progress import progress
 from . import local
 from .pipeline import MAX_RESTARTS, build_dataset, chain, connect, live_nodes, session_logs
@@ -70,7 +65,7 @@ def execute(args, config, recorder, n_images):
     ray_start_s = time.perf_counter() - begun  # joining (or starting) Ray, in wall_s but not the pipeline's
     try:
         logs = session_logs()
-        if stop and temp:
+        if temp:
             log.info("local Ray: its files in %s%s; this run's logs: %s", temp, f" ({why})" if why else "", logs)
         nodes = live_nodes()
         actors, threads, decoders = size_pool(args, list(nodes.values()))
@@ -81,8 +76,7 @@ def execute(args, config, recorder, n_images):
                       args, threads, recorder, nodes, logs, bar)
         lost = gone(nodes, alive_or(nodes))  # what cannot be asked at the end is not reported
     finally:
-        if stop:
-            stop()
+        stop()
     if lost:
         log.warning("lost %s during the run; every batch was scored on the others", describe(lost))
     return {"actors": actors, "threads": threads, "ray_start_s": ray_start_s, "lost_nodes": lost,
@@ -172,7 +166,7 @@ def failure(exc, logs=None, lost=(), kept=""):
              rex.NodeDiedError, rex.TaskUnschedulableError, rex.ActorUnschedulableError)
     for one in chain(exc):
         if isinstance(one, kinds):
-            first = (str(one).strip().splitlines() or [type(one).__name__])[0][:300]
+            first = first_line(one, 300)
             gone_nodes = f"lost {describe(lost)}; " if lost else ""
             return UserError(f"the Ray pipeline failed after {MAX_RESTARTS} actor restarts at most "
                              f"({gone_nodes}{type(one).__name__}: {first}); {kept + '; ' if kept else ''}see the "
