@@ -18,7 +18,7 @@ from tiny_unet import varied_unet
 from unet_infer.cli import run_cli
 from unet_infer.data import image_to_array, load_label
 from unet_infer.export import pth_to_onnx
-from unet_infer.metrics import dice, logits_to_mask
+from unet_infer.metrics import iou_dice, logits_to_mask
 from unet_infer.model import UNet
 from unet_infer.predict import PREDICT_WEIGHTS, cutout, mask_at, main, probabilities, rle_encode, submission_text
 from unet_infer.sample import generate
@@ -310,7 +310,7 @@ def test_labels_give_the_mean_dice_at_the_photo_size(tmp_path, photos, tiny, cap
     expected = {}
     for name in PHOTOS:
         pred = np.asarray(Image.open(tmp_path / "out" / f"{Path(name).stem}_mask.png")) > 0
-        expected[name] = dice(pred, load_label(labels / f"{Path(name).stem}_mask.gif", size=None))
+        expected[name] = iou_dice(pred, load_label(labels / f"{Path(name).stem}_mask.gif", size=None))[1]
     assert {r[0]: float(r[1]) for r in rows[1:-1]} == pytest.approx(expected, abs=1e-6)
     mean = np.mean(list(expected.values()))
     assert float(rows[-1][1]) == pytest.approx(mean, abs=1e-6)
@@ -411,7 +411,7 @@ def test_bundled_weights_cut_out_a_generated_car(tmp_path, capsys):
     assert PREDICT_WEIGHTS.is_file()
     mask = np.asarray(Image.open(out / f"{image.stem}_mask.png")) > 0
     assert mask.shape == (641, 961)
-    assert dice(mask, load_label(label, size=None)) >= 0.95
+    assert iou_dice(mask, load_label(label, size=None))[1] >= 0.95
     (name, text), = read_submission(out / "sub.csv")
     assert name == image.name and np.array_equal(rle_decode(text, mask.shape), mask)
     assert np.array_equal(np.asarray(Image.open(out / f"{image.stem}_cutout.png"))[..., 3] > 0, mask)
@@ -441,7 +441,7 @@ def test_tta_averages_the_logits_of_the_photo_and_its_mirror():
 
     x = np.random.default_rng(0).random((2, 1, 3, 5)).astype(np.float32)
     flipped = FlipAveraged(Ramp())
-    assert flipped.async_requests == 0 and flipped.precision == "fp32"
+    assert flipped.async_requests == 0 and not flipped.async_upload
     (out,) = flipped.download(flipped.run(*flipped.upload(x)))
     np.testing.assert_allclose(out, x * (ramp + ramp[::-1]) / 2, rtol=1e-6)
 

@@ -12,7 +12,7 @@ import torch
 from unet_infer import train as train_mod
 from unet_infer.cli import UserError, run_cli
 from unet_infer.export import pth_to_onnx
-from unet_infer.metrics import iou
+from unet_infer.metrics import iou_dice
 from unet_infer.model import UNet, detect_layout, load_unet, read_state_dict
 from unet_infer.sample import generate
 from unet_infer.train import data as train_data, loop as train_loop
@@ -219,7 +219,7 @@ def test_evaluate_through_onnxruntime_scores_as_pytorch(four_cars):
     model = UNet(3, 1, bilinear=False, width=4, bias=True)
     with torch.no_grad():
         logits = model.eval()(torch.from_numpy(x.astype(np.float32) / 255)).numpy()
-    want = np.mean([iou(p[0] > 0, lab == 1) for p, lab in zip(logits, y)])
+    want = np.mean([iou_dice(p[0] > 0, lab == 1)[0] for p, lab in zip(logits, y)])
     assert train_loop.evaluate(model.train(), x, y) == pytest.approx(want, abs=1e-3)
     assert model.training  # put back as it was
 

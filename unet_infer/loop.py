@@ -104,28 +104,3 @@ def run_in_flight(backend, feeds, sink, timings, loop=1, on_run=None):
     timings.loop_ms = (timings.loop_ms or 0.0) + (time.perf_counter() - started) * 1000.0
     return count
 
-
-class FlipAveraged:
-    """--tta: every batch runs a second time mirrored left-right; the logits are the mean of the two
-    (the mirrored run's mirrored back). Everything else is the backend's own."""
-
-    async_requests = 0  # one batch at a time: the loop's plain path
-    async_upload = False
-
-    def __init__(self, backend):
-        self.backend = backend
-
-    def __getattr__(self, name):
-        return getattr(self.backend, name)
-
-    def upload(self, *arrays, wait=True):
-        mirrored = [np.ascontiguousarray(a[..., ::-1]) for a in arrays]
-        return self.backend.upload(*arrays, wait=wait), self.backend.upload(*mirrored, wait=wait)
-
-    def run(self, plain, mirrored):  # each downloaded (copied) before the next run may reuse its buffers
-        first = [np.array(o) for o in self.backend.download(self.backend.run(*plain))]
-        second = self.backend.download(self.backend.run(*mirrored))
-        return [(a + b[..., ::-1]) / 2 for a, b in zip(first, second)]
-
-    def download(self, outputs):
-        return outputs

@@ -61,17 +61,13 @@ def vector_units(flags):
     return ", ".join(units)
 
 
-def cuda_index(device):
-    """The CUDA device index of ``"cuda"``, ``"cuda:1"`` (or a torch.device); None for anything else."""
-    match = re.fullmatch(r"cuda(?::(\d+))?", str(device).strip())
-    return int(match.group(1) or 0) if match else None
-
-
 def gpu_name(device):
-    """The name of the CUDA GPU ``device`` when CUDA is available, else None (never raises)."""
-    index = cuda_index(device)
-    if index is None:
+    """The name of the CUDA GPU ``device`` (``"cuda"``, ``"cuda:1"``, a torch.device) when CUDA is
+    available, else None (never raises)."""
+    match = re.fullmatch(r"cuda(?::(\d+))?", str(device).strip())
+    if not match:
         return None
+    index = int(match.group(1) or 0)
     try:
         import torch  # only for a cuda device: torch is slow to import and may be absent
         if not torch.cuda.is_available() or index >= torch.cuda.device_count():

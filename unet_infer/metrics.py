@@ -34,14 +34,6 @@ def iou_dice(pred, label):
     return (both / union if union else 1.0), (2.0 * both / total if total else 1.0)
 
 
-def iou(pred, label):
-    return iou_dice(pred, label)[0]
-
-
-def dice(pred, label):
-    return iou_dice(pred, label)[1]
-
-
 def relative_error(actual, reference):
     """max |actual - reference| / max |reference| (0 when both are all zeros)."""
     actual = np.asarray(actual, dtype=np.float64)

@@ -43,8 +43,8 @@ from .cli import UserError, os_error
 from .data import (DECODE_ERRORS, decoded_units, find_files, image_to_array, load_label, mask_not_found, mask_path,
                    unique_stems)
 from .formats import IMAGE_SUFFIXES, atomic_path, atomic_write_text
-from .loop import FlipAveraged, Timings, run_loop
-from .metrics import car_log_odds, dice
+from .loop import Timings, run_loop
+from .metrics import car_log_odds, iou_dice
 from .parallel import Prefetcher, default_decoders
 from .postprocess import check_logits
 from .progress import progress
@@ -212,13 +212,36 @@ class Writer:
         if self.args.rle:
             self.rows.append((photo.name, rle_encode(mask)))
         if label is not None:
-            self.dices.append((photo.name, dice(mask, label)))
+            self.dices.append((photo.name, iou_dice(mask, label)[1]))
         elif why:
             self.unscored.append(why)
 
     def flush(self):
         while self.pending:
             self.pending.popleft().result()
+
+
+class FlipAveraged:
+    """--tta, to the loop a backend: every batch runs a second time mirrored left-right; the logits
+    are the mean of the two (the mirrored run's mirrored back)."""
+
+    async_requests = 0  # one batch at a time: the loop's plain path
+    async_upload = False
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def upload(self, *arrays, wait=True):
+        mirrored = [np.ascontiguousarray(a[..., ::-1]) for a in arrays]
+        return self.backend.upload(*arrays, wait=wait), self.backend.upload(*mirrored, wait=wait)
+
+    def run(self, plain, mirrored):  # each downloaded (copied) before the next run may reuse its buffers
+        first = [np.array(o) for o in self.backend.download(self.backend.run(*plain))]
+        second = self.backend.download(self.backend.run(*mirrored))
+        return [(a + b[..., ::-1]) / 2 for a, b in zip(first, second)]
+
+    def download(self, outputs):
+        return outputs
 
 
 # ---- the run ----

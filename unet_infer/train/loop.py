@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..cli import UserError, first_line
 from ..formats import DEFAULT_SIZE, atomic_path
 from ..machine import cpu_flags
-from ..metrics import iou
+from ..metrics import iou_dice
 from ..model import UNet, build_from_state_dict, count_parameters, load_unet, read_state_dict
 from ..progress import progress
 from .data import Augment, car_id, find_pairs, load_pairs, random_batch, split_by_car
@@ -350,7 +350,7 @@ def evaluate(model, x, y, batch=4, desc=None):
             else:
                 with torch.inference_mode():
                     logits = model(torch.from_numpy(xb).to(DEVICE)).float().cpu().numpy()
-            scores += [iou(p, lab == 1) for p, lab in zip(logits[:, 0] > 0, y[start:start + batch])]
+            scores += [iou_dice(p, lab == 1)[0] for p, lab in zip(logits[:, 0] > 0, y[start:start + batch])]
     model.train(was_training)
     return float(np.mean(scores))
 
