@@ -210,9 +210,9 @@ def result_lines(work, batchsizes, backend, precision, labels=True, run=""):
                          f"{result['n_images']} image{'s' if result['n_images'] != 1 else ''})")
         if w.perf_summary(bs).is_file():
             perf = summ.read_summary(w.perf_summary(bs))
-            count = summ.timed_runs(perf)
-            parts.append(f"throughput {summ.throughput(perf):.2f} images/s (pure inference, bs {bs}, "
-                         f"loop {count}, {summ.backend(perf) or backend} {summ.precision(perf) or precision})")
+            parts.append(f"throughput {summ.throughput(perf):.2f} images/s (pure inference, bs {bs}, loop "
+                         f"{perf['NPU_compute_time']['count']}, {summ.backend(perf) or backend} "
+                         f"{summ.precision(perf) or precision})")
         run = summ.read_summary(w.summary(bs)) if w.summary(bs).is_file() else None
         if run is not None and summ.wall_s(run) is not None:
             n = summ.image_count(run)

@@ -214,11 +214,6 @@ def batchsize(summary):
     return value if isinstance(value, int) and value > 0 else None
 
 
-def timed_runs(summary):
-    """How many model runs were timed (ais_bench's ``count``)."""
-    return int(summary["NPU_compute_time"]["count"])
-
-
 def filesinfo_entries(summary):
     """``[(sample id, {"infiles": [...], "outfiles": [...]}), ...]`` in natural order of the id."""
     return sorted(summary["filesinfo"].items(), key=lambda item: natural_key(item[0]))
