@@ -35,15 +35,6 @@ CV_LIMIT = 0.10  # run-to-run spread of the compute time above which the runner 
 SHOWN = 10  # slowest layers printed
 
 
-def refuse_output_in_input(out_dir, inputs):
-    """Outputs in an input folder would be read as inputs by the next run: refused."""
-    target = Path(out_dir).resolve()
-    for folder in map(Path, inputs):
-        folder = folder.resolve()
-        if folder.is_dir() and (target == folder or folder in target.parents):
-            raise UserError(f"{out_dir}: inside the input folder {folder}; write the outputs elsewhere")
-
-
 def unfinished_marker(out_dir):
     """``{output}/.{output_dirname}.unfinished``: there from the folder's making until the summary."""
     return out_dir.parent / f".{out_dir.name}.unfinished"
@@ -90,7 +81,9 @@ def run_place(args):
         raise UserError(f"--output_dirname {dirname!r} must be a plain folder name")
     out_dir, summary_path = run_paths(args.output, dirname)
     if args.input:
-        refuse_output_in_input(out_dir, [p for p in args.input.split(",") if p])
+        for folder in (Path(p).resolve() for p in args.input.split(",") if p):  # the next run would read them
+            if folder.is_dir() and (out_dir.resolve() == folder or folder in out_dir.resolve().parents):
+                raise UserError(f"{out_dir}: inside the input folder {folder}; write the outputs elsewhere")
         named = {}
         for path in list_inputs(args.input)[0]:
             name = output_name(path, 0, args.outfmt)
