@@ -85,10 +85,6 @@ def int_at_least(low):
     return number(int, lambda value: value >= low, f"is below {low}")
 
 
-def float_in(check, why):
-    return number(float, check, why)
-
-
 def int_list(text):
     """An argparse type: ``"1,4,8"`` -> ``[1, 4, 8]``, whole numbers above 0 (duplicates dropped, order kept)."""
     try:
@@ -100,7 +96,7 @@ def int_list(text):
     return list(dict.fromkeys(values))
 
 
-positive_float = float_in(lambda value: value > 0, "must be above 0")
+positive_float = number(float, lambda value: value > 0, "must be above 0")
 
 
 def str2bool(text):

@@ -350,8 +350,8 @@ def finish(args, writer, bad, total, seconds, ran):
 
 
 # argparse type of --threshold: a number strictly between 0 and 1
-probability_threshold = cli.float_in(lambda value: 0.0 < value < 1.0,
-                                     "is not between 0 and 1 (0 would make all car, 1 none)")
+probability_threshold = cli.number(float, lambda value: 0.0 < value < 1.0,
+                                   "is not between 0 and 1 (0 would make all car, 1 none)")
 
 
 def build_parser():

@@ -160,8 +160,8 @@ def build_parser():
                           "an earlier `ray start` says, stopped at the end")
     add("--actors", type=cli.int_at_least(1), help="inference actors (without it: one per GPU of the cluster "
                                                    "with --gpus-per-actor, else 1)")
-    add(*cli.flag("gpus_per_actor"), dest="gpus_per_actor", type=cli.float_in(lambda gpus: gpus >= 0, "is below 0"),
-        default=0,
+    add(*cli.flag("gpus_per_actor"), dest="gpus_per_actor",
+        type=cli.number(float, lambda gpus: gpus >= 0, "is below 0"), default=0,
         help="GPUs each actor reserves, a fraction to share one (default: 0, the actors run on CPUs)")
     add("--threads", type=cli.int_at_least(1), help="CPU threads (and CPUs reserved) per actor (without it: 1 "
                                                     "with GPUs; on CPUs the cluster's CPUs / actors, fewer when "

@@ -38,7 +38,7 @@ from .data import ORIGINAL_SIZE, Augment
 from .loop import CHECKPOINT_NAME, DEVICE, measure, train
 
 PROG = "python3 -m unet_infer.train"
-FRACTION = cli.float_in(lambda value: 0.0 <= value <= 1.0, "is not a fraction from 0 to 1")
+FRACTION = cli.number(float, lambda value: 0.0 <= value <= 1.0, "is not a fraction from 0 to 1")
 
 
 def build_parser():
@@ -84,7 +84,7 @@ def build_parser():
     add("--threads", type=cli.int_at_least(1), default=None, help="PyTorch threads (default: PyTorch's)")
     add("--init", default=None, metavar="PTH",
         help="start from this checkpoint (fine-tuning; its width wins over --width)")
-    add("--ema", type=cli.float_in(lambda value: 0.0 < value < 1.0, "is not a decay between 0 and 1"),
+    add("--ema", type=cli.number(float, lambda value: 0.0 < value < 1.0, "is not a decay between 0 and 1"),
         metavar="DECAY", help="keep an exponential moving average of the weights (e.g. 0.999); it is validated and saved")
     add(*cli.flag("bn_images"), dest="bn_images", type=cli.int_at_least(0), default=0, metavar="N",
         help="at the end, recompute the BatchNorm statistics on N clean whole training images (0: no)")
