@@ -6,7 +6,6 @@ import argparse
 import difflib
 import errno
 import logging
-import os
 import re
 import sys
 
@@ -154,12 +153,6 @@ def run_cli(main, argv=None):
             return 1
         raise
     return 0 if status is None else int(status)
-
-
-def wrapper_prog(default):
-    """The program name for ``--help`` and errors: the one a shell wrapper passes in ``UNET_INFER_PROG``
-    (e.g. scripts/onnxsim.sh), else ``default``. Taken out of the environment, so no child inherits it."""
-    return os.environ.pop("UNET_INFER_PROG", "") or default
 
 
 def flag(name):

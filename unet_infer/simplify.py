@@ -15,6 +15,7 @@ image is counted by the export stage).
 """
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,8 +70,9 @@ def build_parser(prog=PROG):
 
 
 def main(argv=None):
-    """The command, named as scripts/onnxsim.sh names it when that is the caller (``cli.wrapper_prog``)."""
-    args = build_parser(cli.wrapper_prog(PROG)).parse_args(argv)
+    """The command, named in --help and errors as scripts/onnxsim.sh, its caller, names it in UNET_INFER_PROG
+    (taken out of the environment: no child inherits it)."""
+    args = build_parser(os.environ.pop("UNET_INFER_PROG", "") or PROG).parse_args(argv)
     simplify(args.input, args.output, args.size)
     print(f"wrote {args.output}")
 
