@@ -3,9 +3,11 @@ help formatter, the flag types and the key=value options of the scripts, so that
 and fails the same way everywhere."""
 
 import argparse
+import contextlib
 import difflib
 import errno
 import logging
+import os
 import re
 import sys
 
@@ -122,6 +124,21 @@ def device_list(text):
 def first_line(exc, limit=200):
     """The first line of an exception's text (or its type name), at most ``limit`` characters."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:limit]
+
+
+@contextlib.contextmanager
+def stderr_quiet():
+    """Send what C++ code (onnxsim, Ray) writes to file descriptor 2 nowhere, for the duration."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def os_error(path, exc, doing="write"):

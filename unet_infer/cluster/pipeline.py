@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import UserError
+from ..cli import UserError, stderr_quiet
 from ..data import decode, pack_batch
 from ..loop import Timings, run_loop
 from ..parallel import cpu_count
@@ -192,16 +192,10 @@ def quiet_init(quiet):
         return
     added = QUIET_ENV not in os.environ
     os.environ.setdefault(QUIET_ENV, "fatal")
-    sys.stderr.flush()
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
     try:
-        yield
+        with stderr_quiet():
+            yield
     finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
         if added:
             os.environ.pop(QUIET_ENV)
 

@@ -17,11 +17,8 @@ count, the relative error of the INT8 logits (max |int8 - fp32| / max |fp32|) an
 pixels whose class (car: logit > 0) is the same as with fp32.
 """
 
-import contextlib
 import importlib
 import logging
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +60,7 @@ def fold_shape_arithmetic(model, size, source="the model"):
     import onnxsim
     value = graph_inputs(model)[0]
     try:
-        with _stderr_quiet():  # onnxsim's C++ notes on the nodes it leaves alone, as stage 3a logs them apart
+        with cli.stderr_quiet():  # onnxsim's C++ notes on the nodes it leaves alone, as stage 3a logs them apart
             folded, ok = onnxsim.simplify(model, test_input_shapes={value.name: [1, dims(value)[1], size, size]})
     except (RuntimeError, ValueError) as exc:
         raise UserError(f"{source}: onnxsim cannot fold its shape arithmetic ({first_line(exc)}); "
@@ -74,20 +71,6 @@ def fold_shape_arithmetic(model, size, source="the model"):
     log.info("folded the shape arithmetic of %s (%d Shape nodes, %d nodes left) before quantising", source,
              shapes, len(folded.graph.node))
     return folded, True
-
-
-@contextlib.contextmanager
-def _stderr_quiet():
-    """Send what C++ code writes to file descriptor 2 nowhere, for the duration."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
 
 
 def select_evenly(items, n):
