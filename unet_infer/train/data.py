@@ -83,8 +83,7 @@ def load_pairs(pairs, size=DEFAULT_SIZE, workers=None, upscale=None, desc="load"
     return x, y
 
 
-# ---------------------------------------------------------------------------------------------
-# augmentation
+# ---- augmentation ----
 
 
 @dataclass(frozen=True)

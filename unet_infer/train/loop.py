@@ -41,8 +41,7 @@ def dice_loss(logits, target, eps=1.0):
     return (1 - (2 * inter + eps) / (prob.sum(1) + target.sum(1) + eps)).mean()
 
 
-# ---------------------------------------------------------------------------------------------
-# checkpoints
+# ---- checkpoints ----
 
 
 def cpu_seconds():
@@ -100,8 +99,7 @@ def _same_weights(path, state):
                     for k, v in state.items()))
 
 
-# ---------------------------------------------------------------------------------------------
-# the average of the weights and the BatchNorm statistics
+# ---- the average of the weights and the BatchNorm statistics ----
 
 
 def ema_update(ema, model, decay, step):
@@ -141,8 +139,7 @@ def recompute_batchnorm(model, x, device, batch=4):
     model.train(was_training)
 
 
-# ---------------------------------------------------------------------------------------------
-# training
+# ---- training ----
 
 
 def train(data_dir, out, *, width=16, epochs=12, steps_per_epoch=None, batch=8, crop=256, size=DEFAULT_SIZE,
@@ -327,8 +324,7 @@ def train(data_dir, out, *, width=16, epochs=12, steps_per_epoch=None, batch=8, 
             "train_seconds": seconds, "train_cpu_seconds": cpu, **extra_record}
 
 
-# ---------------------------------------------------------------------------------------------
-# scoring
+# ---- scoring ----
 
 
 def evaluate(model, x, y, batch=4, desc=None):
