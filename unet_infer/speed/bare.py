@@ -30,13 +30,10 @@ def main(argv=None):
     add("--threads", type=cli.int_at_least(1), help="INFERENCE_NUM_THREADS (without it: OpenVINO's own)")
     args = parser.parse_args(argv)
 
-    from ..backends.openvino_backend import HINTS, read_model, runtime_precision  # first: telemetry off
-    import openvino as ov
+    from ..backends.openvino_backend import HINTS, fix_shapes, model_batch, read_model, runtime_precision
+    import openvino as ov  # after the backend, whose import turns its telemetry off
     model = read_model(args.model)
-    shape = model.input(0).get_partial_shape()
-    if shape.is_dynamic:
-        model.reshape({0: [args.batchsize if shape[0].is_dynamic else shape[0].get_length(), shape[1].get_length(),
-                           args.size, args.size]})
+    fix_shapes(model, model_batch(model) or args.batchsize, args.size, args.model)  # as the runner shapes it
     config = {"INFERENCE_PRECISION_HINT": HINTS[args.precision]} if args.precision in HINTS else {}
     if args.threads:
         config["INFERENCE_NUM_THREADS"] = args.threads
