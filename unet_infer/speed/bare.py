@@ -15,7 +15,6 @@ import time
 import numpy as np
 
 from .. import cli
-from ..cli import UserError
 
 
 def main(argv=None):
@@ -30,17 +29,15 @@ def main(argv=None):
     add("--threads", type=cli.int_at_least(1), help="INFERENCE_NUM_THREADS (without it: OpenVINO's own)")
     args = parser.parse_args(argv)
 
-    from ..backends.openvino_backend import HINTS, fix_shapes, model_batch, read_model, runtime_precision
+    from ..backends.openvino_backend import (HINTS, compile_for_cpu, fix_shapes, model_batch, read_model,
+                                                runtime_precision)
     import openvino as ov  # after the backend, whose import turns its telemetry off
     model = read_model(args.model)
     fix_shapes(model, model_batch(model) or args.batchsize, args.size, args.model)  # as the runner shapes it
     config = {"INFERENCE_PRECISION_HINT": HINTS[args.precision]} if args.precision in HINTS else {}
     if args.threads:
         config["INFERENCE_NUM_THREADS"] = args.threads
-    try:
-        compiled = ov.Core().compile_model(model, "CPU", config)
-    except RuntimeError as exc:
-        raise UserError(f"{args.model}: OpenVINO cannot compile it ({cli.first_line(exc)})") from None
+    compiled = compile_for_cpu(model, config, args.model)
     request = compiled.create_infer_request()
     x = np.random.default_rng(0).random(tuple(compiled.input(0).get_shape()), dtype=np.float32)
     for _ in range(args.warmup):
