@@ -17,6 +17,7 @@ from . import summary as summ
 from .cli import UserError, key_values, run_cli
 from .results import read_results
 from .speed import split_sections
+from .speed.runs import repo_env
 from .stages import result_lines, run_tag
 from .workdir import Workdir
 
@@ -118,24 +119,17 @@ def run(cmd, seconds, out, env):
         try:
             return proc.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
-            stop(proc)
             return 124
-        except BaseException:  # Ctrl-C: the step goes too
-            stop(proc)
-            raise
-
-
-def stop(proc):
-    """TERM to the step's process group, KILL when it has not ended KILL_AFTER seconds later."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-            proc.wait(timeout=KILL_AFTER)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-        except ProcessLookupError:
-            return
+        finally:  # timed out or Ctrl-C: TERM to the step's process group, KILL when it lives KILL_AFTER s more
+            for sig in (signal.SIGTERM, signal.SIGKILL) if proc.returncode is None else ():
+                try:
+                    os.killpg(proc.pid, sig)
+                    proc.wait(timeout=KILL_AFTER)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+                except ProcessLookupError:
+                    break
 
 
 def probe(cmd, seconds, env):
@@ -230,7 +224,7 @@ def main(argv=None):
     if any(arg in ("-h", "--help", "help") for arg in argv):
         return print(HELP.format(**SHARES, spare=SPARE, per_row=max_seconds(SHARES["benchmark"], 9)), end="")
     opts, steps, budgets = parse(argv)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = repo_env()
     started = time.monotonic()
     gpu = probe([sys.executable, "-m", "unet_infer.speed", "--cuda"], budgets["probe"], env)
     if gpu is None:

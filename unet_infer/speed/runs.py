@@ -59,8 +59,8 @@ class Run:
     loop: int
 
 
-def _env():
-    """This environment with the repository on PYTHONPATH: the runs import this package."""
+def repo_env():
+    """This environment with the repository on PYTHONPATH: the processes started import this package."""
     return dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
 
@@ -98,7 +98,7 @@ class Runner:
         log.info("%s, loop %d: %s", job, loop, shlex.join(cmd[1:]))
         start = time.perf_counter()
         with open(log_path, "w", encoding="utf-8") as fh:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=repo_env(),
                                     errors="replace")
             for line in proc.stdout:
                 fh.write(line)
@@ -123,7 +123,7 @@ class Runner:
 
     def bare(self, job, loop):
         """The compute times (ms) of a bare OpenVINO session on ``job``'s model, or None when it failed."""
-        proc = subprocess.run(self.bare_command(job, loop), capture_output=True, text=True, env=_env(),
+        proc = subprocess.run(self.bare_command(job, loop), capture_output=True, text=True, env=repo_env(),
                               errors="replace")
         if proc.returncode:
             log.warning("%s: the bare OpenVINO session failed: %s", job, proc.stderr.strip()[-500:])
