@@ -51,12 +51,11 @@ def plan(work, weights, backend, precision, batchsizes, flow="files"):
     if precision in cls.quantized:
         values["QUANTIZED"] = w.quantized(cls)
     for bs in batchsizes:
-        values[f"MODEL_{bs}"] = w.model(cls, precision, bs, weights)
-        for key, path in (("OUTPUTS", w.outputs(bs)), ("SUMMARY", w.summary(bs)), ("LOG", w.run_log(bs)),
-                          ("PERF_SUMMARY", w.perf_summary(bs)), ("RESULT_TXT", w.result_txt(bs))):
-            values[f"{key}_{bs}"] = path
-        values[f"RUN_NAME_{bs}"] = w.run_name(bs)
-        values[f"PERF_NAME_{bs}"] = w.perf_name(bs)
+        for key, value in (("MODEL", w.model(cls, precision, bs, weights)), ("OUTPUTS", w.outputs(bs)),
+                           ("SUMMARY", w.summary(bs)), ("LOG", w.run_log(bs)), ("PERF_SUMMARY", w.perf_summary(bs)),
+                           ("RESULT_TXT", w.result_txt(bs)), ("RUN_NAME", w.run_name(bs)),
+                           ("PERF_NAME", w.perf_name(bs))):
+            values[f"{key}_{bs}"] = value
     return values
 
 

@@ -64,11 +64,6 @@ def parse_configs(text):
     return configs
 
 
-def max_seconds_type(text):
-    """``--max-seconds``: seconds above 0, or ``none`` (no limit)."""
-    return NO_LIMIT if text == NO_LIMIT else positive_float(text)
-
-
 def cuda_status():
     """``(True, "<GPU name> (torch V, CUDA C, N device(s))")`` where torch sees a CUDA GPU, else
     ``(False, why not)``: torch missing or failing to import, a CPU-only build, or no usable device
@@ -137,7 +132,8 @@ def build_parser():
         help="interleaved rounds: every row runs once per round; a row's figures are its rounds' medians")
     add(*cli.flag("no_bare"), dest="bare", action="store_false",
         help="leave out the bare OpenVINO session beside each openvino row")
-    add(*cli.flag("max_seconds"), dest="max_seconds", type=max_seconds_type,
+    add(*cli.flag("max_seconds"), dest="max_seconds",
+        type=lambda text: text if text == NO_LIMIT else positive_float(text),
         help="about the most seconds one row may take: the loop count is cut (down to 1) to fit; 'none': no "
              f"limit; without it: {_by_machine('max_seconds')}")
     add("--workdir", default="work/bench", help="folder for the models and the runs")
