@@ -85,7 +85,7 @@ def pth_to_onnx(pth_path, onnx_path, size=572, check=True, rtol=1e-4):
     return info
 
 
-def build_parser(prog=PROG):
+def main(argv=None, prog=PROG):
     parser = cli.parser(prog, __doc__)
     add = parser.add_argument
     add("pth", help="checkpoint: a plain UNet state_dict (.pth)")
@@ -94,11 +94,7 @@ def build_parser(prog=PROG):
     add("--rtol", type=cli.positive_float, default=1e-4,
         help="largest relative error allowed between ONNX and PyTorch")
     add(*cli.flag("no_check"), dest="check", action="store_false", help="skip the ONNX Runtime parity check")
-    return parser
-
-
-def main(argv=None, prog=PROG):
-    args = build_parser(prog).parse_args(argv)
+    args = parser.parse_args(argv)
     info = pth_to_onnx(args.pth, args.onnx, size=args.size, check=args.check, rtol=args.rtol)
     print(f"{args.onnx}: layout {info['layout']}, {info['classes']} classes, width {info['width']}, "
           f"{info['parameters'] / 1e6:.1f} M parameters, {info['gflop_per_image']:.1f} GFLOP per image "

@@ -114,18 +114,14 @@ def score_folder(output_dir, label_dir, size=DEFAULT_SIZE, workers=None):
     return sorted(records, key=lambda record: natural_key(record["name"]))
 
 
-def build_parser(prog=PROG):
+def main(argv=None, prog=PROG):
     parser = cli.parser(prog, __doc__)
     add = parser.add_argument
     add("--output", required=True, help="folder of the model's output .bin files")
     add("--label", required=True, help="folder of the <stem>_mask.gif (or <stem>_mask.png) masks")
     add("--result", required=True, help="per-image result text file; the .json of the same stem goes beside it")
     add_size_and_workers(parser, "model output height and width")
-    return parser
-
-
-def main(argv=None, prog=PROG):
-    args = build_parser(prog).parse_args(argv)
+    args = parser.parse_args(argv)
     set_quiet(args.quiet)
     check_writable(args.result, inputs=[args.output, args.label])  # before the scoring, not after
     records = score_folder(args.output, args.label, size=args.size, workers=args.workers)

@@ -68,7 +68,7 @@ def add_size_and_workers(parser, size_help):
     cli.add_quiet(parser)
 
 
-def build_parser(prog=PROG):
+def main(argv=None, prog=PROG):
     parser = cli.parser(prog, __doc__)
     add = parser.add_argument
     add(*cli.flag("src_path"), dest="src_path", required=True, help="folder of images (.jpg/.jpeg/.png)")
@@ -78,11 +78,7 @@ def build_parser(prog=PROG):
         help="an image that cannot be read is left out and listed at the end, and the run succeeds (without "
              "it: the others are converted, then an error lists it)")
     add_size_and_workers(parser, "model input height and width")
-    return parser
-
-
-def main(argv=None, prog=PROG):
-    args = build_parser(prog).parse_args(argv)
+    args = parser.parse_args(argv)
     set_quiet(args.quiet)
     written, bad = preprocess_folder(args.src_path, args.save_bin_path, size=args.size, workers=args.workers)
     print(f"wrote {written} file{'s' if written != 1 else ''} of {args.size}x{args.size} input to "

@@ -128,16 +128,12 @@ def apply_plan(output_dir, plan):
     return len(todo), done
 
 
-def build_parser(prog=PROG):
+def main(argv=None, prog=PROG):
     parser = cli.parser(prog, __doc__)
     parser.add_argument("--output", required=True,
                         help="the runner's output folder, e.g. result/bs8 (its summary lies beside it)")
     cli.add_quiet(parser)
-    return parser
-
-
-def main(argv=None, prog=PROG):
-    args = build_parser(prog).parse_args(argv)
+    args = parser.parse_args(argv)
     set_quiet(args.quiet)
     folder = Path(args.output)  # result/bs8 -> result/bs8_summary.json, where ais_bench writes it
     if folder.name in ("", ".", ".."):

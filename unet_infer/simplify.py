@@ -60,19 +60,15 @@ def simplify(src, dst, size=DEFAULT_SIZE):
 PROG = "python3 -m unet_infer.simplify"
 
 
-def build_parser(prog=PROG):
-    parser = cli.parser(prog, __doc__)
+def main(argv=None):
+    """The command, named in --help and errors as scripts/onnxsim.sh, its caller, names it in UNET_INFER_PROG
+    (taken out of the environment: no child inherits it)."""
+    parser = cli.parser(os.environ.pop("UNET_INFER_PROG", "") or PROG, __doc__)
     parser.add_argument("input", help="the exported model (UNet_dynamic_bs.onnx)")
     parser.add_argument("output", help="the simplified model to write (UNet_dynamic_sim.onnx)")
     parser.add_argument("size", nargs="?", type=cli.int_at_least(16), default=DEFAULT_SIZE,
                         help="input height and width used to test the simplified model")
-    return parser
-
-
-def main(argv=None):
-    """The command, named in --help and errors as scripts/onnxsim.sh, its caller, names it in UNET_INFER_PROG
-    (taken out of the environment: no child inherits it)."""
-    args = build_parser(os.environ.pop("UNET_INFER_PROG", "") or PROG).parse_args(argv)
+    args = parser.parse_args(argv)
     simplify(args.input, args.output, args.size)
     print(f"wrote {args.output}")
 

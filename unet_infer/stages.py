@@ -255,7 +255,7 @@ def _stage_args(parser):
                              "declaration picks its paths and options from them; repeatable")
 
 
-def build_parser():
+def main(argv=None):
     parser = cli.parser("python3 -m unet_infer.stages", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     bs_help = "batch size, or a comma list of them (e.g. 1,8)"
@@ -298,11 +298,7 @@ def build_parser():
     p.add_argument("--no-labels", dest="labels", action="store_false",
                    help="the run was not scored (labels=none): no IoU, and its run is called the inference run")
     p.add_argument("--run", default="", help=run_help)
-    return parser
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     return args.do(args) or 0
 
 

@@ -120,7 +120,7 @@ def compare_outputs(reference, candidate, image):
     return {"check_image": str(image), "relative_error": err, "sign_agreement": agree}
 
 
-def build_parser():
+def main(argv=None):
     parser = cli.parser("python3 -m unet_infer.quantize", __doc__)
     add = parser.add_argument
     add("--model", required=True, help="the fp32 ONNX model (e.g. UNet_dynamic_sim.onnx)")
@@ -137,11 +137,7 @@ def build_parser():
     add("--threads", type=cli.int_at_least(1), default=None,
         help="threads for the fp32 / INT8 check run (without it: the engine's own)")
     cli.add_quiet(parser)
-    return parser
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     set_quiet(args.quiet)
     name = args.backend or backend_for_model(args.output)
     cls = get_backend(name)

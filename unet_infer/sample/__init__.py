@@ -89,7 +89,7 @@ def generate(out_dir, cars, seed, views=MAX_VIEWS, width=1918, height=1280, work
     return [view_paths(out_dir, car_id, view) for car_id in ids for view in range(1, views + 1)]
 
 
-def build_parser():
+def main(argv=None):
     parser = cli.parser("python3 -m unet_infer.sample", __doc__)
     add = parser.add_argument
     add("--output", "--out", dest="output", required=True, metavar="DIR",
@@ -102,11 +102,7 @@ def build_parser():
     add("--height", type=cli.int_at_least(MIN_SIZE), default=1280, help="image height, pixels")
     add("--workers", type=cli.int_at_least(1), default=None, help="worker processes (default: one per CPU)")
     cli.add_quiet(parser)
-    return parser
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     set_quiet(args.quiet)
     pairs = generate(args.output, args.cars, args.seed, args.views, args.width, args.height, args.workers)
     print(f"wrote {len(pairs)} images to {Path(args.output) / 'train'} "

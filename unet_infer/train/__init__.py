@@ -41,7 +41,16 @@ PROG = "python3 -m unet_infer.train"
 FRACTION = cli.number(float, lambda value: 0.0 <= value <= 1.0, "is not a fraction from 0 to 1")
 
 
-def build_parser():
+def _record_of(path, out):
+    """The record at ``path`` when it describes this very ``out`` file, else {}."""
+    try:
+        info = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return info if info.get("checkpoint_sha256") == file_sha256(out) else {}
+
+
+def main(argv=None):
     parser = cli.parser(PROG, __doc__)
     add = parser.add_argument
     add("--data", required=True, metavar="DIR", help="Carvana-format folder with train/ and train_masks/")
@@ -89,20 +98,7 @@ def build_parser():
     add(*cli.flag("bn_images"), dest="bn_images", type=cli.int_at_least(0), default=0, metavar="N",
         help="at the end, recompute the BatchNorm statistics on N clean whole training images (0: no)")
     cli.add_quiet(parser)
-    return parser
-
-
-def _record_of(path, out):
-    """The record at ``path`` when it describes this very ``out`` file, else {}."""
-    try:
-        info = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-    return info if info.get("checkpoint_sha256") == file_sha256(out) else {}
-
-
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parser.parse_args(argv)
     set_quiet(args.quiet)
     if args.info_json and not Path(args.info_json).parent.is_dir():  # before the training, not after
         raise UserError(f"{Path(args.info_json).parent}: folder for --info-json not found")
