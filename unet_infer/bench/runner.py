@@ -30,7 +30,18 @@ AIS_BENCH_FLAGS = ("model", "input", "output", "output_dirname", "outfmt", "loop
                    "device", "pure_data_type", "display_all_summary")
 
 
-def build_parser():
+def ais_bench_argv(args, parser):
+    """``--model`` and the other ais_bench flags the user set (underscore spelling, ``--name=value``)."""
+    defaults = vars(parser.parse_args(["--model", args.model]))
+    argv = []
+    for dest in AIS_BENCH_FLAGS:
+        value = getattr(args, dest)
+        if dest == "model" or value != defaults[dest]:
+            argv.append(f"--{dest}={','.join(map(str, value)) if isinstance(value, list) else value}")
+    return argv
+
+
+def main(argv=None):
     parser = cli.parser("python3 -m unet_infer.bench", __doc__)
     add = parser.add_argument
     add("--model", "-m", required=True, help=f"model file: {session.model_files(in_process=False)}")
@@ -64,22 +75,6 @@ def build_parser():
     add("--size", type=cli.int_at_least(16), default=DEFAULT_SIZE,
         help="input height = width for .pth models (and dynamic H, W of an ONNX model)")
     cli.add_quiet(parser)
-    return parser
-
-
-def ais_bench_argv(args, parser):
-    """``--model`` and the other ais_bench flags the user set (underscore spelling, ``--name=value``)."""
-    defaults = vars(parser.parse_args(["--model", args.model]))
-    argv = []
-    for dest in AIS_BENCH_FLAGS:
-        value = getattr(args, dest)
-        if dest == "model" or value != defaults[dest]:
-            argv.append(f"--{dest}={','.join(map(str, value)) if isinstance(value, list) else value}")
-    return argv
-
-
-def main(argv=None):
-    parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
     set_quiet(args.quiet)
     status = session.hand_over(args, lambda: ais_bench_argv(args, parser) + unknown)  # acl: ais_bench runs it
