@@ -21,8 +21,9 @@ docs/training.md). CUDA is used when present.
                  zoom 0.6-1.35 and generated cars (about 85 minutes on 2 cores, AMD EPYC), then
                  300 steps of 4 whole images (about 10 minutes on 2 cores, Intel Xeon with AMX)
   model=predict  width 22, predict's model: whole images at 286x286 (6 epochs of 400 steps of 8),
-                 then 300 steps of 4 whole images at 572x572, then 1,000 more with generated cars
-                 (Intel Xeon with AMX, 2 cores shared with other work: 100, 20 and 125 minutes)
+                 then 300 steps of 4 whole images at 572x572, then twice 1,000 more with generated
+                 cars (Intel Xeon with AMX, 2 cores shared with other work: 100, 20, 125 and 115
+                 minutes)
 
 options (key=value):
   data=DIR        Carvana-format training folder with train/ and train_masks/ (required),
@@ -129,8 +130,13 @@ else
         --checkpoint-dir "$WORK/predict-phase1-seed$SEED" --out "$FIRST" --info-json "${FIRST%.pth}.json"
     "$PYTHON" -m unet_infer.train "${COMMON[@]}" --init "$FIRST" "${WHOLE[@]}" --epochs 2 --steps-per-epoch 150 \
         --lr 3e-4 --ema 0.995 --checkpoint-dir "$WORK/predict-whole-seed$SEED" --out "$INIT" --info-json "${INIT%.pth}.json"
-    LAST=("${EXTRA[@]}" --epochs 4 --steps-per-epoch 250 --lr 4e-4 --ema 0.998
-          --checkpoint-dir "$WORK/predict-long-seed$SEED")
+    LONG="$WORK/predict-phase3-seed$SEED.pth"
+    "$PYTHON" -m unet_infer.train "${COMMON[@]}" --init "$INIT" "${WHOLE[@]}" "${EXTRA[@]}" --epochs 4 \
+        --steps-per-epoch 250 --lr 4e-4 --ema 0.998 --checkpoint-dir "$WORK/predict-long-seed$SEED" \
+        --out "$LONG" --info-json "${LONG%.pth}.json"
+    INIT="$LONG"
+    LAST=("${EXTRA[@]}" --epochs 4 --steps-per-epoch 250 --lr 3e-4 --ema 0.998
+          --checkpoint-dir "$WORK/predict-phase4-seed$SEED")
 fi
 
 # The last phase: whole 572x572 images from the model before, measured.
