@@ -93,7 +93,8 @@ def int_list(text):
     except ValueError:
         values = []
     if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected a whole number above 0 or a comma list of them (e.g. 1,4,8), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a whole number above 0 or a comma list of them (e.g. 1,4,8), "
+                                         f"got {text!r}")
     return list(dict.fromkeys(values))
 
 

@@ -189,6 +189,13 @@ def check_main(work, options, gpu_name):
     return None, figures, []
 
 
+def table(section):
+    """The rows of a section's table, each ``{column title: cell}``."""
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    titles = [cell.strip() for cell in lines[0].strip("|").split("|")] if lines else []
+    return [dict(zip(titles, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[1:]]
+
+
 def check_benchmark(markdown, before, gpu_name, configs, batchsizes):
     """``(problem or None, the section's name, its rows)``: the markdown (``before``: its text before)
     has a new section naming the GPU and a date, a row per config and batch size, every other kept."""
@@ -201,9 +208,7 @@ def check_benchmark(markdown, before, gpu_name, configs, batchsizes):
     if not new:
         return "no section was written", "", []
     section = ([s for s in new if gpu_name in s.splitlines()[0]] or new)[-1]
-    heading, lines = section.splitlines()[0][3:], [line for line in section.splitlines() if line.startswith("| ")]
-    titles = [cell.strip() for cell in lines[0].strip("|").split("|")] if lines else []
-    rows = [dict(zip(titles, (cell.strip() for cell in line.strip("|").split("|")))) for line in lines[1:]]
+    heading, rows = section.splitlines()[0][3:], table(section)
     figures = [f"{r['Backend']} {r['Precision']} bs {r['Batch size']}: {r['images/s']} images/s, p50 "
                f"{r['p50 ms/batch']} ms, p99 {r['p99 ms/batch']} ms per batch, {r['ms/image']} ms/image, loop "
                f"{r['loop']}" for r in rows if "p50 ms/batch" in r]

@@ -1,6 +1,6 @@
 """The checkpoints shipped in weights/, made by scripts/train_bundled.sh: the main job's
-(``BUNDLED_WEIGHTS``, width 12) and predict's (``PREDICT_WEIGHTS``, width 22), and the name every model, summary and result gives a checkpoint
-(:func:`weights_id`)."""
+(``BUNDLED_WEIGHTS``, width 12) and predict's (``PREDICT_WEIGHTS``, width 22), and the name every
+model, summary and result gives a checkpoint (:func:`weights_id`)."""
 
 import hashlib
 from pathlib import Path

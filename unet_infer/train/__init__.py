@@ -94,7 +94,8 @@ def main(argv=None):
     add("--init", default=None, metavar="PTH",
         help="start from this checkpoint (fine-tuning; its width wins over --width)")
     add("--ema", type=cli.number(float, lambda value: 0.0 < value < 1.0, "is not a decay between 0 and 1"),
-        metavar="DECAY", help="keep an exponential moving average of the weights (e.g. 0.999); it is validated and saved")
+        metavar="DECAY",
+        help="keep an exponential moving average of the weights (e.g. 0.999); it is validated and saved")
     add(*cli.flag("bn_images"), dest="bn_images", type=cli.int_at_least(0), default=0, metavar="N",
         help="at the end, recompute the BatchNorm statistics on N clean whole training images (0: no)")
     cli.add_quiet(parser)
