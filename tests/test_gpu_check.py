@@ -150,7 +150,7 @@ def test_every_step_runs_in_order_and_passes_by_its_files(checked):
     assert checked.status == 0, checked.out
     said = [line for line in checked.out.splitlines() if re.match(r"\[gpu_check\] (tests|main|benchmark): ", line)]
     assert [line.split()[1] for line in said] == ["tests:", "tests:", "main:", "main:", "benchmark:", "benchmark:"]
-    assert " -m pytest -q --durations=5 " in said[0] and said[0].endswith("(budget 150 s)")
+    assert " -m pytest -q -n 0 --durations=5 " in said[0] and said[0].endswith("(budget 150 s)")
     assert "scripts/run_all.sh bs=2 backend=torch precision=fp32 " in said[2] and said[2].endswith("(budget 110 s)")
     assert "configs=torch:fp32 bs=1,2 rounds=1 loop=2 width=4 size=32 max_seconds=58 " in said[4]  # 2 rows
     assert checked.out.splitlines()[-1] == "[gpu_check] every step passed"

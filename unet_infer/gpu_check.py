@@ -44,7 +44,8 @@ OPTIONS = {  # key: (default, the form of its value, that form in words)
 HELP = """usage: scripts/gpu_check.sh [key=value ...]
 
 On a machine whose torch sees a CUDA GPU, runs in at most budget= seconds, in this order:
-  1. tests      python3 -m pytest -q --durations=5 TESTS          (the tests that need CUDA)
+  1. tests      python3 -m pytest -q -n 0 --durations=5 TESTS     (the tests that need CUDA, in one
+                process: one GPU)
   2. main       scripts/run_all.sh bs=8 backend=torch precision=fp16 workdir=WORK/main quiet=1
   3. benchmark  scripts/benchmark.sh configs=CONFIGS bs=BS rounds=1 loop=100 max_seconds=S
                 workdir=WORK/bench markdown=MARKDOWN quiet=1: the GPU section of BENCHMARKS.md,
@@ -257,7 +258,8 @@ def main(argv=None):
     report.unlink(missing_ok=True)
     before = markdown.read_text(encoding="utf-8") if markdown.is_file() else ""
     commands = {
-        "tests": [sys.executable, "-m", "pytest", "-q", "--durations=5", "--rootdir", str(ROOT), f"--junitxml={report}",
+        "tests": [sys.executable, "-m", "pytest", "-q", "-n", "0", "--durations=5", "--rootdir", str(ROOT),
+                  f"--junitxml={report}",
                   *(str(ROOT / t) for t in opts["tests"].split(","))],
         "main": ["bash", str(ROOT / "scripts" / "run_all.sh"), *MAIN, f"workdir={work / 'main'}", "quiet=1"],
         "benchmark": ["bash", str(ROOT / "scripts" / "benchmark.sh"), f"configs={opts['configs']}", f"bs={opts['bs']}",
