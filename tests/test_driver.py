@@ -189,28 +189,9 @@ def test_a_torch_run_killed_half_way_is_redone_and_scores_the_checkpoint_itself(
     assert json.loads((work / "result" / "bs2_summary.json").read_text())["backend"] == "torch"
 
 
-def test_results_follow_the_data_in_the_folder_now(tmp_path):
-    data = make_data(tmp_path / "data", seed=21, views=3)
-    work = tmp_path / "work"  # no timing run (loop=0): what follows the data is the scored run
-    assert run_driver("bs=2", *common(data, work, "backend=torch", "loop=0")).returncode == 0
-    assert json.loads((work / "result.json").read_text())["n_images"] == 3
-    # an image and its mask added, another image removed (its mask kept): every stage from preprocess
-    # on runs again; the new image is counted, the removed one's preprocessed file goes and it is not scored
-    extra = make_data(tmp_path / "extra", seed=22, views=1)
-    (stem, image, mask), = pair_carvana(extra)
-    shutil.copy(image, data / "train")
-    shutil.copy(mask, data / "train_masks")
-    gone = sorted(per_image(work))[0]
-    (data / "train" / f"{gone}.jpg").unlink()
-    again = run_driver("bs=2", *common(data, work, "backend=torch", "loop=0"))
-    assert again.returncode == 0, again.stderr
-    assert "preprocess: complete, skipped" not in again.stdout and "infer_bs2: complete, skipped" not in again.stdout
-    assert stem in per_image(work) and gone not in per_image(work) and len(per_image(work)) == 3
-    assert not (work / "prep_bin" / f"{gone}.bin").exists() and (work / "prep_bin" / f"{stem}.bin").exists()
-    assert again.stdout.strip().splitlines()[-1].split(" images)")[0].endswith("3")
-
-
-def test_another_seed_replaces_the_generated_sample(tmp_path):
+def test_another_seed_replaces_the_generated_sample_and_the_results_follow_it(tmp_path):
+    """The data changed (here: the generated sample, for another seed): every stage from preprocess on
+    runs again, the images no longer there lose their preprocessed files and are not scored."""
     work = tmp_path / "work"
     args = [f"weights={WEIGHTS}", f"workdir={work}", f"size={SIZE}", "quiet=1", "loop=0", "cars=1", "backend=torch"]
     assert run_driver("bs=8", *args, "seed=3").returncode == 0
@@ -219,7 +200,12 @@ def test_another_seed_replaces_the_generated_sample(tmp_path):
     assert second_run.returncode == 0, second_run.stderr
     second = per_image(work)
     assert len(first) == len(second) == 16 and not set(first) & set(second)
-    assert len(list((work / "sample" / "train").iterdir())) == 16
+    assert sorted(p.stem for p in (work / "sample" / "train").iterdir()) == sorted(second)
+    assert sorted(p.stem for p in (work / "prep_bin").iterdir()) == sorted(second)
+    assert "removed 16 .bin file(s) of images no longer in" in second_run.stdout
+    for stage in ("preprocess", "infer_bs8", "score_bs8"):
+        assert f"{stage}: complete, skipped" not in second_run.stdout, stage
+    assert json.loads((work / "result.json").read_text())["n_images"] == 16
 
 
 @pytest.fixture(scope="module")
