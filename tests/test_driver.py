@@ -5,7 +5,6 @@ its lock, and its options and early errors."""
 import fcntl
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
