@@ -6,7 +6,8 @@ the batches not recorded (they are not even sent to Ray) and writes the uninterr
   replay giving back the scores, masks, unreadable images and each actor's batches and times; a
   record that is not this plan's is set aside;
 - the driver killed (kill -9 of its process group, its local Ray with it) at about half of a run:
-  the same command finishes the rest, and its summary says how much it resumed.
+  the same command finishes the rest, and its summary says how much it resumed; neither run leaves
+  anything outside the work folder (its local Ray's files in WORK/.ray) or any process behind.
 """
 
 import json
@@ -22,11 +23,11 @@ import numpy as np
 import pytest
 
 from conftest import _make_carvana
+from test_footprint import STALE, processes_naming, tree
 from tiny_unet import tiny_onnx
 from unet_infer import stream
 from unet_infer.cli import run_cli
-from unet_infer.cluster import pipeline
-from unet_infer.cluster import actor_summaries
+from unet_infer.cluster import actor_summaries, local, pipeline
 from unet_infer.cluster.collect import Recorder, plan_batches
 from unet_infer.data import pair_carvana
 from unet_infer.journal import Journal, pack_mask, scan
@@ -214,16 +215,21 @@ def test_a_record_of_another_plan_is_set_aside(tmp_path, caplog):
 
 # ---- the driver killed half way ------------------------------------------------------------------
 
-def test_the_driver_killed_at_half_then_the_same_command(model, data, reference, tmp_path):
+def test_the_driver_killed_at_half_then_the_same_command(model, data, reference):
     """kill -9 of the driver's process group (its local Ray too) once half the batches are recorded;
-    the same command then scores only the others."""
-    temp = Path(tempfile.mkdtemp(prefix="rk", dir="/tmp"))  # TMPDIR: short, the test's own
-    home = tmp_path / "home"
+    the same command then scores only the others. What the runs leave outside the work folder:
+    nothing. The local Ray keeps its files in WORK/.ray (no /tmp/ray, no token in ~/.ray), the second
+    run starts its own Ray whatever stale ``ray_current_cluster`` files say (in WORK/.ray, beside the
+    killed Ray's session, and in TMPDIR/ray), and no Ray process is left behind."""
+    root = Path(tempfile.mkdtemp(prefix="rk", dir="/tmp"))  # short: Ray's sockets fit under WORK/.ray
+    home, tmp, work = root / "home", root / "tmp", root / "work"
+    (tmp / "ray").mkdir(parents=True)
+    (tmp / "ray" / "ray_current_cluster").write_text(STALE)  # Ray's default folder (TMPDIR/ray)
     home.mkdir()
     env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
-    env.update(HOME=str(home), TMPDIR=str(temp), UNET_INFER_QUIET="1")
-    argv = cluster_argv(model, data, tmp_path / "work")  # too deep for Ray's sockets: its folder goes in TMPDIR
-    record = tmp_path / "work" / "result_bs2.journal"
+    env.update(HOME=str(home), TMPDIR=str(tmp), UNET_INFER_QUIET="1")
+    argv, ray_dir = cluster_argv(model, data, work), work / local.RAY_DIR
+    record = work / "result_bs2.journal"
     try:
         proc = start(argv, {**env, pipeline.SLOW_ENV: "0.4"})
         try:
@@ -231,17 +237,23 @@ def test_the_driver_killed_at_half_then_the_same_command(model, data, reference,
         finally:
             os.killpg(proc.pid, signal.SIGKILL)
             status, _ = ended(proc)
-            kill_by_folder(temp)
+            kill_by_folder(ray_dir)
         assert status == -signal.SIGKILL
         units = scan(record.read_bytes()).units
         assert N_BATCHES // 2 <= len(units) < N_BATCHES
+        (ray_dir / "ray_current_cluster").write_text(STALE)  # as a killed `ray start` leaves it
 
         status, out = ended(start(argv, env))
         assert status == 2 and out.strip().splitlines()[-1].startswith("error: 1 unreadable image(s)"), out[-3000:]
-        summary = check_resumed(tmp_path / "work", reference, data, units)
+        summary = check_resumed(work, reference, data, units)
         assert summary["cluster"]["lost_nodes"] == [] and summary["cluster"]["rounds"][0]["actors"] == 2
-        assert [p.name[:len("unet-ray-")] for p in temp.iterdir()] == ["unet-ray-"]  # the local Ray's files
+        assert f"local Ray: its files in {ray_dir}; this run's logs: {ray_dir}/session_" in out
+        assert len(list(ray_dir.glob("session_2*"))) == 2  # one per run
+        assert tree(home) == [] and tree(tmp) == ["ray", "ray/ray_current_cluster"]  # nothing of Ray's there
+        deadline = time.monotonic() + 20  # the run stopped its Ray: no process of it is left
+        while processes_naming(str(ray_dir)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert processes_naming(str(ray_dir)) == []
     finally:
-        kill_by_folder(temp)
-        subprocess.run(["rm", "-rf", str(temp)], check=False)
-    assert not list(home.iterdir())  # nothing written in the home folder (no ~/.ray)
+        kill_by_folder(ray_dir)
+        subprocess.run(["rm", "-rf", str(root)], check=False)

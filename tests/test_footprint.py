@@ -1,15 +1,15 @@
-"""What a run leaves outside its work folder: nothing. A local cluster=ray run keeps Ray's files in
-the work folder (not in /tmp/ray, no token in ~/.ray), starts its own Ray whatever a stale
-``ray_current_cluster`` says and leaves no Ray process behind; an OpenVINO quantise and compile
-write nothing in the user's home (no ~/intel telemetry counter). HOME and TMPDIR point at empty
-test folders, and the files there are compared before and after."""
+"""What a run leaves outside its work folder: nothing. Where a local Ray keeps its files (the work
+folder, else a short temporary folder named for it) and the token it is given; an OpenVINO quantise
+and compile write nothing in the user's home (no ~/intel telemetry counter). HOME and TMPDIR point
+at empty test folders, and the files there are compared before and after. A local cluster=ray run
+(its Ray's files in WORK/.ray, no stale ``ray_current_cluster`` joined, no process left behind) is
+checked where the driver is killed and resumed (test_cluster_resume.py)."""
 
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from unet_infer.cluster import local
-from unet_infer.cluster import main as cluster_main
 
 from tiny_unet import SIZE, smooth_images, tiny_unet
 
@@ -67,32 +66,6 @@ def processes_naming(text):
         except OSError:
             continue
     return found
-
-
-@pytest.mark.skipif(not Path("/proc/self/cmdline").exists(), reason="reads the process table in /proc")
-def test_a_local_cluster_run_keeps_ray_in_the_work_folder_despite_a_stale_cluster(root, make_carvana):
-    data = make_carvana(root / "data", n=3)
-    model = export_tiny(root / "tiny.onnx")
-    work, ray_dir = root / "work", root / "work" / local.RAY_DIR
-    for folder in (root / "tmp" / "ray", ray_dir):  # Ray's default folder (TMPDIR/ray) and ours
-        folder.mkdir()
-        (folder / "ray_current_cluster").write_text(STALE)
-    home, tmp = tree(root / "home"), tree(root / "tmp")
-    proc = subprocess.run([sys.executable, "-m", "unet_infer.cluster", "--model", str(model), "--data", str(data.root),
-                           "--batchsize", str(BS), "--size", str(SIZE), "--actors", "1", "--threads", "1",
-                           "--result", str(work / f"result_bs{BS}.txt"), "--quiet"],
-                          capture_output=True, text=True, timeout=240, env=environment(root), cwd=root)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"local Ray: its files in {ray_dir}; this run's logs: {ray_dir}/session_" in proc.stderr
-    sessions = list(ray_dir.glob("session_2*"))
-    assert len(sessions) == 1 and (sessions[0] / "logs").is_dir()
-    assert tree(root / "home") == home == [], tree(root / "home")  # no ~/.ray/auth_token
-    assert tree(root / "tmp") == tmp == ["ray", "ray/ray_current_cluster"]  # nothing of Ray's there
-    assert (work / f"result_bs{BS}.json").is_file()
-    deadline = time.monotonic() + 20  # the run stopped its Ray: no process of it is left
-    while processes_naming(str(ray_dir)) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert processes_naming(str(ray_dir)) == []
 
 
 def test_ray_falls_back_to_a_short_temporary_folder_named_for_the_work_folder(monkeypatch):
