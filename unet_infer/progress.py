@@ -8,8 +8,6 @@ import os
 import sys
 import time
 
-from tqdm import tqdm
-
 _QUIET = False
 
 
@@ -65,6 +63,7 @@ class _PlainProgress:
 
 def progress(iterable=None, total=None, desc="", unit="it"):
     """Wrap ``iterable`` (or count ``total`` manual updates) with the right kind of progress display."""
+    from tqdm import tqdm  # here, not at the top: the driver's many short commands do without it
     if is_quiet():
         return tqdm(iterable, total=total, disable=True)
     if sys.stderr.isatty():
