@@ -66,6 +66,15 @@ def test_perfect_outputs_end_to_end(carvana, outputs, tmp_path, capsys):
     assert [r["name"] for r in summary["per_image"]] == carvana.stems
 
 
+def test_a_mask_without_its_output_is_not_scored(carvana, outputs, tmp_path):
+    """An image removed from the data keeps its mask: the outputs decide what is scored."""
+    gone = carvana.stems[0]
+    (outputs / f"{gone}.bin").unlink()
+    result = tmp_path / "result.txt"
+    assert run([f"--output={outputs}", f"--label={carvana.masks}", f"--result={result}"]) == 0
+    assert [line.split()[0] for line in result.read_text().splitlines()[1:]] == carvana.stems[1:]
+
+
 def test_known_perturbation(carvana, outputs):
     stem = carvana.stems[0]
     label = label_of(carvana.mask(stem))
